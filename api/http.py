@@ -1,0 +1,198 @@
+"""The one decorator every route uses: authentication, scope, body and query
+validation, Idempotency-Key, and errors as problem+json.
+
+It also records each operation in :data:`OPERATIONS`, from which
+:mod:`api.openapi` builds the OpenAPI document: the models named here are the ones
+that validate the request, so the document cannot drift from the code.
+Models are named as strings and resolved from :mod:`api.schemas` on first use.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from chalice import Blueprint, Response
+
+from api.problems import from_domain, from_validation, problem
+
+log = logging.getLogger("rapport.api")
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: str
+    operation_id: str
+    summary: str
+    scope: str | None
+    body: str | None
+    query: str | None
+    responses: dict[int, str | None]
+    errors: tuple[int, ...]
+    tag: str
+    idempotent: bool
+    if_match: bool
+    max_body: int
+
+
+OPERATIONS: list[Operation] = []
+
+
+def model(name: str) -> Any:
+    from api import schemas
+
+    return getattr(schemas, name)
+
+
+@dataclass
+class Request:
+    """What a handler sees: the tenant context and already-validated inputs."""
+
+    ctx: Any
+    params: dict[str, str]
+    body: Any = None
+    query: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    if_match: int | None = None
+
+
+@dataclass
+class Result:
+    status: int
+    body: Any = None  # a pydantic model, a dict/list, or None for 204
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(body: Any) -> str:
+    from pydantic import BaseModel
+
+    if isinstance(body, BaseModel):
+        return body.model_dump_json()
+    return json.dumps(body, default=_default)
+
+
+def _default(value: Any) -> Any:
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _bearer(headers: Any) -> str | None:
+    value = headers.get("authorization") or ""
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _parse_if_match(value: str | None) -> int | None:
+    from crm.errors import DomainError
+
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.strip()
+    tag = tag[2:] if tag.startswith("W/") else tag
+    tag = tag.strip('"')
+    if not tag.isdigit() or len(tag) > 12:
+        err = DomainError("If-Match must be an ETag from a previous response, e.g. \"3\"",
+                          field="If-Match")
+        raise err
+    return int(tag)
+
+
+def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summary: str,
+             tag: str, scope: str | None, body: str | None = None, query: str | None = None,
+             responses: dict[int, str | None], errors: tuple[int, ...] = (),
+             idempotent: bool = False, if_match: bool = False,
+             max_body: int = MAX_BODY_BYTES) -> Callable:
+    """Declare a route. The handler takes a :class:`Request` and returns a :class:`Result`."""
+    auth_errors = (401, 403) if scope else ()
+    input_errors = ((400, 413, 415, 422) if body else ()) + ((400, 422) if query else ())
+    idem_errors = (409, 422) if idempotent else ()
+    op = Operation(path, method, operation_id, summary, scope, body, query, responses,
+                   tuple(sorted(set(errors + auth_errors + input_errors + idem_errors))),
+                   tag, idempotent, if_match, max_body)
+    OPERATIONS.append(op)
+
+    def decorate(handler: Callable[[Request], Result]) -> Callable:
+        content_types = ["application/json", "application/merge-patch+json"] if body else None
+        route_kwargs = {"methods": [method]}
+        if content_types:
+            route_kwargs["content_types"] = content_types
+
+        @bp.route(path, **route_kwargs)
+        @functools.wraps(handler)
+        def view(**params: str) -> Response:
+            try:
+                return _serve(bp, op, handler, params)
+            except Exception as exc:  # noqa: BLE001 - the last line of defence
+                from crm.errors import DomainError
+
+                if isinstance(exc, DomainError):
+                    return from_domain(exc)
+                log.exception("unhandled error in %s", op.operation_id)
+                return problem(500, "internal_error", "an internal error occurred")
+
+        return view
+
+    return decorate
+
+
+def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, str]) -> Response:
+    from pydantic import ValidationError
+
+    from crm import apikeys
+    from crm.errors import Forbidden
+
+    request = bp.current_request
+    headers = request.headers
+    ctx = None
+    if op.scope:
+        ctx = apikeys.authenticate(_bearer(headers))
+        if not ctx.allows(op.scope):
+            raise Forbidden(f"this API key lacks the {op.scope} scope", field="scope",
+                            code="insufficient_scope", required_scope=op.scope)
+    req = Request(ctx=ctx, params=params, headers=dict(headers))
+    if op.query:
+        raw_query = dict(request.query_params or {})
+        try:
+            req.query = model(op.query).model_validate(raw_query)
+        except ValidationError as exc:
+            return from_validation(exc, where="query parameter")
+    raw = request.raw_body or b""
+    if op.body:
+        if len(raw) > op.max_body:
+            return problem(413, "payload_too_large",
+                           f"the request body is {len(raw)} bytes; the limit is {op.max_body}")
+        try:
+            data = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            return problem(400, "invalid_json", f"the request body is not valid JSON: {exc}")
+        try:
+            req.body = model(op.body).model_validate(data)
+        except ValidationError as exc:
+            return from_validation(exc, where="body")
+    if op.if_match:
+        req.if_match = _parse_if_match(headers.get("if-match"))
+    idem_key = headers.get("idempotency-key") if op.idempotent else None
+    if idem_key:
+        from api import idempotency
+
+        result = idempotency.run(op, req, idem_key, raw, lambda: _to_wire(handler(req)))
+    else:
+        result = _to_wire(handler(req))
+    return Response(body=result["body"], status_code=result["status"], headers=result["headers"])
+
+
+def _to_wire(result: Result) -> dict[str, Any]:
+    """A JSON-safe dict (what the idempotency store keeps and replays)."""
+    headers = dict(result.headers)
+    if result.body is None:
+        return {"status": result.status, "body": "", "headers": headers}
+    headers.setdefault("Content-Type", "application/json")
+    return {"status": result.status, "body": _json(result.body), "headers": headers}

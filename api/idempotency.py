@@ -1,0 +1,74 @@
+"""``Idempotency-Key`` on POST, with the Powertools idempotency utility.
+
+Records live in the same table under the tenant (``T#<tenant>#IDEM`` / hash) and
+expire after 24 h through the table's TTL. A retry with the same key and the same
+request returns the first response (with ``Idempotent-Replayed: true``); the same
+key with a different request gets 422; one still in flight gets 409. Errors are
+not stored, so a request that failed validation can be corrected and retried.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any, Callable
+
+from crm import settings
+from crm.errors import Conflict, Invalid
+
+_client_lock = threading.Lock()
+_client: Any = None
+MAX_KEY_LENGTH = 255
+TTL_SECONDS = 24 * 3600
+
+
+def _dynamodb_client() -> Any:
+    global _client
+    with _client_lock:
+        if _client is None:
+            import boto3
+
+            _client = boto3.client("dynamodb", region_name=settings.region())
+        return _client
+
+
+def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) -> dict:
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise Invalid(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
+                      field="Idempotency-Key")
+    store = DynamoDBPersistenceLayer(
+        table_name=settings.table_name(), key_attr="pk", sort_key_attr="sk",
+        static_pk_value=req.ctx.key("IDEM"), expiry_attr="ttl",
+        boto3_client=_dynamodb_client(),
+    )
+    config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="request",
+                               expires_after_seconds=TTL_SECONDS)
+    replayed = {"value": True}
+
+    @idempotent_function(data_keyword_argument="data", persistence_store=store, config=config,
+                         key_prefix=op.operation_id)
+    def execute(data: dict) -> dict:
+        replayed["value"] = False
+        return call()
+
+    request = {"path": req.params, "body": hashlib.sha256(raw_body).hexdigest()}
+    try:
+        result = execute(data={"key": key, "request": request})
+    except IdempotencyValidationError:
+        raise Invalid("this Idempotency-Key was already used with a different request",
+                      field="Idempotency-Key", code="idempotency_key_reused") from None
+    except IdempotencyAlreadyInProgressError:
+        raise Conflict("a request with this Idempotency-Key is still in progress; retry shortly",
+                       field="Idempotency-Key", code="idempotency_in_progress") from None
+    if replayed["value"]:
+        result = {**result, "headers": {**result["headers"], "Idempotent-Replayed": "true"}}
+    return result

@@ -1,0 +1,94 @@
+"""The OpenAPI 3.1 document, built from :data:`api.http.OPERATIONS` and the same
+pydantic models that validate requests (pydantic emits JSON Schema 2020-12, which
+is OpenAPI 3.1's dialect)."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Any
+
+API_VERSION = "1.0.0"
+_PATH_PARAM = re.compile(r"{(\w+)}")
+_PATH_PATTERNS = {"customer_id": r"^cus_[0-9A-Z]{26}$", "key_id": r"^[0-9a-z]{10}$"}
+
+
+def _query_parameters(model: Any, defs: dict) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs.update(schema.pop("$defs", {}))
+    required = set(schema.get("required", []))
+    return [{"name": name, "in": "query", "required": name in required, "schema": prop,
+             **({"description": prop["description"]} if "description" in prop else {})}
+            for name, prop in schema["properties"].items()]
+
+
+@functools.lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    from pydantic.json_schema import models_json_schema
+
+    import app  # noqa: F401 - registers every blueprint, so OPERATIONS is complete
+    from api.http import OPERATIONS, model
+
+    names = {"Problem"}
+    for op in OPERATIONS:
+        names.update(n for n in [op.body, *op.responses.values()] if n)
+    pairs = [(model(n), "validation") for n in sorted(names)] + \
+            [(model(n), "serialization") for n in sorted(names)]
+    key_map, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+
+    def ref(name: str, mode: str) -> dict[str, str]:
+        return key_map[(model(name), mode)]
+
+    problem = {"application/problem+json": {"schema": ref("Problem", "serialization")}}
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        params: list[dict[str, Any]] = [
+            {"name": p, "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": _PATH_PATTERNS.get(p, ".+")}}
+            for p in _PATH_PARAM.findall(op.path)]
+        if op.query:
+            params += _query_parameters(model(op.query), schemas)
+        if op.idempotent:
+            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                           "description": "retries with the same key return the first response for 24 h",
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+        if op.if_match:
+            params.append({"name": "If-Match", "in": "header", "required": False,
+                           "description": "the ETag of the version this update is based on",
+                           "schema": {"type": "string", "pattern": r'^(W/)?"[0-9]{1,12}"$'}})
+        responses: dict[str, Any] = {}
+        for status, name in op.responses.items():
+            entry: dict[str, Any] = {"description": "success"}
+            if name:
+                entry["content"] = {"application/json": {"schema": ref(name, "serialization")}}
+            responses[str(status)] = entry
+        for status in op.errors:
+            responses[str(status)] = {"description": "problem details", "content": problem}
+        operation: dict[str, Any] = {
+            "operationId": op.operation_id, "summary": op.summary, "tags": [op.tag],
+            "parameters": params, "responses": responses,
+        }
+        if op.body:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": ref(op.body, "validation")}}}
+        operation["security"] = [{"bearer": []}] if op.scope else []
+        if op.scope:
+            operation["description"] = f"Requires the `{op.scope}` scope."
+        paths.setdefault(op.path, {})[op.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Rapport API", "version": API_VERSION,
+                 "description": "Multi-tenant CRM backend. Errors are RFC 9457 problem details."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "rpk_<tenant>_<key id>_<secret>"}},
+        },
+    }
+
+
+def document_json() -> str:
+    return json.dumps(document())

@@ -1,0 +1,46 @@
+"""RFC 9457 problem details: every error the API returns has this shape."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice import Response
+
+PROBLEM_TYPE = "https://rapport.dev/problems/"
+TITLES = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 409: "Conflict", 410: "Gone", 412: "Precondition failed",
+    413: "Payload too large", 415: "Unsupported media type", 422: "Validation failed",
+    428: "Precondition required", 500: "Internal server error",
+}
+
+
+def problem(status: int, code: str, detail: str, *, field: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code, "title": TITLES.get(status, "Error"),
+        "status": status, "code": code, "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(body=json.dumps(body), status_code=status,
+                    headers={"Content-Type": "application/problem+json", **(headers or {})})
+
+
+def from_domain(err: Any) -> Response:
+    extra = dict(err.extra)
+    code = extra.pop("code", err.code)
+    headers = {"WWW-Authenticate": 'Bearer realm="rapport"'} if err.status == 401 else None
+    return problem(err.status, code, err.detail, field=err.field, headers=headers, **extra)
+
+
+def from_validation(exc: Any, *, where: str) -> Response:
+    """A pydantic ValidationError: 422 naming the first field, all errors listed."""
+    errors = []
+    for e in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        errors.append({"field": loc, "message": e["msg"], "type": e["type"]})
+    first = errors[0] if errors else {"field": None, "message": "invalid"}
+    return problem(422, "validation_error", f"invalid {where}: {first['field']}: {first['message']}",
+                   field=first["field"], errors=errors)

@@ -1,0 +1,1 @@
+"""Blueprints, one per resource. Import-light: see api/__init__.py."""

@@ -1,0 +1,138 @@
+"""Every model the API names: the domain's, re-exported, plus HTTP-only shapes."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+
+from crm.context import SCOPES
+from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    Customer,
+    Customer360,
+    CustomerCreate,
+    CustomerPatch,
+    SOURCE_PATTERN,
+    TimelineEvent,
+    TimelineEventCreate,
+)
+
+Scope = Literal["customers:read", "customers:write", "admin"]
+assert set(SCOPES) == {"customers:read", "customers:write", "admin"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    field: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    table: str
+    version: str
+
+
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class PageQuery(_Strict):
+    limit: int = Field(default=25, ge=1, le=100)
+    cursor: Cursor | None = None
+
+
+class CustomerListQuery(PageQuery):
+    tag: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    updated_since: datetime | None = Field(
+        default=None, description="only customers changed at or after this time; ordered by change")
+
+    @field_validator("updated_since")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("updated_since needs a timezone, e.g. 2026-01-31T00:00:00Z")
+        return v
+
+
+class CustomerLookupQuery(_Strict):
+    email: Annotated[str, StringConstraints(min_length=1, max_length=254)] | None = None
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    source: Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)] | None = None
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class CustomerPage(BaseModel):
+    data: list[Customer]
+    next_cursor: str | None
+
+
+class CustomerList(BaseModel):
+    data: list[Customer]
+
+
+class TimelinePage(BaseModel):
+    data: list[TimelineEvent]
+    next_cursor: str | None
+
+
+class BatchUpsertRequest(_Strict):
+    """Each record is matched on its external ids, then its email; fields as in PATCH."""
+
+    records: list[dict[str, JsonValue]] = Field(min_length=1, max_length=100)
+
+
+class RecordError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, Any]] = []
+
+
+class RecordResult(BaseModel):
+    index: int
+    status: Literal["created", "updated", "unchanged", "error"]
+    id: str | None = None
+    error: RecordError | None = None
+
+
+class BatchUpsertResponse(BaseModel):
+    results: list[RecordResult]
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+
+
+class ApiKeyCreate(_Strict):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    scopes: list[Scope] = Field(min_length=1, max_length=3)
+
+
+class ApiKey(BaseModel):
+    id: str
+    name: str
+    prefix: str = Field(description="the visible start of the key, to tell keys apart")
+    last4: str
+    scopes: list[str]
+    created_at: str
+    revoked_at: str | None = None
+    rotated_to: str | None = None
+
+
+class IssuedApiKey(ApiKey):
+    key: str = Field(description="the whole secret key: shown only in this response")
+
+
+class ApiKeyList(BaseModel):
+    data: list[ApiKey]

@@ -1,0 +1,173 @@
+"""API keys: shown once, stored as a SHA-256 hash, scoped, revocable and rotatable.
+
+A key reads ``rpk_<tenant>_<key id>_<secret>``: it carries its tenant, so
+authentication is one BatchGetItem (the key and its tenant) with no index, and the
+visible prefix ``rpk_<tenant>_<key id>`` tells keys apart without revealing them.
+
+Lookups are cached per Lambda container for ``RAPPORT_KEY_CACHE_SECONDS`` (at most
+60 s): a revoked key or a suspended tenant is refused within that time.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+
+from crm import clock, ids, settings
+from crm.context import SCOPES, TenantContext
+from crm.errors import Forbidden, Invalid, NotFound, Unauthorized
+from crm.storage import ApiKeyItem, Item, TenantItem
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    prefix: str
+    last4: str
+    scopes: list[str]
+    created_at: str
+    revoked_at: str | None
+    rotated_to: str | None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str  # the whole bearer token, shown once
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _pk(ctx: TenantContext) -> str:
+    return ctx.key("APIKEYS")
+
+
+def _to_key(item: ApiKeyItem) -> ApiKey:
+    return ApiKey(item.sk, item.name, item.prefix, item.last4, list(item.scopes),
+                  item.created_at, item.revoked_at, item.rotated_to)
+
+
+def _check_scopes(scopes: list[str]) -> list[str]:
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        raise Invalid(f"scopes must be a non-empty subset of {list(SCOPES)}", field="scopes")
+    return sorted(set(scopes))
+
+
+def _new_item(ctx: TenantContext, name: str, scopes: list[str]) -> tuple[ApiKeyItem, str]:
+    kid = ids.key_id()
+    prefix = f"rpk_{ctx.tenant_id}_{kid}"
+    token = f"{prefix}_{ids.key_secret()}"
+    item = ApiKeyItem(_pk(ctx), kid, name=name, prefix=prefix, secret_hash=_hash(token),
+                      scopes=scopes, created_at=clock.now_iso(), last4=token[-4:])
+    return item, token
+
+
+def create(ctx: TenantContext, name: str, scopes: list[str]) -> IssuedKey:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise Invalid("name must be 1-100 characters", field="name")
+    item, token = _new_item(ctx, name, _check_scopes(scopes))
+    item.save(condition=ApiKeyItem.pk.does_not_exist())
+    return IssuedKey(_to_key(item), token)
+
+
+def _get_item(ctx: TenantContext, key_id: str) -> ApiKeyItem:
+    if not ids.KEY_ID.match(key_id):
+        raise NotFound(f"api key {key_id} not found")
+    try:
+        return ApiKeyItem.get(_pk(ctx), key_id, consistent_read=True)
+    except ApiKeyItem.DoesNotExist:
+        raise NotFound(f"api key {key_id} not found") from None
+
+
+def get(ctx: TenantContext, key_id: str) -> ApiKey:
+    return _to_key(_get_item(ctx, key_id))
+
+
+def list_keys(ctx: TenantContext) -> list[ApiKey]:
+    """All keys of the tenant, newest last: one Query (a tenant has few keys)."""
+    return sorted((_to_key(i) for i in ApiKeyItem.query(_pk(ctx))), key=lambda k: k.created_at)
+
+
+def revoke(ctx: TenantContext, key_id: str) -> ApiKey:
+    item = _get_item(ctx, key_id)
+    if item.revoked_at is None:
+        item.update(actions=[ApiKeyItem.revoked_at.set(clock.now_iso())],
+                    condition=ApiKeyItem.revoked_at.does_not_exist())
+    return _to_key(item)
+
+
+def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
+    """Issue a replacement with the same name and scopes and revoke the old key, atomically."""
+    from pynamodb.connection import Connection
+    from pynamodb.transactions import TransactWrite
+
+    old = _get_item(ctx, key_id)
+    if old.revoked_at is not None:
+        raise Invalid(f"api key {key_id} is revoked and cannot be rotated", field="key_id")
+    new, token = _new_item(ctx, old.name, list(old.scopes))
+    with TransactWrite(connection=Connection(region=settings.region())) as tx:
+        tx.save(new, condition=ApiKeyItem.pk.does_not_exist())
+        tx.update(old, actions=[ApiKeyItem.revoked_at.set(new.created_at),
+                                ApiKeyItem.rotated_to.set(new.sk)],
+                  condition=ApiKeyItem.revoked_at.does_not_exist())
+    return IssuedKey(_to_key(new), token)
+
+
+# --- authentication -------------------------------------------------------
+
+_cache: dict[str, tuple[float, TenantContext | Exception]] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+def authenticate(token: str | None, *, monotonic=time.monotonic) -> TenantContext:
+    """Resolve a bearer token to its tenant context, or raise Unauthorized/Forbidden."""
+    if not token:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    digest = _hash(token)
+    ttl = settings.key_cache_seconds()
+    now = monotonic()
+    with _cache_lock:
+        hit = _cache.get(digest)
+    if hit and hit[0] > now:
+        result = hit[1]
+    else:
+        result = _resolve(token, digest)
+        if ttl > 0:
+            with _cache_lock:
+                if len(_cache) > 10_000:
+                    _cache.clear()
+                _cache[digest] = (now + ttl, result)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _resolve(token: str, digest: str) -> TenantContext | Exception:
+    parts = token.split("_")
+    if len(parts) != 4 or parts[0] != "rpk" or not ids.TENANT_ID.match(parts[1]) \
+            or not ids.KEY_ID.match(parts[2]):
+        return Unauthorized("unknown API key")
+    tenant_id, kid = parts[1], parts[2]
+    ctx = TenantContext(tenant_id)
+    found = {i.sk: i for i in Item.batch_get([(_pk(ctx), kid), (ctx.prefix, "TENANT")])}
+    key, tenant = found.get(kid), found.get("TENANT")
+    if not isinstance(key, ApiKeyItem) or not isinstance(tenant, TenantItem) \
+            or not hmac.compare_digest(key.secret_hash, digest):
+        return Unauthorized("unknown API key")
+    if key.revoked_at is not None:
+        return Unauthorized("this API key has been revoked")
+    if tenant.status != "active":
+        return Forbidden(f"tenant {tenant_id} is {tenant.status}", code="tenant_suspended")
+    return TenantContext(tenant_id, kid, frozenset(key.scopes))

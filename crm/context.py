@@ -1,0 +1,36 @@
+"""The tenant context every storage call takes: the only way to build a tenant key."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from crm.ids import TENANT_ID
+
+SCOPES = ("customers:read", "customers:write", "admin")
+# A scope grants itself and what it implies: admin can do anything, write implies read.
+_IMPLIED = {
+    "admin": set(SCOPES),
+    "customers:write": {"customers:write", "customers:read"},
+    "customers:read": {"customers:read"},
+}
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    tenant_id: str
+    key_id: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not TENANT_ID.match(self.tenant_id):
+            raise ValueError(f"not a tenant id: {self.tenant_id!r}")
+
+    @property
+    def prefix(self) -> str:
+        """``T#<tenant>#``: delimiter-terminated so tenant t1 never prefixes t12."""
+        return f"T#{self.tenant_id}#"
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + "#".join(parts)
+
+    def allows(self, scope: str) -> bool:
+        return any(scope in _IMPLIED.get(s, ()) for s in self.scopes)

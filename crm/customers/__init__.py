@@ -1,0 +1,1 @@
+"""Customers: profile, consent, identities, timeline and the 360 view."""

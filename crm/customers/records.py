@@ -1,0 +1,84 @@
+"""How a customer maps onto items: keys, guard and index items, and conversion.
+
+Layout (one tenant, ``P = T#<tenant>#``):
+
+| item | pk | sk | GSI keys |
+|---|---|---|---|
+| profile | ``P C#<id>`` | ``PROFILE`` | gsi1 ``P CUSTOMERS``/``<id>``, gsi2 ``P CUSTOMERS``/``<updated_at>#<id>`` |
+| timeline entry | ``P C#<id>`` | ``EV#<occurred_at>#<event id>`` | - |
+| unique guard | ``P U#email#<email>``, ``P U#xid#<source>#<id>`` | ``U`` | - |
+| lookup entry | ``P I#phone#<e164>``, ``P I#tag#<tag>`` | ``<customer id>`` | - |
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from crm.context import TenantContext
+from crm.customers.schemas import Customer, TimelineEvent
+from crm.storage import CustomerItem, EventItem
+
+PROFILE = "PROFILE"
+EVENT_PREFIX = "EV#"
+
+
+def profile_pk(ctx: TenantContext, customer_id: str) -> str:
+    return ctx.key("C", customer_id)
+
+
+def list_pk(ctx: TenantContext) -> str:
+    return ctx.key("CUSTOMERS")
+
+
+def email_guard(ctx: TenantContext, email: str) -> str:
+    return ctx.key("U", "email", email)
+
+
+def xid_guard(ctx: TenantContext, source: str, external_id: str) -> str:
+    return ctx.key("U", "xid", source, external_id)
+
+
+def phone_entry(ctx: TenantContext, phone: str) -> str:
+    return ctx.key("I", "phone", phone)
+
+
+def tag_entry(ctx: TenantContext, tag: str) -> str:
+    return ctx.key("I", "tag", tag.casefold())
+
+
+def guards(ctx: TenantContext, data: dict[str, Any]) -> dict[str, str]:
+    """Guard pk -> the field it protects, for every unique value of the profile."""
+    out = {}
+    if data.get("email"):
+        out[email_guard(ctx, data["email"])] = "email"
+    for source, xid in (data.get("external_ids") or {}).items():
+        out[xid_guard(ctx, source, xid)] = f"external_ids.{source}"
+    return out
+
+
+def entries(ctx: TenantContext, data: dict[str, Any]) -> set[str]:
+    """Lookup-entry pks (phone, tags) the profile should be listed under."""
+    out = {tag_entry(ctx, t) for t in data.get("tags") or ()}
+    if data.get("phone"):
+        out.add(phone_entry(ctx, data["phone"]))
+    return out
+
+
+def set_list_keys(ctx: TenantContext, item: CustomerItem) -> None:
+    """Active profiles appear on both list indexes; a tombstone on neither."""
+    if item.status == "active":
+        item.gsi1pk = item.gsi2pk = list_pk(ctx)
+        item.gsi1sk = item.customer_id
+        item.gsi2sk = f"{item.updated_at}#{item.customer_id}"
+    else:
+        item.gsi1pk = item.gsi1sk = item.gsi2pk = item.gsi2sk = None
+
+
+def to_customer(item: CustomerItem) -> Customer:
+    return Customer(id=item.customer_id, status=item.status, created_at=item.created_at,
+                    updated_at=item.updated_at, erased_at=item.erased_at,
+                    version=item.version, **(item.data or {}))
+
+
+def to_event(item: EventItem) -> TimelineEvent:
+    return TimelineEvent(id=item.event_id, customer_id=item.customer_id,
+                         created_at=item.created_at, **item.data)

@@ -1,0 +1,213 @@
+"""Pydantic models of a customer: they validate requests, shape responses and
+generate the OpenAPI document, so the three can never disagree.
+
+Limits (also in docs/api.md):
+- ``attributes``: at most 50 keys named ``[A-Za-z_][A-Za-z0-9_]{0,63}``; values are
+  strings (<= 2,000 chars), numbers, booleans, null, lists (<= 100 items) or objects,
+  nested at most 3 deep; at most 16 KiB as JSON.
+- ``tags``: at most 50, each 1-64 chars, no control characters; duplicates collapse.
+- ``addresses``: at most 10. ``external_ids``: at most 20 sources.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    field_validator,
+)
+
+from crm.customers import normalize
+
+Channel = Literal["email", "sms", "phone", "postal"]
+ConsentStatus = Literal["granted", "denied", "pending"]
+Gender = Literal["female", "male", "non_binary", "other", "undisclosed"]
+
+SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize.email)]
+Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize.phone)]
+Source = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                       pattern=r"^[^\x00-\x1f#]+$")]
+Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
+Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Name(_Strict):
+    given: Text | None = None
+    family: Text | None = None
+
+
+class Address(_Strict):
+    label: Annotated[str, StringConstraints(max_length=40)] | None = None
+    line1: Text
+    line2: Text | None = None
+    city: Text | None = None
+    region: Text | None = None
+    postal_code: Annotated[str, StringConstraints(max_length=20)] | None = None
+    country: Country = Field(description="ISO 3166-1 alpha-2, upper case")
+
+
+class ConsentInput(_Strict):
+    status: ConsentStatus
+    source: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="where the consent was given or withdrawn, e.g. checkout, import, api")
+    at: datetime | None = Field(default=None, description="when; defaults to the time of the request")
+
+
+class Consent(BaseModel):
+    status: ConsentStatus
+    source: str
+    at: str
+
+
+def _check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return value
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+    for key in value:
+        if not ATTRIBUTE_KEY.match(key):
+            raise ValueError(f"attribute name {key!r} must match {ATTRIBUTE_KEY.pattern}")
+    _check_value(value, 0)
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_ATTRIBUTES_BYTES:
+        raise ValueError(f"attributes exceed {MAX_ATTRIBUTES_BYTES} bytes as JSON")
+    return value
+
+
+def _check_value(value: Any, depth: int) -> None:
+    if depth > 3:
+        raise ValueError("attributes nest at most 3 levels deep")
+    if isinstance(value, str) and len(value) > 2000:
+        raise ValueError("attribute strings are at most 2000 characters")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("attribute numbers must be finite")
+    if isinstance(value, list):
+        if len(value) > 100:
+            raise ValueError("attribute lists hold at most 100 items")
+        for v in value:
+            _check_value(v, depth + 1)
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_value(v, depth + 1)
+
+
+Attributes = Annotated[dict[str, JsonValue], AfterValidator(_check_attributes)]
+
+
+def _unique_tags(tags: list[str] | None) -> list[str] | None:
+    """Tags compare case-insensitively: the first spelling of each is kept."""
+    if tags is None:
+        return None
+    seen: dict[str, str] = {}
+    for tag in tags:
+        seen.setdefault(tag.casefold(), tag)
+    return list(seen.values())
+
+
+def _check_birth_date(value: date | None) -> date | None:
+    if value is not None and not date(1900, 1, 1) <= value <= date.today():
+        raise ValueError("birth_date must be between 1900-01-01 and today")
+    return value
+
+
+class CustomerFields(_Strict):
+    """Every writable field; all optional so PATCH and batch upsert share them."""
+
+    name: Name | None = None
+    email: Email | None = None
+    phone: Phone | None = None
+    birth_date: Annotated[date, AfterValidator(_check_birth_date)] | None = None
+    gender: Gender | None = None
+    addresses: list[Address] | None = Field(default=None, max_length=10)
+    locale: Locale | None = None
+    tags: Annotated[list[Tag], AfterValidator(_unique_tags)] | None = Field(default=None, max_length=50)
+    attributes: Attributes | None = None
+    consent: dict[Channel, ConsentInput] | None = None
+    external_ids: dict[Source, ExternalId] | None = Field(default=None, max_length=20)
+
+
+class CustomerCreate(CustomerFields):
+    """POST /v1/customers. At least an email, a phone or an external id identifies the record."""
+
+
+class CustomerPatch(CustomerFields):
+    """PATCH: given fields replace; ``attributes``, ``consent`` and ``external_ids`` merge
+    key by key, and a key set to null is removed (JSON Merge Patch, RFC 7396)."""
+
+    attributes: dict[str, JsonValue | None] | None = None  # type: ignore[assignment]
+    consent: dict[Channel, ConsentInput | None] | None = None  # type: ignore[assignment]
+    external_ids: dict[Source, ExternalId | None] | None = Field(default=None, max_length=20)  # type: ignore[assignment]
+
+
+class Customer(BaseModel):
+    """A customer as the API returns it. An erased customer keeps only id, status and times."""
+
+    id: str
+    status: Literal["active", "erased"]
+    name: Name | None = None
+    email: str | None = None
+    phone: str | None = None
+    birth_date: date | None = None
+    gender: Gender | None = None
+    addresses: list[Address] = []
+    locale: str | None = None
+    tags: list[str] = []
+    attributes: dict[str, JsonValue] = {}
+    consent: dict[Channel, Consent] = {}
+    external_ids: dict[str, str] = {}
+    created_at: str
+    updated_at: str
+    erased_at: str | None = None
+    version: int
+
+
+class TimelineEventCreate(_Strict):
+    type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")] = Field(
+        description="e.g. email.opened, call.logged, store.visit")
+    channel: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
+    occurred_at: datetime | None = Field(default=None, description="defaults to now")
+    summary: Annotated[str, StringConstraints(max_length=500)] | None = None
+    payload: Attributes | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("occurred_at needs a timezone, e.g. 2026-01-31T12:00:00Z")
+        return v
+
+
+class TimelineEvent(BaseModel):
+    id: str
+    customer_id: str
+    type: str
+    channel: str | None = None
+    occurred_at: str
+    summary: str | None = None
+    payload: dict[str, JsonValue] = {}
+    created_at: str
+
+
+class Customer360(BaseModel):
+    customer: Customer
+    timeline: list[TimelineEvent]

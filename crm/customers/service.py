@@ -1,0 +1,365 @@
+"""Customer operations. Each docstring names its DynamoDB request count (docs/storage.md)."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from crm import clock, ids
+from crm.context import TenantContext
+from crm.customers import records
+from crm.customers.schemas import (
+    Customer,
+    Customer360,
+    CustomerCreate,
+    CustomerFields,
+    CustomerPatch,
+    TimelineEvent,
+    TimelineEventCreate,
+)
+from crm.customers.writes import ProfileWrite, execute
+from crm.errors import Gone, Invalid, NotFound, PreconditionFailed
+from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item
+
+MERGED_FIELDS = ("attributes", "consent", "external_ids")
+TIMELINE_IN_360 = 20
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+# --- cursors: only the sort-key part travels, the tenant part is rebuilt from ctx --
+
+def _start_key(**keys: str) -> dict[str, dict[str, str]]:
+    """An ExclusiveStartKey in DynamoDB's wire format."""
+    return {name: {"S": value} for name, value in keys.items()}
+
+
+def _encode_cursor(kind: str, value: str) -> str:
+    raw = json.dumps({"k": kind, "v": value}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, kind: str) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        if data["k"] == kind and isinstance(data["v"], str) and data["v"]:
+            return data["v"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise Invalid("cursor is malformed or belongs to a different list", field="cursor")
+
+
+# --- reads -----------------------------------------------------------------
+
+def _load(ctx: TenantContext, customer_id: str) -> CustomerItem:
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    try:
+        return CustomerItem.get(records.profile_pk(ctx, customer_id), records.PROFILE,
+                                consistent_read=True)
+    except CustomerItem.DoesNotExist:
+        raise NotFound(f"customer {customer_id} not found") from None
+
+
+def _load_active(ctx: TenantContext, customer_id: str) -> CustomerItem:
+    item = _load(ctx, customer_id)
+    if item.status != "active":
+        raise Gone(f"customer {customer_id} was erased at {item.erased_at}")
+    return item
+
+
+def get(ctx: TenantContext, customer_id: str) -> Customer:
+    """1 GetItem."""
+    return records.to_customer(_load(ctx, customer_id))
+
+
+def _batch_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, CustomerItem]:
+    """1 BatchGetItem per 100 ids."""
+    keys = [(records.profile_pk(ctx, cid), records.PROFILE) for cid in dict.fromkeys(customer_ids)]
+    return {i.customer_id: i for i in CustomerItem.batch_get(keys)} if keys else {}
+
+
+def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
+                   tag: str | None = None, updated_since: datetime | None = None) -> Page:
+    """By id: 1 Query on gsi1. Since a time: 1 Query on gsi2 (oldest change first).
+    By tag: 1 Query of the tag's entries + 1 BatchGetItem of the profiles."""
+    since = clock.iso(updated_since) if updated_since else None
+    if tag is not None:
+        return _list_by_tag(ctx, tag, limit, cursor, since)
+    pk = records.list_pk(ctx)
+    if since is None:
+        after = _decode_cursor(cursor, "id")
+        start = None if after is None else _start_key(
+            gsi1pk=pk, gsi1sk=after, pk=records.profile_pk(ctx, after), sk=records.PROFILE)
+        rows = list(CustomerItem.gsi1.query(pk, limit=limit + 1, page_size=limit + 1,
+                                            last_evaluated_key=start))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = _encode_cursor("id", rows[-1].customer_id) if more else None
+    else:
+        after = _decode_cursor(cursor, "updated")
+        if after is None:
+            cond, start = CustomerItem.gsi2sk >= since, None
+        else:
+            cid = after.rsplit("#", 1)[-1]
+            cond = CustomerItem.gsi2sk >= since
+            start = _start_key(gsi2pk=pk, gsi2sk=after, pk=records.profile_pk(ctx, cid),
+                               sk=records.PROFILE)
+        rows = list(CustomerItem.gsi2.query(pk, cond, limit=limit + 1, page_size=limit + 1,
+                                            last_evaluated_key=start))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = _encode_cursor("updated", rows[-1].gsi2sk) if more else None
+    return Page([records.to_customer(r) for r in rows], nxt)
+
+
+def _list_by_tag(ctx: TenantContext, tag: str, limit: int, cursor: str | None,
+                 since: str | None) -> Page:
+    pk = records.tag_entry(ctx, tag)
+    after = _decode_cursor(cursor, "tag:" + tag.casefold())
+    start = None if after is None else _start_key(pk=pk, sk=after)
+    rows = list(IndexEntryItem.query(pk, limit=limit + 1, page_size=limit + 1,
+                                     last_evaluated_key=start))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    profiles = _batch_profiles(ctx, [r.customer_id for r in rows])
+    found = [profiles[r.customer_id] for r in rows if r.customer_id in profiles]
+    found = [p for p in found if p.status == "active" and (since is None or p.updated_at >= since)]
+    nxt = _encode_cursor("tag:" + tag.casefold(), rows[-1].sk) if more else None
+    return Page([records.to_customer(p) for p in found], nxt)
+
+
+def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = None,
+           source: str | None = None, external_id: str | None = None) -> list[Customer]:
+    """Email or external id: 2 GetItems (guard, profile). Phone: 1 Query + 1 BatchGetItem."""
+    from crm.customers import normalize
+
+    given = [k for k, v in (("email", email), ("phone", phone), ("external_id", external_id)) if v]
+    if len(given) != 1 or (external_id and not source) or (source and not external_id):
+        raise Invalid("give exactly one of email, phone, or source with external_id",
+                      field="query")
+    try:
+        if email:
+            guard_pk = records.email_guard(ctx, normalize.email(email))
+        elif external_id:
+            guard_pk = records.xid_guard(ctx, source, external_id)
+        else:
+            phone_pk = records.phone_entry(ctx, normalize.phone(phone))
+    except ValueError as exc:
+        raise Invalid(str(exc), field=given[0]) from None
+    if phone:
+        cids = [e.customer_id for e in IndexEntryItem.query(phone_pk, limit=100)]
+    else:
+        try:
+            cids = [GuardItem.get(guard_pk, "U", consistent_read=True).customer_id]
+        except GuardItem.DoesNotExist:
+            return []
+    profiles = _batch_profiles(ctx, cids) if len(cids) > 1 else {
+        c: _load(ctx, c) for c in cids}
+    return [records.to_customer(profiles[c]) for c in cids
+            if c in profiles and profiles[c].status == "active"]
+
+
+# --- writes ----------------------------------------------------------------
+
+def _consent(value: Any, now: str) -> dict[str, str]:
+    at = clock.iso(value.at) if value.at else now
+    return {"status": value.status, "source": value.source, "at": at}
+
+
+def _dump(fields: CustomerFields, names: set[str]) -> dict[str, Any]:
+    return fields.model_dump(mode="json", include=names)
+
+
+def new_data(fields: CustomerFields, now: str) -> dict[str, Any]:
+    data = {k: v for k, v in _dump(fields, fields.model_fields_set - {"consent"}).items()
+            if v is not None}
+    if fields.consent:
+        data["consent"] = {ch: _consent(c, now) for ch, c in fields.consent.items()}
+    return data
+
+
+def patched_data(old: dict[str, Any], patch: CustomerFields, now: str) -> dict[str, Any]:
+    """Given fields replace; the maps merge key by key with null removing (RFC 7396)."""
+    data = dict(old)
+    dumped = _dump(patch, patch.model_fields_set)
+    for name in patch.model_fields_set:
+        value = dumped[name]
+        if name in MERGED_FIELDS and value is not None:
+            merged = dict(data.get(name) or {})
+            for key, sub in value.items():
+                if sub is None:
+                    merged.pop(key, None)
+                elif name == "consent":
+                    merged[key] = _consent(getattr(patch, name)[key], now)
+                else:
+                    merged[key] = sub
+            value = merged or None
+        if value is None or value == [] and name == "tags":
+            data.pop(name, None)
+        else:
+            data[name] = value
+    return data
+
+
+def _require_identity(data: dict[str, Any]) -> None:
+    if not (data.get("email") or data.get("phone") or data.get("external_ids")):
+        raise Invalid("a customer needs an email, a phone or an external id", field="email")
+
+
+def _new_item(ctx: TenantContext, data: dict[str, Any], now: str) -> CustomerItem:
+    cid = ids.customer_id()
+    item = CustomerItem(records.profile_pk(ctx, cid), records.PROFILE, customer_id=cid,
+                        status="active", data=data, created_at=now, updated_at=now)
+    records.set_list_keys(ctx, item)
+    return item
+
+
+def create(ctx: TenantContext, fields: CustomerCreate) -> Customer:
+    """1 TransactWriteItems: profile + guards + lookup entries (2 on a 409, to name the holder)."""
+    now = clock.now_iso()
+    data = new_data(fields, now)
+    _require_identity(data)
+    item = _new_item(ctx, data, now)
+    execute([ProfileWrite.plan(ctx, item, None, data, is_new=True)])
+    return records.to_customer(item)
+
+
+def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
+           if_match: int | None = None) -> Customer:
+    """1 GetItem + 1 TransactWriteItems; the write is conditional on the version read, so
+    a concurrent change gets 412 with If-Match, or a fresh re-read (max 3) without it."""
+    for attempt in range(3):
+        item = _load_active(ctx, customer_id)
+        if if_match is not None and item.version != if_match:
+            raise PreconditionFailed(
+                f"If-Match {if_match} does not match the current version {item.version}",
+                field="If-Match", current_version=item.version)
+        try:
+            return _apply(ctx, item, patch)
+        except PreconditionFailed as exc:
+            if if_match is not None or exc.field != "If-Match" or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply(ctx: TenantContext, item: CustomerItem, patch: CustomerFields) -> Customer:
+    now = clock.now_iso()
+    old = item.data or {}
+    data = patched_data(old, patch, now)
+    if data == old:
+        return records.to_customer(item)
+    _require_identity(data)
+    item.data, item.updated_at = data, now
+    records.set_list_keys(ctx, item)
+    execute([ProfileWrite.plan(ctx, item, old, data, is_new=False)])
+    return records.to_customer(item)
+
+
+def erase(ctx: TenantContext, customer_id: str) -> Customer:
+    """Right to erasure: the profile becomes an anonymized tombstone (id, status, times)
+    and its guards, lookup entries and timeline are deleted.
+
+    1 GetItem + 1 TransactWriteItems + 1 Query and 1 BatchWriteItem per 25 timeline
+    entries. Repeating it is safe and finishes a purge that a crash interrupted.
+    """
+    item = _load(ctx, customer_id)
+    if item.status == "active":
+        old = item.data or {}
+        now = clock.now_iso()
+        item.status, item.data, item.erased_at, item.updated_at = "erased", {}, now, now
+        records.set_list_keys(ctx, item)
+        execute([ProfileWrite.plan(ctx, item, old, {}, is_new=False)])
+    pk = records.profile_pk(ctx, customer_id)
+    events = EventItem.query(pk, EventItem.sk.startswith(records.EVENT_PREFIX))
+    with EventItem.batch_write() as batch:
+        for event in events:
+            batch.delete(event)
+    return records.to_customer(item)
+
+
+# --- timeline --------------------------------------------------------------
+
+def event_item(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -> EventItem:
+    """The timeline item for ``body`` (sk ``EV#<occurred_at>#<event id>``)."""
+    now = clock.now_iso()
+    occurred = clock.iso(body.occurred_at) if body.occurred_at else now
+    eid = ids.event_id()
+    data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
+    data["occurred_at"] = occurred
+    return EventItem(records.profile_pk(ctx, customer_id), f"{records.EVENT_PREFIX}{occurred}#{eid}",
+                     event_id=eid, customer_id=customer_id, data=data, created_at=now)
+
+
+def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -> TimelineEvent:
+    """1 TransactWriteItems: a ConditionCheck that the customer is active + the Put."""
+    from pynamodb.connection import Connection
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    event = event_item(ctx, customer_id, body)
+    pk = event.pk
+    try:
+        with TransactWrite(connection=Connection()) as tx:
+            tx.condition_check(CustomerItem, pk, records.PROFILE,
+                               condition=CustomerItem.status == "active")
+            tx.save(event, condition=EventItem.pk.does_not_exist())
+    except TransactWriteError:
+        _load_active(ctx, customer_id)  # raises 404 or 410
+        raise
+    return records.to_event(event)
+
+
+def _timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
+    """Newest first, the profile (sk PROFILE) sorting just above the EV# entries."""
+    pk = records.profile_pk(ctx, customer_id)
+    start = None if after is None else _start_key(pk=pk, sk=after)
+    return list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
+                           scan_index_forward=False, limit=limit, page_size=limit,
+                           last_evaluated_key=start))
+
+
+def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
+                 cursor: str | None = None) -> Page:
+    """1 Query: the first page also returns the profile, which proves the customer exists."""
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    after = _decode_cursor(cursor, "event")
+    if after is not None and not after.startswith(records.EVENT_PREFIX):
+        raise Invalid("cursor is malformed", field="cursor")
+    rows = _timeline_query(ctx, customer_id, limit + 2, after)
+    if after is None:
+        if not rows or not isinstance(rows[0], CustomerItem):
+            raise NotFound(f"customer {customer_id} not found")
+        rows = rows[1:]
+    events = [r for r in rows if isinstance(r, EventItem)]
+    more = len(events) > limit
+    events = events[:limit]
+    nxt = _encode_cursor("event", events[-1].sk) if more else None
+    return Page([records.to_event(e) for e in events], nxt)
+
+
+def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
+    """1 Query: the profile and its latest timeline entries share one item collection."""
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    rows = _timeline_query(ctx, customer_id, TIMELINE_IN_360 + 1, None)
+    if not rows or not isinstance(rows[0], CustomerItem):
+        raise NotFound(f"customer {customer_id} not found")
+    return Customer360(customer=records.to_customer(rows[0]),
+                       timeline=[records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)])
+
+
+def utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)

@@ -1,0 +1,93 @@
+"""Atomic profile writes: the profile, its unique guards and its lookup entries in
+one TransactWriteItems, so a uniqueness violation or a stale version changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crm import settings
+from crm.context import TenantContext
+from crm.customers import records
+from crm.errors import Conflict, DomainError, PreconditionFailed
+from crm.storage import CustomerItem, GuardItem, IndexEntryItem
+
+MAX_TRANSACTION_ITEMS = 100
+
+
+@dataclass
+class ProfileWrite:
+    """One customer's write: ``ops`` are (kind, item, condition, meta) in tx order."""
+
+    ctx: TenantContext
+    item: CustomerItem
+    is_new: bool
+    ops: list[tuple[str, Any, Any, str | None]] = field(default_factory=list)
+
+    @classmethod
+    def plan(cls, ctx: TenantContext, item: CustomerItem, old: dict[str, Any] | None,
+             new: dict[str, Any], *, is_new: bool) -> "ProfileWrite":
+        write = cls(ctx, item, is_new)
+        cid = item.customer_id
+        cond = CustomerItem.pk.does_not_exist() if is_new else None
+        write.ops.append(("save", item, cond, None))
+        old_guards = records.guards(ctx, old or {})
+        new_guards = records.guards(ctx, new)
+        for pk, fld in new_guards.items():
+            if pk not in old_guards:
+                write.ops.append(("save", GuardItem(pk, "U", customer_id=cid),
+                                  GuardItem.pk.does_not_exist(), fld))
+        for pk, fld in old_guards.items():
+            if pk not in new_guards:
+                write.ops.append(("delete", GuardItem(pk, "U", customer_id=cid),
+                                  GuardItem.customer_id == cid, fld))
+        old_entries, new_entries = records.entries(ctx, old or {}), records.entries(ctx, new)
+        for pk in sorted(new_entries - old_entries):
+            write.ops.append(("save", IndexEntryItem(pk, cid, customer_id=cid), None, None))
+        for pk in sorted(old_entries - new_entries):
+            write.ops.append(("delete", IndexEntryItem(pk, cid, customer_id=cid), None, None))
+        return write
+
+
+def execute(writes: list[ProfileWrite]) -> None:
+    """Run the writes in one transaction; raise the first domain error on failure."""
+    from pynamodb.connection import Connection
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    # PynamoDB sends deletes before puts; keep that order so that the cancellation
+    # reasons DynamoDB returns line up with ``flat``.
+    ops = [(w, op) for w in writes for op in w.ops]
+    flat = [x for x in ops if x[1][0] == "delete"] + [x for x in ops if x[1][0] == "save"]
+    try:
+        with TransactWrite(connection=Connection(region=settings.region())) as tx:
+            for _, (kind, item, cond, _) in flat:
+                if kind == "save":
+                    tx.save(item, condition=cond)
+                else:
+                    tx.delete(item, condition=cond, add_version_condition=False)
+    except TransactWriteError as exc:
+        raise _explain(exc, flat) from None
+
+
+def _explain(exc: Any, flat: list) -> DomainError:
+    reasons = exc.cancellation_reasons or []
+    for (write, (kind, item, _, fld)), reason in zip(flat, reasons):
+        if reason is None or reason.code != "ConditionalCheckFailed":
+            continue
+        if isinstance(item, CustomerItem):
+            return PreconditionFailed(
+                f"customer {item.customer_id} was changed by another request; re-read it and retry",
+                field="If-Match")
+        if isinstance(item, GuardItem) and kind == "save":
+            try:
+                holder = GuardItem.get(item.pk, "U", consistent_read=True).customer_id
+            except GuardItem.DoesNotExist:
+                holder = None
+            return Conflict(f"another customer already has this {fld}", field=fld,
+                            existing_customer_id=holder, code="duplicate_customer")
+        return PreconditionFailed("a concurrent request changed this customer; retry",
+                                  field=fld)
+    codes = {getattr(r, "code", None) for r in reasons if r is not None}
+    return Conflict(f"the write conflicted with a concurrent request ({', '.join(sorted(filter(None, codes))) or 'transaction cancelled'}); retry",
+                    code="transaction_conflict")

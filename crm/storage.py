@@ -1,0 +1,123 @@
+"""The single DynamoDB table, as PynamoDB models.
+
+Every item lives in one table (see docs/storage.md for the key layout and the
+request count of each access pattern). Items of different kinds share the generic
+key attributes; a discriminator attribute (``kind``) lets one Query return a
+customer's profile and timeline entries as their own classes.
+
+The endpoint is never hard-coded: botocore reads ``AWS_ENDPOINT_URL`` (the local
+emulator) and production leaves it unset.
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    DiscriminatorAttribute,
+    JSONAttribute,
+    ListAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from crm import settings
+
+
+class _Gsi1(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class _Gsi2(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "gsi2"
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True)
+    gsi2sk = UnicodeAttribute(range_key=True)
+
+
+class Item(Model):
+    """Base of every item: generic keys, sparse GSI keys, a TTL and the discriminator."""
+
+    class Meta:
+        table_name = settings.table_name()
+        region = settings.region()
+        max_retry_attempts = 3
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = DiscriminatorAttribute()
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    gsi2pk = UnicodeAttribute(null=True)
+    gsi2sk = UnicodeAttribute(null=True)
+    ttl = TTLAttribute(null=True)
+
+    gsi1 = _Gsi1()
+    gsi2 = _Gsi2()
+
+
+class TenantItem(Item, discriminator="tenant"):
+    """``T#<tenant>#`` / ``TENANT``; also listed on gsi1 ``TENANTS`` for operators."""
+
+    name = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    plan = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
+class ApiKeyItem(Item, discriminator="api_key"):
+    """``T#<tenant>#APIKEYS`` / ``<key id>``: only the SHA-256 of the secret is kept."""
+
+    name = UnicodeAttribute()
+    prefix = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    scopes = ListAttribute(of=UnicodeAttribute)
+    created_at = UnicodeAttribute()
+    last4 = UnicodeAttribute()
+    revoked_at = UnicodeAttribute(null=True)
+    rotated_to = UnicodeAttribute(null=True)
+
+
+class CustomerItem(Item, discriminator="customer"):
+    """``T#<tenant>#C#<id>`` / ``PROFILE``; listed on gsi1 (by id) and gsi2 (by update)."""
+
+    customer_id = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    data = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    erased_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+class EventItem(Item, discriminator="event"):
+    """``T#<tenant>#C#<id>`` / ``EV#<occurred_at>#<event id>``: newest last in the partition."""
+
+    event_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+
+
+class GuardItem(Item, discriminator="guard"):
+    """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer per unique value."""
+
+    customer_id = UnicodeAttribute()
+
+
+class IndexEntryItem(Item, discriminator="index"):
+    """``T#<tenant>#I#<kind>#<value>`` / ``<customer id>``: a non-unique lookup (phone, tag)."""
+
+    customer_id = UnicodeAttribute()
+
+
+def connection():
+    """The low-level PynamoDB connection shared by the models (for counting requests)."""
+    return Item._get_connection().connection

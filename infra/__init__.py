@@ -1,0 +1,1 @@
+"""Infrastructure as code: CloudFormation resources and the emulator bootstrap."""

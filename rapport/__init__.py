@@ -1,0 +1,1 @@
+"""The ``rapport`` command line: the local stack and operator tools (typer + rich)."""

@@ -1,0 +1,80 @@
+"""The demo tenant: ~50 realistic customers with consent, tags and timelines.
+
+Deterministic (a seeded RNG), written through the same services the API uses.
+"""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+GIVEN = ["Ava", "Liam", "Noah", "Emma", "Olivia", "Mateo", "Sofia", "Lucas", "Mia", "Elijah",
+         "Amara", "Kenji", "Priya", "Omar", "Chloé", "Jonas", "Aisha", "Diego", "Hana", "Finn",
+         "Zoe", "Ravi", "Ingrid", "Tomás", "Leila"]
+FAMILY = ["Garcia", "Nguyen", "Smith", "Okafor", "Müller", "Rossi", "Kowalski", "Tanaka",
+          "Haddad", "Silva", "Johansson", "Patel", "Dubois", "Kim", "O'Brien", "Novak"]
+CITIES = [("Portland", "OR", "US", "+1503555"), ("Austin", "TX", "US", "+1512555"),
+          ("Toronto", "ON", "CA", "+1416555"), ("Manchester", None, "GB", "+44161496"),
+          ("Berlin", None, "DE", "+4930901"), ("Lyon", None, "FR", "+33472")]
+TAGS = ["vip", "wholesale", "newsletter", "returning", "gift-buyer", "local-pickup"]
+EVENTS = [("email.opened", "email", "Opened “Autumn collection”"),
+          ("email.clicked", "email", "Clicked the lookbook link"),
+          ("store.visit", "store", "Visited the downtown store"),
+          ("call.logged", "phone", "Asked about a delivery date"),
+          ("web.session", "web", "Browsed 6 products"),
+          ("case.opened", "web", "Reported a damaged parcel"),
+          ("review.posted", "web", "Left a 5-star review")]
+
+
+def demo_records(n: int = 50, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        given, family = rng.choice(GIVEN), rng.choice(FAMILY)
+        city, region, country, prefix = rng.choice(CITIES)
+        local = f"{given}.{family}".lower().replace("'", "").replace("é", "e").replace("á", "a") \
+            .replace("ü", "u")
+        record = {
+            "name": {"given": given, "family": family},
+            "email": f"{local}{i}@example.com",
+            "phone": f"{prefix}{rng.randint(0, 9999):04d}" if country in ("US", "CA") else None,
+            "locale": {"US": "en-US", "CA": "en-CA", "GB": "en-GB", "DE": "de-DE", "FR": "fr-FR"}[country],
+            "tags": rng.sample(TAGS, rng.randint(0, 3)),
+            "addresses": [{"label": "home", "line1": f"{rng.randint(1, 999)} Market St",
+                           "city": city, "region": region, "country": country}],
+            "consent": {"email": {"status": rng.choice(["granted", "granted", "denied"]),
+                                  "source": "checkout"}},
+            "attributes": {"favourite_category": rng.choice(["shoes", "bags", "outerwear"]),
+                           "newsletter_issues_read": rng.randint(0, 40)},
+            "external_ids": {"shopify": str(7_000_000_000 + i)} if i % 2 == 0 else {},
+        }
+        record = {k: v for k, v in record.items() if v not in (None, {}, [])}
+        records.append(record)
+    return records
+
+
+def seed_demo(name: str = "Demo Shop", customers: int = 50) -> tuple[str, str]:
+    """Create the demo tenant and its data; return (tenant id, admin API key)."""
+    from crm import apikeys, tenants
+    from crm.context import TenantContext
+    from crm.customers import batch, service
+    from crm.customers.schemas import TimelineEventCreate
+    from crm.storage import EventItem
+
+    tenant = tenants.create(name)
+    ctx = TenantContext(tenant.id)
+    key = apikeys.create(ctx, "demo admin", ["admin"])
+    rng = random.Random(11)
+    now = datetime.now(timezone.utc)
+    results = []
+    for start in range(0, customers, 100):
+        results += batch.upsert(ctx, demo_records(customers)[start:start + 100])
+    # The customers were just created, so their timelines go in as plain batch writes
+    # (25 items a request) rather than one conditional transaction per entry.
+    with EventItem.batch_write() as writer:
+        for result in results:
+            for _ in range(rng.randint(1, 6) if result.id else 0):
+                kind, channel, summary = rng.choice(EVENTS)
+                when = now - timedelta(days=rng.randint(0, 180), minutes=rng.randint(0, 1440))
+                writer.save(service.event_item(ctx, result.id, TimelineEventCreate(
+                    type=kind, channel=channel, summary=summary, occurred_at=when)))
+    return tenant.id, key.secret
