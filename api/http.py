@@ -59,6 +59,7 @@ class Request:
     query: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     if_match: int | None = None
+    lambda_context: Any = None
 
 
 @dataclass
@@ -157,7 +158,8 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         if not ctx.allows(op.scope):
             raise Forbidden(f"this API key lacks the {op.scope} scope", field="scope",
                             code="insufficient_scope", required_scope=op.scope)
-    req = Request(ctx=ctx, params=params, headers=dict(headers))
+    req = Request(ctx=ctx, params=params, headers=dict(headers),
+                  lambda_context=getattr(bp, "lambda_context", None))
     if op.query:
         raw_query = dict(request.query_params or {})
         try:

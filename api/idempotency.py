@@ -52,6 +52,8 @@ def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) 
     )
     config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="request",
                                expires_after_seconds=TTL_SECONDS)
+    if req.lambda_context is not None:  # lets an in-flight record expire with the invocation
+        config.register_lambda_context(req.lambda_context)
     replayed = {"value": True}
 
     @idempotent_function(data_keyword_argument="data", persistence_store=store, config=config,

@@ -83,12 +83,12 @@ class DevStack:
 
     def _serve(self) -> None:
         from chalice.cli.factory import CLIFactory
-        from chalice.local import LocalDevServer, create_local_server
+        from chalice.local import ChaliceRequestHandler, LocalDevServer, create_local_server
 
         factory = CLIFactory(str(PROJECT_DIR))
         config = factory.create_config_obj(chalice_stage_name="local")
         server: LocalDevServer = create_local_server(config.chalice_app, config, "127.0.0.1", self.port)
-        server.server.RequestHandlerClass.log_message = lambda *a, **k: None  # quiet access log
+        ChaliceRequestHandler.log_message = lambda *a, **k: None  # no per-request access log
         self._http = server
         self._thread = threading.Thread(target=server.server.serve_forever, daemon=True)
         self._thread.start()
