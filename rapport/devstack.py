@@ -15,6 +15,12 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+def _any_method(handler, name: str):
+    if name.startswith("do_"):
+        return handler._generic_handle
+    raise AttributeError(name)
+
+
 class PortInUse(RuntimeError):
     pass
 
@@ -89,6 +95,10 @@ class DevStack:
         config = factory.create_config_obj(chalice_stage_name="local")
         server: LocalDevServer = create_local_server(config.chalice_app, config, "127.0.0.1", self.port)
         ChaliceRequestHandler.log_message = lambda *a, **k: None  # no per-request access log
+        # API Gateway answers every method; Chalice's local handler knows only the common
+        # ones and would answer 501 to TRACE or QUERY. Route any method through the app,
+        # which answers 405 for a method a route does not declare.
+        ChaliceRequestHandler.__getattr__ = _any_method
         self._http = server
         self._thread = threading.Thread(target=server.server.serve_forever, daemon=True)
         self._thread.start()

@@ -109,7 +109,7 @@ def anon(api_url: str):
         yield client
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def raw_table(table: str):
     """The table through boto3 over HTTP, to prove what was (not) written."""
     import boto3

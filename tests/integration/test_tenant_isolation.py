@@ -1,0 +1,112 @@
+"""Tenant isolation as a property: with tenant B's key, every route on tenant A's ids
+answers exactly as for an id that does not exist (404), lists and lookups never
+include A's records, and A's stored items never change."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Tenant, partition_items
+
+A_EMAILS = ["ann@a.example", "bob@a.example", "cy@a.example"]
+
+
+@pytest.fixture(scope="module")
+def world(api_url, raw_table):
+    a, b = Tenant(api_url, "Tenant A"), Tenant(api_url, "Tenant B")
+    a_customers = []
+    for i, email in enumerate(A_EMAILS):
+        c = a.create_customer(email=email, phone=f"+1415555{2670 + i}", tags=["secret-tag"],
+                              external_ids={"shopify": f"a-{i}"})
+        a.http.post(f"/v1/customers/{c['id']}/events", json={"type": "call.logged", "summary": "a only"})
+        a_customers.append(c["id"])
+    a_key_id = a.http.get("/v1/api-keys").json()["data"][0]["id"]
+    b.create_customer(email="own@b.example")
+    return {"a": a, "b": b, "a_customers": a_customers, "a_key_id": a_key_id,
+            "a_items": partition_items(raw_table, a)}
+
+
+MISSING_CUSTOMER = "cus_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+MISSING_KEY = "zzzzzzzzzz"
+
+CUSTOMER_ROUTES = [
+    ("GET", "/v1/customers/{id}", None),
+    ("PATCH", "/v1/customers/{id}", {"locale": "en"}),
+    ("DELETE", "/v1/customers/{id}", None),
+    ("GET", "/v1/customers/{id}/events", None),
+    ("POST", "/v1/customers/{id}/events", {"type": "note.added"}),
+    ("GET", "/v1/customers/{id}/360", None),
+]
+KEY_ROUTES = [("DELETE", "/v1/api-keys/{id}", None), ("POST", "/v1/api-keys/{id}/rotate", None)]
+
+
+def _shape(response):
+    body = response.json()
+    return response.status_code, body.get("code"), body.get("title")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(CUSTOMER_ROUTES + KEY_ROUTES), pick=st.integers(0, 2))
+def test_b_cannot_touch_a_by_id(world, route, pick):
+    b = world["b"]
+    method, template, body = route
+    is_key = "api-keys" in template
+    target = world["a_key_id"] if is_key else world["a_customers"][pick]
+    missing = MISSING_KEY if is_key else MISSING_CUSTOMER
+    on_a = b.http.request(method, template.format(id=target), json=body)
+    on_missing = b.http.request(method, template.format(id=missing), json=body)
+    assert on_a.status_code == 404, (method, template, on_a.text)
+    assert _shape(on_a) == _shape(on_missing)  # nothing distinguishes "A's" from "nobody's"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.sampled_from([
+    {"email": e} for e in A_EMAILS] + [{"phone": "+14155552670"}, {"source": "shopify", "external_id": "a-1"}]))
+def test_b_lookups_never_find_a(world, query):
+    r = world["b"].http.get("/v1/customers/lookup", params=query)
+    assert r.status_code == 200 and r.json()["data"] == []
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=st.fixed_dictionaries({}, optional={
+    "tag": st.just("secret-tag"), "limit": st.integers(1, 100),
+    "updated_since": st.just("2000-01-01T00:00:00Z")}))
+def test_b_lists_never_include_a(world, params):
+    b, a_ids = world["b"], set(world["a_customers"])
+    seen, cursor = [], None
+    while True:
+        page = b.http.get("/v1/customers", params={**params, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [c["id"] for c in page["data"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert not a_ids & set(seen)
+    assert all(c["email"] not in A_EMAILS for c in b.http.get("/v1/customers").json()["data"])
+    keys = b.http.get("/v1/api-keys").json()["data"]
+    assert world["a_key_id"] not in {k["id"] for k in keys}
+
+
+def test_b_can_use_a_email_without_learning_it_exists(world):
+    """A uniqueness 409 would reveal A's customer: guards are per tenant, so B gets 201."""
+    b = world["b"]
+    r = b.http.post("/v1/customers", json={"email": A_EMAILS[0], "external_ids": {"shopify": "a-0"}})
+    assert r.status_code == 201
+    assert r.json()["id"] not in world["a_customers"]
+    batch = b.http.post("/v1/customers/batch", json={"records": [{"email": A_EMAILS[1]}]}).json()
+    assert batch["results"][0]["status"] == "created"
+
+
+def test_a_cursor_cannot_reach_another_tenant(world):
+    """A cursor carries only the sort-key part; the tenant comes from the key."""
+    a, b = world["a"], world["b"]
+    cursor = a.http.get("/v1/customers", params={"limit": 1}).json()["next_cursor"]
+    page = b.http.get("/v1/customers", params={"cursor": cursor}).json()
+    assert not set(world["a_customers"]) & {c["id"] for c in page["data"]}
+
+
+def test_a_data_is_unchanged_after_all_of_b_attempts(world, raw_table):
+    test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[2], 0)  # a DELETE
+    test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, KEY_ROUTES[1], 0)  # a rotate
+    assert partition_items(raw_table, world["a"]) == world["a_items"]
+    a = world["a"]
+    assert a.http.get(f"/v1/customers/{world['a_customers'][0]}").json()["email"] == A_EMAILS[0]
