@@ -41,11 +41,12 @@ def dev(port: int = typer.Option(8000, help="port of the API on 127.0.0.1"),
     except PortInUse as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    print(f"AWS endpoint (emulator): {running.endpoint_url}", flush=True)
+    if running.tenant_id:
+        print(f"Demo tenant: {running.tenant_id}", flush=True)
     print(f"Rapport API: {running.api_url}", flush=True)
     if running.api_key:
         print(f"Demo API key: {running.api_key}", flush=True)
-        print(f"Demo tenant: {running.tenant_id}", flush=True)
-    print(f"AWS endpoint (emulator): {running.endpoint_url}", flush=True)
     console.print(f"[dim]Table {running.table}; emulator state is in memory and is lost on exit. "
                   f"Try: curl -H 'Authorization: Bearer <key>' {running.api_url}/customers[/dim]")
     stop = threading.Event()

@@ -1,0 +1,140 @@
+"""End to end: `rapport dev` as a subprocess on a free port, driven with httpx as a client."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+RAPPORT = str(Path(sys.executable).with_name("rapport"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAPPORT_"))}
+    return env
+
+
+class DevProcess:
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        self.proc = subprocess.Popen([RAPPORT, "dev", "--port", str(self.port), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=_env())
+        self.lines: list[str] = []
+        self.info: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        while "Rapport API" not in self.info or ("--no-seed" not in args and "Demo API key" not in self.info):
+            line = self.proc.stdout.readline()
+            assert line or self.proc.poll() is None, "rapport dev exited:\n" + "".join(self.lines)
+            assert time.monotonic() < deadline, "rapport dev did not come up:\n" + "".join(self.lines)
+            self.lines.append(line)
+            if ": " in line:
+                k, _, v = line.strip().partition(": ")
+                self.info[k] = v
+        self.base = self.info["Rapport API"].removesuffix("/v1")
+
+    def client(self, key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=20)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def dev():
+    stack = DevProcess()
+    yield stack
+    stack.stop()
+
+
+def test_dev_prints_the_api_url_and_a_working_demo_key(dev):
+    assert dev.info["Rapport API"] == f"http://127.0.0.1:{dev.port}/v1"
+    assert httpx.get(dev.base + "/v1/health").json()["status"] == "ok"
+    with dev.client(dev.info["Demo API key"]) as http:
+        page = http.get("/v1/customers", params={"limit": 100}).json()
+        assert 45 <= len(page["data"]) <= 55
+        view = http.get(f"/v1/customers/{page['data'][0]['id']}/360").json()
+        assert view["timeline"], "the demo customers have timelines"
+
+
+def test_customer_lifecycle_as_a_client(dev):
+    with dev.client(dev.info["Demo API key"]) as http:
+        r = http.post("/v1/customers", json={"email": "e2e@example.com", "name": {"given": "Eve"}})
+        assert r.status_code == 201
+        c = r.json()
+        got = http.get(f"/v1/customers/{c['id']}")
+        assert got.json() == c and got.headers["etag"] == '"1"'
+        ok = http.patch(f"/v1/customers/{c['id']}", json={"locale": "en-GB"}, headers={"If-Match": '"1"'})
+        assert ok.status_code == 200 and ok.headers["etag"] == '"2"'
+        stale = http.patch(f"/v1/customers/{c['id']}", json={"locale": "fr-FR"}, headers={"If-Match": '"1"'})
+        assert stale.status_code == 412
+        assert http.get(f"/v1/customers/{c['id']}").json()["locale"] == "en-GB"
+        http.post(f"/v1/customers/{c['id']}/events", json={"type": "store.visit", "summary": "hello"})
+        view = http.get(f"/v1/customers/{c['id']}/360").json()
+        assert view["customer"]["locale"] == "en-GB"
+        assert [e["summary"] for e in view["timeline"]] == ["hello"]
+
+
+def test_paging_and_batch_upsert_with_a_bad_record(dev):
+    with dev.client(dev.info["Demo API key"]) as http:
+        records = [{"email": f"batch{i}@example.com", "tags": ["e2e-batch"]} for i in range(30)]
+        records.insert(7, {"email": "broken", "tags": ["e2e-batch"]})
+        body = http.post("/v1/customers/batch", json={"records": records}).json()
+        assert body["created"] == 30 and body["failed"] == 1
+        assert body["results"][7]["status"] == "error"
+        assert body["results"][7]["error"]["errors"][0]["loc"] == ["email"]
+        ids, cursor, pages = [], None, 0
+        while True:
+            params = {"limit": 20, **({"cursor": cursor} if cursor else {})}
+            page = http.get("/v1/customers", params=params).json()
+            ids += [c["id"] for c in page["data"]]
+            pages += 1
+            if not (cursor := page["next_cursor"]):
+                break
+        assert pages >= 3 and len(ids) == len(set(ids)) and ids == sorted(ids)
+        created = {r["id"] for r in body["results"] if r["status"] == "created"}
+        assert created <= set(ids)
+
+
+def test_tenants_create_against_the_running_stack(dev):
+    out = subprocess.run([RAPPORT, "tenants", "create", "Second Shop", "--json",
+                          "--endpoint-url", dev.info["AWS endpoint (emulator)"]],
+                         capture_output=True, text=True, env=_env(), timeout=60, check=True)
+    created = json.loads(out.stdout)
+    with dev.client(created["api_key"]) as http:
+        assert http.get("/v1/customers").json()["data"] == []  # a fresh tenant sees no demo data
+        assert http.post("/v1/customers", json={"email": "e2e@example.com"}).status_code == 201
+
+
+def test_a_port_in_use_gets_a_clear_error(dev):
+    r = subprocess.run([RAPPORT, "dev", "--port", str(dev.port), "--no-seed"], capture_output=True,
+                       text=True, env=_env(), timeout=60)
+    assert r.returncode == 2
+    assert f"port {dev.port} on 127.0.0.1 is already in use" in r.stdout + r.stderr
+
+
+def test_ctrl_c_shuts_down_cleanly():
+    stack = DevProcess("--no-seed")
+    assert httpx.get(stack.base + "/v1/health").status_code == 200
+    assert stack.stop() == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(stack.base + "/v1/health", timeout=2)
