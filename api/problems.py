@@ -37,10 +37,9 @@ def from_domain(err: Any) -> Response:
 
 def from_validation(exc: Any, *, where: str) -> Response:
     """A pydantic ValidationError: 422 naming the first field, all errors listed."""
-    errors = []
-    for e in exc.errors(include_url=False, include_context=False, include_input=False):
-        loc = ".".join(str(p) for p in e["loc"])
-        errors.append({"field": loc, "message": e["msg"], "type": e["type"]})
+    from crm.errors import field_errors
+
+    errors = field_errors(exc)
     first = errors[0] if errors else {"field": None, "message": "invalid"}
     return problem(422, "validation_error", f"invalid {where}: {first['field']}: {first['message']}",
                    field=first["field"], errors=errors)

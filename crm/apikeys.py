@@ -161,7 +161,7 @@ def _resolve(token: str, digest: str) -> TenantContext | Exception:
         return Unauthorized("unknown API key")
     tenant_id, kid = parts[1], parts[2]
     ctx = TenantContext(tenant_id)
-    found = {i.sk: i for i in Item.batch_get([(_pk(ctx), kid), (ctx.prefix, "TENANT")])}
+    found = {i.sk: i for i in Item.batch_get([(_pk(ctx), kid), (ctx.prefix, "TENANT")], consistent_read=True)}
     key, tenant = found.get(kid), found.get("TENANT")
     if not isinstance(key, ApiKeyItem) or not isinstance(tenant, TenantItem) \
             or not hmac.compare_digest(key.secret_hash, digest):

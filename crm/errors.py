@@ -48,3 +48,9 @@ class Forbidden(DomainError):
 
 class Unavailable(DomainError):
     status, code, title = 503, "not_ready", "Service unavailable"
+
+
+def field_errors(exc: Any) -> list[dict[str, str]]:
+    """A pydantic ValidationError as ``[{"field": "a.b", "message", "type"}]``."""
+    return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_context=False, include_input=False)]

@@ -20,7 +20,7 @@ from crm.customers import records
 from crm.customers.schemas import CustomerPatch
 from crm.customers.service import _batch_profiles, _new_item, _require_identity, new_data, patched_data
 from crm.customers.writes import MAX_TRANSACTION_ITEMS, ProfileWrite, execute
-from crm.errors import Conflict, DomainError, Invalid
+from crm.errors import Conflict, DomainError, Invalid, field_errors
 from crm.storage import GuardItem
 
 MAX_RECORDS = 100
@@ -50,7 +50,7 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
             parsed[i] = CustomerPatch.model_validate(raw)
         except ValidationError as exc:
             results[i] = RecordResult(i, "error", error=Invalid("record is invalid", field=f"records[{i}]"),
-                                      errors=exc.errors(include_url=False, include_context=False))
+                                      errors=field_errors(exc))
     now = clock.now_iso()
 
     # Which guards each record names, and duplicates inside the batch.
@@ -73,7 +73,7 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
 
     holders: dict[str, str] = {}
     for chunk in _chunks(list(claimed), 100):
-        holders.update({g.pk: g.customer_id for g in GuardItem.batch_get([(k, "U") for k in chunk])})
+        holders.update({g.pk: g.customer_id for g in GuardItem.batch_get([(k, "U") for k in chunk], consistent_read=True)})
     profiles = _batch_profiles(ctx, list(set(holders.values())))
 
     plans: list[tuple[int, ProfileWrite]] = []

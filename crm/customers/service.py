@@ -85,7 +85,7 @@ def get(ctx: TenantContext, customer_id: str) -> Customer:
 def _batch_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, CustomerItem]:
     """1 BatchGetItem per 100 ids."""
     keys = [(records.profile_pk(ctx, cid), records.PROFILE) for cid in dict.fromkeys(customer_ids)]
-    return {i.customer_id: i for i in CustomerItem.batch_get(keys)} if keys else {}
+    return {i.customer_id: i for i in CustomerItem.batch_get(keys, consistent_read=True)} if keys else {}
 
 
 def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
@@ -128,7 +128,7 @@ def _list_by_tag(ctx: TenantContext, tag: str, limit: int, cursor: str | None,
     after = _decode_cursor(cursor, "tag:" + tag.casefold())
     start = None if after is None else _start_key(pk=pk, sk=after)
     rows = list(IndexEntryItem.query(pk, limit=limit + 1, page_size=limit + 1,
-                                     last_evaluated_key=start))
+                                     last_evaluated_key=start, consistent_read=True))
     more = len(rows) > limit
     rows = rows[:limit]
     profiles = _batch_profiles(ctx, [r.customer_id for r in rows])
@@ -157,7 +157,7 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
     except ValueError as exc:
         raise Invalid(str(exc), field=given[0]) from None
     if phone:
-        cids = [e.customer_id for e in IndexEntryItem.query(phone_pk, limit=100)]
+        cids = [e.customer_id for e in IndexEntryItem.query(phone_pk, limit=100, consistent_read=True)]
     else:
         try:
             cids = [GuardItem.get(guard_pk, "U", consistent_read=True).customer_id]

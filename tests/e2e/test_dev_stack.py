@@ -101,7 +101,7 @@ def test_paging_and_batch_upsert_with_a_bad_record(dev):
         body = http.post("/v1/customers/batch", json={"records": records}).json()
         assert body["created"] == 30 and body["failed"] == 1
         assert body["results"][7]["status"] == "error"
-        assert body["results"][7]["error"]["errors"][0]["loc"] == ["email"]
+        assert body["results"][7]["error"]["errors"][0]["field"] == "email"
         ids, cursor, pages = [], None, 0
         while True:
             params = {"limit": 20, **({"cursor": cursor} if cursor else {})}

@@ -149,7 +149,7 @@ def test_batch_upsert_reports_each_record_and_writes_only_the_good_ones(tenant, 
     statuses = [x["status"] for x in body["results"]]
     assert statuses == ["created", "updated", "error", "error", "error", "error"]
     assert body["results"][1]["id"] == existing["id"]
-    assert body["results"][2]["error"]["errors"][0]["loc"] == ["email"]
+    assert body["results"][2]["error"]["errors"][0]["field"] == "email"
     assert body["results"][3]["error"]["code"] == "duplicate_in_batch"
     assert body["results"][4]["error"]["code"] == "duplicate_in_batch"  # same shopify id as [1]
     assert body["results"][5]["error"]["field"] == "records[5].email"
