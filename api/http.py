@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -18,7 +18,14 @@ from chalice import Blueprint, Response
 
 from api.problems import from_domain, from_validation, problem
 
-log = logging.getLogger("rapport.api")
+
+
+@functools.lru_cache(maxsize=1)
+def logger() -> Any:
+    """Powertools' structured JSON logger, created on the first request (cold starts)."""
+    from aws_lambda_powertools import Logger
+
+    return Logger(service="rapport")
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -129,15 +136,21 @@ def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summar
         @bp.route(path, **route_kwargs)
         @functools.wraps(handler)
         def view(**params: str) -> Response:
+            started = time.perf_counter()
             try:
-                return _serve(bp, op, handler, params)
+                response = _serve(bp, op, handler, params)
             except Exception as exc:  # noqa: BLE001 - the last line of defence
                 from crm.errors import DomainError
 
                 if isinstance(exc, DomainError):
-                    return from_domain(exc)
-                log.exception("unhandled error in %s", op.operation_id)
-                return problem(500, "internal_error", "an internal error occurred")
+                    response = from_domain(exc)
+                else:
+                    logger().exception("unhandled error", extra={"operation": op.operation_id})
+                    response = problem(500, "internal_error", "an internal error occurred")
+            logger().info("request", extra={
+                "operation": op.operation_id, "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 1)})
+            return response
 
         return view
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import threading
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class DevStack:
         from rapport import env
 
         env.configure(endpoint, self.table)
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # request logs are for Lambda
         import boto3
 
         from infra.bootstrap import create_table
