@@ -1,10 +1,9 @@
 """Every model the API names: the domain's, re-exported, plus HTTP-only shapes."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from crm.context import SCOPES
 from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.model()
@@ -53,15 +52,9 @@ class PageQuery(_Strict):
 
 class CustomerListQuery(PageQuery):
     tag: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    updated_since: datetime | None = Field(
+    updated_since: AwareDatetime | None = Field(
         default=None, description="only customers changed at or after this time; ordered by change")
 
-    @field_validator("updated_since")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("updated_since needs a timezone, e.g. 2026-01-31T00:00:00Z")
-        return v
 
 
 class CustomerLookupQuery(_Strict):

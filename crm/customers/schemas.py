@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     JsonValue,
     StringConstraints,
-    field_validator,
 )
 
 from crm.customers import normalize
@@ -71,7 +71,7 @@ class ConsentInput(_Strict):
     status: ConsentStatus
     source: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
         description="where the consent was given or withdrawn, e.g. checkout, import, api")
-    at: datetime | None = Field(default=None, description="when; defaults to the time of the request")
+    at: AwareDatetime | None = Field(default=None, description="when, with a timezone; defaults to the time of the request")
 
 
 class Consent(BaseModel):
@@ -185,16 +185,10 @@ class TimelineEventCreate(_Strict):
     type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")] = Field(
         description="e.g. email.opened, call.logged, store.visit")
     channel: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
-    occurred_at: datetime | None = Field(default=None, description="defaults to now")
+    occurred_at: AwareDatetime | None = Field(default=None, description="with a timezone; defaults to now")
     summary: Annotated[str, StringConstraints(max_length=500)] | None = None
     payload: Attributes | None = None
 
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("occurred_at needs a timezone, e.g. 2026-01-31T12:00:00Z")
-        return v
 
 
 class TimelineEvent(BaseModel):
