@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from crm import clock, ids, settings
 from crm.context import SCOPES, TenantContext
 from crm.errors import Forbidden, Invalid, NotFound, Unauthorized
-from crm.storage import ApiKeyItem, Item, TenantItem
+from crm.storage import ApiKeyItem, Item, TenantItem, connection
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,13 @@ def revoke(ctx: TenantContext, key_id: str) -> ApiKey:
 
 def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
     """Issue a replacement with the same name and scopes and revoke the old key, atomically."""
-    from pynamodb.connection import Connection
     from pynamodb.transactions import TransactWrite
 
     old = _get_item(ctx, key_id)
     if old.revoked_at is not None:
         raise Invalid(f"api key {key_id} is revoked and cannot be rotated", field="key_id")
     new, token = _new_item(ctx, old.name, list(old.scopes))
-    with TransactWrite(connection=Connection(region=settings.region())) as tx:
+    with TransactWrite(connection=connection()) as tx:
         tx.save(new, condition=ApiKeyItem.pk.does_not_exist())
         tx.update(old, actions=[ApiKeyItem.revoked_at.set(new.created_at),
                                 ApiKeyItem.rotated_to.set(new.sk)],

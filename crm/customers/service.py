@@ -21,7 +21,7 @@ from crm.customers.schemas import (
 )
 from crm.customers.writes import ProfileWrite, execute
 from crm.errors import Gone, Invalid, NotFound, PreconditionFailed
-from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item
+from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item, connection
 
 MERGED_FIELDS = ("attributes", "consent", "external_ids")
 TIMELINE_IN_360 = 20
@@ -302,7 +302,6 @@ def event_item(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) 
 
 def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -> TimelineEvent:
     """1 TransactWriteItems: a ConditionCheck that the customer is active + the Put."""
-    from pynamodb.connection import Connection
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
@@ -311,7 +310,7 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
     event = event_item(ctx, customer_id, body)
     pk = event.pk
     try:
-        with TransactWrite(connection=Connection()) as tx:
+        with TransactWrite(connection=connection()) as tx:
             tx.condition_check(CustomerItem, pk, records.PROFILE,
                                condition=CustomerItem.status == "active")
             tx.save(event, condition=EventItem.pk.does_not_exist())

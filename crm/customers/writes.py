@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm import settings
 from crm.context import TenantContext
 from crm.customers import records
 from crm.errors import Conflict, DomainError, PreconditionFailed
-from crm.storage import CustomerItem, GuardItem, IndexEntryItem
+from crm.storage import CustomerItem, GuardItem, IndexEntryItem, connection
 
 MAX_TRANSACTION_ITEMS = 100
 
@@ -51,7 +50,6 @@ class ProfileWrite:
 
 def execute(writes: list[ProfileWrite]) -> None:
     """Run the writes in one transaction; raise the first domain error on failure."""
-    from pynamodb.connection import Connection
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
@@ -60,7 +58,7 @@ def execute(writes: list[ProfileWrite]) -> None:
     ops = [(w, op) for w in writes for op in w.ops]
     flat = [x for x in ops if x[1][0] == "delete"] + [x for x in ops if x[1][0] == "save"]
     try:
-        with TransactWrite(connection=Connection(region=settings.region())) as tx:
+        with TransactWrite(connection=connection()) as tx:
             for _, (kind, item, cond, _) in flat:
                 if kind == "save":
                     tx.save(item, condition=cond)
