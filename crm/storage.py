@@ -1,7 +1,7 @@
 """The single DynamoDB table, as PynamoDB models.
 
-Every item lives in one table (see docs/storage.md for the key layout and the
-request count of each access pattern). Items of different kinds share the generic
+Every item lives in one table (docs/architecture.md has the key layout and
+docs/performance.md the request count of each access pattern). Items of different kinds share the generic
 key attributes; a discriminator attribute (``kind``) lets one Query return a
 customer's profile and timeline entries as their own classes.
 

@@ -77,6 +77,7 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
     profiles = _batch_profiles(ctx, list(set(holders.values())))
 
     plans: list[tuple[int, ProfileWrite]] = []
+    planned: dict[str, int] = {}  # customer id -> the record that already writes it
     for i, keys in wanted.items():
         rec = parsed[i]
         matched = {holders[k] for k in keys if k in holders}
@@ -85,9 +86,15 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
                 "the record's email and external ids belong to different customers",
                 field=f"records[{i}]", customer_ids=sorted(matched), code="ambiguous_match"))
             continue
+        if matched and next(iter(matched)) in planned:
+            results[i] = RecordResult(i, "error", error=Invalid(
+                f"record {planned[next(iter(matched))]} of this batch matches the same customer",
+                field=f"records[{i}]", code="duplicate_in_batch"))
+            continue
         try:
             if matched:
                 item = profiles[matched.pop()]
+                planned[item.customer_id] = i
                 old = item.data or {}
                 data = patched_data(old, rec, now)
                 if data == old:

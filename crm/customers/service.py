@@ -1,4 +1,4 @@
-"""Customer operations. Each docstring names its DynamoDB request count (docs/storage.md)."""
+"""Customer operations. Each docstring names its DynamoDB request count (docs/performance.md)."""
 from __future__ import annotations
 
 import base64
@@ -132,8 +132,10 @@ def _list_by_tag(ctx: TenantContext, tag: str, limit: int, cursor: str | None,
     more = len(rows) > limit
     rows = rows[:limit]
     profiles = _batch_profiles(ctx, [r.customer_id for r in rows])
+    wanted = tag.casefold()
     found = [profiles[r.customer_id] for r in rows if r.customer_id in profiles]
-    found = [p for p in found if p.status == "active" and (since is None or p.updated_at >= since)]
+    found = [p for p in found if p.status == "active" and (since is None or p.updated_at >= since)
+             and wanted in {t.casefold() for t in (p.data or {}).get("tags", ())}]
     nxt = _encode_cursor("tag:" + tag.casefold(), rows[-1].sk) if more else None
     return Page([records.to_customer(p) for p in found], nxt)
 
@@ -153,7 +155,8 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
         elif external_id:
             guard_pk = records.xid_guard(ctx, source, external_id)
         else:
-            phone_pk = records.phone_entry(ctx, normalize.phone(phone))
+            normalized_phone = normalize.phone(phone)
+            phone_pk = records.phone_entry(ctx, normalized_phone)
     except ValueError as exc:
         raise Invalid(str(exc), field=given[0]) from None
     if phone:
@@ -165,8 +168,10 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
             return []
     profiles = _batch_profiles(ctx, cids) if len(cids) > 1 else {
         c: _load(ctx, c) for c in cids}
+    # An entry is checked against its profile (see writes.ProfileWrite.before/after).
     return [records.to_customer(profiles[c]) for c in cids
-            if c in profiles and profiles[c].status == "active"]
+            if c in profiles and profiles[c].status == "active"
+            and (not phone or (profiles[c].data or {}).get("phone") == normalized_phone)]
 
 
 # --- writes ----------------------------------------------------------------
@@ -280,7 +285,7 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
         records.set_list_keys(ctx, item)
         execute([ProfileWrite.plan(ctx, item, old, {}, is_new=False)])
     pk = records.profile_pk(ctx, customer_id)
-    events = EventItem.query(pk, EventItem.sk.startswith(records.EVENT_PREFIX))
+    events = EventItem.query(pk, EventItem.sk.startswith(records.EVENT_PREFIX), consistent_read=True)
     with EventItem.batch_write() as batch:
         for event in events:
             batch.delete(event)

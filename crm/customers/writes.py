@@ -22,6 +22,11 @@ class ProfileWrite:
     item: CustomerItem
     is_new: bool
     ops: list[tuple[str, Any, Any, str | None]] = field(default_factory=list)
+    # Lookup entries that did not fit in the transaction: new ones are put before it,
+    # stale ones deleted after it. Readers check each entry against the profile, so
+    # an entry left over by a crash between the steps is never shown.
+    before: list[IndexEntryItem] = field(default_factory=list)
+    after: list[IndexEntryItem] = field(default_factory=list)
 
     @classmethod
     def plan(cls, ctx: TenantContext, item: CustomerItem, old: dict[str, Any] | None,
@@ -45,6 +50,11 @@ class ProfileWrite:
             write.ops.append(("save", IndexEntryItem(pk, cid, customer_id=cid), None, None))
         for pk in sorted(old_entries - new_entries):
             write.ops.append(("delete", IndexEntryItem(pk, cid, customer_id=cid), None, None))
+        if len(write.ops) > MAX_TRANSACTION_ITEMS:  # e.g. 50 tags replaced by 50 others
+            entries = [op for op in write.ops if isinstance(op[1], IndexEntryItem)]
+            write.ops = [op for op in write.ops if not isinstance(op[1], IndexEntryItem)]
+            write.before = [item for kind, item, _, _ in entries if kind == "save"]
+            write.after = [item for kind, item, _, _ in entries if kind == "delete"]
         return write
 
 
@@ -57,6 +67,7 @@ def execute(writes: list[ProfileWrite]) -> None:
     # reasons DynamoDB returns line up with ``flat``.
     ops = [(w, op) for w in writes for op in w.ops]
     flat = [x for x in ops if x[1][0] == "delete"] + [x for x in ops if x[1][0] == "save"]
+    _batch_entries([e for w in writes for e in w.before], delete=False)
     try:
         with TransactWrite(connection=connection()) as tx:
             for _, (kind, item, cond, _) in flat:
@@ -65,7 +76,18 @@ def execute(writes: list[ProfileWrite]) -> None:
                 else:
                     tx.delete(item, condition=cond, add_version_condition=False)
     except TransactWriteError as exc:
+        if exc.cause_response_code != "TransactionCanceledException":
+            raise
         raise _explain(exc, flat) from None
+    _batch_entries([e for w in writes for e in w.after], delete=True)
+
+
+def _batch_entries(entries: list[IndexEntryItem], *, delete: bool) -> None:
+    if not entries:
+        return
+    with IndexEntryItem.batch_write() as batch:
+        for entry in entries:
+            batch.delete(entry) if delete else batch.save(entry)
 
 
 def _explain(exc: Any, flat: list) -> DomainError:

@@ -239,3 +239,24 @@ def test_idempotency_keys_are_per_tenant(tenant, other_tenant):
 @pytest.mark.parametrize("path", ["/v1/health", "/v1/openapi.json"])
 def test_public_routes_need_no_key(anon, path):
     assert anon.get(path).status_code == 200
+
+
+def test_replacing_50_tags_with_50_others_fits_despite_the_transaction_limit(tenant):
+    old = [f"old-{i}" for i in range(50)]
+    new = [f"new-{i}" for i in range(50)]
+    c = tenant.create_customer(email="tags@example.com", tags=old)
+    r = tenant.http.patch(f"/v1/customers/{c['id']}", json={"tags": new})
+    assert r.status_code == 200, r.text
+    assert r.json()["tags"] == new
+    assert [x["id"] for x in tenant.http.get("/v1/customers", params={"tag": "new-7"}).json()["data"]] == [c["id"]]
+    assert tenant.http.get("/v1/customers", params={"tag": "old-7"}).json()["data"] == []
+
+
+def test_two_batch_records_matching_one_customer_are_reported_not_merged(tenant):
+    c = tenant.create_customer(email="one@example.com", external_ids={"pos": "77"})
+    r = tenant.http.post("/v1/customers/batch", json={"records": [
+        {"email": "one@example.com", "locale": "en-GB"},
+        {"external_ids": {"pos": "77"}, "locale": "fr-FR"}]}).json()
+    assert [x["status"] for x in r["results"]] == ["updated", "error"]
+    assert r["results"][1]["error"]["code"] == "duplicate_in_batch"
+    assert tenant.http.get(f"/v1/customers/{c['id']}").json()["locale"] == "en-GB"
