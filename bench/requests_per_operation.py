@@ -1,0 +1,434 @@
+"""DynamoDB requests per API operation, counted through the real HTTP API.
+
+Starts moto's server on a free loopback port and the Chalice app over HTTP (the
+same in-process ``DevStack`` that ``rapport dev`` runs), then drives each operation
+with httpx and counts the DynamoDB requests the app sent while serving it.
+
+How requests are counted: botocore event hooks. A ``before-call.dynamodb`` and a
+``before-send.dynamodb`` handler are added to ``botocore.handlers.BUILTIN_HANDLERS``
+before any botocore session exists, so every session registers them: PynamoDB's
+(it makes a fresh session for each ``Connection``, including the ones
+``TransactWrite`` is given), boto3's default session (the idempotency store's
+client) and any other. ``before-call`` fires once per API call, ``before-send``
+once per HTTP attempt (so a retry would show as a difference). As a cross-check the
+emulator's WSGI app is wrapped to count the requests it received: a request the
+hooks missed makes the bench stop with an error instead of printing a low figure.
+
+One change to the emulator, for speed only: moto backs up the whole table once per
+*item* of a TransactWriteItems (``DynamoDBBackend.transact_write_items`` deep-copies
+the table inside its loop over the items), so a 100-item transaction costs 100 table
+copies and the batch rows alone took ~30 s. The bench makes that backup once per
+transaction. What the app sends and what the emulator answers are unchanged.
+Nothing here measures time.
+
+    python3 -m uv run python bench/requests_per_operation.py
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import socket
+import sys
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TABLE = "rapport-bench"
+DYNAMODB_TX_LIMIT = 100  # TransactWriteItems actions per request (AWS, since 2022-09)
+BATCH_GET_LIMIT = 100  # BatchGetItem keys per request
+
+
+# --- counting ----------------------------------------------------------------
+
+class ClientCounter:
+    """botocore event hooks on every session: API calls and HTTP attempts by operation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.sends: Counter[str] = Counter()
+
+    def install(self) -> None:
+        from botocore import handlers
+
+        handlers.BUILTIN_HANDLERS.append(("before-call.dynamodb", self._on_call))
+        handlers.BUILTIN_HANDLERS.append(("before-send.dynamodb", self._on_send))
+
+    def _on_call(self, model: Any = None, **_: Any) -> None:
+        with self._lock:
+            self.calls[model.name] += 1
+
+    def _on_send(self, event_name: str = "", **_: Any) -> None:
+        with self._lock:
+            self.sends[event_name.rsplit(".", 1)[-1]] += 1
+
+    def take(self) -> tuple[Counter[str], Counter[str]]:
+        with self._lock:
+            calls, sends = self.calls, self.sends
+            self.calls, self.sends = Counter(), Counter()
+        return calls, sends
+
+
+class ServerCounter:
+    """WSGI middleware on the emulator: what actually arrived, by X-Amz-Target."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ops: Counter[str] = Counter()
+
+    def wrap(self, app: Callable) -> Callable:
+        def counted(environ: dict, start_response: Callable) -> Any:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if target.startswith("DynamoDB_"):
+                with self._lock:
+                    self.ops[target.split(".", 1)[1]] += 1
+            return app(environ, start_response)
+
+        return counted
+
+    def take(self) -> Counter[str]:
+        with self._lock:
+            ops, self.ops = self.ops, Counter()
+        return ops
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fmt(counts: Counter[str] | dict[str, int]) -> str:
+    parts = [f"{n} {op}" for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n]
+    return " + ".join(parts) or "0"
+
+
+def copy_table_once_per_transaction() -> bool:
+    """See the module docstring. Returns False (and changes nothing) if moto's
+    internals are not the shape this expects."""
+    import copy
+    import functools
+
+    try:
+        from moto.dynamodb import models
+        from moto.dynamodb.models.table import Table
+    except ImportError:
+        return False
+    backend = getattr(models, "DynamoDBBackend", None)
+    if getattr(models, "copy", None) is not copy or backend is None \
+            or not hasattr(backend, "transact_write_items"):
+        return False
+    state = threading.local()
+
+    class _CopyTableOnce:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(obj: Any, memo: Any = None) -> Any:
+            cache = getattr(state, "tables", None)
+            if cache is None or not isinstance(obj, Table):
+                return copy.deepcopy(obj, memo)
+            if id(obj) not in cache:
+                cache[id(obj)] = copy.deepcopy(obj, memo)
+            return cache[id(obj)]
+
+    original = backend.transact_write_items
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
+        state.tables = {}
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            state.tables = None
+
+    models.copy = _CopyTableOnce()
+    backend.transact_write_items = transact_write_items
+    return True
+
+
+def batch_minimum(records: int, items_per_record: int, guard_keys: int,
+                  matched_profiles: int) -> Counter[str]:
+    """The fewest requests a batch can take: guards and matched profiles read in
+    BatchGetItems of 100 keys, and each record's items written atomically, i.e. whole
+    records packed into TransactWriteItems of at most 100 items."""
+    per_tx = DYNAMODB_TX_LIMIT // items_per_record
+    return Counter({
+        "BatchGetItem": math.ceil(guard_keys / BATCH_GET_LIMIT)
+        + math.ceil(matched_profiles / BATCH_GET_LIMIT),
+        "TransactWriteItems": math.ceil(records / per_tx),
+    })
+
+
+# --- the run -------------------------------------------------------------------
+
+@dataclass
+class Row:
+    operation: str
+    http: str
+    counts: Counter[str]
+    target: Counter[str] | None
+    source: str  # where the target comes from
+    note: str = ""
+    retries: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def verdict(self) -> str:
+        if self.target is None:
+            return "-"
+        if self.total > sum(self.target.values()):
+            return "ABOVE"
+        return "met" if +self.counts == +self.target else "differs"
+
+
+@dataclass
+class Bench:
+    http: Any
+    clients: ClientCounter
+    server: ServerCounter | None
+    rows: list[Row] = field(default_factory=list)
+
+    def measure(self, operation: str, method: str, path: str, *, expect: int,
+                target: dict[str, int] | None, source: str, note: str = "",
+                check: Callable[[Any], bool] | None = None, **kwargs: Any) -> Any:
+        self.clients.take()
+        if self.server:
+            self.server.take()
+        response = self.http.request(method, path, **kwargs)
+        calls, sends = self.clients.take()
+        if response.status_code != expect:
+            raise SystemExit(f"{operation}: HTTP {response.status_code}, expected {expect}: "
+                             f"{response.text[:500]}")
+        if check is not None and not check(response.json()):
+            raise SystemExit(f"{operation}: unexpected response (the count would not mean "
+                             f"what the row says): {response.text[:500]}")
+        if self.server:
+            seen = self.server.take()
+            if +seen != +sends:
+                raise SystemExit(f"{operation}: the emulator received {fmt(seen)} but the "
+                                 f"botocore hooks saw {fmt(sends)}: a client is not hooked")
+        shown_path = re.sub(r"/cus_[0-9A-Za-z]+", "/{id}", path.split("?")[0])
+        self.rows.append(Row(operation, f"{method} {shown_path}", calls,
+                             Counter(target) if target is not None else None, source, note,
+                             retries=sum(sends.values()) - sum(calls.values())))
+        return response
+
+
+def start(counter: ClientCounter, server_counter: ServerCounter):
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from moto.server import ThreadedMotoServer
+
+    if not copy_table_once_per_transaction():
+        print("note: moto's transaction backup could not be patched; the batch rows are slow")
+    moto_port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    wsgi = getattr(moto, "_server", None)
+    cross_check = wsgi is not None and hasattr(wsgi, "app")
+    if cross_check:
+        wsgi.app = server_counter.wrap(wsgi.app)
+    endpoint = f"http://127.0.0.1:{moto_port}"
+
+    # Before anything imports crm: PynamoDB reads the table name at class creation.
+    os.environ.update({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "RAPPORT_TABLE": TABLE,
+        "RAPPORT_KEY_CACHE_SECONDS": "60",
+    })
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
+        os.environ.pop(name, None)
+
+    import boto3
+
+    from infra.bootstrap import create_table
+    from rapport.devstack import DevStack
+
+    create_table(boto3.client("dynamodb"), TABLE)
+    stack = DevStack(free_port(), endpoint_url=endpoint, table=TABLE, seed=False)
+    running = stack.start()
+    return moto, stack, running, cross_check
+
+
+def run(bench: Bench) -> None:  # noqa: PLR0915 - one scenario, read top to bottom
+    from crm import apikeys
+
+    m = bench.measure
+    tx1 = {"TransactWriteItems": 1}
+    read_then_tx = {"GetItem": 1, "TransactWriteItems": 1}
+
+    # A request on another route first, so that only the row that says so pays for
+    # the API-key lookup.
+    bench.http.get("/v1/customers", params={"limit": 1})
+
+    # -- create with uniqueness: profile + email guard + external-id guard + phone + tag
+    ada = {"email": "ada@example.com", "phone": "+14155552671",
+           "name": {"given": "Ada", "family": "Lovelace"},
+           "external_ids": {"shop": "1001"}, "tags": ["vip"]}
+    r = m("create (email + external id + phone + tag)", "POST", "/v1/customers", expect=201,
+          target=tx1, source="issue", json=ada,
+          note="5 items in one transaction: profile, 2 guards, 2 lookup entries")
+    cid = r.json()["id"]
+    m("create, duplicate email (409)", "POST", "/v1/customers", expect=409,
+      target={"TransactWriteItems": 1, "GetItem": 1}, source="docstring",
+      json={"email": "ADA@example.com"}, note="the GetItem reads the guard to name the holder")
+
+    # -- get: the first request of a container pays the API-key lookup
+    apikeys.clear_cache()
+    m("get (cold API-key cache)", "GET", f"/v1/customers/{cid}", expect=200,
+      target={"BatchGetItem": 1, "GetItem": 1}, source="issue + auth",
+      note="auth: 1 BatchGetItem (key + tenant), then cached 60 s")
+    m("get (warm)", "GET", f"/v1/customers/{cid}", expect=200, target={"GetItem": 1},
+      source="issue")
+
+    # -- timeline: 30 events on one customer
+    m("timeline add", "POST", f"/v1/customers/{cid}/events", expect=201, target=tx1,
+      source="docstring", json={"type": "order.placed", "channel": "web", "summary": "#1"},
+      note="ConditionCheck (customer active) + Put")
+    for i in range(2, 31):
+        bench.http.post(f"/v1/customers/{cid}/events",
+                        json={"type": "order.placed", "summary": f"#{i}"}).raise_for_status()
+    m("timeline list (page of 25 of 30)", "GET", f"/v1/customers/{cid}/events", expect=200,
+      target={"Query": 1}, source="docstring",
+      check=lambda b: len(b["data"]) == 25 and b["next_cursor"])
+    m("360 view (profile + 20 latest of 30 events)", "GET", f"/v1/customers/{cid}/360",
+      expect=200, target={"Query": 1}, source="issue",
+      check=lambda b: b["customer"]["id"] == cid and len(b["timeline"]) == 20)
+
+    # -- batch upserts (the target is the minimum the 100-item transaction allows)
+    simple = [{"email": f"bulk{i}@example.com"} for i in range(100)]
+    m("batch upsert: 100 new (email)", "POST", "/v1/customers/batch", expect=200,
+      target=batch_minimum(100, 2, 100, 0), source="issue (tx limit)",
+      json={"records": simple}, check=lambda b: b["created"] == 100,
+      note="2 items per record: 50 records per transaction")
+    updates = [{"email": f"bulk{i}@example.com", "locale": "en-GB"} for i in range(100)]
+    m("batch upsert: 100 updates (matched by email)", "POST", "/v1/customers/batch",
+      expect=200, target=batch_minimum(100, 1, 100, 100), source="issue (tx limit)",
+      json={"records": updates}, check=lambda b: b["updated"] == 100,
+      note="guards, then profiles; 1 item per record (the profile, version-checked)")
+    rich = [{"email": f"rich{i}@example.com", "external_ids": {"shop": f"r{i}"},
+             "tags": ["bench"]} for i in range(100)]
+    m("batch upsert: 100 new (email + external id + tag)", "POST", "/v1/customers/batch",
+      expect=200, target=batch_minimum(100, 4, 200, 0), source="issue (tx limit)",
+      json={"records": rich}, check=lambda b: b["created"] == 100,
+      note="200 guard keys; 4 items per record: 25 records per transaction")
+
+    # -- list pages (201 active customers by now)
+    def full(b: dict) -> bool:
+        return len(b["data"]) == 25 and bool(b["next_cursor"])
+
+    r = m("list page (default: 25 by id)", "GET", "/v1/customers", expect=200,
+          target={"Query": 1}, source="issue", check=full)
+    m("list page 2 (cursor)", "GET", "/v1/customers", expect=200, target={"Query": 1},
+      source="issue", params={"cursor": r.json()["next_cursor"]}, check=full)
+    m("list page (updated_since)", "GET", "/v1/customers", expect=200, target={"Query": 1},
+      source="issue", params={"updated_since": "2000-01-01T00:00:00Z"}, check=full)
+    m("list page (by tag: 25 of 100)", "GET", "/v1/customers", expect=200,
+      target={"Query": 1}, source="issue", params={"tag": "bench"}, check=full,
+      note="tag entries hold only the customer id: + BatchGetItem of the profiles")
+
+    # -- lookups
+    def found(b: dict) -> bool:
+        return [c["id"] for c in b["data"]] == [cid]
+
+    m("lookup by email", "GET", "/v1/customers/lookup", expect=200, target={"GetItem": 2},
+      source="docstring", params={"email": "ada@example.com"}, check=found,
+      note="guard, then profile")
+    m("lookup by phone", "GET", "/v1/customers/lookup", expect=200,
+      target={"Query": 1, "GetItem": 1}, source="docstring",
+      params={"phone": "+14155552671"}, check=found,
+      note="1 match: GetItem; several: BatchGetItem")
+    m("lookup by external id", "GET", "/v1/customers/lookup", expect=200,
+      target={"GetItem": 2}, source="docstring",
+      params={"source": "shop", "external_id": "1001"}, check=found,
+      note="guard, then profile")
+
+    # -- PATCH
+    r = m("PATCH (name)", "PATCH", f"/v1/customers/{cid}", expect=200, target=read_then_tx,
+          source="docstring", json={"name": {"given": "Augusta Ada"}})
+    m("PATCH (new email, If-Match)", "PATCH", f"/v1/customers/{cid}", expect=200,
+      target=read_then_tx, source="docstring", json={"email": "ada.lovelace@example.com"},
+      headers={"If-Match": r.headers["ETag"]},
+      note="one transaction: profile + delete old guard + put new guard")
+
+    # -- Idempotency-Key (no target in the issue; see docs/performance.md)
+    body, key = {"email": "grace@example.com"}, {"Idempotency-Key": "bench-1"}
+    m("create with Idempotency-Key (first)", "POST", "/v1/customers", expect=201,
+      target=None, source="-", json=body, headers=key,
+      note="Powertools: claim (PutItem) + create + save the response (UpdateItem)")
+    r = m("create with Idempotency-Key (replay)", "POST", "/v1/customers", expect=201,
+          target=None, source="-", json=body, headers=key,
+          note="the failed claim returns the stored response (ALL_OLD)")
+    if r.headers.get("Idempotent-Replayed") != "true":
+        raise SystemExit("the Idempotency-Key replay was not served from the store")
+
+    # -- erase (the customer with 30 timeline events)
+    m("erase (30 timeline events)", "DELETE", f"/v1/customers/{cid}", expect=200,
+      target={"GetItem": 1, "TransactWriteItems": 1, "Query": 1, "BatchWriteItem": 2},
+      source="docstring", check=lambda b: b["status"] == "erased",
+      note="BatchWriteItem deletes 25 events per request")
+
+
+def print_table(rows: list[Row], cross_check: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=200)
+    table = Table(title="DynamoDB requests per API operation (counted, not timed)")
+    for name in ("operation", "HTTP", "DynamoDB requests", "n", "target", "source", "vs target",
+                 "note"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(row.operation, row.http, fmt(row.counts), str(row.total),
+                      fmt(row.target) if row.target is not None else "-", row.source,
+                      row.verdict, row.note)
+    console.print(table)
+    retries = sum(r.retries for r in rows)
+    console.print(f"HTTP retries seen (before-send minus before-call): {retries}")
+    console.print("cross-check against the requests moto received: "
+                  + ("every request was seen by the hooks" if cross_check else "unavailable"))
+    above = [r for r in rows if r.verdict == "ABOVE"]
+    if above:
+        console.print()
+        console.print("Above target: " + "; ".join(
+            f"{r.operation}: {fmt(r.counts)} vs {fmt(r.target)}" for r in above))
+
+
+def main() -> None:
+    counter, server_counter = ClientCounter(), ServerCounter()
+    counter.install()  # before any botocore session exists
+    moto, stack, running, cross_check = start(counter, server_counter)
+    try:
+        import httpx
+
+        from crm import apikeys, tenants
+        from crm.context import TenantContext
+
+        tenant = tenants.create("Bench")
+        key = apikeys.create(TenantContext(tenant.id), "bench", ["admin"]).secret
+        base = running.api_url.removesuffix("/v1")
+        with httpx.Client(base_url=base, timeout=60,
+                          headers={"Authorization": f"Bearer {key}"}) as http:
+            bench = Bench(http, counter, server_counter if cross_check else None)
+            run(bench)
+        print_table(bench.rows, cross_check)
+    finally:
+        stack.stop()
+        moto.stop()
+
+
+if __name__ == "__main__":
+    main()
