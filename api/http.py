@@ -107,9 +107,8 @@ def _parse_if_match(value: str | None) -> int | None:
     tag = tag[2:] if tag.startswith("W/") else tag
     tag = tag.strip('"')
     if not tag.isdigit() or len(tag) > 12:
-        err = DomainError("If-Match must be an ETag from a previous response, e.g. \"3\"",
-                          field="If-Match")
-        raise err
+        raise DomainError("If-Match must be an ETag from a previous response, e.g. \"3\"",
+                          field="If-Match", code="invalid_header")
     return int(tag)
 
 

@@ -43,3 +43,19 @@ def from_validation(exc: Any, *, where: str) -> Response:
     first = errors[0] if errors else {"field": None, "message": "invalid"}
     return problem(422, "validation_error", f"invalid {where}: {first['field']}: {first['message']}",
                    field=first["field"], errors=errors)
+
+
+_CHALICE_ERRORS = {405: ("method_not_allowed", "this route does not accept {method}"),
+                   415: ("unsupported_media_type", "send the body as JSON with Content-Type: application/json")}
+
+
+def chalice_errors_as_problems(event: Any, get_response: Any) -> Response:
+    """HTTP middleware: the 405 and 415 that Chalice's router answers before any view
+    runs become problem details too, so every error has one shape."""
+    response = get_response(event)
+    mapped = _CHALICE_ERRORS.get(response.status_code)
+    if mapped and isinstance(response.body, dict) and "Code" in response.body:
+        code, detail = mapped
+        headers = {k: v for k, v in response.headers.items() if k.lower() == "allow"}
+        return problem(response.status_code, code, detail.format(method=event.method), headers=headers)
+    return response

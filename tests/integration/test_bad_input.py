@@ -63,6 +63,7 @@ def test_bad_patch_changes_nothing(tenant, raw_table):
         assert r.status_code == 422, (payload, r.text)
     r = tenant.http.patch(f"/v1/customers/{c['id']}", json={"locale": "en"}, headers={"If-Match": "garbage"})
     assert r.status_code == 400 and r.json()["field"] == "If-Match"
+    assert r.json()["code"] == "invalid_header"
     assert partition_items(raw_table, tenant) == before
 
 
@@ -93,3 +94,15 @@ def test_unknown_customer_ids_get_404(tenant):
         assert tenant.http.get(f"/v1/customers/{cid}/360").status_code == 404
         assert tenant.http.get(f"/v1/customers/{cid}/events").status_code == 404
         assert tenant.http.delete(f"/v1/customers/{cid}").status_code == 404
+
+
+def test_router_errors_are_problem_details_too(tenant):
+    r = tenant.http.post("/v1/customers", content=b'{"email": "a@example.com"}',
+                         headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "unsupported_media_type"
+    r = tenant.http.put("/v1/customers", json={})
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+    assert tenant.http.get("/v1/customers").json()["data"] == []
