@@ -6,7 +6,6 @@ State lives in the emulator's memory and is gone when the stack stops.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import socket
 import threading
@@ -81,12 +80,10 @@ class DevStack:
         return Running(f"http://127.0.0.1:{self.port}/v1", endpoint, self.table, tenant_id, api_key)
 
     def _start_emulator(self) -> str:
-        from moto.server import ThreadedMotoServer
+        from rapport import emulator
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         port = free_port()
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._moto.start()
+        self._moto = emulator.start(port)
         return f"http://127.0.0.1:{port}"
 
     def _serve(self) -> None:

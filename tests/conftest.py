@@ -29,14 +29,10 @@ os.environ.pop("AWS_PROFILE", None)
 @pytest.fixture(scope="session")
 def aws_endpoint() -> str:
     """moto's server, started once per session on a free loopback port."""
-    import logging
+    from rapport import emulator
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = emulator.start(port)
     url = f"http://127.0.0.1:{port}"
     os.environ["AWS_ENDPOINT_URL"] = url
     yield url
