@@ -10,7 +10,8 @@ from typing import Any
 
 API_VERSION = "1.0.0"
 _PATH_PARAM = re.compile(r"{(\w+)}")
-_PATH_PATTERNS = {"customer_id": r"^cus_[0-9A-Z]{26}$", "key_id": r"^[0-9a-z]{10}$"}
+_PATH_PATTERNS = {"customer_id": r"^cus_[0-9A-Z]{26}$", "key_id": r"^[0-9a-z]{10}$",
+                  "order_id": r"^ord_[0-9A-Z]{26}$"}
 
 
 def _query_parameters(model: Any, defs: dict) -> list[dict[str, Any]]:

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from crm.context import SCOPES
+from crm.customer360 import Customer360  # noqa: F401 - re-exported for api.http.model()
 from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.model()
     Customer,
-    Customer360,
     CustomerCreate,
     CustomerPatch,
     SOURCE_PATTERN,
@@ -16,8 +16,17 @@ from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.mod
     TimelineEventCreate,
 )
 
-Scope = Literal["customers:read", "customers:write", "admin"]
-assert set(SCOPES) == {"customers:read", "customers:write", "admin"}
+from crm.orders.schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
+    CancellationCreate,
+    FulfilmentCreate,
+    Order,
+    OrderCreate,
+    PaymentCreate,
+    RefundCreate,
+)
+
+Scope = Literal["customers:read", "customers:write", "orders:read", "orders:write", "admin"]
+assert set(SCOPES) == set(Scope.__args__)
 
 
 class _Strict(BaseModel):
@@ -62,6 +71,17 @@ class CustomerLookupQuery(_Strict):
     phone: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
     source: Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)] | None = None
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class OrderListQuery(PageQuery):
+    customer_id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-Z]{26}$")] | None = None
+    placed_since: AwareDatetime | None = Field(default=None, description="placed at or after")
+    placed_before: AwareDatetime | None = Field(default=None, description="placed strictly before")
+
+
+class OrderPage(BaseModel):
+    data: list[Order]
+    next_cursor: str | None
 
 
 class CustomerPage(BaseModel):
@@ -109,7 +129,7 @@ class BatchUpsertResponse(BaseModel):
 
 class ApiKeyCreate(_Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    scopes: list[Scope] = Field(min_length=1, max_length=3)
+    scopes: list[Scope] = Field(min_length=1, max_length=5)
 
 
 class ApiKey(BaseModel):

@@ -5,12 +5,14 @@ from dataclasses import dataclass, field
 
 from crm.ids import TENANT_ID
 
-SCOPES = ("customers:read", "customers:write", "admin")
+SCOPES = ("customers:read", "customers:write", "orders:read", "orders:write", "admin")
 # A scope grants itself and what it implies: admin can do anything, write implies read.
 _IMPLIED = {
     "admin": set(SCOPES),
     "customers:write": {"customers:write", "customers:read"},
     "customers:read": {"customers:read"},
+    "orders:write": {"orders:write", "orders:read"},
+    "orders:read": {"orders:read"},
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime
 
 from ulid import ULID
 
@@ -12,6 +13,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 TENANT_ID = re.compile(r"^t[0-9a-z]{12}$")
 KEY_ID = re.compile(r"^[0-9a-z]{10}$")
 CUSTOMER_ID = re.compile(r"^cus_[0-9A-HJKMNP-TV-Z]{26}$")
+ORDER_ID = re.compile(r"^ord_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
 def _token(n: int) -> str:
@@ -32,6 +34,17 @@ def key_secret() -> str:
 
 def customer_id() -> str:
     return f"cus_{ULID()}"
+
+
+def order_id(placed_at: datetime) -> str:
+    """A ULID whose time part is ``placed_at``: order ids sort by when they were placed."""
+    return f"ord_{ULID.from_datetime(placed_at)}"
+
+
+def order_id_bound(at: datetime, *, upper: bool) -> str:
+    """The smallest (or largest) order id placed at ``at``, for date-range queries."""
+    prefix = str(ULID.from_datetime(at))[:10]
+    return f"ord_{prefix}{'Z' * 16 if upper else '0' * 16}"
 
 
 def event_id() -> str:

@@ -107,9 +107,38 @@ class EventItem(Item, discriminator="event"):
 
 
 class GuardItem(Item, discriminator="guard"):
-    """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer per unique value."""
+    """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer (or order) per value."""
 
     customer_id = UnicodeAttribute()
+    order_id = UnicodeAttribute(null=True)
+
+
+class OrderItem(Item, discriminator="order"):
+    """``T#<tenant>#C#<customer>`` / ``A#ORD#<order id>``: in the customer's item collection,
+    below the timeline; listed per tenant on gsi1 ``T#<tenant>#ORDERS`` / ``<order id>``."""
+
+    order_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class OrderPointerItem(Item, discriminator="order_pointer"):
+    """``T#<tenant>#O#<order id>`` / ``O``: which customer's collection holds the order."""
+
+    customer_id = UnicodeAttribute()
+
+
+class RecentOrdersItem(Item, discriminator="recent_orders"):
+    """``T#<tenant>#C#<customer>`` / ``ORDERS``: the 10 latest orders in brief. It sorts
+    between the timeline and ``PROFILE``, so the 360 Query reads it for free."""
+
+    customer_id = UnicodeAttribute()
+    recent = JSONAttribute(default=list)
+    version = VersionAttribute()
 
 
 class IndexEntryItem(Item, discriminator="index"):

@@ -122,9 +122,9 @@ def list_events(req: Request) -> Result:
 
 
 @endpoint(bp, "/v1/customers/{customer_id}/360", "GET", operation_id="getCustomer360", tag=TAG,
-          scope=READ, summary="Profile and latest timeline entries in one DynamoDB Query",
+          scope=READ, summary="Profile, 10 latest orders and 20 latest timeline entries in one DynamoDB Query",
           responses={200: "Customer360"}, errors=(404,))
 def customer_360(req: Request) -> Result:
-    from crm.customers import service
+    from crm.customer360 import view_360
 
-    return Result(200, service.view_360(req.ctx, req.params["customer_id"]))
+    return Result(200, view_360(req.ctx, req.params["customer_id"]))

@@ -201,7 +201,3 @@ class TimelineEvent(BaseModel):
     payload: dict[str, JsonValue] = {}
     created_at: str
 
-
-class Customer360(BaseModel):
-    customer: Customer
-    timeline: list[TimelineEvent]

@@ -12,7 +12,6 @@ from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import (
     Customer,
-    Customer360,
     CustomerCreate,
     CustomerFields,
     CustomerPatch,
@@ -24,7 +23,6 @@ from crm.errors import Gone, Invalid, NotFound, PreconditionFailed
 from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item, connection
 
 MERGED_FIELDS = ("attributes", "consent", "external_ids")
-TIMELINE_IN_360 = 20
 
 
 @dataclass
@@ -326,7 +324,8 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
 
 
 def _timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
-    """Newest first, the profile (sk PROFILE) sorting just above the EV# entries."""
+    """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), then the
+    EV# entries. Orders themselves (sk A#ORD#...) sort below this range."""
     pk = records.profile_pk(ctx, customer_id)
     start = None if after is None else _start_key(pk=pk, sk=after)
     return list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
@@ -342,7 +341,8 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     after = _decode_cursor(cursor, "event")
     if after is not None and not after.startswith(records.EVENT_PREFIX):
         raise Invalid("cursor is malformed", field="cursor")
-    rows = _timeline_query(ctx, customer_id, limit + 2, after)
+    # page 1 also holds the profile and the recent-orders item, which sort above EV#
+    rows = _timeline_query(ctx, customer_id, limit + 3, after)
     if after is None:
         if not rows or not isinstance(rows[0], CustomerItem):
             raise NotFound(f"customer {customer_id} not found")
@@ -352,17 +352,6 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     events = events[:limit]
     nxt = _encode_cursor("event", events[-1].sk) if more else None
     return Page([records.to_event(e) for e in events], nxt)
-
-
-def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
-    """1 Query: the profile and its latest timeline entries share one item collection."""
-    if not ids.CUSTOMER_ID.match(customer_id):
-        raise NotFound(f"customer {customer_id} not found")
-    rows = _timeline_query(ctx, customer_id, TIMELINE_IN_360 + 1, None)
-    if not rows or not isinstance(rows[0], CustomerItem):
-        raise NotFound(f"customer {customer_id} not found")
-    return Customer360(customer=records.to_customer(rows[0]),
-                       timeline=[records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)])
 
 
 def utc(dt: datetime) -> datetime:

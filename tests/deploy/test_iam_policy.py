@@ -119,7 +119,22 @@ def _drive_every_route(tenant, anon) -> set[str]:
     call("createTimelineEvent", "POST", f"/v1/customers/{b['id']}/events", 201,
          json={"type": "call.logged"})
     call("listTimelineEvents", "GET", f"/v1/customers/{b['id']}/events", 200)
-    call("getCustomer360", "GET", f"/v1/customers/{b['id']}/360", 200)
+    order = {"customer": {"id": a["id"]}, "source": "shop", "external_id": "o-1", "channel": "web",
+             "currency": "EUR", "placed_at": "2026-01-01T00:00:00Z", "total": 500,
+             "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 500}]}
+    o = call("createOrder", "POST", "/v1/orders", 201, json=order).json()
+    call(None, "POST", "/v1/orders", 200, json=order)                      # repeat: the original
+    call(None, "POST", "/v1/orders", 201, json={**order, "external_id": "o-2",
+                                                "customer": {"email": "iam-a@example.com"}})
+    call("getOrder", "GET", f"/v1/orders/{o['id']}", 200)
+    call("listOrders", "GET", "/v1/orders", 200)
+    call(None, "GET", "/v1/orders", 200, params={"customer_id": a["id"]})
+    call("payOrder", "POST", f"/v1/orders/{o['id']}/pay", 200, json={})
+    call("fulfillOrder", "POST", f"/v1/orders/{o['id']}/fulfill", 200, json={})
+    call("refundOrder", "POST", f"/v1/orders/{o['id']}/refunds", 200, json={"amount": 100})
+    o2 = call(None, "POST", "/v1/orders", 201, json={**order, "external_id": "o-3"}).json()
+    call("cancelOrder", "POST", f"/v1/orders/{o2['id']}/cancel", 200, json={})
+    call("getCustomer360", "GET", f"/v1/customers/{a['id']}/360", 200)
     call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,

@@ -1,0 +1,78 @@
+"""/v1/orders: orders from every channel and their lifecycle."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from api.http import Request, Result, endpoint
+
+bp = Blueprint(__name__)
+TAG = "orders"
+READ, WRITE = "orders:read", "orders:write"
+_ID = "/v1/orders/{order_id}"
+
+
+@endpoint(bp, "/v1/orders", "POST", operation_id="createOrder", tag=TAG, scope=WRITE,
+          summary="Place an order; a repeat of (source, external_id) returns the original with 200",
+          body="OrderCreate", responses={201: "Order", 200: "Order"}, errors=(409,), idempotent=True)
+def create_order(req: Request) -> Result:
+    from crm.orders import service
+
+    order, created = service.create(req.ctx, req.body)
+    return Result(201 if created else 200, order, {"Location": f"/v1/orders/{order.id}"})
+
+
+@endpoint(bp, "/v1/orders", "GET", operation_id="listOrders", tag=TAG, scope=READ,
+          summary="Orders newest first, for the tenant or one customer, by placing date",
+          query="OrderListQuery", responses={200: "OrderPage"}, errors=(404,))
+def list_orders(req: Request) -> Result:
+    from crm.orders import service
+
+    q = req.query
+    page = service.list_orders(req.ctx, limit=q.limit, cursor=q.cursor, customer_id=q.customer_id,
+                               placed_since=q.placed_since, placed_before=q.placed_before)
+    return Result(200, {"data": page.items, "next_cursor": page.next_cursor})
+
+
+@endpoint(bp, _ID, "GET", operation_id="getOrder", tag=TAG, scope=READ, summary="Get an order",
+          responses={200: "Order"}, errors=(404,))
+def get_order(req: Request) -> Result:
+    from crm.orders import service
+
+    return Result(200, service.get(req.ctx, req.params["order_id"]))
+
+
+def _transition(name: str, operation: str, body: str, summary: str,
+                errors: tuple[int, ...] = (404, 409)):
+    def declare(handler):
+        return endpoint(bp, f"{_ID}/{name}", "POST", operation_id=f"{operation}Order", tag=TAG,
+                        scope=WRITE, summary=summary, body=body, responses={200: "Order"},
+                        errors=errors, idempotent=True)(handler)
+    return declare
+
+
+@_transition("pay", "pay", "PaymentCreate", "Mark a placed order paid")
+def pay_order(req: Request) -> Result:
+    from crm.orders import service
+
+    return Result(200, service.pay(req.ctx, req.params["order_id"], req.body))
+
+
+@_transition("fulfill", "fulfill", "FulfilmentCreate", "Mark a paid order fulfilled")
+def fulfill_order(req: Request) -> Result:
+    from crm.orders import service
+
+    return Result(200, service.fulfill(req.ctx, req.params["order_id"], req.body))
+
+
+@_transition("cancel", "cancel", "CancellationCreate", "Cancel an unpaid order (refund a paid one instead)")
+def cancel_order(req: Request) -> Result:
+    from crm.orders import service
+
+    return Result(200, service.cancel(req.ctx, req.params["order_id"], req.body))
+
+
+@_transition("refunds", "refund", "RefundCreate", "Refund part or all of a paid order", errors=(404, 409, 422))
+def refund_order(req: Request) -> Result:
+    from crm.orders import service
+
+    return Result(200, service.refund(req.ctx, req.params["order_id"], req.body))

@@ -1,0 +1,35 @@
+"""The 360 view: profile, recent orders and the latest timeline entries in one Query."""
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from crm import ids
+from crm.context import TenantContext
+from crm.customers import records
+from crm.customers.schemas import Customer, TimelineEvent
+from crm.customers.service import _timeline_query
+from crm.errors import NotFound
+from crm.orders.schemas import OrderSummary
+from crm.storage import CustomerItem, EventItem, RecentOrdersItem
+
+TIMELINE_IN_360 = 20
+
+
+class Customer360(BaseModel):
+    customer: Customer
+    recent_orders: list[OrderSummary]
+    timeline: list[TimelineEvent]
+
+
+def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
+    """1 Query: ``PROFILE``, ``ORDERS`` (the 10 latest in brief) and the newest ``EV#``
+    entries are adjacent in the customer's item collection, read newest first."""
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    rows = _timeline_query(ctx, customer_id, TIMELINE_IN_360 + 2, None)
+    if not rows or not isinstance(rows[0], CustomerItem):
+        raise NotFound(f"customer {customer_id} not found")
+    recent = next((r.recent for r in rows if isinstance(r, RecentOrdersItem)), [])
+    events = [records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)]
+    return Customer360(customer=records.to_customer(rows[0]), recent_orders=recent,
+                       timeline=events[:TIMELINE_IN_360])

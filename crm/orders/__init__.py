@@ -1,0 +1,1 @@
+"""Orders from every channel: placed, paid, fulfilled, cancelled, refunded."""

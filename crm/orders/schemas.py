@@ -1,0 +1,162 @@
+"""Order models. Money is integer minor units with an ISO-4217 currency code."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from crm.customers.schemas import Email, ExternalId, Source
+
+OrderChannel = Literal["web", "mobile", "tv", "store", "marketplace"]
+OrderStatus = Literal["placed", "paid", "fulfilled", "cancelled", "partially_refunded", "refunded"]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Money = Annotated[int, Field(ge=0, le=10**12, description="minor units, e.g. cents")]
+MAX_LINES = 250
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerRef(_Strict):
+    """Exactly one of: ``id``, ``email``, or ``source`` with ``external_id``."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-Z]{26}$")] | None = None
+    email: Email | None = None
+    source: Source | None = None
+    external_id: ExternalId | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "CustomerRef":
+        given = [self.id is not None, self.email is not None,
+                 self.source is not None or self.external_id is not None]
+        if sum(given) != 1 or (self.source is None) != (self.external_id is None):
+            raise ValueError("give exactly one of id, email, or source with external_id")
+        return self
+
+
+class LineItem(_Strict):
+    sku: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price: Money
+
+
+class OrderCreate(_Strict):
+    customer: CustomerRef
+    source: Source = Field(description="the system the order comes from, e.g. shopify, pos")
+    external_id: ExternalId = Field(description="the order's id there; (source, external_id) is unique")
+    channel: OrderChannel
+    currency: Currency
+    lines: list[LineItem] = Field(min_length=1, max_length=MAX_LINES)
+    discount: Money = 0
+    shipping: Money = 0
+    tax: Money = 0
+    total: Money
+    placed_at: AwareDatetime
+
+    @field_validator("placed_at")
+    @classmethod
+    def _placed_at(cls, v: datetime) -> datetime:
+        now = datetime.now(timezone.utc)
+        if not datetime(2000, 1, 1, tzinfo=timezone.utc) <= v <= now + timedelta(days=1):
+            raise ValueError("placed_at must be between 2000-01-01 and tomorrow")
+        return v
+
+    @field_validator("discount")
+    @classmethod
+    def _discount(cls, v: int, info: ValidationInfo) -> int:
+        subtotal = _subtotal(info.data.get("lines"))
+        if subtotal is not None and v > subtotal:
+            raise ValueError(f"discount {v} exceeds the lines' subtotal {subtotal}")
+        return v
+
+    @field_validator("total")
+    @classmethod
+    def _total(cls, v: int, info: ValidationInfo) -> int:
+        subtotal = _subtotal(info.data.get("lines"))
+        parts = [info.data.get(k) for k in ("discount", "shipping", "tax")]
+        if subtotal is None or None in parts:
+            return v  # another field is already invalid and named
+        expected = subtotal - parts[0] + parts[1] + parts[2]
+        if v != expected:
+            raise ValueError(f"total {v} does not match lines - discount + shipping + tax = {expected}")
+        return v
+
+
+def _subtotal(lines: list[LineItem] | None) -> int | None:
+    return None if lines is None else sum(line.quantity * line.unit_price for line in lines)
+
+
+class PaymentCreate(_Strict):
+    paid_at: AwareDatetime | None = None
+
+
+class FulfilmentCreate(_Strict):
+    fulfilled_at: AwareDatetime | None = None
+
+
+class CancellationCreate(_Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+
+
+class RefundCreate(_Strict):
+    amount: int = Field(ge=1, le=10**12, description="minor units; at most what was paid and not yet refunded")
+    currency: Currency | None = Field(default=None, description="if given, must be the order's")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+
+
+class Refund(BaseModel):
+    id: str
+    amount: int
+    reason: str | None = None
+    refunded_at: str
+
+
+class Order(BaseModel):
+    id: str
+    customer_id: str
+    source: str
+    external_id: str
+    channel: OrderChannel
+    currency: str
+    lines: list[LineItem]
+    subtotal: int
+    discount: int
+    shipping: int
+    tax: int
+    total: int
+    status: OrderStatus
+    placed_at: str
+    paid_at: str | None = None
+    fulfilled_at: str | None = None
+    cancelled_at: str | None = None
+    cancel_reason: str | None = None
+    refunded_amount: int = 0
+    refunds: list[Refund] = []
+    created_at: str
+    updated_at: str
+    version: int
+
+
+class OrderSummary(BaseModel):
+    """An order in brief, as the 360 view shows the latest ones."""
+
+    id: str
+    channel: OrderChannel
+    currency: str
+    total: int
+    status: OrderStatus
+    placed_at: str
+    refunded_amount: int = 0

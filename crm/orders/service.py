@@ -1,0 +1,318 @@
+"""Order operations. Each docstring names its DynamoDB request count (docs/performance.md).
+
+Layout (``P = T#<tenant>#``):
+- the order: ``P C#<customer>`` / ``A#ORD#<order id>``, in the customer's item collection
+  (below the timeline), and on gsi1 ``P ORDERS`` / ``<order id>`` for the tenant list;
+- a pointer ``P O#<order id>`` / ``O`` naming the customer, so GET by id needs no index;
+- a guard ``P U#order#<source>#<external id>`` / ``U``: one order per vendor order;
+- the customer's recent orders in brief, ``P C#<customer>`` / ``ORDERS``, read by the
+  360 Query. Order ids are ULIDs of ``placed_at``, so they sort by placing time.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from crm import clock, ids
+from crm.context import TenantContext
+from crm.customers import records
+from crm.customers.service import Page, _decode_cursor, _encode_cursor, _start_key
+from crm.errors import Conflict, Invalid, NotFound
+from crm.orders.schemas import (
+    CancellationCreate,
+    CustomerRef,
+    FulfilmentCreate,
+    Order,
+    OrderCreate,
+    OrderSummary,
+    PaymentCreate,
+    RefundCreate,
+)
+from crm.storage import (
+    CustomerItem,
+    GuardItem,
+    Item,
+    OrderItem,
+    OrderPointerItem,
+    RecentOrdersItem,
+    connection,
+)
+
+ORDER_PREFIX = "A#ORD#"
+RECENT = "ORDERS"
+RECENT_KEPT = 10
+REFUNDABLE = ("paid", "fulfilled", "partially_refunded")
+
+
+def _order_sk(order_id: str) -> str:
+    return ORDER_PREFIX + order_id
+
+
+def _guard_pk(ctx: TenantContext, source: str, external_id: str) -> str:
+    return ctx.key("U", "order", source, external_id)
+
+
+def to_order(item: OrderItem) -> Order:
+    return Order(id=item.order_id, customer_id=item.customer_id, status=item.status,
+                 created_at=item.created_at, updated_at=item.updated_at, version=item.version,
+                 **item.data)
+
+
+def summary(item: OrderItem) -> dict[str, Any]:
+    d = item.data
+    return OrderSummary(id=item.order_id, channel=d["channel"], currency=d["currency"],
+                        total=d["total"], status=item.status, placed_at=d["placed_at"],
+                        refunded_amount=d.get("refunded_amount", 0)).model_dump()
+
+
+def _with_summary(recent: list[dict], item: OrderItem) -> list[dict]:
+    """The newest RECENT_KEPT orders by placing time, with ``item``'s summary in place."""
+    kept = {s["id"]: s for s in recent}
+    kept[item.order_id] = summary(item)
+    return sorted(kept.values(), key=lambda s: s["id"], reverse=True)[:RECENT_KEPT]
+
+
+# --- the customer an order belongs to ----------------------------------------
+
+def _resolve_customer(ctx: TenantContext, ref: CustomerRef) -> str:
+    """The customer id, by id or through the email / external-id guard (0 or 1 GetItem)."""
+    if ref.id is not None:
+        return ref.id
+    pk = (records.email_guard(ctx, ref.email) if ref.email is not None
+          else records.xid_guard(ctx, ref.source, ref.external_id))
+    try:
+        return GuardItem.get(pk, "U", consistent_read=True).customer_id
+    except GuardItem.DoesNotExist:
+        raise Invalid("no customer matches this reference", field="customer") from None
+
+
+def _profile_and_recent(ctx: TenantContext, customer_id: str) -> tuple[CustomerItem | None, RecentOrdersItem]:
+    """1 BatchGetItem: the profile and the recent-orders item share a partition."""
+    pk = records.profile_pk(ctx, customer_id)
+    found = {i.sk: i for i in Item.batch_get([(pk, records.PROFILE), (pk, RECENT)], consistent_read=True)}
+    recent = found.get(RECENT) or RecentOrdersItem(pk, RECENT, customer_id=customer_id, recent=[])
+    return found.get(records.PROFILE), recent
+
+
+# --- writes ------------------------------------------------------------------
+
+def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
+    """Place an order; idempotent on (source, external_id): a repeat returns the original
+    (``created`` False). By customer id: 1 BatchGetItem + 1 TransactWriteItems (+1 GetItem
+    by email or external id)."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    guard_pk = _guard_pk(ctx, body.source, body.external_id)
+    customer_id = _resolve_customer(ctx, body.customer)
+    now = clock.now_iso()
+    oid = ids.order_id(body.placed_at)
+    subtotal = sum(line.quantity * line.unit_price for line in body.lines)
+    data = body.model_dump(mode="json", exclude={"customer", "placed_at"})
+    data.update(subtotal=subtotal, placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
+    pk = records.profile_pk(ctx, customer_id)
+    for _ in range(3):
+        profile, recent = _profile_and_recent(ctx, customer_id)
+        if not isinstance(profile, CustomerItem) or profile.status != "active":
+            raise Invalid(f"customer {customer_id} does not exist or was erased", field="customer")
+        order = OrderItem(pk, _order_sk(oid), order_id=oid, customer_id=customer_id, status="placed",
+                          data=data, created_at=now, updated_at=now,
+                          gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
+        recent.recent = _with_summary(recent.recent or [], order)
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
+                        condition=GuardItem.pk.does_not_exist())
+                tx.save(order, condition=OrderItem.pk.does_not_exist())
+                tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
+                        condition=OrderPointerItem.pk.does_not_exist())
+                tx.save(recent)
+            return to_order(order), True
+        except TransactWriteError as exc:
+            if exc.cause_response_code != "TransactionCanceledException":
+                raise
+            failed = [getattr(r, "code", None) == "ConditionalCheckFailed"
+                      for r in exc.cancellation_reasons or []]
+            if failed and failed[0]:
+                return _existing(ctx, guard_pk, customer_id), False
+            if len(failed) > 3 and failed[3]:
+                continue  # another order of this customer moved the recent list: re-read
+            raise Conflict("the order conflicted with a concurrent request; retry",
+                           code="transaction_conflict") from None
+    raise Conflict("the customer's orders changed concurrently; retry", code="transaction_conflict")
+
+
+def _existing(ctx: TenantContext, guard_pk: str, customer_id: str) -> Order:
+    guard = GuardItem.get(guard_pk, "U", consistent_read=True)
+    if guard.customer_id != customer_id:
+        raise Conflict("this source and external_id already identify an order of another customer",
+                       field="external_id", existing_order_id=guard.order_id, code="duplicate_order")
+    return get(ctx, guard.order_id)
+
+
+def _load(ctx: TenantContext, order_id: str) -> tuple[OrderItem, RecentOrdersItem]:
+    """1 GetItem (pointer) + 1 BatchGetItem (the order and the recent list)."""
+    if not ids.ORDER_ID.match(order_id):
+        raise NotFound(f"order {order_id} not found")
+    try:
+        cid = OrderPointerItem.get(ctx.key("O", order_id), "O", consistent_read=True).customer_id
+    except OrderPointerItem.DoesNotExist:
+        raise NotFound(f"order {order_id} not found") from None
+    pk = records.profile_pk(ctx, cid)
+    found = {i.sk: i for i in Item.batch_get([(pk, _order_sk(order_id)), (pk, RECENT)],
+                                             consistent_read=True)}
+    order = found.get(_order_sk(order_id))
+    if not isinstance(order, OrderItem):
+        raise NotFound(f"order {order_id} not found")
+    recent = found.get(RECENT) or RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
+    return order, recent
+
+
+def get(ctx: TenantContext, order_id: str) -> Order:
+    """1 GetItem (pointer) + 1 BatchGetItem."""
+    return to_order(_load(ctx, order_id)[0])
+
+
+def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, str], None]) -> Order:
+    """Read, apply ``change`` (which raises on an illegal move), write the order and its
+    summary conditional on both versions; re-read on a race (at most 3 times)."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    for _ in range(3):
+        order, recent = _load(ctx, order_id)
+        now = clock.now_iso()
+        order.data = dict(order.data)
+        change(order, now)
+        order.updated_at = now
+        in_recent = any(s["id"] == order_id for s in recent.recent or [])
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(order)
+                if in_recent:
+                    recent.recent = _with_summary(recent.recent, order)
+                    tx.save(recent)
+            return to_order(order)
+        except TransactWriteError as exc:
+            if exc.cause_response_code != "TransactionCanceledException":
+                raise
+    raise Conflict("the order changed concurrently; retry", code="transaction_conflict")
+
+
+def _illegal(order: OrderItem, action: str, allowed: tuple[str, ...]) -> Conflict:
+    return Conflict(f"cannot {action} an order that is {order.status} (allowed from: "
+                    f"{', '.join(allowed)})", field="status", code="illegal_transition",
+                    current_status=order.status)
+
+
+def pay(ctx: TenantContext, order_id: str, body: PaymentCreate) -> Order:
+    def change(order: OrderItem, now: str) -> None:
+        if order.status != "placed":
+            raise _illegal(order, "pay", ("placed",))
+        order.status = "paid"
+        order.data["paid_at"] = clock.iso(body.paid_at) if body.paid_at else now
+    return _transition(ctx, order_id, change)
+
+
+def fulfill(ctx: TenantContext, order_id: str, body: FulfilmentCreate) -> Order:
+    def change(order: OrderItem, now: str) -> None:
+        if order.status != "paid":
+            raise _illegal(order, "fulfill", ("paid",))
+        order.status = "fulfilled"
+        order.data["fulfilled_at"] = clock.iso(body.fulfilled_at) if body.fulfilled_at else now
+    return _transition(ctx, order_id, change)
+
+
+def cancel(ctx: TenantContext, order_id: str, body: CancellationCreate) -> Order:
+    """Only an unpaid order is cancelled; a paid one is refunded instead."""
+    def change(order: OrderItem, now: str) -> None:
+        if order.status != "placed":
+            raise _illegal(order, "cancel", ("placed",))
+        order.status = "cancelled"
+        order.data["cancelled_at"] = now
+        if body.reason:
+            order.data["cancel_reason"] = body.reason
+    return _transition(ctx, order_id, change)
+
+
+def refund(ctx: TenantContext, order_id: str, body: RefundCreate) -> Order:
+    """A partial or full refund; the refunds never add up to more than the total paid."""
+    def change(order: OrderItem, now: str) -> None:
+        if order.status not in REFUNDABLE:
+            raise _illegal(order, "refund", REFUNDABLE)
+        if body.currency is not None and body.currency != order.data["currency"]:
+            raise Invalid(f"the order is in {order.data['currency']}, not {body.currency}",
+                          field="currency")
+        refundable = order.data["total"] - order.data.get("refunded_amount", 0)
+        if body.amount > refundable:
+            raise Invalid(f"amount {body.amount} exceeds the {refundable} still refundable",
+                          field="amount", refundable=refundable)
+        refunded = order.data.get("refunded_amount", 0) + body.amount
+        entry = {"id": f"rf_{len(order.data.get('refunds', [])) + 1}", "amount": body.amount,
+                 "refunded_at": now, **({"reason": body.reason} if body.reason else {})}
+        order.data["refunds"] = [*order.data.get("refunds", []), entry]
+        order.data["refunded_amount"] = refunded
+        order.status = "refunded" if refunded == order.data["total"] else "partially_refunded"
+    return _transition(ctx, order_id, change)
+
+
+# --- lists -------------------------------------------------------------------
+
+def _bounds(since: datetime | None, before: datetime | None) -> tuple[str, str]:
+    """Order-id bounds for a placing-date window (ids are ULIDs of placed_at, which the
+    API keeps between 2000 and tomorrow, so dates outside that range just widen it)."""
+    floor, ceiling = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+    low = "ord_"
+    if since is not None and since >= ceiling:
+        low = "ord_~"  # nothing is placed that late: an empty window
+    elif since is not None and since > floor:
+        low = ids.order_id_bound(since, upper=False)
+    high = "ord_~"
+    if before is not None and before <= floor:
+        high = "ord_"  # nothing was placed before 2000: an empty window
+    elif before is not None and before < ceiling:
+        high = ids.order_id_bound(before - timedelta(milliseconds=1), upper=True)
+    return low, high
+
+
+def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
+                customer_id: str | None = None, placed_since: datetime | None = None,
+                placed_before: datetime | None = None) -> Page:
+    """Newest first. Per customer: 1 Query of its collection (+1 GetItem when the first
+    page is empty, to answer 404 for an unknown customer). Per tenant: 1 Query on gsi1."""
+    low, high = _bounds(placed_since, placed_before)
+    if customer_id is not None:
+        if not ids.CUSTOMER_ID.match(customer_id):
+            raise NotFound(f"customer {customer_id} not found")
+        pk = records.profile_pk(ctx, customer_id)
+        after = _decode_cursor(cursor, "order:" + customer_id)
+        if after is not None and not ids.ORDER_ID.match(after):
+            raise Invalid("cursor is malformed", field="cursor")
+        start = None if after is None else _start_key(pk=pk, sk=_order_sk(after))
+        rows = list(OrderItem.query(pk, OrderItem.sk.between(_order_sk(low), _order_sk(high)),
+                                    scan_index_forward=False, limit=limit + 1, page_size=limit + 1,
+                                    last_evaluated_key=start, consistent_read=True))
+        if not rows and after is None:
+            try:
+                CustomerItem.get(pk, records.PROFILE)
+            except CustomerItem.DoesNotExist:
+                raise NotFound(f"customer {customer_id} not found") from None
+        kind = "order:" + customer_id
+        encode = lambda r: r.order_id  # noqa: E731
+    else:
+        after = _decode_cursor(cursor, "order")
+        start = None
+        if after is not None:
+            oid, _, cid = after.partition("|")
+            if not (ids.ORDER_ID.match(oid) and ids.CUSTOMER_ID.match(cid)):
+                raise Invalid("cursor is malformed", field="cursor")
+            start = _start_key(gsi1pk=ctx.key("ORDERS"), gsi1sk=oid,
+                               pk=records.profile_pk(ctx, cid), sk=_order_sk(oid))
+        rows = list(OrderItem.gsi1.query(ctx.key("ORDERS"), OrderItem.gsi1sk.between(low, high),
+                                         scan_index_forward=False, limit=limit + 1,
+                                         page_size=limit + 1, last_evaluated_key=start))
+        kind = "order"
+        encode = lambda r: f"{r.order_id}|{r.customer_id}"  # noqa: E731
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([to_order(r) for r in rows], _encode_cursor(kind, encode(rows[-1])) if more else None)
