@@ -34,6 +34,7 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -220,7 +221,7 @@ class Bench:
             if +seen != +sends:
                 raise SystemExit(f"{operation}: the emulator received {fmt(seen)} but the "
                                  f"botocore hooks saw {fmt(sends)}: a client is not hooked")
-        shown_path = re.sub(r"/cus_[0-9A-Za-z]+", "/{id}", path.split("?")[0])
+        shown_path = re.sub(r"/(cus|ord)_[0-9A-Za-z]+", "/{id}", path.split("?")[0])
         self.rows.append(Row(operation, f"{method} {shown_path}", calls,
                              Counter(target) if target is not None else None, source, note,
                              retries=sum(sends.values()) - sum(calls.values())))
@@ -380,6 +381,168 @@ def run(bench: Bench) -> None:  # noqa: PLR0915 - one scenario, read top to bott
       target={"GetItem": 1, "TransactWriteItems": 1, "Query": 1, "BatchWriteItem": 2},
       source="docstring", check=lambda b: b["status"] == "erased",
       note="BatchWriteItem deletes 25 events per request")
+
+    run_orders(bench)
+
+
+ORDER_DAY0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def order_body(customer: dict, external_id: str, placed_at: datetime) -> dict:
+    """A valid order: total = 2 * 1500 + 900 - 400 + 500 + 0 = 4000."""
+    return {"customer": customer, "source": "shop", "external_id": external_id,
+            "channel": "web", "currency": "EUR",
+            "placed_at": placed_at.isoformat().replace("+00:00", "Z"),
+            "lines": [{"sku": "TEE-1", "name": "Tee", "category": "apparel", "quantity": 2,
+                       "unit_price": 1500},
+                      {"sku": "MUG-1", "name": "Mug", "quantity": 1, "unit_price": 900}],
+            "discount": 400, "shipping": 500, "tax": 0, "total": 4000}
+
+
+def run_orders(bench: Bench) -> None:  # noqa: PLR0915 - one scenario, read top to bottom
+    """Orders: a buyer with 30 timeline events and 30 orders (placed on 30 days at 09:00),
+    another customer with 30 orders (same days, 15:00), and one without orders."""
+    m, http = bench.measure, bench.http
+    read_tx = {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+
+    def customer(body: dict) -> str:
+        r = http.post("/v1/customers", json=body)
+        r.raise_for_status()
+        return r.json()["id"]
+
+    buyer = customer({"email": "buyer@example.com", "external_ids": {"shop": "c-1"}})
+    other = customer({"email": "other.buyer@example.com"})
+    no_orders = customer({"email": "no.orders@example.com"})
+    for i in range(30):
+        http.post(f"/v1/customers/{buyer}/events",
+                  json={"type": "email.opened", "summary": f"#{i}"}).raise_for_status()
+
+    def placed(day: int, hour: int) -> datetime:
+        return ORDER_DAY0 + timedelta(days=day, hours=hour)
+
+    ids: dict[str, list[str]] = {buyer: [], other: []}  # by placing time, oldest first
+    for day in range(30):
+        for who, hour in ((buyer, 9), (other, 15)):
+            if who == buyer and day >= 27:
+                continue  # the buyer's last three are the measured creates
+            r = http.post("/v1/orders", json=order_body({"id": who}, f"{who}-{day}",
+                                                        placed(day, hour)))
+            if r.status_code != 201:
+                raise SystemExit(f"order setup: HTTP {r.status_code}: {r.text[:500]}")
+            ids[who].append(r.json()["id"])
+    # The setup takes a while (each transaction copies moto's table once): refill the
+    # API-key cache (60 s) so that no order row pays for authentication.
+    from crm import apikeys
+
+    apikeys.clear_cache()
+    http.get("/v1/customers", params={"limit": 1}).raise_for_status()
+
+    # -- create: by id, by email, by external id; then a repeat of the first
+    def placed_for(ref: str) -> Callable[[dict], bool]:
+        return lambda b: b["customer_id"] == buyer and b["status"] == "placed" \
+            and b["total"] == 4000 and b["external_id"] == ref
+
+    by_id = order_body({"id": buyer}, f"{buyer}-27", placed(27, 9))
+    r = m("order create (customer by id)", "POST", "/v1/orders", expect=201,
+          target={"BatchGetItem": 1, "TransactWriteItems": 1}, source="docstring",
+          json=by_id, check=placed_for(f"{buyer}-27"),
+          note="profile + recent orders read together; tx: guard, order, pointer, recent list")
+    first = r.json()
+    ids[buyer].append(first["id"])
+    r = m("order create (customer by email)", "POST", "/v1/orders", expect=201,
+          target={"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}, source="docstring",
+          json=order_body({"email": "buyer@example.com"}, f"{buyer}-28", placed(28, 9)),
+          check=placed_for(f"{buyer}-28"), note="+ GetItem of the email guard")
+    ids[buyer].append(r.json()["id"])
+    r = m("order create (customer by external id)", "POST", "/v1/orders", expect=201,
+          target={"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}, source="docstring",
+          json=order_body({"source": "shop", "external_id": "c-1"}, f"{buyer}-29",
+                          placed(29, 9)),
+          check=placed_for(f"{buyer}-29"), note="+ GetItem of the external-id guard")
+    ids[buyer].append(r.json()["id"])
+    m("order create, repeat of (source, external_id) (200)", "POST", "/v1/orders",
+      expect=200, target=None, source="- (docstring: none)", json=by_id,
+      check=lambda b: b == first,
+      note="cancelled tx (guard exists), GetItem of the guard, then as GET: pointer + "
+           "BatchGetItem")
+
+    # -- get and lists (60 orders in the tenant, 30 of them the buyer's)
+    newest = ids[buyer][-1]
+    m("order get", "GET", f"/v1/orders/{newest}", expect=200,
+      target={"GetItem": 1, "BatchGetItem": 1}, source="docstring",
+      check=lambda b: b["id"] == newest and b["customer_id"] == buyer,
+      note="pointer, then order + recent list (both in the customer's partition)")
+
+    everyone = sorted(ids[buyer] + ids[other], reverse=True)
+
+    def page_of(expected: list[str], more: bool) -> Callable[[dict], bool]:
+        return lambda b: [o["id"] for o in b["data"]] == expected \
+            and bool(b["next_cursor"]) == more
+
+    r = m("order list, tenant (25 of 60)", "GET", "/v1/orders", expect=200,
+          target={"Query": 1}, source="docstring", check=page_of(everyone[:25], True),
+          note="gsi1, newest first")
+    m("order list, tenant page 2 (cursor)", "GET", "/v1/orders", expect=200,
+      target={"Query": 1}, source="docstring",
+      params={"cursor": r.json()["next_cursor"]}, check=page_of(everyone[25:50], True))
+    since, before = placed(10, 0), placed(20, 0)
+    window = [o for o in everyone if o in set(ids[buyer][10:20] + ids[other][10:20])]
+    m("order list, tenant, placed_since + placed_before (20 of 60)", "GET", "/v1/orders",
+      expect=200, target={"Query": 1}, source="docstring",
+      params={"placed_since": since.isoformat(), "placed_before": before.isoformat()},
+      check=page_of(window, False), note="order-id bounds from the dates: BETWEEN on gsi1sk")
+    mine = sorted(ids[buyer], reverse=True)
+    r = m("order list, by customer_id (25 of 30)", "GET", "/v1/orders", expect=200,
+          target={"Query": 1}, source="docstring", params={"customer_id": buyer},
+          check=page_of(mine[:25], True), note="the customer's partition, A#ORD#..., consistent")
+    m("order list, by customer_id page 2 (cursor)", "GET", "/v1/orders", expect=200,
+      target={"Query": 1}, source="docstring",
+      params={"customer_id": buyer, "cursor": r.json()["next_cursor"]},
+      check=page_of(mine[25:], False))
+    m("order list, by customer_id + placed_since/before (10 of 30)", "GET", "/v1/orders",
+      expect=200, target={"Query": 1}, source="docstring",
+      params={"customer_id": buyer, "placed_since": since.isoformat(),
+              "placed_before": before.isoformat()},
+      check=page_of(sorted(ids[buyer][10:20], reverse=True), False))
+    m("order list, by customer_id (customer with no orders)", "GET", "/v1/orders",
+      expect=200, target={"Query": 1, "GetItem": 1}, source="docstring",
+      params={"customer_id": no_orders}, check=page_of([], False),
+      note="an empty first page reads the profile: 404 for an unknown customer")
+
+    # -- lifecycle (the newest order and the one before it are in the recent list)
+    def now_status(oid: str, status: str) -> Callable[[dict], bool]:
+        return lambda b: b["id"] == oid and b["status"] == status
+
+    m("order pay", "POST", f"/v1/orders/{newest}/pay", expect=200, target=read_tx,
+      source="docstring (_load + 1 tx)", json={}, check=now_status(newest, "paid"),
+      note="read as GET, then order + its summary in the recent list, version-checked")
+    m("order fulfill", "POST", f"/v1/orders/{newest}/fulfill", expect=200, target=read_tx,
+      source="docstring (_load + 1 tx)", json={}, check=now_status(newest, "fulfilled"))
+    m("order refund (partial)", "POST", f"/v1/orders/{newest}/refunds", expect=200,
+      target=read_tx, source="docstring (_load + 1 tx)",
+      json={"amount": 1000, "reason": "damaged"},
+      check=lambda b: now_status(newest, "partially_refunded")(b)
+      and b["refunded_amount"] == 1000)
+    second = ids[buyer][-2]
+    m("order cancel", "POST", f"/v1/orders/{second}/cancel", expect=200, target=read_tx,
+      source="docstring (_load + 1 tx)", json={"reason": "changed mind"},
+      check=now_status(second, "cancelled"))
+    oldest = ids[buyer][0]
+    m("order cancel (not in the recent list)", "POST", f"/v1/orders/{oldest}/cancel",
+      expect=200, target=read_tx, source="docstring (_load + 1 tx)", json={},
+      check=now_status(oldest, "cancelled"), note="the transaction holds the order only")
+
+    # -- the 360 view of the buyer: profile + 10 latest of 30 orders + 20 of 30 events
+    def view(b: dict) -> bool:
+        recent = b["recent_orders"]
+        return (b["customer"]["id"] == buyer and len(b["timeline"]) == 20
+                and [o["id"] for o in recent] == mine[:10]
+                and recent[0]["status"] == "partially_refunded"
+                and recent[0]["refunded_amount"] == 1000 and recent[1]["status"] == "cancelled")
+
+    m("360 view (profile + 10 latest of 30 orders + 20 of 30 events)", "GET",
+      f"/v1/customers/{buyer}/360", expect=200, target={"Query": 1}, source="docstring",
+      check=view, note="PROFILE, ORDERS, then EV#...: Limit 22")
 
 
 def print_table(rows: list[Row], cross_check: bool) -> None:

@@ -6,6 +6,10 @@ table taken when it began, wiping what other requests wrote meanwhile. Real Dyna
 transactions are serializable, so the local stack serializes DynamoDB requests (a
 lock around moto's DynamoDB handler). Without it, races that are safe on AWS lose
 writes locally (tests/integration/test_concurrency.py shows it).
+
+moto's whole-table copy per transaction item also makes every transaction cost
+O(table size); with requests serialized, :func:`make_transactions_cheap` replaces it
+by an undo record of just what a transaction can change.
 """
 from __future__ import annotations
 
@@ -34,11 +38,85 @@ def make_dynamodb_serializable() -> None:
     DynamoHandler._rapport_serialized = True
 
 
+_STATE = threading.local()
+
+
+def make_transactions_cheap() -> None:
+    """Idempotent: roll a cancelled transaction back from a shallow snapshot (the
+    item index, deep copies of the items it updates in place, the stream length)
+    instead of moto's deep copy of the whole table. Needs the serializing lock."""
+    import copy
+    from collections import defaultdict
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    backend = models.DynamoDBBackend
+    if getattr(backend, "_rapport_cheap", False):
+        return
+
+    class _NoTableCopy:
+        """moto's ``copy`` module, except that a table is not copied during a transaction."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(obj: Any, memo: Any = None) -> Any:
+            if isinstance(obj, Table) and getattr(_STATE, "in_transaction", False):
+                return obj  # moto's rollback then re-assigns the same table: ours restores it
+            return copy.deepcopy(obj, memo)
+
+    def snapshot(table: Table, transact_items: list[dict[str, Any]]) -> tuple:
+        updated = set()
+        for entry in transact_items:
+            kind, op = next(iter(entry.items()))
+            if kind == "Update" and op.get("TableName") == table.name and table.range_key_attr:
+                key = op["Key"]
+                updated.add((DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr])))
+        items = defaultdict(dict)
+        for hash_key, value in table.items.items():
+            if isinstance(value, dict):
+                items[hash_key] = {rk: (copy.deepcopy(it) if (hash_key, rk) in updated else it)
+                                   for rk, it in value.items()}
+            else:
+                items[hash_key] = copy.deepcopy(value)
+        shard = table.stream_shard
+        return items, (len(shard.items) if shard is not None else 0)
+
+    def restore(table: Table, saved: tuple) -> None:
+        table.items, stream_length = saved
+        if table.stream_shard is not None:
+            del table.stream_shard.items[stream_length:]  # a cancelled write emits nothing
+
+    original = backend.transact_write_items
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        names = {next(iter(e.values())).get("TableName") for e in transact_items}
+        saved = {n: snapshot(self.tables[n], transact_items) for n in names if n in self.tables}
+        _STATE.in_transaction = True
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for name, snap in saved.items():
+                restore(self.tables[name], snap)
+            raise
+        finally:
+            _STATE.in_transaction = False
+
+    models.copy = _NoTableCopy()
+    backend.transact_write_items = transact_write_items
+    backend._rapport_cheap = True
+
+
 def start(port: int) -> Any:
     """Start moto's server on 127.0.0.1:<port>; return it (``.stop()`` ends it)."""
     from moto.server import ThreadedMotoServer
 
     make_dynamodb_serializable()
+    make_transactions_cheap()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

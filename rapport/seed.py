@@ -16,6 +16,10 @@ CITIES = [("Portland", "OR", "US", "+1503555"), ("Austin", "TX", "US", "+1512555
           ("Toronto", "ON", "CA", "+1416555"), ("Manchester", None, "GB", "+44161496"),
           ("Berlin", None, "DE", "+4930901"), ("Lyon", None, "FR", "+33472")]
 TAGS = ["vip", "wholesale", "newsletter", "returning", "gift-buyer", "local-pickup"]
+PRODUCTS = [("TEE-ORG", "Organic tee", "apparel", 2900), ("HOOD-GRY", "Grey hoodie", "apparel", 6900),
+            ("MUG-STN", "Stoneware mug", "home", 1800), ("TOTE-CNV", "Canvas tote", "bags", 2400),
+            ("SNK-WHT", "White sneakers", "shoes", 11900), ("CAP-NVY", "Navy cap", "accessories", 2200)]
+CHANNELS = ["web", "web", "mobile", "store", "marketplace", "tv"]
 EVENTS = [("email.opened", "email", "Opened “Autumn collection”"),
           ("email.clicked", "email", "Clicked the lookbook link"),
           ("store.visit", "store", "Visited the downtown store"),
@@ -77,4 +81,32 @@ def seed_demo(name: str = "Demo Shop", customers: int = 50) -> tuple[str, str]:
                 when = now - timedelta(days=rng.randint(0, 180), minutes=rng.randint(0, 1440))
                 writer.save(service.event_item(ctx, result.id, TimelineEventCreate(
                     type=kind, channel=channel, summary=summary, occurred_at=when)))
+    _seed_orders(ctx, [r.id for r in results if r.id], rng, now)
     return tenant.id, key.secret
+
+
+def _seed_orders(ctx, customer_ids: list[str], rng: random.Random, now: datetime) -> None:
+    """1-4 orders for most customers, through the order service, in every state."""
+    from crm.orders import service as orders
+    from crm.orders.schemas import OrderCreate, PaymentCreate, RefundCreate
+
+    n = 0
+    for cid in customer_ids:
+        for _ in range(rng.choice([0, 1, 1, 2, 3, 4])):
+            n += 1
+            lines = [{"sku": sku, "name": name, "category": cat, "quantity": rng.randint(1, 3),
+                      "unit_price": price} for sku, name, cat, price in rng.sample(PRODUCTS, rng.randint(1, 3))]
+            subtotal = sum(line["quantity"] * line["unit_price"] for line in lines)
+            shipping = 0 if subtotal > 5000 else 495
+            order, _ = orders.create(ctx, OrderCreate.model_validate({
+                "customer": {"id": cid}, "source": "demo", "external_id": f"D{1000 + n}",
+                "channel": rng.choice(CHANNELS), "currency": "USD", "lines": lines,
+                "shipping": shipping, "total": subtotal + shipping,
+                "placed_at": (now - timedelta(days=rng.randint(1, 300), minutes=rng.randint(0, 1440))).isoformat()}))
+            fate = rng.random()
+            if fate < 0.8:
+                orders.pay(ctx, order.id, PaymentCreate())
+            if 0.3 < fate < 0.8:
+                orders.fulfill(ctx, order.id, orders.FulfilmentCreate())
+            if 0.7 < fate < 0.8:
+                orders.refund(ctx, order.id, RefundCreate(amount=lines[0]["unit_price"], reason="returned"))

@@ -274,6 +274,8 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
 
     1 GetItem + 1 TransactWriteItems + 1 Query and 1 BatchWriteItem per 25 timeline
     entries. Repeating it is safe and finishes a purge that a crash interrupted.
+    Orders are kept (they hold no profile data and are financial records) and keep
+    pointing at the tombstone.
     """
     item = _load(ctx, customer_id)
     if item.status == "active":

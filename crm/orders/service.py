@@ -86,12 +86,14 @@ def _resolve_customer(ctx: TenantContext, ref: CustomerRef) -> str:
         raise Invalid("no customer matches this reference", field="customer") from None
 
 
-def _profile_and_recent(ctx: TenantContext, customer_id: str) -> tuple[CustomerItem | None, RecentOrdersItem]:
-    """1 BatchGetItem: the profile and the recent-orders item share a partition."""
+def _read_for_create(ctx: TenantContext, customer_id: str, guard_pk: str) -> tuple[Any, Any, Any]:
+    """1 BatchGetItem: the profile and the recent-orders item (one partition) and the
+    order's guard, so a repeat is recognised before any write."""
     pk = records.profile_pk(ctx, customer_id)
-    found = {i.sk: i for i in Item.batch_get([(pk, records.PROFILE), (pk, RECENT)], consistent_read=True)}
-    recent = found.get(RECENT) or RecentOrdersItem(pk, RECENT, customer_id=customer_id, recent=[])
-    return found.get(records.PROFILE), recent
+    found = {(i.pk, i.sk): i for i in Item.batch_get(
+        [(pk, records.PROFILE), (pk, RECENT), (guard_pk, "U")], consistent_read=True)}
+    recent = found.get((pk, RECENT)) or RecentOrdersItem(pk, RECENT, customer_id=customer_id, recent=[])
+    return found.get((pk, records.PROFILE)), recent, found.get((guard_pk, "U"))
 
 
 # --- writes ------------------------------------------------------------------
@@ -99,7 +101,7 @@ def _profile_and_recent(ctx: TenantContext, customer_id: str) -> tuple[CustomerI
 def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     """Place an order; idempotent on (source, external_id): a repeat returns the original
     (``created`` False). By customer id: 1 BatchGetItem + 1 TransactWriteItems (+1 GetItem
-    by email or external id)."""
+    by email or external id); a repeat: 1 BatchGetItem + 1 GetItem (+1 by email)."""
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
@@ -112,7 +114,9 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     data.update(subtotal=subtotal, placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
     pk = records.profile_pk(ctx, customer_id)
     for _ in range(3):
-        profile, recent = _profile_and_recent(ctx, customer_id)
+        profile, recent, guard = _read_for_create(ctx, customer_id, guard_pk)
+        if guard is not None:
+            return _existing(ctx, guard, customer_id), False
         if not isinstance(profile, CustomerItem) or profile.status != "active":
             raise Invalid(f"customer {customer_id} does not exist or was erased", field="customer")
         order = OrderItem(pk, _order_sk(oid), order_id=oid, customer_id=customer_id, status="placed",
@@ -121,6 +125,9 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
         recent.recent = _with_summary(recent.recent or [], order)
         try:
             with TransactWrite(connection=connection()) as tx:
+                # PynamoDB sends condition checks first, then puts in this order
+                tx.condition_check(CustomerItem, pk, records.PROFILE,
+                                   condition=CustomerItem.status == "active")
                 tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
                         condition=GuardItem.pk.does_not_exist())
                 tx.save(order, condition=OrderItem.pk.does_not_exist())
@@ -134,20 +141,21 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
             failed = [getattr(r, "code", None) == "ConditionalCheckFailed"
                       for r in exc.cancellation_reasons or []]
             if failed and failed[0]:
-                return _existing(ctx, guard_pk, customer_id), False
-            if len(failed) > 3 and failed[3]:
-                continue  # another order of this customer moved the recent list: re-read
+                raise Invalid(f"customer {customer_id} was erased", field="customer") from None
+            if any(failed[1:2]) or any(failed[4:5]):
+                continue  # a concurrent repeat or another order of this customer: re-read
             raise Conflict("the order conflicted with a concurrent request; retry",
                            code="transaction_conflict") from None
     raise Conflict("the customer's orders changed concurrently; retry", code="transaction_conflict")
 
 
-def _existing(ctx: TenantContext, guard_pk: str, customer_id: str) -> Order:
-    guard = GuardItem.get(guard_pk, "U", consistent_read=True)
+def _existing(ctx: TenantContext, guard: GuardItem, customer_id: str) -> Order:
+    """The order a (source, external_id) guard names: 1 GetItem."""
     if guard.customer_id != customer_id:
         raise Conflict("this source and external_id already identify an order of another customer",
                        field="external_id", existing_order_id=guard.order_id, code="duplicate_order")
-    return get(ctx, guard.order_id)
+    pk = records.profile_pk(ctx, customer_id)
+    return to_order(OrderItem.get(pk, _order_sk(guard.order_id), consistent_read=True))
 
 
 def _load(ctx: TenantContext, order_id: str) -> tuple[OrderItem, RecentOrdersItem]:
@@ -262,6 +270,9 @@ def _bounds(since: datetime | None, before: datetime | None) -> tuple[str, str]:
     """Order-id bounds for a placing-date window (ids are ULIDs of placed_at, which the
     API keeps between 2000 and tomorrow, so dates outside that range just widen it)."""
     floor, ceiling = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+    if since is not None and since.microsecond % 1000:
+        # placed_at is kept to the millisecond: the first millisecond at or after ``since``
+        since += timedelta(microseconds=1000 - since.microsecond % 1000)
     low = "ord_"
     if since is not None and since >= ceiling:
         low = "ord_~"  # nothing is placed that late: an empty window
@@ -271,7 +282,7 @@ def _bounds(since: datetime | None, before: datetime | None) -> tuple[str, str]:
     if before is not None and before <= floor:
         high = "ord_"  # nothing was placed before 2000: an empty window
     elif before is not None and before < ceiling:
-        high = ids.order_id_bound(before - timedelta(milliseconds=1), upper=True)
+        high = ids.order_id_bound(before - timedelta(microseconds=1), upper=True)
     return low, high
 
 

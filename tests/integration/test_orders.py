@@ -186,3 +186,13 @@ def test_extreme_date_windows_are_answered_not_500(tenant, customer, params):
 def test_placed_at_out_of_range_is_422(tenant, customer, placed_at):
     r = tenant.http.post("/v1/orders", json=order_body({"id": customer["id"]}, placed_at=placed_at))
     assert r.status_code == 422 and r.json()["field"] == "placed_at"
+
+
+def test_date_windows_are_exact_to_the_millisecond(tenant, customer):
+    body = order_body({"id": customer["id"]}, placed_at="2026-04-01T09:00:00.123Z")
+    oid = tenant.http.post("/v1/orders", json=body).json()["id"]
+    window = lambda **q: [o["id"] for o in tenant.http.get("/v1/orders", params=q).json()["data"]]  # noqa: E731
+    assert window(placed_since="2026-04-01T09:00:00.123Z") == [oid]
+    assert window(placed_since="2026-04-01T09:00:00.123500Z") == []
+    assert window(placed_before="2026-04-01T09:00:00.123500Z") == [oid]
+    assert window(placed_before="2026-04-01T09:00:00.123Z") == []
