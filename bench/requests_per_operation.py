@@ -14,18 +14,14 @@ once per HTTP attempt (so a retry would show as a difference). As a cross-check 
 emulator's WSGI app is wrapped to count the requests it received: a request the
 hooks missed makes the bench stop with an error instead of printing a low figure.
 
-One change to the emulator, for speed only: moto backs up the whole table once per
-*item* of a TransactWriteItems (``DynamoDBBackend.transact_write_items`` deep-copies
-the table inside its loop over the items), so a 100-item transaction costs 100 table
-copies and the batch rows alone took ~30 s. The bench makes that backup once per
-transaction. What the app sends and what the emulator answers are unchanged.
-Nothing here measures time.
+The emulator is the local stack's (``rapport.emulator.start``): moto with DynamoDB
+requests serialized and cheap transaction rollbacks. What the app sends and what the
+emulator answers are the same as with plain moto. Nothing here measures time.
 
     python3 -m uv run python bench/requests_per_operation.py
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -112,51 +108,6 @@ def fmt(counts: Counter[str] | dict[str, int]) -> str:
     return " + ".join(parts) or "0"
 
 
-def copy_table_once_per_transaction() -> bool:
-    """See the module docstring. Returns False (and changes nothing) if moto's
-    internals are not the shape this expects."""
-    import copy
-    import functools
-
-    try:
-        from moto.dynamodb import models
-        from moto.dynamodb.models.table import Table
-    except ImportError:
-        return False
-    backend = getattr(models, "DynamoDBBackend", None)
-    if getattr(models, "copy", None) is not copy or backend is None \
-            or not hasattr(backend, "transact_write_items"):
-        return False
-    state = threading.local()
-
-    class _CopyTableOnce:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy, name)
-
-        @staticmethod
-        def deepcopy(obj: Any, memo: Any = None) -> Any:
-            cache = getattr(state, "tables", None)
-            if cache is None or not isinstance(obj, Table):
-                return copy.deepcopy(obj, memo)
-            if id(obj) not in cache:
-                cache[id(obj)] = copy.deepcopy(obj, memo)
-            return cache[id(obj)]
-
-    original = backend.transact_write_items
-
-    @functools.wraps(original)
-    def transact_write_items(self: Any, *args: Any, **kwargs: Any) -> Any:
-        state.tables = {}
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            state.tables = None
-
-    models.copy = _CopyTableOnce()
-    backend.transact_write_items = transact_write_items
-    return True
-
-
 def batch_minimum(records: int, items_per_record: int, guard_keys: int,
                   matched_profiles: int) -> Counter[str]:
     """The fewest requests a batch can take: guards and matched profiles read in
@@ -229,14 +180,10 @@ class Bench:
 
 
 def start(counter: ClientCounter, server_counter: ServerCounter):
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer
+    from rapport import emulator  # the local stack's moto, with its serializable transactions
 
-    if not copy_table_once_per_transaction():
-        print("note: moto's transaction backup could not be patched; the batch rows are slow")
     moto_port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
+    moto = emulator.start(moto_port)
     wsgi = getattr(moto, "_server", None)
     cross_check = wsgi is not None and hasattr(wsgi, "app")
     if cross_check:

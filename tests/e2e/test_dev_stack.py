@@ -72,8 +72,11 @@ def test_dev_prints_the_api_url_and_a_working_demo_key(dev):
     with dev.client(dev.info["Demo API key"]) as http:
         page = http.get("/v1/customers", params={"limit": 100}).json()
         assert 45 <= len(page["data"]) <= 55
-        view = http.get(f"/v1/customers/{page['data'][0]['id']}/360").json()
-        assert view["timeline"], "the demo customers have timelines"
+        views = [http.get(f"/v1/customers/{c['id']}/360").json() for c in page["data"][:10]]
+        assert all(v["timeline"] for v in views), "the demo customers have timelines"
+        assert any(v["recent_orders"] for v in views), "and orders"
+        statuses = {o["status"] for o in http.get("/v1/orders", params={"limit": 100}).json()["data"]}
+        assert {"placed", "paid", "fulfilled"} <= statuses
 
 
 def test_customer_lifecycle_as_a_client(dev):
@@ -138,3 +141,18 @@ def test_ctrl_c_shuts_down_cleanly():
     assert stack.stop() == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(stack.base + "/v1/health", timeout=2)
+
+
+def test_an_order_placed_as_a_client_shows_in_the_360(dev):
+    with dev.client(dev.info["Demo API key"]) as http:
+        c = http.post("/v1/customers", json={"email": "e2e-order@example.com"}).json()
+        body = {"customer": {"email": "e2e-order@example.com"}, "source": "pos", "external_id": "e2e-1",
+                "channel": "store", "currency": "USD", "placed_at": "2026-06-01T12:00:00Z",
+                "lines": [{"sku": "MUG", "name": "Mug", "quantity": 2, "unit_price": 1800}], "total": 3600}
+        order = http.post("/v1/orders", json=body)
+        assert order.status_code == 201
+        assert http.post("/v1/orders", json=body).json()["id"] == order.json()["id"]  # a retry
+        assert http.post(f"/v1/orders/{order.json()['id']}/pay", json={}).json()["status"] == "paid"
+        view = http.get(f"/v1/customers/{c['id']}/360").json()
+        assert [(o["id"], o["status"], o["total"]) for o in view["recent_orders"]] == \
+            [(order.json()["id"], "paid", 3600)]
