@@ -213,34 +213,30 @@ def _illegal(order: OrderItem, action: str, allowed: tuple[str, ...]) -> Conflic
                     current_status=order.status)
 
 
-def pay(ctx: TenantContext, order_id: str, body: PaymentCreate) -> Order:
+def _move(ctx: TenantContext, order_id: str, action: str, source: str, target: str,
+          stamp: str, at: datetime | None, extra: dict[str, Any] | None = None) -> Order:
+    """A one-step move ``source`` -> ``target`` that stamps ``<stamp>`` (default: now)."""
     def change(order: OrderItem, now: str) -> None:
-        if order.status != "placed":
-            raise _illegal(order, "pay", ("placed",))
-        order.status = "paid"
-        order.data["paid_at"] = clock.iso(body.paid_at) if body.paid_at else now
+        if order.status != source:
+            raise _illegal(order, action, (source,))
+        order.status = target
+        order.data[stamp] = clock.iso(at) if at else now
+        order.data.update(extra or {})
     return _transition(ctx, order_id, change)
+
+
+def pay(ctx: TenantContext, order_id: str, body: PaymentCreate) -> Order:
+    return _move(ctx, order_id, "pay", "placed", "paid", "paid_at", body.paid_at)
 
 
 def fulfill(ctx: TenantContext, order_id: str, body: FulfilmentCreate) -> Order:
-    def change(order: OrderItem, now: str) -> None:
-        if order.status != "paid":
-            raise _illegal(order, "fulfill", ("paid",))
-        order.status = "fulfilled"
-        order.data["fulfilled_at"] = clock.iso(body.fulfilled_at) if body.fulfilled_at else now
-    return _transition(ctx, order_id, change)
+    return _move(ctx, order_id, "fulfill", "paid", "fulfilled", "fulfilled_at", body.fulfilled_at)
 
 
 def cancel(ctx: TenantContext, order_id: str, body: CancellationCreate) -> Order:
     """Only an unpaid order is cancelled; a paid one is refunded instead."""
-    def change(order: OrderItem, now: str) -> None:
-        if order.status != "placed":
-            raise _illegal(order, "cancel", ("placed",))
-        order.status = "cancelled"
-        order.data["cancelled_at"] = now
-        if body.reason:
-            order.data["cancel_reason"] = body.reason
-    return _transition(ctx, order_id, change)
+    return _move(ctx, order_id, "cancel", "placed", "cancelled", "cancelled_at", None,
+                 {"cancel_reason": body.reason} if body.reason else None)
 
 
 def refund(ctx: TenantContext, order_id: str, body: RefundCreate) -> Order:
