@@ -50,7 +50,7 @@ def dev(port: int = typer.Option(8000, help="port of the API on 127.0.0.1"),
     print(f"Table {running.table}. Emulator state is in memory: it is lost when this stops (Ctrl-C).",
           flush=True)
     if running.api_key:
-        print(f"Try: curl -H 'Authorization: Bearer {running.api_key}' {running.api_url}/customers?limit=3",
+        print(f"Try: curl -H 'Authorization: Bearer {running.api_key}' '{running.api_url}/customers?limit=3'",
               flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
