@@ -177,8 +177,15 @@ def _load(ctx: TenantContext, order_id: str) -> tuple[OrderItem, RecentOrdersIte
 
 
 def get(ctx: TenantContext, order_id: str) -> Order:
-    """1 GetItem (pointer) + 1 BatchGetItem."""
-    return to_order(_load(ctx, order_id)[0])
+    """1 GetItem (pointer) + 1 GetItem (the order), both strongly consistent."""
+    if not ids.ORDER_ID.match(order_id):
+        raise NotFound(f"order {order_id} not found")
+    try:
+        cid = OrderPointerItem.get(ctx.key("O", order_id), "O", consistent_read=True).customer_id
+        return to_order(OrderItem.get(records.profile_pk(ctx, cid), _order_sk(order_id),
+                                      consistent_read=True))
+    except (OrderPointerItem.DoesNotExist, OrderItem.DoesNotExist):
+        raise NotFound(f"order {order_id} not found") from None
 
 
 def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, str], None]) -> Order:
