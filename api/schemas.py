@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from crm.context import SCOPES
 from crm.customer360 import Customer360  # noqa: F401 - re-exported for api.http.model()
@@ -12,6 +12,7 @@ from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.mod
     CustomerCreate,
     CustomerPatch,
     SOURCE_PATTERN,
+    Timestamp,
     TimelineEvent,
     TimelineEventCreate,
 )
@@ -61,7 +62,7 @@ class PageQuery(_Strict):
 
 class CustomerListQuery(PageQuery):
     tag: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    updated_since: AwareDatetime | None = Field(
+    updated_since: Timestamp | None = Field(
         default=None, description="only customers changed at or after this time; ordered by change")
 
 
@@ -75,8 +76,8 @@ class CustomerLookupQuery(_Strict):
 
 class OrderListQuery(PageQuery):
     customer_id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-Z]{26}$")] | None = None
-    placed_since: AwareDatetime | None = Field(default=None, description="placed at or after")
-    placed_before: AwareDatetime | None = Field(default=None, description="placed strictly before")
+    placed_since: Timestamp | None = Field(default=None, description="placed at or after")
+    placed_before: Timestamp | None = Field(default=None, description="placed strictly before")
 
 
 class OrderPage(BaseModel):

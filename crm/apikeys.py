@@ -96,26 +96,39 @@ def list_keys(ctx: TenantContext) -> list[ApiKey]:
 
 
 def revoke(ctx: TenantContext, key_id: str) -> ApiKey:
+    from pynamodb.exceptions import UpdateError
+
     item = _get_item(ctx, key_id)
     if item.revoked_at is None:
-        item.update(actions=[ApiKeyItem.revoked_at.set(clock.now_iso())],
-                    condition=ApiKeyItem.revoked_at.does_not_exist())
+        try:
+            item.update(actions=[ApiKeyItem.revoked_at.set(clock.now_iso())],
+                        condition=ApiKeyItem.revoked_at.does_not_exist())
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            item = _get_item(ctx, key_id)  # revoked concurrently: same outcome
     return _to_key(item)
 
 
 def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
     """Issue a replacement with the same name and scopes and revoke the old key, atomically."""
+    from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
     old = _get_item(ctx, key_id)
     if old.revoked_at is not None:
         raise Invalid(f"api key {key_id} is revoked and cannot be rotated", field="key_id")
     new, token = _new_item(ctx, old.name, list(old.scopes))
-    with TransactWrite(connection=connection()) as tx:
-        tx.save(new, condition=ApiKeyItem.pk.does_not_exist())
-        tx.update(old, actions=[ApiKeyItem.revoked_at.set(new.created_at),
-                                ApiKeyItem.rotated_to.set(new.sk)],
-                  condition=ApiKeyItem.revoked_at.does_not_exist())
+    try:
+        with TransactWrite(connection=connection()) as tx:
+            tx.save(new, condition=ApiKeyItem.pk.does_not_exist())
+            tx.update(old, actions=[ApiKeyItem.revoked_at.set(new.created_at),
+                                    ApiKeyItem.rotated_to.set(new.sk)],
+                      condition=ApiKeyItem.revoked_at.does_not_exist())
+    except TransactWriteError as exc:
+        if exc.cause_response_code != "TransactionCanceledException":
+            raise
+        raise Invalid(f"api key {key_id} was revoked or rotated concurrently", field="key_id") from None
     return IssuedKey(_to_key(new), token)
 
 

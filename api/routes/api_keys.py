@@ -1,4 +1,7 @@
-"""/v1/api-keys: list, create, revoke and rotate the tenant's keys (admin scope)."""
+"""/v1/api-keys: list, create, revoke and rotate the tenant's keys (admin scope).
+
+Creating and rotating take no Idempotency-Key: the stored response would hold the
+secret, which Rapport keeps only as a hash."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -25,7 +28,7 @@ def list_keys(req: Request) -> Result:
 
 @endpoint(bp, "/v1/api-keys", "POST", operation_id="createApiKey", tag=TAG, scope="admin",
           summary="Create a key; the secret is in this response only", body="ApiKeyCreate",
-          responses={201: "IssuedApiKey"}, idempotent=True)
+          responses={201: "IssuedApiKey"})
 def create_key(req: Request) -> Result:
     from crm import apikeys
 
@@ -43,7 +46,7 @@ def revoke_key(req: Request) -> Result:
 
 @endpoint(bp, "/v1/api-keys/{key_id}/rotate", "POST", operation_id="rotateApiKey", tag=TAG,
           scope="admin", summary="Replace a key with a new secret and revoke the old one",
-          responses={201: "IssuedApiKey"}, errors=(404, 422), idempotent=True)
+          responses={201: "IssuedApiKey"}, errors=(404, 422))
 def rotate_key(req: Request) -> Result:
     from crm import apikeys
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -37,6 +37,16 @@ ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 
+def _utc_in_range(value: datetime) -> datetime:
+    """Aware, converted to UTC, and within years 1900-9998 (so it sorts and formats)."""
+    utc = value.astimezone(timezone.utc) if datetime(1900, 1, 2, tzinfo=timezone.utc) <= value \
+        <= datetime(9998, 12, 31, tzinfo=timezone.utc) else None
+    if utc is None:
+        raise ValueError("must be between 1900-01-02 and 9998-12-31")
+    return utc
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize.email)]
 Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize.phone)]
@@ -71,7 +81,7 @@ class ConsentInput(_Strict):
     status: ConsentStatus
     source: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
         description="where the consent was given or withdrawn, e.g. checkout, import, api")
-    at: AwareDatetime | None = Field(default=None, description="when, with a timezone; defaults to the time of the request")
+    at: Timestamp | None = Field(default=None, description="when, with a timezone; defaults to the time of the request")
 
 
 class Consent(BaseModel):
@@ -185,7 +195,7 @@ class TimelineEventCreate(_Strict):
     type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")] = Field(
         description="e.g. email.opened, call.logged, store.visit")
     channel: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
-    occurred_at: AwareDatetime | None = Field(default=None, description="with a timezone; defaults to now")
+    occurred_at: Timestamp | None = Field(default=None, description="with a timezone; defaults to now")
     summary: Annotated[str, StringConstraints(max_length=500)] | None = None
     payload: Attributes | None = None
 

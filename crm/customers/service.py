@@ -104,7 +104,7 @@ def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         rows = rows[:limit]
         nxt = _encode_cursor("id", rows[-1].customer_id) if more else None
     else:
-        after = _decode_cursor(cursor, "updated")
+        after = _decode_cursor(cursor, "updated:" + since)
         if after is None:
             cond, start = CustomerItem.gsi2sk >= since, None
         else:
@@ -116,7 +116,7 @@ def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
                                             last_evaluated_key=start))
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = _encode_cursor("updated", rows[-1].gsi2sk) if more else None
+        nxt = _encode_cursor("updated:" + since, rows[-1].gsi2sk) if more else None
     return Page([records.to_customer(r) for r in rows], nxt)
 
 
@@ -186,8 +186,14 @@ def _dump(fields: CustomerFields, names: set[str]) -> dict[str, Any]:
 def new_data(fields: CustomerFields, now: str) -> dict[str, Any]:
     data = {k: v for k, v in _dump(fields, fields.model_fields_set - {"consent"}).items()
             if v is not None}
-    if fields.consent:
-        data["consent"] = {ch: _consent(c, now) for ch, c in fields.consent.items()}
+    for name in ("attributes", "external_ids"):  # a PATCH-shaped record may carry nulls
+        if name in data:
+            data[name] = {k: v for k, v in data[name].items() if v is not None} or None
+            if data[name] is None:
+                del data[name]
+    consent = {ch: _consent(c, now) for ch, c in (fields.consent or {}).items() if c is not None}
+    if consent:
+        data["consent"] = consent
     return data
 
 
@@ -332,7 +338,7 @@ def _timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str
     start = None if after is None else _start_key(pk=pk, sk=after)
     return list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
                            scan_index_forward=False, limit=limit, page_size=limit,
-                           last_evaluated_key=start))
+                           last_evaluated_key=start, consistent_read=True))
 
 
 def list_events(ctx: TenantContext, customer_id: str, *, limit: int,

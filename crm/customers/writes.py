@@ -76,6 +76,8 @@ def execute(writes: list[ProfileWrite]) -> None:
                 else:
                     tx.delete(item, condition=cond, add_version_condition=False)
     except TransactWriteError as exc:
+        # entries put ahead of a transaction that did not happen must not outlive it
+        _batch_entries([e for w in writes for e in w.before], delete=True)
         if exc.cause_response_code != "TransactionCanceledException":
             raise
         raise _explain(exc, flat) from None

@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -15,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from crm.customers.schemas import Email, ExternalId, Source
+from crm.customers.schemas import Email, ExternalId, Source, Timestamp
 
 OrderChannel = Literal["web", "mobile", "tv", "store", "marketplace"]
 OrderStatus = Literal["placed", "paid", "fulfilled", "cancelled", "partially_refunded", "refunded"]
@@ -64,7 +63,7 @@ class OrderCreate(_Strict):
     shipping: Money = 0
     tax: Money = 0
     total: Money
-    placed_at: AwareDatetime
+    placed_at: Timestamp
 
     @field_validator("placed_at")
     @classmethod
@@ -100,11 +99,11 @@ def _subtotal(lines: list[LineItem] | None) -> int | None:
 
 
 class PaymentCreate(_Strict):
-    paid_at: AwareDatetime | None = None
+    paid_at: Timestamp | None = None
 
 
 class FulfilmentCreate(_Strict):
-    fulfilled_at: AwareDatetime | None = None
+    fulfilled_at: Timestamp | None = None
 
 
 class CancellationCreate(_Strict):

@@ -295,11 +295,14 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
     """Newest first. Per customer: 1 Query of its collection (+1 GetItem when the first
     page is empty, to answer 404 for an unknown customer). Per tenant: 1 Query on gsi1."""
     low, high = _bounds(placed_since, placed_before)
+    if low > high:
+        return Page([], None)  # an empty window (DynamoDB refuses an inverted BETWEEN)
+    window = f":{low}:{high}"  # a cursor is only valid for the window it came from
     if customer_id is not None:
         if not ids.CUSTOMER_ID.match(customer_id):
             raise NotFound(f"customer {customer_id} not found")
         pk = records.profile_pk(ctx, customer_id)
-        after = _decode_cursor(cursor, "order:" + customer_id)
+        after = _decode_cursor(cursor, "order:" + customer_id + window)
         if after is not None and not ids.ORDER_ID.match(after):
             raise Invalid("cursor is malformed", field="cursor")
         start = None if after is None else _start_key(pk=pk, sk=_order_sk(after))
@@ -308,13 +311,13 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
                                     last_evaluated_key=start, consistent_read=True))
         if not rows and after is None:
             try:
-                CustomerItem.get(pk, records.PROFILE)
+                CustomerItem.get(pk, records.PROFILE, consistent_read=True)
             except CustomerItem.DoesNotExist:
                 raise NotFound(f"customer {customer_id} not found") from None
-        kind = "order:" + customer_id
+        kind = "order:" + customer_id + window
         encode = lambda r: r.order_id  # noqa: E731
     else:
-        after = _decode_cursor(cursor, "order")
+        after = _decode_cursor(cursor, "order" + window)
         start = None
         if after is not None:
             oid, _, cid = after.partition("|")
@@ -325,7 +328,7 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         rows = list(OrderItem.gsi1.query(ctx.key("ORDERS"), OrderItem.gsi1sk.between(low, high),
                                          scan_index_forward=False, limit=limit + 1,
                                          page_size=limit + 1, last_evaluated_key=start))
-        kind = "order"
+        kind = "order" + window
         encode = lambda r: f"{r.order_id}|{r.customer_id}"  # noqa: E731
     more = len(rows) > limit
     rows = rows[:limit]
