@@ -53,11 +53,11 @@ def dev(port: int = typer.Option(8000, help="port of the API on 127.0.0.1"),
         print(f"Try: curl -H 'Authorization: Bearer {running.api_key}' '{running.api_url}/customers?limit=3'",
               flush=True)
     stop = threading.Event()
+    # Explicit handlers: a shell starts background jobs with SIGINT ignored, and
+    # Python then never raises KeyboardInterrupt; Ctrl-C and kill must both stop us.
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
+    while not stop.wait(0.5):
         pass
     console.print("Shutting down…")
     stack.stop()

@@ -29,11 +29,13 @@ def _env() -> dict[str, str]:
 
 
 class DevProcess:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
         self.port = _free_port()
+        # a shell's background job starts with SIGINT ignored; Ctrl-C must still work
+        ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
         self.proc = subprocess.Popen([RAPPORT, "dev", "--port", str(self.port), *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=_env())
+                                     env=_env(), preexec_fn=ignore)
         self.lines: list[str] = []
         self.info: dict[str, str] = {}
         deadline = time.monotonic() + 120
@@ -135,8 +137,9 @@ def test_a_port_in_use_gets_a_clear_error(dev):
     assert f"port {dev.port} on 127.0.0.1 is already in use" in r.stdout + r.stderr
 
 
-def test_ctrl_c_shuts_down_cleanly():
-    stack = DevProcess("--no-seed")
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background-job"])
+def test_ctrl_c_shuts_down_cleanly(sigint_ignored):
+    stack = DevProcess("--no-seed", sigint_ignored=sigint_ignored)
     assert httpx.get(stack.base + "/v1/health").status_code == 200
     assert stack.stop() == 0
     with pytest.raises(httpx.ConnectError):
