@@ -86,10 +86,6 @@ def _get_item(ctx: TenantContext, key_id: str) -> ApiKeyItem:
         raise NotFound(f"api key {key_id} not found") from None
 
 
-def get(ctx: TenantContext, key_id: str) -> ApiKey:
-    return _to_key(_get_item(ctx, key_id))
-
-
 def list_keys(ctx: TenantContext) -> list[ApiKey]:
     """All keys of the tenant, newest last: one Query (a tenant has few keys)."""
     return sorted((_to_key(i) for i in ApiKeyItem.query(_pk(ctx))), key=lambda k: k.created_at)

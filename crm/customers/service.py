@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from crm import clock, ids
@@ -360,7 +360,3 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     events = events[:limit]
     nxt = _encode_cursor("event", events[-1].sk) if more else None
     return Page([records.to_event(e) for e in events], nxt)
-
-
-def utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
