@@ -1,6 +1,6 @@
 """Tenant isolation as a property: with tenant B's key, every route on tenant A's ids
-answers exactly as for an id that does not exist (404), lists and lookups never
-include A's records, and A's stored items never change."""
+(customers, orders, API keys) answers exactly as for an id that does not exist (404),
+lists and lookups never include A's records, and A's stored items never change."""
 from __future__ import annotations
 
 import pytest
@@ -22,13 +22,20 @@ def world(api_url, raw_table):
         a.http.post(f"/v1/customers/{c['id']}/events", json={"type": "call.logged", "summary": "a only"})
         a_customers.append(c["id"])
     a_key_id = a.http.get("/v1/api-keys").json()["data"][0]["id"]
+    a_orders = [a.http.post("/v1/orders", json={
+        "customer": {"id": cid}, "source": "shopify", "external_id": f"ao-{i}", "channel": "web",
+        "currency": "EUR", "placed_at": "2026-02-01T10:00:00Z", "total": 1000,
+        "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 1000}]}).json()["id"]
+        for i, cid in enumerate(a_customers)]
+    a.http.post(f"/v1/orders/{a_orders[0]}/pay", json={})
     b.create_customer(email="own@b.example")
-    return {"a": a, "b": b, "a_customers": a_customers, "a_key_id": a_key_id,
+    return {"a": a, "b": b, "a_customers": a_customers, "a_key_id": a_key_id, "a_orders": a_orders,
             "a_items": partition_items(raw_table, a)}
 
 
 MISSING_CUSTOMER = "cus_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 MISSING_KEY = "zzzzzzzzzz"
+MISSING_ORDER = "ord_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 CUSTOMER_ROUTES = [
     ("GET", "/v1/customers/{id}", None),
@@ -39,6 +46,14 @@ CUSTOMER_ROUTES = [
     ("GET", "/v1/customers/{id}/360", None),
 ]
 KEY_ROUTES = [("DELETE", "/v1/api-keys/{id}", None), ("POST", "/v1/api-keys/{id}/rotate", None)]
+ORDER_ROUTES = [
+    ("GET", "/v1/orders/{id}", None),
+    ("POST", "/v1/orders/{id}/pay", {}),
+    ("POST", "/v1/orders/{id}/fulfill", {}),
+    ("POST", "/v1/orders/{id}/cancel", {}),
+    ("POST", "/v1/orders/{id}/refunds", {"amount": 1}),
+    ("GET", "/v1/orders?customer_id={customer}", None),
+]
 
 
 def _shape(response):
@@ -46,16 +61,20 @@ def _shape(response):
     return response.status_code, body.get("code"), body.get("title")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(route=st.sampled_from(CUSTOMER_ROUTES + KEY_ROUTES), pick=st.integers(0, 2))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(CUSTOMER_ROUTES + KEY_ROUTES + ORDER_ROUTES), pick=st.integers(0, 2))
 def test_b_cannot_touch_a_by_id(world, route, pick):
     b = world["b"]
     method, template, body = route
-    is_key = "api-keys" in template
-    target = world["a_key_id"] if is_key else world["a_customers"][pick]
-    missing = MISSING_KEY if is_key else MISSING_CUSTOMER
-    on_a = b.http.request(method, template.format(id=target), json=body)
-    on_missing = b.http.request(method, template.format(id=missing), json=body)
+    if "api-keys" in template:
+        target, missing = world["a_key_id"], MISSING_KEY
+    elif "orders" in template:
+        target, missing = world["a_orders"][pick], MISSING_ORDER
+    else:
+        target, missing = world["a_customers"][pick], MISSING_CUSTOMER
+    fill = lambda i, c: template.format(id=i, customer=c)  # noqa: E731
+    on_a = b.http.request(method, fill(target, world["a_customers"][pick]), json=body)
+    on_missing = b.http.request(method, fill(missing, MISSING_CUSTOMER), json=body)
     assert on_a.status_code == 404, (method, template, on_a.text)
     assert _shape(on_a) == _shape(on_missing)  # nothing distinguishes "A's" from "nobody's"
 
@@ -84,6 +103,7 @@ def test_b_lists_never_include_a(world, params):
     assert all(c["email"] not in A_EMAILS for c in b.http.get("/v1/customers").json()["data"])
     keys = b.http.get("/v1/api-keys").json()["data"]
     assert world["a_key_id"] not in {k["id"] for k in keys}
+    assert b.http.get("/v1/orders", params={"limit": 100}).json()["data"] == []
 
 
 def test_b_can_use_a_email_without_learning_it_exists(world):
@@ -107,6 +127,7 @@ def test_a_cursor_cannot_reach_another_tenant(world):
 def test_a_data_is_unchanged_after_all_of_b_attempts(world, raw_table):
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[2], 0)  # a DELETE
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, KEY_ROUTES[1], 0)  # a rotate
+    test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, ORDER_ROUTES[4], 0)  # a refund
     assert partition_items(raw_table, world["a"]) == world["a_items"]
     a = world["a"]
     assert a.http.get(f"/v1/customers/{world['a_customers'][0]}").json()["email"] == A_EMAILS[0]
