@@ -7,7 +7,7 @@ from crm import ids
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import Customer, TimelineEvent
-from crm.customers.service import _timeline_query
+from crm.customers.service import timeline_query
 from crm.errors import NotFound
 from crm.orders.schemas import OrderSummary
 from crm.storage import CustomerItem, EventItem, RecentOrdersItem
@@ -26,7 +26,7 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     entries are adjacent in the customer's item collection, read newest first."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
-    rows = _timeline_query(ctx, customer_id, TIMELINE_IN_360 + 2, None)
+    rows = timeline_query(ctx, customer_id, TIMELINE_IN_360 + 2, None)
     if not rows or not isinstance(rows[0], CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
     recent = next((r.recent for r in rows if isinstance(r, RecentOrdersItem)), [])

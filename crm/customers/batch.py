@@ -18,7 +18,7 @@ from crm import clock
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import CustomerPatch
-from crm.customers.service import _batch_profiles, _new_item, _require_identity, new_data, patched_data
+from crm.customers.service import batch_profiles, new_data, new_item, patched_data, require_identity
 from crm.customers.writes import MAX_TRANSACTION_ITEMS, ProfileWrite, execute
 from crm.errors import Conflict, DomainError, Invalid, field_errors
 from crm.storage import GuardItem
@@ -74,7 +74,7 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
     holders: dict[str, str] = {}
     for chunk in _chunks(list(claimed), 100):
         holders.update({g.pk: g.customer_id for g in GuardItem.batch_get([(k, "U") for k in chunk], consistent_read=True)})
-    profiles = _batch_profiles(ctx, list(set(holders.values())))
+    profiles = batch_profiles(ctx, list(set(holders.values())))
 
     plans: list[tuple[int, ProfileWrite]] = []
     planned: dict[str, int] = {}  # customer id -> the record that already writes it
@@ -100,14 +100,14 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
                 if data == old:
                     results[i] = RecordResult(i, "unchanged", id=item.customer_id)
                     continue
-                _require_identity(data)
+                require_identity(data)
                 item.data, item.updated_at = data, now
                 records.set_list_keys(ctx, item)
                 plans.append((i, ProfileWrite.plan(ctx, item, old, data, is_new=False)))
             else:
                 data = new_data(rec, now)
-                _require_identity(data)
-                item = _new_item(ctx, data, now)
+                require_identity(data)
+                item = new_item(ctx, data, now)
                 plans.append((i, ProfileWrite.plan(ctx, item, None, data, is_new=True)))
         except DomainError as exc:
             results[i] = RecordResult(i, "error", error=exc)

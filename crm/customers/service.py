@@ -1,9 +1,6 @@
 """Customer operations. Each docstring names its DynamoDB request count (docs/performance.md)."""
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,40 +17,10 @@ from crm.customers.schemas import (
 )
 from crm.customers.writes import ProfileWrite, execute
 from crm.errors import Gone, Invalid, NotFound, PreconditionFailed
+from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item, connection
 
 MERGED_FIELDS = ("attributes", "consent", "external_ids")
-
-
-@dataclass
-class Page:
-    items: list[Any]
-    next_cursor: str | None
-
-
-# --- cursors: only the sort-key part travels, the tenant part is rebuilt from ctx --
-
-def _start_key(**keys: str) -> dict[str, dict[str, str]]:
-    """An ExclusiveStartKey in DynamoDB's wire format."""
-    return {name: {"S": value} for name, value in keys.items()}
-
-
-def _encode_cursor(kind: str, value: str) -> str:
-    raw = json.dumps({"k": kind, "v": value}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None, kind: str) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        if data["k"] == kind and isinstance(data["v"], str) and data["v"]:
-            return data["v"]
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise Invalid("cursor is malformed or belongs to a different list", field="cursor")
 
 
 # --- reads -----------------------------------------------------------------
@@ -80,7 +47,7 @@ def get(ctx: TenantContext, customer_id: str) -> Customer:
     return records.to_customer(_load(ctx, customer_id))
 
 
-def _batch_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, CustomerItem]:
+def batch_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, CustomerItem]:
     """1 BatchGetItem per 100 ids."""
     keys = [(records.profile_pk(ctx, cid), records.PROFILE) for cid in dict.fromkeys(customer_ids)]
     return {i.customer_id: i for i in CustomerItem.batch_get(keys, consistent_read=True)} if keys else {}
@@ -95,46 +62,46 @@ def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         return _list_by_tag(ctx, tag, limit, cursor, since)
     pk = records.list_pk(ctx)
     if since is None:
-        after = _decode_cursor(cursor, "id")
-        start = None if after is None else _start_key(
+        after = decode_cursor(cursor, "id")
+        start = None if after is None else start_key(
             gsi1pk=pk, gsi1sk=after, pk=records.profile_pk(ctx, after), sk=records.PROFILE)
         rows = list(CustomerItem.gsi1.query(pk, limit=limit + 1, page_size=limit + 1,
                                             last_evaluated_key=start))
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = _encode_cursor("id", rows[-1].customer_id) if more else None
+        nxt = encode_cursor("id", rows[-1].customer_id) if more else None
     else:
-        after = _decode_cursor(cursor, "updated:" + since)
+        after = decode_cursor(cursor, "updated:" + since)
         if after is None:
             cond, start = CustomerItem.gsi2sk >= since, None
         else:
             cid = after.rsplit("#", 1)[-1]
             cond = CustomerItem.gsi2sk >= since
-            start = _start_key(gsi2pk=pk, gsi2sk=after, pk=records.profile_pk(ctx, cid),
+            start = start_key(gsi2pk=pk, gsi2sk=after, pk=records.profile_pk(ctx, cid),
                                sk=records.PROFILE)
         rows = list(CustomerItem.gsi2.query(pk, cond, limit=limit + 1, page_size=limit + 1,
                                             last_evaluated_key=start))
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = _encode_cursor("updated:" + since, rows[-1].gsi2sk) if more else None
+        nxt = encode_cursor("updated:" + since, rows[-1].gsi2sk) if more else None
     return Page([records.to_customer(r) for r in rows], nxt)
 
 
 def _list_by_tag(ctx: TenantContext, tag: str, limit: int, cursor: str | None,
                  since: str | None) -> Page:
     pk = records.tag_entry(ctx, tag)
-    after = _decode_cursor(cursor, "tag:" + tag.casefold())
-    start = None if after is None else _start_key(pk=pk, sk=after)
+    after = decode_cursor(cursor, "tag:" + tag.casefold())
+    start = None if after is None else start_key(pk=pk, sk=after)
     rows = list(IndexEntryItem.query(pk, limit=limit + 1, page_size=limit + 1,
                                      last_evaluated_key=start, consistent_read=True))
     more = len(rows) > limit
     rows = rows[:limit]
-    profiles = _batch_profiles(ctx, [r.customer_id for r in rows])
+    profiles = batch_profiles(ctx, [r.customer_id for r in rows])
     wanted = tag.casefold()
     found = [profiles[r.customer_id] for r in rows if r.customer_id in profiles]
     found = [p for p in found if p.status == "active" and (since is None or p.updated_at >= since)
              and wanted in {t.casefold() for t in (p.data or {}).get("tags", ())}]
-    nxt = _encode_cursor("tag:" + tag.casefold(), rows[-1].sk) if more else None
+    nxt = encode_cursor("tag:" + tag.casefold(), rows[-1].sk) if more else None
     return Page([records.to_customer(p) for p in found], nxt)
 
 
@@ -164,7 +131,7 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
             cids = [GuardItem.get(guard_pk, "U", consistent_read=True).customer_id]
         except GuardItem.DoesNotExist:
             return []
-    profiles = _batch_profiles(ctx, cids) if len(cids) > 1 else {
+    profiles = batch_profiles(ctx, cids) if len(cids) > 1 else {
         c: _load(ctx, c) for c in cids}
     # An entry is checked against its profile (see writes.ProfileWrite.before/after).
     return [records.to_customer(profiles[c]) for c in cids
@@ -220,12 +187,12 @@ def patched_data(old: dict[str, Any], patch: CustomerFields, now: str) -> dict[s
     return data
 
 
-def _require_identity(data: dict[str, Any]) -> None:
+def require_identity(data: dict[str, Any]) -> None:
     if not (data.get("email") or data.get("phone") or data.get("external_ids")):
         raise Invalid("a customer needs an email, a phone or an external id", field="email")
 
 
-def _new_item(ctx: TenantContext, data: dict[str, Any], now: str) -> CustomerItem:
+def new_item(ctx: TenantContext, data: dict[str, Any], now: str) -> CustomerItem:
     cid = ids.customer_id()
     item = CustomerItem(records.profile_pk(ctx, cid), records.PROFILE, customer_id=cid,
                         status="active", data=data, created_at=now, updated_at=now)
@@ -237,8 +204,8 @@ def create(ctx: TenantContext, fields: CustomerCreate) -> Customer:
     """1 TransactWriteItems: profile + guards + lookup entries (2 on a 409, to name the holder)."""
     now = clock.now_iso()
     data = new_data(fields, now)
-    _require_identity(data)
-    item = _new_item(ctx, data, now)
+    require_identity(data)
+    item = new_item(ctx, data, now)
     execute([ProfileWrite.plan(ctx, item, None, data, is_new=True)])
     return records.to_customer(item)
 
@@ -267,7 +234,7 @@ def _apply(ctx: TenantContext, item: CustomerItem, patch: CustomerFields) -> Cus
     data = patched_data(old, patch, now)
     if data == old:
         return records.to_customer(item)
-    _require_identity(data)
+    require_identity(data)
     item.data, item.updated_at = data, now
     records.set_list_keys(ctx, item)
     execute([ProfileWrite.plan(ctx, item, old, data, is_new=False)])
@@ -331,11 +298,11 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
     return records.to_event(event)
 
 
-def _timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
+def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
     """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), then the
     EV# entries. Orders themselves (sk A#ORD#...) sort below this range."""
     pk = records.profile_pk(ctx, customer_id)
-    start = None if after is None else _start_key(pk=pk, sk=after)
+    start = None if after is None else start_key(pk=pk, sk=after)
     return list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
                            scan_index_forward=False, limit=limit, page_size=limit,
                            last_evaluated_key=start, consistent_read=True))
@@ -346,11 +313,11 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     """1 Query: the first page also returns the profile, which proves the customer exists."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
-    after = _decode_cursor(cursor, "event")
+    after = decode_cursor(cursor, "event")
     if after is not None and not after.startswith(records.EVENT_PREFIX):
         raise Invalid("cursor is malformed", field="cursor")
     # page 1 also holds the profile and the recent-orders item, which sort above EV#
-    rows = _timeline_query(ctx, customer_id, limit + 3, after)
+    rows = timeline_query(ctx, customer_id, limit + 3, after)
     if after is None:
         if not rows or not isinstance(rows[0], CustomerItem):
             raise NotFound(f"customer {customer_id} not found")
@@ -358,5 +325,5 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     events = [r for r in rows if isinstance(r, EventItem)]
     more = len(events) > limit
     events = events[:limit]
-    nxt = _encode_cursor("event", events[-1].sk) if more else None
+    nxt = encode_cursor("event", events[-1].sk) if more else None
     return Page([records.to_event(e) for e in events], nxt)

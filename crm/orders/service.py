@@ -16,7 +16,7 @@ from typing import Any, Callable
 from crm import clock, ids
 from crm.context import TenantContext
 from crm.customers import records
-from crm.customers.service import Page, _decode_cursor, _encode_cursor, _start_key
+from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.errors import Conflict, Invalid, NotFound
 from crm.orders.schemas import (
     CancellationCreate,
@@ -302,10 +302,10 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         if not ids.CUSTOMER_ID.match(customer_id):
             raise NotFound(f"customer {customer_id} not found")
         pk = records.profile_pk(ctx, customer_id)
-        after = _decode_cursor(cursor, "order:" + customer_id + window)
+        after = decode_cursor(cursor, "order:" + customer_id + window)
         if after is not None and not ids.ORDER_ID.match(after):
             raise Invalid("cursor is malformed", field="cursor")
-        start = None if after is None else _start_key(pk=pk, sk=_order_sk(after))
+        start = None if after is None else start_key(pk=pk, sk=_order_sk(after))
         rows = list(OrderItem.query(pk, OrderItem.sk.between(_order_sk(low), _order_sk(high)),
                                     scan_index_forward=False, limit=limit + 1, page_size=limit + 1,
                                     last_evaluated_key=start, consistent_read=True))
@@ -317,13 +317,13 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         kind = "order:" + customer_id + window
         encode = lambda r: r.order_id  # noqa: E731
     else:
-        after = _decode_cursor(cursor, "order" + window)
+        after = decode_cursor(cursor, "order" + window)
         start = None
         if after is not None:
             oid, _, cid = after.partition("|")
             if not (ids.ORDER_ID.match(oid) and ids.CUSTOMER_ID.match(cid)):
                 raise Invalid("cursor is malformed", field="cursor")
-            start = _start_key(gsi1pk=ctx.key("ORDERS"), gsi1sk=oid,
+            start = start_key(gsi1pk=ctx.key("ORDERS"), gsi1sk=oid,
                                pk=records.profile_pk(ctx, cid), sk=_order_sk(oid))
         rows = list(OrderItem.gsi1.query(ctx.key("ORDERS"), OrderItem.gsi1sk.between(low, high),
                                          scan_index_forward=False, limit=limit + 1,
@@ -332,4 +332,4 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         encode = lambda r: f"{r.order_id}|{r.customer_id}"  # noqa: E731
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page([to_order(r) for r in rows], _encode_cursor(kind, encode(rows[-1])) if more else None)
+    return Page([to_order(r) for r in rows], encode_cursor(kind, encode(rows[-1])) if more else None)

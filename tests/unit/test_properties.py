@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 
 from crm.customers import normalize
 from crm.customers.schemas import CustomerPatch
-from crm.customers.service import _decode_cursor, _encode_cursor, patched_data
+from crm.customers.service import patched_data
+from crm.paging import decode_cursor as _decode_cursor
+from crm.paging import encode_cursor as _encode_cursor
 from crm.errors import Invalid
 
 NOW = "2026-01-01T00:00:00.000Z"
