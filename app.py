@@ -1,13 +1,16 @@
 """Rapport's Chalice app: the one file that declares every Lambda entry point.
 
-Routes live on blueprints in ``api/routes``; event handlers (arriving with the
-events issue) are declared here so that Lambda imports them through this module.
-Kept import-light: the domain loads on the first request (docs/performance.md).
+Routes live on blueprints in ``api/routes``. Event handlers are declared here (not on
+blueprints) so that Lambda imports them through this module; each is a thin call into
+``functions/``. Kept import-light: the domain loads on the first request or event
+(docs/performance.md).
 """
+import os
+
 from chalice import Chalice
 
 from api.problems import chalice_errors_as_problems
-from api.routes import api_keys, customers, meta, orders
+from api.routes import api_keys, customers, loyalty, meta, orders
 
 app = Chalice(app_name="rapport")
 app.api.binary_types = []  # every route speaks JSON
@@ -15,4 +18,43 @@ app.register_blueprint(meta.bp)
 app.register_blueprint(customers.bp)
 app.register_blueprint(api_keys.bp)
 app.register_blueprint(orders.bp)
+app.register_blueprint(loyalty.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
+
+# `chalice package` needs literal sources; infra/resources.json replaces them with the
+# stack's own stream and queues (and adds ReportBatchItemFailures, which Chalice omits).
+_STREAM = os.environ.get("RAPPORT_STREAM_ARN",
+                         "arn:aws:dynamodb:us-east-1:000000000000:table/rapport/stream/replaced-by-infra")
+
+
+@app.on_dynamodb_record(stream_arn=_STREAM, batch_size=100, starting_position="TRIM_HORIZON",
+                        name="dispatch")
+def dispatch(event):
+    """Table changes -> domain events -> the subscribers' queues (functions/dispatch.py)."""
+    from functions import dispatch as handler
+
+    return handler.handle(event.to_dict())
+
+
+@app.on_sqs_message(queue="rapport-loyalty", batch_size=10, name="loyalty_events")
+def loyalty_events(event):
+    """Order events -> points (functions/loyalty.py); failures go back to the queue."""
+    from functions import loyalty as handler
+
+    return handler.handle_batch(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue="rapport-timeline", batch_size=10, name="timeline_events")
+def timeline_events(event):
+    """Domain events -> customer timeline entries (functions/timeline.py)."""
+    from functions import timeline as handler
+
+    return handler.handle_batch(event.to_dict(), event.context)
+
+
+@app.schedule("rate(15 minutes)", name="loyalty_schedule")
+def loyalty_schedule(event):
+    """Activate pending points, expire lots, warn of expiry, recalculate tiers."""
+    from functions import loyalty as handler
+
+    return handler.run_schedule()

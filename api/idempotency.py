@@ -9,26 +9,14 @@ not stored, so a request that failed validation can be corrected and retried.
 from __future__ import annotations
 
 import hashlib
-import threading
 from typing import Any, Callable
 
 from crm import settings
+from crm.aws import dynamodb_client
 from crm.errors import Conflict, Invalid
 
-_client_lock = threading.Lock()
-_client: Any = None
 MAX_KEY_LENGTH = 255
 TTL_SECONDS = 24 * 3600
-
-
-def _dynamodb_client() -> Any:
-    global _client
-    with _client_lock:
-        if _client is None:
-            import boto3
-
-            _client = boto3.client("dynamodb", region_name=settings.region())
-        return _client
 
 
 def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) -> dict:
@@ -48,7 +36,7 @@ def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) 
     store = DynamoDBPersistenceLayer(
         table_name=settings.table_name(), key_attr="pk", sort_key_attr="sk",
         static_pk_value=req.ctx.key("IDEM"), expiry_attr="ttl",
-        boto3_client=_dynamodb_client(),
+        boto3_client=dynamodb_client(),
     )
     config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="request",
                                expires_after_seconds=TTL_SECONDS)

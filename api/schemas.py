@@ -26,6 +26,16 @@ from crm.orders.schemas import (  # noqa: F401,E402 - re-exported for api.http.m
     RefundCreate,
 )
 
+from crm.loyalty.schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
+    AdjustmentCreate,
+    LedgerEntry,
+    Loyalty,
+    PointsChange,
+    Program,
+    ProgramFields,
+    RedemptionCreate,
+)
+
 Scope = Literal["customers:read", "customers:write", "orders:read", "orders:write", "admin"]
 assert set(SCOPES) == set(Scope.__args__)
 
@@ -83,6 +93,11 @@ class OrderListQuery(PageQuery):
 class OrderPage(BaseModel):
     data: list[Order]
     next_cursor: str | None
+
+
+class LedgerPage(BaseModel):
+    data: list[LedgerEntry]
+    next_cursor: str | None = None
 
 
 class CustomerPage(BaseModel):

@@ -49,3 +49,13 @@ def order_id_bound(at: datetime, *, upper: bool) -> str:
 
 def event_id() -> str:
     return f"evt_{ULID()}"
+
+
+def derived_event_id(occurred_at: datetime, key: str) -> str:
+    """A timeline id that is a function of the fact it records: a ULID of ``occurred_at``
+    whose random part is a hash of ``key``, so a redelivered event maps to the same id."""
+    import hashlib
+
+    ms = int(occurred_at.timestamp() * 1000)
+    raw = ms.to_bytes(6, "big") + hashlib.sha256(key.encode()).digest()[:10]
+    return f"evt_{ULID.from_bytes(raw)}"

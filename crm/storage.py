@@ -141,6 +141,41 @@ class RecentOrdersItem(Item, discriminator="recent_orders"):
     version = VersionAttribute()
 
 
+class LoyaltyItem(Item, discriminator="loyalty"):
+    """``T#<tenant>#C#<customer>`` / ``LOYALTY``: the points book (crm/loyalty/book.py). It
+    sorts inside the 360 range, so the 360 Query reads the balance for free. When the book
+    has something due, gsi2 ``LOYALTY_DUE#<shard>`` / ``<due at>#<tenant>#<customer>``
+    lists it for the scheduled run (a sparse, cross-tenant index, read only by it)."""
+
+    customer_id = UnicodeAttribute()
+    book = JSONAttribute(default=dict)
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class LedgerItem(Item, discriminator="ledger"):
+    """``T#<tenant>#C#<customer>`` / ``B#LED#<seq>``: one append-only ledger entry."""
+
+    customer_id = UnicodeAttribute()
+    entry = JSONAttribute(default=dict)
+
+
+class RedemptionItem(Item, discriminator="redemption"):
+    """``T#<tenant>#C#<customer>`` / ``B#RDM#<digest of the Idempotency-Key>``: written in
+    the redemption's own transaction, so one key redeems at most once."""
+
+    customer_id = UnicodeAttribute()
+    result = JSONAttribute(default=dict)
+
+
+class LoyaltyProgramItem(Item, discriminator="loyalty_program"):
+    """``T#<tenant>#LOYALTY`` / ``PROGRAM``: the tenant's program."""
+
+    data = JSONAttribute(default=dict)
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
 class IndexEntryItem(Item, discriminator="index"):
     """``T#<tenant>#I#<kind>#<value>`` / ``<customer id>``: a non-unique lookup (phone, tag)."""
 

@@ -1,5 +1,2 @@
-"""Event handlers (DynamoDB stream, SQS, schedules), declared in app.py.
-
-Empty until the events issue: a package so that the layering (entry points ->
-connectors -> crm) has its place from the start.
-"""
+"""Event handlers: Lambda events (stream records, SQS batches, schedules) in, calls on
+``crm`` out. Declared in app.py; every handler is idempotent and order-independent."""

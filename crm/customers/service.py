@@ -298,9 +298,37 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
     return records.to_event(event)
 
 
+def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineEventCreate) -> bool:
+    """A timeline entry for a domain event, written at most once per ``key`` (its id is
+    derived from it). 1 TransactWriteItems; False when it exists already or the customer
+    is erased (nothing to do either way)."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    occurred = body.occurred_at or clock.now()
+    eid = ids.derived_event_id(occurred, key)
+    data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
+    data["occurred_at"] = clock.iso(occurred)
+    pk = records.profile_pk(ctx, customer_id)
+    event = EventItem(pk, f"{records.EVENT_PREFIX}{data['occurred_at']}#{eid}", event_id=eid,
+                      customer_id=customer_id, data=data, created_at=clock.now_iso())
+    try:
+        with TransactWrite(connection=connection()) as tx:
+            tx.condition_check(CustomerItem, pk, records.PROFILE,
+                               condition=CustomerItem.status == "active")
+            tx.save(event, condition=EventItem.pk.does_not_exist())
+    except TransactWriteError as exc:
+        reasons = [getattr(r, "code", None) for r in exc.cancellation_reasons or []]
+        if "ConditionalCheckFailed" in reasons:
+            return False
+        raise
+    return True
+
+
 def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
-    """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), then the
-    EV# entries. Orders themselves (sk A#ORD#...) sort below this range."""
+    """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), the points
+    book (sk LOYALTY), then the EV# entries. Orders (sk A#ORD#...) and ledger entries
+    (B#LED#...) sort below this range."""
     pk = records.profile_pk(ctx, customer_id)
     start = None if after is None else start_key(pk=pk, sk=after)
     return list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
@@ -316,8 +344,8 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     after = decode_cursor(cursor, "event")
     if after is not None and not after.startswith(records.EVENT_PREFIX):
         raise Invalid("cursor is malformed", field="cursor")
-    # page 1 also holds the profile and the recent-orders item, which sort above EV#
-    rows = timeline_query(ctx, customer_id, limit + 3, after)
+    # page 1 also holds the profile, the recent orders and the points book, above EV#
+    rows = timeline_query(ctx, customer_id, limit + 4, after)
     if after is None:
         if not rows or not isinstance(rows[0], CustomerItem):
             raise NotFound(f"customer {customer_id} not found")

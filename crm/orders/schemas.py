@@ -123,6 +123,14 @@ class Refund(BaseModel):
     refunded_at: str
 
 
+class OrderLoyalty(BaseModel):
+    """Recorded when the order is placed; its points are computed from these."""
+
+    tier: str | None = None
+    birthday: bool = False
+    first: bool = False
+
+
 class Order(BaseModel):
     id: str
     customer_id: str
@@ -144,6 +152,7 @@ class Order(BaseModel):
     cancel_reason: str | None = None
     refunded_amount: int = 0
     refunds: list[Refund] = []
+    loyalty: OrderLoyalty | None = None
     created_at: str
     updated_at: str
     version: int

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from crm import clock, ids
 from crm.context import TenantContext
 from crm.customers import records
+from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.errors import Conflict, Invalid, NotFound
 from crm.orders.schemas import (
@@ -86,14 +87,17 @@ def _resolve_customer(ctx: TenantContext, ref: CustomerRef) -> str:
         raise Invalid("no customer matches this reference", field="customer") from None
 
 
-def _read_for_create(ctx: TenantContext, customer_id: str, guard_pk: str) -> tuple[Any, Any, Any]:
-    """1 BatchGetItem: the profile and the recent-orders item (one partition) and the
-    order's guard, so a repeat is recognised before any write."""
+def _read_for_create(ctx: TenantContext, customer_id: str, guard_pk: str) -> dict[str, Any]:
+    """1 BatchGetItem: the profile, the recent-orders item and the points book (one
+    partition), the loyalty program, and the order's guard, so a repeat is recognised
+    before any write."""
     pk = records.profile_pk(ctx, customer_id)
-    found = {(i.pk, i.sk): i for i in Item.batch_get(
-        [(pk, records.PROFILE), (pk, RECENT), (guard_pk, "U")], consistent_read=True)}
-    recent = found.get((pk, RECENT)) or RecentOrdersItem(pk, RECENT, customer_id=customer_id, recent=[])
-    return found.get((pk, records.PROFILE)), recent, found.get((guard_pk, "U"))
+    keys = {"profile": (pk, records.PROFILE), "recent": (pk, RECENT), "book": (pk, LOYALTY),
+            "program": (program_pk(ctx), PROGRAM), "guard": (guard_pk, "U")}
+    found = {(i.pk, i.sk): i for i in Item.batch_get(list(keys.values()), consistent_read=True)}
+    got = {name: found.get(key) for name, key in keys.items()}
+    got["recent"] = got["recent"] or RecentOrdersItem(pk, RECENT, customer_id=customer_id, recent=[])
+    return got
 
 
 # --- writes ------------------------------------------------------------------
@@ -114,11 +118,14 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     data.update(subtotal=subtotal, placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
     pk = records.profile_pk(ctx, customer_id)
     for _ in range(3):
-        profile, recent, guard = _read_for_create(ctx, customer_id, guard_pk)
+        got = _read_for_create(ctx, customer_id, guard_pk)
+        profile, recent, guard = got["profile"], got["recent"], got["guard"]
         if guard is not None:
             return _existing(ctx, guard, customer_id), False
         if not isinstance(profile, CustomerItem) or profile.status != "active":
             raise Invalid(f"customer {customer_id} does not exist or was erased", field="customer")
+        data["loyalty"] = placement_stamp(got["book"], got["program"], profile, bool(recent.recent),
+                                          data["placed_at"], now)
         order = OrderItem(pk, _order_sk(oid), order_id=oid, customer_id=customer_id, status="placed",
                           data=data, created_at=now, updated_at=now,
                           gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)

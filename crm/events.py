@@ -1,0 +1,101 @@
+"""Domain events, derived from the table's changes (the DynamoDB stream's OLD/NEW images).
+
+Nothing in the request path publishes events: a committed write *is* the event, so an
+event is never emitted for a write that did not happen, nor lost for one that did.
+Each event's ``id`` is derived from the fact it reports (``order.paid:<order id>``,
+``points.earned:<customer>:<seq>``), so a redelivered or replayed stream record yields
+the same ids and every subscriber can de-duplicate on them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+Event = dict[str, Any]
+_POINTS_EVENTS = {"pending": "points.earned", "earn": "points.earned", "activate": "points.activated",
+                  "redeem": "points.redeemed", "expire": "points.expired", "adjust": "points.adjusted",
+                  "reverse": "points.reversed"}
+
+
+def _tenant(pk: str) -> str:
+    return pk.split("#", 2)[1]
+
+
+def _event(type_: str, key: str, item: dict[str, Any], occurred_at: str, data: dict[str, Any]) -> Event:
+    return {"id": f"{type_}:{key}", "type": type_, "tenant_id": _tenant(item["pk"]),
+            "customer_id": item.get("customer_id"), "occurred_at": occurred_at, "data": data}
+
+
+def derive(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Event]:
+    """The domain events one item change stands for (plain Python images; either may be None)."""
+    item = new or old
+    kind = (item or {}).get("kind")
+    handler = _BY_KIND.get(kind)
+    return handler(old, new) if handler else []
+
+
+def _order(old: dict | None, new: dict | None) -> list[Event]:
+    if new is None:
+        return []
+    oid, data, status = new["order_id"], new["data"], new["status"]
+    state = {"order_id": oid, "customer_id": new["customer_id"], "status": status, "data": data}
+    before = (old or {}).get("data") or {}
+    events = []
+    if old is None:
+        events.append(_event("order.placed", oid, new, data["placed_at"], state))
+    for stamp, type_ in (("paid_at", "order.paid"), ("fulfilled_at", "order.fulfilled"),
+                         ("cancelled_at", "order.cancelled")):
+        if data.get(stamp) and not before.get(stamp):
+            events.append(_event(type_, oid, new, data[stamp], state))
+    seen = {r["id"] for r in before.get("refunds", [])}
+    for refund in data.get("refunds", []):
+        if refund["id"] not in seen:
+            events.append(_event("order.refunded", f"{oid}:{refund['id']}", new, refund["refunded_at"],
+                                 {**state, "refund": refund}))
+    return events
+
+
+def _customer(old: dict | None, new: dict | None) -> list[Event]:
+    if new is None:
+        return []
+    cid, version = new["customer_id"], new.get("version")
+    summary = {"customer_id": cid, "version": version, "status": new.get("status")}
+    if old is None:
+        return [_event("customer.created", cid, new, new["created_at"], summary)]
+    if new.get("status") == "erased" and old.get("status") != "erased":
+        return [_event("customer.erased", cid, new, new.get("erased_at") or new["updated_at"], summary)]
+    if new.get("version") != old.get("version"):
+        changed = sorted(k for k in set(new.get("data") or {}) | set(old.get("data") or {})
+                         if (new.get("data") or {}).get(k) != (old.get("data") or {}).get(k))
+        return [_event("customer.updated", f"{cid}:{version}", new, new["updated_at"],
+                       {**summary, "changed": changed})]
+    return []
+
+
+def _loyalty(old: dict | None, new: dict | None) -> list[Event]:
+    if new is None:
+        return []
+    cid = new["customer_id"]
+    book, before = new.get("book") or {}, (old or {}).get("book") or {}
+    events = []
+    if book.get("tier") != before.get("tier") and book.get("tier_since"):
+        events.append(_event("tier.changed", f"{cid}:{book['tier_since']}", new, book["tier_since"],
+                             {"customer_id": cid, "from": before.get("tier"), "to": book.get("tier")}))
+    old_lots = before.get("lots") or {}
+    for lid, lot in (book.get("lots") or {}).items():
+        if lot.get("warned") and not (old_lots.get(lid) or {}).get("warned"):
+            events.append(_event("points.expiring", f"{cid}:{lid}", new, new["updated_at"],
+                                 {"customer_id": cid, "lot": lid, "points": lot["left"],
+                                  "expires_at": lot["expires_at"]}))
+    return events
+
+
+def _ledger(old: dict | None, new: dict | None) -> list[Event]:
+    if new is None or old is not None:
+        return []  # entries are append-only: only an insert is news
+    entry = new["entry"]
+    type_ = _POINTS_EVENTS[entry["type"]]
+    return [_event(type_, f"{new['customer_id']}:{entry['seq']}", new, entry["at"],
+                   {"customer_id": new["customer_id"], **entry})]
+
+
+_BY_KIND = {"order": _order, "customer": _customer, "loyalty": _loyalty, "ledger": _ledger}

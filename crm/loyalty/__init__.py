@@ -1,0 +1,1 @@
+"""Loyalty: the program, the append-only ledger, lots and the balance projection."""

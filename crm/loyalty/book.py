@@ -1,0 +1,273 @@
+"""A customer's points book: lots, the balance projection and the entries that change
+them. Pure (no I/O), so the storage layer, the property test and the balance view all
+run the same rules.
+
+State (kept whole in the customer's ``LOYALTY`` item):
+- ``lots``: pending or active points with what is left in each; an order's lot is
+  ``lot_<order id>``, an adjustment's ``lot_adj_<seq>``;
+- ``orders``: per paid order, the points it earned and what refunds took back, so a
+  redelivered or reordered event is recognised and a reversal is proportional;
+- ``months``: qualifying spend and points by month of payment, for tiers;
+- ``available``/``pending`` (always the sums of the active/pending lots), ``lifetime``,
+  ``owed`` (reversed points that had already been redeemed), ``tier``, ``seq``.
+
+Every change appends ledger entries numbered by ``seq``. Times only move forward through
+``catch_up(now)``, which applies whatever fell due (activation, expiry, expiry notices,
+tier changes) in time order, so the state depends on the facts and the clock, not on
+when a scheduled run happened to come by.
+"""
+from __future__ import annotations
+
+import calendar
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+from crm.loyalty.points import order_points, reversed_after
+
+PAID_STATES = ("paid", "fulfilled", "partially_refunded", "refunded")
+
+
+class InsufficientPoints(Exception):
+    def __init__(self, available: int) -> None:
+        super().__init__(f"only {available} points are available")
+        self.available = available
+
+
+def empty() -> dict[str, Any]:
+    return {"seq": 0, "available": 0, "pending": 0, "lifetime": 0, "owed": 0, "tier": None,
+            "tier_since": None, "lots": {}, "orders": {}, "months": {}}
+
+
+def _dt(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def add_days(iso: str, days: int) -> str:
+    return _iso(_dt(iso) + timedelta(days=days))
+
+
+def add_months(iso: str, months: int) -> str:
+    """Calendar months; the 31st becomes the month's last day when it has fewer."""
+    dt = _dt(iso)
+    y, m = divmod(dt.month - 1 + months, 12)
+    year, month = dt.year + y, m + 1
+    return _iso(dt.replace(year=year, month=month, day=min(dt.day, calendar.monthrange(year, month)[1])))
+
+
+def month_of(iso: str, shift: int = 0) -> str:
+    y, m = divmod(int(iso[5:7]) - 1 + shift, 12)
+    return f"{int(iso[:4]) + y:04d}-{m + 1:02d}"
+
+
+class Book:
+    def __init__(self, state: dict[str, Any] | None, program: dict[str, Any] | None) -> None:
+        self.s = copy.deepcopy(state) if state else empty()
+        self.program = program or {}
+        self.entries: list[dict[str, Any]] = []
+
+    # --- ledger -----------------------------------------------------------------
+    def _entry(self, type_: str, points: int, lot: str | None, source: str, at: str,
+               reason: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        self.s["seq"] += 1
+        entry = {"seq": self.s["seq"], "type": type_, "points": points, "lot": lot,
+                 "source": source, "at": at, "detail": detail or {}}
+        if reason is not None:
+            entry["reason"] = reason
+        self.entries.append(entry)
+
+    def _credit(self, lot_id: str, points: int, at: str, order: str | None) -> int:
+        """Make ``points`` available in an active lot, paying what is owed first."""
+        repaid = min(points, self.s["owed"])
+        self.s["owed"] -= repaid
+        left = points - repaid
+        expiry = self.program.get("expiry_months")
+        lot = {"state": "active", "left": left, "activated_at": at,
+               "expires_at": add_months(at, expiry) if expiry else None, "order": order}
+        if left:
+            self.s["lots"][lot_id] = lot
+        else:
+            self.s["lots"].pop(lot_id, None)
+        self.s["available"] += left
+        return repaid
+
+    # --- orders -----------------------------------------------------------------
+    def apply_order(self, order_id: str, status: str, data: dict[str, Any], now: str) -> None:
+        """Bring the book in line with an order's state: earn once it is paid, reverse
+        in proportion for each refund not seen yet. Idempotent and monotonic, so an old
+        image delivered late, or twice, changes nothing."""
+        o = self.s["orders"].get(order_id)
+        if o is None:
+            if status not in PAID_STATES or not self.program:
+                return
+            o = self._earn(order_id, data, now)
+        for refund in data.get("refunds", []):
+            if refund["id"] not in o["rf"]:
+                self._reverse(order_id, o, data, refund, now)
+
+    def _earn(self, order_id: str, data: dict[str, Any], now: str) -> dict[str, Any]:
+        points, detail = order_points(data, self.program)
+        paid_at = data.get("paid_at") or now
+        qualifying = data["total"] if data["currency"] == self.program.get("currency") else 0
+        month = month_of(paid_at)
+        o = {"p": points, "rev": 0, "rf": [], "refunded": 0, "m": month, "q": qualifying,
+             "total": data["total"], "redeemed": 0, "owed": 0}
+        self.s["orders"][order_id] = o
+        bucket = self.s["months"].setdefault(month, {"spend": 0, "points": 0})
+        bucket["spend"] += qualifying
+        bucket["points"] += points
+        self.s["lifetime"] += points
+        if points:
+            lot_id = f"lot_{order_id}"
+            source = f"order.paid:{order_id}"
+            window = self.program.get("return_window_days", 0)
+            if window:
+                self.s["lots"][lot_id] = {"state": "pending", "left": points, "order": order_id,
+                                          "activate_at": add_days(paid_at, window)}
+                self.s["pending"] += points
+                self._entry("pending", points, lot_id, source, now, detail=detail)
+            else:
+                repaid = self._credit(lot_id, points, paid_at, order_id)
+                self._entry("earn", points - repaid, lot_id, source, now,
+                            detail={**detail, "repaid_owed": repaid} if repaid else detail)
+        return o
+
+    def _reverse(self, order_id: str, o: dict[str, Any], data: dict[str, Any],
+                 refund: dict[str, Any], now: str) -> None:
+        o["rf"].append(refund["id"])
+        o["refunded"] += refund["amount"]
+        target = reversed_after(o["p"], o["total"], o["refunded"])
+        delta = target - o["rev"]
+        o["rev"] = target
+        bucket = self.s["months"].setdefault(o["m"], {"spend": 0, "points": 0})
+        if o["q"]:
+            bucket["spend"] -= refund["amount"]
+        bucket["points"] -= delta
+        self.s["lifetime"] -= delta
+        if not delta:
+            return
+        lot_id = f"lot_{order_id}"
+        lot = self.s["lots"].get(lot_id)
+        take = min(delta, lot["left"]) if lot else 0
+        if lot:
+            lot["left"] -= take
+            self.s["pending" if lot["state"] == "pending" else "available"] -= take
+            if not lot["left"]:
+                del self.s["lots"][lot_id]
+        rest = delta - take
+        owe = min(rest, o["redeemed"] - o["owed"])
+        o["owed"] += owe
+        self.s["owed"] += owe
+        self._entry("reverse", -take, lot_id, f"order.refunded:{order_id}:{refund['id']}", now,
+                    detail={"reversed": delta, "from": lot["state"] if lot else None,
+                            "owed": owe, "written_off": rest - owe, "refund": refund["amount"]})
+
+    # --- spending ---------------------------------------------------------------
+    def spend(self, points: int, type_: str, source: str, now: str,
+              reason: str | None = None) -> None:
+        """Take ``points`` from the active lots, oldest expiry first; never below zero."""
+        self.catch_up(now)
+        if points > self.s["available"]:
+            raise InsufficientPoints(self.s["available"])
+        order = sorted((lot.get("expires_at") or "~", lot["activated_at"], lid)
+                       for lid, lot in self.s["lots"].items() if lot["state"] == "active")
+        for _, _, lid in order:
+            if not points:
+                break
+            lot = self.s["lots"][lid]
+            take = min(points, lot["left"])
+            lot["left"] -= take
+            points -= take
+            self.s["available"] -= take
+            if lot.get("order") in self.s["orders"]:
+                self.s["orders"][lot["order"]]["redeemed"] += take
+            if not lot["left"]:
+                del self.s["lots"][lid]
+            self._entry(type_, -take, lid, source, now, reason)
+
+    def credit(self, points: int, source: str, now: str, reason: str) -> None:
+        """A positive manual adjustment: a new active lot, expiring like any other."""
+        self.catch_up(now)
+        lot_id = f"lot_adj_{self.s['seq'] + 1}"
+        repaid = self._credit(lot_id, points, now, None)
+        self.s["lifetime"] += points
+        self._entry("adjust", points - repaid, lot_id, source, now, reason,
+                    {"repaid_owed": repaid} if repaid else None)
+
+    # --- time -------------------------------------------------------------------
+    def _due(self) -> list[tuple[str, str, str]]:
+        notice = self.program.get("expiring_notice_days", 0)
+        due = []
+        for lid, lot in self.s["lots"].items():
+            if lot["state"] == "pending":
+                due.append((lot["activate_at"], "activate", lid))
+            elif lot.get("expires_at"):
+                due.append((lot["expires_at"], "expire", lid))
+                if not lot.get("warned") and notice:
+                    due.append((add_days(lot["expires_at"], -notice), "warn", lid))
+        return sorted(due)
+
+    def catch_up(self, now: str) -> None:
+        while True:
+            due = self._due()
+            if not due or due[0][0] > now:
+                break
+            at, what, lid = due[0]
+            lot = self.s["lots"][lid]
+            if what == "activate":
+                self.s["pending"] -= lot["left"]
+                points = lot["left"]
+                repaid = self._credit(lid, points, at, lot.get("order"))
+                self._entry("activate", points - repaid, lid, f"schedule.activate:{lid}", now,
+                            detail={"repaid_owed": repaid} if repaid else None)
+            elif what == "expire":
+                self._expire(lid, lot, now)
+            else:
+                lot["warned"] = True
+        self._retier(now)
+
+    def _expire(self, lid: str, lot: dict[str, Any], now: str) -> None:
+        self.s["available"] -= lot["left"]
+        del self.s["lots"][lid]
+        self._entry("expire", -lot["left"], lid, f"schedule.expire:{lid}", now,
+                    detail={"expired_at": lot["expires_at"]})
+
+    def qualifying(self, now: str) -> int:
+        basis = self.program.get("tier_basis", "spend")
+        first = month_of(now, -11)
+        return sum(b[basis] for m, b in self.s["months"].items() if first <= m <= month_of(now))
+
+    def _retier(self, now: str) -> None:
+        first = month_of(now, -11)
+        for m in [m for m in self.s["months"] if m < first]:
+            del self.s["months"][m]  # out of the rolling window for good
+        tiers = self.program.get("tiers") or []
+        value = self.qualifying(now)
+        tier = None
+        for t in tiers:
+            if value >= t["threshold"]:
+                tier = t["name"]
+        if tier != self.s["tier"]:
+            self.s["tier"], self.s["tier_since"] = tier, now
+
+    def next_due(self) -> str | None:
+        """When this book next needs a scheduled ``catch_up``: a lot to activate, expire
+        or warn about, or a month leaving the tier window."""
+        times = [at for at, _, _ in self._due()]
+        if self.s["months"] and self.program.get("tiers"):
+            times.append(month_of(min(self.s["months"]), 12) + "-01T00:00:00.000Z")
+        return min(times) if times else None
+
+    # --- checks -----------------------------------------------------------------
+    def check(self) -> None:
+        """The invariants; raises AssertionError (used by tests and before each write)."""
+        active = sum(lot["left"] for lot in self.s["lots"].values() if lot["state"] == "active")
+        pending = sum(lot["left"] for lot in self.s["lots"].values() if lot["state"] == "pending")
+        if not (self.s["available"] == active and self.s["pending"] == pending
+                and self.s["available"] >= 0 and self.s["owed"] >= 0
+                and all(lot["left"] > 0 for lot in self.s["lots"].values())):
+            raise AssertionError(f"loyalty invariants broken: {self.s}")

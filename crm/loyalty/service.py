@@ -1,0 +1,373 @@
+"""Loyalty operations over the table. Each docstring names its DynamoDB request count.
+
+Layout (``P = T#<tenant>#``): the program at ``P LOYALTY`` / ``PROGRAM``; per customer,
+in its item collection, the book at ``LOYALTY`` (inside the 360 range), ledger entries
+at ``B#LED#<seq>`` and redemption guards at ``B#RDM#<key digest>`` (below the timeline).
+Every change is one TransactWriteItems: the new ledger entries (each conditional on
+not existing) and the book (conditional on its version), so the ledger and the
+projection never disagree and concurrent writers cannot both spend the same points.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from typing import Any, Callable, Iterator
+
+from crm import clock, ids
+from crm.context import TenantContext
+from crm.customers import records
+from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
+from crm.loyalty.book import Book, InsufficientPoints
+from crm.loyalty.schemas import (
+    AdjustmentCreate,
+    LedgerEntry,
+    LotView,
+    Loyalty,
+    Program,
+    ProgramFields,
+    PointsChange,
+    RedemptionCreate,
+    TierProgress,
+)
+from crm.paging import Page, decode_cursor, encode_cursor, start_key
+from crm.storage import (
+    CustomerItem,
+    Item,
+    LedgerItem,
+    LoyaltyItem,
+    LoyaltyProgramItem,
+    RedemptionItem,
+    connection,
+)
+
+LOYALTY = "LOYALTY"
+PROGRAM = "PROGRAM"
+LEDGER_PREFIX = "B#LED#"
+REDEMPTION_PREFIX = "B#RDM#"
+DUE_SHARDS = 4
+MAX_ENTRIES = 90  # one transaction holds at most 100 items
+ATTEMPTS = 40
+
+
+def program_pk(ctx: TenantContext) -> str:
+    return ctx.key("LOYALTY")
+
+
+# --- the program -------------------------------------------------------------
+
+def _to_program(item: LoyaltyProgramItem) -> Program:
+    return Program(updated_at=item.updated_at, version=item.version, **item.data)
+
+
+def get_program(ctx: TenantContext) -> Program:
+    """1 GetItem."""
+    try:
+        return _to_program(LoyaltyProgramItem.get(program_pk(ctx), PROGRAM, consistent_read=True))
+    except LoyaltyProgramItem.DoesNotExist:
+        raise NotFound("this tenant has no loyalty program yet; PUT one", code="program_not_found") from None
+
+
+def put_program(ctx: TenantContext, fields: ProgramFields, if_match: int | None) -> tuple[Program, bool]:
+    """1 GetItem + 1 PutItem conditional on the version read (If-Match: on the one given).
+    A new program applies to points earned from then on; lots keep their dates."""
+    from pynamodb.exceptions import PutError
+
+    try:
+        item = LoyaltyProgramItem.get(program_pk(ctx), PROGRAM, consistent_read=True)
+        created = False
+    except LoyaltyProgramItem.DoesNotExist:
+        item, created = LoyaltyProgramItem(program_pk(ctx), PROGRAM), True
+    if if_match is not None and if_match != (item.version or 0):
+        raise PreconditionFailed(f"the program is at version {item.version or 0}, not {if_match}",
+                                 current_version=item.version or 0)
+    item.data = fields.model_dump(mode="json")
+    item.updated_at = clock.now_iso()
+    try:
+        item.save()
+    except PutError as exc:
+        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+            raise Conflict("the program changed concurrently; read it and retry",
+                           code="version_conflict") from None
+        raise
+    return _to_program(item), created
+
+
+# --- reading a book ------------------------------------------------------------
+
+def _read(ctx: TenantContext, customer_id: str, *extra_sks: str) -> dict[str, Any]:
+    """1 BatchGetItem: the book, the program, and ``extra_sks`` of the customer."""
+    pk = records.profile_pk(ctx, customer_id)
+    keys = [(pk, LOYALTY), (program_pk(ctx), PROGRAM), *[(pk, sk) for sk in extra_sks]]
+    return {i.sk: i for i in Item.batch_get(keys, consistent_read=True)}
+
+
+def _book(found: dict[str, Any], customer_id: str, ctx: TenantContext) -> tuple[LoyaltyItem, Book, dict | None]:
+    item = found.get(LOYALTY)
+    if not isinstance(item, LoyaltyItem):
+        item = LoyaltyItem(records.profile_pk(ctx, customer_id), LOYALTY, customer_id=customer_id, book={})
+    program = found.get(PROGRAM)
+    data = program.data if isinstance(program, LoyaltyProgramItem) else None
+    return item, Book(item.book or None, data), data
+
+
+def _require_customer(found: dict[str, Any], customer_id: str) -> CustomerItem:
+    profile = found.get(records.PROFILE)
+    if not isinstance(profile, CustomerItem):
+        raise NotFound(f"customer {customer_id} not found")
+    if profile.status != "active":
+        raise Gone(f"customer {customer_id} was erased", code="customer_erased")
+    return profile
+
+
+def _due_shard(ctx: TenantContext, customer_id: str) -> int:
+    return int(hashlib.sha256(f"{ctx.tenant_id}#{customer_id}".encode()).hexdigest()[:4], 16) % DUE_SHARDS
+
+
+def _set_due(ctx: TenantContext, item: LoyaltyItem, book: Book) -> bool:
+    """Index the book under its next due time; return whether that changed."""
+    due = book.next_due()
+    before = (item.gsi2pk, item.gsi2sk)
+    if due is None:
+        item.gsi2pk = item.gsi2sk = None
+    else:
+        item.gsi2pk = f"LOYALTY_DUE#{_due_shard(ctx, item.customer_id)}"
+        item.gsi2sk = f"{due}#{ctx.tenant_id}#{item.customer_id}"
+    return before != (item.gsi2pk, item.gsi2sk)
+
+
+# --- writing a book ------------------------------------------------------------
+
+class _Retry(Exception):
+    pass
+
+
+def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
+            extra: list[tuple[Item, Any]] = ()) -> None:
+    """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version)."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    book.check()
+    if len(book.entries) > MAX_ENTRIES:
+        raise Invalid(f"this change would write {len(book.entries)} ledger entries; the limit is "
+                      f"{MAX_ENTRIES} (redeem in smaller steps)", field="points")
+    _set_due(ctx, item, book)
+    item.book = book.s
+    item.updated_at = now
+    try:
+        with TransactWrite(connection=connection()) as tx:
+            for entry in book.entries:
+                tx.save(LedgerItem(item.pk, f"{LEDGER_PREFIX}{entry['seq']:010d}",
+                                   customer_id=item.customer_id, entry=entry),
+                        condition=LedgerItem.pk.does_not_exist())
+            for extra_item, condition in extra:
+                tx.save(extra_item, condition=condition)
+            tx.save(item)
+    except TransactWriteError as exc:
+        if exc.cause_response_code == "TransactionCanceledException":
+            raise _Retry() from None
+        raise
+
+
+def _retrying(attempt: Callable[[], Any]) -> Any:
+    """Re-read and re-apply on a lost race (another writer moved the book's version)."""
+    for n in range(ATTEMPTS):
+        try:
+            return attempt()
+        except _Retry:
+            time.sleep(random.uniform(0, 0.004 * (n + 1)))
+    raise Conflict("the customer's points changed concurrently; retry", code="transaction_conflict")
+
+
+def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = None) -> int:
+    """Bring a customer's points in line with an order's state (from a stream image):
+    1 BatchGetItem, then 1 TransactWriteItems if anything changed. Returns the number
+    of ledger entries written (0 for a duplicate or stale delivery)."""
+    customer_id = order["customer_id"]
+
+    def attempt() -> int:
+        at = now or clock.now_iso()
+        found = _read(ctx, customer_id)
+        item, book, program = _book(found, customer_id, ctx)
+        if program is None:
+            return 0  # no program: orders earn nothing
+        before = book.s.__repr__()
+        book.catch_up(at)
+        book.apply_order(order["order_id"], order["status"], order["data"], at)
+        book.catch_up(at)
+        if repr(book.s) == before and not book.entries:
+            return 0
+        _commit(ctx, item, book, at)
+        return len(book.entries)
+
+    return _retrying(attempt)
+
+
+def maintain(ctx: TenantContext, customer_id: str, now: str | None = None) -> int:
+    """What the schedule does per due customer: activate, expire, warn, re-tier.
+    1 BatchGetItem + 1 TransactWriteItems (none when nothing was due)."""
+    def attempt() -> int:
+        at = now or clock.now_iso()
+        found = _read(ctx, customer_id)
+        item, book, _ = _book(found, customer_id, ctx)
+        if not item.book:
+            return 0
+        before = repr(book.s)
+        book.catch_up(at)
+        moved = _set_due(ctx, item, book)
+        if repr(book.s) == before and not moved:
+            return 0
+        _commit(ctx, item, book, at)
+        return len(book.entries)
+
+    return _retrying(attempt)
+
+
+def due(shard: int, now: str, limit: int) -> Iterator[tuple[str, str]]:
+    """(tenant, customer) whose books fell due by ``now``: Queries on gsi2, ``limit`` rows."""
+    for row in LoyaltyItem.gsi2.query(f"LOYALTY_DUE#{shard}", LoyaltyItem.gsi2sk <= f"{now}#~",
+                                      limit=limit, page_size=min(limit, 100)):
+        _, tenant, customer = row.gsi2sk.rsplit("#", 2)
+        yield tenant, customer
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
+            apply: Callable[[Book, str, str], None], points: int) -> tuple[PointsChange, bool]:
+    """A redemption or an adjustment: 1 BatchGetItem (book, program, profile and the
+    key's guard) + 1 TransactWriteItems that includes the guard, so a key is used once
+    even if the request is retried after a crash. A repeat returns the first answer."""
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    guard_sk = REDEMPTION_PREFIX + _digest(idempotency_key) if idempotency_key else None
+
+    def attempt() -> tuple[PointsChange, bool]:
+        at = clock.now_iso()
+        found = _read(ctx, customer_id, records.PROFILE, *([guard_sk] if guard_sk else []))
+        guard = found.get(guard_sk) if guard_sk else None
+        if isinstance(guard, RedemptionItem):
+            return PointsChange.model_validate(guard.result), False
+        _require_customer(found, customer_id)
+        item, book, program = _book(found, customer_id, ctx)
+        change_id = "pc_" + (_digest(idempotency_key)[:20] if idempotency_key else ids.event_id()[4:].lower())
+        try:
+            apply(book, change_id, at)
+        except InsufficientPoints as exc:
+            raise Invalid(f"{points} points requested but only {exc.available} are available",
+                          field="points", code="insufficient_points", available=exc.available) from None
+        result = PointsChange(id=change_id, customer_id=customer_id, points=points,
+                              entries=[LedgerEntry(**e) for e in book.entries],
+                              balance=_view(customer_id, book, at))
+        extra = []
+        if guard_sk:
+            extra.append((RedemptionItem(item.pk, guard_sk, customer_id=customer_id,
+                                         result=result.model_dump(mode="json")),
+                          RedemptionItem.pk.does_not_exist()))
+        _commit(ctx, item, book, at, extra)
+        return result, True
+
+    return _retrying(attempt)
+
+
+def redeem(ctx: TenantContext, customer_id: str, body: RedemptionCreate,
+           idempotency_key: str) -> tuple[PointsChange, bool]:
+    """Spend points, oldest-expiring lots first; 422 with the balance when short."""
+    def apply(book: Book, change_id: str, at: str) -> None:
+        book.spend(body.points, "redeem", f"redemption:{change_id}", at,
+                   reason=body.reason or body.reference)
+    return _change(ctx, customer_id, idempotency_key, apply, body.points)
+
+
+def adjust(ctx: TenantContext, customer_id: str, body: AdjustmentCreate,
+           idempotency_key: str | None) -> tuple[PointsChange, bool]:
+    """A manual credit (a new active lot) or debit (oldest first, never below zero)."""
+    def apply(book: Book, change_id: str, at: str) -> None:
+        source = f"adjustment:{change_id}:{ctx.key_id or 'system'}"
+        if body.points > 0:
+            book.credit(body.points, source, at, body.reason)
+        else:
+            book.spend(-body.points, "adjust", source, at, reason=body.reason)
+    return _change(ctx, customer_id, idempotency_key, apply, body.points)
+
+
+# --- reads ---------------------------------------------------------------------
+
+def _view(customer_id: str, book: Book, now: str) -> Loyalty:
+    s, program = book.s, book.program
+    progress = None
+    if program.get("tiers"):
+        value = book.qualifying(now)
+        nxt = next((t for t in program["tiers"] if t["threshold"] > value), None)
+        progress = TierProgress(basis=program.get("tier_basis", "spend"), qualifying=value,
+                                next_tier=nxt["name"] if nxt else None,
+                                next_threshold=nxt["threshold"] if nxt else None,
+                                remaining=nxt["threshold"] - value if nxt else None)
+    lots = sorted(
+        (LotView(id=lid, state=lot["state"], points=lot["left"], activates_at=lot.get("activate_at"),
+                 expires_at=lot.get("expires_at")) for lid, lot in s["lots"].items()),
+        key=lambda v: (v.state != "active", v.expires_at or v.activates_at or "~", v.id))
+    return Loyalty(customer_id=customer_id, available=s["available"], pending=s["pending"],
+                   lifetime_earned=s["lifetime"], owed=s["owed"], tier=s["tier"],
+                   tier_since=s["tier_since"], progress=progress, lots=lots, as_of=now)
+
+
+def view_of(customer_id: str, book_state: dict | None, program: dict | None, now: str | None = None) -> Loyalty:
+    """The balance as of ``now``: what fell due since the last write is applied in memory."""
+    book = Book(book_state or None, program)
+    at = now or clock.now_iso()
+    book.catch_up(at)
+    return _view(customer_id, book, at)
+
+
+def view(ctx: TenantContext, customer_id: str) -> Loyalty:
+    """1 BatchGetItem (profile, book, program)."""
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    found = _read(ctx, customer_id, records.PROFILE)
+    if not isinstance(found.get(records.PROFILE), CustomerItem):
+        raise NotFound(f"customer {customer_id} not found")
+    item, book, program = _book(found, customer_id, ctx)
+    return view_of(customer_id, item.book, program)
+
+
+def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | None) -> Page:
+    """Newest first: 1 Query (+1 GetItem when the first page is empty, for the 404)."""
+    if not ids.CUSTOMER_ID.match(customer_id):
+        raise NotFound(f"customer {customer_id} not found")
+    pk = records.profile_pk(ctx, customer_id)
+    kind = "ledger:" + customer_id
+    after = decode_cursor(cursor, kind)
+    if after is not None and not after.isdigit():
+        raise Invalid("cursor is malformed", field="cursor")
+    start = None if after is None else start_key(pk=pk, sk=f"{LEDGER_PREFIX}{int(after):010d}")
+    rows = list(LedgerItem.query(pk, LedgerItem.sk.startswith(LEDGER_PREFIX), scan_index_forward=False,
+                                 limit=limit + 1, page_size=limit + 1, last_evaluated_key=start,
+                                 consistent_read=True))
+    if not rows and after is None:
+        try:
+            CustomerItem.get(pk, records.PROFILE, consistent_read=True)
+        except CustomerItem.DoesNotExist:
+            raise NotFound(f"customer {customer_id} not found") from None
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(kind, str(rows[-1].entry["seq"])) if more else None
+    return Page([LedgerEntry(**r.entry) for r in rows], nxt)
+
+
+def placement_stamp(book_item: Any, program_item: Any, profile: CustomerItem, has_orders: bool,
+                    placed_at: str, now: str) -> dict[str, Any]:
+    """What an order records when it is placed, so its points never depend on when
+    the events are processed: the tier held now, whether it is placed in the birthday
+    month, and whether it is the customer's first order."""
+    tier = None
+    if isinstance(program_item, LoyaltyProgramItem):
+        book = Book(book_item.book if isinstance(book_item, LoyaltyItem) else None, program_item.data)
+        book.catch_up(now)
+        tier = book.s["tier"]
+    birth = (profile.data or {}).get("birth_date")
+    return {"tier": tier, "birthday": bool(birth) and birth[5:7] == placed_at[5:7],
+            "first": not has_orders}
