@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from crm.orders.schemas import Currency, OrderChannel
 
@@ -52,16 +52,17 @@ class ProgramFields(_Strict):
     expiring_notice_days: int = Field(default=14, ge=0, le=90,
                                       description="points.expiring is emitted this long before expiry")
 
-    @model_validator(mode="after")
-    def _tiers(self) -> "ProgramFields":
-        if self.tiers:
-            names = [t.name.lower() for t in self.tiers]
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, tiers: list[Tier]) -> list[Tier]:
+        if tiers:
+            names = [t.name.lower() for t in tiers]
             if len(set(names)) != len(names):
-                raise ValueError("tier names must be unique")
-            thresholds = [t.threshold for t in self.tiers]
+                raise ValueError("tier names must be unique (ignoring case)")
+            thresholds = [t.threshold for t in tiers]
             if thresholds[0] != 0 or any(b <= a for a, b in zip(thresholds, thresholds[1:])):
                 raise ValueError("tier thresholds must start at 0 and strictly increase")
-        return self
+        return tiers
 
 
 class Program(ProgramFields):
