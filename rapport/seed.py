@@ -81,8 +81,28 @@ def seed_demo(name: str = "Demo Shop", customers: int = 50) -> tuple[str, str]:
                 when = now - timedelta(days=rng.randint(0, 180), minutes=rng.randint(0, 1440))
                 writer.save(service.event_item(ctx, result.id, TimelineEventCreate(
                     type=kind, channel=channel, summary=summary, occurred_at=when)))
+    _seed_program(ctx)
     _seed_orders(ctx, [r.id for r in results if r.id], rng, now)
     return tenant.id, key.secret
+
+
+DEMO_PROGRAM = {
+    "currency": "USD", "earn_rates": {"USD": 1}, "rounding": "floor",
+    "channel_multipliers": {"mobile": 2}, "category_multipliers": {"shoes": 1.5},
+    "first_order_bonus": 100, "birthday_multiplier": 2, "tier_basis": "spend",
+    "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Silver", "threshold": 25000, "multiplier": 1.25},
+              {"name": "Gold", "threshold": 75000, "multiplier": 1.5}],
+    "return_window_days": 14, "expiry_months": 12, "expiring_notice_days": 14,
+}
+
+
+def _seed_program(ctx) -> None:
+    """1 point per dollar, double on mobile, tiers by 12-month spend. The points are
+    earned by the event handlers, exactly as for orders that come in through the API."""
+    from crm.loyalty import service
+    from crm.loyalty.schemas import ProgramFields
+
+    service.put_program(ctx, ProgramFields(**DEMO_PROGRAM), None)
 
 
 def _seed_orders(ctx, customer_ids: list[str], rng: random.Random, now: datetime) -> None:
@@ -92,7 +112,9 @@ def _seed_orders(ctx, customer_ids: list[str], rng: random.Random, now: datetime
 
     n = 0
     for cid in customer_ids:
-        for _ in range(rng.choice([0, 1, 1, 2, 3, 4])):
+        placed = sorted(now - timedelta(days=rng.randint(1, 300), minutes=rng.randint(0, 1440))
+                        for _ in range(rng.choice([0, 1, 1, 2, 3, 4])))
+        for placed_at in placed:  # oldest first, as they happened
             n += 1
             lines = [{"sku": sku, "name": name, "category": cat, "quantity": rng.randint(1, 3),
                       "unit_price": price} for sku, name, cat, price in rng.sample(PRODUCTS, rng.randint(1, 3))]
@@ -102,10 +124,10 @@ def _seed_orders(ctx, customer_ids: list[str], rng: random.Random, now: datetime
                 "customer": {"id": cid}, "source": "demo", "external_id": f"D{1000 + n}",
                 "channel": rng.choice(CHANNELS), "currency": "USD", "lines": lines,
                 "shipping": shipping, "total": subtotal + shipping,
-                "placed_at": (now - timedelta(days=rng.randint(1, 300), minutes=rng.randint(0, 1440))).isoformat()}))
+                "placed_at": placed_at.isoformat()}))
             fate = rng.random()
             if fate < 0.8:
-                orders.pay(ctx, order.id, PaymentCreate())
+                orders.pay(ctx, order.id, PaymentCreate(paid_at=placed_at + timedelta(minutes=30)))
             if 0.3 < fate < 0.8:
                 orders.fulfill(ctx, order.id, orders.FulfilmentCreate())
             if 0.7 < fate < 0.8:
