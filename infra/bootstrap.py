@@ -2,20 +2,125 @@
 
 The same JSON that `chalice package --merge-template` deploys is translated into
 boto3 calls here, so the local table has exactly the production keys, GSIs, stream
-and TTL. Idempotent: existing resources are left as they are.
+and TTL, and the queues the production redrive policy, retention and encryption.
+Idempotent: existing resources are left as they are.
+
+Local queue names derive from a prefix (the stack's table name, ``rapport`` by
+default): ``<prefix>-<subscriber>``, its dead-letter queue ``<prefix>-<subscriber>-dlq``
+and the stream's on-failure queue ``<prefix>-stream-dlq``. In AWS, CloudFormation names
+them. One thing differs on purpose: the visibility timeout is
+``LOCAL_VISIBILITY_TIMEOUT`` (2 s) instead of 180 s, so a message whose handler failed
+is delivered again about 2 s later, and reaches its DLQ after 5 failures in about 10 s.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 RESOURCES = Path(__file__).with_name("resources.json")
+LOCAL_VISIBILITY_TIMEOUT = 2  # seconds; 180 in AWS (6 x the 30 s function timeout)
+STREAM_DLQ = "stream"         # the name `rapport dlq` uses for the stream's on-failure queue
+
+
+def _resources() -> dict[str, Any]:
+    return json.loads(RESOURCES.read_text())["Resources"]
 
 
 def table_properties() -> dict[str, Any]:
-    template = json.loads(RESOURCES.read_text())
-    return template["Resources"]["RapportTable"]["Properties"]
+    return _resources()["RapportTable"]["Properties"]
+
+
+def queue_logical_id(subscriber: str) -> str:
+    """``loyalty`` -> ``LoyaltyQueue``, the queue's resource in resources.json."""
+    return f"{subscriber.capitalize()}Queue"
+
+
+def stream_event_source() -> dict[str, Any]:
+    """The properties of the stream event source (retries, on-failure destination)."""
+    for resource in _resources().values():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if "Stream" in event.get("Properties", {}):
+                return event["Properties"]
+    raise LookupError("resources.json declares no stream event source")
+
+
+@dataclass(frozen=True)
+class QueueNames:
+    queue: str | None  # None for the stream's on-failure queue: nothing redrives into a stream
+    dlq: str
+
+
+def local_queue_names(prefix: str, subscribers: tuple[str, ...] | None = None) -> dict[str, QueueNames]:
+    """{subscriber or "stream": names} of the local queues."""
+    if subscribers is None:
+        from functions.queues import SUBSCRIBERS as subscribers
+    names = {s: QueueNames(f"{prefix}-{s}", f"{prefix}-{s}-dlq") for s in subscribers}
+    names[STREAM_DLQ] = QueueNames(None, f"{prefix}-{STREAM_DLQ}-dlq")
+    return names
+
+
+@dataclass(frozen=True)
+class LocalQueues:
+    """The URLs of the queues :func:`create_queues` made."""
+    queues: dict[str, str]          # subscriber -> queue URL
+    dead_letter: dict[str, str]     # subscriber -> its DLQ URL
+    stream_dead_letter: str         # the stream's on-failure destination
+
+    def env(self) -> dict[str, str]:
+        """The functions' environment: ``RAPPORT_QUEUE_<NAME>_URL`` per subscriber."""
+        from functions.queues import env_name
+
+        return {env_name(s): url for s, url in self.queues.items()}
+
+
+def _sqs_attributes(props: dict[str, Any]) -> dict[str, str]:
+    """CloudFormation AWS::SQS::Queue properties -> CreateQueue attributes (strings)."""
+    out = {}
+    for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds",
+                "MaximumMessageSize", "ReceiveMessageWaitTimeSeconds", "SqsManagedSseEnabled"):
+        if key in props:
+            value = props[key]
+            out[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _ensure_queue(client: Any, name: str, attributes: dict[str, str]) -> str:
+    try:
+        return client.get_queue_url(QueueName=name)["QueueUrl"]
+    except client.exceptions.QueueDoesNotExist:
+        return client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+
+
+def _arn(client: Any, url: str) -> str:
+    return client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def create_queues(client: Any, prefix: str, subscribers: tuple[str, ...] | None = None,
+                  visibility_timeout: int = LOCAL_VISIBILITY_TIMEOUT) -> LocalQueues:
+    """Create each subscriber's queue and DLQ, and the stream's on-failure queue, from
+    resources.json (unless they exist); return their URLs."""
+    resources = _resources()
+    names = local_queue_names(prefix, subscribers)
+    queues, dead_letter = {}, {}
+    for subscriber, name in names.items():
+        if name.queue is None:
+            continue
+        props = resources[queue_logical_id(subscriber)]["Properties"]
+        redrive = props["RedrivePolicy"]
+        dlq_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        dlq_url = _ensure_queue(client, name.dlq, _sqs_attributes(resources[dlq_id]["Properties"]))
+        attributes = _sqs_attributes(props)
+        attributes["VisibilityTimeout"] = str(visibility_timeout)
+        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": _arn(client, dlq_url),
+                                                  "maxReceiveCount": redrive["maxReceiveCount"]})
+        queues[subscriber] = _ensure_queue(client, name.queue, attributes)
+        dead_letter[subscriber] = dlq_url
+    destination = stream_event_source()["DestinationConfig"]["OnFailure"]["Destination"]
+    stream_props = resources[destination["Fn::GetAtt"][0]]["Properties"]
+    stream_dlq = _ensure_queue(client, names[STREAM_DLQ].dlq, _sqs_attributes(stream_props))
+    return LocalQueues(queues, dead_letter, stream_dlq)
 
 
 def create_table(client: Any, table_name: str) -> bool:

@@ -1,5 +1,7 @@
 """The local stack behind ``rapport dev``: moto's server on loopback (or a given
-endpoint), the table from ``infra/``, the Chalice app over HTTP, a seeded demo tenant.
+endpoint), the table and queues from ``infra/``, the Chalice app over HTTP, a seeded
+demo tenant, and pollers that deliver the table's stream, the queues and the schedules
+to the app's event handlers as Lambda would (rapport/pollers.py).
 
 State lives in the emulator's memory and is gone when the stack stops.
 """
@@ -9,7 +11,7 @@ import errno
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -49,12 +51,17 @@ class Running:
     table: str
     tenant_id: str | None
     api_key: str | None
+    pollers: list[str] = field(default_factory=list)
 
 
 class DevStack:
     def __init__(self, port: int, endpoint_url: str | None, table: str = "rapport",
-                 seed: bool = True) -> None:
+                 seed: bool = True, pollers: bool = True, schedule_seconds: float = 5.0) -> None:
         self.port, self.endpoint_url, self.table, self.seed = port, endpoint_url, table, seed
+        self.pollers, self.schedule_seconds = pollers, schedule_seconds
+        self.queues = None          # infra.bootstrap.LocalQueues, once started
+        self.pipeline = None        # rapport.pollers.EventPipeline, once pollers run
+        self._chalice_app = None
         self._moto = None
         self._http = None
         self._thread: threading.Thread | None = None
@@ -68,16 +75,39 @@ class DevStack:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # request logs are for Lambda
         import boto3
 
-        from infra.bootstrap import create_table
+        from infra.bootstrap import create_queues, create_table
 
         create_table(boto3.client("dynamodb"), self.table)
+        self.queues = create_queues(boto3.client("sqs"), self.table)  # named after the table
+        env.configure_queues(self.queues.queues)
         tenant_id = api_key = None
         if self.seed:
             from rapport.seed import seed_demo
 
             tenant_id, api_key = seed_demo()
         self._serve()
-        return Running(f"http://127.0.0.1:{self.port}/v1", endpoint, self.table, tenant_id, api_key)
+        if self.pollers:
+            self.start_pollers()
+        return Running(f"http://127.0.0.1:{self.port}/v1", endpoint, self.table, tenant_id, api_key,
+                       self.pipeline.describe() if self.pipeline else [])
+
+    def start_pollers(self, starting_position: str | None = None):
+        """Deliver the stream, the queues and the schedules to app.py's handlers (from
+        the app's own starting position, TRIM_HORIZON: the seed is processed too, unless
+        ``starting_position`` says otherwise). Returns the EventPipeline."""
+        from rapport.pollers import EventPipeline
+
+        if self.pipeline is None:
+            self.pipeline = EventPipeline.for_chalice_app(
+                self._chalice_app, table=self.table, queues=self.queues.queues,
+                stream_dead_letter=self.queues.stream_dead_letter,
+                schedule_seconds=self.schedule_seconds, starting_position=starting_position).start()
+        return self.pipeline
+
+    def stop_pollers(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.stop()
+            self.pipeline = None
 
     def _start_emulator(self) -> str:
         from rapport import emulator
@@ -92,6 +122,7 @@ class DevStack:
 
         factory = CLIFactory(str(PROJECT_DIR))
         config = factory.create_config_obj(chalice_stage_name="local")
+        self._chalice_app = config.chalice_app  # imports app.py
         server: LocalDevServer = create_local_server(config.chalice_app, config, "127.0.0.1", self.port)
         ChaliceRequestHandler.log_message = lambda *a, **k: None  # no per-request access log
         # API Gateway answers every method; Chalice's local handler knows only the common
@@ -103,6 +134,7 @@ class DevStack:
         self._thread.start()
 
     def stop(self) -> None:
+        self.stop_pollers()
         if self._http is not None:
             self._http.shutdown()
             self._http.server.server_close()

@@ -10,10 +10,17 @@ writes locally (tests/integration/test_concurrency.py shows it).
 moto's whole-table copy per transaction item also makes every transaction cost
 O(table size); with requests serialized, :func:`make_transactions_cheap` replaces it
 by an undo record of just what a transaction can change.
+
+A cancelled transaction's rollback also truncates the table's stream. DynamoDB Streams
+requests take the same lock (:func:`make_streams_consistent`), so a stream reader (the
+local stack's poller, rapport/pollers.py) never sees the records of a transaction that
+is then cancelled; it also bounds moto's list of shard iterators, which otherwise keeps
+every iterator it ever issued (a poller asks for a new one five times a second).
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 from typing import Any
@@ -36,6 +43,40 @@ def make_dynamodb_serializable() -> None:
 
     DynamoHandler.call_action = call_action
     DynamoHandler._rapport_serialized = True
+
+
+MAX_SHARD_ITERATORS = 10_000  # AWS expires an iterator after 15 minutes; moto never does
+
+
+def make_streams_consistent() -> None:
+    """Idempotent: DynamoDB Streams requests run under the DynamoDB lock, and only the
+    newest MAX_SHARD_ITERATORS shard iterators are kept."""
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    if getattr(DynamoDBStreamsHandler, "_rapport_serialized", False):
+        return
+    original = DynamoDBStreamsHandler.call_action
+
+    @functools.wraps(original)
+    def call_action(self: Any) -> Any:
+        with _LOCK:
+            return original(self)
+
+    original_get_records = DynamoDBStreamsBackend.get_records
+
+    @functools.wraps(original_get_records)
+    def get_records(self: Any, iterator_arn: str, limit: int) -> Any:
+        result = original_get_records(self, iterator_arn, limit)
+        excess = len(self.shard_iterators) - MAX_SHARD_ITERATORS
+        if excess > 0:  # dicts keep insertion order: the oldest go first
+            for arn in list(itertools.islice(self.shard_iterators, excess)):
+                del self.shard_iterators[arn]
+        return result
+
+    DynamoDBStreamsHandler.call_action = call_action
+    DynamoDBStreamsBackend.get_records = get_records
+    DynamoDBStreamsHandler._rapport_serialized = True
 
 
 _STATE = threading.local()
@@ -117,6 +158,7 @@ def start(port: int) -> Any:
 
     make_dynamodb_serializable()
     make_transactions_cheap()
+    make_streams_consistent()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -15,3 +15,12 @@ def configure(endpoint_url: str | None, table: str | None = None) -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", os.environ.get("AWS_REGION", "us-east-1"))
     if table:
         os.environ["RAPPORT_TABLE"] = table
+
+
+def configure_queues(urls: dict[str, str]) -> None:
+    """Give the process the queue URLs the functions read (``RAPPORT_QUEUE_<NAME>_URL``,
+    functions/queues.py): ``urls`` is {subscriber: URL}, e.g. ``LocalQueues.queues``."""
+    from functions.queues import env_name
+
+    for subscriber, url in urls.items():
+        os.environ[env_name(subscriber)] = url

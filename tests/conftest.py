@@ -50,14 +50,32 @@ def table(aws_endpoint: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def api_url(table: str, aws_endpoint: str) -> str:
-    """The Chalice app served over HTTP (the same server `rapport dev` runs)."""
+def dev_stack(table: str, aws_endpoint: str):
+    """The local stack without its seed, and without event pollers until a test asks
+    for them (``event_pipeline``): the table, the queues, the app over HTTP."""
     from rapport.devstack import DevStack
 
-    stack = DevStack(_free_port(), aws_endpoint, table, seed=False)
-    running = stack.start()
-    yield running.api_url.removesuffix("/v1")
+    stack = DevStack(_free_port(), aws_endpoint, table, seed=False, pollers=False)
+    stack.start()
+    yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(dev_stack) -> str:
+    """The Chalice app served over HTTP (the same server `rapport dev` runs)."""
+    return f"http://127.0.0.1:{dev_stack.port}"
+
+
+@pytest.fixture()
+def event_pipeline(dev_stack):
+    """app.py's event handlers fed by the local pollers (rapport/pollers.py) for one
+    test, from the stream's current end: what the test writes is dispatched, queued and
+    consumed. ``event_pipeline.wait_idle()`` waits until all of it is done."""
+    pipeline = dev_stack.start_pollers(starting_position="LATEST")
+    assert pipeline.wait_started(), "the pollers did not start"
+    yield pipeline
+    dev_stack.stop_pollers()
 
 
 class Tenant:

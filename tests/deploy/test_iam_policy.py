@@ -1,17 +1,26 @@
 """The functions' IAM policy in infra/resources.json is sufficient *and* least.
 
-Every route is driven over HTTP against moto's server (the shared fixtures); every
-DynamoDB call the app makes meanwhile is recorded at botocore (PynamoDB and the
-Powertools idempotency layer both go through ``BaseClient._make_api_call``) and
+Every route is driven over HTTP against moto's server (the shared fixtures), and the
+events those requests cause are delivered to app.py's event handlers by the local
+pollers (rapport/pollers.py), as Lambda would: the table's stream to the dispatcher, the
+subscribers' queues to their consumers. Every DynamoDB and SQS call the functions make
+meanwhile is recorded at botocore (PynamoDB, the Powertools idempotency layer and boto3
+all go through ``BaseClient._make_api_call``; the pollers' own clients are left out) and
 translated into the IAM actions and resources AWS authorizes: a TransactWriteItems is
 one PutItem/UpdateItem/DeleteItem/ConditionCheckItem per item, a Query with IndexName
-is authorized on ``table/<t>/index/<i>``. Each must be allowed by the policy, and each
-action the policy allows must have been used. moto does not enforce IAM, so this is
-the test that would otherwise only fail in AWS, with AccessDenied.
+is authorized on ``table/<t>/index/<i>``, a SendMessageBatch is ``sqs:SendMessage`` on
+its queue. What Lambda itself does with the functions' role is derived from the event
+sources in resources.json (AWS's documented needs): reading the stream, receiving,
+deleting and inspecting a consumed queue, sending a stream batch it gave up on to the
+on-failure queue. Each must be allowed by the policy, and each action the policy allows
+must be one of these. moto does not enforce IAM, so this is the test that would
+otherwise only fail in AWS, with AccessDenied.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 from collections import defaultdict
 
@@ -24,22 +33,58 @@ pytestmark = pytest.mark.slow
 
 TABLE = {"Fn::GetAtt": ["RapportTable", "Arn"]}
 INDEXES = {"Fn::Sub": "${RapportTable.Arn}/index/*"}
-KINDS = {json.dumps(TABLE): "table", json.dumps(INDEXES): "index"}
+STREAM = {"Fn::GetAtt": ["RapportTable", "StreamArn"]}
+KINDS = {json.dumps(TABLE): "table", json.dumps(INDEXES): "index", json.dumps(STREAM): "stream"}
+# the IAM action of each SQS API call (the batch calls have none of their own)
+SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+               "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+
+
+def _resources() -> dict:
+    return json.loads(MERGE_TEMPLATE.read_text())["Resources"]
+
+
+def _queue(value) -> str:
+    """The logical id of the queue whose ARN ``value`` is (GetAtt or "${Queue.Arn}")."""
+    if "Fn::GetAtt" in value and value["Fn::GetAtt"][1] == "Arn":
+        return value["Fn::GetAtt"][0]
+    return re.fullmatch(r"\$\{(\w+)\.Arn}", value["Fn::Sub"]).group(1)
 
 
 def _granted() -> set[tuple[str, str]]:
-    """(action, "table"|"index") pairs the merged DefaultRole policy allows."""
-    template = json.loads(MERGE_TEMPLATE.read_text())
-    [policy] = template["Resources"]["DefaultRole"]["Properties"]["Policies"]
+    """(action, resource) pairs the merged DefaultRole policy allows; the resource is
+    "table", "index" or "stream" for DynamoDB and a queue's logical id for SQS."""
+    [policy] = _resources()["DefaultRole"]["Properties"]["Policies"]
     granted = set()
     for st in policy["PolicyDocument"]["Statement"]:
         resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
         for action in st["Action"]:
-            if not action.startswith("dynamodb:"):
-                continue
             for resource in resources:
-                granted.add((action, KINDS[json.dumps(resource)]))
+                if action.startswith("dynamodb:"):
+                    granted.add((action, KINDS[json.dumps(resource)]))
+                elif action.startswith("sqs:"):
+                    granted.add((action, _queue(resource)))
     return granted
+
+
+def _event_source_needs() -> set[tuple[str, str]]:
+    """What Lambda's event source mappings do with the functions' role."""
+    needs = set()
+    for resource in _resources().values():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            props = event.get("Properties", {})
+            if "Stream" in props:
+                assert props["Stream"] == STREAM, props["Stream"]
+                needs |= {(f"dynamodb:{a}", "stream")
+                          for a in ("DescribeStream", "GetRecords", "GetShardIterator")}
+                destination = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+                if destination:
+                    needs.add(("sqs:SendMessage", _queue(destination)))
+            elif "Queue" in props:
+                queue = _queue(props["Queue"])
+                needs |= {(f"sqs:{a}", queue)
+                          for a in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")}
+    return needs
 
 
 def _authorizations(operation: str, params: dict) -> list[tuple[str, str, str]]:
@@ -58,20 +103,36 @@ def _authorizations(operation: str, params: dict) -> list[tuple[str, str, str]]:
     return [(f"dynamodb:{operation}", kind, params["TableName"])]
 
 
+def _sqs_authorization(operation: str, params: dict) -> tuple[str, str]:
+    """(action, queue logical id) that AWS checks for one SQS call of the functions."""
+    from functions.queues import SUBSCRIBERS, env_name
+    from infra.bootstrap import queue_logical_id
+
+    queues = {os.environ.get(env_name(s)): queue_logical_id(s) for s in SUBSCRIBERS}
+    url = params.get("QueueUrl")
+    assert url in queues, f"{operation} on {url or params}: not one of the stack's queues"
+    return f"sqs:{SQS_ACTIONS.get(operation, operation)}", queues[url]
+
+
 @pytest.fixture()
 def recorded(api_url, monkeypatch):
-    """Record the DynamoDB calls made while the test body runs (after fixture setup:
-    creating the tenant and its key is the operator's CLI, not the functions)."""
+    """Record the DynamoDB and SQS calls of the functions while the test body runs (after
+    fixture setup: creating the tenant and its key is the operator's CLI, not the
+    functions; the local pollers' own calls stand for Lambda's, not the functions')."""
     from botocore.client import BaseClient
 
-    calls: list[tuple[str, dict]] = []
+    from rapport.pollers import is_plumbing
+
+    calls: list[tuple[str, str, dict]] = []
     lock = threading.Lock()
     original = BaseClient._make_api_call
 
     def spy(self, operation_name, api_params):
-        if self.meta.service_model.service_name == "dynamodb":
+        service = self.meta.service_model.service_name
+        if service in ("dynamodb", "sqs") and not is_plumbing(self):
             with lock:
-                calls.append((operation_name, json.loads(json.dumps(api_params, default=str))))
+                calls.append((service, operation_name,
+                              json.loads(json.dumps(api_params, default=str))))
         return original(self, operation_name, api_params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", spy)
@@ -145,23 +206,40 @@ def _drive_every_route(tenant, anon) -> set[str]:
     return served
 
 
-def test_policy_allows_every_dynamodb_call_and_nothing_unused(tenant, anon, recorded, request):
+def test_policy_allows_every_call_and_nothing_unused(tenant, anon, recorded, event_pipeline,
+                                                     dev_stack, request):
     served = _drive_every_route(tenant, anon)
     routes = {op.operation_id for op in OPERATIONS}
     assert routes <= served, f"drive these new routes here too: {sorted(routes - served)}"
+    assert event_pipeline.wait_idle(timeout=120), "the events of these requests were not all handled"
+    from rapport.pollers import plumbing_client
+
+    sqs = plumbing_client("sqs")  # the test's own look, not recorded
+    given_up = {name: int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+                    "ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+                for name, url in {**dev_stack.queues.dead_letter,
+                                  "stream": dev_stack.queues.stream_dead_letter}.items()}
+    assert not any(given_up.values()), f"events the handlers never handled, by DLQ: {given_up}"
 
     used: dict[tuple[str, str], int] = defaultdict(int)
-    for operation, params in list(recorded):
-        for action, kind, table in _authorizations(operation, params):
-            assert table == "rapport-test", (operation, table)
-            used[(action, kind)] += 1
+    for service, operation, params in list(recorded):
+        if service == "dynamodb":
+            for action, kind, table in _authorizations(operation, params):
+                assert table == "rapport-test", (operation, table)
+                used[(action, kind)] += 1
+        else:
+            used[_sqs_authorization(operation, params)] += 1
+    needed = set(used) | _event_source_needs()
     granted = _granted()
-    missing = set(used) - granted
+    missing = needed - granted
     assert not missing, f"the functions would get AccessDenied for {sorted(missing)}"
-    unused = granted - set(used)
-    assert not unused, f"the policy allows {sorted(unused)}, which no route used: remove it"
+    unused = granted - needed
+    assert not unused, (f"the policy allows {sorted(unused)}, which neither a route, an event "
+                        "handler nor an event source used: remove it")
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
-        print("\n[deploy] DynamoDB authorizations used by every route: "
-              + ", ".join(f"{a.split(':')[1]}@{k}×{n}" for (a, k), n in sorted(used.items())),
+        print("\n[deploy] authorizations used by every route and event handler: "
+              + ", ".join(f"{a.split(':')[1]}@{k}×{n}" for (a, k), n in sorted(used.items()))
+              + "; by the event sources: "
+              + ", ".join(f"{a.split(':')[1]}@{k}" for a, k in sorted(_event_source_needs())),
               end="", flush=True)

@@ -28,6 +28,12 @@ ZIP_BUDGET_BYTES = 10_000_000
 TABLE_ARN = {"Fn::GetAtt": ["RapportTable", "Arn"]}
 INDEX_ARN = {"Fn::Sub": "${RapportTable.Arn}/index/*"}
 LOG_GROUP_ARN = {"Fn::GetAtt": ["RapportLogGroup", "Arn"]}
+STREAM_ARN = {"Fn::GetAtt": ["RapportTable", "StreamArn"]}
+STREAM_DLQ_ARN = {"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]}
+# What Lambda's event source mapping does with the function's role (the functions' own
+# code never reads the stream): ListStreams is not granted, it has no resource-level
+# permission, so scoped to the stream it would allow nothing (docs/deploy.md).
+STREAM_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"}
 # Exactly what the code calls (docs/deploy.md): TransactWriteItems has no IAM action of
 # its own, its items are checked as PutItem/UpdateItem/DeleteItem/ConditionCheckItem.
 TABLE_ACTIONS = {
@@ -36,6 +42,8 @@ TABLE_ACTIONS = {
     "dynamodb:Query", "dynamodb:DescribeTable",
 }
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
+POLLED_EVENT_TYPES = ("SQS", "DynamoDB", "Kinesis")  # SAM events that become event source mappings
+FOURTEEN_DAYS = 14 * 24 * 3600
 
 
 def _report(request: pytest.FixtureRequest, line: str) -> None:
@@ -107,6 +115,29 @@ def lint(packaged, dev_packaged, template, tmp_path_factory) -> dict[str, list[d
 
 def _functions(template: dict) -> dict[str, dict]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] in FUNCTION_TYPES}
+
+
+def _queue_arn(template: dict, value) -> str:
+    """The logical id of this stack's queue that ``value`` is the ARN of, or fail."""
+    if isinstance(value, dict) and list(value) == ["Fn::GetAtt"] and value["Fn::GetAtt"][1] == "Arn":
+        name = value["Fn::GetAtt"][0]
+    elif isinstance(value, dict) and list(value) == ["Fn::Sub"] and isinstance(value["Fn::Sub"], str) \
+            and re.fullmatch(r"\$\{(\w+)\.Arn}", value["Fn::Sub"]):
+        name = re.fullmatch(r"\$\{(\w+)\.Arn}", value["Fn::Sub"]).group(1)
+    else:
+        raise AssertionError(f"{value} is not the ARN of one of this stack's queues")
+    assert template["Resources"][name]["Type"] == "AWS::SQS::Queue", name
+    return name
+
+
+def _event_sources(template: dict) -> list[tuple[str, str, dict]]:
+    """(function, event type, properties) of every polled event source."""
+    found = []
+    for name, function in _functions(template).items():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] in POLLED_EVENT_TYPES:
+                found.append((name, event["Type"], event["Properties"]))
+    return found
 
 
 # -- the package step --------------------------------------------------------------
@@ -252,20 +283,94 @@ def test_table_has_the_keys_indexes_stream_pitr_and_ttl(template):
 def test_outputs_name_the_table_and_the_log_group(template):
     assert template["Outputs"]["RapportTableName"]["Value"] == {"Ref": "RapportTable"}
     assert template["Outputs"]["RapportLogGroupName"]["Value"] == {"Ref": "RapportLogGroup"}
+    for queue in ("LoyaltyQueue", "LoyaltyDeadLetterQueue", "TimelineQueue",
+                  "TimelineDeadLetterQueue", "StreamDeadLetterQueue"):  # for `rapport dlq --stack`
+        assert template["Outputs"][f"{queue}Url"]["Value"] == {"Ref": queue}
     assert "EndpointURL" in template["Outputs"]  # Chalice's own output survives the merge
 
 
 def test_every_function_runs_with_the_table_role_and_log_group(template):
+    from functions.queues import SUBSCRIBERS, env_name
+    from infra.bootstrap import queue_logical_id
+
     functions = _functions(template)
-    assert "APIHandler" in functions
+    assert {"APIHandler", "Dispatch", "LoyaltyEvents", "TimelineEvents", "LoyaltySchedule"} <= set(functions)
     for name, function in functions.items():
         props = function["Properties"]
         assert props["Role"] == {"Fn::GetAtt": ["DefaultRole", "Arn"]}, name
-        assert props["Environment"]["Variables"]["RAPPORT_TABLE"] == {"Ref": "RapportTable"}, (
+        variables = props["Environment"]["Variables"]
+        assert variables["RAPPORT_TABLE"] == {"Ref": "RapportTable"}, (
             f"{name}: add it under Resources.{name} in infra/resources.json")
+        for subscriber in SUBSCRIBERS:  # a queue's Ref is its URL
+            assert variables[env_name(subscriber)] == {"Ref": queue_logical_id(subscriber)}, name
         assert props["LoggingConfig"] == {"LogGroup": {"Ref": "RapportLogGroup"}}, name
         assert props["Runtime"] == "python3.11" and props["Architectures"] == ["x86_64"]
     assert functions["APIHandler"]["Properties"]["MemorySize"] == 1024  # the prod stage
+
+
+def test_queues_have_dead_letter_queues_retention_and_encryption(template):
+    from functions.queues import MAX_RECEIVES, SUBSCRIBERS
+    from infra.bootstrap import queue_logical_id
+
+    resources = template["Resources"]
+    queues = {n: r for n, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    for name, queue in queues.items():
+        props = queue["Properties"]
+        assert "QueueName" not in props, f"{name}: let CloudFormation name it (stages must not collide)"
+        assert props["SqsManagedSseEnabled"] is True and "KmsMasterKeyId" not in props, name
+        assert queue["DeletionPolicy"] == queue["UpdateReplacePolicy"] == "Delete", name
+    timeouts = {}  # queue -> the timeouts of the functions that consume it
+    for function, kind, props in _event_sources(template):
+        if kind == "SQS":
+            timeouts.setdefault(_queue_arn(template, props["Queue"]), []).append(
+                resources[function]["Properties"]["Timeout"])
+    dead_letter = set()
+    for subscriber in SUBSCRIBERS:
+        name = queue_logical_id(subscriber)
+        props = queues[name]["Properties"]
+        assert props["RedrivePolicy"]["maxReceiveCount"] == MAX_RECEIVES, name
+        dlq = _queue_arn(template, props["RedrivePolicy"]["deadLetterTargetArn"])
+        assert "RedrivePolicy" not in queues[dlq]["Properties"], dlq
+        dead_letter.add(dlq)
+        # AWS's advice for Lambda consumers: at least 6 x the function timeout, so that a
+        # message is not delivered again while a throttled or retried invocation runs
+        assert timeouts.get(name), f"nothing consumes {name}"
+        assert props["VisibilityTimeout"] >= 6 * max(timeouts[name]), name
+        assert props["MessageRetentionPeriod"] <= FOURTEEN_DAYS
+    for dlq in dead_letter | {"StreamDeadLetterQueue"}:
+        assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == FOURTEEN_DAYS, dlq
+    assert set(queues) == {queue_logical_id(s) for s in SUBSCRIBERS} | dead_letter | {"StreamDeadLetterQueue"}
+
+
+def test_event_sources_report_batch_item_failures_and_read_this_stacks_stream_and_queues(template):
+    """Chalice names its sources by placeholder ARNs and omits FunctionResponseTypes;
+    infra/resources.json must point each at this stack's resources and add it."""
+    from functions.queues import SUBSCRIBERS
+    from infra.bootstrap import queue_logical_id
+
+    assert not [n for n, r in template["Resources"].items()
+                if r["Type"] == "AWS::Lambda::EventSourceMapping"], "only SAM events, checked below"
+    sources = _event_sources(template)
+    consumed = set()
+    for function, kind, props in sources:
+        assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"], function
+        if kind == "SQS":
+            consumed.add(_queue_arn(template, props["Queue"]))
+            assert props["BatchSize"] <= 10, function
+        elif kind == "DynamoDB":
+            assert props["Stream"] == STREAM_ARN, function
+            assert props["StartingPosition"] == "TRIM_HORIZON", function
+            # a poison record must not block the shard for the stream's 24 hours
+            assert props["BisectBatchOnFunctionError"] is True, function
+            assert 0 <= props["MaximumRetryAttempts"] <= 10, function
+            assert props["DestinationConfig"] == {"OnFailure": {"Destination": STREAM_DLQ_ARN}}, function
+        else:
+            raise AssertionError(f"{function}: an unexpected {kind} source")
+    assert sorted(kind for _, kind, _ in sources) == ["DynamoDB"] + ["SQS"] * len(SUBSCRIBERS)
+    assert consumed == {queue_logical_id(s) for s in SUBSCRIBERS}
+    schedules = [e for f in _functions(template).values()
+                 for e in f["Properties"].get("Events", {}).values() if e["Type"] == "Schedule"]
+    assert schedules, "the loyalty schedule"
 
 
 def test_iam_policy_is_least_privilege(template):
@@ -289,13 +394,23 @@ def test_iam_policy_is_least_privilege(template):
         for action in actions:
             granted.setdefault(action, []).extend(resources)
     dynamodb = {a: r for a, r in granted.items() if a.startswith("dynamodb:")}
-    assert set(dynamodb) == TABLE_ACTIONS
+    assert set(dynamodb) == TABLE_ACTIONS | STREAM_ACTIONS
     for action, resources in dynamodb.items():
-        expected = [TABLE_ARN, INDEX_ARN] if action == "dynamodb:Query" else [TABLE_ARN]
+        expected = ([STREAM_ARN] if action in STREAM_ACTIONS
+                    else [TABLE_ARN, INDEX_ARN] if action == "dynamodb:Query" else [TABLE_ARN])
         assert sorted(map(json.dumps, resources)) == sorted(map(json.dumps, expected)), action
+    queues = [{"Fn::GetAtt": ["LoyaltyQueue", "Arn"]}, {"Fn::GetAtt": ["TimelineQueue", "Arn"]}]
+    sqs = {a: sorted(map(json.dumps, r)) for a, r in granted.items() if a.startswith("sqs:")}
+    assert sqs == {  # the dispatcher sends; Lambda receives and deletes for the consumers and
+                     # sends a stream batch it gave up on to the stream DLQ
+        "sqs:SendMessage": sorted(map(json.dumps, queues + [STREAM_DLQ_ARN])),
+        "sqs:ReceiveMessage": sorted(map(json.dumps, queues)),
+        "sqs:DeleteMessage": sorted(map(json.dumps, queues)),
+        "sqs:GetQueueAttributes": sorted(map(json.dumps, queues)),
+    }
     logs = {a: r for a, r in granted.items() if a.startswith("logs:")}
     assert logs == {"logs:CreateLogStream": [LOG_GROUP_ARN], "logs:PutLogEvents": [LOG_GROUP_ARN]}
-    assert set(granted) == set(dynamodb) | set(logs)
+    assert set(granted) == set(dynamodb) | set(sqs) | set(logs)
 
 
 def test_iam_actions_exist(template):

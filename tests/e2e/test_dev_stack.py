@@ -159,3 +159,19 @@ def test_an_order_placed_as_a_client_shows_in_the_360(dev):
         view = http.get(f"/v1/customers/{c['id']}/360").json()
         assert [(o["id"], o["status"], o["total"]) for o in view["recent_orders"]] == \
             [(order.json()["id"], "paid", 3600)]
+
+
+def test_dev_runs_the_event_pollers_and_dlq_list_reads_its_queues(dev):
+    pollers = dev.info["Event pollers"]
+    for part in ("rapport stream -> dispatch", "rapport-loyalty -> loyalty_events",
+                 "rapport-timeline -> timeline_events", "-> loyalty_schedule"):
+        assert part in pollers, pollers
+    out = subprocess.run([RAPPORT, "dlq", "list", "--limit", "0",
+                          "--endpoint-url", dev.info["AWS endpoint (emulator)"]],
+                         capture_output=True, text=True, env={**_env(), "COLUMNS": "200"},
+                         timeout=60, check=True)
+    for dlq in ("rapport-loyalty-dlq", "rapport-timeline-dlq", "rapport-stream-dlq"):
+        assert dlq in out.stdout, out.stdout
+    down = subprocess.run([RAPPORT, "dlq", "list", "--endpoint-url", f"http://127.0.0.1:{_free_port()}"],
+                          capture_output=True, text=True, env=_env(), timeout=60)
+    assert down.returncode == 2 and "cannot reach SQS" in down.stdout + down.stderr
