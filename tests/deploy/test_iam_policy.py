@@ -180,6 +180,10 @@ def _drive_every_route(tenant, anon) -> set[str]:
     call("createTimelineEvent", "POST", f"/v1/customers/{b['id']}/events", 201,
          json={"type": "call.logged"})
     call("listTimelineEvents", "GET", f"/v1/customers/{b['id']}/events", 200)
+    program = {"currency": "EUR", "earn_rates": {"EUR": 1}, "return_window_days": 0,
+               "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Silver", "threshold": 300}]}
+    call("putLoyaltyProgram", "PUT", "/v1/loyalty/program", 201, json=program)
+    call("getLoyaltyProgram", "GET", "/v1/loyalty/program", 200)
     order = {"customer": {"id": a["id"]}, "source": "shop", "external_id": "o-1", "channel": "web",
              "currency": "EUR", "placed_at": "2026-01-01T00:00:00Z", "total": 500,
              "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 500}]}
@@ -196,6 +200,16 @@ def _drive_every_route(tenant, anon) -> set[str]:
     o2 = call(None, "POST", "/v1/orders", 201, json={**order, "external_id": "o-3"}).json()
     call("cancelOrder", "POST", f"/v1/orders/{o2['id']}/cancel", 200, json={})
     call("getCustomer360", "GET", f"/v1/customers/{a['id']}/360", 200)
+    loyalty = f"/v1/customers/{a['id']}/loyalty"
+    call("adjustPoints", "POST", loyalty + "/adjustments", 201, json={"points": 30, "reason": "welcome"})
+    call("redeemPoints", "POST", loyalty + "/redemptions", 201, json={"points": 20},
+         headers={"Idempotency-Key": "r1"})
+    call(None, "POST", loyalty + "/redemptions", 201, json={"points": 20},
+         headers={"Idempotency-Key": "r1"})                                 # replayed
+    call(None, "POST", loyalty + "/redemptions", 422, json={"points": 10_000},
+         headers={"Idempotency-Key": "r2"})
+    call("getCustomerLoyalty", "GET", loyalty, 200)
+    call("listLoyaltyLedger", "GET", loyalty + "/ledger", 200)
     call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,
