@@ -69,10 +69,31 @@ def dev(port: int = typer.Option(8000, help="port of the API on 127.0.0.1"),
     # Python then never raises KeyboardInterrupt; Ctrl-C and kill must both stop us.
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if running.api_key and stack.pipeline is not None:
+        _await_demo_events(stack.pipeline, stop)
     while not stop.wait(0.5):
         pass
     console.print("Shutting down…")
     stack.stop()
+
+
+def _await_demo_events(pipeline, stop: threading.Event) -> None:
+    """The seed's orders are earned into points by the event handlers, like any order;
+    show that work until it is done (the API answers meanwhile)."""
+    import time
+
+    started = time.monotonic()
+    done = threading.Event()
+    threading.Thread(target=lambda: done.set() if pipeline.wait_idle(timeout=300) else None,
+                     daemon=True).start()
+    with console.status("") as status:
+        while not done.wait(0.25) and not stop.is_set() and time.monotonic() - started < 300:
+            handled = sum(p.stats.records for p in pipeline.pollers)
+            status.update(f"Processing the demo's events (points, tiers, timelines): {handled} delivered…")
+    if done.is_set():
+        handled = sum(p.stats.records for p in pipeline.pollers)
+        print(f"Demo events processed: {handled} deliveries in {time.monotonic() - started:.0f} s; "
+              "points and tiers are up to date.", flush=True)
 
 
 @tenants_app.command("create")

@@ -49,6 +49,19 @@ class DevProcess:
                 self.info[k] = v
         self.base = self.info["Rapport API"].removesuffix("/v1")
 
+    def wait_for(self, prefix: str, timeout: float = 240) -> str:
+        """The next output line starting with ``prefix`` (reading on from where we are)."""
+        seen = next((line for line in self.lines if line.startswith(prefix)), None)
+        deadline = time.monotonic() + timeout
+        while seen is None:
+            assert time.monotonic() < deadline, f"no {prefix!r} line:\n" + "".join(self.lines)
+            line = self.proc.stdout.readline()
+            assert line, "rapport dev exited:\n" + "".join(self.lines)
+            self.lines.append(line)
+            if line.startswith(prefix):
+                seen = line
+        return seen
+
     def client(self, key: str) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
@@ -175,3 +188,51 @@ def test_dev_runs_the_event_pollers_and_dlq_list_reads_its_queues(dev):
     down = subprocess.run([RAPPORT, "dlq", "list", "--endpoint-url", f"http://127.0.0.1:{_free_port()}"],
                           capture_output=True, text=True, env=_env(), timeout=60)
     assert down.returncode == 2 and "cannot reach SQS" in down.stdout + down.stderr
+
+
+def _until(fetch, ok, timeout: float = 120):
+    """Poll ``fetch()`` until ``ok(value)``; the events are handled in the background."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, f"gave up waiting; last: {value}"
+        time.sleep(0.2)
+
+
+def test_the_demo_customers_have_points_and_tiers(dev):
+    dev.wait_for("Demo events processed")
+    with dev.client(dev.info["Demo API key"]) as http:
+        assert http.get("/v1/loyalty/program").json()["tiers"][0]["name"] == "Bronze"
+        customers = http.get("/v1/customers", params={"limit": 100}).json()["data"]
+        views = [http.get(f"/v1/customers/{c['id']}/360").json() for c in customers]
+        with_points = [v for v in views if v["loyalty"] and v["loyalty"]["lifetime_earned"] > 0]
+        assert len(with_points) >= 10
+        assert {v["loyalty"]["tier"] for v in with_points} >= {"Bronze", "Silver"}
+        assert any(e["type"] == "points.earned" for v in with_points for e in v["timeline"])
+
+
+def test_an_order_turns_into_points_and_a_refund_takes_them_back(dev):
+    with dev.client(dev.info["Demo API key"]) as http:
+        c = http.post("/v1/customers", json={"email": "e2e-points@example.com"}).json()
+        body = {"customer": {"id": c["id"]}, "source": "web", "external_id": "e2e-points-1",
+                "channel": "mobile", "currency": "USD", "placed_at": "2026-01-10T12:00:00Z",
+                "lines": [{"sku": "HOOD", "name": "Hoodie", "quantity": 1, "unit_price": 6900}],
+                "total": 6900}
+        order = http.post("/v1/orders", json=body).json()
+        http.post(f"/v1/orders/{order['id']}/pay", json={"paid_at": "2026-01-10T12:05:00Z"})
+        # 69 USD x 1 x 2 (mobile) + 100 first-order bonus, active (the 14-day window is over)
+        view = _until(lambda: http.get(f"/v1/customers/{c['id']}/360").json(),
+                      lambda v: v["loyalty"] and v["loyalty"]["available"] == 238)
+        assert {"order.placed", "order.paid", "points.earned"} <= {e["type"] for e in view["timeline"]}
+        r = http.post(f"/v1/orders/{order['id']}/refunds", json={"amount": 6900, "reason": "returned"})
+        assert r.status_code == 200
+        view = _until(lambda: http.get(f"/v1/customers/{c['id']}/360").json(),
+                      lambda v: v["loyalty"]["available"] == 0)
+        assert view["loyalty"]["lifetime_earned"] == 0 and view["loyalty"]["owed"] == 0
+        _until(lambda: http.get(f"/v1/customers/{c['id']}/events").json()["data"],
+               lambda events: any(e["type"] == "points.reversed" for e in events))
+        ledger = http.get(f"/v1/customers/{c['id']}/loyalty/ledger").json()["data"]
+        assert [e["type"] for e in ledger] == ["reverse", "earn"] or \
+            [e["type"] for e in ledger] == ["reverse", "activate", "pending"]
