@@ -1,5 +1,5 @@
 """Tenant isolation as a property: with tenant B's key, every route on tenant A's ids
-(customers, orders, API keys) answers exactly as for an id that does not exist (404),
+(customers, orders, loyalty, API keys) answers exactly as for an id that does not exist (404),
 lists and lookups never include A's records, and A's stored items never change."""
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def world(api_url, raw_table):
         "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 1000}]}).json()["id"]
         for i, cid in enumerate(a_customers)]
     a.http.post(f"/v1/orders/{a_orders[0]}/pay", json={})
+    a.http.put("/v1/loyalty/program", json={"currency": "EUR", "earn_rates": {"EUR": 1}})
+    for cid in a_customers:
+        a.http.post(f"/v1/customers/{cid}/loyalty/adjustments", json={"points": 500, "reason": "a only"})
     b.create_customer(email="own@b.example")
     return {"a": a, "b": b, "a_customers": a_customers, "a_key_id": a_key_id, "a_orders": a_orders,
             "a_items": partition_items(raw_table, a)}
@@ -44,6 +47,10 @@ CUSTOMER_ROUTES = [
     ("GET", "/v1/customers/{id}/events", None),
     ("POST", "/v1/customers/{id}/events", {"type": "note.added"}),
     ("GET", "/v1/customers/{id}/360", None),
+    ("GET", "/v1/customers/{id}/loyalty", None),
+    ("GET", "/v1/customers/{id}/loyalty/ledger", None),
+    ("POST", "/v1/customers/{id}/loyalty/redemptions", {"points": 1}),
+    ("POST", "/v1/customers/{id}/loyalty/adjustments", {"points": -1, "reason": "b"}),
 ]
 KEY_ROUTES = [("DELETE", "/v1/api-keys/{id}", None), ("POST", "/v1/api-keys/{id}/rotate", None)]
 ORDER_ROUTES = [
@@ -73,8 +80,9 @@ def test_b_cannot_touch_a_by_id(world, route, pick):
     else:
         target, missing = world["a_customers"][pick], MISSING_CUSTOMER
     fill = lambda i, c: template.format(id=i, customer=c)  # noqa: E731
-    on_a = b.http.request(method, fill(target, world["a_customers"][pick]), json=body)
-    on_missing = b.http.request(method, fill(missing, MISSING_CUSTOMER), json=body)
+    headers = {"Idempotency-Key": f"b-{pick}"} if "redemptions" in template else {}
+    on_a = b.http.request(method, fill(target, world["a_customers"][pick]), json=body, headers=headers)
+    on_missing = b.http.request(method, fill(missing, MISSING_CUSTOMER), json=body, headers=headers)
     assert on_a.status_code == 404, (method, template, on_a.text)
     assert _shape(on_a) == _shape(on_missing)  # nothing distinguishes "A's" from "nobody's"
 
@@ -104,6 +112,7 @@ def test_b_lists_never_include_a(world, params):
     keys = b.http.get("/v1/api-keys").json()["data"]
     assert world["a_key_id"] not in {k["id"] for k in keys}
     assert b.http.get("/v1/orders", params={"limit": 100}).json()["data"] == []
+    assert b.http.get("/v1/loyalty/program").status_code == 404  # A's program is A's
 
 
 def test_b_can_use_a_email_without_learning_it_exists(world):
@@ -128,6 +137,8 @@ def test_a_data_is_unchanged_after_all_of_b_attempts(world, raw_table):
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[2], 0)  # a DELETE
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, KEY_ROUTES[1], 0)  # a rotate
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, ORDER_ROUTES[4], 0)  # a refund
+    test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[8], 0)  # a redemption
+    test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[9], 1)  # an adjustment
     assert partition_items(raw_table, world["a"]) == world["a_items"]
     a = world["a"]
     assert a.http.get(f"/v1/customers/{world['a_customers'][0]}").json()["email"] == A_EMAILS[0]
