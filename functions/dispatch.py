@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 ROUTES: dict[str, frozenset[str]] = {
-    "loyalty": frozenset({"order.paid", "order.refunded", "order.fulfilled"}),
+    "loyalty": frozenset({"order.paid", "order.refunded"}),
     "timeline": frozenset({"order.placed", "order.paid", "order.fulfilled", "order.cancelled",
                            "order.refunded", "points.earned", "points.redeemed", "points.expired",
                            "points.adjusted", "points.reversed", "points.expiring", "tier.changed"}),
