@@ -345,3 +345,31 @@ def test_points_expiring_soon_are_announced_once(shop, deliver):
     assert len(notices) == 1 and notices[0]["data"]["points"] == 150
     timeline = shop.http.get(f"/v1/customers/{cid}/events").json()["data"]
     assert [e["type"] for e in timeline].count("points.expiring") == 1
+
+
+def test_rejected_order_changes_write_nothing_and_emit_nothing(shop, deliver, raw_table):
+    cid = shop.create_customer(email="strict@example.com")["id"]
+    order = place(shop, cid, "b1", total=10000, paid_days_ago=1)
+    deliver()
+    before = partition_items(raw_table, shop)
+    oid = order["id"]
+    attempts = [
+        (f"/v1/orders/{oid}/pay", {}, 409),                                   # paid twice
+        (f"/v1/orders/{oid}/cancel", {}, 409),                                # cancel a paid order
+        (f"/v1/orders/{oid}/refunds", {"amount": 100, "currency": "USD"}, 422),  # currency mismatch
+        (f"/v1/orders/{oid}/refunds", {"amount": 10001}, 422),                # more than paid
+        (f"/v1/orders/{oid}/refunds", {"amount": -5}, 422),
+        ("/v1/orders", {"customer": {"id": "cus_01ARZ3NDEKTSV4RRFFQ69G5FAV"}, "source": "shop",
+                        "external_id": "b2", "channel": "web", "currency": "EUR",
+                        "placed_at": "2026-01-01T00:00:00Z", "total": 100,
+                        "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 100}]}, 422),
+        ("/v1/orders", {"customer": {"id": cid}, "source": "shop", "external_id": "b3", "channel": "web",
+                        "currency": "EUR", "placed_at": "2026-01-01T00:00:00Z", "total": -100,
+                        "lines": [{"sku": "s", "name": "n", "quantity": -1, "unit_price": 100}]}, 422),
+    ]
+    for path, body, status in attempts:
+        r = shop.http.post(path, json=body)
+        assert r.status_code == status, (path, body, r.text)
+    assert partition_items(raw_table, shop) == before
+    assert deliver() == []  # no stream records, so no events and no points
+    assert loyalty(shop, cid)["pending"] == 150
