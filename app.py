@@ -57,4 +57,4 @@ def loyalty_schedule(event):
     """Activate pending points, expire lots, warn of expiry, recalculate tiers."""
     from functions import loyalty as handler
 
-    return handler.run_schedule()
+    return handler.run_schedule(lambda_context=event.context)

@@ -168,7 +168,7 @@ class Book:
 
     # --- spending ---------------------------------------------------------------
     def spend(self, points: int, type_: str, source: str, now: str,
-              reason: str | None = None) -> None:
+              reason: str | None = None, detail: dict[str, Any] | None = None) -> None:
         """Take ``points`` from the active lots, oldest expiry first; never below zero."""
         self.catch_up(now)
         if points > self.s["available"]:
@@ -187,7 +187,7 @@ class Book:
                 self.s["orders"][lot["order"]]["redeemed"] += take
             if not lot["left"]:
                 del self.s["lots"][lid]
-            self._entry(type_, -take, lid, source, now, reason)
+            self._entry(type_, -take, lid, source, now, reason, detail)
 
     def credit(self, points: int, source: str, now: str, reason: str) -> None:
         """A positive manual adjustment: a new active lot, expiring like any other."""

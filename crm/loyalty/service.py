@@ -277,8 +277,8 @@ def redeem(ctx: TenantContext, customer_id: str, body: RedemptionCreate,
            idempotency_key: str) -> tuple[PointsChange, bool]:
     """Spend points, oldest-expiring lots first; 422 with the balance when short."""
     def apply(book: Book, change_id: str, at: str) -> None:
-        book.spend(body.points, "redeem", f"redemption:{change_id}", at,
-                   reason=body.reason or body.reference)
+        book.spend(body.points, "redeem", f"redemption:{change_id}", at, reason=body.reason,
+                   detail={"reference": body.reference} if body.reference else None)
     return _change(ctx, customer_id, idempotency_key, apply, body.points)
 
 
