@@ -20,12 +20,7 @@ from api.problems import from_domain, from_validation, problem
 
 
 
-@functools.lru_cache(maxsize=1)
-def logger() -> Any:
-    """Powertools' structured JSON logger, created on the first request (cold starts)."""
-    from aws_lambda_powertools import Logger
-
-    return Logger(service="rapport")
+from crm.aws import logger  # noqa: E402 - re-exported: the routes log through it
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -45,6 +40,7 @@ class Operation:
     idempotent: bool
     if_match: bool
     max_body: int
+    idempotency_required: bool = False
 
 
 OPERATIONS: list[Operation] = []
@@ -115,15 +111,18 @@ def _parse_if_match(value: str | None) -> int | None:
 def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summary: str,
              tag: str, scope: str | None, body: str | None = None, query: str | None = None,
              responses: dict[int, str | None], errors: tuple[int, ...] = (),
-             idempotent: bool = False, if_match: bool = False,
+             idempotent: bool | str = False, if_match: bool = False,
              max_body: int = MAX_BODY_BYTES) -> Callable:
-    """Declare a route. The handler takes a :class:`Request` and returns a :class:`Result`."""
+    """Declare a route. The handler takes a :class:`Request` and returns a :class:`Result`.
+    ``idempotent="required"``: the route refuses a request without ``Idempotency-Key``."""
     auth_errors = (401, 403) if scope else ()
     input_errors = ((400, 413, 415, 422) if body else ()) + ((400, 422) if query else ())
     idem_errors = (409, 422) if idempotent else ()
+    if idempotent == "required":
+        idem_errors += (400,)
     op = Operation(path, method, operation_id, summary, scope, body, query, responses,
                    tuple(sorted(set(errors + auth_errors + input_errors + idem_errors))),
-                   tag, idempotent, if_match, max_body)
+                   tag, bool(idempotent), if_match, max_body, idempotent == "required")
     OPERATIONS.append(op)
 
     def decorate(handler: Callable[[Request], Result]) -> Callable:
@@ -194,6 +193,10 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
     if op.if_match:
         req.if_match = _parse_if_match(headers.get("if-match"))
     idem_key = headers.get("idempotency-key") if op.idempotent else None
+    if op.idempotency_required and not idem_key:
+        return problem(400, "idempotency_key_required",
+                       "this request needs an Idempotency-Key header, so that a retry never applies it twice",
+                       field="Idempotency-Key")
     if idem_key:
         from api import idempotency
 

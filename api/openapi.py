@@ -51,7 +51,7 @@ def document() -> dict[str, Any]:
         if op.query:
             params += _query_parameters(model(op.query), schemas)
         if op.idempotent:
-            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
+            params.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotency_required,
                            "description": "retries with the same key return the first response for 24 h",
                            "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
         if op.if_match:

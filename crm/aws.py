@@ -1,7 +1,9 @@
-"""One boto3 DynamoDB client per process, for the Powertools utilities (PynamoDB keeps
-its own). Created on first use: boto3 is the heaviest import of a cold start."""
+"""Per-process Lambda plumbing, created on first use (cold starts stay small): one
+boto3 DynamoDB client for the Powertools utilities (PynamoDB keeps its own), and the
+Powertools structured logger."""
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -19,3 +21,11 @@ def dynamodb_client() -> Any:
 
             _client = boto3.client("dynamodb", region_name=settings.region())
         return _client
+
+
+@functools.lru_cache(maxsize=1)
+def logger() -> Any:
+    """Powertools' structured JSON logger."""
+    from aws_lambda_powertools import Logger
+
+    return Logger(service="rapport")

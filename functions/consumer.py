@@ -11,10 +11,20 @@ def consume(subscriber: str, raw_event: dict[str, Any], handle: Callable[[dict[s
             lambda_context: Any = None) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+    from crm.aws import logger
     from functions.idempotency import once
 
     def record_handler(record: Any) -> None:
-        once(subscriber, json.loads(record.body), handle, lambda_context)
+        event = json.loads(record.body)
+        try:
+            once(subscriber, event, handle, lambda_context)
+        except Exception:
+            # the message goes back to the queue (and, after 5 receives, to the DLQ)
+            logger().exception("event failed", extra={
+                "subscriber": subscriber, "event_id": event.get("id"), "event_type": event.get("type"),
+                "tenant_id": event.get("tenant_id"), "message_id": record.message_id,
+                "receive_count": record.attributes.approximate_receive_count})
+            raise
 
     processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=raw_event, record_handler=record_handler,

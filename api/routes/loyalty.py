@@ -53,24 +53,15 @@ def list_ledger(req: Request) -> Result:
     return Result(200, {"data": page.items, "next_cursor": page.next_cursor})
 
 
-def _key(req: Request, required: bool) -> str | None:
-    from crm.errors import DomainError
-
-    key = req.headers.get("idempotency-key")
-    if required and not key:
-        raise DomainError("redemptions need an Idempotency-Key header, so a retry never spends twice",
-                          field="Idempotency-Key", code="idempotency_key_required")
-    return key
-
-
 @endpoint(bp, _CUSTOMER + "/redemptions", "POST", operation_id="redeemPoints", tag=TAG, scope=WRITE,
           summary="Spend points atomically (Idempotency-Key required); 422 names the available balance",
           body="RedemptionCreate", responses={201: "PointsChange", 200: "PointsChange"},
-          errors=(404, 410, 409), idempotent=True)
+          errors=(404, 410, 409), idempotent="required")
 def redeem(req: Request) -> Result:
     from crm.loyalty import service
 
-    change, created = service.redeem(req.ctx, req.params["customer_id"], req.body, _key(req, True))
+    change, created = service.redeem(req.ctx, req.params["customer_id"], req.body,
+                                     req.headers["idempotency-key"])
     return Result(201 if created else 200, change)
 
 
@@ -81,5 +72,6 @@ def redeem(req: Request) -> Result:
 def adjust(req: Request) -> Result:
     from crm.loyalty import service
 
-    change, created = service.adjust(req.ctx, req.params["customer_id"], req.body, _key(req, False))
+    change, created = service.adjust(req.ctx, req.params["customer_id"], req.body,
+                                     req.headers.get("idempotency-key"))
     return Result(201 if created else 200, change)
