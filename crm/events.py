@@ -99,3 +99,4 @@ def _ledger(old: dict | None, new: dict | None) -> list[Event]:
 
 
 _BY_KIND = {"order": _order, "customer": _customer, "loyalty": _loyalty, "ledger": _ledger}
+KINDS = frozenset(_BY_KIND)  # items of other kinds never stand for an event

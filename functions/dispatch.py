@@ -20,9 +20,11 @@ ROUTES: dict[str, frozenset[str]] = {
 
 def image(raw: dict[str, Any] | None) -> dict[str, Any] | None:
     """A stream image as plain Python values, decoded by the item's own PynamoDB class
-    (JSON attributes parsed, versions as int); None for items Rapport does not model
-    (e.g. idempotency records)."""
-    if not raw or "kind" not in raw:
+    (JSON attributes parsed, versions as int); None for items that stand for no event
+    (idempotency records, guards, timeline entries…), which are not decoded at all."""
+    from crm.events import KINDS
+
+    if not raw or raw.get("kind", {}).get("S") not in KINDS:
         return None
     from crm.storage import Item
 
