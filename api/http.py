@@ -102,7 +102,7 @@ def _parse_if_match(value: str | None) -> int | None:
     tag = value.strip()
     tag = tag[2:] if tag.startswith("W/") else tag
     tag = tag.strip('"')
-    if not tag.isdigit() or len(tag) > 12:
+    if not (tag.isascii() and tag.isdigit()) or len(tag) > 12:
         raise DomainError("If-Match must be an ETag from a previous response, e.g. \"3\"",
                           field="If-Match", code="invalid_header")
     return int(tag)

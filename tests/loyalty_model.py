@@ -91,6 +91,8 @@ class Model:
     def _make_active(self, lot: Lot, at: str) -> int:
         repaid = min(lot.left, self.owed)
         self.owed -= repaid
+        if lot.order:
+            self.orders[lot.order].redeemed += repaid  # spent on the debt
         lot.left -= repaid
         lot.active = True
         lot.expires_at = _plus_months(at, self.p["expiry_months"])

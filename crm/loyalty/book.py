@@ -69,6 +69,7 @@ class Book:
         self.s = copy.deepcopy(state) if state else empty()
         self.program = program or {}
         self.entries: list[dict[str, Any]] = []
+        self.due_entries = 0  # how many of ``entries`` catch_up wrote (what fell due)
 
     # --- ledger -----------------------------------------------------------------
     def _entry(self, type_: str, points: int, lot: str | None, source: str, at: str,
@@ -84,6 +85,9 @@ class Book:
         """Make ``points`` available in an active lot, paying what is owed first."""
         repaid = min(points, self.s["owed"])
         self.s["owed"] -= repaid
+        if order in self.s["orders"]:
+            # the order's points paid a debt: they are spent, like redeemed ones
+            self.s["orders"][order]["redeemed"] += repaid
         left = points - repaid
         expiry = self.program.get("expiry_months")
         lot = {"state": "active", "left": left, "activated_at": at,
@@ -104,6 +108,8 @@ class Book:
         if o is None:
             if status not in PAID_STATES or not self.program:
                 return
+            if (data.get("loyalty") or {}).get("program_at_payment") is False:
+                return  # paid before the program existed: earns nothing, ever
             o = self._earn(order_id, data, now)
         for refund in data.get("refunds", []):
             if refund["id"] not in o["rf"]:
@@ -211,8 +217,16 @@ class Book:
                     due.append((add_days(lot["expires_at"], -notice), "warn", lid))
         return sorted(due)
 
-    def catch_up(self, now: str) -> None:
-        while True:
+    def overdue(self, now: str) -> bool:
+        """Whether something fell due by ``now`` that catch_up has not applied."""
+        due = self._due()
+        return bool(due) and due[0][0] <= now
+
+    def catch_up(self, now: str, limit: int | None = None) -> None:
+        """Apply what fell due by ``now``, in time order; with ``limit``, stop once that
+        many ledger entries are written (the rest stays due, for the next call)."""
+        start = len(self.entries)
+        while limit is None or len(self.entries) - start < limit:
             due = self._due()
             if not due or due[0][0] > now:
                 break
@@ -228,6 +242,7 @@ class Book:
                 self._expire(lid, lot, now)
             else:
                 lot["warned"] = True
+        self.due_entries += len(self.entries) - start
         self._retier(now)
 
     def _expire(self, lid: str, lot: dict[str, Any], now: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import time
 from typing import Any, Callable, Iterator
 
@@ -142,6 +143,11 @@ class _Retry(Exception):
     pass
 
 
+class _Settle(Exception):
+    """What fell due and the change do not fit in one transaction: apply what fell due
+    first (``maintain``, MAX_ENTRIES entries per transaction), then the change."""
+
+
 def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
             extra: list[tuple[Item, Any]] = ()) -> None:
     """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version)."""
@@ -150,6 +156,8 @@ def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
 
     book.check()
     if len(book.entries) > MAX_ENTRIES:
+        if book.due_entries:
+            raise _Settle()
         raise Invalid(f"this change would write {len(book.entries)} ledger entries; the limit is "
                       f"{MAX_ENTRIES} (redeem in smaller steps)", field="points")
     _set_due(ctx, item, book)
@@ -170,13 +178,18 @@ def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
         raise
 
 
-def _retrying(attempt: Callable[[], Any]) -> Any:
-    """Re-read and re-apply on a lost race (another writer moved the book's version)."""
+def _retrying(attempt: Callable[[], Any], settle: Callable[[], Any] | None = None) -> Any:
+    """Re-read and re-apply on a lost race (another writer moved the book's version),
+    or after ``settle`` committed what fell due when it was too much for one transaction."""
     for n in range(ATTEMPTS):
         try:
             return attempt()
         except _Retry:
             time.sleep(random.uniform(0, 0.004 * (n + 1)))
+        except _Settle:
+            if settle is None:
+                raise
+            settle()
     raise Conflict("the customer's points changed concurrently; retry", code="transaction_conflict")
 
 
@@ -185,9 +198,9 @@ def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = Non
     1 BatchGetItem, then 1 TransactWriteItems if anything changed. Returns the number
     of ledger entries written (0 for a duplicate or stale delivery)."""
     customer_id = order["customer_id"]
+    at = now or clock.now_iso()
 
     def attempt() -> int:
-        at = now or clock.now_iso()
         found = _read(ctx, customer_id)
         item, book, program = _book(found, customer_id, ctx)
         if program is None:
@@ -201,27 +214,33 @@ def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = Non
         _commit(ctx, item, book, at)
         return len(book.entries)
 
-    return _retrying(attempt)
+    return _retrying(attempt, lambda: maintain(ctx, customer_id, at))
 
 
 def maintain(ctx: TenantContext, customer_id: str, now: str | None = None) -> int:
     """What the schedule does per due customer: activate, expire, warn, re-tier.
-    1 BatchGetItem + 1 TransactWriteItems (none when nothing was due)."""
-    def attempt() -> int:
-        at = now or clock.now_iso()
+    1 BatchGetItem + 1 TransactWriteItems (none when nothing was due), and one more of
+    each per MAX_ENTRIES ledger entries when more than that fell due."""
+    at = now or clock.now_iso()
+
+    def attempt() -> tuple[int, bool]:
         found = _read(ctx, customer_id)
         item, book, _ = _book(found, customer_id, ctx)
         if not item.book:
-            return 0
+            return 0, False
         before = repr(book.s)
-        book.catch_up(at)
+        book.catch_up(at, limit=MAX_ENTRIES)
         moved = _set_due(ctx, item, book)
         if repr(book.s) == before and not moved:
-            return 0
+            return 0, False
         _commit(ctx, item, book, at)
-        return len(book.entries)
+        return len(book.entries), book.overdue(at)
 
-    return _retrying(attempt)
+    total, more = 0, True
+    while more:
+        written, more = _retrying(attempt)
+        total += written
+    return total
 
 
 def due(shard: int, now: str, limit: int) -> Iterator[tuple[str, str]]:
@@ -270,7 +289,7 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
         _commit(ctx, item, book, at, extra)
         return result, True
 
-    return _retrying(attempt)
+    return _retrying(attempt, lambda: maintain(ctx, customer_id))
 
 
 def redeem(ctx: TenantContext, customer_id: str, body: RedemptionCreate,
@@ -341,7 +360,7 @@ def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
     pk = records.profile_pk(ctx, customer_id)
     kind = "ledger:" + customer_id
     after = decode_cursor(cursor, kind)
-    if after is not None and not after.isdigit():
+    if after is not None and not re.fullmatch(r"[0-9]{1,10}", after):
         raise Invalid("cursor is malformed", field="cursor")
     start = None if after is None else start_key(pk=pk, sk=f"{LEDGER_PREFIX}{int(after):010d}")
     rows = list(LedgerItem.query(pk, LedgerItem.sk.startswith(LEDGER_PREFIX), scan_index_forward=False,

@@ -98,12 +98,22 @@ def _subtotal(lines: list[LineItem] | None) -> int | None:
     return None if lines is None else sum(line.quantity * line.unit_price for line in lines)
 
 
+def _not_future(v: datetime | None) -> datetime | None:
+    if v is not None and not datetime(2000, 1, 1, tzinfo=timezone.utc) <= v <= datetime.now(timezone.utc) + timedelta(days=1):
+        raise ValueError("must be between 2000-01-01 and tomorrow")
+    return v
+
+
 class PaymentCreate(_Strict):
-    paid_at: Timestamp | None = None
+    paid_at: Timestamp | None = Field(default=None, description="defaults to now; at most tomorrow")
+
+    _paid_at = field_validator("paid_at")(_not_future)
 
 
 class FulfilmentCreate(_Strict):
-    fulfilled_at: Timestamp | None = None
+    fulfilled_at: Timestamp | None = Field(default=None, description="defaults to now; at most tomorrow")
+
+    _fulfilled_at = field_validator("fulfilled_at")(_not_future)
 
 
 class CancellationCreate(_Strict):

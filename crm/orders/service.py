@@ -165,8 +165,10 @@ def _existing(ctx: TenantContext, guard: GuardItem, customer_id: str) -> Order:
     return to_order(OrderItem.get(pk, _order_sk(guard.order_id), consistent_read=True))
 
 
-def _load(ctx: TenantContext, order_id: str) -> tuple[OrderItem, RecentOrdersItem]:
-    """1 GetItem (pointer) + 1 BatchGetItem (the order and the recent list)."""
+def _load(ctx: TenantContext, order_id: str,
+          program: bool = False) -> tuple[OrderItem, RecentOrdersItem, bool]:
+    """1 GetItem (pointer) + 1 BatchGetItem (the order and the recent list, and with
+    ``program`` the tenant's loyalty program: whether it exists is the third value)."""
     if not ids.ORDER_ID.match(order_id):
         raise NotFound(f"order {order_id} not found")
     try:
@@ -174,13 +176,14 @@ def _load(ctx: TenantContext, order_id: str) -> tuple[OrderItem, RecentOrdersIte
     except OrderPointerItem.DoesNotExist:
         raise NotFound(f"order {order_id} not found") from None
     pk = records.profile_pk(ctx, cid)
-    found = {i.sk: i for i in Item.batch_get([(pk, _order_sk(order_id)), (pk, RECENT)],
-                                             consistent_read=True)}
+    keys = [(pk, _order_sk(order_id)), (pk, RECENT)] + ([(program_pk(ctx), PROGRAM)] if program else [])
+    found = {i.sk: i for i in Item.batch_get(keys, consistent_read=True)}
     order = found.get(_order_sk(order_id))
     if not isinstance(order, OrderItem):
         raise NotFound(f"order {order_id} not found")
     recent = found.get(RECENT) or RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
-    return order, recent
+    program_item = found.get(PROGRAM)
+    return order, recent, program_item is not None and program_item.data.get("enabled", True)
 
 
 def get(ctx: TenantContext, order_id: str) -> Order:
@@ -195,17 +198,23 @@ def get(ctx: TenantContext, order_id: str) -> Order:
         raise NotFound(f"order {order_id} not found") from None
 
 
-def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, str], None]) -> Order:
+def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, str], None],
+                program: bool = False) -> Order:
     """Read, apply ``change`` (which raises on an illegal move), write the order and its
-    summary conditional on both versions; re-read on a race (at most 3 times)."""
+    summary conditional on both versions; re-read on a race (at most 3 times). With
+    ``program`` (a payment), the order records whether the tenant had a loyalty program
+    then (and had it enabled): an order paid without one never earns, however late its
+    events come."""
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
     for _ in range(3):
-        order, recent = _load(ctx, order_id)
+        order, recent, has_program = _load(ctx, order_id, program)
         now = clock.now_iso()
         order.data = dict(order.data)
         change(order, now)
+        if program:
+            order.data["loyalty"] = {**(order.data.get("loyalty") or {}), "program_at_payment": has_program}
         order.updated_at = now
         in_recent = any(s["id"] == order_id for s in recent.recent or [])
         try:
@@ -228,7 +237,8 @@ def _illegal(order: OrderItem, action: str, allowed: tuple[str, ...]) -> Conflic
 
 
 def _move(ctx: TenantContext, order_id: str, action: str, source: str, target: str,
-          stamp: str, at: datetime | None, extra: dict[str, Any] | None = None) -> Order:
+          stamp: str, at: datetime | None, extra: dict[str, Any] | None = None,
+          program: bool = False) -> Order:
     """A one-step move ``source`` -> ``target`` that stamps ``<stamp>`` (default: now)."""
     def change(order: OrderItem, now: str) -> None:
         if order.status != source:
@@ -236,11 +246,11 @@ def _move(ctx: TenantContext, order_id: str, action: str, source: str, target: s
         order.status = target
         order.data[stamp] = clock.iso(at) if at else now
         order.data.update(extra or {})
-    return _transition(ctx, order_id, change)
+    return _transition(ctx, order_id, change, program)
 
 
 def pay(ctx: TenantContext, order_id: str, body: PaymentCreate) -> Order:
-    return _move(ctx, order_id, "pay", "placed", "paid", "paid_at", body.paid_at)
+    return _move(ctx, order_id, "pay", "placed", "paid", "paid_at", body.paid_at, program=True)
 
 
 def fulfill(ctx: TenantContext, order_id: str, body: FulfilmentCreate) -> Order:
