@@ -223,8 +223,10 @@ def test_an_order_turns_into_points_and_a_refund_takes_them_back(dev):
         order = http.post("/v1/orders", json=body).json()
         http.post(f"/v1/orders/{order['id']}/pay", json={"paid_at": "2026-01-10T12:05:00Z"})
         # 69 USD x 1 x 2 (mobile) + 100 first-order bonus, active (the 14-day window is over)
+        # the points, then (one hop later: ledger entry -> dispatcher -> timeline) the entries
         view = _until(lambda: http.get(f"/v1/customers/{c['id']}/360").json(),
-                      lambda v: v["loyalty"] and v["loyalty"]["available"] == 238)
+                      lambda v: v["loyalty"] and v["loyalty"]["available"] == 238
+                      and "points.earned" in {e["type"] for e in v["timeline"]})
         assert {"order.placed", "order.paid", "points.earned"} <= {e["type"] for e in view["timeline"]}
         r = http.post(f"/v1/orders/{order['id']}/refunds", json={"amount": 6900, "reason": "returned"})
         assert r.status_code == 200
