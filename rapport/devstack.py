@@ -118,11 +118,19 @@ class DevStack:
 
     def _serve(self) -> None:
         from chalice.cli.factory import CLIFactory
-        from chalice.local import ChaliceRequestHandler, LocalDevServer, create_local_server
+        from chalice.local import (
+            ChaliceRequestHandler,
+            LocalDevServer,
+            ThreadedHTTPServer,
+            create_local_server,
+        )
 
         factory = CLIFactory(str(PROJECT_DIR))
         config = factory.create_config_obj(chalice_stage_name="local")
         self._chalice_app = config.chalice_app  # imports app.py
+        # socketserver listens with a backlog of 5: a burst of concurrent clients (20
+        # parallel redemptions) would see connections reset. API Gateway has no such limit.
+        ThreadedHTTPServer.request_queue_size = 128
         server: LocalDevServer = create_local_server(config.chalice_app, config, "127.0.0.1", self.port)
         ChaliceRequestHandler.log_message = lambda *a, **k: None  # no per-request access log
         # API Gateway answers every method; Chalice's local handler knows only the common
