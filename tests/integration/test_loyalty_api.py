@@ -322,13 +322,13 @@ def test_the_schedule_activates_due_points_through_the_due_index(shop, deliver):
     from functions import loyalty as handler
 
     cid = shop.create_customer(email="sched@example.com")["id"]
-    place(shop, cid, "s1", total=10000, paid_days_ago=30 - 20 / 86400)  # due in 20 seconds
+    place(shop, cid, "s1", total=10000, paid_days_ago=30 - 120 / 86400)  # due in 2 minutes
     deliver()
     from crm.storage import LoyaltyItem
 
     item = LoyaltyItem.get(f"T#{shop.id}#C#{cid}", "LOYALTY", consistent_read=True)
     assert item.book["pending"] == 150 and item.gsi2sk.endswith(f"#{shop.id}#{cid}")
-    soon = iso(datetime.now(timezone.utc) + timedelta(seconds=30))
+    soon = iso(datetime.now(timezone.utc) + timedelta(seconds=150))
     from functions.idempotency import LocalContext
 
     short = handler.run_schedule(now=soon, lambda_context=LocalContext(remaining_ms=1_000))
