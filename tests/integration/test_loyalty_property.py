@@ -39,6 +39,7 @@ PROGRAM = {
     "return_window_days": 14, "expiry_months": 3, "expiring_notice_days": 7,
 }
 START = datetime(2021, 3, 1, tzinfo=timezone.utc)
+LATEST = datetime(2025, 12, 31, tzinfo=timezone.utc)
 
 orders = st.tuples(st.just("order"), st.integers(1, 400), st.sampled_from(["web", "mobile", "store"]),
                    st.sampled_from(["coffee", "tea", "gift"]), st.sampled_from(["USD", "USD", "EUR"]),
@@ -179,7 +180,8 @@ class Run:
                 source = None
             assert self.model.redeem(op[1], self.iso, source or "-") == (source is not None)
         elif kind == "advance":
-            self.now += timedelta(days=op[1])
+            # orders and payments must not be dated after tomorrow (real time): stay before 2026
+            self.now = min(self.now + timedelta(days=op[1]), LATEST)
         elif kind == "schedule":
             service.maintain(self.ctx, self.customer, self.iso)
             self.model.advance(self.iso)
