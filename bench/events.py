@@ -75,7 +75,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import statistics
 import sys
 import threading
@@ -96,6 +95,7 @@ from bench.requests_per_operation import (  # noqa: E402 - after the path is set
     fmt,
     free_port,
     order_body,
+    start_emulator,
 )
 
 TABLE = "rapport-bench-events"
@@ -743,23 +743,8 @@ def dispatcher_cpu(console: Any, records: list[dict], n: int, rounds: int,
 
 
 def start(counter: ComponentCounter, server_counter: ServerCounter) -> tuple[Any, Any, Any, bool]:
-    from rapport import emulator
-
-    moto_port = free_port()
-    moto = emulator.start(moto_port)
-    wsgi = getattr(moto, "_server", None)
-    cross_check = wsgi is not None and hasattr(wsgi, "app")
-    if cross_check:
-        wsgi.app = server_counter.wrap(wsgi.app)
-    endpoint = f"http://127.0.0.1:{moto_port}"
-    os.environ.update({
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "RAPPORT_TABLE": TABLE,
-        "RAPPORT_KEY_CACHE_SECONDS": "3600",  # authentication is requests_per_operation's row
-    })
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-        os.environ.pop(name, None)
+    # authentication is requests_per_operation's row: keys stay cached for the whole run
+    moto, endpoint, cross_check = start_emulator(server_counter, TABLE, key_cache_seconds=3600)
 
     from rapport.devstack import DevStack
 

@@ -180,8 +180,11 @@ class Bench:
         return response
 
 
-def start(counter: ClientCounter, server_counter: ServerCounter):
-    from rapport import emulator  # the local stack's moto, with its serializable transactions
+def start_emulator(server_counter: ServerCounter, table: str, key_cache_seconds: int) -> tuple[Any, str, bool]:
+    """The local stack's moto (serializable transactions) on a free port, its WSGI app
+    wrapped by ``server_counter`` when possible, and the process pointed at it. Before
+    anything imports crm: PynamoDB reads the table name at class creation."""
+    from rapport import emulator
 
     moto_port = free_port()
     moto = emulator.start(moto_port)
@@ -190,17 +193,19 @@ def start(counter: ClientCounter, server_counter: ServerCounter):
     if cross_check:
         wsgi.app = server_counter.wrap(wsgi.app)
     endpoint = f"http://127.0.0.1:{moto_port}"
-
-    # Before anything imports crm: PynamoDB reads the table name at class creation.
     os.environ.update({
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "RAPPORT_TABLE": TABLE,
-        "RAPPORT_KEY_CACHE_SECONDS": "60",
+        "AWS_DEFAULT_REGION": "us-east-1", "RAPPORT_TABLE": table,
+        "RAPPORT_KEY_CACHE_SECONDS": str(key_cache_seconds),
     })
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
         os.environ.pop(name, None)
+    return moto, endpoint, cross_check
 
+
+def start(counter: ClientCounter, server_counter: ServerCounter):
+    moto, endpoint, cross_check = start_emulator(server_counter, TABLE, key_cache_seconds=60)
     import boto3
 
     from infra.bootstrap import create_table

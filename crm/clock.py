@@ -15,5 +15,10 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def parse(value: str) -> datetime:
+    """The inverse of :func:`iso` (any ISO-8601 with ``Z`` or an offset)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 def now_iso() -> str:
     return iso(now())

@@ -10,6 +10,7 @@ from crm.customers.schemas import Customer, TimelineEvent
 from crm.customers.service import timeline_query
 from crm.errors import NotFound
 from crm.loyalty.schemas import Loyalty
+from crm.loyalty.service import balance
 from crm.orders.schemas import OrderSummary
 from crm.storage import CustomerItem, EventItem, LoyaltyItem, RecentOrdersItem
 
@@ -21,14 +22,6 @@ class Customer360(BaseModel):
     loyalty: Loyalty | None = None
     recent_orders: list[OrderSummary]
     timeline: list[TimelineEvent]
-
-
-def _loyalty(item: LoyaltyItem) -> Loyalty:
-    """The balance as of the book's last change (GET …/loyalty applies what fell due since)."""
-    s = item.book
-    return Loyalty(customer_id=item.customer_id, available=s["available"], pending=s["pending"],
-                   lifetime_earned=s["lifetime"], owed=s["owed"], tier=s["tier"],
-                   tier_since=s["tier_since"], as_of=item.updated_at)
 
 
 def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
@@ -44,4 +37,6 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     book = next((r for r in rows if isinstance(r, LoyaltyItem) and r.book), None)
     events = [records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)]
     return Customer360(customer=records.to_customer(rows[0]), recent_orders=recent,
-                       loyalty=_loyalty(book) if book else None, timeline=events[:TIMELINE_IN_360])
+                       # as of the book's last change (GET …/loyalty applies what fell due since)
+                       loyalty=balance(book.customer_id, book.book, book.updated_at) if book else None,
+                       timeline=events[:TIMELINE_IN_360])

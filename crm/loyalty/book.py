@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import calendar
 import copy
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from crm import clock
 from crm.loyalty.points import order_points, reversed_after
 
 PAID_STATES = ("paid", "fulfilled", "partially_refunded", "refunded")
@@ -39,24 +40,16 @@ def empty() -> dict[str, Any]:
             "tier_since": None, "lots": {}, "orders": {}, "months": {}}
 
 
-def _dt(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-
-
-def _iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
 def add_days(iso: str, days: int) -> str:
-    return _iso(_dt(iso) + timedelta(days=days))
+    return clock.iso(clock.parse(iso) + timedelta(days=days))
 
 
 def add_months(iso: str, months: int) -> str:
     """Calendar months; the 31st becomes the month's last day when it has fewer."""
-    dt = _dt(iso)
+    dt = clock.parse(iso)
     y, m = divmod(dt.month - 1 + months, 12)
     year, month = dt.year + y, m + 1
-    return _iso(dt.replace(year=year, month=month, day=min(dt.day, calendar.monthrange(year, month)[1])))
+    return clock.iso(dt.replace(year=year, month=month, day=min(dt.day, calendar.monthrange(year, month)[1])))
 
 
 def month_of(iso: str, shift: int = 0) -> str:

@@ -329,28 +329,29 @@ def _view(customer_id: str, book: Book, now: str) -> Loyalty:
         (LotView(id=lid, state=lot["state"], points=lot["left"], activates_at=lot.get("activate_at"),
                  expires_at=lot.get("expires_at")) for lid, lot in s["lots"].items()),
         key=lambda v: (v.state != "active", v.expires_at or v.activates_at or "~", v.id))
-    return Loyalty(customer_id=customer_id, available=s["available"], pending=s["pending"],
-                   lifetime_earned=s["lifetime"], owed=s["owed"], tier=s["tier"],
-                   tier_since=s["tier_since"], progress=progress, lots=lots, as_of=now)
+    return balance(customer_id, s, now, progress=progress, lots=lots)
 
 
-def view_of(customer_id: str, book_state: dict | None, program: dict | None, now: str | None = None) -> Loyalty:
-    """The balance as of ``now``: what fell due since the last write is applied in memory."""
-    book = Book(book_state or None, program)
-    at = now or clock.now_iso()
-    book.catch_up(at)
-    return _view(customer_id, book, at)
+def balance(customer_id: str, state: dict[str, Any], as_of: str, *,
+            progress: TierProgress | None = None, lots: list[LotView] | None = None) -> Loyalty:
+    """A book's state as the API shows it (the 360 view shows it without progress and lots)."""
+    return Loyalty(customer_id=customer_id, available=state["available"], pending=state["pending"],
+                   lifetime_earned=state["lifetime"], owed=state["owed"], tier=state["tier"],
+                   tier_since=state["tier_since"], progress=progress, lots=lots or [], as_of=as_of)
 
 
 def view(ctx: TenantContext, customer_id: str) -> Loyalty:
-    """1 BatchGetItem (profile, book, program)."""
+    """1 BatchGetItem (profile, book, program). The balance as of now: what fell due
+    since the last write is applied in memory."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     found = _read(ctx, customer_id, records.PROFILE)
     if not isinstance(found.get(records.PROFILE), CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
-    item, book, program = _book(found, customer_id, ctx)
-    return view_of(customer_id, item.book, program)
+    _, book, _ = _book(found, customer_id, ctx)
+    at = clock.now_iso()
+    book.catch_up(at)
+    return _view(customer_id, book, at)
 
 
 def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | None) -> Page:

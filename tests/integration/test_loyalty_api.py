@@ -149,8 +149,7 @@ def test_a_paid_order_earns_pending_points_shown_in_the_360_and_timeline(shop, d
     assert {"order.placed", "order.paid", "points.earned"} <= set(types)
     # delivering everything again changes nothing: no new entries, no new timeline items
     before = shop.http.get(f"/v1/customers/{cid}/events").json()["data"]
-    from functions import loyalty as handler, timeline
-    from functions.dispatch import events_of, route
+    from functions import loyalty as handler
 
     assert handler.apply({"tenant_id": shop.id, "type": "order.paid", "data": {
         "order_id": order["id"], "customer_id": cid, "status": "paid",

@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from unittest import mock
 
-import pytest
 
 from tests.integration.test_loyalty_api import (  # noqa: F401 - fixtures
     PROGRAM,
