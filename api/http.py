@@ -63,6 +63,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     if_match: int | None = None
     lambda_context: Any = None
+    raw: bytes = b""  # the body as received (webhook signatures are over these bytes)
 
 
 @dataclass
@@ -178,6 +179,7 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         except ValidationError as exc:
             return from_validation(exc, where="query parameter")
     raw = request.raw_body or b""
+    req.raw = raw
     if op.body:
         if len(raw) > op.max_body:
             return problem(413, "payload_too_large",

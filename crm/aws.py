@@ -23,6 +23,19 @@ def dynamodb_client() -> Any:
         return _client
 
 
+_clients: dict[str, Any] = {}
+
+
+def client(service: str) -> Any:
+    """A boto3 client per service for this process (KMS, S3, SQS...), created on first use."""
+    with _lock:
+        if service not in _clients:
+            import boto3
+
+            _clients[service] = boto3.client(service, region_name=settings.region())
+        return _clients[service]
+
+
 @functools.lru_cache(maxsize=1)
 def logger() -> Any:
     """Powertools' structured JSON logger."""

@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from typing import Any, Iterable
 
-SUBSCRIBERS = ("loyalty", "timeline")
+SUBSCRIBERS = ("loyalty", "timeline", "sync")  # sync: connector runs and webhooks (functions/sync.py)
 MAX_RECEIVES = 5
 
 
@@ -33,13 +33,17 @@ def _client() -> Any:
     return boto3.client("sqs")
 
 
-def send(subscriber: str, bodies: Iterable[dict[str, Any]]) -> int:
+def send(subscriber: str, bodies: Iterable[dict[str, Any]], delay: int = 0) -> int:
     """Send JSON bodies in batches of 10 (SQS's limit); raise if any entry fails, so the
-    stream batch is retried (a resent message is harmless: consumers are idempotent)."""
+    stream batch is retried (a resent message is harmless: consumers are idempotent).
+    ``delay``: seconds (at most 900) before the messages become visible."""
     batch: list[dict[str, Any]] = []
     sent = 0
     for body in bodies:
-        batch.append({"Id": str(len(batch)), "MessageBody": json.dumps(body, separators=(",", ":"))})
+        entry = {"Id": str(len(batch)), "MessageBody": json.dumps(body, separators=(",", ":"))}
+        if delay:
+            entry["DelaySeconds"] = delay
+        batch.append(entry)
         if len(batch) == 10:
             sent += _flush(subscriber, batch)
             batch = []

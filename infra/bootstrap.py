@@ -147,3 +147,39 @@ def create_table(client: Any, table_name: str) -> bool:
         TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
     )
     return True
+
+
+def create_key(client: Any, alias: str) -> str:
+    """The KMS key that seals connector secrets (``ConnectionsKey``), under ``alias``
+    (``alias/<prefix>-connections``); reused if the alias exists. Returns the alias."""
+    try:
+        client.describe_key(KeyId=alias)
+        return alias
+    except client.exceptions.NotFoundException:
+        pass
+    props = _resources()["ConnectionsKey"]["Properties"]
+    key = client.create_key(Description=props["Description"], KeyUsage="ENCRYPT_DECRYPT")
+    client.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+    return alias
+
+
+def create_bucket(client: Any, name: str) -> str:
+    """The uploads bucket (``UploadsBucket``) for CSV imports; kept if it exists."""
+    try:
+        client.head_bucket(Bucket=name)
+    except Exception:  # noqa: BLE001 - botocore raises a generic ClientError for 404
+        client.create_bucket(Bucket=name)
+    return name
+
+
+def connector_env(prefix: str) -> dict[str, str]:
+    """The local names the connector code reads (``RAPPORT_KMS_KEY``, ``RAPPORT_UPLOADS_BUCKET``)."""
+    return {"RAPPORT_KMS_KEY": f"alias/{prefix}-connections", "RAPPORT_UPLOADS_BUCKET": f"{prefix}-uploads"}
+
+
+def create_connector_resources(session: Any, prefix: str) -> dict[str, str]:
+    """Create the KMS key and the uploads bucket on the emulator; return their env."""
+    env = connector_env(prefix)
+    create_key(session.client("kms"), env["RAPPORT_KMS_KEY"])
+    create_bucket(session.client("s3"), env["RAPPORT_UPLOADS_BUCKET"])
+    return env

@@ -75,11 +75,12 @@ class DevStack:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # request logs are for Lambda
         import boto3
 
-        from infra.bootstrap import create_queues, create_table
+        from infra.bootstrap import create_connector_resources, create_queues, create_table
 
         create_table(boto3.client("dynamodb"), self.table)
         self.queues = create_queues(boto3.client("sqs"), self.table)  # named after the table
         env.configure_queues(self.queues.queues)
+        os.environ.update(create_connector_resources(boto3.session.Session(), self.table))
         tenant_id = api_key = None
         if self.seed:
             from rapport.seed import seed_demo

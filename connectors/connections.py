@@ -1,0 +1,355 @@
+"""Connections: a tenant's installed connector, its sealed secrets, sync state and runs.
+
+DynamoDB requests (docs/performance.md):
+- create: 1 TransactWriteItems (connection, state, webhook route) + 1 KMS GenerateDataKey
+- get / update: 1 GetItem (+1 PutItem conditional on the version, +1 KMS on a secret change)
+- list: 1 Query on gsi1 ``P CONNECTIONS``
+- delete: 1 Query of the connection's partition + BatchWriteItem per 25 items + 1 DeleteItem (route)
+- start a run: 1 TransactWriteItems (run + state lock, conditional on no active run)
+- runs: 1 Query (newest first); a run: 1 GetItem
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.schemas import Connection, ConnectionCreate, ConnectionPatch, ConnectorInfo, Run
+from connectors.sdk import registry, secrets
+from connectors.store import SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
+from crm import clock
+from crm.context import TenantContext
+from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, field_errors
+from crm.paging import Page, decode_cursor, encode_cursor
+
+CONN, STATE, RUN = "CONN", "STATE", "RUN#"
+STALE_RUN_SECONDS = 15 * 60  # a "running" run without a checkpoint for this long has crashed
+SCHEDULE_SHARD = "0"
+
+
+def _ulid(prefix: str) -> str:
+    from ulid import ULID
+
+    return f"{prefix}_{ULID()}"
+
+
+def pk(ctx: TenantContext, connection_id: str) -> str:
+    return ctx.key("CONN", connection_id)
+
+
+# --- connectors -------------------------------------------------------------------
+
+def connector(name: str) -> Any:
+    cls = registry.get(name)
+    if cls is None:
+        raise Invalid(f"no connector is named {name!r} (GET /v1/connectors lists them)", field="connector")
+    return cls
+
+
+def describe(cls: Any) -> ConnectorInfo:
+    return ConnectorInfo(name=cls.name, title=cls.title or cls.name, kind=cls.kind, version=cls.version,
+                         streams=[s.name for s in cls.streams], webhooks=bool(cls.webhooks),
+                         config_schema=cls.Config.model_json_schema())
+
+
+def list_connectors() -> list[ConnectorInfo]:
+    return [describe(cls) for cls in registry.available().values()]
+
+
+# --- config -----------------------------------------------------------------------
+
+def _validate(cls: Any, config: dict[str, Any]) -> BaseModel:
+    try:
+        return cls.Config.model_validate(config)
+    except ValidationError as exc:
+        errors = [{**e, "field": f"config.{e['field']}"} for e in field_errors(exc)]
+        raise Invalid(f"config is not valid for the {cls.name} connector", field=errors[0]["field"],
+                      errors=errors) from None
+
+
+def _split(cls: Any, config: BaseModel) -> tuple[dict[str, Any], dict[str, str]]:
+    names = secrets.secret_fields(cls.Config)
+    data = config.model_dump(mode="json")
+    plain = {k: v for k, v in data.items() if k not in names}
+    hidden = {k: v for k, v in data.items() if k in names and v is not None}
+    return plain, hidden
+
+
+_CONFIG_CACHE: dict[tuple[str, str, int], tuple[float, Any]] = {}
+CONFIG_CACHE_SECONDS = 300
+
+
+def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
+    """The validated config with its secrets decrypted (1 KMS Decrypt, cached per version
+    for a few minutes so a burst of webhooks does not call KMS per delivery)."""
+    key = (ctx.tenant_id, item.connection_id, int(item.version or 0))
+    hit = _CONFIG_CACHE.get(key)
+    if hit and time.monotonic() - hit[0] < CONFIG_CACHE_SECONDS:
+        return hit[1]
+    cls = connector(item.connector)
+    hidden = secrets.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
+    config = cls.Config.model_validate({**(item.config or {}), **hidden})
+    _CONFIG_CACHE[key] = (time.monotonic(), config)
+    return config
+
+
+# --- CRUD -------------------------------------------------------------------------
+
+def to_connection(item: ConnectionItem, state: SyncStateItem | None = None) -> Connection:
+    cls = registry.get(item.connector)
+    return Connection(id=item.connection_id, connector=item.connector, name=item.name,
+                      config=item.config or {}, secrets_set=sorted(item.secret_names or []),
+                      schedule_minutes=int(item.schedule_minutes) if item.schedule_minutes else None,
+                      status=item.status,
+                      webhook_url=f"/v1/hooks/{item.connection_id}" if cls is not None and cls.webhooks else None,
+                      active_run=state.active_run if state is not None else None,
+                      created_at=item.created_at, updated_at=item.updated_at, version=item.version)
+
+
+def _schedule(ctx: TenantContext, item: ConnectionItem, now: str) -> None:
+    """List an active, scheduled connection on the cross-tenant schedule index, keyed by
+    when its next incremental sync is due."""
+    if item.schedule_minutes and item.status == "active":
+        due = clock.iso(clock.parse(now) + timedelta(minutes=int(item.schedule_minutes)))
+        item.gsi2pk = f"{SCHEDULE_INDEX}#{SCHEDULE_SHARD}"
+        item.gsi2sk = f"{due}#{ctx.tenant_id}#{item.connection_id}"
+    else:
+        item.gsi2pk = item.gsi2sk = None
+
+
+def create(ctx: TenantContext, body: ConnectionCreate) -> Connection:
+    from pynamodb.transactions import TransactWrite
+
+    from crm.storage import connection
+
+    cls = connector(body.connector)
+    config = _validate(cls, body.config)
+    plain, hidden = _split(cls, config)
+    cid, now = _ulid("con"), clock.now_iso()
+    item = ConnectionItem(pk(ctx, cid), CONN, connection_id=cid, connector=cls.name, name=body.name,
+                          config=plain, sealed=secrets.seal(ctx.tenant_id, cid, hidden) if hidden else {},
+                          secret_names=sorted(hidden), schedule_minutes=body.schedule_minutes,
+                          status="active", created_at=now, updated_at=now,
+                          gsi1pk=ctx.key("CONNECTIONS"), gsi1sk=cid)
+    _schedule(ctx, item, now)
+    state = SyncStateItem(pk(ctx, cid), STATE, connection_id=cid, streams={}, updated_at=now)
+    with TransactWrite(connection=connection()) as tx:
+        tx.save(item, condition=ConnectionItem.pk.does_not_exist())
+        tx.save(state, condition=SyncStateItem.pk.does_not_exist())
+        tx.save(HookRouteItem(f"HOOK#{cid}", "HOOK", tenant_id=ctx.tenant_id))
+    item.version = 1
+    return to_connection(item, state)
+
+
+def load(ctx: TenantContext, connection_id: str) -> tuple[ConnectionItem, SyncStateItem]:
+    """1 Query of the connection's partition bounded to CONN..STATE (both items)."""
+    if not connection_id.startswith("con_") or len(connection_id) != 30:
+        raise NotFound(f"connection {connection_id} not found")
+    found = {i.sk: i for i in ConnectionItem.query(
+        pk(ctx, connection_id), ConnectionItem.sk.between(CONN, STATE), consistent_read=True)}
+    item, state = found.get(CONN), found.get(STATE)
+    if not isinstance(item, ConnectionItem):
+        raise NotFound(f"connection {connection_id} not found")
+    if not isinstance(state, SyncStateItem):
+        state = SyncStateItem(pk(ctx, connection_id), STATE, connection_id=connection_id, streams={},
+                              updated_at=item.updated_at)
+    return item, state
+
+
+def get(ctx: TenantContext, connection_id: str) -> Connection:
+    return to_connection(*load(ctx, connection_id))
+
+
+def list_connections(ctx: TenantContext, *, limit: int, cursor: str | None) -> Page:
+    after = decode_cursor(cursor, "connections")
+    kwargs: dict[str, Any] = {"limit": limit}
+    if after:
+        kwargs["last_evaluated_key"] = {"pk": {"S": pk(ctx, after)}, "sk": {"S": CONN},
+                                        "gsi1pk": {"S": ctx.key("CONNECTIONS")}, "gsi1sk": {"S": after}}
+    result = ConnectionItem.gsi1.query(ctx.key("CONNECTIONS"), **kwargs)
+    items = [to_connection(i) for i in result if isinstance(i, ConnectionItem)]
+    last = result.last_evaluated_key
+    return Page(items, encode_cursor("connections", last["gsi1sk"]["S"]) if last else None)
+
+
+def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_match: int | None) -> Connection:
+    item, state = load(ctx, connection_id)
+    if if_match is not None and if_match != item.version:
+        raise PreconditionFailed(f"the connection is at version {item.version}, not {if_match}",
+                                 field="If-Match", current_version=item.version)
+    cls = connector(item.connector)
+    given = patch.model_dump(exclude_unset=True)
+    if "config" in given and given["config"] is not None:
+        current = config_of(ctx, item).model_dump(mode="json")
+        config = _validate(cls, {**current, **given["config"]})
+        plain, hidden = _split(cls, config)
+        item.config = plain
+        if set(given["config"]) & secrets.secret_fields(cls.Config) or sorted(hidden) != sorted(item.secret_names or []):
+            item.sealed = secrets.seal(ctx.tenant_id, connection_id, hidden) if hidden else {}
+            item.secret_names = sorted(hidden)
+    if given.get("name") is not None:
+        item.name = given["name"]
+    if "schedule_minutes" in given:
+        item.schedule_minutes = given["schedule_minutes"]
+    if given.get("status") is not None:
+        item.status = given["status"]
+    now = clock.now_iso()
+    item.updated_at = now
+    _schedule(ctx, item, now)
+    from pynamodb.exceptions import PutError
+
+    try:
+        item.save()
+    except PutError as exc:
+        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+            raise PreconditionFailed("the connection changed concurrently; read it again",
+                                     field="If-Match") from None
+        raise
+    return to_connection(item, state)
+
+
+def delete(ctx: TenantContext, connection_id: str) -> None:
+    """Removes the connection, its state, runs and delivery guards. Records already synced stay."""
+    item, state = load(ctx, connection_id)
+    if state.active_run and not _stale(ctx, connection_id, state.active_run):
+        raise Conflict(f"run {state.active_run} is in progress; wait for it to finish",
+                       code="sync_in_progress", run_id=state.active_run)
+    from crm.storage import Item
+
+    with Item.batch_write() as batch:
+        for child in Item.query(pk(ctx, connection_id), consistent_read=True):
+            batch.delete(child)
+    HookRouteItem(f"HOOK#{connection_id}", "HOOK").delete()
+
+
+# --- runs ---------------------------------------------------------------------------
+
+def run_sk(run_id: str) -> str:
+    return RUN + run_id
+
+
+def to_run(item: RunItem) -> Run:
+    return Run(id=item.run_id, connection_id=item.connection_id, **item.data)
+
+
+def _stale(ctx: TenantContext, connection_id: str, run_id: str) -> bool:
+    try:
+        run = RunItem.get(pk(ctx, connection_id), run_sk(run_id), consistent_read=True)
+    except RunItem.DoesNotExist:
+        return True
+    data = run.data
+    if data.get("status") in ("succeeded", "failed"):
+        return True
+    beat = data.get("heartbeat_at") or data.get("created_at")
+    return (clock.now() - clock.parse(beat)).total_seconds() > STALE_RUN_SECONDS and data.get("status") != "paused"
+
+
+def start_run(ctx: TenantContext, connection_id: str, mode: str, trigger: str,
+              upload_id: str | None = None) -> Run:
+    """Queue a run, unless one is active (409 naming it). The state item holds the lock,
+    taken in the same transaction that writes the run."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    from crm.storage import connection
+
+    item, state = load(ctx, connection_id)
+    if item.status != "active" and trigger == "schedule":
+        raise Conflict("the connection is paused", code="connection_paused")
+    cls = connector(item.connector)
+    if cls.kind == "file" and upload_id is None:
+        raise Invalid("a file connector imports an upload: give upload_id (POST …/uploads)", field="upload_id")
+    if cls.kind != "file" and upload_id is not None:
+        raise Invalid("only file connectors take an upload_id", field="upload_id")
+    if cls.kind == "file":
+        from connectors import uploads
+
+        uploads.require(ctx, connection_id, upload_id)  # 422 upload_missing / upload_too_large
+    previous = state.active_run
+    if previous and not _stale(ctx, connection_id, previous):
+        raise Conflict(f"run {previous} is in progress", code="sync_in_progress", run_id=previous)
+    run_id, now = _ulid("run"), clock.now_iso()
+    data = {"mode": mode, "trigger": trigger, "status": "queued", "created_at": now, "streams": {},
+            "rejected": [], "rejected_total": 0, "invocations": 0, "heartbeat_at": now,
+            "upload_id": upload_id}
+    run = RunItem(pk(ctx, connection_id), run_sk(run_id), connection_id=connection_id, run_id=run_id,
+                  data=data)
+    try:
+        with TransactWrite(connection=connection()) as tx:
+            tx.save(run, condition=RunItem.pk.does_not_exist())
+            cond = SyncStateItem.active_run.does_not_exist() if previous is None \
+                else SyncStateItem.active_run == previous
+            tx.update(SyncStateItem(pk(ctx, connection_id), STATE),
+                      actions=[SyncStateItem.active_run.set(run_id), SyncStateItem.connection_id.set(connection_id),
+                               SyncStateItem.updated_at.set(now)],
+                      condition=cond | SyncStateItem.active_run.does_not_exist())
+    except TransactWriteError as exc:
+        if exc.cause_response_code == "TransactionCanceledException":
+            raise Conflict("another run started at the same time", code="sync_in_progress") from None
+        raise
+    return to_run(run)
+
+
+def get_run(ctx: TenantContext, connection_id: str, run_id: str) -> Run:
+    try:
+        return to_run(RunItem.get(pk(ctx, connection_id), run_sk(run_id), consistent_read=True))
+    except RunItem.DoesNotExist:
+        raise NotFound(f"run {run_id} not found") from None
+
+
+def list_runs(ctx: TenantContext, connection_id: str, *, limit: int, cursor: str | None) -> Page:
+    load(ctx, connection_id)
+    after = decode_cursor(cursor, "runs")
+    kwargs: dict[str, Any] = {"limit": limit, "scan_index_forward": False, "consistent_read": True}
+    if after:
+        kwargs["last_evaluated_key"] = {"pk": {"S": pk(ctx, connection_id)}, "sk": {"S": run_sk(after)}}
+    result = RunItem.query(pk(ctx, connection_id), RunItem.sk.startswith(RUN), **kwargs)
+    items = [to_run(i) for i in result]
+    last = result.last_evaluated_key
+    return Page(items, encode_cursor("runs", last["sk"]["S"][len(RUN):]) if last else None)
+
+
+def delivery_digest(delivery_id: str) -> str:
+    return hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+
+
+def reschedule(ctx: TenantContext, connection_id: str, now: str) -> None:
+    """Move a scheduled connection's next due time on (1 UpdateItem, skipped if gone)."""
+    from pynamodb.exceptions import UpdateError
+
+    try:
+        item, _ = load(ctx, connection_id)
+    except NotFound:
+        return
+    _schedule(ctx, item, now)
+    try:
+        if item.gsi2pk:
+            item.update(actions=[ConnectionItem.gsi2sk.set(item.gsi2sk)], condition=ConnectionItem.pk.exists())
+        else:
+            item.update(actions=[ConnectionItem.gsi2pk.remove(), ConnectionItem.gsi2sk.remove()],
+                        condition=ConnectionItem.pk.exists())
+    except UpdateError:
+        pass  # deleted meanwhile
+
+
+def check(ctx: TenantContext, connection_id: str):
+    """Try the credentials: the connector's own check against the vendor."""
+    from connectors.schemas import CheckResult
+    from connectors.sdk.errors import CheckFailed, RateLimited, VendorError
+
+    item, _ = load(ctx, connection_id)
+    cls = connector(item.connector)
+    config = config_of(ctx, item)
+    conn = cls()
+    client = conn.client(config)
+    try:
+        conn.check(config, client)
+    except (CheckFailed, VendorError, RateLimited) as exc:
+        return CheckResult(ok=False, detail=str(exc))
+    finally:
+        if client is not None:
+            client.close()
+    return CheckResult(ok=True, detail=f"{cls.title or cls.name} answered; the credentials work")

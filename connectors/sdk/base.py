@@ -1,0 +1,172 @@
+"""What a connector declares, and the records its streams yield.
+
+Records are already in Rapport's shape (a connector knows its vendor; the SDK knows
+Rapport), but not yet validated: the sink validates each one with the same pydantic
+models the API uses, so a bad vendor record becomes a rejected record with a reason,
+never a partial write.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Literal
+
+from pydantic import BaseModel
+
+Kind = Literal["ecommerce", "erp", "scm", "file"]
+
+
+@dataclass
+class CustomerRecord:
+    """A person as the vendor knows them. ``profile`` holds CustomerPatch fields (name,
+    email, phone, addresses, tags, consent, attributes...) without ``external_ids``:
+    the sink adds ``{source: external_id}``."""
+
+    external_id: str
+    updated_at: str
+    profile: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RefundRecord:
+    reference: str  # the vendor's refund id: a refund is applied once per reference
+    amount: int
+    refunded_at: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class OrderLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_price: int
+    category: str | None = None
+
+
+@dataclass
+class OrderRecord:
+    """An order in its current vendor state. The sink places it if new and then moves it
+    (pay, fulfil, refund, cancel) until Rapport's copy matches, so a record read twice,
+    late or out of order converges on the same order."""
+
+    external_id: str
+    updated_at: str
+    channel: str
+    currency: str
+    placed_at: str
+    lines: list[OrderLine]
+    total: int
+    discount: int = 0
+    shipping: int = 0
+    tax: int = 0
+    customer: CustomerRecord | None = None  # the buyer, resolved like a customer record
+    email: str | None = None  # a guest checkout's email when there is no customer record
+    paid_at: str | None = None
+    fulfilled_at: str | None = None
+    cancelled_at: str | None = None
+    cancel_reason: str | None = None
+    refunds: list[RefundRecord] = field(default_factory=list)
+
+
+@dataclass
+class Rejected:
+    """A vendor record the connector could not map; the run reports it with the reason."""
+
+    external_id: str | None
+    reason: str
+
+
+Record = CustomerRecord | OrderRecord | Rejected
+
+
+@dataclass
+class Page:
+    """One page of records and the state that resumes *after* it (the checkpoint)."""
+
+    records: list[Record]
+    state: dict[str, Any]
+    total: int | None = None  # the vendor's total for the window, when it says (progress bars)
+
+
+@dataclass
+class ReadContext:
+    """What ``read`` gets: the validated config (secrets decrypted), an HTTP client bound to
+    the vendor, and the mode (``backfill`` ignores the cursor and reads everything)."""
+
+    config: Any
+    client: Any
+    mode: Literal["backfill", "incremental"] = "incremental"
+    # set by the runner: whose run this is (a file connector finds its upload under the
+    # tenant and connection; ``run_id`` tells a resumed run from a new one)
+    tenant_id: str | None = None
+    connection_id: str | None = None
+    run_id: str | None = None
+    upload_id: str | None = None  # file connectors: the upload this run imports
+
+
+@dataclass
+class WebhookDelivery:
+    """A verified push delivery: its de-duplication id, topic and the records it carries."""
+
+    delivery_id: str
+    topic: str
+    records: list[Record]
+
+
+class Stream:
+    """One kind of record a connector offers; ``read`` pages through it incrementally."""
+
+    name: ClassVar[str]
+
+    def read(self, rc: ReadContext, state: dict[str, Any]) -> Iterator[Page]:
+        raise NotImplementedError
+
+
+class Connector:
+    """Subclass and register under the ``rapport.connectors`` entry-point group.
+
+    ``name`` is also the ``source`` that external ids and orders are recorded under
+    (``source(config)`` may say otherwise).
+    ``Config`` fields marked ``Secret`` are encrypted at rest and never returned."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Kind]
+    version: ClassVar[str]
+    title: ClassVar[str] = ""
+    Config: ClassVar[type[BaseModel]]
+    streams: ClassVar[tuple[type[Stream], ...]] = ()
+    webhooks: ClassVar[bool] = False
+
+    def client(self, config: Any) -> Any:
+        """The HTTP client for this vendor (base URL, auth). None for file connectors."""
+        return None
+
+    def check(self, config: Any, client: Any) -> None:
+        """Raise ``CheckFailed`` with a reason a tenant can act on if the config does not work."""
+
+    def verify_webhook(self, config: Any, headers: dict[str, str], body: bytes) -> None:
+        """Raise ``WebhookRejected`` unless the delivery is signed with the config's secret.
+        Called before anything of the body is parsed."""
+        from connectors.sdk.errors import WebhookRejected
+
+        raise WebhookRejected(f"{self.name} does not accept webhooks")
+
+    def parse_webhook(self, config: Any, headers: dict[str, str], body: bytes) -> WebhookDelivery:
+        raise NotImplementedError
+
+    def webhook_delivery_id(self, headers: dict[str, str], body: bytes) -> str:
+        """The vendor's delivery id, read from the headers (never the unverified body's
+        content). Default: a digest of the body, so an identical replay is recognised."""
+        import hashlib
+
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    @classmethod
+    def source(cls, config: Any) -> str:
+        """The source that external ids and orders are recorded under: the connector's
+        name, unless the connector lets the config name it (the CSV import does)."""
+        return cls.name
+
+    @classmethod
+    def stream(cls, name: str) -> type[Stream] | None:
+        return next((s for s in cls.streams if s.name == name), None)

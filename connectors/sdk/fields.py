@@ -1,0 +1,137 @@
+"""Field helpers every connector needs: vendor times to Rapport's UTC strings, optional
+profile fields kept only when Rapport's validators would accept them (a bad phone is
+dropped, not allowed to reject the whole customer), base URLs and header lookup."""
+from __future__ import annotations
+
+import functools
+import html
+from datetime import datetime, timezone
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+from crm import clock
+from crm.customers import normalize
+
+
+def utc(value: Any) -> str | None:
+    """An ISO-8601 time with an offset, or without one (read as UTC: WooCommerce's
+    ``*_gmt`` fields), as ``clock.iso``; None for empty values. Raises ValueError."""
+    if value in (None, ""):
+        return None
+    dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return clock.iso(dt)
+
+
+def text(value: Any, limit: int = 200, *, unescape: bool = False) -> str | None:
+    """A stripped non-empty string cut to ``limit`` characters, else None."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    out = str(value).strip()
+    if unescape:
+        out = html.unescape(out).strip()
+    out = "".join(ch for ch in out if ch >= " " or ch == "\t")
+    return out[:limit] or None
+
+
+def email(value: Any) -> str | None:
+    raw = text(value, 254)
+    return None if raw is None else _email(raw)
+
+
+@functools.lru_cache(maxsize=8192)  # a buyer's email comes back with each of their orders
+def _email(raw: str) -> str | None:
+    try:
+        return normalize.email(raw)
+    except ValueError:
+        return None
+
+
+def phone(value: Any, country: str | None = None) -> str | None:
+    """E.164 when the number is valid: as given (with its country code), else read as a
+    national number of ``country`` (the address's ISO-2 code); None when neither works."""
+    raw = text(value, 32)
+    return None if raw is None else _phone(raw, country.upper() if country else None)
+
+
+@functools.lru_cache(maxsize=8192)
+def _phone(raw: str, country: str | None) -> str | None:
+    try:
+        return normalize.phone(raw)
+    except ValueError:
+        pass
+    if not country:
+        return None
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(raw, country)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def country(value: Any) -> str | None:
+    raw = text(value, 2)
+    return raw.upper() if raw and len(raw) == 2 and raw.isalpha() and raw.isascii() else None
+
+
+def address(*, line1: Any, line2: Any = None, city: Any = None, region: Any = None,
+            postal_code: Any = None, country_code: Any = None, label: str | None = None) -> dict | None:
+    """A Rapport address, or None when it lacks what Rapport requires (a first line and
+    an ISO-2 country)."""
+    first, iso = text(line1), country(country_code)
+    if not first or not iso:
+        return None
+    out: dict[str, Any] = {"line1": first, "country": iso}
+    for key, value, limit in (("line2", line2, 200), ("city", city, 200), ("region", region, 200),
+                              ("postal_code", postal_code, 20)):
+        v = text(value, limit)
+        if v:
+            out[key] = v
+    if label:
+        out["label"] = label[:40]
+    return out
+
+
+def name(given: Any, family: Any) -> dict | None:
+    out = {k: v for k, v in (("given", text(given)), ("family", text(family))) if v}
+    return out or None
+
+
+def _loopback(host: str | None) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def base_url(value: str, field: str) -> str:
+    """An https base URL (plain http only on loopback, for local fakes), no trailing slash,
+    no query or fragment."""
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{field} must be an absolute URL such as https://shop.example.com")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError(f"{field} must use https: the credentials must not travel in clear")
+    if parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{field} must not carry a query, a fragment or credentials")
+    return url
+
+
+def header(headers: Any, name: str) -> str | None:
+    """Case-insensitive header lookup (HTTP header names are; API gateways lower-case them)."""
+    if headers is None:
+        return None
+    wanted = name.lower()
+    for key, value in dict(headers).items():
+        if str(key).lower() == wanted:
+            return value
+    return None

@@ -1,0 +1,36 @@
+"""Vendor amounts (decimal strings or numbers in major units) to Rapport's integer minor units.
+
+The exponent comes from ISO 4217: most currencies have 2 decimals, a few none (JPY, KRW...)
+and a few 3 (BHD, KWD...). Amounts go through ``Decimal`` built from the vendor's text, never
+through binary floats, so "0.1" + "0.2" is exactly 30 minor units.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+# ISO 4217 currencies whose minor unit is not 2 decimals (the rest are 2).
+EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+                     "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+
+
+def exponent(currency: str) -> int:
+    return EXPONENTS.get(currency.upper(), 2)
+
+
+def minor_units(amount: Any, currency: str) -> int:
+    """``"199.00"``, ``199``, ``"0.9"`` in ``currency`` → integer minor units (half up when the
+    vendor gives more decimals than the currency has). Raises ``ValueError`` on anything else."""
+    if amount is None or isinstance(amount, bool) or amount == "":
+        raise ValueError(f"missing amount ({amount!r})")
+    try:
+        value = Decimal(str(amount).strip())
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"not an amount: {amount!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"not an amount: {amount!r}")
+    return int((value.scaleb(exponent(currency))).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -1,0 +1,61 @@
+"""How connections, their sync state and runs map onto the one table.
+
+Layout (``P = T#<tenant>#``):
+
+| item | pk | sk | GSI keys |
+|---|---|---|---|
+| connection | ``P CONN#<id>`` | ``CONN`` | gsi1 ``P CONNECTIONS`` / ``<id>``; gsi2 ``SYNC_SCHEDULE`` / ``<tenant>#<id>`` while scheduled |
+| sync state | ``P CONN#<id>`` | ``STATE`` | - |
+| run | ``P CONN#<id>`` | ``RUN#<run id>`` | - |
+| webhook delivery guard | ``P CONN#<id>`` | ``HOOK#<digest of delivery id>`` (TTL 7 days) | - |
+| webhook route | ``HOOK#<id>`` | ``HOOK`` | - |
+
+The webhook route is the one item without the tenant prefix: a vendor calls
+``/v1/hooks/<connection id>`` without a Rapport key, so the tenant is looked up from the
+id (one GetItem) before the signature is checked with that tenant's secret. The
+schedule index is cross-tenant like the loyalty due index; only the scheduled fan-out
+reads it.
+"""
+from __future__ import annotations
+
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
+
+from crm.storage import Item
+
+SCHEDULE_INDEX = "SYNC_SCHEDULE"
+
+
+class ConnectionItem(Item, discriminator="connection"):
+    connection_id = UnicodeAttribute()
+    connector = UnicodeAttribute()
+    name = UnicodeAttribute()
+    config = JSONAttribute(default=dict)   # the non-secret fields
+    sealed = JSONAttribute(default=dict)   # the secret fields, KMS envelope (connectors/sdk/secrets.py)
+    secret_names = JSONAttribute(default=list)
+    schedule_minutes = NumberAttribute(null=True)
+    status = UnicodeAttribute(default="active")
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class SyncStateItem(Item, discriminator="sync_state"):
+    connection_id = UnicodeAttribute()
+    streams = JSONAttribute(default=dict)   # {stream: Window state}
+    active_run = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute()
+
+
+class RunItem(Item, discriminator="sync_run"):
+    connection_id = UnicodeAttribute()
+    run_id = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+
+
+class HookRouteItem(Item, discriminator="hook_route"):
+    tenant_id = UnicodeAttribute()
+
+
+class HookDeliveryItem(Item, discriminator="hook_delivery"):
+    connection_id = UnicodeAttribute()
+    received_at = UnicodeAttribute()
