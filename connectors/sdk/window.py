@@ -29,7 +29,7 @@ from typing import Any
 from crm import clock
 
 LOOKBACK = timedelta(minutes=5)
-MAX_SEEN = 20_000  # bounds the state item; beyond it the idempotent writes still dedupe
+MAX_SEEN = 4_000  # ~200 KB of state at most; beyond it the idempotent writes still dedupe
 
 
 class Window:
@@ -78,7 +78,33 @@ class Window:
         if next_page is None:
             self._close()
             return self.state()
+        self._prune()
         return {**self.state(), "page": next_page, "open": True}
+
+    def _floor(self) -> str | None:
+        """The oldest update still needed: this window re-reads from ``since`` (the previous
+        window's overlap), and the next one from its cursor (the earlier of the latest
+        update read and when this window started) minus the lookback; the cursor only
+        rises, so what is below both now is never needed again."""
+        high = self.high
+        if high is not None and self.started is not None and self.started < high:
+            high = self.started
+        if high is None or (self.cursor is not None and self.cursor > high):
+            high = self.cursor
+        floor = None if high is None else clock.iso(clock.parse(high) - self.lookback)
+        if floor is not None and self.since is not None and self.since < floor:
+            floor = self.since
+        return floor
+
+    def _prune(self) -> None:
+        """Keep ``seen`` to the overlaps, so the checkpoint of a 10,000-record backfill stays
+        small (DynamoDB items are at most 400 KB)."""
+        floor = self._floor()
+        if floor is not None:
+            self.seen = {k: v for k, v in self.seen.items() if clock.iso(clock.parse(v)) >= floor}
+        if len(self.seen) > MAX_SEEN:
+            newest = sorted(self.seen.items(), key=lambda kv: clock.iso(clock.parse(kv[1])))[-MAX_SEEN:]
+            self.seen = dict(newest)
 
     def _close(self) -> None:
         high = self.high
@@ -86,12 +112,9 @@ class Window:
             high = self.started
         if high is not None and (self.cursor is None or high > self.cursor):
             self.cursor = high
-        if self.cursor is not None:
-            floor = clock.parse(self.cursor) - self.lookback
-            self.seen = {k: v for k, v in self.seen.items() if clock.parse(v) >= floor}
-        if len(self.seen) > MAX_SEEN:
-            self.seen = dict(sorted(self.seen.items(), key=lambda kv: kv[1])[-MAX_SEEN:])
-        self.since = self.high = self.started = None
+        self.high = self.since = None
+        self._prune()
+        self.started = None
 
     def state(self) -> dict[str, Any]:
         return {"cursor": self.cursor, "since": self.since, "page": self.page, "high": self.high,

@@ -1,0 +1,296 @@
+"""A fake Shopify Admin REST API (2024-04) replaying Shopify's own fixtures.
+
+Every generated customer or order is a deep copy of ``shopify/python_api_customer.json`` /
+``python_api_order.json`` (shopify_python_api's test fixtures) with the id, email, names,
+created_at/updated_at and amounts varied; every other field is the fixture's. Behaviour:
+
+- ``X-Shopify-Access-Token`` required (401 otherwise, with Shopify's error body);
+- ``GET /admin/api/<version>/shop.json``, ``customers.json``, ``orders.json``;
+- listings ordered by id; ``limit`` (default 50, at most 250), ``updated_at_min`` (inclusive),
+  orders' ``status`` (default ``open``: neither closed nor cancelled; ``any``);
+- cursor pagination: ``page_info`` is an opaque token carrying the last id and the filters;
+  with it any parameter other than ``limit`` is refused (400), like Shopify; ``Link`` has
+  ``rel="next"`` and ``rel="previous"`` URLs;
+- fault injection and counters from :class:`tests.fakes.FakeVendor`.
+"""
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterator
+
+from tests.fakes import FakeVendor, Reply, epoch, fixture
+
+FIRST = ["Bob", "Ana", "Chen", "Dara", "Emil", "Fatou", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lea"]
+LAST = ["Norman", "Silva", "Wang", "Okafor", "Novak", "Diallo", "Berg", "Sato", "Rossi", "Kim"]
+BASE_TIME = "2024-03-01T00:00:00Z"
+CUSTOMER_ID0 = 207119551  # the fixture's ids: generated ones count up from them
+ORDER_ID0 = 450789469
+EST = timezone(timedelta(hours=-4))  # the fixtures' offsets
+EST5 = timezone(timedelta(hours=-5))
+
+
+def shopify_time(seconds: int, tz: timezone = EST) -> str:
+    return datetime.fromtimestamp(seconds, tz).isoformat()
+
+
+class Rec:
+    __slots__ = ("id", "n", "created", "updated", "override", "buyer")
+
+    def __init__(self, id: int, n: int, created: int, updated: int, buyer: int | None = None) -> None:
+        self.id, self.n, self.created, self.updated = id, n, created, updated
+        self.override: dict[str, Any] | None = None
+        self.buyer = buyer  # orders: the customer's id
+
+
+class FakeShopify(FakeVendor):
+    def __init__(self, token: str = "shpat_test_token", *, version: str = "2024-04",
+                 base_time: str = BASE_TIME) -> None:
+        super().__init__()
+        self.token, self.version = token, version
+        self.now = epoch(base_time)  # the vendor's clock: moves on each write
+        self._customer_tpl = json.dumps(fixture("shopify", "python_api_customer.json")["customer"])
+        self._order_tpl = json.dumps(fixture("shopify", "python_api_order.json")["order"])
+        self.customers: dict[int, Rec] = {}
+        self.orders: dict[int, Rec] = {}
+        self._ids: dict[str, list[int]] = {"customers": [], "orders": []}
+
+    # vendor-side data -----------------------------------------------------------------
+    def tick(self) -> int:
+        with self.lock:
+            self.now += 1
+            return self.now
+
+    def seed(self, customers: int = 0, orders: int = 0, *,
+             updated_at: str | Callable[[int], str] | None = None) -> None:
+        """Generate ``customers`` then ``orders`` (order i bought by customer i mod n).
+        ``updated_at``: one ISO time for all (boundary timestamps) or a function of i."""
+        with self.lock:
+            start = self.now
+            for kind, count in (("customers", customers), ("orders", orders)):
+                table, ids = getattr(self, kind), self._ids[kind]
+                id0 = CUSTOMER_ID0 if kind == "customers" else ORDER_ID0
+                first = len(ids)
+                buyers = self._ids["customers"]
+                for i in range(first, first + count):
+                    created = start + i + 1
+                    if updated_at is None:
+                        updated = created
+                    else:
+                        updated = epoch(updated_at if isinstance(updated_at, str) else updated_at(i))
+                    rec = Rec(id0 + i, i, created, updated,
+                              buyers[i % len(buyers)] if kind == "orders" and buyers else None)
+                    table[rec.id] = rec
+                    ids.append(rec.id)
+                    self.now = max(self.now, created, updated)
+
+    def add_customer(self, **fields: Any) -> int:
+        return self._add("customers", fields)
+
+    def add_order(self, **fields: Any) -> int:
+        return self._add("orders", fields)
+
+    def _add(self, kind: str, fields: dict[str, Any]) -> int:
+        with self.lock:
+            ids = self._ids[kind]
+            new_id = (ids[-1] + 1) if ids else (CUSTOMER_ID0 if kind == "customers" else ORDER_ID0)
+            stamp = epoch(fields.pop("updated_at")) if "updated_at" in fields else self.tick()
+            buyers = self._ids["customers"]
+            rec = Rec(new_id, len(ids), stamp, stamp,
+                      buyers[len(ids) % len(buyers)] if kind == "orders" and buyers else None)
+            rec.override = fields or None
+            getattr(self, kind)[new_id] = rec
+            ids.append(new_id)
+            return new_id
+
+    def update_customer(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
+        return self._update("customers", id, updated_at, fields)
+
+    def update_order(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
+        return self._update("orders", id, updated_at, fields)
+
+    def _update(self, kind: str, id: int, updated_at: str | None, fields: dict[str, Any]) -> str:
+        """Change fields vendor-side and bump updated_at (to the vendor clock, or as given)."""
+        with self.lock:
+            rec = getattr(self, kind)[id]
+            if fields:
+                rec.override = {**(rec.override or {}), **fields}
+            rec.updated = epoch(updated_at) if updated_at else self.tick()
+            self.now = max(self.now, rec.updated)
+            return self.render(kind, rec)["updated_at"]
+
+    def ids(self, kind: str) -> list[int]:
+        return list(self._ids[kind])
+
+    # rendering ------------------------------------------------------------------------
+    def render(self, kind: str, rec: Rec) -> dict[str, Any]:
+        return self._customer(rec) if kind == "customers" else self._order(rec)
+
+    def customer(self, id: int) -> dict[str, Any]:
+        return self._customer(self.customers[id])
+
+    def order(self, id: int) -> dict[str, Any]:
+        return self._order(self.orders[id])
+
+    def _person(self, n: int) -> tuple[str, str, str]:
+        first, last = FIRST[n % len(FIRST)], LAST[(n // len(FIRST)) % len(LAST)]
+        return first, last, f"{first}.{last}.{n}@example.com".lower()
+
+    def _customer(self, rec: Rec) -> dict[str, Any]:
+        c = json.loads(self._customer_tpl)
+        first, last, email = self._person(rec.n)
+        c.update(id=rec.id, email=email, first_name=first, last_name=last,
+                 created_at=shopify_time(rec.created), updated_at=shopify_time(rec.updated),
+                 orders_count=rec.n % 7, total_spent=f"{(rec.n % 7) * 41.94:.2f}")
+        c["default_address"]["id"] = rec.id
+        for a in c.get("addresses") or []:
+            a["id"] = rec.id
+        if rec.override:
+            c.update(rec.override)
+        return c
+
+    def _order(self, rec: Rec) -> dict[str, Any]:
+        o = json.loads(self._order_tpl)
+        price = Decimal(10 + rec.n % 90) + Decimal("0.99")
+        items = Decimal(2) * price  # the fixture's shape: total_line_items_price is 2 of 3 lines
+        tax = (items * Decimal("0.06")).quantize(Decimal("0.01"))
+        o.update(id=rec.id, name=f"#{1001 + rec.n}", number=1 + rec.n, order_number=1001 + rec.n,
+                 checkout_id=rec.id, created_at=shopify_time(rec.created, EST5),
+                 updated_at=shopify_time(rec.updated, EST5), subtotal_price=f"{items:.2f}",
+                 total_line_items_price=f"{items:.2f}", total_tax=f"{tax:.2f}",
+                 total_price=f"{items + tax:.2f}", total_price_usd=f"{items + tax:.2f}",
+                 token=uuid.UUID(int=rec.id).hex)
+        for li in o["line_items"]:
+            li["price"] = f"{price:.2f}"
+        o["tax_lines"][0]["price"] = f"{tax:.2f}"
+        if rec.buyer is not None:
+            buyer = self.customers[rec.buyer]
+            first, last, email = self._person(buyer.n)
+            o["email"] = email
+            o["customer"].update(id=buyer.id, email=email, first_name=first, last_name=last,
+                                 updated_at=shopify_time(buyer.updated))
+            o["billing_address"].update(first_name=first, last_name=last, name=f"{first} {last}")
+        if rec.override:
+            o.update(rec.override)
+        return o
+
+    # HTTP -------------------------------------------------------------------------------
+    def throttle_reply(self, retry_after: str) -> Reply:
+        return Reply(429, {"errors": "Exceeded 2 calls per second for api client. Reduce request "
+                                     "rates to resume uninterrupted service."},
+                     {"Retry-After": retry_after})
+
+    def route(self, method: str, path: str, query: dict[str, str], headers: Any) -> Reply:
+        prefix = f"/admin/api/{self.version}/"
+        if not path.startswith(prefix):
+            return Reply(404, {"errors": "Not Found"})
+        if headers.get("X-Shopify-Access-Token") != self.token:
+            return Reply(401, {"errors": "[API] Invalid API key or access token (unrecognized login "
+                                         "or wrong password)"})
+        resource = path[len(prefix):]
+        if method == "GET" and resource == "shop.json":
+            return Reply(200, {"shop": {"id": 690933842, "name": "Fake Shop", "currency": "USD",
+                                        "myshopify_domain": "fake.myshopify.com"}})
+        if method == "GET" and resource in ("customers.json", "orders.json"):
+            return self._list(resource[:-5], query)
+        return Reply(404, {"errors": "Not Found"})
+
+    def _token(self, payload: dict[str, Any]) -> str:
+        raw = json.dumps(payload, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _untoken(self, token: str) -> dict[str, Any]:
+        return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+
+    def _list(self, kind: str, query: dict[str, str]) -> Reply:
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 250:
+            return Reply(400, {"errors": {"limit": "Limit must be between 1 and 250"}})
+        if "page_info" in query:
+            extra = sorted(set(query) - {"page_info", "limit"})
+            if extra:
+                return Reply(400, {"errors": {"page_info": f"page_info cannot be combined with {extra}"}})
+            try:
+                cursor = self._untoken(query["page_info"])
+                assert cursor["k"] == kind
+            except Exception:
+                return Reply(400, {"errors": {"page_info": "Invalid value."}})
+            since, status = cursor.get("min"), cursor.get("st")
+        else:
+            cursor = {}
+            since = None
+            if query.get("updated_at_min"):
+                try:
+                    since = epoch(query["updated_at_min"])
+                except ValueError:
+                    return Reply(400, {"errors": {"updated_at_min": "Invalid date"}})
+            status = query.get("status", "open") if kind == "orders" else None
+        with self.lock:
+            table, ids = getattr(self, kind), self._ids[kind]
+
+            def match(i: int) -> bool:
+                rec = table[i]
+                if since is not None and rec.updated < since:
+                    return False
+                if status in (None, "any"):
+                    return True
+                o = rec.override or {}  # the fixture is open: only an update closes or cancels
+                if status == "open":
+                    return o.get("closed_at") is None and o.get("cancelled_at") is None
+                if status == "closed":
+                    return o.get("closed_at") is not None
+                if status == "cancelled":
+                    return o.get("cancelled_at") is not None
+                return False
+
+            if cursor.get("dir") == "prev":
+                before = bisect.bisect_left(ids, cursor["id"])
+                picked = list(_take(match, reversed(ids[:before]), limit))[::-1]
+            else:
+                after = bisect.bisect_right(ids, cursor.get("id", -1))
+                picked = list(_take(match, iter(ids[after:]), limit))
+            page = [self.render(kind, table[i]) for i in picked]
+            more_after = bool(picked) and next(_take(match, iter(ids[bisect.bisect_right(ids, picked[-1]):]), 1), None) is not None
+            more_before = bool(picked) and next(_take(match, reversed(ids[:bisect.bisect_left(ids, picked[0])]), 1), None) is not None
+        links = []
+        base = f"{self.url}/admin/api/{self.version}/{kind}.json?limit={limit}&page_info="
+        common = {"k": kind, "min": since, "st": status}
+        if more_before:
+            links.append(f'<{base}{self._token({**common, "dir": "prev", "id": picked[0]})}>; rel="previous"')
+        if more_after:
+            links.append(f'<{base}{self._token({**common, "dir": "next", "id": picked[-1]})}>; rel="next"')
+        headers = {"X-Shopify-Shop-Api-Call-Limit": "1/40"}
+        if links:
+            headers["Link"] = ", ".join(links)
+        return Reply(200, {kind: page}, headers)
+
+    # webhooks ---------------------------------------------------------------------------
+    @staticmethod
+    def webhook(topic: str, payload: Any, secret: str, *, webhook_id: str | None = None,
+                shop: str = "fake.myshopify.com") -> tuple[dict[str, str], bytes]:
+        """Headers and raw body of a delivery, signed the way Shopify signs it."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+        return ({"X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": signature,
+                 "X-Shopify-Shop-Domain": shop, "X-Shopify-API-Version": "2024-04",
+                 "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
+                 "Content-Type": "application/json"}, body)
+
+
+def _take(match: Callable[[int], bool], ids: Iterator[int], limit: int) -> Iterator[int]:
+    n = 0
+    for i in ids:
+        if n >= limit:
+            return
+        if match(i):
+            n += 1
+            yield i
