@@ -10,7 +10,7 @@ import os
 from chalice import Chalice
 
 from api.problems import chalice_errors_as_problems
-from api.routes import api_keys, customers, loyalty, meta, orders
+from api.routes import api_keys, connections, customers, identity, loyalty, meta, orders
 
 app = Chalice(app_name="rapport")
 app.api.binary_types = []  # every route speaks JSON
@@ -19,6 +19,8 @@ app.register_blueprint(customers.bp)
 app.register_blueprint(api_keys.bp)
 app.register_blueprint(orders.bp)
 app.register_blueprint(loyalty.bp)
+app.register_blueprint(connections.bp)
+app.register_blueprint(identity.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 
 # `chalice package` needs literal sources; infra/resources.json replaces them with the
@@ -50,6 +52,22 @@ def timeline_events(event):
     from functions import timeline as handler
 
     return handler.handle_batch(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue="rapport-sync", batch_size=1, name="sync_work")
+def sync_work(event):
+    """Connector runs (resumed from their checkpoint) and verified webhooks (functions/sync.py)."""
+    from functions import sync as handler
+
+    return handler.handle_batch(event.to_dict(), event.context)
+
+
+@app.schedule("rate(5 minutes)", name="sync_schedule")
+def sync_schedule(event):
+    """Queue an incremental run for each connection whose schedule is due."""
+    from functions import sync as handler
+
+    return handler.run_schedule(lambda_context=event.context)
 
 
 @app.schedule("rate(15 minutes)", name="loyalty_schedule")

@@ -11,7 +11,7 @@ from typing import Any
 API_VERSION = "1.0.0"
 _PATH_PARAM = re.compile(r"{(\w+)}")
 _PATH_PATTERNS = {"customer_id": r"^cus_[0-9A-Z]{26}$", "key_id": r"^[0-9a-z]{10}$",
-                  "order_id": r"^ord_[0-9A-Z]{26}$"}
+                  "order_id": r"^ord_[0-9A-Z]{26}$", "conflict_id": r"^cfl_[0-9a-f]{24}$"}
 
 
 def _query_parameters(model: Any, defs: dict) -> list[dict[str, Any]]:

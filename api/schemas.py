@@ -11,6 +11,7 @@ from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.mod
     Customer,
     CustomerCreate,
     CustomerPatch,
+    MergeRequest,
     SOURCE_PATTERN,
     Timestamp,
     TimelineEvent,
@@ -34,6 +35,28 @@ from crm.loyalty.schemas import (  # noqa: F401,E402 - re-exported for api.http.
     Program,
     ProgramFields,
     RedemptionCreate,
+)
+
+from connectors.schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
+    CheckResult,
+    Connection,
+    ConnectionCreate,
+    ConnectionPage,
+    ConnectionPatch,
+    ConnectorList,
+    HookAccepted,
+    Run,
+    RunPage,
+    SyncRequest,
+    UploadCreated,
+)
+
+from crm.identity_schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
+    ConflictResolve,
+    ConflictStatus,
+    IdentityConflict,
+    IdentitySettings,
+    IdentitySettingsFields,
 )
 
 Scope = Literal["customers:read", "customers:write", "orders:read", "orders:write", "admin"]
@@ -165,3 +188,12 @@ class IssuedApiKey(ApiKey):
 
 class ApiKeyList(BaseModel):
     data: list[ApiKey]
+
+
+class ConflictListQuery(PageQuery):
+    status: ConflictStatus | None = Field(default=None, description="open or resolved; both if left out")
+
+
+class IdentityConflictPage(BaseModel):
+    data: list[IdentityConflict]
+    next_cursor: str | None

@@ -94,6 +94,11 @@ class CustomerItem(Item, discriminator="customer"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     erased_at = UnicodeAttribute(null=True)
+    # merges (crm/merge.py): a merged or merging profile names its survivor; ``merge``
+    # holds the procedure's state (on the other: into, started_at, counts; on the
+    # survivor: the id being merged into it, while that runs)
+    merged_into = UnicodeAttribute(null=True)
+    merge = JSONAttribute(null=True)
     version = VersionAttribute()
 
 
@@ -180,6 +185,26 @@ class IndexEntryItem(Item, discriminator="index"):
     """``T#<tenant>#I#<kind>#<value>`` / ``<customer id>``: a non-unique lookup (phone, tag)."""
 
     customer_id = UnicodeAttribute()
+
+
+class IdentitySettingsItem(Item, discriminator="identity_settings"):
+    """``T#<tenant>#SETTINGS`` / ``IDENTITY``: the tenant's identity-resolution order."""
+
+    data = JSONAttribute(default=dict)
+    updated_at = UnicodeAttribute()
+
+
+class IdentityConflictItem(Item, discriminator="identity_conflict"):
+    """``T#<tenant>#CONFLICT#<conflict id>`` / ``CONFLICT``: a record identity resolution
+    would not guess about (crm/identity.py). The id is derived from what conflicted, so
+    the same conflict is stored once. Listed newest first on gsi1 ``T#<tenant>#CONFLICTS``
+    and per status on gsi2 ``T#<tenant>#CONFLICTS#<status>``, both ``<detected_at>#<id>``."""
+
+    conflict_id = UnicodeAttribute()
+    status = UnicodeAttribute(default="open")
+    data = JSONAttribute(default=dict)
+    detected_at = UnicodeAttribute()
+    resolved_at = UnicodeAttribute(null=True)
 
 
 def connection():

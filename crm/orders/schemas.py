@@ -120,16 +120,23 @@ class CancellationCreate(_Strict):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
 
 
+RefundReference = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+
+
 class RefundCreate(_Strict):
     amount: int = Field(ge=1, le=10**12, description="minor units; at most what was paid and not yet refunded")
     currency: Currency | None = Field(default=None, description="if given, must be the order's")
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    reference: RefundReference | None = Field(
+        default=None, description="your id for this refund (e.g. the payment provider's); a refund "
+                                  "with a reference the order already has changes nothing")
 
 
 class Refund(BaseModel):
     id: str
     amount: int
     reason: str | None = None
+    reference: str | None = None
     refunded_at: str
 
 

@@ -117,9 +117,13 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     data = body.model_dump(mode="json", exclude={"customer", "placed_at"})
     data.update(subtotal=subtotal, placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
     pk = records.profile_pk(ctx, customer_id)
-    for _ in range(3):
+    for _ in range(4):
         got = _read_for_create(ctx, customer_id, guard_pk)
         profile, recent, guard = got["profile"], got["recent"], got["guard"]
+        if records.survivor(profile):  # a merged customer: the order is its survivor's
+            customer_id = records.survivor(profile)
+            pk = records.profile_pk(ctx, customer_id)
+            continue
         if guard is not None:
             return _existing(ctx, guard, customer_id), False
         if not isinstance(profile, CustomerItem) or profile.status != "active":
@@ -212,7 +216,10 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
         order, recent, has_program = _load(ctx, order_id, program)
         now = clock.now_iso()
         order.data = dict(order.data)
-        change(order, now)
+        try:
+            change(order, now)
+        except _Unchanged:
+            return to_order(order)
         if program:
             order.data["loyalty"] = {**(order.data.get("loyalty") or {}), "program_at_payment": has_program}
         order.updated_at = now
@@ -228,6 +235,10 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
             if exc.cause_response_code != "TransactionCanceledException":
                 raise
     raise Conflict("the order changed concurrently; retry", code="transaction_conflict")
+
+
+class _Unchanged(Exception):
+    """Raised by a change that finds nothing to do: the order is returned as it is."""
 
 
 def _illegal(order: OrderItem, action: str, allowed: tuple[str, ...]) -> Conflict:
@@ -264,8 +275,13 @@ def cancel(ctx: TenantContext, order_id: str, body: CancellationCreate) -> Order
 
 
 def refund(ctx: TenantContext, order_id: str, body: RefundCreate) -> Order:
-    """A partial or full refund; the refunds never add up to more than the total paid."""
+    """A partial or full refund; the refunds never add up to more than the total paid.
+    Idempotent per ``reference``: a refund whose reference the order already has
+    returns the order unchanged (2 reads, no write), whatever its amount."""
     def change(order: OrderItem, now: str) -> None:
+        if body.reference is not None and any(
+                r.get("reference") == body.reference for r in order.data.get("refunds", [])):
+            raise _Unchanged()
         if order.status not in REFUNDABLE:
             raise _illegal(order, "refund", REFUNDABLE)
         if body.currency is not None and body.currency != order.data["currency"]:
@@ -277,7 +293,8 @@ def refund(ctx: TenantContext, order_id: str, body: RefundCreate) -> Order:
                           field="amount", refundable=refundable)
         refunded = order.data.get("refunded_amount", 0) + body.amount
         entry = {"id": f"rf_{len(order.data.get('refunds', [])) + 1}", "amount": body.amount,
-                 "refunded_at": now, **({"reason": body.reason} if body.reason else {})}
+                 "refunded_at": now, **({"reason": body.reason} if body.reason else {}),
+                 **({"reference": body.reference} if body.reference else {})}
         order.data["refunds"] = [*order.data.get("refunds", []), entry]
         order.data["refunded_amount"] = refunded
         order.status = "refunded" if refunded == order.data["total"] else "partially_refunded"
@@ -319,7 +336,16 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         if not ids.CUSTOMER_ID.match(customer_id):
             raise NotFound(f"customer {customer_id} not found")
         pk = records.profile_pk(ctx, customer_id)
-        after = decode_cursor(cursor, "order:" + customer_id + window)
+        try:
+            after = decode_cursor(cursor, "order:" + customer_id + window)
+        except Invalid:  # a merged customer's next page is its survivor's
+            from crm.customers.service import survivor_id
+
+            target = survivor_id(ctx, customer_id)
+            if target is None:
+                raise
+            return list_orders(ctx, limit=limit, cursor=cursor, customer_id=target,
+                               placed_since=placed_since, placed_before=placed_before)
         if after is not None and not ids.ORDER_ID.match(after):
             raise Invalid("cursor is malformed", field="cursor")
         start = None if after is None else start_key(pk=pk, sk=_order_sk(after))
@@ -328,9 +354,12 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
                                     last_evaluated_key=start, consistent_read=True))
         if not rows and after is None:
             try:
-                CustomerItem.get(pk, records.PROFILE, consistent_read=True)
+                profile = CustomerItem.get(pk, records.PROFILE, consistent_read=True)
             except CustomerItem.DoesNotExist:
                 raise NotFound(f"customer {customer_id} not found") from None
+            if records.survivor(profile):  # a merged customer's orders are its survivor's
+                return list_orders(ctx, limit=limit, cursor=None, customer_id=records.survivor(profile),
+                                   placed_since=placed_since, placed_before=placed_before)
         kind = "order:" + customer_id + window
         encode = lambda r: r.order_id  # noqa: E731
     else:

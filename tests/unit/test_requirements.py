@@ -31,6 +31,8 @@ def test_requirements_are_pinned_runtime_only_and_leave_boto_to_the_lambda_runti
         names.add(match.group(1).lower().replace("_", "-"))
     assert "rapport" not in names and not any(p.startswith(("-e", ".")) for p in pins)
     assert not names & {"boto3", "botocore", "s3transfer"}
-    # dev-only tools never reach the Lambda zip
-    assert not names & {"chalice", "moto", "pytest", "typer", "rich", "httpx", "cfn-lint"}
+    # dev-only tools (and the test-only partner connector) never reach the Lambda zip
+    assert not names & {"chalice", "moto", "pytest", "typer", "rich", "cfn-lint", "rapport-acme"}
     assert {"pydantic", "pydantic-core", "pynamodb", "aws-lambda-powertools"} <= names
+    # the connectors' runtime: the SDK's HTTP client and AES-GCM for sealed secrets
+    assert {"httpx", "cryptography"} <= names
