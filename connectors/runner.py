@@ -105,9 +105,9 @@ def execute(ctx: TenantContext, connection_id: str, run_id: str, *,
                 continue
             stream_state = dict((state.streams or {}).get(name) or {})
             if mode == "backfill" and not counts.get("started"):
-                # a backfill reads everything, but keeps the cursor for the dedupe tail
-                stream_state = {"cursor": stream_state.get("cursor"), "seen": stream_state.get("seen") or {},
-                                "backfill": True}
+                # a backfill reads (and re-writes, as unchanged) everything; the cursor it
+                # closes with is where the next incremental run starts
+                stream_state = {"cursor": stream_state.get("cursor")}
             counts["started"] = True
             for page in stream_cls().read(rc, stream_state):
                 written = sink.write(ctx, source, name, page.records)

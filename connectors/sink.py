@@ -44,14 +44,15 @@ def _reason(result: Any) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _customers(ctx: TenantContext, source: str, stream: str, records: list[CustomerRecord],
-               out: Outcome | None) -> dict[int, str | None]:
+               out: Outcome | None, fill_only: bool = False) -> dict[int, str | None]:
     """Resolve and upsert; returns {position: customer id or None}."""
     from crm import identity
 
     ids: dict[int, str | None] = {}
     for start in range(0, len(records), CHUNK):
         chunk = records[start:start + CHUNK]
-        results = identity.upsert(ctx, source, [(r.external_id, r.profile) for r in chunk])
+        results = identity.upsert(ctx, source, [(r.external_id, r.profile) for r in chunk],
+                                  fill_only=fill_only)
         for r, rec in zip(results, chunk):
             ids[start + r.index] = r.customer_id
             if out is None:
@@ -90,7 +91,9 @@ def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord]) -> dict[
             by_key[key] = len(people)
             people.append(rec)
         slot[i] = by_key[key]
-    resolved = _customers(ctx, source, "orders", people, None)
+    # an order's copy of its buyer is a snapshot (Shopify's says orders_count 0): it finds
+    # or creates the customer and fills gaps, but never overwrites the customers stream
+    resolved = _customers(ctx, source, "orders", people, None, fill_only=True)
     return {i: resolved.get(j) for i, j in slot.items()}
 
 

@@ -268,9 +268,12 @@ def _validate(i: int, external_id: Any, profile: Any) -> tuple[str | None, Custo
     return external_id, rec
 
 
-def upsert(ctx: TenantContext, source: str, records: list[tuple[str | None, dict]]) -> list[Resolution]:
+def upsert(ctx: TenantContext, source: str, records: list[tuple[str | None, dict]], *,
+           fill_only: bool = False) -> list[Resolution]:
     """Resolve and write up to 250 records of ``source``; one Resolution per record, in order.
-    Request counts: the module docstring."""
+    Request counts: the module docstring. ``fill_only``: a matched customer only gains the
+    link and the fields it lacks (an order's snapshot of its buyer is not the profile's
+    source of truth: applying it would undo the customers stream on every sync)."""
     if not isinstance(source, str) or not re.match(SOURCE_PATTERN, source):
         raise Invalid(f"source must match {SOURCE_PATTERN}", field="source")
     if not 1 <= len(records) <= MAX_RECORDS:
@@ -291,11 +294,26 @@ def upsert(ctx: TenantContext, source: str, records: list[tuple[str | None, dict
     for n in range(ROUNDS):
         if not pending:
             break
-        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1).run(pending)
+        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only).run(pending)
     for i in pending:  # still deferred after the last round (not expected)
         results[i] = Resolution(i, "error", error=Conflict(
             "the record kept conflicting with concurrent writes; retry", code="transaction_conflict"))
     return [r for r in results if r is not None]
+
+
+def _missing_only(current: dict[str, Any], rec: CustomerPatch) -> CustomerPatch:
+    """The part of ``rec`` that only fills what the profile lacks (attributes key by key)."""
+    update: dict[str, Any] = {}
+    for name in rec.model_fields_set:
+        value = getattr(rec, name)
+        if name in ("attributes", "consent", "external_ids"):
+            have = current.get(name) or {}
+            missing = {k: v for k, v in (value or {}).items() if k not in have}
+            if missing:
+                update[name] = missing
+        elif current.get(name) in (None, "", [], {}):
+            update[name] = value
+    return type(rec).model_construct(_fields_set=set(update), **update)
 
 
 def _keep_consent_times(old: dict[str, Any], data: dict[str, Any], rec: CustomerPatch) -> None:
@@ -320,8 +338,10 @@ class _Plan:
 
 
 class _Round:
-    def __init__(self, ctx: TenantContext, source: str, parsed: dict, results: list, *, last: bool):
+    def __init__(self, ctx: TenantContext, source: str, parsed: dict, results: list, *, last: bool,
+                 fill_only: bool = False):
         self.ctx, self.source, self.parsed, self.results, self.last = ctx, source, parsed, results, last
+        self.fill_only = fill_only
         self.now = clock.now_iso()
         self.holders: dict[str, str] = {}  # guard pk -> customer id
         self.released: set[str] = set()  # guards a planned write gives up
@@ -477,6 +497,8 @@ class _Round:
     def _apply(self, i: int, cid: str, by: str, xid: str | None, rec: CustomerPatch,
                conflict: IdentityConflictItem | None) -> bool:
         current = self._data(cid)
+        if self.fill_only:
+            rec = _missing_only(current, rec)
         data = patched_data(current, rec, self.now)
         _keep_consent_times(current, data, rec)
         if xid is not None:

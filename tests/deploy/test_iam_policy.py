@@ -3,7 +3,7 @@
 Every route is driven over HTTP against moto's server (the shared fixtures), and the
 events those requests cause are delivered to app.py's event handlers by the local
 pollers (rapport/pollers.py), as Lambda would: the table's stream to the dispatcher, the
-subscribers' queues to their consumers. Every DynamoDB and SQS call the functions make
+subscribers' queues to their consumers. Every DynamoDB, SQS, KMS and S3 call the functions make
 meanwhile is recorded at botocore (PynamoDB, the Powertools idempotency layer and boto3
 all go through ``BaseClient._make_api_call``; the pollers' own clients are left out) and
 translated into the IAM actions and resources AWS authorizes: a TransactWriteItems is
@@ -64,7 +64,24 @@ def _granted() -> set[tuple[str, str]]:
                     granted.add((action, KINDS[json.dumps(resource)]))
                 elif action.startswith("sqs:"):
                     granted.add((action, _queue(resource)))
+                elif action.startswith("kms:"):
+                    granted.add((action, resource["Fn::GetAtt"][0]))
+                elif action.startswith("s3:"):
+                    assert resource == {"Fn::Sub": "${UploadsBucket.Arn}/uploads/*"}, resource
+                    granted.add((action, "uploads"))
     return granted
+
+
+# S3 calls and the IAM action that authorizes each (HeadObject is s3:GetObject)
+S3_ACTIONS = {"HeadObject": "GetObject", "GetObject": "GetObject", "PutObject": "PutObject"}
+
+
+def _other_authorization(service: str, operation: str, params: dict) -> tuple[str, str]:
+    """KMS on the connections key, S3 on the uploads prefix."""
+    if service == "kms":
+        return f"kms:{operation}", "ConnectionsKey"
+    assert params.get("Key", "").startswith("uploads/"), (operation, params)
+    return f"s3:{S3_ACTIONS[operation]}", "uploads"
 
 
 def _event_source_needs() -> set[tuple[str, str]]:
@@ -129,7 +146,7 @@ def recorded(api_url, monkeypatch):
 
     def spy(self, operation_name, api_params):
         service = self.meta.service_model.service_name
-        if service in ("dynamodb", "sqs") and not is_plumbing(self):
+        if service in ("dynamodb", "sqs", "kms", "s3") and not is_plumbing(self):
             with lock:
                 calls.append((service, operation_name,
                               json.loads(json.dumps(api_params, default=str))))
@@ -210,14 +227,99 @@ def _drive_every_route(tenant, anon) -> set[str]:
          headers={"Idempotency-Key": "r2"})
     call("getCustomerLoyalty", "GET", loyalty, 200)
     call("listLoyaltyLedger", "GET", loyalty + "/ledger", 200)
+    call("getIdentitySettings", "GET", "/v1/identity/settings", 200)
+    call("putIdentitySettings", "PUT", "/v1/identity/settings", 200,
+         json={"order": ["external_id", "email", "phone"]})
+    from crm import identity  # a connector sync's resolution records a conflict to review
+
+    [res] = identity.upsert(tenant.ctx, "shop", [("2", {"email": "iam-a@example.com"})])
+    assert res.status == "conflict", res
+    call("listIdentityConflicts", "GET", "/v1/identity/conflicts", 200, params={"status": "open"})
+    call(None, "GET", "/v1/identity/conflicts", 200)
+    call("resolveIdentityConflict", "POST", f"/v1/identity/conflicts/{res.conflict_id}/resolve", 200,
+         json={"note": "checked"})
+    # a merge moves a customer's orders, timeline, ledger and identities (BatchWriteItem,
+    # DeleteItem, Query with Select COUNT, transactions of Put/Delete/ConditionCheck)
+    m = call(None, "POST", "/v1/customers", 201,
+             json={"email": "iam-m@example.com", "phone": "+14155552672", "tags": ["vip"],
+                   "external_ids": {"shop": "9"}}).json()
+    call(None, "POST", "/v1/orders", 201, json={**order, "external_id": "o-m", "customer": {"id": m["id"]}})
+    call(None, "POST", f"/v1/customers/{m['id']}/events", 201, json={"type": "call.logged"})
+    call(None, "POST", f"/v1/customers/{m['id']}/loyalty/adjustments", 201, json={"points": 5, "reason": "m"})
+    call("mergeCustomers", "POST", f"/v1/customers/{a['id']}/merge", 200, json={"other_id": m["id"]},
+         headers={"Idempotency-Key": "m1"})
+    call(None, "POST", f"/v1/customers/{a['id']}/merge", 200, json={"other_id": m["id"]})  # repeat
+    call(None, "GET", f"/v1/customers/{m['id']}", 200)                  # resolves to the survivor
     call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,
                json={"name": "ci", "scopes": ["customers:read"]}).json()
     rotated = call("rotateApiKey", "POST", f"/v1/api-keys/{key['id']}/rotate", 201).json()
     call("revokeApiKey", "DELETE", f"/v1/api-keys/{rotated['id']}", 200)
+    _drive_connections(call)
+    _drive_csv_import(call)
     served.add("openapi")
     return served
+
+
+def _drive_connections(call) -> None:
+    """Connections with the partner connector against its local fake vendor: the sync is
+    queued, then run by the sync_work consumer (KMS Decrypt, identity resolution, writes)."""
+    import time
+
+    from tests.fakes.acme import AcmeServer
+
+    with AcmeServer() as acme:
+        acme.put("c1", "2026-01-01T00:00:00Z", email="iam-acme@example.com", first="Ac")
+        call("listConnectors", "GET", "/v1/connectors", 200)
+        conn = call("createConnection", "POST", "/v1/connections", 201, json={
+            "connector": "acme", "name": "iam", "schedule_minutes": 60,
+            "config": {"base_url": acme.url, "api_token": acme.token}}).json()
+        path = f"/v1/connections/{conn['id']}"
+        call("listConnections", "GET", "/v1/connections", 200)
+        call("getConnection", "GET", path, 200)
+        call("updateConnection", "PATCH", path, 200, json={"config": {"api_token": acme.token}})
+        call("checkConnection", "POST", path + "/check", 200)
+        run = call("syncConnection", "POST", path + "/sync", 202, json={"mode": "backfill"}).json()
+        deadline = time.monotonic() + 60
+        while call("getRun", "GET", f"{path}/runs/{run['id']}", 200).json()["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, "the sync run did not finish"
+            time.sleep(0.2)
+        call("listRuns", "GET", path + "/runs", 200)
+        call("deleteConnection", "DELETE", path, 204)
+    # a vendor webhook: verified, de-duplicated, queued, then written by sync_work
+    from tests.fakes.shopify import FakeShopify
+
+    shop = call(None, "POST", "/v1/connections", 201, json={
+        "connector": "shopify", "name": "iam-shop",
+        "config": {"shop_url": "https://iam.myshopify.com", "access_token": "t", "webhook_secret": "s"}}).json()
+    headers, body = FakeShopify.webhook("customers/create", {
+        "id": 77, "email": "iam-hook@example.com", "first_name": "Hook",
+        "updated_at": "2026-01-01T00:00:00-05:00", "created_at": "2026-01-01T00:00:00-05:00"}, "s")
+    call("receiveWebhook", "POST", f"/v1/hooks/{shop['id']}", 202, headers=headers, content=body)
+    call(None, "POST", f"/v1/hooks/{shop['id']}", 200, headers=headers, content=body)  # a replay
+
+
+def _drive_csv_import(call) -> None:
+    """A CSV import: an upload URL (presigned, no AWS call), the client's PUT of the file,
+    and the sync that checks the object (HeadObject) and streams it (GetObject)."""
+    import time
+
+    import httpx
+
+    conn = call(None, "POST", "/v1/connections", 201, json={
+        "connector": "csv", "name": "iam csv", "config": {"mapping": {"E-mail": "email", "Id": "external_id"}}}).json()
+    path = f"/v1/connections/{conn['id']}"
+    upload = call("createUpload", "POST", path + "/uploads", 201).json()
+    put = httpx.put(upload["url"], headers=upload["headers"], timeout=30,
+                    content=b"Id,E-mail\r\nx1,iam-csv@example.com\r\nx2,not-an-email\r\n")
+    assert put.status_code == 200, put.text
+    run = call(None, "POST", path + "/sync", 202, json={"mode": "backfill", "upload_id": upload["upload_id"]}).json()
+    deadline = time.monotonic() + 60
+    while (done := call(None, "GET", f"{path}/runs/{run['id']}", 200).json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "the import did not finish"
+        time.sleep(0.2)
+    assert done["status"] == "succeeded" and done["streams"]["customers"]["created"] == 1, done
 
 
 def test_policy_allows_every_call_and_nothing_unused(tenant, anon, recorded, event_pipeline,
@@ -241,8 +343,14 @@ def test_policy_allows_every_call_and_nothing_unused(tenant, anon, recorded, eve
             for action, kind, table in _authorizations(operation, params):
                 assert table == "rapport-test", (operation, table)
                 used[(action, kind)] += 1
-        else:
+        elif service == "sqs":
             used[_sqs_authorization(operation, params)] += 1
+        else:
+            used[_other_authorization(service, operation, params)] += 1
+    if "createUpload" in served:
+        # the client PUTs the file with the presigned URL: S3 authorizes that PUT as the
+        # function that signed it, a call botocore never sees here
+        used[("s3:PutObject", "uploads")] += 1
     needed = set(used) | _event_source_needs()
     granted = _granted()
     missing = needed - granted

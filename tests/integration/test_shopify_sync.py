@@ -142,3 +142,19 @@ def test_backfill_with_throttling_and_a_crash_resumes_exactly(tenant, shop, raw_
     assert sum(o["status"] == "paid" for o in listed) <= 1
     paid = [o for o in _kinds(raw_table, tenant)["order"] if o["status"] == "paid"]
     assert [json.loads(p["data"])["external_id"] for p in paid] == [str(changed_order)]
+
+
+def test_a_second_backfill_changes_nothing(tenant, shop, raw_table):
+    """Orders carry a stale snapshot of their buyer (orders_count 0...): it must not undo
+    what the customers stream wrote, or every sync would rewrite every customer."""
+    shop.seed(customers=300, orders=300)
+    conn = _connect(tenant, shop)
+    first = _run(tenant, conn["id"], _start(tenant, conn["id"], "backfill"))
+    assert first["streams"]["customers"]["created"] == 300 and first["streams"]["orders"]["created"] == 300
+    before = {(i["pk"], i["sk"]): i for i in _kinds(raw_table, tenant).get("customer", [])}
+    again = _run(tenant, conn["id"], _start(tenant, conn["id"], "backfill"))
+    for stream in ("customers", "orders"):
+        counts = again["streams"][stream]
+        assert (counts["read"], counts["unchanged"], counts["updated"], counts["created"]) == (300, 300, 0, 0), counts
+    after = {(i["pk"], i["sk"]): i for i in _kinds(raw_table, tenant).get("customer", [])}
+    assert after == before
