@@ -145,11 +145,16 @@ def create(ctx: TenantContext, body: ConnectionCreate) -> Connection:
 
 
 def load(ctx: TenantContext, connection_id: str) -> tuple[ConnectionItem, SyncStateItem]:
-    """1 Query of the connection's partition bounded to CONN..STATE (both items)."""
+    """1 BatchGetItem (consistent) of the connection and its sync state."""
     if not connection_id.startswith("con_") or len(connection_id) != 30:
         raise NotFound(f"connection {connection_id} not found")
-    found = {i.sk: i for i in ConnectionItem.query(
-        pk(ctx, connection_id), ConnectionItem.sk.between(CONN, STATE), consistent_read=True)}
+    from crm.storage import Item
+
+    # both items by key, through the base model: a query on ConnectionItem filters on its
+    # discriminator and never returned the STATE item (the runner lost its checkpoints),
+    # and CONN..STATE spans every run too
+    key = pk(ctx, connection_id)
+    found = {i.sk: i for i in Item.batch_get([(key, CONN), (key, STATE)], consistent_read=True)}
     item, state = found.get(CONN), found.get(STATE)
     if not isinstance(item, ConnectionItem):
         raise NotFound(f"connection {connection_id} not found")

@@ -13,7 +13,7 @@ from tests.fakes.acme import AcmeServer
 def acme():
     with AcmeServer() as server:
         for i in range(250):
-            server.put(f"c{i:04d}", f"2026-01-01T00:00:{i % 60:02d}Z", email=f"p{i}@acme.test",
+            server.put(f"c{i:04d}", f"2026-01-01T00:00:{i % 60:02d}Z", email=f"p{i}@acme-example.com",
                        first=f"P{i}", last="Acme", labels=["acme"])
         yield server
 
@@ -110,18 +110,22 @@ def test_connections_need_the_admin_scope_and_stay_in_their_tenant(tenant, other
 
 def test_a_sync_runs_through_the_queue_and_reports_counts(tenant, acme, event_pipeline):
     conn = _connect(tenant, acme)
+    acme.put("c9999", "2026-01-01T00:00:00Z", email="not-an-email")  # rejected, with its reason
     acme.throttle_next, acme.retry_after = 2, "1"  # throttled twice: slept through
     r = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={"mode": "backfill"})
     assert r.status_code == 202, r.text
     run = _wait_run(tenant, conn["id"], r.json()["id"])
     assert run["status"] == "succeeded", run
     counts = run["streams"]["customers"]
-    assert (counts["read"], counts["created"], counts["pages"]) == (250, 250, 3)
+    assert (counts["read"], counts["created"], counts["rejected"], counts["pages"]) == (251, 250, 1, 3)
+    [rejected] = run["rejected"]
+    assert rejected["external_id"] == "c9999" and rejected["errors"][0]["field"] == "email"
+    assert run["rejected_total"] == 1
     assert run["duration_ms"] >= 0 and run["finished_at"]
     found = tenant.http.get("/v1/customers/lookup", params={"source": "acme", "external_id": "c0007"}).json()
-    assert [c["email"] for c in found["data"]] == ["p7@acme.test"]
+    assert [c["email"] for c in found["data"]] == ["p7@acme-example.com"]
     # an incremental run after one vendor-side change touches exactly that record
-    acme.put("c0042", "2026-01-02T00:00:00Z", email="p42@acme.test", first="Renamed", last="Acme", labels=["acme"])
+    acme.put("c0042", "2026-01-02T00:00:00Z", email="p42@acme-example.com", first="Renamed", last="Acme", labels=["acme"])
     r = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={"mode": "incremental"})
     run = _wait_run(tenant, conn["id"], r.json()["id"])
     counts = run["streams"]["customers"]

@@ -120,9 +120,10 @@ def test_backfill_with_throttling_and_a_crash_resumes_exactly(tenant, shop, raw_
     # the records sharing each boundary second are all there (checked above by id), and the
     # counts add up: what the crashed page wrote was written again as unchanged, not twice
     c = run["streams"]["customers"]
-    assert c["created"] == N and c["read"] >= N
+    assert c["created"] == N and c["read"] == N  # done before the crash: not read again
     o = run["streams"]["orders"]
-    assert o["created"] == N and o["read"] >= N and o["unchanged"] == o["read"] - N
+    # resumed from the last checkpoint: at most the page in flight was read twice
+    assert o["created"] == N and N <= o["read"] <= N + 250 and o["unchanged"] == o["read"] - N
 
     # 4. an incremental run after vendor-side changes touches exactly those records
     changed_customers = shop.ids("customers")[5:8]
