@@ -9,6 +9,7 @@ import json
 import signal
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -437,6 +438,301 @@ def dlq_redrive(subscriber: str = typer.Argument(..., help="loyalty or timeline 
     console.print(f"Moved {moved} message(s) from {dlq_name} to {queue_name}.")
     if moved < total:
         raise typer.Exit(1)
+
+
+# -- CSV import and sync progress, through the HTTP API with a tenant's API key --------
+
+ApiOpt = typer.Option(None, "--api", envvar="RAPPORT_API_URL", show_envvar=True,
+                      help="the API's URL, e.g. http://127.0.0.1:8000/v1 (`rapport dev` prints it)")
+KeyOpt = typer.Option(None, "--key", envvar="RAPPORT_API_KEY", show_envvar=True,
+                      help="an API key with the admin scope")
+TimeoutOpt = typer.Option(3600.0, "--timeout", min=1, help="stop following the run after this many seconds")
+RUN_FINISHED = ("succeeded", "failed")
+POLL_SECONDS = 0.5
+# header (lower case, "_" as a space) -> target: what `rapport import` guesses without --map
+GUESSES = {
+    "email": "email", "e-mail": "email", "mail": "email", "email address": "email", "e-mail address": "email",
+    "phone": "phone", "mobile": "phone", "phone number": "phone", "mobile phone": "phone", "telephone": "phone",
+    "first name": "name.given", "firstname": "name.given", "given name": "name.given",
+    "last name": "name.family", "lastname": "name.family", "surname": "name.family", "family name": "name.family",
+    "id": "external_id", "customer id": "external_id", "external id": "external_id",
+    "tags": "tags", "locale": "locale", "gender": "gender",
+    "birth date": "birth_date", "birthday": "birth_date", "date of birth": "birth_date",
+}
+
+
+class _Api:
+    """The API over HTTP with an admin key; a refused request ends the command: exit 2
+    for a 4xx (the request or the key is wrong), 1 otherwise."""
+
+    def __init__(self, api: str | None, key: str | None, out: Console) -> None:
+        import httpx
+
+        if not api or not key:
+            missing = " and ".join(n for n, v in (("--api (RAPPORT_API_URL)", api), ("--key (RAPPORT_API_KEY)", key))
+                                   if not v)
+            _fail(f"give {missing}")
+        self.base = api.rstrip("/").removesuffix("/v1")
+        self.out = out
+        self.http = httpx.Client(base_url=self.base, timeout=30,
+                                 headers={"Authorization": f"Bearer {key}", "User-Agent": "rapport-cli"})
+
+    def call(self, method: str, path: str, expect: int, **kwargs) -> dict:
+        import httpx
+
+        try:
+            r = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            err.print(f"[red]error:[/red] cannot reach the API at {self.base}: {exc}")
+            raise typer.Exit(1) from None
+        if r.status_code != expect:
+            try:
+                body = r.json()
+                detail = body.get("detail") or r.text
+                errors = body.get("errors") or []
+            except ValueError:
+                detail, errors = r.text[:500], []
+            err.print(f"[red]error:[/red] {method} {path}: {r.status_code} {detail}")
+            for e in errors[1:5]:
+                err.print(f"  {e.get('field')}: {e.get('message')}")
+            raise typer.Exit(2 if 400 <= r.status_code < 500 else 1)
+        return r.json() if r.content else {}
+
+
+def _header(path, delimiter: str, encoding: str) -> list[str]:
+    import csv
+    import io
+
+    try:
+        raw = b""
+        with open(path, "rb") as f:  # only the header's bytes are decoded: the run checks the rest
+            for line in f:
+                raw += line
+                if raw.count(b'"') % 2 == 0:  # not inside a quoted value
+                    break
+        header = next(csv.reader(io.StringIO(raw.decode(encoding), newline=""), delimiter=delimiter), None)
+    except (OSError, UnicodeDecodeError, LookupError, csv.Error) as exc:
+        _fail(f"cannot read the header of {path}: {exc}")
+    if not header or not any(h.strip() for h in header):
+        _fail(f"{path} has no header row: the first row must name the columns")
+    return [h.strip() for h in header]
+
+
+def _guess_mapping(header: list[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for column in header:
+        target = GUESSES.get(" ".join(column.lower().replace("_", " ").split()))
+        if target and target not in mapping.values():
+            mapping[column] = target
+    return mapping
+
+
+def _parse_maps(maps: list[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in maps:
+        column, sep, target = item.rpartition("=")
+        if not sep or not column.strip() or not target.strip():
+            _fail(f"--map {item!r}: write COLUMN=FIELD, e.g. --map 'E-mail=email'")
+        mapping[column.strip()] = target.strip()
+    return mapping
+
+
+def _check_columns(mapping: dict[str, str], header: list[str], path) -> None:
+    missing = [c for c in mapping if c not in header]
+    if missing:
+        _fail(f"{path} has no column {', '.join(repr(c) for c in missing)}; its columns: "
+              f"{', '.join(repr(h) for h in header)}")
+
+
+def _show_mapping(out: Console, mapping: dict[str, str], source: str, guessed: bool) -> None:
+    from rich.table import Table
+
+    table = Table("column", "customer field", title="Mapping", title_justify="left")
+    for column, target in mapping.items():
+        table.add_row(column, target)
+    out.print(table)
+    if guessed:
+        out.print("The mapping was guessed from the header; give it with --map COLUMN=FIELD.")
+    out.print(f"External ids are recorded under the source {source!r}.")
+
+
+def _follow_run(api: _Api, connection_id: str, run: dict, timeout: float) -> int:
+    """Show a run's progress until it finishes (a bar per stream: records read of the
+    total when the source tells it, an indeterminate bar otherwise), then its counts and
+    rejected records. The exit code: 0 succeeded, 1 failed or still going at the timeout."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out = api.out
+    path = f"/v1/connections/{connection_id}/runs/{run['id']}"
+    deadline = time.monotonic() + timeout
+    tasks: dict[str, int] = {}
+    status = None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=out) as progress:
+        while True:
+            if run["status"] != status:
+                status = run["status"]
+                if status == "paused":
+                    progress.console.print(f"paused until {run.get('resume_at') or '?'}: the run resumes "
+                                           "on its own (a vendor's rate limit, or a long import continuing)")
+                elif status in ("queued", "running"):
+                    progress.console.print(f"run {run['id']}: {status}")
+            for name, counts in (run.get("streams") or {}).items():
+                if name not in tasks:
+                    tasks[name] = progress.add_task(name, total=counts.get("total"), note="")
+                done = counts.get("done") or status in RUN_FINISHED
+                total = counts.get("total")
+                if done and total is None:
+                    total = counts.get("read", 0)
+                note = f"{counts.get('rejected', 0)} rejected" if counts.get("rejected") else ""
+                progress.update(tasks[name], completed=counts.get("read", 0), total=total, note=note)
+            if status in RUN_FINISHED or time.monotonic() > deadline:
+                break
+            time.sleep(POLL_SECONDS)
+            run = api.call("GET", path, 200)
+    _report(out, run)
+    if run["status"] == "succeeded":
+        return 0
+    if run["status"] == "failed":
+        err.print(f"[red]run {run['id']} failed:[/red] {run.get('error') or 'no reason given'}")
+    else:
+        err.print(f"run {run['id']} is still {run['status']} after {timeout:.0f} s; follow it with "
+                  f"GET {api.base}{path}")
+    return 1
+
+
+def _report(out: Console, run: dict) -> None:
+    from rich.table import Column, Table
+
+    keys = ("read", "created", "updated", "unchanged", "rejected", "conflicts")
+    table = Table("stream", *(Column(k, justify="right") for k in keys), title=f"Run {run['id']}: {run['status']}")
+    sums = dict.fromkeys(keys, 0)
+    for name, counts in (run.get("streams") or {}).items():
+        table.add_row(name, *(str(counts.get(k, 0)) for k in keys))
+        for k in keys:
+            sums[k] += counts.get(k, 0)
+    if len(run.get("streams") or {}) > 1:
+        table.add_row("total", *(str(v) for v in sums.values()))
+    out.print(table)
+    rejected = run.get("rejected") or []
+    if rejected:
+        total = run.get("rejected_total", len(rejected))
+        shown = f"the first {len(rejected)} of {total}" if total > len(rejected) else f"{total}"
+        rows = Table(Column("record", no_wrap=True), "stream", Column("reason", overflow="fold"),
+                     title=f"Rejected records ({shown})")
+        for r in rejected:
+            ident = r.get("external_id") or "-"
+            reason = (r.get("reason") or "").removeprefix(f"{ident}: ")
+            details = "; ".join(f"{e.get('field')}: {str(e.get('message')).removeprefix('Value error, ')}"
+                                for e in r.get("errors") or [])
+            rows.add_row(ident, r.get("stream") or "", f"{reason}: {details}" if details else reason)
+        out.print(rows)
+    took = f" in {run['duration_ms'] / 1000:.1f} s" if run.get("duration_ms") is not None else ""
+    out.print(f"Run {run['id']} {run['status']}{took}.")
+
+
+@app.command("import")
+def import_csv(
+        file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="the CSV file"),
+        maps: Optional[list[str]] = typer.Option(None, "--map", help="COLUMN=FIELD, repeatable, e.g. "
+                                                 "--map 'E-mail=email' --map 'Id=external_id'"),
+        connection: Optional[str] = typer.Option(None, "--connection", help="import into this csv "
+                                                 "connection (con_…) instead of creating one"),
+        source: Optional[str] = typer.Option(None, "--source", help="the system the file's ids belong to "
+                                             "(customers get external_ids[SOURCE]); default csv"),
+        delimiter: str = typer.Option(",", "--delimiter", help="one character, e.g. ';'"),
+        encoding: str = typer.Option("utf-8-sig", "--encoding", help="utf-8, utf-8-sig or latin-1"),
+        api_url: Optional[str] = ApiOpt, key: Optional[str] = KeyOpt,
+        timeout: float = TimeoutOpt) -> None:
+    """Import customers from a CSV file.
+
+    Creates a csv connection (the mapping guessed from the header unless --map says it),
+    uploads the file, syncs it and shows the progress, the counts and the rejected rows.
+    Exit code 0 when the run succeeds (rows may be rejected), 1 when it fails, 2 for a
+    usage error.
+    """
+    from pydantic import ValidationError
+
+    from connectors.csvfile import Config
+    from crm.errors import field_errors
+
+    out = Console()
+    api = _Api(api_url, key, out)
+    header = _header(file, delimiter, encoding)
+    mapping = _parse_maps(maps) if maps else None
+    if connection:
+        conn = api.call("GET", f"/v1/connections/{connection}", 200)
+        if conn["connector"] != "csv":
+            _fail(f"{connection} is a {conn['connector']} connection, not a csv one")
+        config = dict(conn["config"])
+        if mapping is not None or source is not None:
+            config.update({k: v for k, v in (("mapping", mapping), ("source", source)) if v is not None})
+    else:
+        config = {"mapping": mapping, "source": source or "csv", "delimiter": delimiter, "encoding": encoding}
+    guessed = config.get("mapping") is None
+    if guessed:
+        config["mapping"] = _guess_mapping(header)
+    _check_columns(config["mapping"], header, file)
+    try:
+        Config.model_validate(config)
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['field']}: {e['message'].removeprefix('Value error, ')}" for e in field_errors(exc))
+        hint = " (pass --map COLUMN=FIELD)" if guessed else ""
+        _fail(f"the mapping does not work{hint}: {problems}")
+    _show_mapping(out, config["mapping"], config.get("source") or "csv", guessed)
+    if connection:
+        cid = connection
+        if mapping is not None or source is not None:
+            api.call("PATCH", f"/v1/connections/{cid}", 200, json={"config": {
+                k: config[k] for k in ("mapping", "source") if k in config}})
+    else:
+        cid = api.call("POST", "/v1/connections", 201, json={
+            "connector": "csv", "name": f"CSV import: {file.name}"[:100], "config": config})["id"]
+        out.print(f"Created connection {cid}.")
+    upload = api.call("POST", f"/v1/connections/{cid}/uploads", 201)
+    size = file.stat().st_size
+    if size > upload.get("max_bytes", size):
+        _fail(f"{file} is {size} bytes; the limit is {upload['max_bytes']}: split the file")
+    import httpx
+
+    from contextlib import nullcontext
+
+    with out.status(f"Uploading {file.name} ({size:,} bytes)…") if out.is_terminal else nullcontext():
+        try:
+            with open(file, "rb") as f:
+                put = httpx.request(upload["method"], upload["url"], content=f, timeout=300,
+                                    headers={**upload["headers"], "Content-Length": str(size)})
+        except httpx.HTTPError as exc:
+            err.print(f"[red]error:[/red] the upload failed: {exc}")
+            raise typer.Exit(1) from None
+    if put.status_code >= 300:
+        err.print(f"[red]error:[/red] the upload failed: {put.status_code} {put.text[:300]}")
+        raise typer.Exit(1)
+    out.print(f"Uploaded {file.name} ({size:,} bytes) as {upload['upload_id']}.")
+    run = api.call("POST", f"/v1/connections/{cid}/sync", 202,
+                   json={"mode": "backfill", "upload_id": upload["upload_id"]})
+    raise typer.Exit(_follow_run(api, cid, run, timeout))
+
+
+@app.command("sync")
+def sync_connection(
+        connection_id: str = typer.Argument(..., help="the connection (con_…)"),
+        mode: str = typer.Option("incremental", "--mode", help="backfill (everything) or incremental"),
+        upload: Optional[str] = typer.Option(None, "--upload", help="file connectors: the upload to import"),
+        api_url: Optional[str] = ApiOpt, key: Optional[str] = KeyOpt,
+        timeout: float = TimeoutOpt) -> None:
+    """Sync a connection and show its progress.
+
+    Exit code 0 when the run succeeds, 1 when it fails, 2 for a usage error.
+    """
+    if mode not in ("backfill", "incremental"):
+        _fail(f"--mode is backfill or incremental, not {mode!r}")
+    api = _Api(api_url, key, Console())
+    body = {"mode": mode, **({"upload_id": upload} if upload else {})}
+    run = api.call("POST", f"/v1/connections/{connection_id}/sync", 202, json=body)
+    raise typer.Exit(_follow_run(api, connection_id, run, timeout))
 
 
 def main() -> None:
