@@ -238,3 +238,29 @@ def test_an_order_turns_into_points_and_a_refund_takes_them_back(dev):
         ledger = http.get(f"/v1/customers/{c['id']}/loyalty/ledger").json()["data"]
         assert [e["type"] for e in ledger] == ["reverse", "earn"] or \
             [e["type"] for e in ledger] == ["reverse", "activate", "pending"]
+
+
+def test_a_csv_import_with_the_cli_against_the_running_stack(dev, tmp_path):
+    """As a user would: `rapport import` against `rapport dev` (the file goes to the local
+    S3 through a presigned URL, the sync_work poller imports it); then a re-import."""
+    key = dev.info["Demo API key"]
+    csv = tmp_path / "people.csv"
+    csv.write_text("E-mail,First name,Last name\ne2e-csv-1@example.com,Lin,Okafor\n"
+                   "e2e-csv-2@example.com,Sam,Berg\nnot-an-email,Bad,Row\n")
+    cmd = [RAPPORT, "import", str(csv), "--api", f"{dev.base}/v1", "--key", key]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "succeeded" in first.stdout and "Rejected records (1)" in first.stdout
+    assert "row 4" in first.stdout.split("Rejected records")[1]
+    with dev.client(key) as http:
+        found = http.get("/v1/customers/lookup", params={"email": "e2e-csv-2@example.com"}).json()["data"]
+        assert [c["name"]["given"] for c in found] == ["Sam"]
+        conns = http.get("/v1/connections").json()["data"]
+        csv_conn = next(c for c in conns if c["connector"] == "csv")
+    again = subprocess.run([*cmd, "--connection", csv_conn["id"]], capture_output=True, text=True,
+                           env=_env(), timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with dev.client(key) as http:
+        run = http.get(f"/v1/connections/{csv_conn['id']}/runs", params={"limit": 1}).json()["data"][0]
+    counts = run["streams"]["customers"]
+    assert (counts["created"], counts["updated"], counts["unchanged"], counts["rejected"]) == (0, 0, 2, 1), counts
