@@ -11,7 +11,7 @@ with three additions that a bare ``chalice package`` does not make (docs/deploy.
 
 * ``PIP_NO_DEPS=1``: Chalice's ``pip download -r requirements.txt`` would otherwise
   resolve pynamodb's dependency on botocore again and ship botocore and its
-  dependencies (a 21.8 MB zip instead of 4.8 MB), which the Lambda runtime already
+  dependencies (a 21.8 MB zip instead of 10.4 MB), which the Lambda runtime already
   provides. requirements.txt is the complete locked closure (infra/requirements.py),
   so nothing else is lost.
 * ``__pycache__`` directories are dropped from the zip: Chalice walks ``vendor/``
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MERGE_TEMPLATE = ROOT / "infra" / "resources.json"
 VENDORED = ("crm", "api", "functions", "connectors")  # vendor/<name> -> ../<name>
 RUNTIME_PROVIDED = ("boto3", "botocore")              # never in the zip
-MAX_ZIP_BYTES = 10_000_000                           # our budget (Lambda's limit: 50 MB)
+MAX_ZIP_BYTES = 12_000_000                           # our budget (Lambda's limit: 50 MB)
 
 
 class PackageError(RuntimeError):

@@ -63,6 +63,7 @@ class _ShopifyStream(Stream):
     def read(self, rc: ReadContext, state: dict[str, Any]) -> Iterator[Page]:
         window = Window(state, backfill=rc.mode == "backfill")
         prefix = str(rc.client.http.base_url).rstrip("/") + "/"
+        total = None
         if window.resumed:
             url, params = window.page, None
         else:
@@ -70,6 +71,7 @@ class _ShopifyStream(Stream):
             params = {"limit": str(PAGE_SIZE), **self.params}
             if window.since:
                 params["updated_at_min"] = window.since[:19] + "Z"  # whole seconds, rounded down
+            total = self._count(rc, {k: v for k, v in params.items() if k != "limit"})
         while True:
             body, response = rc.client.get_json(url, params=params)
             items = body.get(self.resource) if isinstance(body, dict) else None
@@ -81,10 +83,21 @@ class _ShopifyStream(Stream):
                 # the access token goes wherever the link points: only ever to the shop
                 raise VendorError(f"Shopify's next link leaves the shop: {next_url[:120]}")
             fresh = window.fresh(records)
-            yield Page(fresh, state=window.advance(records, next_url))
+            yield Page(fresh, state=window.advance(records, next_url), total=total)
             if next_url is None:
                 return
             url, params = next_url, None
+
+
+    def _count(self, rc: ReadContext, params: dict[str, str]) -> int | None:
+        """The window's size for progress bars (``<resource>/count.json``, 1 request); None
+        if the shop will not say: progress then shows records read without a total."""
+        try:
+            body, _ = rc.client.get_json(f"{self.resource}/count.json", params=params)
+        except VendorError:
+            return None
+        count = body.get("count") if isinstance(body, dict) else None
+        return count if isinstance(count, int) and count >= 0 else None
 
 
 class Customers(_ShopifyStream):

@@ -5,7 +5,8 @@ Every generated customer or order is a deep copy of ``shopify/python_api_custome
 created_at/updated_at and amounts varied; every other field is the fixture's. Behaviour:
 
 - ``X-Shopify-Access-Token`` required (401 otherwise, with Shopify's error body);
-- ``GET /admin/api/<version>/shop.json``, ``customers.json``, ``orders.json``;
+- ``GET /admin/api/<version>/shop.json``, ``customers.json``, ``orders.json`` and their
+  ``count.json``;
 - listings ordered by id; ``limit`` (default 50, at most 250), ``updated_at_min`` (inclusive),
   orders' ``status`` (default ``open``: neither closed nor cancelled; ``any``);
 - cursor pagination: ``page_info`` is an opaque token carrying the last id and the filters;
@@ -199,7 +200,21 @@ class FakeShopify(FakeVendor):
                                         "myshopify_domain": "fake.myshopify.com"}})
         if method == "GET" and resource in ("customers.json", "orders.json"):
             return self._list(resource[:-5], query)
+        if method == "GET" and resource in ("customers/count.json", "orders/count.json"):
+            return self._count(resource.split("/")[0], query)
         return Reply(404, {"errors": "Not Found"})
+
+    def _count(self, kind: str, query: dict[str, str]) -> Reply:
+        """``GET <kind>/count.json``: how many match ``updated_at_min`` (and orders' status)."""
+        since = epoch(query["updated_at_min"]) if query.get("updated_at_min") else None
+        status = query.get("status", "open") if kind == "orders" else None
+        with self.lock:
+            table = getattr(self, kind)
+            n = sum(1 for rec in table.values()
+                    if (since is None or rec.updated >= since)
+                    and (status in (None, "any") or (status == "open" and not (rec.override or {}).get("closed_at")
+                                                      and not (rec.override or {}).get("cancelled_at"))))
+        return Reply(200, {"count": n})
 
     def _token(self, payload: dict[str, Any]) -> str:
         raw = json.dumps(payload, separators=(",", ":")).encode()

@@ -249,7 +249,8 @@ def test_full_read_with_throttles_yields_every_record_exactly_once(shop):
 
     assert shop.throttled >= 4 and sleeps.count(0.5) == shop.throttled  # each Retry-After slept
     assert len(sleeps) == shop.throttled + 1  # and one backoff for the 502
-    first, then = shop.log[0][1], [t for _, t in shop.log[1:] if "page_info" in t]
+    listed = [t for _, t in shop.log if "count.json" not in t]
+    first, then = listed[0], [t for t in listed[1:] if "page_info" in t]
     assert "limit=250" in first and "updated_at_min" not in first  # backfill: no filter
     assert then and all("status" not in t and "updated_at_min" not in t for t in then)
     assert any("status=any" in t for _, t in shop.log)
@@ -295,7 +296,9 @@ def test_boundary_timestamps_are_neither_lost_nor_read_twice(shop):
     second, state, _ = read(Customers, rc, state)
     assert sorted(int(r.external_id) for r in second) == sorted(changed + [late])
     assert all(r.profile["name"]["given"] == "Changed" for r in second if int(r.external_id) in changed)
-    assert "updated_at_min=2024-03-01T11%3A55%3A00Z" in shop.log[0][1]  # cursor minus the lookback
+    # the window's count (for progress) and its first page both start at the cursor minus the lookback
+    assert "count.json" in shop.log[0][1] and "updated_at_min=2024-03-01T11%3A55%3A00Z" in shop.log[0][1]
+    assert "updated_at_min=2024-03-01T11%3A55%3A00Z" in shop.log[1][1]
 
     third, state, _ = read(Customers, rc, state)
     assert third == []  # the overlap is re-read but nothing in it is new
@@ -374,3 +377,15 @@ def test_webhook_signature_topics_and_delivery_ids():
     conn.verify_webhook(config, headers, body)
     [rejected] = conn.parse_webhook(config, headers, body).records
     assert isinstance(rejected, Rejected) and rejected.external_id == "450789469"
+
+
+def test_each_window_tells_its_size_for_progress_bars(shop):
+    shop.seed(customers=600)
+    rc, _ = context(shop, mode="backfill")
+    pages = list(Customers().read(rc, {}))
+    assert [p.total for p in pages] == [600, 600, 600]
+    state = pages[-1].state
+    shop.update_customer(shop.ids("customers")[7], first_name="New")
+    rc, _ = context(shop)
+    pages = list(Customers().read(rc, state))
+    assert pages[0].total is not None and pages[0].total >= 1  # the overlap is counted too
