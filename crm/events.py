@@ -5,6 +5,12 @@ event is never emitted for a write that did not happen, nor lost for one that di
 Each event's ``id`` is derived from the fact it reports (``order.paid:<order id>``,
 ``points.earned:<customer>:<seq>``), so a redelivered or replayed stream record yields
 the same ids and every subscriber can de-duplicate on them.
+
+A merge (crm/merge.py) moves items between customers' partitions: the copies it
+inserts carry a mark (an order's ``data.moved_from``, a ledger entry's
+``detail.merged_from``, a lot's ``merged_from``) and stand for no new fact, so they
+derive nothing; the deletes in the old partition derive nothing either. The merge
+itself is one event, ``customer.merged``, from the other profile's change of status.
 """
 from __future__ import annotations
 
@@ -14,6 +20,14 @@ Event = dict[str, Any]
 _POINTS_EVENTS = {"pending": "points.earned", "earn": "points.earned", "activate": "points.activated",
                   "redeem": "points.redeemed", "expire": "points.expired", "adjust": "points.adjusted",
                   "reverse": "points.reversed"}
+
+
+# Every event type derive() emits (docs/architecture.md has what each stands for).
+TYPES = frozenset({
+    "order.placed", "order.paid", "order.fulfilled", "order.cancelled", "order.refunded",
+    "customer.created", "customer.updated", "customer.erased", "customer.merged",
+    *_POINTS_EVENTS.values(), "points.expiring", "tier.changed",
+})
 
 
 def _tenant(pk: str) -> str:
@@ -36,6 +50,8 @@ def derive(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Event
 def _order(old: dict | None, new: dict | None) -> list[Event]:
     if new is None:
         return []
+    if old is None and (new.get("data") or {}).get("moved_from"):
+        return []  # moved to another customer's partition by a merge: no new fact
     oid, data, status = new["order_id"], new["data"], new["status"]
     state = {"order_id": oid, "customer_id": new["customer_id"], "status": status, "data": data}
     before = (old or {}).get("data") or {}
@@ -63,9 +79,16 @@ def _customer(old: dict | None, new: dict | None) -> list[Event]:
         return [_event("customer.created", cid, new, new["created_at"], summary)]
     if new.get("status") == "erased" and old.get("status") != "erased":
         return [_event("customer.erased", cid, new, new.get("erased_at") or new["updated_at"], summary)]
+    if new.get("status") == "merged" and old.get("status") != "merged":
+        return [_event("customer.merged", cid, new, new["updated_at"],
+                       {**summary, "merged_into": new.get("merged_into")})]
+    if new.get("status") in ("merging", "merged"):
+        return []  # a merge's progress: its one event is customer.merged
     if new.get("version") != old.get("version"):
         changed = sorted(k for k in set(new.get("data") or {}) | set(old.get("data") or {})
                          if (new.get("data") or {}).get(k) != (old.get("data") or {}).get(k))
+        if not changed and new.get("status") == old.get("status"):
+            return []  # only bookkeeping changed (a merge's marker on its survivor)
         return [_event("customer.updated", f"{cid}:{version}", new, new["updated_at"],
                        {**summary, "changed": changed})]
     return []
@@ -76,12 +99,16 @@ def _loyalty(old: dict | None, new: dict | None) -> list[Event]:
         return []
     cid = new["customer_id"]
     book, before = new.get("book") or {}, (old or {}).get("book") or {}
+    if book.get("merged_into"):
+        return []  # closed by a merge: its points went on to the survivor's book
     events = []
     if book.get("tier") != before.get("tier") and book.get("tier_since"):
         events.append(_event("tier.changed", f"{cid}:{book['tier_since']}", new, book["tier_since"],
                              {"customer_id": cid, "from": before.get("tier"), "to": book.get("tier")}))
     old_lots = before.get("lots") or {}
     for lid, lot in (book.get("lots") or {}).items():
+        if lid not in old_lots and lot.get("merged_from"):
+            continue  # came with a merged book: announced there already, if due
         if lot.get("warned") and not (old_lots.get(lid) or {}).get("warned"):
             events.append(_event("points.expiring", f"{cid}:{lid}", new, new["updated_at"],
                                  {"customer_id": cid, "lot": lid, "points": lot["left"],
@@ -93,6 +120,8 @@ def _ledger(old: dict | None, new: dict | None) -> list[Event]:
     if new is None or old is not None:
         return []  # entries are append-only: only an insert is news
     entry = new["entry"]
+    if (entry.get("detail") or {}).get("merged_from"):
+        return []  # a merged customer's entry, copied to the survivor's ledger
     type_ = _POINTS_EVENTS[entry["type"]]
     return [_event(type_, f"{new['customer_id']}:{entry['seq']}", new, entry["at"],
                    {"customer_id": new["customer_id"], **entry})]

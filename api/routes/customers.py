@@ -77,6 +77,22 @@ def get_customer(req: Request) -> Result:
     from crm.customers import service
 
     customer = service.get(req.ctx, req.params["customer_id"])
+    headers = _etag(customer)
+    if customer.id != req.params["customer_id"]:  # merged: the survivor answers for it
+        headers.update({"Content-Location": f"/v1/customers/{customer.id}",
+                        "X-Rapport-Merged-Into": customer.id})
+    return Result(200, customer, headers)
+
+
+@endpoint(bp, "/v1/customers/{customer_id}/merge", "POST", operation_id="mergeCustomers", tag=TAG,
+          scope=WRITE, summary="Merge other_id into this customer: identities, timeline, orders and "
+          "points; other_id then resolves to this customer. Repeating it is safe and finishes an "
+          "interrupted merge", body="MergeRequest", responses={200: "Customer"},
+          errors=(404, 409, 422), idempotent=True)
+def merge_customers(req: Request) -> Result:
+    from crm.merge import merge
+
+    customer = merge(req.ctx, req.params["customer_id"], req.body.other_id)
     return Result(200, customer, _etag(customer))
 
 

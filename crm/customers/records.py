@@ -19,6 +19,14 @@ from crm.storage import CustomerItem, EventItem
 
 PROFILE = "PROFILE"
 EVENT_PREFIX = "EV#"
+MERGED_STATES = ("merging", "merged")  # the profile's id resolves to ``merged_into``
+
+
+def survivor(item: Any) -> str | None:
+    """The customer a merged (or merging) profile resolves to, else None."""
+    if getattr(item, "status", None) in MERGED_STATES and getattr(item, "merged_into", None):
+        return item.merged_into
+    return None
 
 
 def profile_pk(ctx: TenantContext, customer_id: str) -> str:
@@ -52,15 +60,26 @@ def guards(ctx: TenantContext, data: dict[str, Any]) -> dict[str, str]:
         out[email_guard(ctx, data["email"])] = "email"
     for source, xid in (data.get("external_ids") or {}).items():
         out[xid_guard(ctx, source, xid)] = f"external_ids.{source}"
+    aliases = data.get("aliases") or {}
+    for email in aliases.get("emails") or ():  # identities a merge brought (crm/merge.py)
+        out.setdefault(email_guard(ctx, email), "aliases.emails")
+    for alias in aliases.get("external_ids") or ():
+        out.setdefault(xid_guard(ctx, alias["source"], alias["external_id"]), "aliases.external_ids")
     return out
 
 
 def entries(ctx: TenantContext, data: dict[str, Any]) -> set[str]:
     """Lookup-entry pks (phone, tags) the profile should be listed under."""
     out = {tag_entry(ctx, t) for t in data.get("tags") or ()}
-    if data.get("phone"):
-        out.add(phone_entry(ctx, data["phone"]))
+    for phone in [data.get("phone"), *((data.get("aliases") or {}).get("phones") or ())]:
+        if phone:
+            out.add(phone_entry(ctx, phone))
     return out
+
+
+def phones(data: dict[str, Any]) -> set[str]:
+    """Every phone a profile answers to: its own and those a merge brought."""
+    return {p for p in [data.get("phone"), *((data.get("aliases") or {}).get("phones") or ())] if p}
 
 
 def set_list_keys(ctx: TenantContext, item: CustomerItem) -> None:
@@ -76,7 +95,7 @@ def set_list_keys(ctx: TenantContext, item: CustomerItem) -> None:
 def to_customer(item: CustomerItem) -> Customer:
     return Customer(id=item.customer_id, status=item.status, created_at=item.created_at,
                     updated_at=item.updated_at, erased_at=item.erased_at,
-                    version=item.version, **(item.data or {}))
+                    merged_into=item.merged_into, version=item.version, **(item.data or {}))
 
 
 def to_event(item: EventItem) -> TimelineEvent:

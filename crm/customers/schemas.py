@@ -169,11 +169,27 @@ class CustomerPatch(CustomerFields):
     external_ids: dict[Source, ExternalId | None] | None = Field(default=None, max_length=20)  # type: ignore[assignment]
 
 
+class ExternalIdAlias(BaseModel):
+    source: str
+    external_id: str
+
+
+class Aliases(BaseModel):
+    """Identities a merge brought that do not fit the profile's own fields (a second
+    email, a second external id of a source…). Their uniqueness guards and lookup
+    entries name this customer, so lookups by them find it."""
+
+    emails: list[str] = []
+    phones: list[str] = []
+    external_ids: list[ExternalIdAlias] = []
+
+
 class Customer(BaseModel):
-    """A customer as the API returns it. An erased customer keeps only id, status and times."""
+    """A customer as the API returns it. An erased customer keeps only id, status and
+    times. A merged customer's id answers with its survivor (see ``merged_ids``)."""
 
     id: str
-    status: Literal["active", "erased"]
+    status: Literal["active", "erased", "merging", "merged"]
     name: Name | None = None
     email: str | None = None
     phone: str | None = None
@@ -188,7 +204,17 @@ class Customer(BaseModel):
     created_at: str
     updated_at: str
     erased_at: str | None = None
+    merged_ids: list[str] = Field(default=[], description="customers merged into this one; their ids resolve here")
+    merged_into: str | None = Field(default=None, description="set on a merged customer: its survivor")
+    aliases: Aliases | None = Field(default=None, description="identities merged in that do not fit the profile's fields")
     version: int
+
+
+class MergeRequest(_Strict):
+    """POST /v1/customers/{id}/merge: merge ``other_id`` into the customer of the path."""
+
+    other_id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-HJKMNP-TV-Z]{26}$")] = Field(
+        description="the customer merged into this one; afterwards its id resolves to this one")
 
 
 class TimelineEventCreate(_Strict):

@@ -16,11 +16,12 @@ from crm.customers.schemas import (
     TimelineEventCreate,
 )
 from crm.customers.writes import ProfileWrite, execute
-from crm.errors import Gone, Invalid, NotFound, PreconditionFailed
+from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item, connection
 
 MERGED_FIELDS = ("attributes", "consent", "external_ids")
+MAX_HOPS = 3  # merged -> survivor links are kept one hop long (crm/merge.py); more is a fallback
 
 
 # --- reads -----------------------------------------------------------------
@@ -35,22 +36,66 @@ def _load(ctx: TenantContext, customer_id: str) -> CustomerItem:
         raise NotFound(f"customer {customer_id} not found") from None
 
 
+def follow(ctx: TenantContext, item: CustomerItem) -> CustomerItem:
+    """A merged (or merging) profile's survivor: 1 GetItem (a merge keeps every merged
+    id one hop from its survivor); the profile itself otherwise, with no request."""
+    for _ in range(MAX_HOPS):
+        target = records.survivor(item)
+        if target is None:
+            return item
+        item = _load(ctx, target)
+    return item
+
+
+def resolve(ctx: TenantContext, customer_id: str) -> CustomerItem:
+    """The profile a customer id stands for: its own, or its survivor's if it was merged."""
+    return follow(ctx, _load(ctx, customer_id))
+
+
+def survivor_id(ctx: TenantContext, customer_id: str) -> str | None:
+    """The survivor of a merged customer id (1-2 GetItem), None if it was not merged."""
+    if not ids.CUSTOMER_ID.match(customer_id):
+        return None
+    try:
+        item = resolve(ctx, customer_id)
+    except NotFound:
+        return None
+    return item.customer_id if item.customer_id != customer_id else None
+
+
 def _load_active(ctx: TenantContext, customer_id: str) -> CustomerItem:
-    item = _load(ctx, customer_id)
+    item = resolve(ctx, customer_id)
     if item.status != "active":
         raise Gone(f"customer {customer_id} was erased at {item.erased_at}")
     return item
 
 
 def get(ctx: TenantContext, customer_id: str) -> Customer:
-    """1 GetItem."""
-    return records.to_customer(_load(ctx, customer_id))
+    """1 GetItem; a merged id: +1 GetItem, and the survivor is returned."""
+    return records.to_customer(resolve(ctx, customer_id))
 
 
 def batch_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, CustomerItem]:
-    """1 BatchGetItem per 100 ids."""
+    """1 BatchGetItem per 100 ids: the profiles as stored (a merged one as its tombstone)."""
     keys = [(records.profile_pk(ctx, cid), records.PROFILE) for cid in dict.fromkeys(customer_ids)]
     return {i.customer_id: i for i in CustomerItem.batch_get(keys, consistent_read=True)} if keys else {}
+
+
+def resolved_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, CustomerItem]:
+    """As ``batch_profiles``, but a merged id maps to its survivor's profile (+1
+    BatchGetItem when some were merged)."""
+    found = batch_profiles(ctx, customer_ids)
+    for _ in range(MAX_HOPS):
+        merged = {cid: records.survivor(item) for cid, item in found.items() if records.survivor(item)}
+        if not merged:
+            break
+        survivors = batch_profiles(ctx, list(merged.values()))
+        for cid, target in merged.items():
+            if target in survivors:
+                found[cid] = survivors[target]
+            else:
+                del found[cid]
+    return found
 
 
 def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
@@ -96,9 +141,10 @@ def _list_by_tag(ctx: TenantContext, tag: str, limit: int, cursor: str | None,
                                      last_evaluated_key=start, consistent_read=True))
     more = len(rows) > limit
     rows = rows[:limit]
-    profiles = batch_profiles(ctx, [r.customer_id for r in rows])
+    profiles = resolved_profiles(ctx, [r.customer_id for r in rows])
     wanted = tag.casefold()
-    found = [profiles[r.customer_id] for r in rows if r.customer_id in profiles]
+    found = list({profiles[r.customer_id].customer_id: profiles[r.customer_id]
+                  for r in rows if r.customer_id in profiles}.values())
     found = [p for p in found if p.status == "active" and (since is None or p.updated_at >= since)
              and wanted in {t.casefold() for t in (p.data or {}).get("tags", ())}]
     nxt = encode_cursor("tag:" + tag.casefold(), rows[-1].sk) if more else None
@@ -131,12 +177,17 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
             cids = [GuardItem.get(guard_pk, "U", consistent_read=True).customer_id]
         except GuardItem.DoesNotExist:
             return []
-    profiles = batch_profiles(ctx, cids) if len(cids) > 1 else {
-        c: _load(ctx, c) for c in cids}
-    # An entry is checked against its profile (see writes.ProfileWrite.before/after).
-    return [records.to_customer(profiles[c]) for c in cids
-            if c in profiles and profiles[c].status == "active"
-            and (not phone or (profiles[c].data or {}).get("phone") == normalized_phone)]
+    profiles = resolved_profiles(ctx, cids) if len(cids) > 1 else {
+        c: resolve(ctx, c) for c in cids}
+    # An entry is checked against its profile (see writes.ProfileWrite.before/after);
+    # a merged customer's guards and entries lead to its survivor, listed once.
+    out: dict[str, Customer] = {}
+    for c in cids:
+        p = profiles.get(c)
+        if p is not None and p.status == "active" and p.customer_id not in out and (
+                not phone or normalized_phone in records.phones(p.data or {})):
+            out[p.customer_id] = records.to_customer(p)
+    return list(out.values())
 
 
 # --- writes ----------------------------------------------------------------
@@ -248,9 +299,16 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
     1 GetItem + 1 TransactWriteItems + 1 Query and 1 BatchWriteItem per 25 timeline
     entries. Repeating it is safe and finishes a purge that a crash interrupted.
     Orders are kept (they hold no profile data and are financial records) and keep
-    pointing at the tombstone.
+    pointing at the tombstone. A merged id erases its survivor (+1 GetItem): the
+    person is one customer now. While a merge into the customer runs: 409.
     """
-    item = _load(ctx, customer_id)
+    item = resolve(ctx, customer_id)
+    customer_id = item.customer_id
+    incoming = (item.merge or {}).get("from")
+    if incoming:
+        raise Conflict(f"customer {incoming} is being merged into {customer_id}; finish that merge "
+                       f"(repeat its POST …/merge) first", code="merge_in_progress",
+                       other_id=incoming)
     if item.status == "active":
         old = item.data or {}
         now = clock.now_iso()
@@ -285,55 +343,87 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
 
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
-    event = event_item(ctx, customer_id, body)
-    pk = event.pk
-    try:
-        with TransactWrite(connection=connection()) as tx:
-            tx.condition_check(CustomerItem, pk, records.PROFILE,
-                               condition=CustomerItem.status == "active")
-            tx.save(event, condition=EventItem.pk.does_not_exist())
-    except TransactWriteError:
-        _load_active(ctx, customer_id)  # raises 404 or 410
-        raise
-    return records.to_event(event)
+    for _ in range(MAX_HOPS):
+        event = event_item(ctx, customer_id, body)
+        pk = event.pk
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.condition_check(CustomerItem, pk, records.PROFILE,
+                                   condition=CustomerItem.status == "active")
+                tx.save(event, condition=EventItem.pk.does_not_exist())
+            return records.to_event(event)
+        except TransactWriteError:
+            item = _load(ctx, customer_id)  # raises 404
+            target = records.survivor(item)
+            if target is None:
+                _load_active(ctx, customer_id)  # raises 410
+                raise
+            customer_id = target  # merged: the entry goes to the survivor (+1 GetItem)
+    raise Conflict("the customer changed concurrently; retry", code="transaction_conflict")
+
+
+def keyed_event_item(ctx: TenantContext, customer_id: str, key: str,
+                     body: TimelineEventCreate) -> EventItem:
+    """The timeline item of a fact named ``key``: its id (and so its sort key) is derived
+    from the key and the time it occurred, so writing it twice writes one entry."""
+    occurred = body.occurred_at or clock.now()
+    eid = ids.derived_event_id(occurred, key)
+    data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
+    data["occurred_at"] = clock.iso(occurred)
+    return EventItem(records.profile_pk(ctx, customer_id),
+                     f"{records.EVENT_PREFIX}{data['occurred_at']}#{eid}", event_id=eid,
+                     customer_id=customer_id, data=data, created_at=clock.now_iso())
 
 
 def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineEventCreate) -> bool:
     """A timeline entry for a domain event, written at most once per ``key`` (its id is
     derived from it). 1 TransactWriteItems; False when it exists already or the customer
-    is erased (nothing to do either way)."""
+    is erased (nothing to do either way). A merged customer's entry goes to its survivor
+    (+1 GetItem and 1 TransactWriteItems): an entry moved there by the merge has the
+    same id, so a late event is still written once."""
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
-    occurred = body.occurred_at or clock.now()
-    eid = ids.derived_event_id(occurred, key)
-    data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
-    data["occurred_at"] = clock.iso(occurred)
-    pk = records.profile_pk(ctx, customer_id)
-    event = EventItem(pk, f"{records.EVENT_PREFIX}{data['occurred_at']}#{eid}", event_id=eid,
-                      customer_id=customer_id, data=data, created_at=clock.now_iso())
-    try:
-        with TransactWrite(connection=connection()) as tx:
-            tx.condition_check(CustomerItem, pk, records.PROFILE,
-                               condition=CustomerItem.status == "active")
-            tx.save(event, condition=EventItem.pk.does_not_exist())
-    except TransactWriteError as exc:
-        reasons = [getattr(r, "code", None) for r in exc.cancellation_reasons or []]
-        if "ConditionalCheckFailed" in reasons:
-            return False
-        raise
-    return True
+    for _ in range(MAX_HOPS):
+        event = keyed_event_item(ctx, customer_id, key, body)
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.condition_check(CustomerItem, event.pk, records.PROFILE,
+                                   condition=CustomerItem.status == "active")
+                tx.save(event, condition=EventItem.pk.does_not_exist())
+            return True
+        except TransactWriteError as exc:
+            reasons = [getattr(r, "code", None) for r in exc.cancellation_reasons or []]
+            if "ConditionalCheckFailed" not in reasons:
+                raise
+            if reasons[0] != "ConditionalCheckFailed":
+                return False  # the entry exists
+            try:
+                target = records.survivor(_load(ctx, customer_id))
+            except NotFound:
+                return False
+            if target is None:
+                return False  # erased
+            customer_id = target
+    return False
 
 
 def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
     """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), the points
     book (sk LOYALTY), then the EV# entries. Orders (sk A#ORD#...) and ledger entries
-    (B#LED#...) sort below this range."""
-    pk = records.profile_pk(ctx, customer_id)
-    start = None if after is None else start_key(pk=pk, sk=after)
-    return list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
-                           scan_index_forward=False, limit=limit, page_size=limit,
-                           last_evaluated_key=start, consistent_read=True))
+    (B#LED#...) sort below this range. From the top (``after`` None), a merged
+    customer's profile leads to its survivor's rows (+1 Query)."""
+    for _ in range(MAX_HOPS + 1):
+        pk = records.profile_pk(ctx, customer_id)
+        start = None if after is None else start_key(pk=pk, sk=after)
+        rows = list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
+                               scan_index_forward=False, limit=limit, page_size=limit,
+                               last_evaluated_key=start, consistent_read=True))
+        target = records.survivor(rows[0]) if after is None and rows else None
+        if target is None:
+            return rows
+        customer_id = target
+    return rows
 
 
 def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
@@ -341,7 +431,16 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     """1 Query: the first page also returns the profile, which proves the customer exists."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
-    after = decode_cursor(cursor, "event")
+    kind = "event"
+    try:
+        after = decode_cursor(cursor, kind)
+    except Invalid:
+        # a page of a merged customer's timeline is its survivor's (cursor "event@<id>")
+        target = survivor_id(ctx, customer_id)
+        if target is None:
+            raise
+        customer_id, kind = target, f"event@{target}"
+        after = decode_cursor(cursor, kind)
     if after is not None and not after.startswith(records.EVENT_PREFIX):
         raise Invalid("cursor is malformed", field="cursor")
     # page 1 also holds the profile, the recent orders and the points book, above EV#
@@ -349,9 +448,11 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
     if after is None:
         if not rows or not isinstance(rows[0], CustomerItem):
             raise NotFound(f"customer {customer_id} not found")
+        if rows[0].customer_id != customer_id:
+            kind = f"event@{rows[0].customer_id}"
         rows = rows[1:]
     events = [r for r in rows if isinstance(r, EventItem)]
     more = len(events) > limit
     events = events[:limit]
-    nxt = encode_cursor("event", events[-1].sk) if more else None
+    nxt = encode_cursor(kind, events[-1].sk) if more else None
     return Page([records.to_event(e) for e in events], nxt)

@@ -11,6 +11,11 @@ State (kept whole in the customer's ``LOYALTY`` item):
 - ``available``/``pending`` (always the sums of the active/pending lots), ``lifetime``,
   ``owed`` (reversed points that had already been redeemed), ``tier``, ``seq``.
 
+Two books are combined by ``merge`` when two customers are merged (crm/merge.py): the
+survivor's book takes the other's lots, orders and months, and the other's ledger
+entries are renumbered after the survivor's (``merged_entry``); the other's book is
+left closed (``merged_into``), so it never earns again.
+
 Every change appends ledger entries numbered by ``seq``. Times only move forward through
 ``catch_up(now)``, which applies whatever fell due (activation, expiry, expiry notices,
 tier changes) in time order, so the state depends on the facts and the clock, not on
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import calendar
 import copy
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -279,3 +285,69 @@ class Book:
                 and self.s["available"] >= 0 and self.s["owed"] >= 0
                 and all(lot["left"] > 0 for lot in self.s["lots"].values())):
             raise AssertionError(f"loyalty invariants broken: {self.s}")
+
+
+# --- merging two customers' books ------------------------------------------------
+
+_ADJ_LOT = re.compile(r"^lot_adj_([0-9]+)$")
+
+
+def merged_lot_id(lot_id: str | None, base: int) -> str | None:
+    """A lot of the other book, as named in the combined one. Order lots
+    (``lot_<order id>``) keep their names: an order is in one book only. An adjustment's
+    lot is named after its ledger entry, so it follows the entry's new number
+    (``lot_adj_<base + seq>``), which no lot of the survivor has or will have."""
+    m = _ADJ_LOT.match(lot_id or "")
+    return f"lot_adj_{base + int(m.group(1))}" if m else lot_id
+
+
+def merged_entry(entry: dict[str, Any], base: int, other_id: str) -> dict[str, Any]:
+    """One of the other's ledger entries as it is copied to the survivor's ledger:
+    numbered after the survivor's entries, its lot renamed, and marked, so that the
+    copy derives no points event (crm/events.py)."""
+    out = copy.deepcopy(entry)
+    out["seq"] = base + entry["seq"]
+    if out.get("lot"):
+        out["lot"] = merged_lot_id(out["lot"], base)
+    out["detail"] = {**(entry.get("detail") or {}), "merged_from": other_id,
+                     "merged_seq": entry["seq"]}
+    return out
+
+
+def merge(survivor: dict[str, Any] | None, other: dict[str, Any] | None,
+          program: dict[str, Any] | None, now: str, *, survivor_id: str,
+          other_id: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Combine ``other`` into ``survivor``: (the combined state, the other's closed
+    state, ``base``: the survivor's seq before, to add to the other's entry numbers).
+
+    Lots, paid orders and months are united; available, pending, lifetime and owed are
+    summed; the seq moves on by the other's, reserving the numbers of its entries; the
+    tier is recomputed from the combined months (the program's rules, as of ``now``).
+    Pure; raises ValueError if the books cannot be combined (a closed book, an order in
+    both)."""
+    s = Book(survivor, program)
+    o = copy.deepcopy(other) if other else empty()
+    if o.get("merged_into") or s.s.get("merged_into"):
+        raise ValueError("a closed book cannot be merged")
+    both = set(o["orders"]) & set(s.s["orders"])
+    if both:
+        raise ValueError(f"orders in both books: {sorted(both)}")
+    base = s.s["seq"]
+    for lid, lot in o["lots"].items():
+        new = merged_lot_id(lid, base)
+        if new in s.s["lots"]:
+            raise ValueError(f"lot {new} is in both books")
+        s.s["lots"][new] = {**lot, "merged_from": other_id}
+    s.s["orders"].update(o["orders"])
+    for month, bucket in o["months"].items():
+        mine = s.s["months"].setdefault(month, {"spend": 0, "points": 0})
+        mine["spend"] += bucket["spend"]
+        mine["points"] += bucket["points"]
+    for name in ("available", "pending", "lifetime", "owed"):
+        s.s[name] += o[name]
+    s.s["seq"] = base + o["seq"]
+    s.s.setdefault("merged", {})[other_id] = {"base": base, "entries": o["seq"]}
+    s._retier(now)
+    s.check()
+    closed = {**empty(), "seq": o["seq"], "merged_into": survivor_id, "merge_base": base}
+    return s.s, closed, base

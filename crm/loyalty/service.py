@@ -6,6 +6,11 @@ at ``B#LED#<seq>`` and redemption guards at ``B#RDM#<key digest>`` (below the ti
 Every change is one TransactWriteItems: the new ledger entries (each conditional on
 not existing) and the book (conditional on its version), so the ledger and the
 projection never disagree and concurrent writers cannot both spend the same points.
+
+Merged customers (crm/merge.py): the routes take a merged id for its survivor; an
+order's points stay in the book of the customer it was paid under until the merge
+combines the books (``combine``), and a combined (closed) book sends everything on to
+the survivor's, so an event delivered before, during or after a merge counts once.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from crm import clock, ids
 from crm.context import TenantContext
 from crm.customers import records
 from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
-from crm.loyalty.book import Book, InsufficientPoints
+from crm.loyalty.book import Book, InsufficientPoints, merge as merge_books
 from crm.loyalty.schemas import (
     AdjustmentCreate,
     LedgerEntry,
@@ -112,6 +117,11 @@ def _book(found: dict[str, Any], customer_id: str, ctx: TenantContext) -> tuple[
     return item, Book(item.book or None, data), data
 
 
+def _survivor(found: dict[str, Any]) -> str | None:
+    """The survivor, when the profile read is a merged customer's."""
+    return records.survivor(found.get(records.PROFILE))
+
+
 def _require_customer(found: dict[str, Any], customer_id: str) -> CustomerItem:
     profile = found.get(records.PROFILE)
     if not isinstance(profile, CustomerItem):
@@ -193,15 +203,48 @@ def _retrying(attempt: Callable[[], Any], settle: Callable[[], Any] | None = Non
     raise Conflict("the customer's points changed concurrently; retry", code="transaction_conflict")
 
 
+def _owner(ctx: TenantContext, order: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Which customer's book holds an order's points, and that book and the program as
+    ``_read`` gives them: the customer the order was paid under (``data.moved_from``
+    for an order a merge moved) until that book is closed by the merge, then the
+    survivor's. 1 BatchGetItem (the order's customer's book, the book of the customer
+    it was moved from, the program); +1 GetItem per closed book followed (a stale
+    event of a merged customer)."""
+    customer_id = order["customer_id"]
+    origin = (order.get("data") or {}).get("moved_from")
+    owner = origin or customer_id
+    wanted = {customer_id, owner}
+    keys = [(records.profile_pk(ctx, c), LOYALTY) for c in sorted(wanted)] + [(program_pk(ctx), PROGRAM)]
+    found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
+    for _ in range(8):
+        book = found.get((records.profile_pk(ctx, owner), LOYALTY))
+        target = (book.book or {}).get("merged_into") if isinstance(book, LoyaltyItem) else None
+        if not target:
+            break
+        owner = target
+        key = (records.profile_pk(ctx, owner), LOYALTY)
+        if key not in found:
+            try:
+                found[key] = LoyaltyItem.get(*key, consistent_read=True)
+            except LoyaltyItem.DoesNotExist:
+                found[key] = None
+    else:
+        raise Conflict(f"the books merged into one another too many times ({customer_id})",
+                       code="transaction_conflict")
+    mine = {LOYALTY: found.get((records.profile_pk(ctx, owner), LOYALTY)),
+            PROGRAM: found.get((program_pk(ctx), PROGRAM))}
+    return owner, {k: v for k, v in mine.items() if v is not None}
+
+
 def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = None) -> int:
     """Bring a customer's points in line with an order's state (from a stream image):
     1 BatchGetItem, then 1 TransactWriteItems if anything changed. Returns the number
-    of ledger entries written (0 for a duplicate or stale delivery)."""
-    customer_id = order["customer_id"]
+    of ledger entries written (0 for a duplicate or stale delivery). The book is the
+    one ``_owner`` names (merged customers)."""
     at = now or clock.now_iso()
 
     def attempt() -> int:
-        found = _read(ctx, customer_id)
+        customer_id, found = _owner(ctx, order)
         item, book, program = _book(found, customer_id, ctx)
         if program is None:
             return 0  # no program: orders earn nothing
@@ -214,7 +257,7 @@ def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = Non
         _commit(ctx, item, book, at)
         return len(book.entries)
 
-    return _retrying(attempt, lambda: maintain(ctx, customer_id, at))
+    return _retrying(attempt, lambda: maintain(ctx, _owner(ctx, order)[0], at))
 
 
 def maintain(ctx: TenantContext, customer_id: str, now: str | None = None) -> int:
@@ -226,7 +269,7 @@ def maintain(ctx: TenantContext, customer_id: str, now: str | None = None) -> in
     def attempt() -> tuple[int, bool]:
         found = _read(ctx, customer_id)
         item, book, _ = _book(found, customer_id, ctx)
-        if not item.book:
+        if not item.book or item.book.get("merged_into"):
             return 0, False
         before = repr(book.s)
         book.catch_up(at, limit=MAX_ENTRIES)
@@ -263,10 +306,16 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     guard_sk = REDEMPTION_PREFIX + _digest(idempotency_key) if idempotency_key else None
+    target = {"id": customer_id}
 
     def attempt() -> tuple[PointsChange, bool]:
         at = clock.now_iso()
-        found = _read(ctx, customer_id, records.PROFILE, *([guard_sk] if guard_sk else []))
+        for _ in range(4):  # a merged id: the survivor's book (+1 BatchGetItem)
+            customer_id = target["id"]
+            found = _read(ctx, customer_id, records.PROFILE, *([guard_sk] if guard_sk else []))
+            if _survivor(found) is None:
+                break
+            target["id"] = _survivor(found)
         guard = found.get(guard_sk) if guard_sk else None
         if isinstance(guard, RedemptionItem):
             return PointsChange.model_validate(guard.result), False
@@ -289,7 +338,7 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
         _commit(ctx, item, book, at, extra)
         return result, True
 
-    return _retrying(attempt, lambda: maintain(ctx, customer_id))
+    return _retrying(attempt, lambda: maintain(ctx, target["id"]))
 
 
 def redeem(ctx: TenantContext, customer_id: str, body: RedemptionCreate,
@@ -346,6 +395,11 @@ def view(ctx: TenantContext, customer_id: str) -> Loyalty:
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     found = _read(ctx, customer_id, records.PROFILE)
+    for _ in range(3):  # a merged id: the survivor's balance (+1 BatchGetItem)
+        if _survivor(found) is None:
+            break
+        customer_id = _survivor(found)
+        found = _read(ctx, customer_id, records.PROFILE)
     if not isinstance(found.get(records.PROFILE), CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
     _, book, _ = _book(found, customer_id, ctx)
@@ -354,13 +408,24 @@ def view(ctx: TenantContext, customer_id: str) -> Loyalty:
     return _view(customer_id, book, at)
 
 
-def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | None) -> Page:
-    """Newest first: 1 Query (+1 GetItem when the first page is empty, for the 404)."""
+def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | None,
+           _hops: int = 0) -> Page:
+    """Newest first: 1 Query (+1 GetItem when the first page is empty, for the 404). A
+    merged id: its first page is empty, so the GetItem finds the survivor, then 1 Query
+    of the survivor's ledger; its cursors name the survivor."""
+    from crm.customers.service import survivor_id
+
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     pk = records.profile_pk(ctx, customer_id)
     kind = "ledger:" + customer_id
-    after = decode_cursor(cursor, kind)
+    try:
+        after = decode_cursor(cursor, kind)
+    except Invalid:
+        target = survivor_id(ctx, customer_id) if _hops == 0 else None
+        if target is None:
+            raise
+        return ledger(ctx, target, limit=limit, cursor=cursor, _hops=1)
     if after is not None and not re.fullmatch(r"[0-9]{1,10}", after):
         raise Invalid("cursor is malformed", field="cursor")
     start = None if after is None else start_key(pk=pk, sk=f"{LEDGER_PREFIX}{int(after):010d}")
@@ -369,13 +434,77 @@ def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
                                  consistent_read=True))
     if not rows and after is None:
         try:
-            CustomerItem.get(pk, records.PROFILE, consistent_read=True)
+            profile = CustomerItem.get(pk, records.PROFILE, consistent_read=True)
         except CustomerItem.DoesNotExist:
             raise NotFound(f"customer {customer_id} not found") from None
+        if records.survivor(profile) and _hops < 3:
+            return ledger(ctx, records.survivor(profile), limit=limit, cursor=None, _hops=_hops + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(kind, str(rows[-1].entry["seq"])) if more else None
     return Page([LedgerEntry(**r.entry) for r in rows], nxt)
+
+
+# --- merging two customers' books (crm/merge.py) ----------------------------------
+
+def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tuple[int, int]:
+    """Combine the other's points book into the survivor's (``book.merge``) and close
+    the other's: 1 BatchGetItem (both books, the program) + 1 TransactWriteItems (both
+    books, each conditional on its version; re-read and redone on a race). Returns
+    (base, entries): the other's ledger entries are to be copied to the survivor's as
+    ``base + seq`` for seq 1..entries (``book.merged_entry``). Done already (the other's
+    book is closed into the survivor's): the same answer, nothing written. The other
+    never had points: its book is closed with 1 PutItem, the survivor's left alone."""
+    from pynamodb.exceptions import PutError, TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    from crm.loyalty.book import empty as book_empty
+
+    s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
+    for n in range(ATTEMPTS):
+        keys = [(s_pk, LOYALTY), (o_pk, LOYALTY), (program_pk(ctx), PROGRAM)]
+        found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
+        s_item = found.get((s_pk, LOYALTY)) or LoyaltyItem(s_pk, LOYALTY, customer_id=survivor_id, book={})
+        o_item = found.get((o_pk, LOYALTY)) or LoyaltyItem(o_pk, LOYALTY, customer_id=other_id, book={})
+        program = found.get((program_pk(ctx), PROGRAM))
+        closed = o_item.book or {}
+        if closed.get("merged_into"):
+            if closed["merged_into"] != survivor_id:
+                raise Conflict(f"customer {other_id}'s points were merged into {closed['merged_into']}",
+                               code="already_merged")
+            return closed["merge_base"], closed["seq"]
+        if not o_item.book or o_item.book == book_empty():
+            # nothing to combine: the survivor's book stays as it is; the other's is closed
+            s_item, combined, closed, base = None, None, {**book_empty(), "merged_into": survivor_id,
+                                                          "merge_base": 0}, 0
+            o_item.book, o_item.updated_at, o_item.gsi2pk, o_item.gsi2sk = closed, now, None, None
+            try:
+                o_item.save()
+                return 0, 0
+            except PutError as exc:
+                if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                    raise
+                continue
+        try:
+            combined, closed, base = merge_books(s_item.book or None, o_item.book or None,
+                                                 program.data if program else None, now,
+                                                 survivor_id=survivor_id, other_id=other_id)
+        except ValueError as exc:
+            raise Conflict(f"the points books cannot be combined: {exc}", code="merge_conflict") from None
+        s_item.book, o_item.book = combined, closed
+        s_item.updated_at = o_item.updated_at = now
+        _set_due(ctx, s_item, Book(combined, program.data if program else None))
+        o_item.gsi2pk = o_item.gsi2sk = None
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(s_item)
+                tx.save(o_item)
+            return base, closed["seq"]
+        except TransactWriteError as exc:
+            if exc.cause_response_code != "TransactionCanceledException":
+                raise
+            time.sleep(random.uniform(0, 0.004 * (n + 1)))
+    raise Conflict("the customers' points changed concurrently; retry", code="transaction_conflict")
 
 
 def placement_stamp(book_item: Any, program_item: Any, profile: CustomerItem, has_orders: bool,
