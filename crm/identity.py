@@ -74,7 +74,7 @@ from crm.context import TenantContext
 from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, CustomerPatch, ExternalId
 from crm.customers.service import batch_profiles, new_data, new_item, patched_data, require_identity
-from crm.customers.writes import MAX_TRANSACTION_ITEMS, ProfileWrite, execute
+from crm.customers.writes import ProfileWrite, execute_packed
 from crm.errors import Conflict, DomainError, Invalid, NotFound, field_errors
 from crm.identity_schemas import DEFAULT_ORDER, IdentityConflict, IdentitySettings, IdentitySettingsFields
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
@@ -549,28 +549,17 @@ class _Round:
             writes.append((plan, ProfileWrite.plan(self.ctx, item, plan.old, plan.data,
                                                    is_new=plan.old is None)))
         deferred: list[int] = []
-        for group in _pack(writes):
-            try:
-                execute([w for _, w in group])
-                done = group
-            except DomainError:
-                done = []
-                for plan, w in group:
-                    try:
-                        execute([w])
-                        done.append((plan, w))
-                    except DomainError as exc:
-                        if self.last:
-                            for i, *_ in plan.records:
-                                self.results[i] = Resolution(i, "error", customer_id=w.item.customer_id,
-                                                             error=exc)
-                        else:
-                            deferred += [i for i, *_ in plan.records]
-            for plan, w in done:
+        for plan, w, exc in execute_packed(writes):
+            if exc is None:
                 for i, status, by, conflict in plan.records:
                     if conflict is not None:
                         continue  # its Resolution (status conflict, customer id) is set
                     self.results[i] = Resolution(i, status, customer_id=w.item.customer_id, matched_by=by)
+            elif self.last:
+                for i, *_ in plan.records:
+                    self.results[i] = Resolution(i, "error", customer_id=w.item.customer_id, error=exc)
+            else:
+                deferred += [i for i, *_ in plan.records]
         return deferred
 
 
@@ -580,17 +569,3 @@ _REASONS = {
     "matches_disagree": "the record's identifiers match different customers; nothing was guessed",
     "email_taken": "the email belongs to a customer that no enabled rule links this record to",
 }
-
-
-def _pack(writes: list[tuple[_Plan, ProfileWrite]]):
-    group: list[tuple[_Plan, ProfileWrite]] = []
-    size = 0
-    for entry in writes:
-        n = len(entry[1].ops)
-        if group and size + n > MAX_TRANSACTION_ITEMS:
-            yield group
-            group, size = [], 0
-        group.append(entry)
-        size += n
-    if group:
-        yield group

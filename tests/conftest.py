@@ -26,6 +26,12 @@ os.environ.update({
 os.environ.pop("AWS_PROFILE", None)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Bulk tests (10,000-record syncs) run last: they fill the session's table, and the
+    tests that read a tenant back with a Scan (``partition_items``) would slow down after."""
+    items.sort(key=lambda item: item.get_closest_marker("bulk") is not None)
+
+
 @pytest.fixture(scope="session")
 def aws_endpoint() -> str:
     """moto's server, started once per session on a free loopback port."""
@@ -103,6 +109,37 @@ class Tenant:
         r = self.http.post("/v1/customers", json=fields)
         assert r.status_code == 201, r.text
         return r.json()
+
+
+@pytest.fixture(scope="module")
+def tail(table: str):
+    """The table's stream from where it stood when the module's first test asked."""
+    from tests.streams import StreamTail
+
+    return StreamTail(table)
+
+
+@pytest.fixture()
+def deliver(tail):
+    """Every stream record so far, through the dispatcher's decoding, to the loyalty and
+    timeline handlers (what Lambda and `rapport dev`'s pollers run), until nothing new
+    comes out; returns the events derived."""
+    from functions import loyalty, timeline
+    from functions.dispatch import events_of, route
+
+    def run() -> list[dict]:
+        seen = []
+        while True:
+            events = [e for r in tail.records() for e in events_of(r)]
+            if not events:
+                return seen
+            routed = route(events)
+            for event in routed["loyalty"]:
+                loyalty.apply(event)
+            for event in routed["timeline"]:
+                timeline.apply(event)
+            seen += events
+    return run
 
 
 @pytest.fixture()

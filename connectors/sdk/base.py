@@ -8,7 +8,7 @@ never a partial write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, Callable, ClassVar, Iterator, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -77,6 +77,18 @@ class Rejected:
 
 
 Record = CustomerRecord | OrderRecord | Rejected
+
+R = TypeVar("R")
+MALFORMED = (ValueError, TypeError, KeyError, AttributeError)  # what a record of an unexpected shape raises
+
+
+def rejecting(what: str, external_id: str, build: Callable[[], R]) -> R | Rejected:
+    """``build()``, or, when the vendor record turns out malformed (a missing key, a wrong
+    type, a bad value), ``Rejected(external_id, "<what> <external_id>: <error>")``."""
+    try:
+        return build()
+    except MALFORMED as exc:
+        return Rejected(external_id, f"{what} {external_id}: {exc}")
 
 
 @dataclass

@@ -18,6 +18,12 @@ EXPONENTS: dict[str, int] = {
 }
 
 
+def currency_code(value: Any) -> str | None:
+    """A vendor's currency as an upper-case three-letter code, None when it is not one."""
+    code = str(value or "").upper()
+    return code if len(code) == 3 and code.isalpha() else None
+
+
 def exponent(currency: str) -> int:
     return EXPONENTS.get(currency.upper(), 2)
 

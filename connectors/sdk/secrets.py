@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import os
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 

@@ -8,17 +8,18 @@ resume token in the checkpoint. Mapping rules: :mod:`connectors.shopify.mapping`
 """
 from __future__ import annotations
 
-import json
+from functools import partial
 from typing import Any, ClassVar, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.sdk.base import Connector, Page, ReadContext, Rejected, Stream, WebhookDelivery
-from connectors.sdk.errors import CheckFailed, VendorError, WebhookRejected
+from connectors.sdk.base import Connector, Page, ReadContext, Stream, WebhookDelivery
+from connectors.sdk.errors import CheckFailed, VendorError
 from connectors.sdk.fields import base_url, header
 from connectors.sdk.http import Client
 from connectors.sdk.paging import link_next
-from connectors.sdk.secrets import Secret, hmac_base64, same
+from connectors.sdk.secrets import Secret
+from connectors.sdk.webhooks import header_id, json_delivery, verify_hmac_base64
 from connectors.sdk.window import Window
 from connectors.shopify import mapping
 
@@ -152,26 +153,14 @@ class Shopify(Connector):
             raise CheckFailed(f"{config.shop_url} did not answer like a Shopify shop")
 
     def verify_webhook(self, config: ShopifyConfig, headers: dict[str, str], body: bytes) -> None:
-        if not config.webhook_secret:
-            raise WebhookRejected("no webhook secret is configured for this Shopify connection")
-        signature = header(headers, "X-Shopify-Hmac-Sha256")
-        if not signature:
-            raise WebhookRejected("missing X-Shopify-Hmac-Sha256")
-        if not same(signature.strip(), hmac_base64(config.webhook_secret, body)):
-            raise WebhookRejected("X-Shopify-Hmac-Sha256 does not match the body")
+        verify_hmac_base64(headers, "X-Shopify-Hmac-Sha256", config.webhook_secret, body, vendor=self.title)
 
     def webhook_delivery_id(self, headers: dict[str, str], body: bytes) -> str:
         """``X-Shopify-Webhook-Id`` (a retry of a delivery keeps it), else a digest of the body."""
-        return (header(headers, "X-Shopify-Webhook-Id") or "").strip()[:200] or super().webhook_delivery_id(headers, body)
+        return header_id(headers, "X-Shopify-Webhook-Id") or super().webhook_delivery_id(headers, body)
 
     def parse_webhook(self, config: ShopifyConfig, headers: dict[str, str], body: bytes) -> WebhookDelivery:
         topic = (header(headers, "X-Shopify-Topic") or "").strip()
-        delivery_id = self.webhook_delivery_id(headers, body)
-        if topic not in ORDER_TOPICS and topic not in CUSTOMER_TOPICS:
-            return WebhookDelivery(delivery_id, topic, [])
-        try:
-            item = json.loads(body)
-        except ValueError:
-            return WebhookDelivery(delivery_id, topic, [Rejected(None, f"{topic}: the body is not JSON")])
-        record = mapping.order(item, config.channels) if topic in ORDER_TOPICS else mapping.customer(item)
-        return WebhookDelivery(delivery_id, topic, [record])
+        map_item = (partial(mapping.order, channels=config.channels) if topic in ORDER_TOPICS
+                    else mapping.customer if topic in CUSTOMER_TOPICS else None)
+        return json_delivery(self.webhook_delivery_id(headers, body), topic, body, map_item)

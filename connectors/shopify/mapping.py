@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from connectors.sdk import fields
-from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord, RefundRecord, Rejected
-from connectors.sdk.money import minor_units
+from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord, RefundRecord, Rejected, rejecting
+from connectors.sdk.money import currency_code, minor_units
 
 PAID = {"paid", "partially_refunded", "refunded"}
 MOBILE_SOURCES = {"iphone", "android", "mobile_app", "shopify_mobile", "ios", "mobile"}
@@ -169,15 +169,12 @@ def order(o: Any, channels: Mapping[str, str] | None = None) -> OrderRecord | Re
     if oid in (None, ""):
         return Rejected(None, "shopify order without an id")
     ext = str(oid)
-    try:
-        return _order(o, ext, channels)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        return Rejected(ext, f"shopify order {ext}: {exc}")
+    return rejecting("shopify order", ext, lambda: _order(o, ext, channels))
 
 
 def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -> OrderRecord | Rejected:
-    currency = str(o.get("currency") or "").upper()
-    if len(currency) != 3 or not currency.isalpha():
+    currency = currency_code(o.get("currency"))
+    if currency is None:
         return Rejected(ext, f"currency {o.get('currency')!r} is not an ISO 4217 code")
     updated_at = fields.utc(o.get("updated_at") or o.get("created_at"))
     placed_at = fields.utc(o.get("processed_at") or o.get("created_at"))

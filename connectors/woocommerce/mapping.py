@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from connectors.sdk import fields
-from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord, RefundRecord, Rejected
-from connectors.sdk.money import minor_units
+from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord, RefundRecord, Rejected, rejecting
+from connectors.sdk.money import currency_code, minor_units
 
 UNPAID = {"pending", "failed", "checkout-draft", "on-hold"}
 SKIPPED = {"checkout-draft", "trash", "auto-draft"}
@@ -111,15 +111,12 @@ def order(o: Any, channels: Mapping[str, str] | None = None) -> OrderRecord | Re
     ext = str(oid)
     if o.get("status") in SKIPPED:
         return None
-    try:
-        return _order(o, ext, channels)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        return Rejected(ext, f"woocommerce order {ext}: {exc}")
+    return rejecting("woocommerce order", ext, lambda: _order(o, ext, channels))
 
 
 def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -> OrderRecord | Rejected:
-    currency = str(o.get("currency") or "").upper()
-    if len(currency) != 3 or not currency.isalpha():
+    currency = currency_code(o.get("currency"))
+    if currency is None:
         return Rejected(ext, f"currency {o.get('currency')!r} is not an ISO 4217 code")
     updated_at = _stamp(o)
     placed_at = fields.utc(o.get("date_created_gmt"))

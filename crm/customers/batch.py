@@ -19,7 +19,7 @@ from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import CustomerPatch
 from crm.customers.service import batch_profiles, new_data, new_item, patched_data, require_identity
-from crm.customers.writes import MAX_TRANSACTION_ITEMS, ProfileWrite, execute
+from crm.customers.writes import ProfileWrite, execute_packed
 from crm.errors import Conflict, DomainError, Invalid, field_errors
 from crm.storage import GuardItem
 
@@ -112,33 +112,10 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
         except DomainError as exc:
             results[i] = RecordResult(i, "error", error=exc)
 
-    for group in _pack(plans):
-        try:
-            execute([w for _, w in group])
-            done = group
-        except DomainError:
-            done = []
-            for i, w in group:
-                try:
-                    execute([w])
-                    done.append((i, w))
-                except DomainError as exc:
-                    exc.field = f"records[{i}].{exc.field}" if exc.field else f"records[{i}]"
-                    results[i] = RecordResult(i, "error", error=exc)
-        for i, w in done:
+    for i, w, exc in execute_packed(plans):
+        if exc is not None:
+            exc.field = f"records[{i}].{exc.field}" if exc.field else f"records[{i}]"
+            results[i] = RecordResult(i, "error", error=exc)
+        else:
             results[i] = RecordResult(i, "created" if w.is_new else "updated", id=w.item.customer_id)
     return [r for r in results if r is not None]
-
-
-def _pack(plans: list[tuple[int, ProfileWrite]]):
-    group: list[tuple[int, ProfileWrite]] = []
-    size = 0
-    for entry in plans:
-        n = len(entry[1].ops)
-        if group and size + n > MAX_TRANSACTION_ITEMS:
-            yield group
-            group, size = [], 0
-        group.append(entry)
-        size += n
-    if group:
-        yield group

@@ -4,7 +4,7 @@ one TransactWriteItems, so a uniqueness violation or a stale version changes not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator, TypeVar
 
 from crm.context import TenantContext
 from crm.customers import records
@@ -12,6 +12,8 @@ from crm.errors import Conflict, DomainError, PreconditionFailed
 from crm.storage import CustomerItem, GuardItem, IndexEntryItem, connection
 
 MAX_TRANSACTION_ITEMS = 100
+
+K = TypeVar("K")
 
 
 @dataclass
@@ -82,6 +84,43 @@ def execute(writes: list[ProfileWrite]) -> None:
             raise
         raise _explain(exc, flat) from None
     _batch_entries([e for w in writes for e in w.after], delete=True)
+
+
+def execute_packed(writes: list[tuple[K, ProfileWrite]],
+                   ) -> Iterator[tuple[K, ProfileWrite, DomainError | None]]:
+    """Run ``(key, write)`` pairs packed into transactions of at most MAX_TRANSACTION_ITEMS
+    items. A cancelled transaction is retried write by write, so each write gets its own
+    outcome. Yields ``(key, write, None)`` for a write done, ``(key, write, error)`` for one
+    that failed, a transaction's outcomes once it (and its retries) have run."""
+    for group in _pack(writes):
+        try:
+            execute([w for _, w in group])
+            outcomes = [(key, w, None) for key, w in group]
+        except DomainError:
+            outcomes = [(key, w, _execute_alone(w)) for key, w in group]
+        yield from outcomes
+
+
+def _execute_alone(write: ProfileWrite) -> DomainError | None:
+    try:
+        execute([write])
+    except DomainError as exc:
+        return exc
+    return None
+
+
+def _pack(writes: list[tuple[K, ProfileWrite]]) -> Iterator[list[tuple[K, ProfileWrite]]]:
+    group: list[tuple[K, ProfileWrite]] = []
+    size = 0
+    for entry in writes:
+        n = len(entry[1].ops)
+        if group and size + n > MAX_TRANSACTION_ITEMS:
+            yield group
+            group, size = [], 0
+        group.append(entry)
+        size += n
+    if group:
+        yield group
 
 
 def _batch_entries(entries: list[IndexEntryItem], *, delete: bool) -> None:

@@ -9,6 +9,9 @@ customers and 10,000 orders are generated in milliseconds. Common knobs:
 - ``throttle_next(count, retry_after)``: the next ``count`` requests answer 429;
 - ``fail_next(count, status=500)`` / ``fail_every(n, status=500)``: server errors;
 - ``requests`` / ``served`` / ``throttled`` / ``failed``: counters, ``log``: (method, path+query).
+
+:class:`FakeShop` adds a shop's customers and orders (compact :class:`Rec` s rendered on
+request) and the vendor-side writes: ``seed``, ``add_*``, ``update_*``.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
@@ -171,4 +174,122 @@ class FakeVendor:
         return reply
 
     def route(self, method: str, path: str, query: dict[str, str], headers: Any) -> Reply:
+        raise NotImplementedError
+
+
+FIRST = ["Bob", "Ana", "Chen", "Dara", "Emil", "Fatou", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lea"]
+LAST = ["Norman", "Silva", "Wang", "Okafor", "Novak", "Diallo", "Berg", "Sato", "Rossi", "Kim"]
+
+
+class Rec:
+    __slots__ = ("id", "n", "created", "updated", "override", "buyer")
+
+    def __init__(self, id: int, n: int, created: int, updated: int, buyer: int | None = None) -> None:
+        self.id, self.n, self.created, self.updated = id, n, created, updated
+        self.override: dict[str, Any] | None = None
+        self.buyer = buyer  # orders: the customer's id (``FakeShop.no_buyer`` for none)
+
+
+class FakeShop(FakeVendor):
+    """A shop's customers and orders, kept as :class:`Rec` s and rendered on request by the
+    subclass's ``_customer`` / ``_order``. Subclasses set the first ids, what an order
+    without a buyer holds and the rendered field ``update_*`` return."""
+
+    first_ids: dict[str, int] = {"customers": 1, "orders": 1}
+    no_buyer: int | None = None
+    updated_field = "updated_at"
+
+    def __init__(self, base_time: str) -> None:
+        super().__init__()
+        self.now = epoch(base_time)  # the vendor's clock: moves on each write
+        self.customers: dict[int, Rec] = {}
+        self.orders: dict[int, Rec] = {}
+        self._ids: dict[str, list[int]] = {"customers": [], "orders": []}
+
+    # vendor-side data -----------------------------------------------------------------
+    def tick(self) -> int:
+        with self.lock:
+            self.now += 1
+            return self.now
+
+    def _buyer(self, kind: str, i: int) -> int | None:
+        """Order i's buyer: customer i mod n."""
+        buyers = self._ids["customers"]
+        return buyers[i % len(buyers)] if kind == "orders" and buyers else self.no_buyer
+
+    def _seed_buyer(self, kind: str, i: int) -> int | None:
+        return self._buyer(kind, i)
+
+    def seed(self, customers: int = 0, orders: int = 0, *,
+             updated_at: str | Callable[[int], str] | None = None) -> None:
+        """Generate ``customers`` then ``orders`` (order i bought by customer i mod n).
+        ``updated_at``: one ISO time for all (boundary timestamps) or a function of i."""
+        with self.lock:
+            start = self.now
+            for kind, count in (("customers", customers), ("orders", orders)):
+                table, ids = getattr(self, kind), self._ids[kind]
+                id0 = self.first_ids[kind]
+                for i in range(len(ids), len(ids) + count):
+                    created = start + i + 1
+                    updated = created if updated_at is None else epoch(
+                        updated_at if isinstance(updated_at, str) else updated_at(i))
+                    rec = Rec(id0 + i, i, created, updated, self._seed_buyer(kind, i))
+                    table[rec.id] = rec
+                    ids.append(rec.id)
+                    self.now = max(self.now, created, updated)
+
+    def add_customer(self, **fields: Any) -> int:
+        return self._add("customers", fields)
+
+    def add_order(self, **fields: Any) -> int:
+        return self._add("orders", fields)
+
+    def _add(self, kind: str, fields: dict[str, Any]) -> int:
+        with self.lock:
+            ids = self._ids[kind]
+            new_id = (ids[-1] + 1) if ids else self.first_ids[kind]
+            stamp = epoch(fields.pop("updated_at")) if "updated_at" in fields else self.tick()
+            rec = Rec(new_id, len(ids), stamp, stamp, self._buyer(kind, len(ids)))
+            rec.override = fields or None
+            getattr(self, kind)[new_id] = rec
+            ids.append(new_id)
+            return new_id
+
+    def update_customer(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
+        return self._update("customers", id, updated_at, fields)
+
+    def update_order(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
+        return self._update("orders", id, updated_at, fields)
+
+    def _update(self, kind: str, id: int, updated_at: str | None, fields: dict[str, Any]) -> str:
+        """Change fields vendor-side and bump updated_at (to the vendor clock, or as given)."""
+        with self.lock:
+            rec = getattr(self, kind)[id]
+            if fields:
+                rec.override = {**(rec.override or {}), **fields}
+            rec.updated = epoch(updated_at) if updated_at else self.tick()
+            self.now = max(self.now, rec.updated)
+            return self.render(kind, rec)[self.updated_field]
+
+    def ids(self, kind: str) -> list[int]:
+        return list(self._ids[kind])
+
+    # rendering ------------------------------------------------------------------------
+    def render(self, kind: str, rec: Rec) -> dict[str, Any]:
+        return self._customer(rec) if kind == "customers" else self._order(rec)
+
+    def customer(self, id: int) -> dict[str, Any]:
+        return self._customer(self.customers[id])
+
+    def order(self, id: int) -> dict[str, Any]:
+        return self._order(self.orders[id])
+
+    def _person(self, n: int) -> tuple[str, str, str]:
+        first, last = FIRST[n % len(FIRST)], LAST[(n // len(FIRST)) % len(LAST)]
+        return first, last, f"{first}.{last}.{n}@example.com".lower()
+
+    def _customer(self, rec: Rec) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _order(self, rec: Rec) -> dict[str, Any]:
         raise NotImplementedError

@@ -12,7 +12,8 @@ created_at/updated_at and amounts varied; every other field is the fixture's. Be
 - cursor pagination: ``page_info`` is an opaque token carrying the last id and the filters;
   with it any parameter other than ``limit`` is refused (400), like Shopify; ``Link`` has
   ``rel="next"`` and ``rel="previous"`` URLs;
-- fault injection and counters from :class:`tests.fakes.FakeVendor`.
+- fault injection and counters from :class:`tests.fakes.FakeVendor`, records and
+  vendor-side writes from :class:`tests.fakes.FakeShop`.
 """
 from __future__ import annotations
 
@@ -26,10 +27,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
-from tests.fakes import FakeVendor, Reply, epoch, fixture
+from tests.fakes import FakeShop, Rec, Reply, epoch, fixture
 
-FIRST = ["Bob", "Ana", "Chen", "Dara", "Emil", "Fatou", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lea"]
-LAST = ["Norman", "Silva", "Wang", "Okafor", "Novak", "Diallo", "Berg", "Sato", "Rossi", "Kim"]
 BASE_TIME = "2024-03-01T00:00:00Z"
 CUSTOMER_ID0 = 207119551  # the fixture's ids: generated ones count up from them
 ORDER_ID0 = 450789469
@@ -41,108 +40,17 @@ def shopify_time(seconds: int, tz: timezone = EST) -> str:
     return datetime.fromtimestamp(seconds, tz).isoformat()
 
 
-class Rec:
-    __slots__ = ("id", "n", "created", "updated", "override", "buyer")
+class FakeShopify(FakeShop):
+    first_ids = {"customers": CUSTOMER_ID0, "orders": ORDER_ID0}
 
-    def __init__(self, id: int, n: int, created: int, updated: int, buyer: int | None = None) -> None:
-        self.id, self.n, self.created, self.updated = id, n, created, updated
-        self.override: dict[str, Any] | None = None
-        self.buyer = buyer  # orders: the customer's id
-
-
-class FakeShopify(FakeVendor):
     def __init__(self, token: str = "shpat_test_token", *, version: str = "2024-04",
                  base_time: str = BASE_TIME) -> None:
-        super().__init__()
+        super().__init__(base_time)
         self.token, self.version = token, version
-        self.now = epoch(base_time)  # the vendor's clock: moves on each write
         self._customer_tpl = json.dumps(fixture("shopify", "python_api_customer.json")["customer"])
         self._order_tpl = json.dumps(fixture("shopify", "python_api_order.json")["order"])
-        self.customers: dict[int, Rec] = {}
-        self.orders: dict[int, Rec] = {}
-        self._ids: dict[str, list[int]] = {"customers": [], "orders": []}
-
-    # vendor-side data -----------------------------------------------------------------
-    def tick(self) -> int:
-        with self.lock:
-            self.now += 1
-            return self.now
-
-    def seed(self, customers: int = 0, orders: int = 0, *,
-             updated_at: str | Callable[[int], str] | None = None) -> None:
-        """Generate ``customers`` then ``orders`` (order i bought by customer i mod n).
-        ``updated_at``: one ISO time for all (boundary timestamps) or a function of i."""
-        with self.lock:
-            start = self.now
-            for kind, count in (("customers", customers), ("orders", orders)):
-                table, ids = getattr(self, kind), self._ids[kind]
-                id0 = CUSTOMER_ID0 if kind == "customers" else ORDER_ID0
-                first = len(ids)
-                buyers = self._ids["customers"]
-                for i in range(first, first + count):
-                    created = start + i + 1
-                    if updated_at is None:
-                        updated = created
-                    else:
-                        updated = epoch(updated_at if isinstance(updated_at, str) else updated_at(i))
-                    rec = Rec(id0 + i, i, created, updated,
-                              buyers[i % len(buyers)] if kind == "orders" and buyers else None)
-                    table[rec.id] = rec
-                    ids.append(rec.id)
-                    self.now = max(self.now, created, updated)
-
-    def add_customer(self, **fields: Any) -> int:
-        return self._add("customers", fields)
-
-    def add_order(self, **fields: Any) -> int:
-        return self._add("orders", fields)
-
-    def _add(self, kind: str, fields: dict[str, Any]) -> int:
-        with self.lock:
-            ids = self._ids[kind]
-            new_id = (ids[-1] + 1) if ids else (CUSTOMER_ID0 if kind == "customers" else ORDER_ID0)
-            stamp = epoch(fields.pop("updated_at")) if "updated_at" in fields else self.tick()
-            buyers = self._ids["customers"]
-            rec = Rec(new_id, len(ids), stamp, stamp,
-                      buyers[len(ids) % len(buyers)] if kind == "orders" and buyers else None)
-            rec.override = fields or None
-            getattr(self, kind)[new_id] = rec
-            ids.append(new_id)
-            return new_id
-
-    def update_customer(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
-        return self._update("customers", id, updated_at, fields)
-
-    def update_order(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
-        return self._update("orders", id, updated_at, fields)
-
-    def _update(self, kind: str, id: int, updated_at: str | None, fields: dict[str, Any]) -> str:
-        """Change fields vendor-side and bump updated_at (to the vendor clock, or as given)."""
-        with self.lock:
-            rec = getattr(self, kind)[id]
-            if fields:
-                rec.override = {**(rec.override or {}), **fields}
-            rec.updated = epoch(updated_at) if updated_at else self.tick()
-            self.now = max(self.now, rec.updated)
-            return self.render(kind, rec)["updated_at"]
-
-    def ids(self, kind: str) -> list[int]:
-        return list(self._ids[kind])
 
     # rendering ------------------------------------------------------------------------
-    def render(self, kind: str, rec: Rec) -> dict[str, Any]:
-        return self._customer(rec) if kind == "customers" else self._order(rec)
-
-    def customer(self, id: int) -> dict[str, Any]:
-        return self._customer(self.customers[id])
-
-    def order(self, id: int) -> dict[str, Any]:
-        return self._order(self.orders[id])
-
-    def _person(self, n: int) -> tuple[str, str, str]:
-        first, last = FIRST[n % len(FIRST)], LAST[(n // len(FIRST)) % len(LAST)]
-        return first, last, f"{first}.{last}.{n}@example.com".lower()
-
     def _customer(self, rec: Rec) -> dict[str, Any]:
         c = json.loads(self._customer_tpl)
         first, last, email = self._person(rec.n)

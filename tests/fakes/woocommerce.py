@@ -17,7 +17,8 @@ Behaviour: HTTP Basic auth with the consumer key/secret (or ``consumer_key`` and
 ignored); orders: ``orderby`` date|id|modified (default date), ``order`` (default desc),
 ``status`` (default any), ``modified_after`` inclusive, read in the site's time zone
 (UTC-3, like the examples) unless ``dates_are_gmt=true``. Fault injection and counters
-come from :class:`tests.fakes.FakeVendor`.
+come from :class:`tests.fakes.FakeVendor`, records and vendor-side writes from
+:class:`tests.fakes.FakeShop`.
 """
 from __future__ import annotations
 
@@ -30,10 +31,9 @@ import math
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
-from tests.fakes import FakeVendor, Reply, epoch, fixture
-from tests.fakes.shopify import FIRST, LAST
+from tests.fakes import FakeShop, Rec, Reply, fixture
 
 SITE_TZ = timezone(timedelta(hours=-3))  # the docs' examples: date_created 16:09, _gmt 19:09
 BASE_TIME = "2024-03-01T00:00:00Z"
@@ -126,111 +126,33 @@ def woo_times(seconds: int) -> tuple[str, str]:
     return gmt.astimezone(SITE_TZ).strftime(fmt), gmt.strftime(fmt)
 
 
-class Rec:
-    __slots__ = ("id", "n", "created", "updated", "override", "buyer")
+class FakeWooCommerce(FakeShop):
+    first_ids = {"customers": 25, "orders": 727}
+    no_buyer = 0  # a guest
+    updated_field = "date_modified_gmt"
 
-    def __init__(self, id: int, n: int, created: int, updated: int, buyer: int = 0) -> None:
-        self.id, self.n, self.created, self.updated = id, n, created, updated
-        self.override: dict[str, Any] | None = None
-        self.buyer = buyer  # orders: the customer's id, 0 for a guest
-
-
-class FakeWooCommerce(FakeVendor):
     def __init__(self, key: str = "ck_test_key", secret: str = "cs_test_secret", *,
                  base_time: str = BASE_TIME, guest_every: int = 4) -> None:
-        super().__init__()
+        super().__init__(base_time)
         self.key, self.secret = key, secret
-        self.now = epoch(base_time)
         self.guest_every = guest_every
         self._customer_tpl = json.dumps(fixture("woocommerce", "v3_customer_create_response.json"))
         self._order_tpl = json.dumps(DOC_ORDER_723)
         self._guest_tpl = json.dumps(DOC_ORDER_727)
-        self.customers: dict[int, Rec] = {}
-        self.orders: dict[int, Rec] = {}
-        self._ids: dict[str, list[int]] = {"customers": [], "orders": []}
 
     # vendor-side data ------------------------------------------------------------------
-    def tick(self) -> int:
-        with self.lock:
-            self.now += 1
-            return self.now
-
-    def seed(self, customers: int = 0, orders: int = 0, *,
-             updated_at: str | Callable[[int], str] | None = None) -> None:
-        with self.lock:
-            start = self.now
-            for kind, count in (("customers", customers), ("orders", orders)):
-                table, ids = getattr(self, kind), self._ids[kind]
-                id0 = 25 if kind == "customers" else 727
-                buyers = self._ids["customers"]
-                for i in range(len(ids), len(ids) + count):
-                    created = start + i + 1
-                    updated = created if updated_at is None else epoch(
-                        updated_at if isinstance(updated_at, str) else updated_at(i))
-                    buyer = 0
-                    if kind == "orders" and buyers and (not self.guest_every or i % self.guest_every):
-                        buyer = buyers[i % len(buyers)]
-                    rec = Rec(id0 + i, i, created, updated, buyer)
-                    table[rec.id] = rec
-                    ids.append(rec.id)
-                    self.now = max(self.now, created, updated)
-
-    def add_customer(self, **fields: Any) -> int:
-        return self._add("customers", fields)
-
-    def add_order(self, **fields: Any) -> int:
-        return self._add("orders", fields)
-
-    def _add(self, kind: str, fields: dict[str, Any]) -> int:
-        with self.lock:
-            ids = self._ids[kind]
-            new_id = (ids[-1] + 1) if ids else (25 if kind == "customers" else 727)
-            stamp = epoch(fields.pop("updated_at")) if "updated_at" in fields else self.tick()
-            buyers = self._ids["customers"]
-            rec = Rec(new_id, len(ids), stamp, stamp,
-                      buyers[len(ids) % len(buyers)] if kind == "orders" and buyers else 0)
-            rec.override = fields or None
-            getattr(self, kind)[new_id] = rec
-            ids.append(new_id)
-            return new_id
-
-    def update_customer(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
-        return self._update("customers", id, updated_at, fields)
-
-    def update_order(self, id: int, updated_at: str | None = None, **fields: Any) -> str:
-        return self._update("orders", id, updated_at, fields)
-
-    def _update(self, kind: str, id: int, updated_at: str | None, fields: dict[str, Any]) -> str:
-        with self.lock:
-            rec = getattr(self, kind)[id]
-            if fields:
-                rec.override = {**(rec.override or {}), **fields}
-            rec.updated = epoch(updated_at) if updated_at else self.tick()
-            self.now = max(self.now, rec.updated)
-            return self.render(kind, rec)["date_modified_gmt"]
+    def _seed_buyer(self, kind: str, i: int) -> int | None:
+        """Every ``guest_every``-th seeded order is a guest's."""
+        if self.guest_every and not i % self.guest_every:
+            return self.no_buyer
+        return self._buyer(kind, i)
 
     def delete(self, kind: str, id: int) -> None:
         with self.lock:
             del getattr(self, kind)[id]
             self._ids[kind].remove(id)
 
-    def ids(self, kind: str) -> list[int]:
-        return list(self._ids[kind])
-
     # rendering -------------------------------------------------------------------------
-    def render(self, kind: str, rec: Rec) -> dict[str, Any]:
-        return self._customer(rec) if kind == "customers" else self._order(rec)
-
-    def customer(self, id: int) -> dict[str, Any]:
-        return self._customer(self.customers[id])
-
-    def order(self, id: int) -> dict[str, Any]:
-        return self._order(self.orders[id])
-
-    def _person(self, n: int) -> tuple[str, str, str]:
-        first, last = FIRST[n % len(FIRST)], LAST[(n // len(FIRST)) % len(LAST)]
-        return first, last, f"{first}.{last}.{n}@example.com".lower()
-
     def _customer(self, rec: Rec) -> dict[str, Any]:
         c = json.loads(self._customer_tpl)
         first, last, email = self._person(rec.n)

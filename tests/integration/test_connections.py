@@ -2,10 +2,9 @@
 queue consumer, runs, and the partner connector that arrives through its entry point."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from tests.connector_helpers import wait_run
 from tests.fakes.acme import AcmeServer
 
 
@@ -24,16 +23,6 @@ def _connect(tenant, acme, **extra) -> dict:
         "config": {"base_url": acme.url, "api_token": acme.token}, **extra})
     assert r.status_code == 201, r.text
     return r.json()
-
-
-def _wait_run(tenant, cid: str, run_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = tenant.http.get(f"/v1/connections/{cid}/runs/{run_id}").json()
-        if run["status"] in ("succeeded", "failed"):
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not finish: {run}")
 
 
 def test_the_partner_connector_is_listed_with_its_schema(tenant):
@@ -114,7 +103,7 @@ def test_a_sync_runs_through_the_queue_and_reports_counts(tenant, acme, event_pi
     acme.throttle_next, acme.retry_after = 2, "1"  # throttled twice: slept through
     r = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={"mode": "backfill"})
     assert r.status_code == 202, r.text
-    run = _wait_run(tenant, conn["id"], r.json()["id"])
+    run = wait_run(tenant, conn["id"], r.json()["id"])
     assert run["status"] == "succeeded", run
     counts = run["streams"]["customers"]
     assert (counts["read"], counts["created"], counts["rejected"], counts["pages"]) == (251, 250, 1, 3)
@@ -127,7 +116,7 @@ def test_a_sync_runs_through_the_queue_and_reports_counts(tenant, acme, event_pi
     # an incremental run after one vendor-side change touches exactly that record
     acme.put("c0042", "2026-01-02T00:00:00Z", email="p42@acme-example.com", first="Renamed", last="Acme", labels=["acme"])
     r = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={"mode": "incremental"})
-    run = _wait_run(tenant, conn["id"], r.json()["id"])
+    run = wait_run(tenant, conn["id"], r.json()["id"])
     counts = run["streams"]["customers"]
     assert (counts["updated"], counts["created"]) == (1, 0), counts
     runs = tenant.http.get(f"/v1/connections/{conn['id']}/runs").json()["data"]

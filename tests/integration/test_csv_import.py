@@ -4,12 +4,11 @@ numbers and reasons; a re-import that changes nothing; one tenant's uploads out 
 other tenant's reach."""
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from tests.conftest import partition_items
+from tests.connector_helpers import wait_run
 
 MAPPING = {"Id": "external_id", "E-mail": "email", "First name": "name.given", "Last name": "name.family",
            "Street": "address.line1", "City": "address.city", "Zip": "address.postal_code",
@@ -67,14 +66,7 @@ def upload(tenant, cid: str, data: bytes) -> str:
 def sync(tenant, cid: str, upload_id: str, timeout: float = 240) -> dict:
     r = tenant.http.post(f"/v1/connections/{cid}/sync", json={"mode": "backfill", "upload_id": upload_id})
     assert r.status_code == 202, r.text
-    run_id = r.json()["id"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = tenant.http.get(f"/v1/connections/{cid}/runs/{run_id}").json()
-        if run["status"] in ("succeeded", "failed"):
-            return run
-        time.sleep(0.3)
-    raise AssertionError(f"run {run_id} did not finish: {run}")
+    return wait_run(tenant, cid, r.json()["id"], timeout=timeout, poll=0.3)
 
 
 def lookup(tenant, **params) -> list[dict]:

@@ -1,9 +1,9 @@
 """Loyalty through the HTTP API: the program, points from orders, redemptions,
 adjustments, refunds, the ledger, the schedule, and the events on the timeline.
 
-Events are delivered by ``deliver``: the table's stream is read from the emulator and
-each record goes through the dispatcher's decoding to the same handlers that Lambda
-(and `rapport dev`'s pollers) run, until nothing new comes out. The background path
+Events are delivered by ``deliver`` (tests/conftest.py): the table's stream is read from
+the emulator and each record goes through the dispatcher's decoding to the same handlers
+that Lambda (and `rapport dev`'s pollers) run, until nothing new comes out. The background path
 itself (pollers, SQS, DLQ) is tested in test_pollers.py and e2e.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.conftest import partition_items
-from tests.streams import StreamTail
+from tests.loyalty_helpers import iso, place_order
 
 PROGRAM = {
     "currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor",
@@ -24,35 +24,6 @@ PROGRAM = {
 }
 
 
-def iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-@pytest.fixture(scope="module")
-def tail(table):
-    return StreamTail(table)
-
-
-@pytest.fixture()
-def deliver(tail):
-    from functions import loyalty, timeline
-    from functions.dispatch import events_of, route
-
-    def run() -> list[dict]:
-        seen = []
-        while True:
-            events = [e for r in tail.records() for e in events_of(r)]
-            if not events:
-                return seen
-            routed = route(events)
-            for event in routed["loyalty"]:
-                loyalty.apply(event)
-            for event in routed["timeline"]:
-                timeline.apply(event)
-            seen += events
-    return run
-
-
 @pytest.fixture()
 def shop(tenant):
     r = tenant.http.put("/v1/loyalty/program", json=PROGRAM)
@@ -60,22 +31,8 @@ def shop(tenant):
     return tenant
 
 
-def place(tenant, customer_id: str, ext: str, *, total: int = 10000, paid_days_ago: float | None = None,
-          channel: str = "web", category: str = "apparel") -> dict:
-    now = datetime.now(timezone.utc)
-    placed = now - timedelta(days=(paid_days_ago or 0) + 0.01)
-    body = {"customer": {"id": customer_id}, "source": "shop", "external_id": ext, "channel": channel,
-            "currency": "EUR", "placed_at": iso(placed), "total": total,
-            "lines": [{"sku": "S-" + ext, "name": "Item", "category": category, "quantity": 1, "unit_price": total}]}
-    r = tenant.http.post("/v1/orders", json=body)
-    assert r.status_code == 201, r.text
-    order = r.json()
-    if paid_days_ago is not None:
-        r = tenant.http.post(f"/v1/orders/{order['id']}/pay",
-                             json={"paid_at": iso(now - timedelta(days=paid_days_ago))})
-        assert r.status_code == 200, r.text
-        order = r.json()
-    return order
+def place(tenant, customer_id: str, ext: str, *, category: str = "apparel", **kw) -> dict:
+    return place_order(tenant, {"id": customer_id}, ext, category=category, **kw)
 
 
 def loyalty(tenant, cid: str) -> dict:

@@ -5,16 +5,14 @@ from datetime import datetime, timedelta, timezone
 from unittest import mock
 
 
-from tests.integration.test_loyalty_api import (  # noqa: F401 - fixtures
+from tests.integration.test_loyalty_api import (  # noqa: F401 - fixtures (deliver: tests/conftest.py)
     PROGRAM,
-    deliver,
-    iso,
     loyalty,
     place,
     redeem,
     shop,
-    tail,
 )
+from tests.loyalty_helpers import iso
 
 
 def test_a_ledger_cursor_with_a_non_ascii_digit_is_a_4xx_not_a_500(shop):

@@ -9,12 +9,11 @@ decoding to the handlers), or by the running pipeline (``event_pipeline``).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from tests.conftest import partition_items
-from tests.streams import StreamTail
+from tests.loyalty_helpers import place_order
 
 PROGRAM = {
     "currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor", "first_order_bonus": 50,
@@ -25,37 +24,6 @@ PROGRAM = {
 MISSING = "cus_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 
-def iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-@pytest.fixture(scope="module")
-def tail(table):
-    return StreamTail(table)
-
-
-@pytest.fixture()
-def deliver(tail):
-    """Every stream record so far, through the dispatcher's decoding, to the handlers;
-    returns the events derived."""
-    from functions import loyalty, timeline
-    from functions.dispatch import events_of, route
-
-    def run() -> list[dict]:
-        seen = []
-        while True:
-            events = [e for r in tail.records() for e in events_of(r)]
-            if not events:
-                return seen
-            routed = route(events)
-            for event in routed["loyalty"]:
-                loyalty.apply(event)
-            for event in routed["timeline"]:
-                timeline.apply(event)
-            seen += events
-    return run
-
-
 @pytest.fixture()
 def shop(tenant):
     r = tenant.http.put("/v1/loyalty/program", json=PROGRAM)
@@ -63,20 +31,8 @@ def shop(tenant):
     return tenant
 
 
-def place(tenant, customer: dict, ext: str, *, total: int = 10000, paid_days_ago: float | None = None) -> dict:
-    now = datetime.now(timezone.utc)
-    body = {"customer": customer, "source": "shop", "external_id": ext, "channel": "web",
-            "currency": "EUR", "placed_at": iso(now - timedelta(days=(paid_days_ago or 0) + 0.01)),
-            "total": total, "lines": [{"sku": "S-" + ext, "name": "Item", "quantity": 1, "unit_price": total}]}
-    r = tenant.http.post("/v1/orders", json=body)
-    assert r.status_code in (200, 201), r.text
-    order = r.json()
-    if paid_days_ago is not None:
-        r = tenant.http.post(f"/v1/orders/{order['id']}/pay",
-                             json={"paid_at": iso(now - timedelta(days=paid_days_ago))})
-        assert r.status_code == 200, r.text
-        order = r.json()
-    return order
+def place(tenant, customer: dict, ext: str, **kw) -> dict:
+    return place_order(tenant, customer, ext, statuses=(200, 201), **kw)
 
 
 def get(tenant, path: str, **params) -> dict:

@@ -66,7 +66,6 @@ class Run:
 
     def deliver(self) -> list[dict]:
         """New stream records through the dispatcher's decoding to the handlers."""
-        from functions.dispatch import events_of
 
         records = self.tail.records()
         self.records += records

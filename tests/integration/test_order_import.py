@@ -11,6 +11,7 @@ import pytest
 from crm.orders.imports import import_orders
 from tests.conftest import partition_items
 from tests.dynamo_calls import dynamodb_calls
+from tests.loyalty_helpers import iso
 from tests.streams import StreamTail
 
 PROGRAM = {
@@ -20,10 +21,6 @@ PROGRAM = {
     "return_window_days": 30, "expiry_months": 12,
 }
 NOW = datetime.now(timezone.utc)
-
-
-def iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def vendor_order(customer_id: str, xid: str, *, total: int = 10000, placed_days_ago: float = 3,

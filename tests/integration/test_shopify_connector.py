@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict
 from datetime import datetime, timezone
 
 import pytest
@@ -14,20 +13,13 @@ from connectors.sdk import CheckFailed, RateLimited, WebhookRejected
 from connectors.sdk.base import CustomerRecord, OrderRecord, ReadContext, Rejected
 from connectors.shopify import Customers, Orders, Shopify, ShopifyConfig, mapping
 from crm.customers.schemas import CustomerPatch
-from crm.orders.schemas import OrderCreate
+from tests.connector_helpers import Sleeps, as_order_create, read_stream
 from tests.fakes import fixture
 from tests.fakes.shopify import FakeShopify
 
 SECRET = "whsec-shopify-test"
 CUSTOMER = fixture("shopify", "python_api_customer.json")["customer"]
 ORDER = fixture("shopify", "python_api_order.json")["order"]
-
-
-class Sleeps(list):
-    """A ``Client(sleep=...)`` that records instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 @pytest.fixture
@@ -40,26 +32,6 @@ def context(fake: FakeShopify, mode: str = "incremental", **options) -> tuple[Re
     config = ShopifyConfig(shop_url=fake.url, access_token=fake.token, webhook_secret=SECRET)
     sleeps = Sleeps()
     return ReadContext(config, Shopify().client(config, sleep=sleeps, **options), mode), sleeps
-
-
-def read(stream, rc: ReadContext, state: dict | None = None) -> tuple[list, dict, int]:
-    records, pages = [], 0
-    for page in stream().read(rc, state or {}):
-        records += page.records
-        state = page.state
-        pages += 1
-    return records, state, pages
-
-
-def as_order_create(record: OrderRecord) -> OrderCreate:
-    """What the sink will validate: the reconciled amounts must satisfy Rapport's invariant."""
-    return OrderCreate.model_validate({
-        "customer": {"source": "shopify", "external_id": record.customer.external_id}
-        if record.customer else {"email": record.email},
-        "source": "shopify", "external_id": record.external_id, "channel": record.channel,
-        "currency": record.currency, "lines": [asdict(line) for line in record.lines],
-        "discount": record.discount, "shipping": record.shipping, "tax": record.tax,
-        "total": record.total, "placed_at": record.placed_at})
 
 
 # mapping of the real payloads ---------------------------------------------------------
@@ -121,7 +93,7 @@ def test_fixture_order_reconciles_discount_and_resolves_the_buyer():
     assert record.customer.external_id == "207119551"
     assert record.customer.profile["email"] == "bob.norman@hostmail.com"
     assert record.email is None
-    as_order_create(record)
+    as_order_create(record, "shopify")
 
 
 def test_order_status_refunds_channels_and_currencies():
@@ -171,17 +143,17 @@ def test_order_status_refunds_channels_and_currencies():
 
     incl = mapping.order({**ORDER, "taxes_included": True, "total_price": "597.00"})
     assert (incl.tax, incl.discount, incl.total) == (0, 0, 59700)
-    as_order_create(incl)
+    as_order_create(incl, "shopify")
 
     guest = mapping.order({**ORDER, "customer": None, "email": "Guest@Example.COM"})
     assert guest.customer is None and guest.email == "guest@example.com"
-    as_order_create(guest)
+    as_order_create(guest, "shopify")
     shipped = copy.deepcopy(ORDER)
     shipped["shipping_lines"] = [{"price": "5.00"}, {"price": "2.50"}]
     shipped["total_price"] = "417.44"
     r = mapping.order(shipped)
     assert (r.shipping, r.discount) == (750, 19900)
-    as_order_create(r)
+    as_order_create(r, "shopify")
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -233,19 +205,19 @@ def test_full_read_with_throttles_yields_every_record_exactly_once(shop):
     shop.fail_next(1, 502)
     rc, sleeps = context(shop, mode="backfill")
 
-    customers, state, pages = read(Customers, rc)
+    customers, state, pages = read_stream(Customers, rc)
     ids = [r.external_id for r in customers]
     assert len(ids) == 1200 and set(ids) == {str(i) for i in shop.ids("customers")}
-    assert pages == 5  # 250 a page
+    assert len(pages) == 5  # 250 a page
     assert all(isinstance(r, CustomerRecord) for r in customers)
     assert state["cursor"] == max(r.updated_at for r in customers) and state["page"] is None
 
-    orders, _, _ = read(Orders, rc)
+    orders, _, _ = read_stream(Orders, rc)
     assert sorted(int(r.external_id) for r in orders) == shop.ids("orders")
     assert next(r for r in orders if r.external_id == str(cancelled)).cancel_reason == "fraud"
     assert all(isinstance(r, OrderRecord) and r.customer is not None for r in orders)
     for r in orders[:50]:
-        as_order_create(r)
+        as_order_create(r, "shopify")
 
     assert shop.throttled >= 4 and sleeps.count(0.5) == shop.throttled  # each Retry-After slept
     assert len(sleeps) == shop.throttled + 1  # and one backoff for the 502
@@ -273,7 +245,7 @@ def test_long_retry_after_raises_and_the_checkpoint_resumes_without_loss(shop):
 
     json.loads(json.dumps(state))  # the checkpoint is plain JSON
     rc2, _ = context(shop, mode="backfill")
-    rest, final, _ = read(Customers, rc2, state)
+    rest, final, _ = read_stream(Customers, rc2, state)
     ids = [r.external_id for r in got + rest]
     assert len(ids) == len(set(ids)) == 1200
     assert final["cursor"] is not None and final["page"] is None
@@ -283,8 +255,8 @@ def test_boundary_timestamps_are_neither_lost_nor_read_twice(shop):
     boundary = "2024-03-01T12:00:00Z"
     shop.seed(customers=600, updated_at=boundary)  # 600 records in one second, over 3 pages
     rc, _ = context(shop)
-    first, state, pages = read(Customers, rc)
-    assert len(first) == 600 and pages == 3
+    first, state, pages = read_stream(Customers, rc)
+    assert len(first) == 600 and len(pages) == 3
     assert state["cursor"] == "2024-03-01T12:00:00.000Z"
 
     ids = shop.ids("customers")
@@ -293,14 +265,14 @@ def test_boundary_timestamps_are_neither_lost_nor_read_twice(shop):
         shop.update_customer(i, first_name="Changed")
     late = shop.add_customer(updated_at=boundary)  # indexed late, at the boundary second
     shop.reset_counters()
-    second, state, _ = read(Customers, rc, state)
+    second, state, _ = read_stream(Customers, rc, state)
     assert sorted(int(r.external_id) for r in second) == sorted(changed + [late])
     assert all(r.profile["name"]["given"] == "Changed" for r in second if int(r.external_id) in changed)
     # the window's count (for progress) and its first page both start at the cursor minus the lookback
     assert "count.json" in shop.log[0][1] and "updated_at_min=2024-03-01T11%3A55%3A00Z" in shop.log[0][1]
     assert "updated_at_min=2024-03-01T11%3A55%3A00Z" in shop.log[1][1]
 
-    third, state, _ = read(Customers, rc, state)
+    third, state, _ = read_stream(Customers, rc, state)
     assert third == []  # the overlap is re-read but nothing in it is new
 
 
@@ -322,7 +294,7 @@ def test_an_update_made_while_a_long_window_is_read_is_not_skipped(shop, monkeyp
         got += page.records
         state = page.state
     assert len(got) == 600 and state["cursor"] == "2024-03-01T20:00:00.000Z"
-    again, _, _ = read(Customers, rc, state)
+    again, _, _ = read_stream(Customers, rc, state)
     assert [r.external_id for r in again] == [str(ids[5])]
 
 
@@ -330,7 +302,7 @@ def test_a_record_the_mapping_cannot_handle_is_rejected_not_raised(shop):
     shop.seed(customers=3, orders=3)
     bad = shop.add_order(total_price="99999.00")
     rc, _ = context(shop)
-    orders, _, _ = read(Orders, rc)
+    orders, _, _ = read_stream(Orders, rc)
     assert len(orders) == 4
     rejected = [r for r in orders if isinstance(r, Rejected)]
     assert [r.external_id for r in rejected] == [str(bad)] and "exceeds" in rejected[0].reason

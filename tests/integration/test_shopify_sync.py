@@ -81,6 +81,7 @@ def _boundaries(i: int) -> str:
     return f"2024-02-{1 + i // 9000:02d}T{(i // 300) % 24:02d}:{(i // 300) // 24 % 60:02d}:00Z"
 
 
+@pytest.mark.bulk
 def test_backfill_with_throttling_and_a_crash_resumes_exactly(tenant, shop, raw_table, aws_endpoint):
     shop.seed(customers=N, orders=N, updated_at=_boundaries)
     conn = _connect(tenant, shop)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,17 +14,12 @@ from connectors.sdk import CheckFailed, RateLimited, WebhookRejected
 from connectors.sdk.base import CustomerRecord, OrderRecord, ReadContext, Rejected
 from connectors.woocommerce import Customers, Orders, WooCommerce, WooCommerceConfig, mapping
 from crm.customers.schemas import CustomerPatch
-from crm.orders.schemas import OrderCreate
+from tests.connector_helpers import Sleeps, as_order_create, read_stream
 from tests.fakes import fixture
 from tests.fakes.woocommerce import FakeWooCommerce, order_payload
 
 SECRET = "whsec-woo-test"
 CUSTOMER = fixture("woocommerce", "v3_customer_create_response.json")
-
-
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 @pytest.fixture
@@ -39,25 +33,6 @@ def context(fake: FakeWooCommerce, mode: str = "incremental") -> tuple[ReadConte
                                webhook_secret=SECRET)
     sleeps = Sleeps()
     return ReadContext(config, WooCommerce().client(config, sleep=sleeps), mode), sleeps
-
-
-def read(stream, rc: ReadContext, state: dict | None = None) -> tuple[list, dict, list]:
-    records, pages = [], []
-    for page in stream().read(rc, state or {}):
-        records += page.records
-        state = page.state
-        pages.append(page)
-    return records, state, pages
-
-
-def as_order_create(record: OrderRecord) -> OrderCreate:
-    return OrderCreate.model_validate({
-        "customer": {"source": "woocommerce", "external_id": record.customer.external_id}
-        if record.customer else {"email": record.email},
-        "source": "woocommerce", "external_id": record.external_id, "channel": record.channel,
-        "currency": record.currency, "lines": [asdict(line) for line in record.lines],
-        "discount": record.discount, "shipping": record.shipping, "tax": record.tax,
-        "total": record.total, "placed_at": record.placed_at})
 
 
 # mapping --------------------------------------------------------------------------------
@@ -99,7 +74,7 @@ def test_documented_orders_map_with_refunds_guest_and_status():
     assert registered.paid_at == registered.fulfilled_at == "2017-03-21T19:54:51.000Z"
     assert [(r.reference, r.amount) for r in registered.refunds] == [("726", 1000), ("724", 900)]
     assert registered.channel == "web" and registered.cancelled_at is None
-    as_order_create(registered)
+    as_order_create(registered, "woocommerce")
 
     guest = mapping.order(order_payload(727))
     assert guest.customer is None and guest.email == "john.doe@example.com"
@@ -108,7 +83,7 @@ def test_documented_orders_map_with_refunds_guest_and_status():
         ("Bar3", "Ship Your Idea \u2013 Color: Black, Size: M Test", 1, 1200)]  # &ndash; unescaped
     assert (guest.shipping, guest.tax, guest.total, guest.discount) == (1000, 135, 2935, 0)
     assert guest.paid_at == "2017-03-22T19:28:08.000Z" and guest.fulfilled_at is None
-    as_order_create(guest)
+    as_order_create(guest, "woocommerce")
 
 
 def test_order_discounts_fees_rounding_and_statuses():
@@ -123,13 +98,13 @@ def test_order_discounts_fees_rounding_and_statuses():
     r = mapping.order(o)
     assert r.lines[-1].sku == "fee-9" and r.lines[-1].unit_price == 500
     assert r.discount == 500  # the negative fee
-    as_order_create(r)
+    as_order_create(r, "woocommerce")
 
     o = order_payload(727, total="33.35")
     o["line_items"][0].update(quantity=3, subtotal="10.00")  # 3.33… each: rounded up to 334
     r = mapping.order(o)
     assert r.lines[0].unit_price == 334 and r.discount == 2
-    as_order_create(r)
+    as_order_create(r, "woocommerce")
 
     jpy = order_payload(723, currency="JPY", shipping_total="500", total="3400")
     jpy["line_items"][0].update(subtotal="900")
@@ -189,18 +164,18 @@ def test_full_read_with_throttles_yields_every_record_exactly_once(store):
     store.fail_next(1, 500)
     rc, sleeps = context(store, mode="backfill")
 
-    customers, state, pages = read(Customers, rc)
+    customers, state, pages = read_stream(Customers, rc)
     assert len(pages) == 12 and all(p.total == 1200 for p in pages)
     assert sorted(int(r.external_id) for r in customers) == store.ids("customers")
     assert state["cursor"] == max(r.updated_at for r in customers)
 
-    orders, _, pages = read(Orders, rc)
+    orders, _, pages = read_stream(Orders, rc)
     assert sorted(int(r.external_id) for r in orders) == store.ids("orders")
     assert all(isinstance(r, OrderRecord) for r in orders)
     guests = [r for r in orders if r.customer is None]
     assert len(guests) == 300 and all(r.email.startswith("guest.") for r in guests)
     for r in orders[:40]:
-        as_order_create(r)
+        as_order_create(r, "woocommerce")
 
     assert store.throttled >= 6 and sleeps.count(1.0) == store.throttled
     assert len(sleeps) == store.throttled + 1  # and one backoff for the 500
@@ -222,7 +197,7 @@ def test_long_retry_after_raises_and_the_page_checkpoint_resumes(store):
         next(pages)
     assert state["page"] == 4 and sleeps == []
     json.loads(json.dumps(state))
-    rest, final, _ = read(Orders, context(store, mode="backfill")[0], state)
+    rest, final, _ = read_stream(Orders, context(store, mode="backfill")[0], state)
     ids = [r.external_id for r in got + rest]
     assert len(ids) == len(set(ids)) == 1200 and final["page"] is None
 
@@ -231,8 +206,8 @@ def test_boundary_timestamps_orders_and_customers(store):
     boundary = "2024-03-01T12:00:00Z"
     store.seed(customers=250, orders=450, updated_at=boundary)
     rc, _ = context(store)
-    orders, ostate, pages = read(Orders, rc)
-    customers, cstate, _ = read(Customers, rc)
+    orders, ostate, pages = read_stream(Orders, rc)
+    customers, cstate, _ = read_stream(Customers, rc)
     assert (len(orders), len(pages), len(customers)) == (450, 5, 250)
     assert ostate["cursor"] == cstate["cursor"] == "2024-03-01T12:00:00.000Z"
 
@@ -245,25 +220,25 @@ def test_boundary_timestamps_orders_and_customers(store):
         store.update_customer(i, first_name="Changed")
     store.reset_counters()
 
-    again, ostate, _ = read(Orders, rc, ostate)
+    again, ostate, _ = read_stream(Orders, rc, ostate)
     assert sorted(int(r.external_id) for r in again) == sorted(changed + [late])
     assert any("modified_after=2024-03-01T11%3A55%3A00&dates_are_gmt=true" in t for _, t in store.log)
-    customers, cstate, _ = read(Customers, rc, cstate)  # no vendor filter: filtered here
+    customers, cstate, _ = read_stream(Customers, rc, cstate)  # no vendor filter: filtered here
     assert sorted(int(r.external_id) for r in customers) == cids[::100]
     assert all(r.profile["name"]["given"] == "Changed" for r in customers)
-    assert read(Orders, rc, ostate)[0] == [] and read(Customers, rc, cstate)[0] == []
+    assert read_stream(Orders, rc, ostate)[0] == [] and read_stream(Customers, rc, cstate)[0] == []
 
 
 def test_customers_have_no_vendor_filter_so_the_window_filters_them(store):
     start = datetime(2024, 3, 1, tzinfo=timezone.utc)
     store.seed(customers=250, updated_at=lambda i: (start + timedelta(seconds=10 * i)).isoformat())
     rc, _ = context(store)
-    first, state, _ = read(Customers, rc)
+    first, state, _ = read_stream(Customers, rc)
     assert len(first) == 250 and len(state["seen"]) < 250  # only the lookback's tail is remembered
     ids = store.ids("customers")
     store.update_customer(ids[3], first_name="Changed")
     store.reset_counters()
-    again, _, _ = read(Customers, rc, state)
+    again, _, _ = read_stream(Customers, rc, state)
     assert [r.external_id for r in again] == [str(ids[3])]
     assert store.served == 3 and not any("modified_after" in t for _, t in store.log)  # a full scan
 
@@ -286,7 +261,7 @@ def test_orders_modified_during_a_read_do_not_shift_pages(store):
 def test_a_record_the_mapping_cannot_handle_is_rejected_not_raised(store):
     store.seed(customers=2, orders=2)
     bad = store.add_order(total="100000.00")
-    orders, _, _ = read(Orders, context(store)[0])
+    orders, _, _ = read_stream(Orders, context(store)[0])
     rejected = [r for r in orders if isinstance(r, Rejected)]
     assert len(orders) == 3 and [r.external_id for r in rejected] == [str(bad)]
     assert "exceeds" in rejected[0].reason
