@@ -12,24 +12,32 @@ import hashlib
 import hmac
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel, Field
+from pydantic.fields import FieldInfo
 
 SECRET_MARK = "x-rapport-secret"
 Secret = Annotated[str, Field(min_length=1, max_length=512, json_schema_extra={SECRET_MARK: True, "writeOnly": True})]
 
 
+def _is_mark(meta: Any) -> bool:
+    return isinstance(meta, FieldInfo) and isinstance(meta.json_schema_extra, dict) \
+        and bool(meta.json_schema_extra.get(SECRET_MARK))
+
+
+def _marked(annotation: Any) -> bool:
+    """Whether ``Secret`` appears anywhere in a type (``Secret | None`` keeps it inside the union)."""
+    if get_origin(annotation) is Annotated:
+        base, *meta = get_args(annotation)
+        return any(_is_mark(m) for m in meta) or _marked(base)
+    return any(_marked(arg) for arg in get_args(annotation))
+
+
 def secret_fields(config: type[BaseModel]) -> set[str]:
-    out = set()
-    for name, info in config.model_fields.items():
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        marked = extra.get(SECRET_MARK) or any(
-            isinstance(m, type(Field())) and isinstance(m.json_schema_extra, dict)
-            and m.json_schema_extra.get(SECRET_MARK) for m in info.metadata)
-        if marked:
-            out.add(name)
-    return out
+    """The config fields typed ``Secret`` (also optional ones): sealed, never returned."""
+    return {name for name, info in config.model_fields.items()
+            if _is_mark(info) or any(_is_mark(m) for m in info.metadata) or _marked(info.annotation)}
 
 
 def key_id() -> str:

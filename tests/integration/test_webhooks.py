@@ -29,6 +29,9 @@ def hooked(tenant):
                    "webhook_secret": SECRET}})
     assert r.status_code == 201, r.text
     assert r.json()["webhook_url"] == f"/v1/hooks/{r.json()['id']}"
+    # an optional secret (Secret | None) is sealed and never returned, like a required one
+    assert r.json()["secrets_set"] == ["access_token", "webhook_secret"]
+    assert SECRET not in tenant.http.get(f"/v1/connections/{r.json()['id']}").text
     return tenant, r.json()["id"]
 
 
