@@ -180,10 +180,10 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
             return from_validation(exc, where="query parameter")
     raw = request.raw_body or b""
     req.raw = raw
+    if len(raw) > op.max_body:  # also for routes that take raw bytes (webhooks)
+        return problem(413, "payload_too_large",
+                       f"the request body is {len(raw)} bytes; the limit is {op.max_body}")
     if op.body:
-        if len(raw) > op.max_body:
-            return problem(413, "payload_too_large",
-                           f"the request body is {len(raw)} bytes; the limit is {op.max_body}")
         try:
             data = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError) as exc:

@@ -80,6 +80,7 @@ def _split(cls: Any, config: BaseModel) -> tuple[dict[str, Any], dict[str, str]]
 
 _CONFIG_CACHE: dict[tuple[str, str, int], tuple[float, Any]] = {}
 CONFIG_CACHE_SECONDS = 300
+CONFIG_CACHE_MAX = 256
 
 
 def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
@@ -92,6 +93,8 @@ def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
     cls = connector(item.connector)
     hidden = secrets.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
     config = cls.Config.model_validate({**(item.config or {}), **hidden})
+    if len(_CONFIG_CACHE) >= CONFIG_CACHE_MAX:  # a warm Lambda serving many connections
+        _CONFIG_CACHE.clear()
     _CONFIG_CACHE[key] = (time.monotonic(), config)
     return config
 

@@ -54,7 +54,3 @@ def field_errors(exc: Any) -> list[dict[str, str]]:
     """A pydantic ValidationError as ``[{"field": "a.b", "message", "type"}]``."""
     return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_context=False, include_input=False)]
-
-
-class TooLarge(DomainError):
-    status, code, title = 413, "payload_too_large", "Payload too large"

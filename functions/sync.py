@@ -47,6 +47,7 @@ def run(message: dict[str, Any], lambda_context: Any = None) -> str:
 
 def hook(message: dict[str, Any]) -> dict[str, int]:
     from connectors import connections, sink
+    from connectors.sdk.base import OrderRecord
     from crm.context import TenantContext
 
     ctx = TenantContext(message["tenant_id"])
@@ -56,10 +57,10 @@ def hook(message: dict[str, Any]) -> dict[str, int]:
     delivery = cls().parse_webhook(config, message["headers"], base64.b64decode(message["body"]))
     streams: dict[str, list] = {}
     for record in delivery.records:
-        streams.setdefault("orders" if type(record).__name__ == "OrderRecord" else "customers", []).append(record)
+        streams.setdefault("orders" if isinstance(record, OrderRecord) else "customers", []).append(record)
     counts: dict[str, int] = {}
     for stream, records in streams.items():
-        for key, value in sink.write(ctx, cls.name, stream, records).counts.items():
+        for key, value in sink.write(ctx, cls.source(config), stream, records).counts.items():
             counts[key] = counts.get(key, 0) + value
     return counts
 

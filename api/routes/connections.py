@@ -114,14 +114,11 @@ def get_run(req: Request) -> Result:
 @endpoint(bp, "/v1/hooks/{connection_id}", "POST", operation_id="receiveWebhook", tag="hooks", scope=None,
           summary="A vendor's webhook: the signature is checked before the body is read (401 if "
                   "missing or forged), the delivery id de-duplicated, the work queued",
-          responses={202: "HookAccepted", 200: "HookAccepted"}, errors=(401, 404, 413))
+          responses={202: "HookAccepted", 200: "HookAccepted"}, errors=(401, 404, 413),
+          max_body=MAX_HOOK_BYTES)
 def receive_webhook(req: Request) -> Result:
     from connectors import hooks
 
-    if len(req.raw) > MAX_HOOK_BYTES:
-        from crm.errors import TooLarge
-
-        raise TooLarge(f"the body is {len(req.raw)} bytes; the limit is {MAX_HOOK_BYTES}")
     accepted, delivery_id = hooks.receive(req.params["connection_id"], req.headers, req.raw)
     return Result(202 if accepted else 200, {"status": "queued" if accepted else "duplicate",
                                              "delivery_id": delivery_id})

@@ -8,27 +8,31 @@ overlap, checkpoints and webhook signature helpers; ``connectors.runner`` drives
 and ``connectors.sink`` writes the records through the same crm services as the API.
 See docs/connectors.md.
 """
-from connectors.sdk.base import (
-    Connector,
-    CustomerRecord,
-    OrderLine,
-    OrderRecord,
-    Page,
-    ReadContext,
-    Rejected,
-    RefundRecord,
-    Stream,
-    WebhookDelivery,
-)
-from connectors.sdk.errors import CheckFailed, RateLimited, VendorError, WebhookRejected
-from connectors.sdk.http import Client
-from connectors.sdk.paging import link_next, page_numbers
-from connectors.sdk.secrets import Secret, hmac_base64, hmac_hex
-from connectors.sdk.window import Window
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "CheckFailed", "Client", "Connector", "CustomerRecord", "OrderLine", "OrderRecord", "Page",
-    "RateLimited", "ReadContext", "RefundRecord", "Rejected", "Secret", "Stream", "VendorError",
-    "WebhookDelivery", "WebhookRejected", "Window", "hmac_base64", "hmac_hex", "link_next",
-    "page_numbers",
-]
+# name -> the submodule that defines it. Loaded on first use (PEP 562), so that code which
+# only needs the registry or the secrets (the connections API, webhook intake) does not
+# pay for httpx at a cold start; ``from connectors.sdk import Client`` works as before.
+_EXPORTS = {
+    **dict.fromkeys(("Connector", "CustomerRecord", "OrderLine", "OrderRecord", "Page", "ReadContext",
+                     "Rejected", "RefundRecord", "Stream", "WebhookDelivery"), "base"),
+    **dict.fromkeys(("CheckFailed", "RateLimited", "VendorError", "WebhookRejected"), "errors"),
+    "Client": "http",
+    **dict.fromkeys(("link_next", "page_numbers"), "paging"),
+    **dict.fromkeys(("Secret", "hmac_base64", "hmac_hex"), "secrets"),
+    "Window": "window",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'connectors.sdk' has no attribute {name!r}")
+    value = getattr(import_module(f"connectors.sdk.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

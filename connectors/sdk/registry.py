@@ -12,23 +12,32 @@ from typing import Any
 GROUP = "rapport.connectors"
 
 
+def _load(ep: Any) -> Any | None:
+    """The entry point's Connector class; None (logged) if it fails to load or is not
+    one: one broken plugin must not take the others (or the API) down."""
+    from connectors.sdk.base import Connector
+    from crm.aws import logger
+
+    try:
+        cls = ep.load()
+    except Exception:  # noqa: BLE001
+        logger().exception("connector entry point failed to load", extra={"entry_point": ep.value})
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, Connector)):
+        logger().error("entry point is not a Connector subclass", extra={"entry_point": ep.value})
+        return None
+    return cls
+
+
 @functools.lru_cache(maxsize=1)
 def available() -> dict[str, Any]:
     """{name: Connector class} of every installed connector (loaded once per process)."""
-    from connectors.sdk.base import Connector
-
     from crm.aws import logger
 
     found: dict[str, Any] = {}
     for ep in entry_points(group=GROUP):
-        # one broken plugin must not take the others (or the API) down: it is logged and left out
-        try:
-            cls = ep.load()
-        except Exception:  # noqa: BLE001
-            logger().exception("connector entry point failed to load", extra={"entry_point": ep.value})
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            logger().error("entry point is not a Connector subclass", extra={"entry_point": ep.value})
+        cls = _load(ep)
+        if cls is None:
             continue
         if cls.name in found and found[cls.name] is not cls:
             logger().error("two connectors share a name; the first is kept",
@@ -38,5 +47,14 @@ def available() -> dict[str, Any]:
     return dict(sorted(found.items()))
 
 
+@functools.lru_cache(maxsize=64)
 def get(name: str) -> Any | None:
+    """One connector by name. Entry points are named after their connector, so only that
+    one is imported (a webhook or a sync does not load every plugin at a cold start);
+    otherwise every connector is loaded and searched, which also applies the rules above."""
+    named = [ep for ep in entry_points(group=GROUP) if ep.name == name]
+    if len(named) == 1:
+        cls = _load(named[0])
+        if cls is not None and cls.name == name:
+            return cls
     return available().get(name)
