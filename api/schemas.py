@@ -197,3 +197,9 @@ class ConflictListQuery(PageQuery):
 class IdentityConflictPage(BaseModel):
     data: list[IdentityConflict]
     next_cursor: str | None
+
+
+class CustomerSearchQuery(PageQuery):
+    q: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="a prefix of a given or family name, an email or a phone number; several "
+        "words must all match")

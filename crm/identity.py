@@ -54,10 +54,11 @@ measured in tests/integration/test_identity.py, table in docs/performance.md):
 - reads: the settings item and every guard in BatchGetItems of 100 keys (201 keys:
   3 BatchGetItem), then the matched profiles (1 BatchGetItem per 100), then 1 Query per
   distinct phone of the records that reach the phone rule;
-- writes: whole customers (profile, new guards, lookup entries) packed into
-  TransactWriteItems of at most 100 items (a new customer with an external id and an
-  email is 3 items, so 33 a transaction); 1 PutItem per new conflict;
-- so 100 new: 3 + 4 TransactWriteItems = 7; 100 repeats: 3 + 1 = 4, no write; 100
+- writes: whole customers (profile, new guards, lookup and search entries) packed into
+  TransactWriteItems of at most 100 items (a new customer with an external id, an
+  email and a given name is 5 items: profile, 2 guards, 2 search entries; so 20 a
+  transaction); 1 PutItem per new conflict;
+- so 100 new: 3 + 5 TransactWriteItems = 8; 100 repeats: 3 + 1 = 4, no write; 100
   changed: 3 + 1 + 1 = 5; 100 existing customers first linked by email: 3 + 1 + 2 = 6.
 """
 from __future__ import annotations

@@ -22,7 +22,9 @@ same POST — or a retry of it — finishes the job:
    the two) + 1 BatchWriteItem per 25 lookup entries put for the survivor and 1 per 25
    deleted for the other + 1 GetItem and 1 PutItem (version-conditional) of the
    survivor's profile: its own fields win, missing ones are filled from the other,
-   identities that do not fit go to ``aliases``, and ``merged_ids`` grows.
+   identities that do not fit go to ``aliases``, and ``merged_ids`` grows; then 1
+   BatchWriteItem puts the survivor's search entries and deletes the other's
+   (crm/customers/search.py).
 4. **move**: orders, 25 per TransactWriteItems (each: Put the order in the survivor's
    partition, marked ``data.moved_from``; Delete the original conditional on its
    version, so a concurrent payment is never lost; Put its pointer and its order guard
@@ -324,16 +326,31 @@ def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
         survivor = _load(ctx, survivor_id)
         new = merged_profile(survivor.data or {}, data, other_id)
         if new == (survivor.data or {}):
-            return
+            break
         survivor.data, survivor.updated_at = new, clock.now_iso()
         records.set_list_keys(ctx, survivor)
         try:
             survivor.save(condition=CustomerItem.status == "active")
-            return
+            break
         except PutError as exc:
             if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
                 raise
-    raise Conflict("the survivor changed concurrently; retry", code="transaction_conflict")
+    else:
+        raise Conflict("the survivor changed concurrently; retry", code="transaction_conflict")
+    _move_search_entries(ctx, survivor_id, survivor.data or {}, other_id, data)
+
+
+def _move_search_entries(ctx: TenantContext, survivor_id: str, survivor_data: dict,
+                         other_id: str, other_data: dict) -> None:
+    """The survivor's search entries (crm/customers/search.py) for its merged fields are
+    put (again: a repeat is harmless), the other's deleted: 1-2 BatchWriteItem."""
+    from crm.customers import search
+
+    with IndexEntryItem.batch_write() as batch:
+        for entry in search.entry_items(ctx, survivor_id, survivor_data):
+            batch.save(entry)
+        for entry in search.entry_items(ctx, other_id, other_data):
+            batch.delete(entry)
 
 
 def _put_as_is(tx: Any, item: Any) -> None:

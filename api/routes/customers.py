@@ -48,6 +48,18 @@ def lookup_customers(req: Request) -> Result:
     return Result(200, {"data": found})
 
 
+@endpoint(bp, "/v1/customers/search", "GET", operation_id="searchCustomers", tag=TAG, scope=READ,
+          summary="Find customers by a prefix of given or family name, email or phone "
+          "(1 Query + 1 BatchGetItem a page)", query="CustomerSearchQuery",
+          responses={200: "CustomerPage"})
+def search_customers(req: Request) -> Result:
+    from crm.customers import search
+
+    q = req.query
+    page = search.search(req.ctx, q.q, limit=q.limit, cursor=q.cursor)
+    return Result(200, {"data": page.items, "next_cursor": page.next_cursor})
+
+
 @endpoint(bp, "/v1/customers/batch", "POST", operation_id="batchUpsertCustomers", tag=TAG,
           scope=WRITE, summary="Upsert up to 100 customers, matched by external id or email",
           body="BatchUpsertRequest", responses={200: "BatchUpsertResponse"}, idempotent=True,

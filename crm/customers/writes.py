@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, TypeVar
 
 from crm.context import TenantContext
-from crm.customers import records
+from crm.customers import records, search
 from crm.errors import Conflict, DomainError, PreconditionFailed
 from crm.storage import CustomerItem, GuardItem, IndexEntryItem, connection
 
@@ -52,6 +52,11 @@ class ProfileWrite:
             write.ops.append(("save", IndexEntryItem(pk, cid, customer_id=cid), None, None))
         for pk in sorted(old_entries - new_entries):
             write.ops.append(("delete", IndexEntryItem(pk, cid, customer_id=cid), None, None))
+        old_search, new_search = search.entries(ctx, cid, old or {}), search.entries(ctx, cid, new)
+        for pk, sk in sorted(new_search - old_search):  # prefix search (crm/customers/search.py)
+            write.ops.append(("save", IndexEntryItem(pk, sk, customer_id=cid), None, None))
+        for pk, sk in sorted(old_search - new_search):
+            write.ops.append(("delete", IndexEntryItem(pk, sk, customer_id=cid), None, None))
         if len(write.ops) > MAX_TRANSACTION_ITEMS:  # e.g. 50 tags replaced by 50 others
             entries = [op for op in write.ops if isinstance(op[1], IndexEntryItem)]
             write.ops = [op for op in write.ops if not isinstance(op[1], IndexEntryItem)]

@@ -115,6 +115,26 @@ def test_b_lists_never_include_a(world, params):
     assert b.http.get("/v1/loyalty/program").status_code == 404  # A's program is A's
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=st.sampled_from(["ann", "a", "bob@a.example", "cy@", "+1415555", "14155552670"]),
+       limit=st.integers(1, 5))
+def test_b_search_never_finds_a(world, q, limit):
+    """A's search entries are under A's prefix; a cursor of A's search pages B's own."""
+    a, b = world["a"], world["b"]
+    assert {c["id"] for c in a.http.get("/v1/customers/search", params={"q": q}).json()["data"]}
+    seen, cursor = [], None
+    while True:
+        page = b.http.get("/v1/customers/search",
+                          params={"q": q, "limit": limit, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [c["id"] for c in page["data"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert not set(world["a_customers"]) & set(seen)
+    a_cursor = a.http.get("/v1/customers/search", params={"q": "1415", "limit": 1}).json()["next_cursor"]
+    page = b.http.get("/v1/customers/search", params={"q": "1415", "cursor": a_cursor})
+    assert page.status_code == 200 and not set(world["a_customers"]) & {c["id"] for c in page.json()["data"]}
+
+
 def test_b_can_use_a_email_without_learning_it_exists(world):
     """A uniqueness 409 would reveal A's customer: guards are per tenant, so B gets 201."""
     b = world["b"]
