@@ -23,6 +23,7 @@ from crm.orders.schemas import (  # noqa: F401,E402 - re-exported for api.http.m
     FulfilmentCreate,
     Order,
     OrderCreate,
+    OrderStatus,
     PaymentCreate,
     RefundCreate,
 )
@@ -111,6 +112,11 @@ class OrderListQuery(PageQuery):
     customer_id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-Z]{26}$")] | None = None
     placed_since: Timestamp | None = Field(default=None, description="placed at or after")
     placed_before: Timestamp | None = Field(default=None, description="placed strictly before")
+    status: OrderStatus | None = Field(default=None, description="only orders in this status (not with customer_id)")
+    source: Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)] | None = Field(
+        default=None, description="with external_id: the order placed under this vendor id")
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None, description="with source")
 
 
 class OrderPage(BaseModel):

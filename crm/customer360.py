@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from crm import ids
+from crm import clock, ids
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import Customer, TimelineEvent
 from crm.customers.service import timeline_query
 from crm.errors import NotFound
 from crm.loyalty.schemas import Loyalty
-from crm.loyalty.service import balance
+from crm.loyalty.book import Book
+from crm.loyalty.service import PROGRAM, _view, program_pk
 from crm.orders.schemas import OrderSummary
-from crm.storage import CustomerItem, EventItem, LoyaltyItem, RecentOrdersItem
+from crm.storage import CustomerItem, EventItem, LoyaltyItem, LoyaltyProgramItem, RecentOrdersItem
 
 TIMELINE_IN_360 = 20
 
@@ -27,7 +28,9 @@ class Customer360(BaseModel):
 def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     """1 Query: ``PROFILE``, ``ORDERS`` (the 10 latest in brief), ``LOYALTY`` (the points
     book) and the newest ``EV#`` entries are adjacent in the customer's item collection,
-    read newest first."""
+    read newest first. +1 GetItem of the program when the customer has a points book:
+    the loyalty block is exactly what ``GET …/loyalty`` answers (tier progress, lots,
+    what fell due since the last write), and both need the program for that."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     rows = timeline_query(ctx, customer_id, TIMELINE_IN_360 + 3, None)
@@ -37,6 +40,17 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     book = next((r for r in rows if isinstance(r, LoyaltyItem) and r.book), None)
     events = [records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)]
     return Customer360(customer=records.to_customer(rows[0]), recent_orders=recent,
-                       # as of the book's last change (GET …/loyalty applies what fell due since)
-                       loyalty=balance(book.customer_id, book.book, book.updated_at) if book else None,
+                       loyalty=_loyalty(ctx, book) if book else None,
                        timeline=events[:TIMELINE_IN_360])
+
+
+def _loyalty(ctx: TenantContext, item: LoyaltyItem) -> Loyalty:
+    """The balance as of now, as crm.loyalty.service.view computes it (1 GetItem)."""
+    try:
+        program = LoyaltyProgramItem.get(program_pk(ctx), PROGRAM, consistent_read=True).data
+    except LoyaltyProgramItem.DoesNotExist:
+        program = None
+    book = Book(item.book, program)
+    at = clock.now_iso()
+    book.catch_up(at)
+    return _view(item.customer_id, book, at)

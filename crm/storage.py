@@ -120,7 +120,8 @@ class GuardItem(Item, discriminator="guard"):
 
 class OrderItem(Item, discriminator="order"):
     """``T#<tenant>#C#<customer>`` / ``A#ORD#<order id>``: in the customer's item collection,
-    below the timeline; listed per tenant on gsi1 ``T#<tenant>#ORDERS`` / ``<order id>``."""
+    below the timeline; listed per tenant on gsi1 ``T#<tenant>#ORDERS`` / ``<order id>``
+    and per status on gsi2 ``T#<tenant>#ORDERS#<status>`` / ``<order id>``."""
 
     order_id = UnicodeAttribute()
     customer_id = UnicodeAttribute()
@@ -129,6 +130,13 @@ class OrderItem(Item, discriminator="order"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
+
+    def serialize(self, null_check: bool = True):
+        """The status index follows the status on every write path (create, transitions,
+        imports, a merge's copy), since every one of them serializes the item here."""
+        if self.gsi1pk and self.status:
+            self.gsi2pk, self.gsi2sk = f"{self.gsi1pk}#{self.status}", self.gsi1sk
+        return super().serialize(null_check=null_check)
 
 
 class OrderPointerItem(Item, discriminator="order_pointer"):

@@ -33,10 +33,30 @@ def describe(event: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
     if type_ == "points.expiring":
         return f"{d['points']} points expire at {d['expires_at']}", \
             {"lot": d["lot"], "points": d["points"], "expires_at": d["expires_at"]}, None
+    if type_ == "points.reversed":
+        return _reversal(d), {"points": d["points"], "lot": d.get("lot"), "source": d["source"],
+                              "seq": d["seq"], **{k: v for k, v in (d.get("detail") or {}).items()
+                                                 if k in ("reversed", "owed", "written_off")}}, None
     verb = type_.split(".", 1)[1]
     pending = " (pending)" if d.get("type") == "pending" else ""
     return f"{abs(d['points'])} points {verb}{pending}", \
         {"points": d["points"], "lot": d.get("lot"), "source": d["source"], "seq": d["seq"]}, None
+
+
+def _reversal(d: dict[str, Any]) -> str:
+    """"100 points reversed (refund of order ord_…): 40 taken back, 60 already redeemed
+    and now owed": the reversal is the order's points the refund undoes, whatever part
+    of them was still there to take back (the entry's own ``points``)."""
+    detail = d.get("detail") or {}
+    total = detail.get("reversed", abs(d["points"]))
+    parts = d["source"].split(":")
+    text = f"{total} points reversed" + (f" (refund of order {parts[1]})" if len(parts) > 1 else "")
+    taken, owed, lost = abs(d["points"]), detail.get("owed", 0), detail.get("written_off", 0)
+    if taken != total:
+        text += f": {taken} taken back"
+        text += f", {owed} already redeemed and now owed" if owed else ""
+        text += f", {lost} already spent and written off" if lost else ""
+    return text
 
 
 def apply(event: dict[str, Any]) -> bool:

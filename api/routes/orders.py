@@ -22,14 +22,29 @@ def create_order(req: Request) -> Result:
 
 
 @endpoint(bp, "/v1/orders", "GET", operation_id="listOrders", tag=TAG, scope=READ,
-          summary="Orders newest first, for the tenant or one customer, by placing date",
-          query="OrderListQuery", responses={200: "OrderPage"}, errors=(404,))
+          summary="Orders newest first, for the tenant or one customer, by placing date; by status; "
+          "or the one order of source + external_id",
+          query="OrderListQuery", responses={200: "OrderPage"}, errors=(404, 422))
 def list_orders(req: Request) -> Result:
-    from crm.orders import service
+    from crm.errors import Invalid
+    from crm.orders import filters, service
 
     q = req.query
-    page = service.list_orders(req.ctx, limit=q.limit, cursor=q.cursor, customer_id=q.customer_id,
-                               placed_since=q.placed_since, placed_before=q.placed_before)
+    window = {"placed_since": q.placed_since, "placed_before": q.placed_before}
+    if (q.source is None) != (q.external_id is None):
+        missing, given = ("external_id", "source") if q.external_id is None else ("source", "external_id")
+        raise Invalid(f"{missing} is required with {given}", field=missing)
+    if q.source is not None:
+        page = filters.by_external_id(req.ctx, q.source, q.external_id, customer_id=q.customer_id,
+                                      status=q.status, **window)
+    elif q.status is not None:
+        if q.customer_id is not None:
+            raise Invalid("status cannot be combined with customer_id; list the customer's orders "
+                          "and read each order's status", field="status")
+        page = filters.by_status(req.ctx, q.status, limit=q.limit, cursor=q.cursor, **window)
+    else:
+        page = service.list_orders(req.ctx, limit=q.limit, cursor=q.cursor,
+                                   customer_id=q.customer_id, **window)
     return Result(200, {"data": page.items, "next_cursor": page.next_cursor})
 
 

@@ -200,3 +200,64 @@ def test_date_windows_are_exact_to_the_millisecond(tenant, customer):
     assert window(placed_since="2026-04-01T09:00:00.123500Z") == []
     assert window(placed_before="2026-04-01T09:00:00.123500Z") == [oid]
     assert window(placed_before="2026-04-01T09:00:00.123Z") == []
+
+
+def test_list_by_status_follows_each_transition_in_one_query(tenant):
+    from crm.orders import filters
+    from tests.dynamo_calls import dynamodb_calls
+
+    a = tenant.create_customer(email="status-a@example.com")["id"]
+    b = tenant.create_customer(email="status-b@example.com")["id"]
+    made = [tenant.http.post("/v1/orders", json=order_body(
+        {"id": cid}, external_id=f"st-{i}", placed_at=f"2026-03-0{i + 1}T10:00:00Z")).json()["id"]
+        for i, cid in enumerate([a, b, a, b, a])]
+    for oid in made[:3]:
+        assert tenant.http.post(f"/v1/orders/{oid}/pay", json={}).status_code == 200
+    tenant.http.post(f"/v1/orders/{made[0]}/fulfill", json={})
+    tenant.http.post(f"/v1/orders/{made[3]}/cancel", json={})
+
+    def listed(status, **params):
+        seen, cursor = [], None
+        while True:
+            page = tenant.http.get("/v1/orders", params={"status": status, **params,
+                                                         **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            seen += [(o["id"], o["status"]) for o in page.json()["data"]]
+            if not (cursor := page.json()["next_cursor"]):
+                return seen
+    assert listed("paid", limit=1) == [(made[2], "paid"), (made[1], "paid")]  # newest first
+    assert listed("fulfilled") == [(made[0], "fulfilled")]
+    assert listed("cancelled") == [(made[3], "cancelled")]
+    assert listed("placed") == [(made[4], "placed")]
+    assert listed("refunded") == []
+    assert listed("paid", placed_since="2026-03-03T00:00:00Z") == [(made[2], "paid")]
+    with dynamodb_calls() as calls:
+        filters.by_status(tenant.ctx, "paid", limit=25)
+    assert calls == {"Query": 1}, calls
+
+
+def test_list_by_source_and_external_id_finds_the_one_order(tenant, customer):
+    from crm.orders import filters
+    from tests.dynamo_calls import dynamodb_calls
+
+    placed = tenant.http.post("/v1/orders", json=order_body({"id": customer["id"]}, external_id="ext-77")).json()
+    tenant.http.post("/v1/orders", json=order_body({"id": customer["id"]}, external_id="ext-78"))
+    r = tenant.http.get("/v1/orders", params={"source": "shopify", "external_id": "ext-77"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"data": [placed], "next_cursor": None}
+    for params in ({"source": "woocommerce", "external_id": "ext-77"},
+                   {"source": "shopify", "external_id": "ext-77", "status": "paid"},
+                   {"source": "shopify", "external_id": "nope"}):
+        assert tenant.http.get("/v1/orders", params=params).json()["data"] == [], params
+    with dynamodb_calls() as calls:
+        filters.by_external_id(tenant.ctx, "shopify", "ext-77")
+    assert calls == {"GetItem": 2}, calls
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"source": "shopify"}, "external_id"), ({"external_id": "x"}, "source"),
+    ({"status": "lost"}, "status"),
+    ({"status": "paid", "customer_id": "cus_01ARZ3NDEKTSV4RRFFQ69G5FAV"}, "status")])
+def test_order_list_filters_refuse_bad_combinations(tenant, params, field):
+    r = tenant.http.get("/v1/orders", params=params)
+    assert r.status_code == 422 and r.json()["field"] == field, r.text

@@ -112,6 +112,10 @@ def test_b_lists_never_include_a(world, params):
     keys = b.http.get("/v1/api-keys").json()["data"]
     assert world["a_key_id"] not in {k["id"] for k in keys}
     assert b.http.get("/v1/orders", params={"limit": 100}).json()["data"] == []
+    for status in ("placed", "paid"):
+        assert b.http.get("/v1/orders", params={"status": status}).json()["data"] == []
+    assert b.http.get("/v1/orders", params={"source": "shopify", "external_id": "ao-0"}).json()["data"] == []
+    assert world["a"].http.get("/v1/orders", params={"status": "paid"}).json()["data"]  # A sees its own
     assert b.http.get("/v1/loyalty/program").status_code == 404  # A's program is A's
 
 
