@@ -28,6 +28,40 @@ err = Console(stderr=True)
 EndpointOpt = typer.Option(None, "--endpoint-url", envvar="AWS_ENDPOINT_URL",
                            help="AWS endpoint, e.g. the running dev stack's emulator URL")
 TableOpt = typer.Option("rapport", "--table", envvar="RAPPORT_TABLE", help="DynamoDB table name")
+NO_ENDPOINT = ("no AWS endpoint: pass --endpoint-url URL (the emulator URL `rapport dev` prints) "
+               "or set AWS_ENDPOINT_URL; for AWS itself, configure AWS credentials")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"rapport {version('rapport')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                            help="print the version and exit")) -> None:
+    """Rapport: a multi-tenant CRM backend."""
+
+
+def _configure(endpoint_url: str | None, table: str | None = None, *, aws: bool = False) -> None:
+    """Point the process at the endpoint (rapport/env.py). Without one, and without AWS
+    credentials to go to AWS instead, say so in one line and exit 2 (rather than the
+    traceback of the first request's NoCredentialsError)."""
+    import os
+
+    from rapport import env
+
+    env.configure(endpoint_url, table)
+    if endpoint_url or os.environ.get("AWS_ENDPOINT_URL"):
+        return
+    import boto3
+
+    if boto3.session.Session().get_credentials() is None:
+        _fail(NO_ENDPOINT if not aws else "no AWS credentials for --stack: configure them "
+              "(AWS_PROFILE, aws configure) or use --endpoint-url for the local stack")
 
 
 @app.command()
@@ -101,9 +135,7 @@ def _await_demo_events(pipeline, stop: threading.Event) -> None:
 def tenants_create(name: str, as_json: bool = typer.Option(False, "--json", help="print JSON"),
                    endpoint_url: Optional[str] = EndpointOpt, table: str = TableOpt) -> None:
     """Create a tenant and print its id and first admin API key (shown once)."""
-    from rapport import env
-
-    env.configure(endpoint_url, table)
+    _configure(endpoint_url, table)
     from crm import apikeys, tenants
     from crm.context import TenantContext
     from crm.errors import DomainError
@@ -126,9 +158,7 @@ def tenants_list(endpoint_url: Optional[str] = EndpointOpt, table: str = TableOp
     """List tenants with their status and plan."""
     from rich.table import Table
 
-    from rapport import env
-
-    env.configure(endpoint_url, table)
+    _configure(endpoint_url, table)
     from crm import tenants
 
     out = Table("id", "name", "status", "plan", "created")
@@ -138,9 +168,7 @@ def tenants_list(endpoint_url: Optional[str] = EndpointOpt, table: str = TableOp
 
 
 def _set_status(tenant_id: str, status: str, endpoint_url: str | None, table: str) -> None:
-    from rapport import env
-
-    env.configure(endpoint_url, table)
+    _configure(endpoint_url, table)
     from crm import tenants
     from crm.context import TenantContext
     from crm.errors import DomainError
@@ -177,13 +205,13 @@ StackOpt = typer.Option(None, "--stack", help="a deployed CloudFormation stack: 
 
 @dataclass
 class _Queues:
-    name: str              # loyalty, timeline or stream
+    name: str              # loyalty, timeline, sync or stream
     queue_url: str | None  # None for the stream DLQ: nothing can be put back in a stream
     dlq_url: str
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {message}", soft_wrap=True)  # one line, whatever the width
     raise typer.Exit(2)
 
 
@@ -206,9 +234,8 @@ def _resolve(subscriber: str | None, endpoint_url: str | None, table: str,
 
     from functions.queues import SUBSCRIBERS
     from infra.bootstrap import STREAM_DLQ, local_queue_names, queue_logical_id
-    from rapport import env
 
-    env.configure(endpoint_url)
+    _configure(endpoint_url, aws=bool(stack))
     known = (*SUBSCRIBERS, STREAM_DLQ)
     if subscriber is not None and subscriber not in known:
         _fail(f"unknown queue {subscriber!r}: one of {', '.join(known)}")
@@ -301,16 +328,22 @@ def _excerpt(text: str, width: int = 60) -> str:
 
 @dlq_app.command("list")
 def dlq_list(subscriber: Optional[str] = typer.Argument(
-                 None, help="loyalty, timeline or stream (the stream's on-failure queue); all without"),
+                 None, help="loyalty, timeline, sync or stream (the stream's on-failure queue); "
+                            "all four without"),
              limit: int = typer.Option(10, "--limit", min=0, help="messages to show per DLQ"),
              endpoint_url: Optional[str] = EndpointOpt, table: str = DlqPrefixOpt,
              stack: Optional[str] = StackOpt) -> None:
-    """Message counts of the queues and their DLQs, and a look at the DLQs' messages."""
+    """Message counts of the queues and their DLQs, and a look at the DLQs' messages.
+
+    Laid out for 80 columns: a table of counts, then each message as a short block.
+    """
+    from rich import box
     from rich.table import Column, Table
 
     sqs, targets = _resolve(subscriber, endpoint_url, table, stack)
-    summary = Table("queue", "waiting", "in flight", Column("dead-letter queue", overflow="fold"),
-                    "DLQ messages")
+    summary = Table(Column("queue", no_wrap=True), Column("waiting", justify="right"),
+                    Column("in flight", justify="right"), Column("dead-letter queue", no_wrap=True),
+                    Column("in DLQ", justify="right"), box=box.SIMPLE_HEAD)
     peeks = []
     for target in targets:
         main = _counts(sqs, target.queue_url) if target.queue_url else None
@@ -321,17 +354,19 @@ def dlq_list(subscriber: Optional[str] = typer.Argument(
         if dlq["waiting"] and limit:
             peeks.append((target, dlq["waiting"], _peek(sqs, target.dlq_url, limit)))
     console.print(summary)
+    width = max(40, min(console.width, 120)) - 4
     for target, total, messages in peeks:
-        out = Table(Column("message id", overflow="fold"), "receives",
-                    Column("first received", overflow="fold"), Column("event", overflow="fold"),
-                    Column("body", no_wrap=True, overflow="ellipsis"),
-                    title=f"{target.dlq_url.rsplit('/', 1)[-1]}: {len(messages)} of {total}")
+        console.print(f"[bold]{target.dlq_url.rsplit('/', 1)[-1]}[/bold]: {len(messages)} of {total}",
+                      highlight=False)
         for m in messages:
             attributes = m.get("Attributes", {})
-            out.add_row(m["MessageId"], attributes.get("ApproximateReceiveCount", "-"),
-                        _timestamp(attributes.get("ApproximateFirstReceiveTimestamp")),
-                        _describe_event(m["Body"]), _excerpt(m["Body"]))
-        console.print(out)
+            console.print(f"  {m['MessageId']}  {attributes.get('ApproximateReceiveCount', '-')} receives, "
+                          f"first {_timestamp(attributes.get('ApproximateFirstReceiveTimestamp'))}",
+                          highlight=False, overflow="fold")
+            console.print(f"    {_excerpt(_describe_event(m['Body']), width)}", highlight=False,
+                          markup=False, no_wrap=True, overflow="ellipsis")
+            console.print(f"    {_excerpt(m['Body'], width)}", highlight=False, markup=False,
+                          no_wrap=True, overflow="ellipsis")
     if not peeks:
         console.print("The dead-letter queues are empty.")
 
@@ -368,7 +403,7 @@ def _print_stream_records(messages: list[dict]) -> int:
 
 
 @dlq_app.command("redrive")
-def dlq_redrive(subscriber: str = typer.Argument(..., help="loyalty or timeline (or stream: see below)"),
+def dlq_redrive(subscriber: str = typer.Argument(..., help="loyalty, timeline or sync (or stream: see below)"),
                 max_messages: Optional[int] = typer.Option(None, "--max", min=1,
                                                            help="move at most N messages"),
                 yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
@@ -736,4 +771,18 @@ def sync_connection(
 
 
 def main() -> None:
-    app()
+    """The console script: a botocore error that no command handled (the endpoint went
+    away mid-command, credentials expired) is one line, not a traceback."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - reported below, or re-raised
+        from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+        cause = exc
+        while cause is not None and not isinstance(cause, (EndpointConnectionError, NoCredentialsError)):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        err.print(f"[red]error:[/red] {NO_ENDPOINT if isinstance(cause, NoCredentialsError) else cause}",
+                  soft_wrap=True, highlight=False)
+        raise SystemExit(2) from None

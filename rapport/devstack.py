@@ -8,11 +8,15 @@ State lives in the emulator's memory and is gone when the stack stops.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,6 +25,61 @@ def _any_method(handler, name: str):
     if name.startswith("do_"):
         return handler._generic_handle
     raise AttributeError(name)
+
+
+ACCESS_LOG = logging.getLogger("rapport.dev")
+
+
+def _handler_class(base: type) -> type:
+    """Chalice's request handler, logging one line per request to ``rapport.dev``:
+    method, path (without the query string: it can hold emails and cursors), status, ms."""
+
+    class DevRequestHandler(base):
+        # API Gateway answers every method; Chalice's local handler knows only the common
+        # ones and would answer 501 to TRACE or QUERY. Route any method through the app,
+        # which answers 405 for a method a route does not declare.
+        __getattr__ = _any_method
+
+        def parse_request(self) -> bool:
+            self._started = time.perf_counter()
+            return super().parse_request()
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            ms = (time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000
+            path = (getattr(self, "path", "") or "").split("?", 1)[0]
+            ACCESS_LOG.info("%s %s %s %.1f ms", getattr(self, "command", "-"), path,
+                            getattr(code, "value", code), ms)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # http.server's own stderr lines: the access line above says it
+
+    return DevRequestHandler
+
+
+def _one_handler_per_error(chalice_app: Any) -> None:
+    """Chalice puts a plain stdout handler on the app's logger (``rapport``), the logger
+    Powertools' JSON logger (crm.aws.logger) writes to as well, so every error came out
+    twice. Keep Powertools' line only, and show the access lines on stderr."""
+    chalice_app.log.handlers = [h for h in chalice_app.log.handlers
+                                if type(h.formatter) is not logging.Formatter]
+    if not ACCESS_LOG.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        ACCESS_LOG.addHandler(handler)
+        ACCESS_LOG.setLevel(logging.INFO)
+        ACCESS_LOG.propagate = False  # not again through the app's logger, its parent
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 class PortInUse(RuntimeError):
@@ -34,7 +93,11 @@ def free_port() -> int:
 
 
 def check_port(port: int) -> None:
+    """Refuse a port something listens on. SO_REUSEADDR, as the server itself binds: the
+    connections of a crashed ``rapport dev`` linger in TIME_WAIT for 60 s and must not
+    keep its port (on Linux the option never lets two sockets listen on one port)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError as exc:
@@ -119,12 +182,7 @@ class DevStack:
 
     def _serve(self) -> None:
         from chalice.cli.factory import CLIFactory
-        from chalice.local import (
-            ChaliceRequestHandler,
-            LocalDevServer,
-            ThreadedHTTPServer,
-            create_local_server,
-        )
+        from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPServer
 
         factory = CLIFactory(str(PROJECT_DIR))
         config = factory.create_config_obj(chalice_stage_name="local")
@@ -132,12 +190,10 @@ class DevStack:
         # socketserver listens with a backlog of 5: a burst of concurrent clients (20
         # parallel redemptions) would see connections reset. API Gateway has no such limit.
         ThreadedHTTPServer.request_queue_size = 128
-        server: LocalDevServer = create_local_server(config.chalice_app, config, "127.0.0.1", self.port)
-        ChaliceRequestHandler.log_message = lambda *a, **k: None  # no per-request access log
-        # API Gateway answers every method; Chalice's local handler knows only the common
-        # ones and would answer 501 to TRACE or QUERY. Route any method through the app,
-        # which answers 405 for a method a route does not declare.
-        ChaliceRequestHandler.__getattr__ = _any_method
+        ThreadedHTTPServer.allow_reuse_address = True  # see check_port
+        _one_handler_per_error(config.chalice_app)
+        server: LocalDevServer = LocalDevServer(config.chalice_app, config, "127.0.0.1", self.port,
+                                                handler_cls=_handler_class(ChaliceRequestHandler))
         self._http = server
         self._thread = threading.Thread(target=server.server.serve_forever, daemon=True)
         self._thread.start()

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,19 +49,24 @@ class DevProcess:
                 k, _, v = line.strip().partition(": ")
                 self.info[k] = v
         self.base = self.info["Rapport API"].removesuffix("/v1")
+        # from here a thread reads the output (a line per request: an unread pipe would
+        # fill up and block the server)
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
 
     def wait_for(self, prefix: str, timeout: float = 240) -> str:
-        """The next output line starting with ``prefix`` (reading on from where we are)."""
-        seen = next((line for line in self.lines if line.startswith(prefix)), None)
+        """The first output line starting with ``prefix``."""
         deadline = time.monotonic() + timeout
-        while seen is None:
+        while True:
+            seen = next((line for line in list(self.lines) if line.startswith(prefix)), None)
+            if seen is not None:
+                return seen
+            assert self.proc.poll() is None, "rapport dev exited:\n" + "".join(self.lines)
             assert time.monotonic() < deadline, f"no {prefix!r} line:\n" + "".join(self.lines)
-            line = self.proc.stdout.readline()
-            assert line, "rapport dev exited:\n" + "".join(self.lines)
-            self.lines.append(line)
-            if line.startswith(prefix):
-                seen = line
-        return seen
+            time.sleep(0.1)
 
     def client(self, key: str) -> httpx.Client:
         return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
@@ -92,6 +98,12 @@ def test_dev_prints_the_api_url_and_a_working_demo_key(dev):
         assert any(v["recent_orders"] for v in views), "and orders"
         statuses = {o["status"] for o in http.get("/v1/orders", params={"limit": 100}).json()["data"]}
         assert {"placed", "paid", "fulfilled"} <= statuses
+
+
+def test_dev_logs_a_line_per_request(dev):
+    assert httpx.get(dev.base + "/v1/health?probe=e2e").status_code == 200
+    line = dev.wait_for("GET /v1/health 200 ", timeout=10)
+    assert line.rstrip().endswith(" ms") and "probe" not in line
 
 
 def test_customer_lifecycle_as_a_client(dev):
@@ -183,7 +195,7 @@ def test_dev_runs_the_event_pollers_and_dlq_list_reads_its_queues(dev):
                           "--endpoint-url", dev.info["AWS endpoint (emulator)"]],
                          capture_output=True, text=True, env={**_env(), "COLUMNS": "200"},
                          timeout=60, check=True)
-    for dlq in ("rapport-loyalty-dlq", "rapport-timeline-dlq", "rapport-stream-dlq"):
+    for dlq in ("rapport-loyalty-dlq", "rapport-timeline-dlq", "rapport-sync-dlq", "rapport-stream-dlq"):
         assert dlq in out.stdout, out.stdout
     down = subprocess.run([RAPPORT, "dlq", "list", "--endpoint-url", f"http://127.0.0.1:{_free_port()}"],
                           capture_output=True, text=True, env=_env(), timeout=60)
