@@ -50,7 +50,7 @@ same POST — or a retry of it — finishes the job:
 Measured (docs/performance.md): the other with 3 orders, 5 timeline entries, 8 ledger
 entries, a redemption, 2 external ids, a phone and 2 tags took 37 requests (4
 BatchGetItem, 5 TransactWriteItems, 4 GetItem, 12 Query, 3 PutItem, 8 BatchWriteItem,
-1 DeleteItem); each further 100 timeline or ledger entries adds 9, each further 25
+1 DeleteItem), and 1 BatchWriteItem more since search entries are moved too; each further 100 timeline or ledger entries adds 9, each further 25
 orders 2. A repeat of a finished merge is the 1 BatchGetItem. Nothing here Scans.
 
 Events: the copies derive no events (crm/events.py skips marked inserts), the deletes
