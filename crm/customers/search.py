@@ -96,6 +96,8 @@ def search(ctx: TenantContext, q: str, *, limit: int, cursor: str | None = None)
     from crm.customers import records
     from crm.customers.service import resolved_profiles
 
+    if re.search("[\ud800-\udfff]", q):
+        raise Invalid("q is not valid Unicode text", field="q")
     words = query_words(q)
     if not words:
         raise Invalid("q must contain a letter or a digit", field="q")
