@@ -557,12 +557,14 @@ class _Round:
         _newest_consent(current, data)
         if xid is not None:
             data["external_ids"] = {**(data.get("external_ids") or {}), self.source: xid}
-            _stamp(data, self.source, facts, fill_only=self.fill_only)
+            _stamp(data, self.source, facts, fill_only=True)
         status = "conflict" if conflict else "updated"
-        if data == current:
+        if data == current:  # the same data under a newer version costs no write either
             if not conflict:
                 self.results[i] = Resolution(i, "unchanged", customer_id=cid, matched_by=by)
             return True
+        if xid is not None:
+            _stamp(data, self.source, facts, fill_only=self.fill_only)
         try:
             require_identity(data)
         except DomainError as exc:
