@@ -252,3 +252,21 @@ def test_a_late_sync_page_never_reverts_a_newer_record(tenant):
     assert out.counts["unchanged"] == 1, out
     [c] = lookup(tenant, source="shopify", external_id="207119551")
     assert c["name"]["given"] == "Robert"
+
+
+def test_a_webhook_is_a_hint_to_re_read_the_record_from_the_shop(tenant, anon, event_pipeline):
+    with FakeShopify() as shop:
+        shop.seed(customers=1)
+        [xid] = shop.ids("customers")
+        stale = shop.customer(xid)  # the body of an old delivery
+        shop.update_customer(xid, email="moved-on@example.com", first_name="Current")
+        r = tenant.http.post("/v1/connections", json={
+            "connector": "shopify", "name": "Live shop",
+            "config": {"shop_url": shop.url, "access_token": shop.token, "webhook_secret": SECRET}})
+        assert r.status_code == 201, r.text
+        headers, raw = FakeShopify.webhook("customers/update", stale, SECRET)
+        assert anon.post(f"/v1/hooks/{r.json()['id']}", headers=headers, content=raw).status_code == 202
+        assert event_pipeline.wait_idle(timeout=60)
+        assert any(path.endswith(f"/customers/{xid}.json") for _, path in shop.log)
+    [c] = lookup(tenant, source="shopify", external_id=str(xid))
+    assert (c["email"], c["name"]["given"]) == ("moved-on@example.com", "Current")
