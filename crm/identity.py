@@ -3,7 +3,12 @@
 ``upsert(ctx, source, records)`` takes up to 250 ``(external_id, profile)`` pairs from one
 source (a connector's sync) and links each to a customer, creating one when nothing
 matches. ``profile`` holds CustomerPatch fields without ``external_ids``: linking or
-creating sets ``external_ids[source] = external_id`` itself.
+creating sets ``external_ids[source] = external_id`` itself. A third element may give the
+vendor's times, ``{"updated_at", "created_at"}``: the customer keeps, per source, the
+version last applied (``source_updated_at``; a record not newer than it is
+``unchanged``, so a late page or a replayed webhook never reverts newer data; it advances
+only with a change) and the earliest first-seen time (``source_created_at``). Consent
+merges per channel by time: a record's consent older than the stored one is not applied.
 
 Rules, in the tenant's order (settings item ``P SETTINGS`` / ``IDENTITY``, default
 ``external_id, email, phone``; ``PUT /v1/identity/settings``):
