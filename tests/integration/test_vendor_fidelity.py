@@ -270,3 +270,23 @@ def test_a_webhook_is_a_hint_to_re_read_the_record_from_the_shop(tenant, anon, e
         assert any(path.endswith(f"/customers/{xid}.json") for _, path in shop.log)
     [c] = lookup(tenant, source="shopify", external_id=str(xid))
     assert (c["email"], c["name"]["given"]) == ("moved-on@example.com", "Current")
+
+
+def test_a_woocommerce_webhook_is_re_read_from_the_store_too():
+    from connectors.woocommerce import WooCommerce, WooCommerceConfig
+    from tests.fakes.woocommerce import FakeWooCommerce
+
+    with FakeWooCommerce() as store:
+        store.seed(customers=1, orders=1)
+        [xid] = store.ids("customers")
+        [oid] = store.ids("orders")
+        stale_customer, stale_order = store.customer(xid), store.order(oid)
+        store.update_customer(xid, email="moved-on@example.com")
+        store.update_order(oid, status="cancelled")
+        config = WooCommerceConfig(store_url=store.url, consumer_key=store.key,
+                                   consumer_secret=store.secret, webhook_secret=SECRET)
+        conn = WooCommerce()
+        [person] = conn.parse_webhook(config, *FakeWooCommerce.webhook("customer.updated", stale_customer, SECRET)).records
+        [order] = conn.parse_webhook(config, *FakeWooCommerce.webhook("order.updated", stale_order, SECRET)).records
+    assert person.profile["email"] == "moved-on@example.com"
+    assert order.cancelled_at is not None
