@@ -108,6 +108,7 @@ COMPONENTS = (API, "dispatch", "loyalty_events", "timeline_events", SCHEDULE)
 # them Bronze, the second paid order Silver (70.00 EUR after the first one's 10.00 refund),
 # and the second refund takes them back to Bronze.
 PROGRAM = {
+    "earns_from": "2000-01-01T00:00:00Z",  # backdated orders earn (default: the program's creation)
     "currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor", "first_order_bonus": 100,
     "tier_basis": "spend",
     "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Silver", "threshold": 7000,

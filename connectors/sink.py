@@ -51,8 +51,11 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
     ids: dict[int, str | None] = {}
     for start in range(0, len(records), CHUNK):
         chunk = records[start:start + CHUNK]
-        results = identity.upsert(ctx, source, [(r.external_id, r.profile) for r in chunk],
-                                  fill_only=fill_only)
+        # the vendor's times: an older version of a record never overwrites a newer one,
+        # and the first-seen time is kept per source
+        results = identity.upsert(ctx, source, [(r.external_id, r.profile, {
+            "updated_at": r.updated_at, "created_at": getattr(r, "created_at", None)}) for r in chunk],
+            fill_only=fill_only)
         for r, rec in zip(results, chunk):
             ids[start + r.index] = r.customer_id
             if out is None:
@@ -80,7 +83,8 @@ def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord]) -> dict[
         if o.customer is not None:
             key, rec = f"x:{o.customer.external_id}", o.customer
         elif o.email:
-            key, rec = f"e:{o.email.strip().lower()}", CustomerRecord(None, o.updated_at, {"email": o.email})
+            key, rec = f"e:{o.email.strip().lower()}", CustomerRecord(
+                None, o.updated_at, {**(o.guest_profile or {}), "email": o.email})
         else:
             continue
         if key in by_key:  # one buyer in several orders of the page: resolved once, newest data
@@ -103,7 +107,7 @@ def _order_dict(o: OrderRecord, customer_id: str) -> dict[str, Any]:
             "lines": [{k: v for k, v in vars(line).items() if v is not None} for line in o.lines],
             "discount": o.discount, "shipping": o.shipping, "tax": o.tax, "total": o.total,
             "paid_at": o.paid_at, "fulfilled_at": o.fulfilled_at, "cancelled_at": o.cancelled_at,
-            "cancel_reason": o.cancel_reason,
+            "cancel_reason": o.cancel_reason, "updated_at": o.updated_at,
             "refunds": [{k: v for k, v in vars(r).items() if v is not None} for r in o.refunds]}
 
 

@@ -24,7 +24,7 @@ _POINTS_EVENTS = {"pending": "points.earned", "earn": "points.earned", "activate
 
 # Every event type derive() emits (docs/architecture.md has what each stands for).
 TYPES = frozenset({
-    "order.placed", "order.paid", "order.fulfilled", "order.cancelled", "order.refunded",
+    "order.placed", "order.paid", "order.fulfilled", "order.cancelled", "order.refunded", "order.updated",
     "customer.created", "customer.updated", "customer.erased", "customer.merged",
     *_POINTS_EVENTS.values(), "points.expiring", "tier.changed",
 })
@@ -58,6 +58,9 @@ def _order(old: dict | None, new: dict | None) -> list[Event]:
     events = []
     if old is None:
         events.append(_event("order.placed", oid, new, data["placed_at"], state))
+    elif data.get("revision", 0) > before.get("revision", 0):  # edited at the vendor
+        events.append(_event("order.updated", f"{oid}:{data['revision']}", new,
+                             data.get("edited_at") or new["updated_at"], state))
     for stamp, type_ in (("paid_at", "order.paid"), ("fulfilled_at", "order.fulfilled"),
                          ("cancelled_at", "order.cancelled")):
         if data.get(stamp) and not before.get(stamp):

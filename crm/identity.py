@@ -3,7 +3,12 @@
 ``upsert(ctx, source, records)`` takes up to 250 ``(external_id, profile)`` pairs from one
 source (a connector's sync) and links each to a customer, creating one when nothing
 matches. ``profile`` holds CustomerPatch fields without ``external_ids``: linking or
-creating sets ``external_ids[source] = external_id`` itself.
+creating sets ``external_ids[source] = external_id`` itself. A third element may give the
+vendor's times, ``{"updated_at", "created_at"}``: the customer keeps, per source, the
+version last applied (``source_updated_at``; a record not newer than it is
+``unchanged``, so a late page or a replayed webhook never reverts newer data; it advances
+only with a change) and the earliest first-seen time (``source_created_at``). Consent
+merges per channel by time: a record's consent older than the stored one is not applied.
 
 Rules, in the tenant's order (settings item ``P SETTINGS`` / ``IDENTITY``, default
 ``external_id, email, phone``; ``PUT /v1/identity/settings``):
@@ -281,25 +286,73 @@ def upsert(ctx: TenantContext, source: str, records: list[tuple[str | None, dict
         raise Invalid(f"records must hold 1 to {MAX_RECORDS} items", field="records")
     results: list[Resolution | None] = [None] * len(records)
     parsed: dict[int, tuple[str | None, CustomerPatch]] = {}
+    facts: dict[int, dict[str, str]] = {}
     for i, pair in enumerate(records):
         try:
-            external_id, profile = pair
+            external_id, profile, *rest = pair
         except (TypeError, ValueError):
-            external_id, profile = None, None
+            external_id, profile, rest = None, None, []
         checked = _validate(i, external_id, profile)
         if isinstance(checked, Resolution):
             results[i] = checked
-        else:
-            parsed[i] = checked
+            continue
+        parsed[i] = checked
+        facts[i] = _facts(rest[0] if rest else None) if checked[0] is not None else {}
     pending = list(parsed)
     for n in range(ROUNDS):
         if not pending:
             break
-        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only).run(pending)
+        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only,
+                         facts=facts).run(pending)
     for i in pending:  # still deferred after the last round (not expected)
         results[i] = Resolution(i, "error", error=Conflict(
             "the record kept conflicting with concurrent writes; retry", code="transaction_conflict"))
     return [r for r in results if r is not None]
+
+
+def _facts(raw: Any) -> dict[str, str]:
+    """The vendor's ``updated_at`` / ``created_at`` of a record, as UTC ISO strings (those
+    that parse)."""
+    out: dict[str, str] = {}
+    for name in ("updated_at", "created_at"):
+        value = (raw or {}).get(name) if isinstance(raw, dict) else None
+        if value:
+            try:
+                out[name] = clock.iso(clock.parse(value))
+            except (TypeError, ValueError):
+                pass
+    return out
+
+
+def _stale(current: dict[str, Any], source: str, xid: str | None, facts: dict[str, str]) -> bool:
+    """Whether Rapport already holds this version of the source's record, or a newer one:
+    the vendor's ``updated_at`` seen last for (source, external id). A replayed webhook
+    or a late page then changes nothing, whatever path it came by."""
+    seen = (current.get("source_updated_at") or {}).get(source)
+    return bool(xid is not None and seen and facts.get("updated_at")
+                and (current.get("external_ids") or {}).get(source) == xid
+                and facts["updated_at"] <= seen)
+
+
+def _stamp(data: dict[str, Any], source: str, facts: dict[str, str], *, fill_only: bool) -> None:
+    """Record the vendor's times of the source's record: its first-seen time (the earliest
+    kept) and, for a full record, the version applied."""
+    created = facts.get("created_at")
+    have = (data.get("source_created_at") or {}).get(source)
+    if created and (have is None or created < have):
+        data["source_created_at"] = {**(data.get("source_created_at") or {}), source: created}
+    if not fill_only and facts.get("updated_at"):
+        data["source_updated_at"] = {**(data.get("source_updated_at") or {}), source: facts["updated_at"]}
+
+
+def _newest_consent(old: dict[str, Any], data: dict[str, Any]) -> None:
+    """Per channel the consent with the latest time wins: a synced consent never
+    replaces a newer one (e.g. one given through the API since)."""
+    before = old.get("consent") or {}
+    for channel, now_ in list((data.get("consent") or {}).items()):
+        kept = before.get(channel)
+        if kept and now_ is not kept and kept.get("at", "") > now_.get("at", ""):
+            data["consent"] = {**data["consent"], channel: kept}
 
 
 def _missing_only(current: dict[str, Any], rec: CustomerPatch) -> CustomerPatch:
@@ -340,9 +393,10 @@ class _Plan:
 
 class _Round:
     def __init__(self, ctx: TenantContext, source: str, parsed: dict, results: list, *, last: bool,
-                 fill_only: bool = False):
+                 fill_only: bool = False, facts: dict[int, dict[str, str]] | None = None):
         self.ctx, self.source, self.parsed, self.results, self.last = ctx, source, parsed, results, last
         self.fill_only = fill_only
+        self.facts = facts or {}
         self.now = clock.now_iso()
         self.holders: dict[str, str] = {}  # guard pk -> customer id
         self.released: set[str] = set()  # guards a planned write gives up
@@ -498,17 +552,25 @@ class _Round:
     def _apply(self, i: int, cid: str, by: str, xid: str | None, rec: CustomerPatch,
                conflict: IdentityConflictItem | None) -> bool:
         current = self._data(cid)
+        facts = self.facts.get(i, {})
+        if not self.fill_only and _stale(current, self.source, xid, facts):
+            self.results[i] = Resolution(i, "unchanged", customer_id=cid, matched_by=by)
+            return True  # an older (or the same) version of what was applied already
         if self.fill_only:
             rec = _missing_only(current, rec)
         data = patched_data(current, rec, self.now)
         _keep_consent_times(current, data, rec)
+        _newest_consent(current, data)
         if xid is not None:
             data["external_ids"] = {**(data.get("external_ids") or {}), self.source: xid}
+            _stamp(data, self.source, facts, fill_only=True)
         status = "conflict" if conflict else "updated"
-        if data == current:
+        if data == current:  # the same data under a newer version costs no write either
             if not conflict:
                 self.results[i] = Resolution(i, "unchanged", customer_id=cid, matched_by=by)
             return True
+        if xid is not None:
+            _stamp(data, self.source, facts, fill_only=self.fill_only)
         try:
             require_identity(data)
         except DomainError as exc:
@@ -528,6 +590,7 @@ class _Round:
         data = new_data(rec, self.now)
         if xid is not None:
             data["external_ids"] = {self.source: xid}
+            _stamp(data, self.source, self.facts.get(i, {}), fill_only=self.fill_only)
         try:
             require_identity(data)
         except DomainError as exc:

@@ -157,6 +157,16 @@ def merged_profile(survivor: dict[str, Any], other: dict[str, Any], other_id: st
         out["aliases"] = aliases
     else:
         out.pop("aliases", None)
+    # the other's replaced emails stay guarded (their guards move here) and its vendors'
+    # first-seen times count for customer_since
+    previous = [p for p in [*(out.get("previous_emails") or []), *(other.get("previous_emails") or [])]
+                if p["email"] != out.get("email") and p["email"] not in emails]
+    if previous:
+        out["previous_emails"] = list({p["email"]: p for p in reversed(previous)}.values())[::-1]
+    for source, at in (other.get("source_created_at") or {}).items():
+        mine_at = (out.get("source_created_at") or {}).get(source)
+        if mine_at is None or at < mine_at:
+            out["source_created_at"] = {**(out.get("source_created_at") or {}), source: at}
     out["merged_ids"] = _unique([*(out.get("merged_ids") or []), other_id,
                                  *(other.get("merged_ids") or [])])
     return out

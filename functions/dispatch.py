@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 ROUTES: dict[str, frozenset[str]] = {
-    "loyalty": frozenset({"order.paid", "order.refunded"}),
+    "loyalty": frozenset({"order.paid", "order.refunded", "order.updated"}),
     "timeline": frozenset({"order.placed", "order.paid", "order.fulfilled", "order.cancelled",
-                           "order.refunded", "points.earned", "points.redeemed", "points.expired",
+                           "order.refunded", "order.updated", "points.earned", "points.redeemed", "points.expired",
                            "points.adjusted", "points.reversed", "points.expiring", "tier.changed"}),
 }
 

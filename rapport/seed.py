@@ -87,6 +87,7 @@ def seed_demo(name: str = "Demo Shop", customers: int = 50) -> tuple[str, str]:
 
 
 DEMO_PROGRAM = {
+    "earns_from": "2000-01-01T00:00:00Z",  # the demo's backdated history earns
     "currency": "USD", "earn_rates": {"USD": 1}, "rounding": "floor",
     "channel_multipliers": {"mobile": 2}, "category_multipliers": {"shoes": 1.5},
     "first_order_bonus": 100, "birthday_multiplier": 2, "tier_basis": "spend",

@@ -24,6 +24,7 @@ class CustomerRecord:
     external_id: str
     updated_at: str
     profile: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None  # when the vendor first saw the person (kept per source)
 
 
 @dataclass
@@ -61,6 +62,8 @@ class OrderRecord:
     tax: int = 0
     customer: CustomerRecord | None = None  # the buyer, resolved like a customer record
     email: str | None = None  # a guest checkout's email when there is no customer record
+    # a guest's name, phone, addresses (CustomerPatch fields): fill what the profile lacks
+    guest_profile: dict[str, Any] = field(default_factory=dict)
     paid_at: str | None = None
     fulfilled_at: str | None = None
     cancelled_at: str | None = None

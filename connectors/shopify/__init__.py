@@ -11,10 +11,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, ClassVar, Iterator, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.sdk.base import Connector, Page, ReadContext, Stream, WebhookDelivery
-from connectors.sdk.errors import CheckFailed, VendorError
+from connectors.sdk.base import Connector, CustomerRecord, OrderRecord, Page, ReadContext, Stream, WebhookDelivery
+from connectors.sdk.errors import CheckFailed, RateLimited, VendorError
 from connectors.sdk.fields import base_url, header
 from connectors.sdk.http import Client
 from connectors.sdk.paging import link_next
@@ -163,4 +164,26 @@ class Shopify(Connector):
         topic = (header(headers, "X-Shopify-Topic") or "").strip()
         map_item = (partial(mapping.order, channels=config.channels) if topic in ORDER_TOPICS
                     else mapping.customer if topic in CUSTOMER_TOPICS else None)
-        return json_delivery(self.webhook_delivery_id(headers, body), topic, body, map_item)
+        delivery = json_delivery(self.webhook_delivery_id(headers, body), topic, body, map_item)
+        delivery.records = [self._reread(config, r) for r in delivery.records]
+        return delivery
+
+    def _reread(self, config: ShopifyConfig, record: Any) -> Any:
+        """A webhook is a hint: its record is read again from the shop (its current state),
+        so a replayed or reordered body cannot bring an old version back. The body stands
+        when the shop cannot be read now (the vendor's ``updated_at`` still orders it)."""
+        if not isinstance(record, (CustomerRecord, OrderRecord)):
+            return record
+        resource = "customer" if isinstance(record, CustomerRecord) else "order"
+        try:
+            client = self.client(config, retries=0, max_wait=0, timeout=5.0)
+            try:
+                body, _ = client.get_json(f"{resource}s/{record.external_id}.json")
+            finally:
+                client.close()
+        except (VendorError, RateLimited, ValueError, httpx.HTTPError, httpx.InvalidURL):
+            return record
+        item = body.get(resource) if isinstance(body, dict) else None
+        if not isinstance(item, dict):
+            return record
+        return mapping.customer(item) if resource == "customer" else mapping.order(item, config.channels)

@@ -13,7 +13,13 @@ for one bad record. Rules (docs/connectors.md, "Shopify"):
 - channel from ``source_name``: web → web, pos → store, iphone/android/mobile apps → mobile,
   anything else (draft orders, app ids) → web; the connection's ``channels`` map overrides;
 - paid when ``financial_status`` is paid, partially_refunded or refunded (authorized,
-  pending, partially_paid, voided, expired are not), at ``processed_at`` (else created_at).
+  pending, partially_paid, voided, expired are not), at ``processed_at`` (else created_at);
+- test transactions (``"test": true``, a test order) are not money: they neither pay nor
+  refund;
+- consent: ``email_marketing_consent`` → email, ``sms_marketing_consent`` → sms, each at its
+  ``consent_updated_at``; ``created_at`` is the person's first-seen time at Shopify;
+- a body that is an order (``line_items``...) is never read as a customer, whatever the
+  webhook's (unsigned) topic header says.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ STORE_SOURCES = {"pos", "shopify_pos"}
 CONSENT = {"subscribed": "granted", "pending": "pending", "unsubscribed": "denied",
            "not_subscribed": "denied"}
 MAX_TAGS = 50
+ORDER_KEYS = ("line_items", "financial_status", "order_number")  # what only an order has
 
 
 def _tags(raw: Any) -> list[str]:
@@ -42,15 +49,18 @@ def _tags(raw: Any) -> list[str]:
 
 
 def _consent(c: Mapping[str, Any], updated_at: str) -> dict | None:
-    emc = c.get("email_marketing_consent")
-    if isinstance(emc, dict) and emc.get("state") in CONSENT:
-        at = fields.utc(emc.get("consent_updated_at")) or updated_at
-        return {"email": {"status": CONSENT[emc["state"]], "source": "shopify", "at": at}}
-    if isinstance(c.get("accepts_marketing"), bool):  # deprecated field of older versions
+    """Email and SMS marketing consent, each at the vendor's own time of the change."""
+    out: dict[str, Any] = {}
+    for key, channel_ in (("email_marketing_consent", "email"), ("sms_marketing_consent", "sms")):
+        given = c.get(key)
+        if isinstance(given, dict) and given.get("state") in CONSENT:
+            at = fields.utc(given.get("consent_updated_at")) or updated_at
+            out[channel_] = {"status": CONSENT[given["state"]], "source": "shopify", "at": at}
+    if "email" not in out and isinstance(c.get("accepts_marketing"), bool):  # older versions
         at = fields.utc(c.get("accepts_marketing_updated_at")) or updated_at
-        return {"email": {"status": "granted" if c["accepts_marketing"] else "denied",
-                          "source": "shopify", "at": at}}
-    return None
+        out["email"] = {"status": "granted" if c["accepts_marketing"] else "denied",
+                        "source": "shopify", "at": at}
+    return out or None
 
 
 def _addresses(c: Mapping[str, Any]) -> list[dict]:
@@ -76,8 +86,11 @@ def customer(c: Any) -> CustomerRecord | Rejected:
     cid = c.get("id") if isinstance(c, dict) else None
     if cid in (None, ""):
         return Rejected(None, "shopify customer without an id")
+    if any(k in c for k in ORDER_KEYS):  # a signed order body under a customer topic
+        return Rejected(str(cid), "the body is an order, not a customer (its topic header is wrong)")
     try:
         updated_at = fields.utc(c.get("updated_at") or c.get("created_at"))
+        created_at = fields.utc(c.get("created_at"))
     except ValueError:
         return Rejected(str(cid), f"updated_at {c.get('updated_at')!r} is not an ISO-8601 time")
     if updated_at is None:
@@ -114,7 +127,8 @@ def customer(c: Any) -> CustomerRecord | Rejected:
         attributes["shopify_verified_email"] = c["verified_email"]
     if attributes:
         profile["attributes"] = attributes
-    return CustomerRecord(external_id=str(cid), updated_at=updated_at, profile=profile)
+    return CustomerRecord(external_id=str(cid), updated_at=updated_at, profile=profile,
+                          created_at=created_at)
 
 
 def channel(source_name: Any, overrides: Mapping[str, str] | None = None) -> str:
@@ -142,6 +156,9 @@ def _sku(li: Mapping[str, Any]) -> str:
 def _refund(r: Mapping[str, Any], currency: str) -> RefundRecord | None:
     txs = [t for t in (r.get("transactions") or []) if isinstance(t, dict)]
     if txs:
+        txs = [t for t in txs if not t.get("test")]  # a test gateway's refund is not money
+        if not txs:
+            return None
         amount = sum(minor_units(t.get("amount"), currency) for t in txs
                      if t.get("kind") == "refund" and t.get("status") == "success")
     else:
@@ -154,6 +171,15 @@ def _refund(r: Mapping[str, Any], currency: str) -> RefundRecord | None:
     return RefundRecord(reference=str(r.get("id")), amount=amount,
                         refunded_at=fields.utc(r.get("processed_at") or r.get("created_at")),
                         reason=fields.text(r.get("note"), 500))
+
+
+def _test_payment(o: Mapping[str, Any]) -> bool:
+    """A test order, or one whose successful payments were all test transactions: no money."""
+    if o.get("test") is True:
+        return True
+    txs = [t for t in o.get("transactions") or [] if isinstance(t, dict)
+           and t.get("kind") in ("sale", "capture") and t.get("status") == "success"]
+    return bool(txs) and all(t.get("test") for t in txs)
 
 
 def _fulfilled_at(o: Mapping[str, Any], updated_at: str) -> str | None:
@@ -211,9 +237,10 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
     if buyer is None and email is None:
         return Rejected(ext, "the order has neither a customer nor a valid email: the buyer cannot be identified")
     paid_at = None
-    if o.get("financial_status") in PAID:
+    if o.get("financial_status") in PAID and not _test_payment(o):
         paid_at = placed_at
-    refunds = [r for r in (_refund(r, currency) for r in o.get("refunds") or [] if isinstance(r, dict)) if r]
+    refunds = [] if _test_payment(o) else [
+        r for r in (_refund(r, currency) for r in o.get("refunds") or [] if isinstance(r, dict)) if r]
     return OrderRecord(
         external_id=ext, updated_at=updated_at, channel=channel(o.get("source_name"), channels),
         currency=currency, placed_at=placed_at, lines=lines, total=total, discount=discount,

@@ -20,8 +20,8 @@ from typing import Any, ClassVar, Iterator, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from connectors.sdk.base import Connector, Page, ReadContext, Stream, WebhookDelivery
-from connectors.sdk.errors import CheckFailed, VendorError
+from connectors.sdk.base import Connector, CustomerRecord, OrderRecord, Page, ReadContext, Stream, WebhookDelivery
+from connectors.sdk.errors import CheckFailed, RateLimited, VendorError
 from connectors.sdk.fields import base_url, header
 from connectors.sdk.http import Client
 from connectors.sdk.paging import page_numbers
@@ -184,4 +184,25 @@ class WooCommerce(Connector):
         # another topic (e.g. the ping sent on creation) carries no record
         map_item = (partial(mapping.order, channels=config.channels) if topic in ORDER_TOPICS
                     else mapping.customer if topic in CUSTOMER_TOPICS else None)
-        return json_delivery(self.webhook_delivery_id(headers, body), topic, body, map_item)
+        delivery = json_delivery(self.webhook_delivery_id(headers, body), topic, body, map_item)
+        delivery.records = [r for r in (self._reread(config, r) for r in delivery.records) if r is not None]
+        return delivery
+
+    def _reread(self, config: WooCommerceConfig, record: Any) -> Any:
+        """A webhook is a hint: its record is read again from the store (its current state),
+        so a replayed or reordered body cannot bring an old version back. The body stands
+        when the store cannot be read now (the vendor's modified time still orders it)."""
+        if not isinstance(record, (CustomerRecord, OrderRecord)):
+            return record
+        resource = "customers" if isinstance(record, CustomerRecord) else "orders"
+        try:
+            client = self.client(config, retries=0, max_wait=0, timeout=5.0)
+            try:
+                item, _ = client.get_json(f"{resource}/{record.external_id}")
+            finally:
+                client.close()
+        except (VendorError, RateLimited, ValueError, httpx.HTTPError, httpx.InvalidURL):
+            return record
+        if not isinstance(item, dict):
+            return record
+        return mapping.customer(item) if resource == "customers" else mapping.order(item, config.channels)

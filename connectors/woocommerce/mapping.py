@@ -16,7 +16,10 @@ record becomes :class:`Rejected` with the reason. Rules (docs/connectors.md, "Wo
 - refunds: ``refunds[]`` (``total`` is a negative string) by refund id; WooCommerce gives no
   refund date in the order, so ``refunded_at`` is left to the sink;
 - buyer: ``customer_id`` > 0 → the customer (profile left to the customers stream); 0 is a
-  guest → ``billing.email``.
+  guest → ``billing.email``, whose billing name, phone and address fill what the profile
+  lacks;
+- ``date_created_gmt`` is a customer's first-seen time at the store; a body that is an
+  order (``line_items``) is never read as a customer.
 """
 from __future__ import annotations
 
@@ -52,8 +55,11 @@ def customer(c: Any) -> CustomerRecord | Rejected:
     cid = c.get("id") if isinstance(c, dict) else None
     if cid in (None, "", 0):
         return Rejected(None, "woocommerce customer without an id")
+    if "line_items" in c:  # a signed order body under a customer topic
+        return Rejected(str(cid), "the body is an order, not a customer (its topic header is wrong)")
     try:
         updated_at = _stamp(c)
+        created_at = fields.utc(c.get("date_created_gmt"))
     except ValueError:
         return Rejected(str(cid), f"date_modified_gmt {c.get('date_modified_gmt')!r} is not an ISO-8601 time")
     if updated_at is None:
@@ -82,7 +88,23 @@ def customer(c: Any) -> CustomerRecord | Rejected:
         attributes["woocommerce_username"] = fields.text(c.get("username"), 60)
     if attributes:
         profile["attributes"] = attributes
-    return CustomerRecord(external_id=str(cid), updated_at=updated_at, profile=profile)
+    return CustomerRecord(external_id=str(cid), updated_at=updated_at, profile=profile,
+                          created_at=created_at)
+
+
+def _guest(billing: Mapping[str, Any]) -> dict[str, Any]:
+    """A guest's name, phone and billing address, to fill what the profile lacks."""
+    out: dict[str, Any] = {}
+    name = fields.name(billing.get("first_name"), billing.get("last_name"))
+    if name:
+        out["name"] = name
+    phone = fields.phone(billing.get("phone"), fields.country(billing.get("country")))
+    if phone:
+        out["phone"] = phone
+    address = _addresses({"billing": billing})
+    if address:
+        out["addresses"] = address
+    return out
 
 
 def channel(created_via: Any, overrides: Mapping[str, str] | None = None) -> str:
@@ -159,6 +181,7 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
     billing = o.get("billing") if isinstance(o.get("billing"), dict) else {}
     buyer = None
     email = None
+    guest: dict[str, Any] = {}
     customer_id = int(o.get("customer_id") or 0)
     if customer_id > 0:
         buyer = CustomerRecord(external_id=str(customer_id), updated_at=updated_at, profile={})
@@ -166,6 +189,7 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
         email = fields.email(billing.get("email"))
         if email is None:
             return Rejected(ext, "a guest order without a valid billing email: the buyer cannot be identified")
+        guest = _guest(billing)
     paid_at = None
     if status not in UNPAID:
         paid_at = fields.utc(o.get("date_paid_gmt"))
@@ -183,7 +207,7 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
     return OrderRecord(
         external_id=ext, updated_at=updated_at, channel=channel(o.get("created_via"), channels),
         currency=currency, placed_at=placed_at, lines=lines, total=total, discount=discount,
-        shipping=shipping, tax=tax, customer=buyer, email=email, paid_at=paid_at,
+        shipping=shipping, tax=tax, customer=buyer, email=email, guest_profile=guest, paid_at=paid_at,
         fulfilled_at=fulfilled_at,
         cancelled_at=updated_at if status == "cancelled" else None,
         cancel_reason="cancelled in WooCommerce" if status == "cancelled" else None,

@@ -60,6 +60,8 @@ def guards(ctx: TenantContext, data: dict[str, Any]) -> dict[str, str]:
         out[email_guard(ctx, data["email"])] = "email"
     for source, xid in (data.get("external_ids") or {}).items():
         out[xid_guard(ctx, source, xid)] = f"external_ids.{source}"
+    for prev in data.get("previous_emails") or ():  # still guarded for a while (see normalize)
+        out.setdefault(email_guard(ctx, prev["email"]), "previous_emails")
     aliases = data.get("aliases") or {}
     for email in aliases.get("emails") or ():  # identities a merge brought (crm/merge.py)
         out.setdefault(email_guard(ctx, email), "aliases.emails")
@@ -92,10 +94,17 @@ def set_list_keys(ctx: TenantContext, item: CustomerItem) -> None:
         item.gsi1pk = item.gsi1sk = item.gsi2pk = item.gsi2sk = None
 
 
+def customer_since(created_at: str, data: dict[str, Any]) -> str:
+    """The earliest of Rapport's creation and the vendors' first-seen times."""
+    return min([created_at, *(data.get("source_created_at") or {}).values()])
+
+
 def to_customer(item: CustomerItem) -> Customer:
+    data = item.data or {}
     return Customer(id=item.customer_id, status=item.status, created_at=item.created_at,
                     updated_at=item.updated_at, erased_at=item.erased_at,
-                    merged_into=item.merged_into, version=item.version, **(item.data or {}))
+                    merged_into=item.merged_into, version=item.version,
+                    customer_since=customer_since(item.created_at, data), **data)
 
 
 def to_event(item: EventItem) -> TimelineEvent:

@@ -184,6 +184,12 @@ class Aliases(BaseModel):
     external_ids: list[ExternalIdAlias] = []
 
 
+class PreviousEmail(BaseModel):
+    email: str
+    replaced_at: str = Field(description="lookups by it find this customer, and no one else "
+                             "can take it, for 90 days from then")
+
+
 class Customer(BaseModel):
     """A customer as the API returns it. An erased customer keeps only id, status and
     times. A merged customer's id answers with its survivor (see ``merged_ids``)."""
@@ -201,7 +207,12 @@ class Customer(BaseModel):
     attributes: dict[str, JsonValue] = {}
     consent: dict[Channel, Consent] = {}
     external_ids: dict[str, str] = {}
+    source_created_at: dict[str, str] = Field(
+        default={}, description="per source: when the vendor first saw this customer (its created_at)")
+    previous_emails: list[PreviousEmail] = Field(default=[], description="emails replaced in the last 90 days")
     created_at: str
+    customer_since: str | None = Field(default=None, description="the earliest of created_at and "
+                                       "source_created_at: when the customer was first seen anywhere")
     updated_at: str
     erased_at: str | None = None
     merged_ids: list[str] = Field(default=[], description="customers merged into this one; their ids resolve here")

@@ -235,6 +235,13 @@ def patched_data(old: dict[str, Any], patch: CustomerFields, now: str) -> dict[s
             data.pop(name, None)
         else:
             data[name] = value
+    from crm.customers.normalize import previous_emails
+
+    kept = previous_emails(old, data, now)  # a replaced email stays findable for a while
+    if kept:
+        data["previous_emails"] = kept
+    else:
+        data.pop("previous_emails", None)
     return data
 
 

@@ -109,7 +109,11 @@ class Book:
                 return
             if (data.get("loyalty") or {}).get("program_at_payment") is False:
                 return  # paid before the program existed: earns nothing, ever
+            if self.program.get("earns_from") and data["placed_at"] < self.program["earns_from"]:
+                return  # history from before the program's start: earns nothing, ever
             o = self._earn(order_id, data, now)
+        elif data.get("revision", 0) > o.get("r", 0):
+            self._edited(order_id, o, data, now)
         for refund in data.get("refunds", []):
             if refund["id"] not in o["rf"]:
                 self._reverse(order_id, o, data, refund, now)
@@ -120,7 +124,7 @@ class Book:
         qualifying = data["total"] if data["currency"] == self.program.get("currency") else 0
         month = month_of(paid_at)
         o = {"p": points, "rev": 0, "rf": [], "refunded": 0, "m": month, "q": qualifying,
-             "total": data["total"], "redeemed": 0, "owed": 0}
+             "total": data["total"], "redeemed": 0, "owed": 0, "r": data.get("revision", 0)}
         self.s["orders"][order_id] = o
         bucket = self.s["months"].setdefault(month, {"spend": 0, "points": 0})
         bucket["spend"] += qualifying
@@ -140,6 +144,57 @@ class Book:
                 self._entry("earn", points - repaid, lot_id, source, now,
                             detail={**detail, "repaid_owed": repaid} if repaid else detail)
         return o
+
+    def _edited(self, order_id: str, o: dict[str, Any], data: dict[str, Any], now: str) -> None:
+        """An order edited after it earned (a newer ``revision``): its points become what
+        the new state earns, less what its refunds took back; only the difference is
+        written (an ``earn``/``pending`` or a ``reverse`` entry), so nothing counts twice."""
+        points, detail = order_points(data, self.program)
+        qualifying = data["total"] if data["currency"] == self.program.get("currency") else 0
+        target = reversed_after(points, data["total"], o["refunded"])
+        delta = (points - target) - (o["p"] - o["rev"])
+        bucket = self.s["months"].setdefault(o["m"], {"spend": 0, "points": 0})
+        bucket["spend"] += qualifying - o["q"]
+        bucket["points"] += delta
+        self.s["lifetime"] += delta
+        o.update(p=points, rev=target, q=qualifying, total=data["total"], r=data.get("revision", 0))
+        if not delta:
+            return
+        lot_id = f"lot_{order_id}"
+        lot = self.s["lots"].get(lot_id)
+        source = f"order.updated:{order_id}:{o['r']}"
+        detail = {**detail, "edited": True, "points": points, "reversed": target}
+        if delta > 0:
+            if lot is None:
+                repaid = self._credit(lot_id, delta, now, order_id)
+                self._entry("earn", delta - repaid, lot_id, source, now, detail=detail)
+            elif lot["state"] == "pending":
+                lot["left"] += delta
+                self.s["pending"] += delta
+                self._entry("pending", delta, lot_id, source, now, detail=detail)
+            else:
+                repaid = min(delta, self.s["owed"])
+                self.s["owed"] -= repaid
+                o["redeemed"] += repaid
+                lot["left"] += delta - repaid
+                self.s["available"] += delta - repaid
+                if not lot["left"]:
+                    del self.s["lots"][lot_id]
+                self._entry("earn", delta - repaid, lot_id, source, now, detail=detail)
+            return
+        take = min(-delta, lot["left"]) if lot else 0
+        if lot:
+            lot["left"] -= take
+            self.s["pending" if lot["state"] == "pending" else "available"] -= take
+            if not lot["left"]:
+                del self.s["lots"][lot_id]
+        rest = -delta - take
+        owe = min(rest, o["redeemed"] - o["owed"])
+        o["owed"] += owe
+        self.s["owed"] += owe
+        self._entry("reverse", -take, lot_id, source, now,
+                    detail={**detail, "from": lot["state"] if lot else None, "owed": owe,
+                            "written_off": rest - owe})
 
     def _reverse(self, order_id: str, o: dict[str, Any], data: dict[str, Any],
                  refund: dict[str, Any], now: str) -> None:

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from crm.customers.schemas import Timestamp
 from crm.orders.schemas import Currency, OrderChannel
 
 Multiplier = Annotated[float, Field(ge=0, le=100)]
@@ -51,6 +52,9 @@ class ProgramFields(_Strict):
                                       description="an active lot expires this long after activation; null: never")
     expiring_notice_days: int = Field(default=14, ge=0, le=90,
                                       description="points.expiring is emitted this long before expiry")
+    earns_from: Timestamp | None = Field(
+        default=None, description="orders placed before this time earn nothing (imported history); "
+                                  "default: when the program was created, kept by later PUTs that omit it")
 
     @field_validator("tiers")
     @classmethod
@@ -66,6 +70,7 @@ class ProgramFields(_Strict):
 
 
 class Program(ProgramFields):
+    earns_from: str | None = None  # type: ignore[assignment]
     updated_at: str
     version: int
 

@@ -76,7 +76,8 @@ def get_program(ctx: TenantContext) -> Program:
 
 def put_program(ctx: TenantContext, fields: ProgramFields, if_match: int | None) -> tuple[Program, bool]:
     """1 GetItem + 1 PutItem conditional on the version read (If-Match: on the one given).
-    A new program applies to points earned from then on; lots keep their dates."""
+    A new program applies to points earned from then on; lots keep their dates. Orders
+    placed before ``earns_from`` (default: the program's creation) never earn."""
     from pynamodb.exceptions import PutError
 
     try:
@@ -87,8 +88,12 @@ def put_program(ctx: TenantContext, fields: ProgramFields, if_match: int | None)
     if if_match is not None and if_match != (item.version or 0):
         raise PreconditionFailed(f"the program is at version {item.version or 0}, not {if_match}",
                                  current_version=item.version or 0)
+    now = clock.now_iso()
+    kept = (item.data or {}).get("earns_from") if not created else now
     item.data = fields.model_dump(mode="json")
-    item.updated_at = clock.now_iso()
+    # history imported later (orders placed before this) earns nothing: see book.apply_order
+    item.data["earns_from"] = clock.iso(fields.earns_from) if fields.earns_from else kept
+    item.updated_at = now
     try:
         item.save()
     except PutError as exc:
@@ -248,6 +253,9 @@ def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = Non
         item, book, program = _book(found, customer_id, ctx)
         if program is None:
             return 0  # no program: orders earn nothing
+        if program.get("earns_from") and order["data"]["placed_at"] < program["earns_from"] \
+                and order["order_id"] not in book.s["orders"]:
+            return 0  # imported history from before the program: no points, no tier, no events
         before = book.s.__repr__()
         book.catch_up(at)
         book.apply_order(order["order_id"], order["status"], order["data"], at)

@@ -21,8 +21,13 @@ vendor's, forward only:
   undone: an older version arriving after a newer one finds nothing to add
   (``unchanged``, no write). Every move is checked before any is applied: an illegal one
   (the vendor says cancelled, Rapport has it paid) is an ``error`` and nothing is
-  written. The placed fields (lines, totals) are not compared: an order is immutable
-  once placed. A stored refund without a reference (made through the API without one)
+  written. The placed fields (lines, discount, shipping, tax, total) are compared: an
+  order edited at the vendor is updated (``service.edit``: ``revision`` + 1, which
+  derives ``order.updated``; loyalty re-reckons its points), before the other moves. A
+  refund added later keeps the vendor's ``refunded_at``. A record older than the order's
+  ``source_updated_at`` (the vendor's ``updated_at`` it was last written from) is
+  ``unchanged``: a replayed or late version never reverts an edit. A stored refund
+  without a reference (made through the API without one)
   cannot be matched: the amount check still keeps refunds within the total.
 - A record naming another customer than the stored order's is an ``error``
   (``conflict``): the order is not moved. An invalid record is an ``error`` with field
@@ -87,7 +92,8 @@ MAX_TRANSACTION_ITEMS = 100
 ORDERS_PER_CHUNK = (MAX_TRANSACTION_ITEMS - 2) // 3  # 3 items an order + profile check + ORDERS
 _ORDER_FIELDS = ("external_id", "channel", "currency", "lines", "discount", "shipping", "tax",
                  "total", "placed_at")
-_STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds")
+_STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds",
+                 "updated_at")
 
 
 @dataclass
@@ -129,6 +135,7 @@ class _Record:
     cancelled_at: datetime | None
     cancel: CancellationCreate | None
     refunds: list[tuple[RefundCreate, datetime | None]]
+    updated_at: str | None = None  # the vendor's version of the order
 
 
 def _errors(exc: ValidationError, prefix: str = "", rename: dict[str, str] | None = None) -> list[dict]:
@@ -209,9 +216,15 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
     if sum(b.amount for b, _ in refunds) > order.total:
         errors.append({"field": "refunds", "message": f"refunds exceed the total {order.total}",
                        "type": "value_error"})
+    updated_at = None
+    if raw.get("updated_at") is not None:
+        try:
+            updated_at = clock.iso(_Cancellation.model_validate({"cancelled_at": raw["updated_at"]}).cancelled_at)
+        except ValidationError as exc:
+            errors += _errors(exc, rename={"cancelled_at": "updated_at"})
     if errors:
         return errors
-    return _Record(order, raw["customer_id"], paid, fulfilled, cancelled_at, cancel, refunds)
+    return _Record(order, raw["customer_id"], paid, fulfilled, cancelled_at, cancel, refunds, updated_at)
 
 
 def import_orders(ctx: TenantContext, source: str, records: list[dict]) -> list[ImportResult]:
@@ -282,6 +295,9 @@ def _converge(ctx: TenantContext, i: int, rec: _Record, guard: GuardItem, stored
     if not isinstance(stored, OrderItem):
         return ImportResult(i, "error", order_id=oid, error=Conflict(
             "the order's guard names an order that cannot be read; retry", code="transaction_conflict"))
+    seen = stored.data.get("source_updated_at")
+    if rec.updated_at and seen and rec.updated_at < seen:
+        return ImportResult(i, "unchanged", order_id=oid)  # older than what Rapport holds
     try:
         moves = _moves(stored, rec)
     except DomainError as exc:
@@ -290,8 +306,8 @@ def _converge(ctx: TenantContext, i: int, rec: _Record, guard: GuardItem, stored
     if not moves:
         return ImportResult(i, "unchanged", order_id=oid)
     try:
-        for move, body in moves:
-            getattr(service, move)(ctx, oid, body)
+        for move, *args in moves:
+            getattr(service, move)(ctx, oid, *args)
     except DomainError as exc:  # a concurrent change: what was applied stays (forward only)
         exc.field = f"records[{i}].{exc.field}" if exc.field else f"records[{i}]"
         return ImportResult(i, "error", order_id=oid, error=exc)
@@ -308,6 +324,14 @@ def _moves(stored: OrderItem, rec: _Record) -> list[tuple[str, Any]]:
                         f"{action} only from {', '.join(allowed)}); nothing was changed",
                         field=name, code="illegal_transition", current_status=status)
 
+    total = d["total"]
+    placed = rec.order.model_dump(mode="json", include=set(service.EDITABLE))
+    if any(d.get(k) != placed[k] for k in service.EDITABLE):  # edited at the vendor
+        if placed["total"] < d.get("refunded_amount", 0):
+            raise Invalid(f"the edited total {placed['total']} is less than the "
+                          f"{d.get('refunded_amount', 0)} already refunded", field="total")
+        moves.append(("edit", placed, rec.updated_at))
+        total = placed["total"]
     if rec.paid and not d.get("paid_at"):
         if status != "placed":
             raise illegal("paid", ("placed",), "paid_at")
@@ -320,18 +344,18 @@ def _moves(stored: OrderItem, rec: _Record) -> list[tuple[str, Any]]:
         status = "fulfilled"
     known = {r.get("reference") for r in d.get("refunds", [])}
     refunded = d.get("refunded_amount", 0)
-    for j, (body, _) in enumerate(rec.refunds):
+    for j, (body, at) in enumerate(rec.refunds):
         if body.reference in known:
             continue
         if status not in service.REFUNDABLE:
             raise illegal("refunded", service.REFUNDABLE, f"refunds.{j}")
-        if refunded + body.amount > d["total"]:
+        if refunded + body.amount > total:
             raise Invalid(f"refund {body.reference} of {body.amount} exceeds the "
-                          f"{d['total'] - refunded} still refundable", field=f"refunds.{j}.amount",
-                          refundable=d["total"] - refunded)
-        moves.append(("refund", body))
+                          f"{total - refunded} still refundable", field=f"refunds.{j}.amount",
+                          refundable=total - refunded)
+        moves.append(("refund", body, clock.iso(at) if at else None))  # at the vendor's date
         refunded += body.amount
-        status = "refunded" if refunded == d["total"] else "partially_refunded"
+        status = "refunded" if refunded == total else "partially_refunded"
     if rec.cancelled_at and not d.get("cancelled_at"):
         if status != "placed":
             raise illegal("cancelled", ("placed",), "cancelled_at")
@@ -361,6 +385,8 @@ def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
     data = body.model_dump(mode="json", exclude={"customer", "placed_at"})
     data.update(subtotal=sum(line.quantity * line.unit_price for line in body.lines),
                 placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
+    if rec.updated_at:
+        data["source_updated_at"] = rec.updated_at
     status = "placed"
     if rec.paid:
         data["paid_at"] = clock.iso(rec.paid.paid_at) if rec.paid.paid_at else now

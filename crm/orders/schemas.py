@@ -170,6 +170,8 @@ class Order(BaseModel):
     refunded_amount: int = 0
     refunds: list[Refund] = []
     loyalty: OrderLoyalty | None = None
+    revision: int = Field(default=0, description="how many times the vendor edited the order after it was placed")
+    edited_at: str | None = None
     created_at: str
     updated_at: str
     version: int

@@ -274,10 +274,11 @@ def cancel(ctx: TenantContext, order_id: str, body: CancellationCreate) -> Order
                  {"cancel_reason": body.reason} if body.reason else None)
 
 
-def refund(ctx: TenantContext, order_id: str, body: RefundCreate) -> Order:
+def refund(ctx: TenantContext, order_id: str, body: RefundCreate, refunded_at: str | None = None) -> Order:
     """A partial or full refund; the refunds never add up to more than the total paid.
     Idempotent per ``reference``: a refund whose reference the order already has
-    returns the order unchanged (2 reads, no write), whatever its amount."""
+    returns the order unchanged (2 reads, no write), whatever its amount.
+    ``refunded_at``: when it happened (a vendor's refund date); default now."""
     def change(order: OrderItem, now: str) -> None:
         if body.reference is not None and any(
                 r.get("reference") == body.reference for r in order.data.get("refunds", [])):
@@ -293,11 +294,37 @@ def refund(ctx: TenantContext, order_id: str, body: RefundCreate) -> Order:
                           field="amount", refundable=refundable)
         refunded = order.data.get("refunded_amount", 0) + body.amount
         entry = {"id": f"rf_{len(order.data.get('refunds', [])) + 1}", "amount": body.amount,
-                 "refunded_at": now, **({"reason": body.reason} if body.reason else {}),
+                 "refunded_at": refunded_at or now, **({"reason": body.reason} if body.reason else {}),
                  **({"reference": body.reference} if body.reference else {})}
         order.data["refunds"] = [*order.data.get("refunds", []), entry]
         order.data["refunded_amount"] = refunded
         order.status = "refunded" if refunded == order.data["total"] else "partially_refunded"
+    return _transition(ctx, order_id, change)
+
+
+EDITABLE = ("lines", "discount", "shipping", "tax", "total")
+
+
+def edit(ctx: TenantContext, order_id: str, placed: dict[str, Any], source_updated_at: str | None = None) -> Order:
+    """An order edited at its vendor after it was placed (lines, amounts): the placed
+    fields are replaced and ``revision`` goes up by one, which derives ``order.updated``
+    (crm/events.py); loyalty re-reckons the order's points from its new state. The total
+    never falls below what was refunded. 2 reads + 1 TransactWriteItems."""
+    def change(order: OrderItem, now: str) -> None:
+        new = {k: placed[k] for k in EDITABLE}
+        if all(order.data.get(k) == v for k, v in new.items()):
+            raise _Unchanged()
+        if new["total"] < order.data.get("refunded_amount", 0):
+            raise Invalid(f"the edited total {new['total']} is less than the "
+                          f"{order.data.get('refunded_amount', 0)} already refunded", field="total")
+        order.data.update(new, subtotal=sum(line["quantity"] * line["unit_price"] for line in new["lines"]),
+                          revision=order.data.get("revision", 0) + 1, edited_at=source_updated_at or now)
+        if source_updated_at:
+            order.data["source_updated_at"] = source_updated_at
+        if order.status == "refunded" and order.data.get("refunded_amount", 0) < new["total"]:
+            order.status = "partially_refunded"
+        elif order.status == "partially_refunded" and order.data.get("refunded_amount", 0) == new["total"]:
+            order.status = "refunded"
     return _transition(ctx, order_id, change)
 
 

@@ -197,7 +197,7 @@ def _drive_every_route(tenant, anon) -> set[str]:
     call("createTimelineEvent", "POST", f"/v1/customers/{b['id']}/events", 201,
          json={"type": "call.logged"})
     call("listTimelineEvents", "GET", f"/v1/customers/{b['id']}/events", 200)
-    program = {"currency": "EUR", "earn_rates": {"EUR": 1}, "return_window_days": 0,
+    program = {"currency": "EUR", "earn_rates": {"EUR": 1}, "return_window_days": 0, "earns_from": "2000-01-01T00:00:00Z",
                "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Silver", "threshold": 300}]}
     call("putLoyaltyProgram", "PUT", "/v1/loyalty/program", 201, json=program)
     call("getLoyaltyProgram", "GET", "/v1/loyalty/program", 200)

@@ -110,6 +110,11 @@ class FakeShopify(FakeShop):
             return self._list(resource[:-5], query)
         if method == "GET" and resource in ("customers/count.json", "orders/count.json"):
             return self._count(resource.split("/")[0], query)
+        kind, _, leaf = resource.partition("/")
+        if method == "GET" and kind in ("customers", "orders") and leaf[:-5].isdigit() and leaf.endswith(".json"):
+            with self.lock:  # one record by id, as the webhook re-read asks
+                rec = getattr(self, kind).get(int(leaf[:-5]))
+                return Reply(200, {kind[:-1]: self.render(kind, rec)}) if rec else Reply(404, {"errors": "Not Found"})
         return Reply(404, {"errors": "Not Found"})
 
     def _count(self, kind: str, query: dict[str, str]) -> Reply:

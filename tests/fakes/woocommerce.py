@@ -222,6 +222,16 @@ class FakeWooCommerce(FakeShop):
     def route(self, method: str, path: str, query: dict[str, str], headers: Any) -> Reply:
         prefix = "/wp-json/wc/v3/"
         resource = path[len(prefix):] if path.startswith(prefix) else None
+        kind, _, leaf = (resource or "").partition("/")
+        if method == "GET" and kind in ("customers", "orders") and leaf.isdigit():
+            if not self._authorized(query, headers):  # one record by id, as the webhook re-read asks
+                return Reply(401, {"code": "woocommerce_rest_cannot_view", "data": {"status": 401},
+                                   "message": "Sorry, you cannot view this resource."})
+            with self.lock:
+                rec = getattr(self, kind).get(int(leaf))
+                return Reply(200, self.render(kind, rec)) if rec else Reply(404, {
+                    "code": f"woocommerce_rest_{kind[:-1]}_invalid_id", "message": "Invalid ID.",
+                    "data": {"status": 404}})
         if method != "GET" or resource not in ("customers", "orders"):
             return Reply(404, {"code": "rest_no_route", "message": "No route was found matching the URL "
                                                                "and request method.", "data": {"status": 404}})

@@ -65,8 +65,10 @@ def test_email_change_moves_the_uniqueness_guard(tenant):
     a = tenant.create_customer(email="old@example.com")
     r = tenant.http.patch(f"/v1/customers/{a['id']}", json={"email": "new@example.com"})
     assert r.status_code == 200
-    # the old address is free again, the new one is taken
-    assert tenant.http.post("/v1/customers", json={"email": "old@example.com"}).status_code == 201
+    # the new one is taken; the old one stays the customer's for 90 days (issue 9: a
+    # replaced email stays findable, and guarded so no one else can take it)
+    kept = tenant.http.post("/v1/customers", json={"email": "old@example.com"})
+    assert kept.status_code == 409 and kept.json()["existing_customer_id"] == a["id"]
     clash = tenant.http.post("/v1/customers", json={"email": "new@example.com"})
     assert clash.status_code == 409 and clash.json()["existing_customer_id"] == a["id"]
     found = tenant.http.get("/v1/customers/lookup", params={"email": "NEW@example.com"}).json()

@@ -178,10 +178,11 @@ def test_one_email_twice_in_a_batch_makes_one_customer(tenant):
 def test_an_email_moving_between_records_of_one_call_is_resolved_in_order(tenant):
     out = upsert(tenant, [("m-1", {"email": "old@example.com"})])
     out = upsert(tenant, [("m-1", {"email": "new@example.com"}),     # m-1 gives old@ up
-                          ("m-2", {"email": "old@example.com"})])    # and m-2 takes it
-    assert [r.status for r in out] == ["updated", "created"]
+                          ("m-2", {"email": "old@example.com"})])    # and m-2 wants it
+    # a replaced email stays m-1's for 90 days (findable, guarded): m-2 is a conflict
+    assert [r.status for r in out] == ["updated", "conflict"]
     assert lookup(tenant, email="new@example.com")[0]["external_ids"] == {"shop": "m-1"}
-    assert lookup(tenant, email="old@example.com")[0]["external_ids"] == {"shop": "m-2"}
+    assert lookup(tenant, email="old@example.com")[0]["external_ids"] == {"shop": "m-1"}
 
 
 def test_an_invalid_record_is_an_error_and_writes_nothing(tenant, raw_table):

@@ -16,6 +16,7 @@ from tests.conftest import partition_items
 from tests.loyalty_helpers import iso, place_order
 
 PROGRAM = {
+    "earns_from": "2000-01-01T00:00:00Z",  # backdated orders earn (default: the program's creation)
     "currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor",
     "channel_multipliers": {"mobile": 2}, "category_multipliers": {"coffee": 3},
     "first_order_bonus": 50, "tier_basis": "spend",

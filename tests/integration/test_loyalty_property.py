@@ -30,6 +30,7 @@ from tests.streams import StreamTail
 pytestmark = pytest.mark.slow
 
 PROGRAM = {
+    "earns_from": "2000-01-01T00:00:00Z",  # backdated orders earn (default: the program's creation)
     "currency": "USD", "earn_rates": {"USD": 1, "EUR": 1.2}, "rounding": "nearest",
     "channel_multipliers": {"mobile": 2}, "category_multipliers": {"coffee": 1.5},
     "sku_multipliers": {"gift-card": 0}, "first_order_bonus": 25, "birthday_multiplier": 2,

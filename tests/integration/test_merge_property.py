@@ -23,6 +23,7 @@ from tests.streams import StreamTail
 pytestmark = pytest.mark.slow
 
 PROGRAM = {
+    "earns_from": "2000-01-01T00:00:00Z",  # backdated orders earn (default: the program's creation)
     "currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor", "first_order_bonus": 25,
     "tier_basis": "spend",
     "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Silver", "threshold": 20000, "multiplier": 1.5}],

@@ -15,6 +15,7 @@ from tests.loyalty_helpers import iso
 from tests.streams import StreamTail
 
 PROGRAM = {
+    "earns_from": "2000-01-01T00:00:00Z",  # backdated orders earn (default: the program's creation)
     "currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor",
     "channel_multipliers": {"mobile": 2}, "first_order_bonus": 50, "tier_basis": "spend",
     "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Silver", "threshold": 20000, "multiplier": 2}],

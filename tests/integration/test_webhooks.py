@@ -16,7 +16,7 @@ from tests.fakes.shopify import FakeShopify
 SECRET = "whsec-hooks"
 ORDER = fixture("shopify", "python_api_order.json")["order"]
 CUSTOMER = fixture("shopify", "python_api_customer.json")["customer"]
-PROGRAM = {"currency": "USD", "earn_rates": {"USD": 1}, "return_window_days": 0,
+PROGRAM = {"currency": "USD", "earn_rates": {"USD": 1}, "return_window_days": 0, "earns_from": "2000-01-01T00:00:00Z",
            "tiers": [{"name": "Bronze", "threshold": 0}]}
 
 

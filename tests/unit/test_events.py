@@ -28,6 +28,21 @@ def test_order_lifecycle_events_with_stable_ids():
     assert derive(placed, None) == []
 
 
+def test_a_vendor_edit_is_order_updated_once_per_revision_and_routed():
+    from functions.dispatch import route
+
+    paid = order_image("paid", paid_at="2026-01-02T00:00:00.000Z")
+    edited = order_image("paid", paid_at="2026-01-02T00:00:00.000Z", total=600, revision=1,
+                         edited_at="2026-01-04T00:00:00.000Z")
+    [e] = derive(paid, edited)
+    assert (e["id"], e["type"], e["occurred_at"]) == ("order.updated:ord_1:1", "order.updated",
+                                                      "2026-01-04T00:00:00.000Z")
+    assert e["data"]["data"]["total"] == 600
+    assert derive(edited, edited) == [] and derive(edited, paid) == []  # an older image: nothing
+    routed = route([e])
+    assert routed["loyalty"] == [e] and routed["timeline"] == [e]
+
+
 def test_customer_events():
     old = {"kind": "customer", "pk": T + "C#cus_1", "customer_id": "cus_1", "version": 1,
            "status": "active", "data": {"email": "a@x.io"}, "created_at": "c", "updated_at": "u1"}
