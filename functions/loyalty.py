@@ -48,8 +48,9 @@ def run_schedule(now: str | None = None, lambda_context: Any = None) -> dict[str
                 skipped += 1
                 continue
             if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < TIME_RESERVE_MS:
-                return {"customers": customers, "entries": entries, "skipped": skipped, "stopped_early": 1}
+                return {"customers": customers, "entries": entries, "stopped_early": 1,
+                        **({"skipped": skipped} if skipped else {})}
             entries += service.maintain(ctx, customer, at)
             customers += 1
             done += 1
-    return {"customers": customers, "entries": entries, "skipped": skipped}
+    return {"customers": customers, "entries": entries, **({"skipped": skipped} if skipped else {})}

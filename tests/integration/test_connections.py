@@ -57,8 +57,10 @@ def test_check_tells_whether_the_credentials_work(tenant, acme):
     assert tenant.http.post(f"/v1/connections/{conn['id']}/check").json()["ok"] is True
     r = tenant.http.patch(f"/v1/connections/{conn['id']}", json={"config": {"api_token": "wrong"}})
     assert r.status_code == 200 and r.json()["version"] == 2
-    result = tenant.http.post(f"/v1/connections/{conn['id']}/check").json()
-    assert result["ok"] is False and "401" in result["detail"]
+    r = tenant.http.post(f"/v1/connections/{conn['id']}/check")
+    assert r.status_code == 422 and r.json()["code"] == "check_failed"
+    result = r.json()
+    assert result["ok"] is False and "401" in result["detail"] and result["vendor_status"] == 401
 
 
 @pytest.mark.parametrize("body, field", [

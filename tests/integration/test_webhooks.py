@@ -21,14 +21,15 @@ PROGRAM = {"currency": "USD", "earn_rates": {"USD": 1}, "return_window_days": 0,
 
 
 @pytest.fixture()
-def hooked(tenant):
+def hooked(tenant, api_url):
     assert tenant.http.put("/v1/loyalty/program", json=PROGRAM).status_code == 201
     r = tenant.http.post("/v1/connections", json={
         "connector": "shopify", "name": "Shop",
         "config": {"shop_url": "https://hooks.myshopify.com", "access_token": "shpat_x",
                    "webhook_secret": SECRET}})
     assert r.status_code == 201, r.text
-    assert r.json()["webhook_url"] == f"/v1/hooks/{r.json()['id']}"
+    # the absolute URL to paste into the shop's webhook settings
+    assert r.json()["webhook_url"] == f"{api_url}/v1/hooks/{r.json()['id']}"
     # an optional secret (Secret | None) is sealed and never returned, like a required one
     assert r.json()["secrets_set"] == ["access_token", "webhook_secret"]
     assert SECRET not in tenant.http.get(f"/v1/connections/{r.json()['id']}").text
