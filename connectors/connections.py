@@ -486,7 +486,9 @@ def check(ctx: TenantContext, connection_id: str):
         client = conn.client(config)
         conn.check(config, client)
     except VendorError as exc:
-        raise failed(str(exc), exc.kind, exc.status) from None
+        # a connector may wrap the client's error without its status: the cause has it
+        cause = exc.__cause__ if exc.status is None and isinstance(exc.__cause__, VendorError) else exc
+        raise failed(str(exc), cause.kind, cause.status) from None
     except RateLimited as exc:
         raise failed(f"{cls.title or cls.name} is rate limiting: {exc}", "rate_limited") from None
     except Exception as exc:  # noqa: BLE001 - a connector's bug must not become a 500 here

@@ -117,7 +117,7 @@ class RejectedRecord(BaseModel):
     reason: str
     errors: list[dict[str, Any]] = []
     conflict_id: str | None = Field(default=None, description="rejected for an identity conflict: review it "
-                                    "with GET /v1/identity/conflicts/{conflict_id}")
+                                    "in GET /v1/identity/conflicts, then POST /v1/identity/conflicts/{conflict_id}/resolve")
 
 
 class Run(BaseModel):
