@@ -10,7 +10,8 @@ from api.http import Request, Result, endpoint
 bp = Blueprint(__name__)
 TAG = "connections"
 _ID = "/v1/connections/{connection_id}"
-MAX_HOOK_BYTES = 200 * 1024  # what fits an SQS message with its envelope
+MAX_HOOK_BYTES = 200 * 1024
+DEFAULT_STAGE = "api"  # Chalice's API Gateway stage (.chalice/config.json api_gateway_stage)  # what fits an SQS message with its envelope
 
 
 def public_base(headers: dict[str, str]) -> str:
@@ -27,11 +28,12 @@ def public_base(headers: dict[str, str]) -> str:
     if not proto:
         proto = "http" if host.startswith(("127.0.0.1", "localhost", "[::1]")) else "https"
     stage = ""
-    if host.endswith(".amazonaws.com"):
+    if host.endswith(".amazonaws.com"):  # an execute-api URL carries the stage in its path
         try:
-            stage = "/" + (bp.current_request.context or {}).get("stage", "")
+            stage = (bp.current_request.context or {}).get("stage") or ""
         except Exception:  # noqa: BLE001 - no current request (a direct call)
             stage = ""
+        stage = "/" + (stage or DEFAULT_STAGE)
     return f"{proto}://{host}{stage.rstrip('/')}"
 
 
