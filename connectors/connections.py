@@ -329,6 +329,13 @@ def start_run(ctx: TenantContext, connection_id: str, mode: str, trigger: str,
     previous = state.active_run
     if previous and not _stale(ctx, connection_id, previous):
         raise Conflict(f"run {previous} is in progress", code="sync_in_progress", run_id=previous)
+    if previous:  # its worker died: the run ends, classified, before another takes the lock
+        try:
+            stop_run(ctx, connection_id, previous, "failed", error="stalled",
+                     detail=f"the run wrote no checkpoint for {int(stall_seconds() // 60)} minutes; "
+                            "a new run took over")
+        except NotFound:
+            pass
     run_id, now = _ulid("run"), clock.now_iso()
     data = {"mode": mode, "trigger": trigger, "status": "queued", "created_at": now, "streams": {},
             "rejected": [], "rejected_total": 0, "invocations": 0, "heartbeat_at": now,
@@ -370,43 +377,48 @@ def stop_run(ctx: TenantContext, connection_id: str, run_id: str, status: str, *
 
     from crm.storage import connection
 
-    try:
-        run = RunItem.get(pk(ctx, connection_id), run_sk(run_id), consistent_read=True)
-    except RunItem.DoesNotExist:
-        raise NotFound(f"run {run_id} not found") from None
-    data = run.data
-    if data.get("status") in FINISHED:
-        return None
-    beat = data.get("heartbeat_at") or data.get("created_at")
-    if only_if_beat_before is not None and (beat > only_if_beat_before or data.get("status") == "paused"
-                                            and (data.get("resume_at") or "") > only_if_beat_before):
-        return None
-    now = clock.now_iso()
-    started = data.get("started_at") or data["created_at"]
-    run.data = {**data, "status": status, "finished_at": now, "resume_at": None, "error": error,
-                "error_detail": detail, "trace_id": trace_id,
-                "duration_ms": int((clock.parse(now) - clock.parse(started)).total_seconds() * 1000)}
-    run.stop_requested = now
-    actions = [SyncStateItem.active_run.remove(), SyncStateItem.gsi2pk.remove(), SyncStateItem.gsi2sk.remove(),
-               SyncStateItem.updated_at.set(now)]
-    if error is not None:
-        actions.append(SyncStateItem.last_error.set(error_of(error, detail or "", run_id, now, trace_id)))
-    try:
-        with TransactWrite(connection=connection()) as tx:
-            # the run is still as read (a worker's checkpoint meanwhile: read again)
-            tx.save(run, condition=RunItem.data == data)
-            tx.update(SyncStateItem(pk(ctx, connection_id), STATE), actions=actions,
-                      condition=SyncStateItem.active_run == run_id)
-    except TransactWriteError as exc:
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise
-        reasons = [getattr(r, "code", None) for r in (getattr(exc, "cancellation_reasons", None) or [])]
-        if reasons and reasons[0] == "ConditionalCheckFailed":
-            return stop_run(ctx, connection_id, run_id, status, error=error, detail=detail,
-                            trace_id=trace_id, only_if_beat_before=only_if_beat_before)
-        # the lock is not this run's (never taken, or taken over): end the run alone
-        run.save(condition=RunItem.data == data)
-    return to_run(run)
+    for _ in range(5):  # a worker's checkpoint in between: read the run again
+        try:
+            run = RunItem.get(pk(ctx, connection_id), run_sk(run_id), consistent_read=True)
+        except RunItem.DoesNotExist:
+            raise NotFound(f"run {run_id} not found") from None
+        data = run.data
+        if data.get("status") in FINISHED:
+            return None
+        beat = data.get("heartbeat_at") or data.get("created_at")
+        if only_if_beat_before is not None and (beat > only_if_beat_before or data.get("status") == "paused"
+                                                and (data.get("resume_at") or "") > only_if_beat_before):
+            return None
+        now = clock.now_iso()
+        started = data.get("started_at") or data["created_at"]
+        run.data = {**data, "status": status, "finished_at": now, "resume_at": None, "error": error,
+                    "error_detail": detail, "trace_id": trace_id,
+                    "duration_ms": int((clock.parse(now) - clock.parse(started)).total_seconds() * 1000)}
+        run.stop_requested = now
+        actions = [SyncStateItem.active_run.remove(), SyncStateItem.gsi2pk.remove(), SyncStateItem.gsi2sk.remove(),
+                   SyncStateItem.updated_at.set(now)]
+        if error is not None:
+            actions.append(SyncStateItem.last_error.set(error_of(error, detail or "", run_id, now, trace_id)))
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(run, condition=RunItem.data == data)  # still as read
+                tx.update(SyncStateItem(pk(ctx, connection_id), STATE), actions=actions,
+                          condition=SyncStateItem.active_run == run_id)
+            return to_run(run)
+        except TransactWriteError as exc:
+            if exc.cause_response_code != "TransactionCanceledException":
+                raise
+            reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])] + [None, None]
+            if reasons[0] is None and reasons[1] == "ConditionalCheckFailed":
+                # the lock is not this run's (never taken, or taken over): end the run alone
+                from pynamodb.exceptions import PutError
+
+                try:
+                    run.save(condition=RunItem.data == data)
+                    return to_run(run)
+                except PutError:
+                    continue
+    raise Conflict(f"run {run_id} kept changing; try again", code="transaction_conflict")
 
 
 def cancel_run(ctx: TenantContext, connection_id: str, run_id: str) -> Run:
