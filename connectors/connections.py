@@ -86,6 +86,10 @@ def _validate(cls: Any, config: dict[str, Any]) -> BaseModel:
                       errors=errors) from None
 
 
+class ConfigUnusable(Invalid):
+    """A stored config that no longer validates (saved before a rule existed)."""
+
+
 def config_problem(exc: ValidationError) -> str:
     """A stored config that no longer validates, said without any of its values (secrets)."""
     return "; ".join(f"config.{e['field']}: {e['message'].removeprefix('Value error, ')}"
@@ -114,7 +118,12 @@ def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
         return hit[1]
     cls = connector(item.connector)
     hidden = secrets.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
-    config = cls.Config.model_validate({**(item.config or {}), **hidden})
+    try:
+        config = cls.Config.model_validate({**(item.config or {}), **hidden})
+    except ValidationError as exc:
+        # pydantic's message repeats the input: a secret must not reach an error or a log
+        raise ConfigUnusable(f"the connection's saved config is not valid: {config_problem(exc)}; "
+                             "PATCH the connection", field="config", code="config_invalid") from None
     if len(_CONFIG_CACHE) >= CONFIG_CACHE_MAX:  # a warm Lambda serving many connections
         _CONFIG_CACHE.clear()
     _CONFIG_CACHE[key] = (time.monotonic(), config)
@@ -490,8 +499,8 @@ def check(ctx: TenantContext, connection_id: str):
 
     try:
         config = config_of(ctx, item)
-    except ValidationError as exc:
-        raise failed(f"the saved config is not valid: {config_problem(exc)}; PATCH it", "config") from None
+    except ConfigUnusable as exc:
+        raise failed(exc.detail, "config") from None
     conn = cls()
     client = None
     try:

@@ -117,6 +117,8 @@ def classify(exc: BaseException, trace_id: str) -> tuple[str, str]:
 
     if isinstance(exc, VendorError):
         return exc.kind, str(exc)
+    if isinstance(exc, connections.ConfigUnusable):
+        return "config", f"{exc.detail}, then sync again"
     if isinstance(exc, ValidationError):
         return "config", (f"the connection's config is not usable: {connections.config_problem(exc)}; "
                           "PATCH the connection, then sync again")

@@ -159,7 +159,7 @@ def cancel_run(req: Request) -> Result:
 @endpoint(bp, "/v1/hooks/{connection_id}", "POST", operation_id="receiveWebhook", tag="hooks", scope=None,
           summary="A vendor's webhook: the signature is checked before the body is read (401 if "
                   "missing or forged), the delivery id de-duplicated, the work queued",
-          responses={202: "HookAccepted", 200: "HookAccepted"}, errors=(401, 403, 404, 409, 413),
+          responses={202: "HookAccepted", 200: "HookAccepted"}, errors=(401, 403, 404, 409, 413, 422),
           max_body=MAX_HOOK_BYTES)
 def receive_webhook(req: Request) -> Result:
     from connectors import hooks

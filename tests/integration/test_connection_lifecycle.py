@@ -123,7 +123,7 @@ def test_refused_credentials_end_the_run_failed_auth_and_the_connection_shows_it
     assert tenant.http.get(f"/v1/connections/{conn['id']}").json()["last_error"] is None
 
 
-def test_a_stored_config_that_fails_validation_fails_the_run_without_its_secret(tenant, shop, raw_table):
+def test_a_stored_config_that_fails_validation_fails_the_run_without_its_secret(tenant, shop, raw_table, anon):
     from connectors import connections, runner
 
     conn = _connect(tenant, shop)
@@ -134,6 +134,10 @@ def test_a_stored_config_that_fails_validation_fails_the_run_without_its_secret(
     assert run.error == "config" and "config.access_token" in run.error_detail
     assert "SECRET" not in run.model_dump_json()
     assert "SECRET" not in tenant.http.get(f"/v1/connections/{conn['id']}").text
+    # a webhook to it: a clear 422, not a 500 (whose log would carry pydantic's input)
+    headers, body = FakeShopify.webhook("customers/create", {"id": 1}, "whsec")
+    r = anon.post(f"/v1/hooks/{conn['id']}", headers=headers, content=body)
+    assert r.status_code == 422 and r.json()["code"] == "config_invalid" and "SECRET" not in r.text, r.text
 
 
 def test_a_worker_that_raises_anything_ends_the_run_internal_with_a_trace_id(tenant, shop, monkeypatch):
