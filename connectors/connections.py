@@ -27,7 +27,7 @@ from connectors.sdk import registry, secrets
 from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
 from crm import clock
 from crm.context import TenantContext
-from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, field_errors
+from crm.errors import Conflict, DomainError, Invalid, NotFound, PreconditionFailed, field_errors
 from crm.paging import Page, decode_cursor, encode_cursor
 
 CONN, STATE, RUN = "CONN", "STATE", "RUN#"
@@ -298,8 +298,15 @@ def run_sk(run_id: str) -> str:
     return RUN + run_id
 
 
+ERROR_CODES = ("auth", "config", "rate_limited", "vendor", "stalled", "internal")
+
+
 def to_run(item: RunItem) -> Run:
-    return Run(id=item.run_id, connection_id=item.connection_id, **item.data)
+    data = dict(item.data)
+    if data.get("error") is not None and data["error"] not in ERROR_CODES:
+        # a run that failed before errors were classified kept its message in ``error``
+        data["error_detail"], data["error"] = data.get("error_detail") or data["error"], "vendor"
+    return Run(id=item.run_id, connection_id=item.connection_id, **data)
 
 
 def _stale(ctx: TenantContext, connection_id: str, run_id: str) -> bool:

@@ -119,6 +119,8 @@ def classify(exc: BaseException, trace_id: str) -> tuple[str, str]:
         return exc.kind, str(exc)
     if isinstance(exc, connections.ConfigUnusable):
         return "config", f"{exc.detail}, then sync again"
+    if isinstance(exc, connections.DomainError):  # e.g. the connector is no longer installed
+        return "config", exc.detail
     if isinstance(exc, ValidationError):
         return "config", (f"the connection's config is not usable: {connections.config_problem(exc)}; "
                           "PATCH the connection, then sync again")
