@@ -286,3 +286,24 @@ def test_a_redriven_message_resumes_the_failed_run_from_its_checkpoint_after_a_f
     assert run["status"] == "succeeded" and run["error"] is None and run["invocations"] == 2
     assert run["streams"]["customers"]["read"] == 300  # resumed after page 1, not from the start
     assert tenant.http.get(f"/v1/connections/{conn['id']}").json()["last_error"] is None
+
+
+def test_throttling_past_the_budget_and_vendor_failures_are_classified(tenant, shop, monkeypatch):
+    from connectors import connections, runner
+
+    conn = _connect(tenant, shop)
+    monkeypatch.setenv("RAPPORT_SYNC_RATE_LIMIT_BUDGET_SECONDS", "100")
+    run_id = connections.start_run(tenant.ctx, conn["id"], "backfill", "cli").id
+    shop.throttle_next(10, retry_after=60)  # each 60 s: a pause, until the budget is spent
+    statuses = [runner.execute(tenant.ctx, conn["id"], run_id).status for _ in range(2)]
+    assert statuses == ["paused", "failed"], statuses
+    run = tenant.http.get(f"/v1/connections/{conn['id']}/runs/{run_id}").json()
+    assert run["error"] == "rate_limited" and "budget" in run["error_detail"]
+
+    with shop.lock:
+        shop._throttle_next.clear()
+    shop.fail_next(20, status=500)  # the vendor keeps failing: retried, then the run fails
+    run_id = connections.start_run(tenant.ctx, conn["id"], "backfill", "cli").id
+    assert runner.execute(tenant.ctx, conn["id"], run_id, client_options={"sleep": lambda s: None}).status == "failed"
+    run = tenant.http.get(f"/v1/connections/{conn['id']}/runs/{run_id}").json()
+    assert run["error"] == "vendor" and "500" in run["error_detail"], run
