@@ -27,7 +27,7 @@ from connectors.sdk import registry, secrets
 from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
 from crm import clock
 from crm.context import TenantContext
-from crm.errors import Conflict, DomainError, Invalid, NotFound, PreconditionFailed, field_errors
+from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, field_errors
 from crm.paging import Page, decode_cursor, encode_cursor
 
 CONN, STATE, RUN = "CONN", "STATE", "RUN#"

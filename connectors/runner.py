@@ -39,6 +39,7 @@ from connectors.store import RunItem, SyncStateItem
 from crm import clock
 from crm.aws import logger
 from crm.context import TenantContext
+from crm.errors import DomainError
 
 MAX_REJECTED_KEPT = 100
 TIME_RESERVE_SECONDS = 20.0  # stop reading when an invocation has less than this left
@@ -119,7 +120,7 @@ def classify(exc: BaseException, trace_id: str) -> tuple[str, str]:
         return exc.kind, str(exc)
     if isinstance(exc, connections.ConfigUnusable):
         return "config", f"{exc.detail}, then sync again"
-    if isinstance(exc, connections.DomainError):  # e.g. the connector is no longer installed
+    if isinstance(exc, DomainError):  # e.g. the connector is no longer installed
         return "config", exc.detail
     if isinstance(exc, ValidationError):
         return "config", (f"the connection's config is not usable: {connections.config_problem(exc)}; "
