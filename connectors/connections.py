@@ -3,14 +3,19 @@
 DynamoDB requests (docs/performance.md):
 - create: 1 TransactWriteItems (connection, state, webhook route) + 1 KMS GenerateDataKey
 - get / update: 1 GetItem (+1 PutItem conditional on the version, +1 KMS on a secret change)
-- list: 1 Query on gsi1 ``P CONNECTIONS``
-- delete: 1 Query of the connection's partition + BatchWriteItem per 25 items + 1 DeleteItem (route)
+- list: 1 Query on gsi1 ``P CONNECTIONS`` + 1 BatchGetItem of the page's sync states
+  (``active_run``, ``last_error``)
+- delete: (cancel the active run: 1 GetItem + 1 TransactWriteItems) + 1 Query of the
+  connection's partition + BatchWriteItem per 25 items + 1 DeleteItem (route)
 - start a run: 1 TransactWriteItems (run + state lock, conditional on no active run)
+- cancel / stop a run: 1 BatchGetItem + 1 GetItem + 1 TransactWriteItems (the run ended,
+  flagged ``stop_requested``, and the lock released)
 - runs: 1 Query (newest first); a run: 1 GetItem
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from datetime import timedelta
 from typing import Any
@@ -19,15 +24,26 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.schemas import Connection, ConnectionCreate, ConnectionPatch, ConnectorInfo, Run
 from connectors.sdk import registry, secrets
-from connectors.store import SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
+from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
 from crm import clock
 from crm.context import TenantContext
 from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, field_errors
 from crm.paging import Page, decode_cursor, encode_cursor
 
 CONN, STATE, RUN = "CONN", "STATE", "RUN#"
-STALE_RUN_SECONDS = 15 * 60  # a "running" run without a checkpoint for this long has crashed
 SCHEDULE_SHARD = "0"
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def stall_seconds() -> float:
+    """A run without a checkpoint for this long has lost its worker (``stalled``)."""
+    return float(os.environ.get("RAPPORT_SYNC_STALL_SECONDS", str(15 * 60)))
+
+
+def active_keys(ctx: TenantContext, connection_id: str, at: str) -> tuple[str, str]:
+    """The state's keys on the active-run index: due for the stall check at ``at`` (the
+    last checkpoint, or when a paused run resumes)."""
+    return f"{ACTIVE_INDEX}#{SCHEDULE_SHARD}", f"{at}#{ctx.tenant_id}#{connection_id}"
 
 
 def _ulid(prefix: str) -> str:
@@ -70,6 +86,16 @@ def _validate(cls: Any, config: dict[str, Any]) -> BaseModel:
                       errors=errors) from None
 
 
+class ConfigUnusable(Invalid):
+    """A stored config that no longer validates (saved before a rule existed)."""
+
+
+def config_problem(exc: ValidationError) -> str:
+    """A stored config that no longer validates, said without any of its values (secrets)."""
+    return "; ".join(f"config.{e['field']}: {e['message'].removeprefix('Value error, ')}"
+                     for e in field_errors(exc))
+
+
 def _split(cls: Any, config: BaseModel) -> tuple[dict[str, Any], dict[str, str]]:
     names = secrets.secret_fields(cls.Config)
     data = config.model_dump(mode="json")
@@ -92,7 +118,12 @@ def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
         return hit[1]
     cls = connector(item.connector)
     hidden = secrets.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
-    config = cls.Config.model_validate({**(item.config or {}), **hidden})
+    try:
+        config = cls.Config.model_validate({**(item.config or {}), **hidden})
+    except ValidationError as exc:
+        # pydantic's message repeats the input: a secret must not reach an error or a log
+        raise ConfigUnusable(f"the connection's saved config is not valid: {config_problem(exc)}; "
+                             "PATCH the connection", field="config", code="config_invalid") from None
     if len(_CONFIG_CACHE) >= CONFIG_CACHE_MAX:  # a warm Lambda serving many connections
         _CONFIG_CACHE.clear()
     _CONFIG_CACHE[key] = (time.monotonic(), config)
@@ -102,6 +133,7 @@ def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
 # --- CRUD -------------------------------------------------------------------------
 
 def to_connection(item: ConnectionItem, state: SyncStateItem | None = None) -> Connection:
+    """``webhook_url`` is the path here; the API makes it absolute (api/routes/connections.py)."""
     cls = registry.get(item.connector)
     return Connection(id=item.connection_id, connector=item.connector, name=item.name,
                       config=item.config or {}, secrets_set=sorted(item.secret_names or []),
@@ -109,6 +141,7 @@ def to_connection(item: ConnectionItem, state: SyncStateItem | None = None) -> C
                       status=item.status,
                       webhook_url=f"/v1/hooks/{item.connection_id}" if cls is not None and cls.webhooks else None,
                       active_run=state.active_run if state is not None else None,
+                      last_error=state.last_error if state is not None else None,
                       created_at=item.created_at, updated_at=item.updated_at, version=item.version)
 
 
@@ -178,7 +211,16 @@ def list_connections(ctx: TenantContext, *, limit: int, cursor: str | None) -> P
         kwargs["last_evaluated_key"] = {"pk": {"S": pk(ctx, after)}, "sk": {"S": CONN},
                                         "gsi1pk": {"S": ctx.key("CONNECTIONS")}, "gsi1sk": {"S": after}}
     result = ConnectionItem.gsi1.query(ctx.key("CONNECTIONS"), **kwargs)
-    items = [to_connection(i) for i in result if isinstance(i, ConnectionItem)]
+    conns = [i for i in result if isinstance(i, ConnectionItem)]
+    states: dict[str, SyncStateItem] = {}
+    if conns:
+        from crm.storage import Item
+
+        # each connection's sync state (its active run, its last error): one BatchGetItem
+        for s in Item.batch_get([(i.pk, STATE) for i in conns], consistent_read=True):
+            if isinstance(s, SyncStateItem):
+                states[s.pk] = s
+    items = [to_connection(i, states.get(i.pk)) for i in conns]
     last = result.last_evaluated_key
     return Page(items, encode_cursor("connections", last["gsi1sk"]["S"]) if last else None)
 
@@ -191,7 +233,8 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
     cls = connector(item.connector)
     given = patch.model_dump(exclude_unset=True)
     if "config" in given and given["config"] is not None:
-        current = config_of(ctx, item).model_dump(mode="json")
+        # the stored values as they are (they may not validate any more: the PATCH fixes them)
+        current = {**(item.config or {}), **secrets.unseal(ctx.tenant_id, connection_id, item.sealed or {})}
         config = _validate(cls, {**current, **given["config"]})
         plain, hidden = _split(cls, config)
         item.config = plain
@@ -222,9 +265,9 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
 def delete(ctx: TenantContext, connection_id: str) -> None:
     """Removes the connection, its state, runs and delivery guards. Records already synced stay."""
     item, state = load(ctx, connection_id)
-    if state.active_run and not _stale(ctx, connection_id, state.active_run):
-        raise Conflict(f"run {state.active_run} is in progress; wait for it to finish",
-                       code="sync_in_progress", run_id=state.active_run)
+    if state.active_run:
+        # its worker stops at its next page: the checkpoint finds the run gone
+        stop_run(ctx, connection_id, state.active_run, "cancelled")
     from crm.storage import Item
 
     with Item.batch_write() as batch:
@@ -233,14 +276,37 @@ def delete(ctx: TenantContext, connection_id: str) -> None:
     HookRouteItem(f"HOOK#{connection_id}", "HOOK").delete()
 
 
+def tenant_active(ctx: Any, cache: dict[str, bool] | None = None) -> bool:
+    """Whether the tenant is active (1 GetItem; cached per schedule run when given a cache)."""
+    from crm import tenants
+    from crm.errors import NotFound
+
+    if cache is not None and ctx.tenant_id in cache:
+        return cache[ctx.tenant_id]
+    try:
+        active = tenants.get(ctx).status == "active"
+    except NotFound:
+        active = False
+    if cache is not None:
+        cache[ctx.tenant_id] = active
+    return active
+
+
 # --- runs ---------------------------------------------------------------------------
 
 def run_sk(run_id: str) -> str:
     return RUN + run_id
 
 
+ERROR_CODES = ("auth", "config", "rate_limited", "vendor", "stalled", "internal")
+
+
 def to_run(item: RunItem) -> Run:
-    return Run(id=item.run_id, connection_id=item.connection_id, **item.data)
+    data = dict(item.data)
+    if data.get("error") is not None and data["error"] not in ERROR_CODES:
+        # a run that failed before errors were classified kept its message in ``error``
+        data["error_detail"], data["error"] = data.get("error_detail") or data["error"], "vendor"
+    return Run(id=item.run_id, connection_id=item.connection_id, **data)
 
 
 def _stale(ctx: TenantContext, connection_id: str, run_id: str) -> bool:
@@ -249,10 +315,10 @@ def _stale(ctx: TenantContext, connection_id: str, run_id: str) -> bool:
     except RunItem.DoesNotExist:
         return True
     data = run.data
-    if data.get("status") in ("succeeded", "failed"):
+    if data.get("status") in FINISHED:
         return True
     beat = data.get("heartbeat_at") or data.get("created_at")
-    return (clock.now() - clock.parse(beat)).total_seconds() > STALE_RUN_SECONDS and data.get("status") != "paused"
+    return (clock.now() - clock.parse(beat)).total_seconds() > stall_seconds() and data.get("status") != "paused"
 
 
 def start_run(ctx: TenantContext, connection_id: str, mode: str, trigger: str,
@@ -279,6 +345,13 @@ def start_run(ctx: TenantContext, connection_id: str, mode: str, trigger: str,
     previous = state.active_run
     if previous and not _stale(ctx, connection_id, previous):
         raise Conflict(f"run {previous} is in progress", code="sync_in_progress", run_id=previous)
+    if previous:  # its worker died: the run ends, classified, before another takes the lock
+        try:
+            stop_run(ctx, connection_id, previous, "failed", error="stalled",
+                     detail=f"the run wrote no checkpoint for {int(stall_seconds() // 60)} minutes; "
+                            "a new run took over")
+        except NotFound:
+            pass
     run_id, now = _ulid("run"), clock.now_iso()
     data = {"mode": mode, "trigger": trigger, "status": "queued", "created_at": now, "streams": {},
             "rejected": [], "rejected_total": 0, "invocations": 0, "heartbeat_at": now,
@@ -290,15 +363,90 @@ def start_run(ctx: TenantContext, connection_id: str, mode: str, trigger: str,
             tx.save(run, condition=RunItem.pk.does_not_exist())
             cond = SyncStateItem.active_run.does_not_exist() if previous is None \
                 else SyncStateItem.active_run == previous
+            ipk, isk = active_keys(ctx, connection_id, now)
             tx.update(SyncStateItem(pk(ctx, connection_id), STATE),
                       actions=[SyncStateItem.active_run.set(run_id), SyncStateItem.connection_id.set(connection_id),
-                               SyncStateItem.updated_at.set(now)],
+                               SyncStateItem.last_run.set(run_id), SyncStateItem.gsi2pk.set(ipk),
+                               SyncStateItem.gsi2sk.set(isk), SyncStateItem.updated_at.set(now)],
                       condition=cond | SyncStateItem.active_run.does_not_exist())
     except TransactWriteError as exc:
         if exc.cause_response_code == "TransactionCanceledException":
             raise Conflict("another run started at the same time", code="sync_in_progress") from None
         raise
     return to_run(run)
+
+
+def error_of(code: str, detail: str, run_id: str, at: str, trace_id: str | None = None) -> dict[str, Any]:
+    return {"code": code, "detail": detail, "run_id": run_id, "at": at, "trace_id": trace_id}
+
+
+def stop_run(ctx: TenantContext, connection_id: str, run_id: str, status: str, *,
+             error: str | None = None, detail: str | None = None, trace_id: str | None = None,
+             only_if_beat_before: str | None = None) -> Run | None:
+    """End a run from outside its worker (cancel, delete, a stall, a dead-lettered
+    message): the run is written ended and flagged ``stop_requested``, and the lock
+    released, in one transaction; a worker still going finds the flag at its next
+    checkpoint and stops without writing. None if the run had already ended (or, with
+    ``only_if_beat_before``, has checkpointed since)."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    from crm.storage import connection
+
+    for _ in range(5):  # a worker's checkpoint in between: read the run again
+        try:
+            run = RunItem.get(pk(ctx, connection_id), run_sk(run_id), consistent_read=True)
+        except RunItem.DoesNotExist:
+            raise NotFound(f"run {run_id} not found") from None
+        data = run.data
+        if data.get("status") in FINISHED:
+            return None
+        beat = data.get("heartbeat_at") or data.get("created_at")
+        if only_if_beat_before is not None and (beat > only_if_beat_before or data.get("status") == "paused"
+                                                and (data.get("resume_at") or "") > only_if_beat_before):
+            return None
+        now = clock.now_iso()
+        started = data.get("started_at") or data["created_at"]
+        run.data = {**data, "status": status, "finished_at": now, "resume_at": None, "error": error,
+                    "error_detail": detail, "trace_id": trace_id,
+                    "duration_ms": int((clock.parse(now) - clock.parse(started)).total_seconds() * 1000)}
+        run.stop_requested = now
+        actions = [SyncStateItem.active_run.remove(), SyncStateItem.gsi2pk.remove(), SyncStateItem.gsi2sk.remove(),
+                   SyncStateItem.updated_at.set(now)]
+        if error is not None:
+            actions.append(SyncStateItem.last_error.set(error_of(error, detail or "", run_id, now, trace_id)))
+        try:
+            with TransactWrite(connection=connection()) as tx:
+                tx.save(run, condition=RunItem.data == data)  # still as read
+                tx.update(SyncStateItem(pk(ctx, connection_id), STATE), actions=actions,
+                          condition=SyncStateItem.active_run == run_id)
+            return to_run(run)
+        except TransactWriteError as exc:
+            if exc.cause_response_code != "TransactionCanceledException":
+                raise
+            reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])] + [None, None]
+            if reasons[0] is None and reasons[1] == "ConditionalCheckFailed":
+                # the lock is not this run's (never taken, or taken over): end the run alone
+                from pynamodb.exceptions import PutError
+
+                try:
+                    run.save(condition=RunItem.data == data)
+                    return to_run(run)
+                except PutError:
+                    continue
+    raise Conflict(f"run {run_id} kept changing; try again", code="transaction_conflict")
+
+
+def cancel_run(ctx: TenantContext, connection_id: str, run_id: str) -> Run:
+    """Cancel a queued, running or paused run: it ends ``cancelled`` at once and its worker
+    stops at its next page. 409 if it had already ended."""
+    load(ctx, connection_id)
+    run = stop_run(ctx, connection_id, run_id, "cancelled")
+    if run is None:
+        current = get_run(ctx, connection_id, run_id)
+        raise Conflict(f"run {run_id} has already ended ({current.status})", code="run_finished",
+                       run_id=run_id, run_status=current.status)
+    return run
 
 
 def get_run(ctx: TenantContext, connection_id: str, run_id: str) -> Run:
@@ -344,19 +492,38 @@ def reschedule(ctx: TenantContext, connection_id: str, now: str) -> None:
 
 
 def check(ctx: TenantContext, connection_id: str):
-    """Try the credentials: the connector's own check against the vendor."""
+    """Try the credentials: the connector's own check against the vendor. 200 when it
+    works; 422 ``check_failed`` with the vendor's reason (its status, never its body)
+    otherwise. Never a 5xx: whatever goes wrong is the config's or the vendor's answer."""
     from connectors.schemas import CheckResult
-    from connectors.sdk.errors import CheckFailed, RateLimited, VendorError
+    from connectors.sdk.errors import RateLimited, VendorError
 
     item, _ = load(ctx, connection_id)
     cls = connector(item.connector)
-    config = config_of(ctx, item)
-    conn = cls()
-    client = conn.client(config)
+
+    def failed(detail: str, kind: str, status: int | None = None) -> Invalid:
+        return Invalid(detail, field="config", code="check_failed", ok=False, error=kind, vendor_status=status)
+
     try:
+        config = config_of(ctx, item)
+    except ConfigUnusable as exc:
+        raise failed(exc.detail, "config") from None
+    conn = cls()
+    client = None
+    try:
+        client = conn.client(config)
         conn.check(config, client)
-    except (CheckFailed, VendorError, RateLimited) as exc:
-        return CheckResult(ok=False, detail=str(exc))
+    except VendorError as exc:
+        # a connector may wrap the client's error without its status: the cause has it
+        cause = exc.__cause__ if exc.status is None and isinstance(exc.__cause__, VendorError) else exc
+        raise failed(str(exc), cause.kind, cause.status) from None
+    except RateLimited as exc:
+        raise failed(f"{cls.title or cls.name} is rate limiting: {exc}", "rate_limited") from None
+    except Exception as exc:  # noqa: BLE001 - a connector's bug must not become a 500 here
+        import logging
+
+        logging.getLogger(__name__).warning("connection check failed", exc_info=True)
+        raise failed(f"the check could not complete ({type(exc).__name__}): check the config", "config") from None
     finally:
         if client is not None:
             client.close()

@@ -5,6 +5,10 @@ written (the sync queue's consumer does that, functions/sync.py).
 Requests: 1 GetItem (route -> tenant) + 1 Query (connection) + 1 KMS Decrypt (cached per
 connection version) + 1 conditional PutItem (delivery guard, TTL 7 days) + 1 SQS
 SendMessage. A replayed delivery stops at the PutItem and answers 200 "duplicate".
+
+A suspended tenant's or a paused connection's deliveries are refused once the signature
+checks out (403 ``tenant_suspended``, 409 ``connection_paused``; +1 GetItem of the
+tenant) and nothing is written: the vendor sees the failure and retries or gives up.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from connectors.sdk.errors import WebhookRejected
 from connectors.store import HookDeliveryItem, HookRouteItem
 from crm import clock
 from crm.context import TenantContext
-from crm.errors import NotFound, Unauthorized
+from crm.errors import Conflict, Forbidden, NotFound, Unauthorized
 
 DELIVERY_TTL = timedelta(days=7)
 KEPT_HEADERS = ("content-type",)
@@ -30,6 +34,14 @@ def _route(connection_id: str) -> TenantContext:
         return TenantContext(HookRouteItem.get(f"HOOK#{connection_id}", "HOOK").tenant_id)
     except HookRouteItem.DoesNotExist:
         raise NotFound(f"connection {connection_id} not found") from None
+
+
+def _refuse_if_stopped(ctx: TenantContext, item: Any) -> None:
+    if not connections.tenant_active(ctx):
+        raise Forbidden("the tenant is suspended: its webhooks are not accepted", code="tenant_suspended")
+    if item.status != "active":
+        raise Conflict(f"connection {item.connection_id} is paused: its webhooks are not accepted "
+                       "(PATCH status active to resume)", code="connection_paused")
 
 
 def receive(connection_id: str, headers: dict[str, Any], body: bytes) -> tuple[bool, str]:
@@ -50,6 +62,7 @@ def receive(connection_id: str, headers: dict[str, Any], body: bytes) -> tuple[b
         conn.verify_webhook(config, lowered, body)
     except WebhookRejected as exc:
         raise Unauthorized(f"webhook rejected: {exc}", code="invalid_signature") from None
+    _refuse_if_stopped(ctx, item)
     delivery_id = conn.webhook_delivery_id(lowered, body)
     now = clock.now()
     guard = HookDeliveryItem(connections.pk(ctx, connection_id),

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 ConnectionName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 ConnectorName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 Mode = Literal["backfill", "incremental"]
-RunStatus = Literal["queued", "running", "paused", "succeeded", "failed"]
+RunStatus = Literal["queued", "running", "paused", "succeeded", "failed", "cancelled"]
+ErrorCode = Literal["auth", "config", "rate_limited", "vendor", "stalled", "internal"]
 ScheduleMinutes = Annotated[int, Field(ge=15, le=1440, description="incremental sync every N minutes; null: only on request")]
 
 
@@ -48,6 +49,19 @@ class ConnectionPatch(_Strict):
     status: Literal["active", "paused"] | None = None
 
 
+class LastError(BaseModel):
+    """Why the connection's last run failed (cleared by a run that succeeds)."""
+
+    code: ErrorCode = Field(description="auth: reconnect (the vendor refused the credentials); config: fix "
+                            "the URL or settings (PATCH); rate_limited: throttled past the run's budget; "
+                            "vendor: the vendor kept failing; stalled: the run stopped checkpointing; "
+                            "internal: our bug, quote trace_id")
+    detail: str
+    run_id: str
+    at: str
+    trace_id: str | None = None
+
+
 class Connection(BaseModel):
     id: str
     connector: str
@@ -56,8 +70,10 @@ class Connection(BaseModel):
     secrets_set: list[str] = Field(description="which secret fields have a value (never the values)")
     schedule_minutes: int | None = None
     status: Literal["active", "paused"]
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(default=None, description="the absolute URL to paste into the vendor's "
+                                     "webhook settings (connectors that take webhooks)")
     active_run: str | None = None
+    last_error: LastError | None = None
     created_at: str
     updated_at: str
     version: int
@@ -69,6 +85,10 @@ class ConnectionPage(BaseModel):
 
 
 class CheckResult(BaseModel):
+    """200: the vendor answered and the credentials work. A failed check is a 422
+    problem (code ``check_failed``) with ``ok: false``, ``error`` (auth, config,
+    rate_limited, vendor) and the vendor's status as ``vendor_status``."""
+
     ok: bool
     detail: str
 
@@ -96,6 +116,8 @@ class RejectedRecord(BaseModel):
     external_id: str | None = None
     reason: str
     errors: list[dict[str, Any]] = []
+    conflict_id: str | None = Field(default=None, description="rejected for an identity conflict: review it "
+                                    "in GET /v1/identity/conflicts, then POST /v1/identity/conflicts/{conflict_id}/resolve")
 
 
 class Run(BaseModel):
@@ -111,7 +133,10 @@ class Run(BaseModel):
     streams: dict[str, StreamCounts] = {}
     rejected: list[RejectedRecord] = Field(default=[], description="the first 100 rejected records")
     rejected_total: int = 0
-    error: str | None = None
+    error: ErrorCode | None = Field(default=None, description="failed: why, classified (see LastError.code)")
+    error_detail: str | None = Field(default=None, description="failed: what happened, in words (never a secret "
+                                     "or the vendor's body)")
+    trace_id: str | None = Field(default=None, description="internal errors: the id of the log line")
     resume_at: str | None = Field(default=None, description="paused: when the run continues")
     invocations: int = 0
     upload_id: str | None = None

@@ -44,8 +44,10 @@ def _reason(result: Any) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _customers(ctx: TenantContext, source: str, stream: str, records: list[CustomerRecord],
-               out: Outcome | None, fill_only: bool = False) -> dict[int, str | None]:
-    """Resolve and upsert; returns {position: customer id or None}."""
+               out: Outcome | None, fill_only: bool = False,
+               conflicts: dict[int, str] | None = None) -> dict[int, str | None]:
+    """Resolve and upsert; returns {position: customer id or None}; ``conflicts`` gets
+    {position: conflict id} of the records held back for an identity conflict."""
     from crm import identity
 
     ids: dict[int, str | None] = {}
@@ -58,6 +60,8 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
             fill_only=fill_only)
         for r, rec in zip(results, chunk):
             ids[start + r.index] = r.customer_id
+            if r.status == "conflict" and conflicts is not None and r.conflict_id:
+                conflicts[start + r.index] = r.conflict_id
             if out is None:
                 continue
             if r.status == "error":
@@ -67,15 +71,18 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
                 out.add("conflict")
                 reason, errors = _reason(r)
                 out.rejected.append({"stream": stream, "external_id": rec.external_id,
-                                     "reason": f"identity conflict, recorded for review: {reason}",
-                                     "errors": errors})
+                                     "reason": f"identity conflict {r.conflict_id}, recorded for review "
+                                               f"(GET /v1/identity/conflicts): {reason}",
+                                     "errors": errors, "conflict_id": r.conflict_id})
             else:
                 out.add(r.status)
     return ids
 
 
-def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord]) -> dict[int, str | None]:
-    """The customer id of each order's buyer (embedded record, else the guest's email)."""
+def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord],
+            conflicts: dict[int, str] | None = None) -> dict[int, str | None]:
+    """The customer id of each order's buyer (embedded record, else the guest's email);
+    ``conflicts`` gets {order position: conflict id} of buyers held back for a conflict."""
     people: list[CustomerRecord] = []
     slot: dict[int, int] = {}
     by_key: dict[str, int] = {}
@@ -97,7 +104,10 @@ def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord]) -> dict[
         slot[i] = by_key[key]
     # an order's copy of its buyer is a snapshot (Shopify's says orders_count 0): it finds
     # or creates the customer and fills gaps, but never overwrites the customers stream
-    resolved = _customers(ctx, source, "orders", people, None, fill_only=True)
+    held: dict[int, str] = {}
+    resolved = _customers(ctx, source, "orders", people, None, fill_only=True, conflicts=held)
+    if conflicts is not None:
+        conflicts.update({i: held[j] for i, j in slot.items() if j in held})
     return {i: resolved.get(j) for i, j in slot.items()}
 
 
@@ -125,10 +135,18 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
     if orders:
         from crm.orders import imports
 
-        buyers = _buyers(ctx, source, orders)
+        held: dict[int, str] = {}
+        buyers = _buyers(ctx, source, orders, held)
         ready, positions = [], []
         for i, o in enumerate(orders):
             cid = buyers.get(i)
+            if cid is None and i in held:
+                out.add("conflict")
+                out.rejected.append({"stream": stream, "external_id": o.external_id, "conflict_id": held[i],
+                                     "reason": f"the order's buyer is held back by identity conflict {held[i]} "
+                                               f"(GET /v1/identity/conflicts); resolve it, then sync again "
+                                               "(a backfill) to import the order", "errors": []})
+                continue
             if cid is None:
                 out.reject(stream, o.external_id, "the order's buyer could not be resolved to one "
                            "customer (no customer record or email, an invalid one, or an identity conflict)")

@@ -5,7 +5,7 @@ Layout (``P = T#<tenant>#``):
 | item | pk | sk | GSI keys |
 |---|---|---|---|
 | connection | ``P CONN#<id>`` | ``CONN`` | gsi1 ``P CONNECTIONS`` / ``<id>``; gsi2 ``SYNC_SCHEDULE`` / ``<tenant>#<id>`` while scheduled |
-| sync state | ``P CONN#<id>`` | ``STATE`` | - |
+| sync state | ``P CONN#<id>`` | ``STATE`` | gsi2 ``SYNC_ACTIVE#0`` / ``<heartbeat or resume time>#<tenant>#<id>`` while a run holds the lock |
 | run | ``P CONN#<id>`` | ``RUN#<run id>`` | - |
 | webhook delivery guard | ``P CONN#<id>`` | ``HOOK#<digest of delivery id>`` (TTL 7 days) | - |
 | webhook route | ``HOOK#<id>`` | ``HOOK`` | - |
@@ -14,7 +14,8 @@ The webhook route is the one item without the tenant prefix: a vendor calls
 ``/v1/hooks/<connection id>`` without a Rapport key, so the tenant is looked up from the
 id (one GetItem) before the signature is checked with that tenant's secret. The
 schedule index is cross-tenant like the loyalty due index; only the scheduled fan-out
-reads it.
+reads it. So is the active-run index: the schedule reads it to find runs with no
+checkpoint for ``RAPPORT_SYNC_STALL_SECONDS`` (stalled: their worker died) and fails them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from crm.storage import Item
 
 SCHEDULE_INDEX = "SYNC_SCHEDULE"
+ACTIVE_INDEX = "SYNC_ACTIVE"
 
 
 class ConnectionItem(Item, discriminator="connection"):
@@ -43,6 +45,8 @@ class SyncStateItem(Item, discriminator="sync_state"):
     connection_id = UnicodeAttribute()
     streams = JSONAttribute(default=dict)   # {stream: Window state}
     active_run = UnicodeAttribute(null=True)
+    last_run = UnicodeAttribute(null=True)   # the newest run (only it may be resumed by a redrive)
+    last_error = JSONAttribute(null=True)    # the last run's classified error; None after a success
     updated_at = UnicodeAttribute()
 
 
@@ -50,6 +54,9 @@ class RunItem(Item, discriminator="sync_run"):
     connection_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
     data = JSONAttribute(default=dict)
+    # set when the run is stopped from outside (cancelled, found stalled): the worker's
+    # checkpoint is conditional on its absence, so the worker stops at its next page
+    stop_requested = UnicodeAttribute(null=True)
 
 
 class HookRouteItem(Item, discriminator="hook_route"):

@@ -10,15 +10,32 @@ Messages (JSON):
   parsed and written through the sink.
 
 The schedule reads the sparse ``SYNC_SCHEDULE`` index (connections whose next sync is
-due) and queues one message per connection (SQS batches of 10).
+due) and queues one message per connection (SQS batches of 10), skipping suspended
+tenants and paused connections. It also reads the ``SYNC_ACTIVE`` index and fails
+every run without a checkpoint for ``RAPPORT_SYNC_STALL_SECONDS`` (``stalled``: its
+worker died, e.g. a Lambda timeout or a message dead-lettered), releasing the lock.
+
+Every run ends without an extra Lambda: the runner ends a run ``failed`` (classified)
+on whatever it meets and the message is consumed; if the worker itself fails on the
+message's last receive (``ApproximateReceiveCount >= SYNC_MAX_RECEIVES``, the queue's
+maxReceiveCount), the run is failed ``internal`` before the message goes to the DLQ;
+and the schedule catches the rest as ``stalled``. A redriven message resumes its run.
 """
 from __future__ import annotations
 
 import base64
 import json
+import os
+from datetime import timedelta
 from typing import Any
 
 SCHEDULE_BATCH = 500
+STALL_BATCH = 100
+
+
+def max_receives() -> int:
+    """The sync queue's maxReceiveCount (infra/resources.json): the last delivery before the DLQ."""
+    return int(os.environ.get("RAPPORT_SYNC_MAX_RECEIVES", "5"))
 MAX_DELAY_SECONDS = 900  # SQS's limit; a longer throttle is re-queued again when it comes back
 
 
@@ -32,6 +49,12 @@ def sync_message(tenant_id: str, connection_id: str, run_id: str) -> dict[str, A
     return {"type": "sync", "tenant_id": tenant_id, "connection_id": connection_id, "run_id": run_id}
 
 
+def _trace_id(lambda_context: Any) -> str:
+    import uuid
+
+    return getattr(lambda_context, "aws_request_id", None) or uuid.uuid4().hex
+
+
 def run(message: dict[str, Any], lambda_context: Any = None) -> str:
     from connectors import runner
     from crm.context import TenantContext
@@ -39,7 +62,7 @@ def run(message: dict[str, Any], lambda_context: Any = None) -> str:
 
     ctx = TenantContext(message["tenant_id"])
     outcome = runner.execute(ctx, message["connection_id"], message["run_id"],
-                             time_left=_time_left(lambda_context))
+                             time_left=_time_left(lambda_context), trace_id=_trace_id(lambda_context))
     if outcome.status == "paused":
         queues.send("sync", [message], delay=min(MAX_DELAY_SECONDS, int(outcome.retry_after + 0.999)))
     return outcome.status
@@ -52,6 +75,8 @@ def hook(message: dict[str, Any]) -> dict[str, int]:
 
     ctx = TenantContext(message["tenant_id"])
     item, _ = connections.load(ctx, message["connection_id"])
+    if item.status != "active" or not connections.tenant_active(ctx):
+        return {}  # queued before the pause or the suspension: nothing is written
     cls = connections.connector(item.connector)
     config = connections.config_of(ctx, item)
     delivery = cls().parse_webhook(config, message["headers"], base64.b64decode(message["body"]))
@@ -80,20 +105,71 @@ def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[
             else:
                 raise ValueError(f"unknown sync message type {message.get('type')!r}")
         except Exception:
+            trace_id = _trace_id(lambda_context)
+            received = int(record.attributes.approximate_receive_count or 1)
             logger().exception("sync message failed", extra={
                 "type": message.get("type"), "tenant_id": message.get("tenant_id"),
                 "connection_id": message.get("connection_id"), "message_id": record.message_id,
-                "receive_count": record.attributes.approximate_receive_count})
+                "receive_count": received, "trace_id": trace_id})
+            if message.get("type") == "sync" and received >= max_receives():
+                _fail_dead_lettered(message, trace_id)
             raise
 
     processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=raw_event, record_handler=record_handler, processor=processor)
 
 
+def _fail_dead_lettered(message: dict[str, Any], trace_id: str) -> None:
+    """The message's last receive failed: it goes to the DLQ, so its run ends now."""
+    from connectors import connections
+    from crm.aws import logger
+    from crm.context import TenantContext
+
+    try:
+        connections.stop_run(TenantContext(message["tenant_id"]), message["connection_id"], message["run_id"],
+                             "failed", error="internal", trace_id=trace_id,
+                             detail=f"the sync worker failed on every delivery; the message is in the sync "
+                                    f"DLQ (rapport dlq redrive sync resumes the run); trace id {trace_id}")
+    except Exception:  # noqa: BLE001 - the schedule's stall check is the fallback
+        logger().exception("could not mark the dead-lettered run failed", extra={"trace_id": trace_id})
+
+
+
+def fail_stalled(now: str | None = None) -> int:
+    """Fail every run without a checkpoint for the stall time: 1 Query on the active-run
+    index, then per stalled run 1 GetItem + 1 TransactWriteItems."""
+    from connectors import connections
+    from connectors.store import ACTIVE_INDEX, SyncStateItem
+    from crm import clock
+    from crm.context import TenantContext
+    from crm.errors import DomainError
+
+    at = clock.parse(now) if now else clock.now()
+    before = clock.iso(at - timedelta(seconds=connections.stall_seconds()))
+    failed = 0
+    for entry in list(SyncStateItem.gsi2.query(f"{ACTIVE_INDEX}#{connections.SCHEDULE_SHARD}",
+                                               SyncStateItem.gsi2sk < f"{before}#~", limit=STALL_BATCH)):
+        if not isinstance(entry, SyncStateItem) or not entry.active_run:
+            continue
+        _, tenant, cid = entry.gsi2sk.rsplit("#", 2)
+        minutes = int(connections.stall_seconds() // 60)
+        try:
+            stopped = connections.stop_run(
+                TenantContext(tenant), cid, entry.active_run, "failed", error="stalled", only_if_beat_before=before,
+                detail=f"the run wrote no checkpoint for {minutes} minutes (its worker stopped); sync again, "
+                       "or redrive its message from the sync DLQ to resume it")
+        except DomainError:
+            continue
+        failed += stopped is not None
+    return failed
+
+
 def run_schedule(now: str | None = None, lambda_context: Any = None) -> dict[str, int]:
-    """Queue an incremental run for every connection whose schedule is due: 1 Query on
-    the schedule index, then per connection 1 Query + 1 TransactWriteItems (the run and
-    its lock) + 1 UpdateItem (its next due time), and one SQS message."""
+    """Fail stalled runs, then queue an incremental run for every connection whose
+    schedule is due (suspended tenants and paused connections skipped): 1 Query on the
+    schedule index, then per connection 1 GetItem (its tenant, once per run) + 1 Query +
+    1 TransactWriteItems (the run and its lock) + 1 UpdateItem (its next due time), and
+    one SQS message."""
     from connectors import connections
     from connectors.store import SCHEDULE_INDEX, ConnectionItem
     from crm import clock
@@ -102,13 +178,19 @@ def run_schedule(now: str | None = None, lambda_context: Any = None) -> dict[str
     from functions import queues
 
     at = now or clock.now_iso()
+    stalled = fail_stalled(at)
     queued = skipped = 0
     messages = []
+    active: dict[str, bool] = {}
     due = ConnectionItem.gsi2.query(f"{SCHEDULE_INDEX}#{connections.SCHEDULE_SHARD}",
                                     ConnectionItem.gsi2sk < f"{at}#~", limit=SCHEDULE_BATCH)
     for entry in list(due):
         _, tenant, cid = entry.gsi2sk.rsplit("#", 2)
         ctx = TenantContext(tenant)
+        if not connections.tenant_active(ctx, active):
+            skipped += 1  # suspended: not synced; due again when it is active
+            connections.reschedule(ctx, cid, at)
+            continue
         try:
             run_ = connections.start_run(ctx, cid, "incremental", "schedule")
             messages.append(sync_message(tenant, cid, run_.id))
@@ -117,4 +199,4 @@ def run_schedule(now: str | None = None, lambda_context: Any = None) -> dict[str
             skipped += 1  # a run is in progress, or the connection was paused or deleted
         connections.reschedule(ctx, cid, at)
     queues.send("sync", messages)
-    return {"queued": queued, "skipped": skipped}
+    return {"queued": queued, "skipped": skipped, "stalled": stalled}

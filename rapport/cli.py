@@ -482,7 +482,7 @@ ApiOpt = typer.Option(None, "--api", envvar="RAPPORT_API_URL", show_envvar=True,
 KeyOpt = typer.Option(None, "--key", envvar="RAPPORT_API_KEY", show_envvar=True,
                       help="an API key with the admin scope")
 TimeoutOpt = typer.Option(3600.0, "--timeout", min=1, help="stop following the run after this many seconds")
-RUN_FINISHED = ("succeeded", "failed")
+RUN_FINISHED = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 0.5
 # header (lower case, "_" as a space) -> target: what `rapport import` guesses without --map
 GUESSES = {
@@ -610,9 +610,12 @@ def _follow_run(api: _Api, connection_id: str, run: dict, timeout: float) -> int
             if run["status"] != status:
                 status = run["status"]
                 if status == "paused":
-                    progress.console.print(f"paused until {run.get('resume_at') or '?'}: the run resumes "
-                                           "on its own (a vendor's rate limit, or a long import continuing)")
-                elif status in ("queued", "running"):
+                    progress.console.print(f"run {run['id']}: paused until {run.get('resume_at') or '?'}: the "
+                                           "run resumes on its own (a vendor's rate limit, or a long import "
+                                           "continuing)")
+                elif status == "failed":
+                    progress.console.print(f"run {run['id']}: failed ({run.get('error') or 'no reason given'})")
+                else:
                     progress.console.print(f"run {run['id']}: {status}")
             for name, counts in (run.get("streams") or {}).items():
                 if name not in tasks:
@@ -631,7 +634,11 @@ def _follow_run(api: _Api, connection_id: str, run: dict, timeout: float) -> int
     if run["status"] == "succeeded":
         return 0
     if run["status"] == "failed":
-        err.print(f"[red]run {run['id']} failed:[/red] {run.get('error') or 'no reason given'}")
+        why = run.get("error_detail") or "no reason given"
+        err.print(f"[red]run {run['id']} failed ({run.get('error') or 'error'}):[/red] {why}"
+                  + (f" (trace id {run['trace_id']})" if run.get("trace_id") else ""))
+    elif run["status"] == "cancelled":
+        err.print(f"run {run['id']} was cancelled")
     else:
         err.print(f"run {run['id']} is still {run['status']} after {timeout:.0f} s; follow it with "
                   f"GET {api.base}{path}")
@@ -668,6 +675,24 @@ def _report(out: Console, run: dict) -> None:
     out.print(f"Run {run['id']} {run['status']}{took}.")
 
 
+def _import_name(file: Path) -> str:
+    return f"CSV import: {file.name}"[:100]
+
+
+def _import_connection(api: _Api, file: Path) -> dict | None:
+    """The csv connection an earlier ``rapport import`` of a file of this name created, so
+    importing it again updates the same customers' source and keeps one connection."""
+    name, cursor = _import_name(file), None
+    while True:
+        page = api.call("GET", "/v1/connections", 200, params={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        for conn in page.get("data") or []:
+            if conn.get("connector") == "csv" and conn.get("name") == name:
+                return conn
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return None
+
+
 @app.command("import")
 def import_csv(
         file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="the CSV file"),
@@ -684,7 +709,8 @@ def import_csv(
     """Import customers from a CSV file.
 
     Creates a csv connection (the mapping guessed from the header unless --map says it),
-    uploads the file, syncs it and shows the progress, the counts and the rejected rows.
+    or reuses the one an earlier import of a file of the same name created (or
+    --connection ID), uploads the file, syncs it and shows the progress, the counts and the rejected rows.
     Exit code 0 when the run succeeds (rows may be rejected), 1 when it fails, 2 for a
     usage error.
     """
@@ -696,6 +722,7 @@ def import_csv(
     out = Console()
     api = _Api(api_url, key, out)
     header = _header(file, delimiter, encoding)
+    reused = None
     mapping = _parse_maps(maps) if maps else None
     if connection:
         conn = api.call("GET", f"/v1/connections/{connection}", 200)
@@ -705,7 +732,12 @@ def import_csv(
         if mapping is not None or source is not None:
             config.update({k: v for k, v in (("mapping", mapping), ("source", source)) if v is not None})
     else:
+        reused = _import_connection(api, file)
         config = {"mapping": mapping, "source": source or "csv", "delimiter": delimiter, "encoding": encoding}
+        if reused is not None:
+            # the file's connection again: its mapping and source stay unless given
+            config = {**config, "mapping": mapping if mapping is not None else reused["config"].get("mapping"),
+                      "source": source or reused["config"].get("source") or "csv"}
     guessed = config.get("mapping") is None
     if guessed:
         config["mapping"] = _guess_mapping(header)
@@ -722,9 +754,16 @@ def import_csv(
         if mapping is not None or source is not None:
             api.call("PATCH", f"/v1/connections/{cid}", 200, json={"config": {
                 k: config[k] for k in ("mapping", "source") if k in config}})
+    elif reused is not None:
+        cid = reused["id"]
+        changed = {k: config[k] for k in ("mapping", "source", "delimiter", "encoding")
+                   if config.get(k) != reused["config"].get(k)}
+        if changed:
+            api.call("PATCH", f"/v1/connections/{cid}", 200, json={"config": changed})
+        out.print(f"Using connection {cid} (created for {file.name}; --connection ID picks another).")
     else:
         cid = api.call("POST", "/v1/connections", 201, json={
-            "connector": "csv", "name": f"CSV import: {file.name}"[:100], "config": config})["id"]
+            "connector": "csv", "name": _import_name(file), "config": config})["id"]
         out.print(f"Created connection {cid}.")
     upload = api.call("POST", f"/v1/connections/{cid}/uploads", 201)
     size = file.stat().st_size

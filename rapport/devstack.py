@@ -135,6 +135,7 @@ class DevStack:
         from rapport import env
 
         env.configure(endpoint, self.table)
+        os.environ["RAPPORT_LOCAL_DEV"] = "1"  # vendor URLs may be loopback fakes (connectors/sdk/net.py)
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # request logs are for Lambda
         import boto3
 

@@ -22,6 +22,7 @@ os.environ.update({
     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1", "RAPPORT_TABLE": TABLE,
     "RAPPORT_KEY_CACHE_SECONDS": "0",
+    "RAPPORT_LOCAL_DEV": "1",  # vendor fakes listen on loopback (connectors/sdk/net.py)
 })
 os.environ.pop("AWS_PROFILE", None)
 

@@ -1,6 +1,8 @@
 """/v1/connectors, /v1/connections (install, check, sync, runs) and /v1/hooks (vendor webhooks)."""
 from __future__ import annotations
 
+import os
+
 from chalice import Blueprint
 
 from api.http import Request, Result, endpoint
@@ -8,7 +10,38 @@ from api.http import Request, Result, endpoint
 bp = Blueprint(__name__)
 TAG = "connections"
 _ID = "/v1/connections/{connection_id}"
-MAX_HOOK_BYTES = 200 * 1024  # what fits an SQS message with its envelope
+MAX_HOOK_BYTES = 200 * 1024
+DEFAULT_STAGE = "api"  # Chalice's API Gateway stage (.chalice/config.json api_gateway_stage)  # what fits an SQS message with its envelope
+
+
+def public_base(headers: dict[str, str]) -> str:
+    """Where vendors reach this API: ``RAPPORT_PUBLIC_URL`` when set (a custom domain),
+    else the request's own host (with the stage for an execute-api host)."""
+    configured = os.environ.get("RAPPORT_PUBLIC_URL", "").strip().rstrip("/")
+    if configured:
+        return configured
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    host = (lowered.get("x-forwarded-host") or lowered.get("host") or "").split(",")[0].strip()
+    if not host:
+        return ""
+    proto = (lowered.get("x-forwarded-proto") or "").split(",")[0].strip()
+    if not proto:
+        proto = "http" if host.startswith(("127.0.0.1", "localhost", "[::1]")) else "https"
+    stage = ""
+    if host.endswith(".amazonaws.com"):  # an execute-api URL carries the stage in its path
+        try:
+            stage = (bp.current_request.context or {}).get("stage") or ""
+        except Exception:  # noqa: BLE001 - no current request (a direct call)
+            stage = ""
+        stage = "/" + (stage or DEFAULT_STAGE)
+    return f"{proto}://{host}{stage.rstrip('/')}"
+
+
+def _absolute(req: Request, conn):
+    """The connection with ``webhook_url`` absolute: what to paste into the vendor's settings."""
+    if conn.webhook_url and conn.webhook_url.startswith("/"):
+        conn.webhook_url = public_base(req.headers) + conn.webhook_url
+    return conn
 
 
 @endpoint(bp, "/v1/connectors", "GET", operation_id="listConnectors", tag=TAG, scope="customers:read",
@@ -26,7 +59,7 @@ def list_connectors(req: Request) -> Result:
 def create_connection(req: Request) -> Result:
     from connectors import connections
 
-    conn = connections.create(req.ctx, req.body)
+    conn = _absolute(req, connections.create(req.ctx, req.body))
     return Result(201, conn, {"ETag": f'"{conn.version}"', "Location": f"/v1/connections/{conn.id}"})
 
 
@@ -36,7 +69,7 @@ def list_connections(req: Request) -> Result:
     from connectors import connections
 
     page = connections.list_connections(req.ctx, limit=req.query.limit, cursor=req.query.cursor)
-    return Result(200, {"data": page.items, "next_cursor": page.next_cursor})
+    return Result(200, {"data": [_absolute(req, c) for c in page.items], "next_cursor": page.next_cursor})
 
 
 @endpoint(bp, _ID, "GET", operation_id="getConnection", tag=TAG, scope="admin",
@@ -45,7 +78,7 @@ def list_connections(req: Request) -> Result:
 def get_connection(req: Request) -> Result:
     from connectors import connections
 
-    conn = connections.get(req.ctx, req.params["connection_id"])
+    conn = _absolute(req, connections.get(req.ctx, req.params["connection_id"]))
     return Result(200, conn, {"ETag": f'"{conn.version}"'})
 
 
@@ -55,13 +88,14 @@ def get_connection(req: Request) -> Result:
 def update_connection(req: Request) -> Result:
     from connectors import connections
 
-    conn = connections.update(req.ctx, req.params["connection_id"], req.body, req.if_match)
+    conn = _absolute(req, connections.update(req.ctx, req.params["connection_id"], req.body, req.if_match))
     return Result(200, conn, {"ETag": f'"{conn.version}"'})
 
 
 @endpoint(bp, _ID, "DELETE", operation_id="deleteConnection", tag=TAG, scope="admin",
-          summary="Remove a connection, its state and runs (synced customers and orders stay)",
-          responses={204: None}, errors=(404, 409))
+          summary="Remove a connection, its state and runs (synced customers and orders stay); "
+                  "a run in progress is cancelled first",
+          responses={204: None}, errors=(404,))
 def delete_connection(req: Request) -> Result:
     from connectors import connections
 
@@ -70,8 +104,9 @@ def delete_connection(req: Request) -> Result:
 
 
 @endpoint(bp, f"{_ID}/check", "POST", operation_id="checkConnection", tag=TAG, scope="admin",
-          summary="Try the connection's credentials against the vendor",
-          responses={200: "CheckResult"}, errors=(404,))
+          summary="Try the connection's credentials against the vendor: 200 ok, or 422 check_failed "
+                  "with the vendor's reason (its status, never its body)",
+          responses={200: "CheckResult"}, errors=(404, 422))
 def check_connection(req: Request) -> Result:
     from connectors import connections
 
@@ -111,10 +146,20 @@ def get_run(req: Request) -> Result:
     return Result(200, connections.get_run(req.ctx, req.params["connection_id"], req.params["run_id"]))
 
 
+@endpoint(bp, f"{_ID}/runs/{{run_id}}/cancel", "POST", operation_id="cancelRun", tag=TAG, scope="admin",
+          summary="Cancel a queued, running or paused run: it ends cancelled at once and its worker "
+                  "stops at its next page; 409 if it has already ended",
+          responses={200: "Run"}, errors=(404, 409))
+def cancel_run(req: Request) -> Result:
+    from connectors import connections
+
+    return Result(200, connections.cancel_run(req.ctx, req.params["connection_id"], req.params["run_id"]))
+
+
 @endpoint(bp, "/v1/hooks/{connection_id}", "POST", operation_id="receiveWebhook", tag="hooks", scope=None,
           summary="A vendor's webhook: the signature is checked before the body is read (401 if "
                   "missing or forged), the delivery id de-duplicated, the work queued",
-          responses={202: "HookAccepted", 200: "HookAccepted"}, errors=(401, 404, 413),
+          responses={202: "HookAccepted", 200: "HookAccepted"}, errors=(401, 403, 404, 409, 413, 422),
           max_body=MAX_HOOK_BYTES)
 def receive_webhook(req: Request) -> Result:
     from connectors import hooks

@@ -144,7 +144,7 @@ def _plan(header: list[str], config: Config) -> Plan:
     try:
         return Plan.bind(header, config.mapping, config.tag_separator)
     except ValueError as exc:
-        raise VendorError(str(exc)) from None
+        raise VendorError(str(exc), kind="config") from None
 
 
 def count(body: Any, config: Config) -> int:

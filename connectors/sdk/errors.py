@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 
-class VendorError(Exception):
-    """The vendor answered with an error that retrying will not fix (4xx, bad JSON)."""
+ErrorCode = str  # auth | config | rate_limited | vendor | stalled | internal
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+
+class VendorError(Exception):
+    """The vendor answered with an error that retrying will not fix (4xx, bad JSON), or
+    could not be reached. ``kind`` classifies it for the run (``auth``: the credentials
+    were refused; ``config``: bad URL, DNS, TLS, a blocked address, a wrong path;
+    ``vendor``: the vendor failed). ``vendor_body`` keeps the start of the vendor's answer
+    for a connector's own decisions; it is never shown (it may be anything)."""
+
+    def __init__(self, message: str, *, status: int | None = None, kind: str | None = None,
+                 vendor_body: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.vendor_body = vendor_body
+        self.kind = kind or ("auth" if status in (401, 403) else "config" if status == 404 else "vendor")
 
 
 class CheckFailed(VendorError):

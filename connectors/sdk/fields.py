@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import functools
 import html
+import re
 from datetime import datetime, timezone
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
+
+import idna
 
 from crm import clock
 from crm.customers import normalize
@@ -112,17 +115,58 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _host(host: str, field: str) -> None:
+    """A host name httpx can connect to: IDNA-encodable (``….myshopify.com``, the README's
+    placeholder, is not), labels of letters, digits and hyphens, or an IP literal."""
+    if ip_address_or_none(host) is not None:
+        return
+    try:
+        ascii_host = host if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise ValueError(f"{field} has a host name that is not valid (IDNA): replace the "
+                         "placeholder with the real address") from None
+    labels = ascii_host.rstrip(".").split(".")
+    if not all(HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"{field} has a host name that is not valid: use letters, digits, "
+                         "hyphens and dots, e.g. https://shop.example.com")
+
+
+def ip_address_or_none(host: str):
+    try:
+        return ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 def base_url(value: str, field: str) -> str:
     """An https base URL (plain http only on loopback, for local fakes), no trailing slash,
-    no query or fragment."""
+    no query or fragment; its host must be valid and, outside local development, not an
+    address of our own network (connectors/sdk/net.py)."""
+    from connectors.sdk import net
+
     url = value.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if not url.isprintable() or any(ch.isspace() for ch in url):
+        raise ValueError(f"{field} must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"{field} must be an absolute URL such as https://shop.example.com") from None
+    if parts.scheme not in ("https", "http") or not host:
         raise ValueError(f"{field} must be an absolute URL such as https://shop.example.com")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not (_loopback(host) and net.local_dev()):
         raise ValueError(f"{field} must use https: the credentials must not travel in clear")
-    if parts.query or parts.fragment or parts.username:
+    if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{field} must not carry a query, a fragment or credentials")
+    _host(host, field)
+    try:
+        net.check_host(host)
+    except net.BlockedAddress as exc:
+        raise ValueError(f"{field} {exc}: a vendor's URL must be a public address") from None
     return url
 
 

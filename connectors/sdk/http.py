@@ -5,6 +5,11 @@ A throttle the run can afford to wait out (``Retry-After`` up to ``max_wait`` se
 and only while the invocation has time left) is slept through; a longer one raises
 :class:`RateLimited`, so the runner checkpoints and the next invocation resumes, instead
 of sleeping toward the Lambda timeout.
+
+Every connection goes through :class:`GuardedTransport`: outside local development the
+vendor's host is resolved, every address checked (connectors/sdk/net.py) and the checked
+address connected to, with the name kept for TLS and ``Host``. Redirects are never
+followed (a 3xx is an error), and an error names the vendor's status, never its body.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any, Callable
 
 import httpx
 
+from connectors.sdk import net
 from connectors.sdk.errors import RateLimited, VendorError
 
 RETRYABLE = {500, 502, 503, 504}
@@ -36,6 +42,43 @@ def retry_after(response: httpx.Response, default: float) -> float:
         return default
 
 
+class Blocked(httpx.ConnectError):
+    """The vendor's host is, or resolves to, an address of our own network."""
+
+
+class Unresolved(httpx.ConnectError):
+    """The vendor's host name does not resolve."""
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's transport, connecting only to public addresses (unless in local development)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not net.local_dev():
+            host = request.url.host
+            port = request.url.port or (443 if request.url.scheme == "https" else 80)
+            try:
+                address = net.resolve(host, port)
+            except net.BlockedAddress as exc:
+                raise Blocked(f"refused to connect: {exc}", request=request) from None
+            except OSError as exc:
+                raise Unresolved(str(exc), request=request) from None
+            if address != host:
+                request.extensions = {**request.extensions, "sni_hostname": host}
+                request.url = request.url.copy_with(host=address)
+        return super().handle_request(request)
+
+
+def _transport_kind(exc: httpx.TransportError) -> str:
+    """``config`` for what the tenant must fix (name, address, TLS), else ``vendor``."""
+    if isinstance(exc, (Blocked, Unresolved)):
+        return "config"
+    text = str(exc).lower()
+    if any(w in text for w in ("ssl", "certificate", "name or service", "nodename", "getaddrinfo")):
+        return "config"
+    return "vendor"
+
+
 class Client:
     def __init__(self, base_url: str, *, auth: Any = None, headers: dict[str, str] | None = None,
                  params: dict[str, str] | None = None, timeout: float = 20.0, retries: int = 4,
@@ -43,7 +86,8 @@ class Client:
                  time_left: Callable[[], float] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.http = httpx.Client(base_url=base_url, auth=auth, headers=headers, params=params,
-                                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+                                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+                                 follow_redirects=False, transport=GuardedTransport())
         self.retries, self.backoff, self.max_backoff, self.max_wait = retries, backoff, max_backoff, max_wait
         self.time_left = time_left or (lambda: float("inf"))
         self.sleep = sleep
@@ -68,9 +112,12 @@ class Client:
             self.requests += 1
             try:
                 response = self.http.request(method, url, **kwargs)
-            except (httpx.TransportError,) as exc:
-                if attempt >= self.retries:
-                    raise VendorError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
+            except httpx.InvalidURL as exc:
+                raise VendorError(f"{method} {url}: the URL is not valid ({exc})", kind="config") from None
+            except httpx.TransportError as exc:
+                kind = _transport_kind(exc)
+                if attempt >= self.retries or isinstance(exc, Blocked):
+                    raise VendorError(f"{method} {url}: {exc.__class__.__name__}: {exc}", kind=kind) from None
                 self._pause(self._backoff(attempt), None)
                 attempt += 1
                 continue
@@ -84,10 +131,15 @@ class Client:
                 self._pause(wait, response)
                 attempt += 1
                 continue
-            if response.status_code >= 400:
+            if response.status_code >= 300:
+                # the vendor's status, never its body: a URL pointed at something else
+                # must not have its answer shown back (SSRF); connectors may read vendor_body
+                note = " (a redirect, which is not followed: check the URL)" \
+                    if response.status_code < 400 else ""
                 raise VendorError(f"{method} {response.request.url.path} answered "
-                                  f"{response.status_code}: {response.text[:300]}",
-                                  status=response.status_code)
+                                  f"{response.status_code}{note}", status=response.status_code,
+                                  kind="config" if response.status_code < 400 else None,
+                                  vendor_body=response.text[:300])
             return response
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:

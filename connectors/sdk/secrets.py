@@ -14,11 +14,24 @@ import json
 import os
 from typing import Annotated, Any, get_args, get_origin
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from pydantic.fields import FieldInfo
 
 SECRET_MARK = "x-rapport-secret"
-Secret = Annotated[str, Field(min_length=1, max_length=512, json_schema_extra={SECRET_MARK: True, "writeOnly": True})]
+
+
+def header_safe(value: str) -> str:
+    """Tokens travel in HTTP headers (and sign webhooks): printable ASCII only, so a pasted
+    "shpat_…" placeholder or a stray newline is refused when saved, not by the worker.
+    The message never repeats the value."""
+    if not all(" " <= ch <= "~" for ch in value) or value != value.strip():
+        raise ValueError("must be printable ASCII without spaces around it or line breaks "
+                         "(paste the real token, not a placeholder)")
+    return value
+
+
+Secret = Annotated[str, Field(min_length=1, max_length=512, json_schema_extra={SECRET_MARK: True, "writeOnly": True}),
+                   AfterValidator(header_safe)]
 
 
 def _is_mark(meta: Any) -> bool:

@@ -149,7 +149,7 @@ class Shopify(Connector):
                 raise CheckFailed(f"no Shopify Admin API at {config.shop_url} (404): check shop_url "
                                   f"and api_version {config.api_version}", status=404) from None
             raise CheckFailed(f"could not reach Shopify at {config.shop_url}: {exc}",
-                              status=exc.status) from None
+                              status=exc.status, kind=exc.kind) from None
         if not isinstance(body, dict) or not isinstance(body.get("shop"), dict):
             raise CheckFailed(f"{config.shop_url} did not answer like a Shopify shop")
 

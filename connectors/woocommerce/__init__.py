@@ -62,7 +62,7 @@ class WooCommerceConfig(BaseModel):
 def _end_of_pages(exc: VendorError) -> bool:
     """WordPress answers 400 ``*_invalid_page_number`` for a page past the end (records
     deleted since the checkpoint): the window is complete, not broken."""
-    return exc.status == 400 and "invalid_page_number" in str(exc)
+    return exc.status == 400 and "invalid_page_number" in exc.vendor_body
 
 
 class _WooStream(Stream):
@@ -168,7 +168,7 @@ class WooCommerce(Connector):
                                       "check store_url, that WooCommerce is active and that permalinks "
                                       "are not 'Plain'", status=404) from None
                 raise CheckFailed(f"could not reach WooCommerce at {config.store_url}: {exc}",
-                                  status=exc.status) from None
+                                  status=exc.status, kind=exc.kind) from None
             if not isinstance(body, list):
                 raise CheckFailed(f"{config.store_url} did not answer like a WooCommerce store")
 

@@ -256,13 +256,13 @@ def _drive_every_route(tenant, anon) -> set[str]:
                json={"name": "ci", "scopes": ["customers:read"]}).json()
     rotated = call("rotateApiKey", "POST", f"/v1/api-keys/{key['id']}/rotate", 201).json()
     call("revokeApiKey", "DELETE", f"/v1/api-keys/{rotated['id']}", 200)
-    _drive_connections(call)
+    _drive_connections(call, tenant)
     _drive_csv_import(call)
     served.add("openapi")
     return served
 
 
-def _drive_connections(call) -> None:
+def _drive_connections(call, tenant) -> None:
     """Connections with the partner connector against its local fake vendor: the sync is
     queued, then run by the sync_work consumer (KMS Decrypt, identity resolution, writes)."""
     import time
@@ -286,6 +286,10 @@ def _drive_connections(call) -> None:
             assert time.monotonic() < deadline, "the sync run did not finish"
             time.sleep(0.2)
         call("listRuns", "GET", path + "/runs", 200)
+        from connectors import connections
+
+        queued = connections.start_run(tenant.ctx, conn["id"], "incremental", "cli")  # no message: stays queued
+        call("cancelRun", "POST", f"{path}/runs/{queued.id}/cancel", 200)
         call("deleteConnection", "DELETE", path, 204)
     # a vendor webhook: verified, de-duplicated, queued, then written by sync_work
     from tests.fakes.shopify import FakeShopify

@@ -135,3 +135,48 @@ def test_sync_shows_progress_and_fails_with_the_run(cli, tenant, api_url, event_
         "connector": "csv", "name": "x", "config": {"mapping": {"E-mail": "email"}}}).json()
     r = cli("sync", csv_conn["id"], "--mode", "backfill", *api)
     assert r.exit_code == 2 and "upload_id" in r.text
+
+
+def test_sync_prints_each_state_change_and_the_classified_error(cli, tenant, api_url, event_pipeline, raw_table):
+    """Issue 9: with a config that cannot work (the README's placeholder shop URL, stored
+    before save-time validation), `rapport sync` printed "queued", "running", then nothing
+    for an hour. Now the run ends failed, classified, and the command says so and exits 1."""
+    import json as _json
+
+    from tests.fakes.shopify import FakeShopify
+
+    with FakeShopify() as shop:
+        conn = tenant.http.post("/v1/connections", json={
+            "connector": "shopify", "name": "placeholder",
+            "config": {"shop_url": shop.url, "access_token": shop.token}}).json()
+    key = {"pk": f"T#{tenant.id}#CONN#{conn['id']}", "sk": "CONN"}
+    item = raw_table.get_item(Key=key, ConsistentRead=True)["Item"]
+    raw_table.update_item(Key=key, UpdateExpression="SET config = :c, version = version + :one",
+                          ExpressionAttributeValues={":one": 1, ":c": _json.dumps(
+                              {**_json.loads(item["config"]), "shop_url": "https://….myshopify.com"})})
+    r = cli("sync", conn["id"], "--mode", "backfill", "--timeout", "60", "--api", api_url, "--key", tenant.key)
+    assert r.exit_code == 1, r.output
+    assert re.search(r"run run_\w+: queued", r.text), r.output
+    assert re.search(r"run run_\w+: failed \(config\)", r.text), r.output
+    assert "config.shop_url" in r.text and "still" not in r.text, r.output
+    got = tenant.http.get(f"/v1/connections/{conn['id']}").json()
+    assert got["active_run"] is None and got["last_error"]["code"] == "config"
+
+
+def test_import_reuses_the_connection_it_created_for_the_same_file_name(cli, tenant, api_url, event_pipeline,
+                                                                         tmp_path):
+    api = ["--api", api_url, "--key", tenant.key]
+    path = write_csv(tmp_path / "members.csv", rows=12)
+    first = cli("import", str(path), "--source", "legacy", *api)
+    assert first.exit_code == 0, first.output
+    cid = re.search(r"Created connection (con_\w+)", first.output).group(1)
+    again = cli("import", str(path), *api)  # the same file name, no --connection
+    assert again.exit_code == 0, again.output
+    assert "Created connection" not in again.output and f"Using connection {cid}" in again.text, again.output
+    assert counts_row(again.output)[1] == 0  # nothing created twice: the same source, the same customers
+    [one] = lookup(tenant, email="cli1@example.com")
+    assert one["external_ids"] == {"legacy": "K1"}
+    other = cli("import", str(write_csv(tmp_path / "other.csv", rows=3)), *api)
+    assert other.exit_code == 0 and "Created connection" in other.output, other.output
+    names = sorted(c["name"] for c in tenant.http.get("/v1/connections").json()["data"])
+    assert names == ["CSV import: members.csv", "CSV import: other.csv"]

@@ -57,8 +57,10 @@ def test_check_tells_whether_the_credentials_work(tenant, acme):
     assert tenant.http.post(f"/v1/connections/{conn['id']}/check").json()["ok"] is True
     r = tenant.http.patch(f"/v1/connections/{conn['id']}", json={"config": {"api_token": "wrong"}})
     assert r.status_code == 200 and r.json()["version"] == 2
-    result = tenant.http.post(f"/v1/connections/{conn['id']}/check").json()
-    assert result["ok"] is False and "401" in result["detail"]
+    r = tenant.http.post(f"/v1/connections/{conn['id']}/check")
+    assert r.status_code == 422 and r.json()["code"] == "check_failed"
+    result = r.json()
+    assert result["ok"] is False and "401" in result["detail"] and result["vendor_status"] == 401
 
 
 @pytest.mark.parametrize("body, field", [
@@ -129,3 +131,22 @@ def test_a_second_sync_while_one_is_queued_gets_409(tenant, acme):
     assert first.status_code == 202
     second = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={})
     assert second.status_code == 409 and second.json()["run_id"] == first.json()["id"]
+
+
+def test_a_record_held_back_by_an_identity_conflict_names_the_conflict(tenant, event_pipeline):
+    """A run counts its conflicts and each such record names the conflict to review
+    (GET /v1/identity/conflicts, resolved with POST …/{id}/resolve: docs/connectors.md)."""
+    with AcmeServer() as acme:
+        holder = tenant.create_customer(email="held@acme-example.com", external_ids={"acme": "someone-else"})
+        acme.put("c-held", "2026-01-01T00:00:00Z", email="held@acme-example.com", first="Held", last="Back", labels=[])
+        acme.put("c-free", "2026-01-01T00:00:01Z", email="free@acme-example.com", first="Free", last="One", labels=[])
+        conn = _connect(tenant, acme)
+        r = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={"mode": "backfill"})
+        run = wait_run(tenant, conn["id"], r.json()["id"])
+    assert run["status"] == "succeeded", run
+    counts = run["streams"]["customers"]
+    assert (counts["conflicts"], counts["created"]) == (1, 1), counts
+    [held] = [x for x in run["rejected"] if x["external_id"] == "c-held"]
+    assert held["conflict_id"] and held["conflict_id"] in held["reason"]
+    listed = {c["id"]: c for c in tenant.http.get("/v1/identity/conflicts").json()["data"]}
+    assert held["conflict_id"] in listed and holder["id"] in str(listed[held["conflict_id"]])

@@ -140,7 +140,8 @@ def test_a_file_without_a_mapped_column_fails_the_run_and_imports_nothing(tenant
     conn = connect(tenant, mapping={"Id": "external_id", "Email": "email"})
     run = sync(tenant, conn["id"], upload(tenant, conn["id"], b"Id,E-mail\r\nc1,a@example.com\r\n"))
     assert run["status"] == "failed"
-    assert "no column 'Email'" in run["error"] and "'Id', 'E-mail'" in run["error"]
+    assert run["error"] == "config"
+    assert "no column 'Email'" in run["error_detail"] and "'Id', 'E-mail'" in run["error_detail"]
     assert lookup(tenant, email="a@example.com") == []
 
 

@@ -166,3 +166,26 @@ def test_a_data_is_unchanged_after_all_of_b_attempts(world, raw_table):
     assert partition_items(raw_table, world["a"]) == world["a_items"]
     a = world["a"]
     assert a.http.get(f"/v1/customers/{world['a_customers'][0]}").json()["email"] == A_EMAILS[0]
+
+
+def test_b_cannot_read_or_cancel_a_connections_runs(api_url):
+    """The connection routes (issue 9 added POST …/runs/{run_id}/cancel): B's key on A's
+    connection and run answers 404, and A's run is untouched."""
+    a, b = Tenant(api_url, "Runs A"), Tenant(api_url, "Runs B")
+    conn = a.http.post("/v1/connections", json={"connector": "csv", "name": "a only",
+                                                "config": {"mapping": {"E-mail": "email"}}}).json()
+    from connectors import connections
+
+    upload = a.http.post(f"/v1/connections/{conn['id']}/uploads").json()
+    import httpx
+
+    httpx.put(upload["url"], content=b"E-mail\nx@a.example\n", headers=upload["headers"])
+    run = connections.start_run(a.ctx, conn["id"], "backfill", "cli", upload_id=upload["upload_id"])
+    base = f"/v1/connections/{conn['id']}"
+    for method, path in [("GET", base), ("GET", f"{base}/runs"), ("GET", f"{base}/runs/{run.id}"),
+                         ("POST", f"{base}/runs/{run.id}/cancel"), ("POST", f"{base}/check"),
+                         ("DELETE", base)]:
+        r = b.http.request(method, path)
+        assert r.status_code == 404, (method, path, r.text)
+    assert a.http.get(f"{base}/runs/{run.id}").json()["status"] == "queued"
+    assert a.http.post(f"{base}/runs/{run.id}/cancel").status_code == 200

@@ -21,14 +21,15 @@ PROGRAM = {"currency": "USD", "earn_rates": {"USD": 1}, "return_window_days": 0,
 
 
 @pytest.fixture()
-def hooked(tenant):
+def hooked(tenant, api_url):
     assert tenant.http.put("/v1/loyalty/program", json=PROGRAM).status_code == 201
     r = tenant.http.post("/v1/connections", json={
         "connector": "shopify", "name": "Shop",
         "config": {"shop_url": "https://hooks.myshopify.com", "access_token": "shpat_x",
                    "webhook_secret": SECRET}})
     assert r.status_code == 201, r.text
-    assert r.json()["webhook_url"] == f"/v1/hooks/{r.json()['id']}"
+    # the absolute URL to paste into the shop's webhook settings
+    assert r.json()["webhook_url"] == f"{api_url}/v1/hooks/{r.json()['id']}"
     # an optional secret (Secret | None) is sealed and never returned, like a required one
     assert r.json()["secrets_set"] == ["access_token", "webhook_secret"]
     assert SECRET not in tenant.http.get(f"/v1/connections/{r.json()['id']}").text
@@ -120,3 +121,14 @@ def test_an_oversized_delivery_gets_413(hooked, anon):
     body = json.dumps({"id": 1, "note": "x" * 300_000}).encode()
     headers, _ = FakeShopify.webhook("orders/create", body, SECRET)
     assert _post(anon, cid, headers, body).status_code == 413
+
+
+def test_webhook_url_is_absolute_from_the_host_or_the_configured_url(hooked, monkeypatch):
+    tenant, cid = hooked
+    r = tenant.http.get(f"/v1/connections/{cid}", headers={"Host": "abc123.execute-api.eu-west-1.amazonaws.com",
+                                                            "X-Forwarded-Proto": "https"})
+    assert r.json()["webhook_url"] == f"https://abc123.execute-api.eu-west-1.amazonaws.com/api/v1/hooks/{cid}"
+    monkeypatch.setenv("RAPPORT_PUBLIC_URL", "https://crm.example.com/")
+    assert tenant.http.get(f"/v1/connections/{cid}").json()["webhook_url"] == f"https://crm.example.com/v1/hooks/{cid}"
+    [listed] = tenant.http.get("/v1/connections").json()["data"]
+    assert listed["webhook_url"] == f"https://crm.example.com/v1/hooks/{cid}"
