@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from api.problems import from_domain, from_validation, problem
 from crm.aws import logger  # noqa: E402 - re-exported: the routes log through it
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32  # objects and arrays nested deeper than this are refused (422 too_deep)
 
 
 @dataclass(frozen=True)
@@ -184,10 +186,9 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         return problem(413, "payload_too_large",
                        f"the request body is {len(raw)} bytes; the limit is {op.max_body}")
     if op.body:
-        try:
-            data = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError) as exc:
-            return problem(400, "invalid_json", f"the request body is not valid JSON: {exc}")
+        data, refused = parse_json(raw)
+        if refused is not None:
+            return refused
         try:
             req.body = model(op.body).model_validate(data)
         except ValidationError as exc:
@@ -195,6 +196,9 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
     if op.if_match:
         req.if_match = _parse_if_match(headers.get("if-match"))
     idem_key = headers.get("idempotency-key") if op.idempotent else None
+    if idem_key is not None and not idem_key.strip():
+        return problem(400, "invalid_header", "Idempotency-Key is empty: send 1-255 printable "
+                       "characters, or leave the header out", field="Idempotency-Key")
     if op.idempotency_required and not idem_key:
         return problem(400, "idempotency_key_required",
                        "this request needs an Idempotency-Key header, so that a retry never applies it twice",
@@ -206,6 +210,63 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
     else:
         result = _to_wire(handler(req))
     return Response(body=result["body"], status_code=result["status"], headers=result["headers"])
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(raw: bytes) -> tuple[Any, Response | None]:
+    """The body as JSON, or the problem that refuses it: 400 if it is not JSON, 422 if it
+    nests deeper than :data:`MAX_JSON_DEPTH` (checked before parsing, which would recurse)
+    or holds a lone UTF-16 surrogate (``"\\udfff"``: valid JSON, but no character, so
+    it could be neither stored nor sent back)."""
+    if not raw:
+        return None, None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, problem(400, "invalid_json", f"the request body is not UTF-8: {exc.reason}")
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            return None, problem(422, "too_deep", f"the request body nests objects and arrays more "
+                                 f"than {MAX_JSON_DEPTH} deep", max_depth=MAX_JSON_DEPTH)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        return None, problem(422, "too_deep", f"the request body nests more than {MAX_JSON_DEPTH} deep",
+                             max_depth=MAX_JSON_DEPTH)
+    except ValueError as exc:
+        return None, problem(400, "invalid_json", f"the request body is not valid JSON: {exc}")
+    where = _lone_surrogate(data, "")
+    if where is not None:
+        return None, problem(422, "invalid_unicode", f"{where or 'the body'} contains a lone UTF-16 "
+                             "surrogate (an escape like \\udfff that is not half of a pair): "
+                             "not a character", field=where or None)
+    return data, None
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else key
+            if _SURROGATE.search(key):
+                return _SURROGATE.sub("\ufffd", here)  # never echo the surrogate itself
+            found = _lone_surrogate(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}.{i}" if path else str(i))
+            if found is not None:
+                return found
+    return None
 
 
 def _to_wire(result: Result) -> dict[str, Any]:

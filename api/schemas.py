@@ -79,6 +79,18 @@ class Problem(BaseModel):
     field: str | None = None
 
 
+class IndexLinks(BaseModel):
+    health: str
+    openapi: str
+    docs: str
+
+
+class Index(BaseModel):
+    name: str
+    version: str
+    links: IndexLinks
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     table: str
