@@ -6,7 +6,6 @@ blueprints) so that Lambda imports them through this module; each is a thin call
 (docs/performance.md).
 """
 import os
-import sys
 
 from chalice import Chalice
 
@@ -23,10 +22,6 @@ app.register_blueprint(loyalty.bp)
 app.register_blueprint(connections.bp)
 app.register_blueprint(identity.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
-if "chalice.local" in sys.modules:  # served locally: route unmatched paths to the catch-all too
-    from api import local_router
-
-    local_router.install()
 
 # `chalice package` needs literal sources; infra/resources.json replaces them with the
 # stack's own stream and queues (and adds ReportBatchItemFailures, which Chalice omits).

@@ -168,7 +168,7 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
     headers = request.headers
     ctx = None
     if op.scope:
-        ctx = apikeys.authenticate(_bearer(headers))
+        ctx = apikeys.authenticate(_bearer(headers), fresh=op.scope == "admin")
         if not ctx.allows(op.scope):
             raise Forbidden(f"this API key lacks the {op.scope} scope", field="scope",
                             code="insufficient_scope", required_scope=op.scope)

@@ -192,6 +192,8 @@ class ApiKey(BaseModel):
     created_at: str
     revoked_at: str | None = None
     rotated_to: str | None = None
+    created_by: str | None = Field(default=None, description="the id of the key that created this one; "
+                                   "null for a tenant's first key (made by the operator)")
 
 
 class IssuedApiKey(ApiKey):

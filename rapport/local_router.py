@@ -1,4 +1,4 @@
-"""Teach Chalice's local router (``rapport dev``, ``chalice local``, the tests' server)
+"""Teach Chalice's local router (``rapport dev`` and the tests' server, rapport/devstack.py)
 API Gateway's greedy path variable ``{proxy+}``, so the catch-all route
 (api/routes/meta.py) answers locally exactly as when deployed. Without it an unmatched path
 gets Chalice local's 403 that repeats the caller's Authorization header."""
