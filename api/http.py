@@ -24,6 +24,8 @@ from api.problems import from_domain, from_validation, problem
 from crm.aws import logger  # noqa: E402 - re-exported: the routes log through it
 
 MAX_BODY_BYTES = 64 * 1024
+# an ETag from a response ("3" or W/"3"), tolerated without its quotes (3), or *
+IF_MATCH_PATTERN = r'^(?:W/)?(?P<q>"?)(?P<version>[0-9]{1,12})(?P=q)$|^\*$'
 MAX_JSON_DEPTH = 32  # objects and arrays nested deeper than this are refused (422 too_deep)
 
 
@@ -102,13 +104,11 @@ def _parse_if_match(value: str | None) -> int | None:
 
     if value is None or value.strip() == "*":
         return None
-    tag = value.strip()
-    tag = tag[2:] if tag.startswith("W/") else tag
-    tag = tag.strip('"')
-    if not (tag.isascii() and tag.isdigit()) or len(tag) > 12:
+    match = re.fullmatch(IF_MATCH_PATTERN, value.strip())
+    if match is None:
         raise DomainError("If-Match must be an ETag from a previous response, e.g. \"3\"",
                           field="If-Match", code="invalid_header")
-    return int(tag)
+    return int(match.group("version"))
 
 
 def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summary: str,
@@ -189,8 +189,8 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         data, refused = parse_json(raw)
         if refused is not None:
             return refused
-        try:
-            req.body = model(op.body).model_validate(data)
+        try:  # strict: a JSON true is not 1, a "5" is not 5 (as the document says)
+            req.body = model(op.body).model_validate_json(json.dumps(_whole_floats_as_ints(data)), strict=True)
         except ValidationError as exc:
             return from_validation(exc, where="body")
     if op.if_match:
@@ -247,6 +247,18 @@ def parse_json(raw: bytes) -> tuple[Any, Response | None]:
                              "surrogate (an escape like \\udfff that is not half of a pair): "
                              "not a character", field=where or None)
     return data, None
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    """5.0 is the integer 5 in JSON Schema (and to any JSON reader); strict validation
+    would refuse it for an integer field."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(v) for v in value]
+    return value
 
 
 def _lone_surrogate(value: Any, path: str) -> str | None:
