@@ -197,7 +197,7 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         req.if_match = _parse_if_match(headers.get("if-match"))
     idem_key = headers.get("idempotency-key") if op.idempotent else None
     if idem_key is not None and not idem_key.strip():
-        return problem(400, "invalid_header", "Idempotency-Key is empty: send 1-255 printable "
+        return problem(400, "invalid_header", "Idempotency-Key is empty: send 1-255 printable ASCII "
                        "characters, or leave the header out", field="Idempotency-Key")
     if op.idempotency_required and not idem_key:
         return problem(400, "idempotency_key_required",

@@ -53,16 +53,17 @@ _DOCS = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rapport API</title></head>
 <body><h1>Rapport API {version}</h1>
 <p>The API is described by its OpenAPI 3.1 document:
-<a href="/v1/openapi.json">/v1/openapi.json</a>. Open it in any OpenAPI viewer
+<a href="openapi.json">/v1/openapi.json</a>. Open it in any OpenAPI viewer
 (Swagger UI, Redoc, an HTTP client's import), or read docs/api.md in the repository.</p>
-<p>Every route but this page, <a href="/v1">/v1</a>, <a href="/v1/health">/v1/health</a> and the
+<p>Every route but this page, <a href="../v1">/v1</a>, <a href="health">/v1/health</a> and the
 document needs <code>Authorization: Bearer &lt;key&gt;</code>.</p></body></html>
 """
 
 
 @bp.route("/v1/docs", methods=["GET"])
 def docs() -> Response:
-    """A small page pointing at the OpenAPI document (no third-party script is loaded)."""
+    """A small page pointing at the OpenAPI document (no third-party script is loaded;
+    relative links, so it works under a deployed stage prefix too)."""
     return Response(body=_DOCS.format(version=_version()), status_code=200,
                     headers={"Content-Type": "text/html; charset=utf-8"})
 
