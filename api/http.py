@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,6 +24,9 @@ from api.problems import from_domain, from_validation, problem
 from crm.aws import logger  # noqa: E402 - re-exported: the routes log through it
 
 MAX_BODY_BYTES = 64 * 1024
+# an ETag from a response ("3" or W/"3"), tolerated without its quotes (3), or *
+IF_MATCH_PATTERN = r'^(?:W/)?(?P<q>"?)(?P<version>[0-9]{1,12})(?P=q)$|^\*$'
+MAX_JSON_DEPTH = 32  # objects and arrays nested deeper than this are refused (422 too_deep)
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,11 @@ def _parse_if_match(value: str | None) -> int | None:
 
     if value is None or value.strip() == "*":
         return None
-    tag = value.strip()
-    tag = tag[2:] if tag.startswith("W/") else tag
-    tag = tag.strip('"')
-    if not (tag.isascii() and tag.isdigit()) or len(tag) > 12:
+    match = re.fullmatch(IF_MATCH_PATTERN, value.strip())
+    if match is None:
         raise DomainError("If-Match must be an ETag from a previous response, e.g. \"3\"",
                           field="If-Match", code="invalid_header")
-    return int(tag)
+    return int(match.group("version"))
 
 
 def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summary: str,
@@ -166,7 +168,7 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
     headers = request.headers
     ctx = None
     if op.scope:
-        ctx = apikeys.authenticate(_bearer(headers))
+        ctx = apikeys.authenticate(_bearer(headers), fresh=op.scope == "admin")
         if not ctx.allows(op.scope):
             raise Forbidden(f"this API key lacks the {op.scope} scope", field="scope",
                             code="insufficient_scope", required_scope=op.scope)
@@ -184,17 +186,19 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         return problem(413, "payload_too_large",
                        f"the request body is {len(raw)} bytes; the limit is {op.max_body}")
     if op.body:
-        try:
-            data = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError) as exc:
-            return problem(400, "invalid_json", f"the request body is not valid JSON: {exc}")
-        try:
-            req.body = model(op.body).model_validate(data)
+        data, refused = parse_json(raw)
+        if refused is not None:
+            return refused
+        try:  # strict: a JSON true is not 1, a "5" is not 5 (as the document says)
+            req.body = model(op.body).model_validate_json(json.dumps(_whole_floats_as_ints(data)), strict=True)
         except ValidationError as exc:
             return from_validation(exc, where="body")
     if op.if_match:
         req.if_match = _parse_if_match(headers.get("if-match"))
     idem_key = headers.get("idempotency-key") if op.idempotent else None
+    if idem_key is not None and not idem_key.strip():
+        return problem(400, "invalid_header", "Idempotency-Key is empty: send 1-255 printable ASCII "
+                       "characters, or leave the header out", field="Idempotency-Key")
     if op.idempotency_required and not idem_key:
         return problem(400, "idempotency_key_required",
                        "this request needs an Idempotency-Key header, so that a retry never applies it twice",
@@ -206,6 +210,75 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
     else:
         result = _to_wire(handler(req))
     return Response(body=result["body"], status_code=result["status"], headers=result["headers"])
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json(raw: bytes) -> tuple[Any, Response | None]:
+    """The body as JSON, or the problem that refuses it: 400 if it is not JSON, 422 if it
+    nests deeper than :data:`MAX_JSON_DEPTH` (checked before parsing, which would recurse)
+    or holds a lone UTF-16 surrogate (``"\\udfff"``: valid JSON, but no character, so
+    it could be neither stored nor sent back)."""
+    if not raw:
+        return None, None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, problem(400, "invalid_json", f"the request body is not UTF-8: {exc.reason}")
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            return None, problem(422, "too_deep", f"the request body nests objects and arrays more "
+                                 f"than {MAX_JSON_DEPTH} deep", max_depth=MAX_JSON_DEPTH)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        return None, problem(422, "too_deep", f"the request body nests more than {MAX_JSON_DEPTH} deep",
+                             max_depth=MAX_JSON_DEPTH)
+    except ValueError as exc:
+        return None, problem(400, "invalid_json", f"the request body is not valid JSON: {exc}")
+    where = _lone_surrogate(data, "")
+    if where is not None:
+        return None, problem(422, "invalid_unicode", f"{where or 'the body'} contains a lone UTF-16 "
+                             "surrogate (an escape like \\udfff that is not half of a pair): "
+                             "not a character", field=where or None)
+    return data, None
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    """5.0 is the integer 5 in JSON Schema (and to any JSON reader); strict validation
+    would refuse it for an integer field."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(v) for v in value]
+    return value
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding a lone surrogate, if any."""
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else key
+            if _SURROGATE.search(key):
+                return _SURROGATE.sub("\ufffd", here)  # never echo the surrogate itself
+            found = _lone_surrogate(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{path}.{i}" if path else str(i))
+            if found is not None:
+                return found
+    return None
 
 
 def _to_wire(result: Result) -> dict[str, Any]:

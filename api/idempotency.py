@@ -9,6 +9,7 @@ not stored, so a request that failed validation can be corrected and retried.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Callable
 
 from crm import settings
@@ -16,6 +17,8 @@ from crm.aws import dynamodb_client
 from crm.errors import Conflict, Invalid
 
 MAX_KEY_LENGTH = 255
+# printable ASCII, no space at either end (HTTP strips those), at most 255 characters
+KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]{0,253}[\x21-\x7e])?$"
 TTL_SECONDS = 24 * 3600
 
 
@@ -30,8 +33,8 @@ def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) 
         IdempotencyValidationError,
     )
 
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise Invalid(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
+    if not re.match(KEY_PATTERN, key):
+        raise Invalid(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
                       field="Idempotency-Key")
     store = DynamoDBPersistenceLayer(
         table_name=settings.table_name(), key_attr="pk", sort_key_attr="sk",

@@ -8,14 +8,39 @@ import json
 import re
 from typing import Any
 
+from api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
+
 API_VERSION = "1.0.0"
 _PATH_PARAM = re.compile(r"{(\w+)}")
 _PATH_PATTERNS = {"customer_id": r"^cus_[0-9A-Z]{26}$", "key_id": r"^[0-9a-z]{10}$",
                   "order_id": r"^ord_[0-9A-Z]{26}$", "conflict_id": r"^cfl_[0-9a-f]{24}$"}
 
 
+def _generator() -> type:
+    """pydantic's JSON Schema, told two rules it leaves out, so that the document is as
+    strict as the validation: a dict whose keys have a pattern admits no other keys, and
+    a string stripped of whitespace before a minimum length must hold a non-space."""
+    from pydantic.json_schema import GenerateJsonSchema
+
+    class Strict(GenerateJsonSchema):
+        def dict_schema(self, schema):
+            out = super().dict_schema(schema)
+            if "patternProperties" in out and "additionalProperties" not in out:
+                out["additionalProperties"] = False
+            return out
+
+        def str_schema(self, schema):
+            out = super().str_schema(schema)
+            if schema.get("strip_whitespace") and schema.get("min_length"):
+                out.setdefault("allOf", []).append({"pattern": r"\S"})
+            return out
+
+    return Strict
+
+
 def _query_parameters(model: Any, defs: dict) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}",
+                                     schema_generator=_generator())
     defs.update(schema.pop("$defs", {}))
     required = set(schema.get("required", []))
     return [{"name": name, "in": "query", "required": name in required, "schema": prop,
@@ -35,7 +60,8 @@ def document() -> dict[str, Any]:
         names.update(n for n in [op.body, *op.responses.values()] if n)
     pairs = [(model(n), "validation") for n in sorted(names)] + \
             [(model(n), "serialization") for n in sorted(names)]
-    key_map, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}")
+    key_map, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}",
+                                      schema_generator=_generator())
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
 
     def ref(name: str, mode: str) -> dict[str, str]:
@@ -53,11 +79,11 @@ def document() -> dict[str, Any]:
         if op.idempotent:
             params.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotency_required,
                            "description": "retries with the same key return the first response for 24 h",
-                           "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+                           "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}})
         if op.if_match:
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "description": "the ETag of the version this update is based on",
-                           "schema": {"type": "string", "pattern": r'^(W/)?"[0-9]{1,12}"$'}})
+                           "schema": {"type": "string", "pattern": r'^((W/)?"[0-9]{1,12}"|(W/)?[0-9]{1,12}|\*)$'}})
         responses: dict[str, Any] = {}
         for status, name in op.responses.items():
             entry: dict[str, Any] = {"description": "success"}

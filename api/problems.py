@@ -36,13 +36,15 @@ def from_domain(err: Any) -> Response:
 
 
 def from_validation(exc: Any, *, where: str) -> Response:
-    """A pydantic ValidationError: 422 naming the first field, all errors listed."""
+    """A pydantic ValidationError: 422 naming the first field, all errors listed, in
+    plain words ("unknown field 'q'") rather than the validation library's."""
     from crm.errors import field_errors
 
     errors = field_errors(exc)
     first = errors[0] if errors else {"field": None, "message": "invalid"}
-    return problem(422, "validation_error", f"invalid {where}: {first['field']}: {first['message']}",
-                   field=first["field"], errors=errors)
+    detail = (f"invalid {where}: {first['message']}" if first["type"] == "extra_forbidden"
+              else f"invalid {where}: {first['field']}: {first['message']}")
+    return problem(422, "validation_error", detail, field=first["field"], errors=errors)
 
 
 _CHALICE_ERRORS = {405: ("method_not_allowed", "this route does not accept {method}"),

@@ -80,6 +80,18 @@ class Problem(BaseModel):
     field: str | None = None
 
 
+class IndexLinks(BaseModel):
+    health: str
+    openapi: str
+    docs: str
+
+
+class Index(BaseModel):
+    name: str
+    version: str
+    links: IndexLinks
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     table: str
@@ -186,6 +198,8 @@ class ApiKey(BaseModel):
     created_at: str
     revoked_at: str | None = None
     rotated_to: str | None = None
+    created_by: str | None = Field(default=None, description="the id of the key that created this one; "
+                                   "null for a tenant's first key (made by the operator)")
 
 
 class IssuedApiKey(ApiKey):

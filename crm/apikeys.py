@@ -5,7 +5,10 @@ authentication is one BatchGetItem (the key and its tenant) with no index, and t
 visible prefix ``rpk_<tenant>_<key id>`` tells keys apart without revealing them.
 
 Lookups are cached per Lambda container for ``RAPPORT_KEY_CACHE_SECONDS`` (at most
-60 s): a revoked key or a suspended tenant is refused within that time.
+60 s): a revoked key or a suspended tenant is refused within that time, except on admin
+routes, which read the key afresh (``fresh=True``): a revoked admin key must not mint,
+rotate or revoke keys. A key records the key that created it (``created_by``), and its
+creation is conditional on that key still being live.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ class ApiKey:
     created_at: str
     revoked_at: str | None
     rotated_to: str | None
+    created_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ def _pk(ctx: TenantContext) -> str:
 
 def _to_key(item: ApiKeyItem) -> ApiKey:
     return ApiKey(item.sk, item.name, item.prefix, item.last4, list(item.scopes),
-                  item.created_at, item.revoked_at, item.rotated_to)
+                  item.created_at, item.revoked_at, item.rotated_to, item.created_by)
 
 
 def _check_scopes(scopes: list[str]) -> list[str]:
@@ -64,17 +68,40 @@ def _new_item(ctx: TenantContext, name: str, scopes: list[str]) -> tuple[ApiKeyI
     prefix = f"rpk_{ctx.tenant_id}_{kid}"
     token = f"{prefix}_{ids.key_secret()}"
     item = ApiKeyItem(_pk(ctx), kid, name=name, prefix=prefix, secret_hash=_hash(token),
-                      scopes=scopes, created_at=clock.now_iso(), last4=token[-4:])
+                      scopes=scopes, created_at=clock.now_iso(), last4=token[-4:],
+                      created_by=ctx.key_id)
     return item, token
 
 
 def create(ctx: TenantContext, name: str, scopes: list[str]) -> IssuedKey:
+    """A new key, created by ``ctx.key_id`` (None: the operator). With a creating key,
+    one TransactWriteItems checks that key is still live, so a key revoked a moment
+    ago cannot mint one that outlives it."""
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise Invalid("name must be 1-100 characters", field="name")
     item, token = _new_item(ctx, name, _check_scopes(scopes))
-    item.save(condition=ApiKeyItem.pk.does_not_exist())
+    if ctx.key_id is None:
+        item.save(condition=ApiKeyItem.pk.does_not_exist())
+        return IssuedKey(_to_key(item), token)
+    try:
+        with TransactWrite(connection=connection()) as tx:
+            _check_live(tx, ctx)
+            tx.save(item, condition=ApiKeyItem.pk.does_not_exist())
+    except TransactWriteError as exc:
+        if exc.cause_response_code != "TransactionCanceledException":
+            raise
+        raise Unauthorized("this API key has been revoked") from None
     return IssuedKey(_to_key(item), token)
+
+
+def _check_live(tx, ctx: TenantContext) -> None:
+    """In a transaction: the key making the change exists and is not revoked."""
+    tx.condition_check(ApiKeyItem, _pk(ctx), ctx.key_id,
+                       condition=ApiKeyItem.pk.exists() & ApiKeyItem.revoked_at.does_not_exist())
 
 
 def _get_item(ctx: TenantContext, key_id: str) -> ApiKeyItem:
@@ -115,8 +142,11 @@ def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
     if old.revoked_at is not None:
         raise Invalid(f"api key {key_id} is revoked and cannot be rotated", field="key_id")
     new, token = _new_item(ctx, old.name, list(old.scopes))
+    by_other = ctx.key_id is not None and ctx.key_id != key_id
     try:
         with TransactWrite(connection=connection()) as tx:
+            if by_other:
+                _check_live(tx, ctx)
             tx.save(new, condition=ApiKeyItem.pk.does_not_exist())
             tx.update(old, actions=[ApiKeyItem.revoked_at.set(new.created_at),
                                     ApiKeyItem.rotated_to.set(new.sk)],
@@ -124,6 +154,9 @@ def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
     except TransactWriteError as exc:
         if exc.cause_response_code != "TransactionCanceledException":
             raise
+        reasons = exc.cancellation_reasons or []
+        if by_other and reasons and getattr(reasons[0], "code", None) == "ConditionalCheckFailed":
+            raise Unauthorized("this API key has been revoked") from None
         raise Invalid(f"api key {key_id} was revoked or rotated concurrently", field="key_id") from None
     return IssuedKey(_to_key(new), token)
 
@@ -139,8 +172,10 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def authenticate(token: str | None, *, monotonic=time.monotonic) -> TenantContext:
-    """Resolve a bearer token to its tenant context, or raise Unauthorized/Forbidden."""
+def authenticate(token: str | None, *, fresh: bool = False, monotonic=time.monotonic) -> TenantContext:
+    """Resolve a bearer token to its tenant context, or raise Unauthorized/Forbidden.
+    ``fresh``: skip the cache (admin routes see a revocation at once); the fresh
+    answer still replaces the cached one."""
     if not token:
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
     digest = _hash(token)
@@ -148,7 +183,7 @@ def authenticate(token: str | None, *, monotonic=time.monotonic) -> TenantContex
     now = monotonic()
     with _cache_lock:
         hit = _cache.get(digest)
-    if hit and hit[0] > now:
+    if hit and hit[0] > now and not fresh:
         result = hit[1]
     else:
         result = _resolve(token, digest)

@@ -1,7 +1,7 @@
 """The 360 view: profile, points, recent orders and the latest timeline entries in one Query."""
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from crm import clock, ids
 from crm.context import TenantContext
@@ -21,7 +21,8 @@ TIMELINE_IN_360 = 20
 class Customer360(BaseModel):
     customer: Customer
     loyalty: Loyalty | None = None
-    recent_orders: list[OrderSummary]
+    recent_orders: list[OrderSummary] | None = Field(
+        description="null when the key lacks the orders:read scope")
     timeline: list[TimelineEvent]
 
 

@@ -52,5 +52,7 @@ class Unavailable(DomainError):
 
 def field_errors(exc: Any) -> list[dict[str, str]]:
     """A pydantic ValidationError as ``[{"field": "a.b", "message", "type"}]``."""
-    return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_context=False, include_input=False)]
+    from crm.plain_errors import plain_message
+
+    return [{"field": ".".join(str(p) for p in e["loc"]), "message": plain_message(e), "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)]

@@ -22,6 +22,7 @@ class IdentitySettingsFields(_Strict):
     source's record must keep landing on the customer it created or was linked to."""
 
     order: list[Rule] = Field(min_length=1, max_length=3,
+                              json_schema_extra={"contains": {"const": "external_id"}, "uniqueItems": True},
                               description="e.g. [\"external_id\", \"email\", \"phone\"]; a rule left out never links")
 
     @field_validator("order")

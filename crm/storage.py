@@ -83,6 +83,7 @@ class ApiKeyItem(Item, discriminator="api_key"):
     last4 = UnicodeAttribute()
     revoked_at = UnicodeAttribute(null=True)
     rotated_to = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute(null=True)  # the key that created it; None: the operator
 
 
 class CustomerItem(Item, discriminator="customer"):

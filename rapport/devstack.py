@@ -185,6 +185,9 @@ class DevStack:
         from chalice.cli.factory import CLIFactory
         from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPServer
 
+        from rapport import local_router
+
+        local_router.install()  # API Gateway's {proxy+}: unknown paths reach the 404 catch-all
         factory = CLIFactory(str(PROJECT_DIR))
         config = factory.create_config_obj(chalice_stage_name="local")
         self._chalice_app = config.chalice_app  # imports app.py

@@ -36,7 +36,7 @@ def create_key(req: Request) -> Result:
 
 
 @endpoint(bp, "/v1/api-keys/{key_id}", "DELETE", operation_id="revokeApiKey", tag=TAG,
-          scope="admin", summary="Revoke a key (effective within the 60 s key cache)",
+          scope="admin", summary="Revoke a key (at once on admin routes, within the 60 s key cache elsewhere)",
           responses={200: "ApiKey"}, errors=(404,))
 def revoke_key(req: Request) -> Result:
     from crm import apikeys

@@ -135,7 +135,23 @@ def erase_customer(req: Request) -> Result:
 def create_event(req: Request) -> Result:
     from crm.customers import service
 
+    _refuse_reserved(req.body.type)
+
     return Result(201, service.add_event(req.ctx, req.params["customer_id"], req.body))
+
+
+RESERVED_PREFIXES = ("order.", "points.", "tier.", "customer.")
+
+
+def _refuse_reserved(type_: str) -> None:
+    """Domain events are Rapport's own facts: a key must not forge an ``order.paid``."""
+    from crm.errors import Invalid
+    from crm.events import TYPES
+
+    if type_ in TYPES or type_.startswith(RESERVED_PREFIXES):
+        raise Invalid(f"event type '{type_}' is reserved for Rapport's own events (types starting "
+                      f"with {', '.join(RESERVED_PREFIXES)}); use a type of your own, e.g. "
+                      "email.opened", field="type", code="reserved_event_type")
 
 
 @endpoint(bp, "/v1/customers/{customer_id}/events", "GET", operation_id="listTimelineEvents",
@@ -150,9 +166,13 @@ def list_events(req: Request) -> Result:
 
 
 @endpoint(bp, "/v1/customers/{customer_id}/360", "GET", operation_id="getCustomer360", tag=TAG,
-          scope=READ, summary="Profile, 10 latest orders and 20 latest timeline entries in one DynamoDB Query",
+          scope=READ, summary="Profile, 10 latest orders (null without the orders:read scope) "
+          "and 20 latest timeline entries in one DynamoDB Query",
           responses={200: "Customer360"}, errors=(404,))
 def customer_360(req: Request) -> Result:
     from crm.customer360 import view_360
 
-    return Result(200, view_360(req.ctx, req.params["customer_id"]))
+    view = view_360(req.ctx, req.params["customer_id"])
+    if not req.ctx.allows("orders:read"):  # customers:read alone does not show orders
+        view = view.model_copy(update={"recent_orders": None})
+    return Result(200, view)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from api.http import Request, Result, endpoint
+from crm.errors import Forbidden, NotFound
 
 bp = Blueprint(__name__)
 TAG = "orders"
@@ -16,6 +17,13 @@ _ID = "/v1/orders/{order_id}"
           body="OrderCreate", responses={201: "Order", 200: "Order"}, errors=(409,), idempotent=True)
 def create_order(req: Request) -> Result:
     from crm.orders import service
+
+    ref = req.body.customer
+    if ref.id is None and not req.ctx.allows("customers:read"):
+        # finding the customer by email or external id would tell whether one exists
+        raise Forbidden("naming the customer by email or source + external_id needs the "
+                        "customers:read scope; name it by id instead", field="customer",
+                        code="insufficient_scope", required_scope="customers:read")
 
     order, created = service.create(req.ctx, req.body)
     return Result(201 if created else 200, order, {"Location": f"/v1/orders/{order.id}"})
@@ -53,7 +61,20 @@ def list_orders(req: Request) -> Result:
 def get_order(req: Request) -> Result:
     from crm.orders import service
 
-    return Result(200, service.get(req.ctx, req.params["order_id"]))
+    return Result(200, service.get(req.ctx, _order_id(req)))
+
+
+def _order_id(req: Request) -> str:
+    """The path's order id; a word such as ``lookup`` is not read as one."""
+    from crm import ids
+
+    order_id = req.params["order_id"]
+    if not ids.ORDER_ID.match(order_id):
+        raise NotFound(f"'{order_id[:64]}' is not an order id (order ids look like "
+                       "ord_01J...); to find an order by its source and external id use "
+                       "GET /v1/orders?source=...&external_id=...", field="order_id",
+                       code="not_an_order_id")
+    return order_id
 
 
 def _transition(name: str, operation: str, body: str, summary: str,
@@ -69,25 +90,25 @@ def _transition(name: str, operation: str, body: str, summary: str,
 def pay_order(req: Request) -> Result:
     from crm.orders import service
 
-    return Result(200, service.pay(req.ctx, req.params["order_id"], req.body))
+    return Result(200, service.pay(req.ctx, _order_id(req), req.body))
 
 
 @_transition("fulfill", "fulfill", "FulfilmentCreate", "Mark a paid order fulfilled")
 def fulfill_order(req: Request) -> Result:
     from crm.orders import service
 
-    return Result(200, service.fulfill(req.ctx, req.params["order_id"], req.body))
+    return Result(200, service.fulfill(req.ctx, _order_id(req), req.body))
 
 
 @_transition("cancel", "cancel", "CancellationCreate", "Cancel an unpaid order (refund a paid one instead)")
 def cancel_order(req: Request) -> Result:
     from crm.orders import service
 
-    return Result(200, service.cancel(req.ctx, req.params["order_id"], req.body))
+    return Result(200, service.cancel(req.ctx, _order_id(req), req.body))
 
 
 @_transition("refunds", "refund", "RefundCreate", "Refund part or all of a paid order", errors=(404, 409, 422))
 def refund_order(req: Request) -> Result:
     from crm.orders import service
 
-    return Result(200, service.refund(req.ctx, req.params["order_id"], req.body))
+    return Result(200, service.refund(req.ctx, _order_id(req), req.body))

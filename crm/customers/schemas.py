@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     AwareDatetime,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -46,9 +47,27 @@ def _utc_in_range(value: datetime) -> datetime:
     return utc
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
+_ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    """An ISO-8601 string, parsed here (or a datetime from code): never a number of
+    seconds since 1970, which pydantic would otherwise read as one, unlike the documented
+    date-time. Parsed here so that it holds in strict mode too (the API's bodies)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATETIME.match(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be an ISO-8601 date-time with a timezone, e.g. 2026-01-01T09:00:00Z")
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(_utc_in_range)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize.email)]
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize.email),
+                  Field(json_schema_extra={"format": "email"})]
 Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize.phone)]
 Source = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
@@ -121,7 +140,9 @@ def _check_value(value: Any, depth: int) -> None:
             _check_value(v, depth + 1)
 
 
-Attributes = Annotated[dict[str, JsonValue], AfterValidator(_check_attributes)]
+_ATTRIBUTES_SCHEMA = {"propertyNames": {"pattern": ATTRIBUTE_KEY.pattern}, "maxProperties": MAX_ATTRIBUTES}
+Attributes = Annotated[dict[str, JsonValue], AfterValidator(_check_attributes),
+                       Field(json_schema_extra=_ATTRIBUTES_SCHEMA)]
 
 
 def _unique_tags(tags: list[str] | None) -> list[str] | None:
@@ -159,12 +180,18 @@ class CustomerFields(_Strict):
 class CustomerCreate(CustomerFields):
     """POST /v1/customers. At least an email, a phone or an external id identifies the record."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["email"], "properties": {"email": {"type": "string"}}},
+        {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+        {"required": ["external_ids"], "properties": {"external_ids": {"type": "object", "minProperties": 1}}},
+    ]})
+
 
 class CustomerPatch(CustomerFields):
     """PATCH: given fields replace; ``attributes``, ``consent`` and ``external_ids`` merge
     key by key, and a key set to null is removed (JSON Merge Patch, RFC 7396)."""
 
-    attributes: dict[str, JsonValue | None] | None = None  # type: ignore[assignment]
+    attributes: Annotated[dict[str, JsonValue | None], Field(json_schema_extra=_ATTRIBUTES_SCHEMA)] | None = None  # type: ignore[assignment]
     consent: dict[Channel, ConsentInput | None] | None = None  # type: ignore[assignment]
     external_ids: dict[Source, ExternalId | None] | None = Field(default=None, max_length=20)  # type: ignore[assignment]
 

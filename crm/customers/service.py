@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from crm import clock, ids
+from crm import clock, ids, retry
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import (
@@ -264,15 +264,22 @@ def create(ctx: TenantContext, fields: CustomerCreate) -> Customer:
     data = new_data(fields, now)
     require_identity(data)
     item = new_item(ctx, data, now)
-    execute([ProfileWrite.plan(ctx, item, None, data, is_new=True)])
-    return records.to_customer(item)
+    for _ in retry.backoff():  # only a TransactionConflict is retried; a taken email is 409
+        try:
+            execute([ProfileWrite.plan(ctx, item, None, data, is_new=True)])
+            return records.to_customer(item)
+        except Conflict as exc:
+            if exc.extra.get("code") != "transaction_conflict":
+                raise
+    raise Conflict("the write conflicted with many concurrent requests; retry", code="transaction_conflict")
 
 
 def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
            if_match: int | None = None) -> Customer:
     """1 GetItem + 1 TransactWriteItems; the write is conditional on the version read, so
-    a concurrent change gets 412 with If-Match, or a fresh re-read (max 3) without it."""
-    for attempt in range(3):
+    a concurrent change gets 412 with If-Match, or a fresh re-read after a backoff without
+    it (crm/retry.py): only If-Match produces 412."""
+    for _ in retry.backoff():
         item = _load_active(ctx, customer_id)
         if if_match is not None and item.version != if_match:
             raise PreconditionFailed(
@@ -280,10 +287,14 @@ def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
                 field="If-Match", current_version=item.version)
         try:
             return _apply(ctx, item, patch)
-        except PreconditionFailed as exc:
-            if if_match is not None or exc.field != "If-Match" or attempt == 2:
+        except PreconditionFailed:
+            if if_match is not None:
                 raise
-    raise AssertionError("unreachable")
+        except Conflict as exc:  # a TransactionConflict: re-read (with If-Match, re-check it)
+            if exc.extra.get("code") != "transaction_conflict":
+                raise
+    raise Conflict("the customer is being changed by many requests at once; retry",
+                   code="transaction_conflict")
 
 
 def _apply(ctx: TenantContext, item: CustomerItem, patch: CustomerFields) -> Customer:
@@ -309,19 +320,31 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
     pointing at the tombstone. A merged id erases its survivor (+1 GetItem): the
     person is one customer now. While a merge into the customer runs: 409.
     """
-    item = resolve(ctx, customer_id)
-    customer_id = item.customer_id
-    incoming = (item.merge or {}).get("from")
-    if incoming:
-        raise Conflict(f"customer {incoming} is being merged into {customer_id}; finish that merge "
-                       f"(repeat its POST …/merge) first", code="merge_in_progress",
-                       other_id=incoming)
-    if item.status == "active":
+    for _ in retry.backoff():  # a concurrent write is no reason to refuse: re-read, erase
+        item = resolve(ctx, customer_id)
+        incoming = (item.merge or {}).get("from")
+        if incoming:
+            raise Conflict(f"customer {incoming} is being merged into {item.customer_id}; finish that "
+                           f"merge (repeat its POST …/merge) first", code="merge_in_progress",
+                           other_id=incoming)
+        if item.status != "active":
+            break
         old = item.data or {}
         now = clock.now_iso()
         item.status, item.data, item.erased_at, item.updated_at = "erased", {}, now, now
         records.set_list_keys(ctx, item)
-        execute([ProfileWrite.plan(ctx, item, old, {}, is_new=False)])
+        try:
+            execute([ProfileWrite.plan(ctx, item, old, {}, is_new=False)])
+            break
+        except PreconditionFailed:
+            continue
+        except Conflict as exc:
+            if exc.extra.get("code") != "transaction_conflict":
+                raise
+    else:
+        raise Conflict("the customer is being changed by many requests at once; retry",
+                       code="transaction_conflict")
+    customer_id = item.customer_id
     pk = records.profile_pk(ctx, customer_id)
     events = EventItem.query(pk, EventItem.sk.startswith(records.EVENT_PREFIX), consistent_read=True)
     with EventItem.batch_write() as batch:
@@ -350,7 +373,7 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
 
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
-    for _ in range(MAX_HOPS):
+    for _ in retry.backoff():  # a lost race re-tries after a backoff; a merge hops (bounded too)
         event = event_item(ctx, customer_id, body)
         pk = event.pk
         try:
@@ -359,7 +382,9 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
                                    condition=CustomerItem.status == "active")
                 tx.save(event, condition=EventItem.pk.does_not_exist())
             return records.to_event(event)
-        except TransactWriteError:
+        except TransactWriteError as exc:
+            if retry.lost_race(exc):  # the profile was being written: try again
+                continue
             item = _load(ctx, customer_id)  # raises 404
             target = records.survivor(item)
             if target is None:

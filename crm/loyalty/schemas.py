@@ -123,7 +123,8 @@ class RedemptionCreate(_Strict):
 
 
 class AdjustmentCreate(_Strict):
-    points: int = Field(ge=-(10**9), le=10**9, description="positive credits a new active lot; negative debits oldest first")
+    points: int = Field(ge=-(10**9), le=10**9, json_schema_extra={"not": {"const": 0}},
+                        description="positive credits a new active lot; negative debits oldest first; not 0")
     reason: Reason
 
     @model_validator(mode="after")

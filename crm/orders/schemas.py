@@ -27,8 +27,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_NULL = {"type": "null"}
+_STR = {"type": "string"}
+
+
 class CustomerRef(_Strict):
     """Exactly one of: ``id``, ``email``, or ``source`` with ``external_id``."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [  # the rule below, for the document
+        {"required": ["id"], "properties": {"id": _STR, "email": _NULL, "source": _NULL, "external_id": _NULL}},
+        {"required": ["email"], "properties": {"id": _NULL, "email": _STR, "source": _NULL, "external_id": _NULL}},
+        {"required": ["source", "external_id"],
+         "properties": {"id": _NULL, "email": _NULL, "source": _STR, "external_id": _STR}},
+    ]})
 
     id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-Z]{26}$")] | None = None
     email: Email | None = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from crm import clock, ids
+from crm import clock, ids, retry
 from crm.context import TenantContext
 from crm.customers import records
 from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
@@ -117,7 +117,7 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     data = body.model_dump(mode="json", exclude={"customer", "placed_at"})
     data.update(subtotal=subtotal, placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
     pk = records.profile_pk(ctx, customer_id)
-    for _ in range(4):
+    for _ in retry.backoff():  # a lost race re-reads after a backoff (crm/retry.py)
         got = _read_for_create(ctx, customer_id, guard_pk)
         profile, recent, guard = got["profile"], got["recent"], got["guard"]
         if records.survivor(profile):  # a merged customer: the order is its survivor's
@@ -153,11 +153,9 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
                       for r in exc.cancellation_reasons or []]
             if failed and failed[0]:
                 raise Invalid(f"customer {customer_id} was erased", field="customer") from None
-            if any(failed[1:2]) or any(failed[4:5]):
-                continue  # a concurrent repeat or another order of this customer: re-read
-            raise Conflict("the order conflicted with a concurrent request; retry",
-                           code="transaction_conflict") from None
-    raise Conflict("the customer's orders changed concurrently; retry", code="transaction_conflict")
+            continue  # a concurrent repeat, another order of this customer, a TransactionConflict: re-read
+    raise Conflict("the customer's orders are being changed by many requests at once; retry",
+                   code="transaction_conflict")
 
 
 def _existing(ctx: TenantContext, guard: GuardItem, customer_id: str) -> Order:
@@ -205,14 +203,14 @@ def get(ctx: TenantContext, order_id: str) -> Order:
 def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, str], None],
                 program: bool = False) -> Order:
     """Read, apply ``change`` (which raises on an illegal move), write the order and its
-    summary conditional on both versions; re-read on a race (at most 3 times). With
+    summary conditional on both versions; re-read on a race (crm/retry.py's backoff). With
     ``program`` (a payment), the order records whether the tenant had a loyalty program
     then (and had it enabled): an order paid without one never earns, however late its
     events come."""
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
-    for _ in range(3):
+    for _ in retry.backoff():
         order, recent, has_program = _load(ctx, order_id, program)
         now = clock.now_iso()
         order.data = dict(order.data)
@@ -234,7 +232,7 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
         except TransactWriteError as exc:
             if exc.cause_response_code != "TransactionCanceledException":
                 raise
-    raise Conflict("the order changed concurrently; retry", code="transaction_conflict")
+    raise Conflict("the order is being changed by many requests at once; retry", code="transaction_conflict")
 
 
 class _Unchanged(Exception):

@@ -90,3 +90,40 @@ def test_suspended_tenant_gets_403_everywhere_until_reactivated(api_url, tenant)
         assert r.json()["code"] == "tenant_suspended"
     tenants.set_status(tenant.ctx, "active")
     assert tenant.http.get(f"/v1/customers/{c['id']}").status_code == 200
+
+
+def test_a_revoked_admin_key_cannot_mint_keys_even_while_cached(api_url, tenant, monkeypatch):
+    """Issue 9: within the key cache, a revoked admin key minted a key that outlived it."""
+    monkeypatch.setenv("RAPPORT_KEY_CACHE_SECONDS", "60")
+    from crm import apikeys
+
+    apikeys.clear_cache()
+    try:
+        k = tenant.http.post("/v1/api-keys", json={"name": "k", "scopes": ["admin"]}).json()
+        as_k = {"Authorization": f"Bearer {k['key']}"}
+        assert httpx.get(api_url + "/v1/api-keys", headers=as_k).status_code == 200  # cached now
+        assert httpx.get(api_url + "/v1/customers", headers=as_k).status_code == 200
+        assert tenant.http.delete(f"/v1/api-keys/{k['id']}").status_code == 200
+        minted = httpx.post(api_url + "/v1/api-keys", headers=as_k, json={"name": "m", "scopes": ["admin"]})
+        assert minted.status_code == 401, minted.text
+        assert httpx.get(api_url + "/v1/api-keys", headers=as_k).status_code == 401
+        assert httpx.get(api_url + "/v1/identity/settings", headers=as_k).status_code == 401
+        names = [key["name"] for key in tenant.http.get("/v1/api-keys").json()["data"]]
+        assert names == ["admin", "k"]
+    finally:
+        apikeys.clear_cache()
+
+
+def test_each_key_records_which_key_created_it(api_url, tenant):
+    listed = {key["name"]: key for key in tenant.http.get("/v1/api-keys").json()["data"]}
+    root = listed["admin"]
+    assert root["created_by"] is None  # made by the operator (rapport tenants create)
+    a = tenant.http.post("/v1/api-keys", json={"name": "a", "scopes": ["admin"]}).json()
+    assert a["created_by"] == root["id"]
+    b = httpx.post(api_url + "/v1/api-keys", headers={"Authorization": f"Bearer {a['key']}"},
+                   json={"name": "b", "scopes": ["customers:read"]}).json()
+    assert b["created_by"] == a["id"]
+    rotated = tenant.http.post(f"/v1/api-keys/{b['id']}/rotate").json()
+    assert rotated["created_by"] == root["id"]
+    listed = {key["id"]: key for key in tenant.http.get("/v1/api-keys").json()["data"]}
+    assert listed[b["id"]]["created_by"] == a["id"] and listed[rotated["id"]]["created_by"] == root["id"]

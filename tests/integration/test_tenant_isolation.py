@@ -51,6 +51,7 @@ CUSTOMER_ROUTES = [
     ("GET", "/v1/customers/{id}/loyalty/ledger", None),
     ("POST", "/v1/customers/{id}/loyalty/redemptions", {"points": 1}),
     ("POST", "/v1/customers/{id}/loyalty/adjustments", {"points": -1, "reason": "b"}),
+    ("GET", "/v1/customers/{id}/no-such-route", None),  # the catch-all: 404 either way
 ]
 KEY_ROUTES = [("DELETE", "/v1/api-keys/{id}", None), ("POST", "/v1/api-keys/{id}/rotate", None)]
 ORDER_ROUTES = [
@@ -60,6 +61,7 @@ ORDER_ROUTES = [
     ("POST", "/v1/orders/{id}/cancel", {}),
     ("POST", "/v1/orders/{id}/refunds", {"amount": 1}),
     ("GET", "/v1/orders?customer_id={customer}", None),
+    ("PUT", "/v1/orders/{id}/anything/else", {}),
 ]
 
 
@@ -147,6 +149,17 @@ def test_b_can_use_a_email_without_learning_it_exists(world):
     assert r.json()["id"] not in world["a_customers"]
     batch = b.http.post("/v1/customers/batch", json={"records": [{"email": A_EMAILS[1]}]}).json()
     assert batch["results"][0]["status"] == "created"
+
+
+def test_b_cannot_place_an_order_on_a_customer_by_email(world):
+    """An order names its customer by email: A's email is as unknown to B as nobody's."""
+    order = {"source": "pos", "external_id": "b-probe", "channel": "store", "currency": "EUR",
+             "placed_at": "2026-02-01T10:00:00Z", "total": 100,
+             "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 100}]}
+    on_a = world["b"].http.post("/v1/orders", json={**order, "customer": {"email": A_EMAILS[2]}})  # B never made it
+    on_missing = world["b"].http.post("/v1/orders", json={**order, "customer": {"email": "nobody@b.example"}})
+    assert on_a.status_code == 422 and _shape(on_a) == _shape(on_missing)
+    assert on_a.json()["detail"] == on_missing.json()["detail"]
 
 
 def test_a_cursor_cannot_reach_another_tenant(world):

@@ -53,3 +53,18 @@ def test_missing_key_is_refused_without_a_lookup(resolver):
     with pytest.raises(Unauthorized):
         apikeys.authenticate(None)
     assert calls == []
+
+
+def test_a_fresh_lookup_skips_the_cache_and_refreshes_it(resolver, monkeypatch):
+    """Admin routes authenticate with fresh=True: a revocation is seen at once, and the
+    cached entry is replaced so other routes see it too."""
+    calls, outcome = resolver
+    monkeypatch.setenv("RAPPORT_KEY_CACHE_SECONDS", "60")
+    now = lambda: 1000.0  # noqa: E731
+    apikeys.authenticate("rpk_x", monotonic=now)
+    outcome["value"] = Unauthorized("this API key has been revoked")
+    with pytest.raises(Unauthorized):
+        apikeys.authenticate("rpk_x", fresh=True, monotonic=now)
+    with pytest.raises(Unauthorized):
+        apikeys.authenticate("rpk_x", monotonic=now)  # from the refreshed cache
+    assert len(calls) == 2
