@@ -32,7 +32,8 @@ def _generator() -> type:
         def str_schema(self, schema):
             out = super().str_schema(schema)
             if schema.get("strip_whitespace") and schema.get("min_length"):
-                out.setdefault("allOf", []).append({"pattern": r"\S"})
+                # Python's strip also drops \x1c-\x1f and \x85, which regex's \s (ECMA) does not
+                out.setdefault("allOf", []).append({"pattern": r"[^\s\x1c-\x1f\x85]"})
             return out
 
     return Strict

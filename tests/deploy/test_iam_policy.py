@@ -163,13 +163,14 @@ def _drive_every_route(tenant, anon) -> set[str]:
     http = tenant.http
 
     def call(op_id, method, path, expect, **kw):
-        r = (anon if op_id == "health" else http).request(method, path, **kw)
+        r = (anon if op_id in ("health", "index") else http).request(method, path, **kw)
         assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
         if op_id:
             served.add(op_id)
         return r
 
     call("health", "GET", "/v1/health", 200)                       # DescribeTable
+    call("index", "GET", "/v1", 200)                                # no AWS call
     anon.get("/v1/openapi.json").raise_for_status()
     a = call("createCustomer", "POST", "/v1/customers", 201, headers={"Idempotency-Key": "k1"},
              json={"email": "iam-a@example.com", "phone": "+14155552671", "tags": ["vip"],
@@ -191,6 +192,7 @@ def _drive_every_route(tenant, anon) -> set[str]:
     call("lookupCustomers", "GET", "/v1/customers/lookup", 200, params={"phone": "+14155552671"})
     call(None, "GET", "/v1/customers/lookup", 200, params={"email": "iam-b@example.com"})
     call(None, "GET", "/v1/customers/lookup", 200, params={"source": "shop", "external_id": "1"})
+    call("searchCustomers", "GET", "/v1/customers/search", 200, params={"q": "iam"})
     call("batchUpsertCustomers", "POST", "/v1/customers/batch", 200,
          json={"records": [{"email": "iam-a@example.com", "locale": "en-US"},
                            {"email": "iam-c@example.com"}]})

@@ -6,7 +6,8 @@ from tests.loyalty_helpers import place_order
 
 PROGRAM = {"currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor", "tier_basis": "spend",
            "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Silver", "threshold": 50000}],
-           "return_window_days": 0, "expiry_months": 12}
+           "return_window_days": 0, "expiry_months": 12,
+           "earns_from": "2000-01-01T00:00:00Z"}  # the tests back-date their orders
 
 
 def test_360_loyalty_is_the_loyalty_balance_with_progress_and_lots(tenant, deliver):

@@ -108,7 +108,8 @@ def test_the_loyalty_schedule_skips_a_suspended_tenants_books(tenant, deliver):
     from functions import loyalty as handler
 
     program = {"currency": "EUR", "earn_rates": {"EUR": 1}, "return_window_days": 30,
-               "tiers": [{"name": "Bronze", "threshold": 0}]}
+               "tiers": [{"name": "Bronze", "threshold": 0}],
+               "earns_from": "2000-01-01T00:00:00Z"}  # the order below is back-dated
     assert tenant.http.put("/v1/loyalty/program", json=program).status_code == 201
     cid = tenant.create_customer(email="suspended-sched@example.com")["id"]
     place_order(tenant, {"id": cid}, "ss1", total=10000, paid_days_ago=30 - 120 / 86400)  # due in 2 minutes

@@ -124,8 +124,9 @@ def test_a_synced_consent_never_replaces_a_newer_one_and_sms_consent_maps(tenant
     assert got["consent"]["email"] == api["consent"]["email"]  # the newer API consent stands
     assert got["consent"]["sms"] == {"status": "granted", "source": "shopify", "at": "2024-05-01T14:00:00.000Z"}
     # a newer vendor consent does replace it
-    newer = {**vendor, "updated_at": iso(NOW + timedelta(minutes=1)),
-             "email_marketing_consent": {"state": "unsubscribed", "consent_updated_at": iso(NOW + timedelta(minutes=1))}}
+    later = datetime.now(timezone.utc) + timedelta(minutes=1)  # after the API's consent, however slow the run
+    newer = {**vendor, "updated_at": iso(later),
+             "email_marketing_consent": {"state": "unsubscribed", "consent_updated_at": iso(later)}}
     sink.write(tenant.ctx, "shopify", "customers", [shopify.customer(newer)])
     assert get(tenant, f"/v1/customers/{api['id']}")["consent"]["email"]["status"] == "denied"
 
