@@ -84,8 +84,8 @@ from crm.storage import (
     OrderItem,
     OrderPointerItem,
     RecentOrdersItem,
-    connection,
 )
+from crm.tx import Cancelled, Tx
 
 MAX_RECORDS = 250
 MAX_TRANSACTION_ITEMS = 100
@@ -487,27 +487,22 @@ def _pack(chunks: list[_Chunk]) -> list[list[_Chunk]]:
 
 def _commit(ctx: TenantContext, source: str, group: list[_Chunk]) -> bool:
     """1 TransactWriteItems; False if it was cancelled (nothing of it was written)."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
+    tx = Tx()
+    for chunk in group:
+        pk = customer_keys.profile_pk(ctx, chunk.customer_id)
+        tx.check(CustomerItem, pk, customer_keys.PROFILE, CustomerItem.status == "active", role="customer")
+        for _, order in chunk.orders:
+            oid = order.order_id
+            tx.save(GuardItem(service._guard_pk(ctx, source, order.data["external_id"]), "U",
+                              customer_id=chunk.customer_id, order_id=oid),
+                    GuardItem.pk.does_not_exist(), role="guard")
+            tx.save(order, OrderItem.pk.does_not_exist(), role="order")
+            tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=chunk.customer_id),
+                    OrderPointerItem.pk.does_not_exist(), role="pointer")
+        chunk.recent.recent = chunk.summary
+        tx.save(chunk.recent, role="recent")
     try:
-        with TransactWrite(connection=connection()) as tx:
-            for chunk in group:
-                pk = customer_keys.profile_pk(ctx, chunk.customer_id)
-                tx.condition_check(CustomerItem, pk, customer_keys.PROFILE,
-                                   condition=CustomerItem.status == "active")
-                for _, order in chunk.orders:
-                    oid = order.order_id
-                    tx.save(GuardItem(service._guard_pk(ctx, source, order.data["external_id"]), "U",
-                                      customer_id=chunk.customer_id, order_id=oid),
-                            condition=GuardItem.pk.does_not_exist())
-                    tx.save(order, condition=OrderItem.pk.does_not_exist())
-                    tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=chunk.customer_id),
-                            condition=OrderPointerItem.pk.does_not_exist())
-                chunk.recent.recent = chunk.summary
-                tx.save(chunk.recent)
-    except TransactWriteError as exc:
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise
+        tx.run()
+    except Cancelled:
         return False
     return True

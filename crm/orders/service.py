@@ -36,8 +36,8 @@ from crm.storage import (
     OrderItem,
     OrderPointerItem,
     RecentOrdersItem,
-    connection,
 )
+from crm.tx import Cancelled, Tx
 
 ORDER_PREFIX = "A#ORD#"
 RECENT = "ORDERS"
@@ -106,9 +106,6 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     """Place an order; idempotent on (source, external_id): a repeat returns the original
     (``created`` False). By customer id: 1 BatchGetItem + 1 TransactWriteItems (+1 GetItem
     by email or external id); a repeat: 1 BatchGetItem + 1 GetItem (+1 by email)."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     guard_pk = _guard_pk(ctx, body.source, body.external_id)
     customer_id = _resolve_customer(ctx, body.customer)
     now = clock.now_iso()
@@ -134,25 +131,18 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
                           data=data, created_at=now, updated_at=now,
                           gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
         recent.recent = _with_summary(recent.recent or [], order)
+        tx = Tx()
+        tx.check(CustomerItem, pk, records.PROFILE, CustomerItem.status == "active", role="customer")
+        tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
+                GuardItem.pk.does_not_exist(), role="guard")
+        tx.save(order, OrderItem.pk.does_not_exist(), role="order")
+        tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
+                OrderPointerItem.pk.does_not_exist(), role="pointer")
+        tx.save(recent, role="recent")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                # PynamoDB sends condition checks first, then puts in this order
-                tx.condition_check(CustomerItem, pk, records.PROFILE,
-                                   condition=CustomerItem.status == "active")
-                tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
-                        condition=GuardItem.pk.does_not_exist())
-                tx.save(order, condition=OrderItem.pk.does_not_exist())
-                tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
-                        condition=OrderPointerItem.pk.does_not_exist())
-                tx.save(recent)
+            tx.run({"customer": Invalid(f"customer {customer_id} was erased", field="customer")})
             return to_order(order), True
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
-            failed = [getattr(r, "code", None) == "ConditionalCheckFailed"
-                      for r in exc.cancellation_reasons or []]
-            if failed and failed[0]:
-                raise Invalid(f"customer {customer_id} was erased", field="customer") from None
+        except Cancelled:
             continue  # a concurrent repeat, another order of this customer, a TransactionConflict: re-read
     raise Conflict("the customer's orders are being changed by many requests at once; retry",
                    code="transaction_conflict")
@@ -207,9 +197,6 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
     ``program`` (a payment), the order records whether the tenant had a loyalty program
     then (and had it enabled): an order paid without one never earns, however late its
     events come."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     for _ in retry.backoff():
         order, recent, has_program = _load(ctx, order_id, program)
         now = clock.now_iso()
@@ -222,16 +209,16 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
             order.data["loyalty"] = {**(order.data.get("loyalty") or {}), "program_at_payment": has_program}
         order.updated_at = now
         in_recent = any(s["id"] == order_id for s in recent.recent or [])
+        tx = Tx()
+        tx.save(order, role="order")
+        if in_recent:
+            recent.recent = _with_summary(recent.recent, order)
+            tx.save(recent, role="recent")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.save(order)
-                if in_recent:
-                    recent.recent = _with_summary(recent.recent, order)
-                    tx.save(recent)
+            tx.run()
             return to_order(order)
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
+        except Cancelled:  # either moved on since the read: re-read
+            continue
     raise Conflict("the order is being changed by many requests at once; retry", code="transaction_conflict")
 
 
