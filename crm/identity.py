@@ -75,7 +75,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from crm import clock
+from crm import clock, retry
 from crm.context import TenantContext
 from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, CustomerPatch, ExternalId
@@ -229,7 +229,7 @@ def resolve_conflict(ctx: TenantContext, cid: str, note: str | None = None) -> I
     resolving a resolved conflict returns it unchanged."""
     from pynamodb.exceptions import PutError
 
-    for _ in range(3):
+    for _ in retry.backoff(3):  # a concurrent resolve in between: read it again
         item = _load_conflict(ctx, cid)
         if item.status == "resolved":
             return _to_conflict(item)

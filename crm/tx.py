@@ -21,13 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Union
 
-from crm.errors import DomainError
 
 FAILED = "ConditionalCheckFailed"
 RACE = "TransactionConflict"
 _SENT = {"check": 0, "delete": 1, "save": 2, "update": 3}
 
-Explain = Union[DomainError, Callable[["Cancelled"], "DomainError | None"]]
+Explain = Union[Exception, Callable[["Cancelled"], "Exception | None"]]  # usually a DomainError
 
 
 @dataclass
@@ -99,7 +98,19 @@ class Tx:
         self._add(role, "update", item, lambda tx: tx.update(
             item, actions=actions, condition=condition, add_version_condition=add_version_condition))
 
-    def run(self, explain: Mapping[str, Explain] | None = None, *, race: DomainError | None = None) -> None:
+    def put_as_is(self, item: Any, *, role: str = "save") -> None:
+        """A Put of ``item`` exactly as it is, version included: PynamoDB's ``save`` would
+        bump and check the version, which a copy into another partition has not got there."""
+        def op(tx: Any) -> None:
+            from pynamodb.constants import ITEM
+
+            attrs = item.serialize(null_check=True)
+            hk, rk = attrs.pop("pk")["S"], attrs.pop("sk")["S"]
+            tx._put_items.append(item._get_connection().get_operation_kwargs(
+                hk, range_key=rk, key=ITEM, attributes=attrs))
+        self._add(role, "save", item, op)
+
+    def run(self, explain: Mapping[str, Explain] | None = None, *, race: Exception | None = None) -> None:
         """Commit. On a cancellation: the mapped error of the first failed part (a
         callable entry may return None to pass), else ``race`` for a lost race, else
         :class:`Cancelled`."""
@@ -122,7 +133,7 @@ class Tx:
             raise _explained(Cancelled(parts), explain or {}, race) from None
 
 
-def _explained(cancelled: Cancelled, explain: Mapping[str, Explain], race: DomainError | None) -> Exception:
+def _explained(cancelled: Cancelled, explain: Mapping[str, Explain], race: Exception | None) -> Exception:
     for part in cancelled.failed:
         entry = explain.get(part.role)
         error = entry(cancelled) if callable(entry) else entry
