@@ -59,6 +59,7 @@ none either; the other's change to ``merged`` derives ``customer.merged``.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from crm import clock, ids, retry
@@ -168,6 +169,20 @@ def merged_profile(survivor: dict[str, Any], other: dict[str, Any], other_id: st
     out["merged_ids"] = _unique([*(out.get("merged_ids") or []), other_id,
                                  *(other.get("merged_ids") or [])])
     return out
+
+
+@dataclass(frozen=True)
+class IdentityMoves:
+    """What of the other's identities moves to the survivor (pure: see :func:`identity_moves`)."""
+
+    guards: list[str]  # guard pks (email, external ids, aliases, previous emails) to name the survivor
+    entries: list[str]  # lookup entry pks (phones, tags) to list the survivor instead
+
+
+def identity_moves(ctx: TenantContext, other: dict[str, Any]) -> IdentityMoves:
+    """Every guard and lookup entry the other's profile holds moves: the survivor's
+    merged profile (:func:`merged_profile`) answers to all of them, as a field or an alias."""
+    return IdentityMoves(sorted(records.guards(ctx, other)), sorted(records.entries(ctx, other)))
 
 
 # --- the procedure ----------------------------------------------------------------
@@ -305,7 +320,8 @@ def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
 
     other = _load(ctx, other_id)
     data = other.data or {}
-    guard_pks = sorted(records.guards(ctx, data))
+    moves = identity_moves(ctx, data)
+    guard_pks = moves.guards
     for i in range(0, len(guard_pks), 100):
         tx = Tx()
         for pk in guard_pks[i:i + 100]:
@@ -317,7 +333,7 @@ def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
         except Cancelled:
             raise Conflict(f"an identity of customer {other_id} is held by a third customer",
                            code="merge_conflict") from None
-    entries = sorted(records.entries(ctx, data))
+    entries = moves.entries
     with IndexEntryItem.batch_write() as batch:
         for pk in entries:
             batch.save(IndexEntryItem(pk, survivor_id, customer_id=survivor_id))
