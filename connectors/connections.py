@@ -25,10 +25,11 @@ from pydantic import BaseModel, ValidationError
 from connectors.schemas import Connection, ConnectionCreate, ConnectionPatch, ConnectorInfo, Run
 from connectors.sdk import registry, secrets
 from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
-from crm import clock
+from crm import clock, retry
 from crm.context import TenantContext
 from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, field_errors
 from crm.paging import Page, decode_cursor, encode_cursor
+from crm.tx import FAILED, Cancelled, Tx
 
 CONN, STATE, RUN = "CONN", "STATE", "RUN#"
 SCHEDULE_SHARD = "0"
@@ -157,10 +158,6 @@ def _schedule(ctx: TenantContext, item: ConnectionItem, now: str) -> None:
 
 
 def create(ctx: TenantContext, body: ConnectionCreate) -> Connection:
-    from pynamodb.transactions import TransactWrite
-
-    from crm.storage import connection
-
     cls = connector(body.connector)
     config = _validate(cls, body.config)
     plain, hidden = _split(cls, config)
@@ -172,10 +169,11 @@ def create(ctx: TenantContext, body: ConnectionCreate) -> Connection:
                           gsi1pk=ctx.key("CONNECTIONS"), gsi1sk=cid)
     _schedule(ctx, item, now)
     state = SyncStateItem(pk(ctx, cid), STATE, connection_id=cid, streams={}, updated_at=now)
-    with TransactWrite(connection=connection()) as tx:
-        tx.save(item, condition=ConnectionItem.pk.does_not_exist())
-        tx.save(state, condition=SyncStateItem.pk.does_not_exist())
-        tx.save(HookRouteItem(f"HOOK#{cid}", "HOOK", tenant_id=ctx.tenant_id))
+    tx = Tx()
+    tx.save(item, ConnectionItem.pk.does_not_exist(), role="connection")
+    tx.save(state, SyncStateItem.pk.does_not_exist(), role="state")
+    tx.save(HookRouteItem(f"HOOK#{cid}", "HOOK", tenant_id=ctx.tenant_id), role="hook_route")
+    tx.run()  # new ids: a cancellation is not expected and is an error
     item.version = 1
     return to_connection(item, state)
 
@@ -325,11 +323,6 @@ def start_run(ctx: TenantContext, connection_id: str, mode: str, trigger: str,
               upload_id: str | None = None) -> Run:
     """Queue a run, unless one is active (409 naming it). The state item holds the lock,
     taken in the same transaction that writes the run."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
-    from crm.storage import connection
-
     item, state = load(ctx, connection_id)
     if item.status != "active" and trigger == "schedule":
         raise Conflict("the connection is paused", code="connection_paused")
@@ -358,21 +351,20 @@ def start_run(ctx: TenantContext, connection_id: str, mode: str, trigger: str,
             "upload_id": upload_id}
     run = RunItem(pk(ctx, connection_id), run_sk(run_id), connection_id=connection_id, run_id=run_id,
                   data=data)
+    tx = Tx()
+    tx.save(run, RunItem.pk.does_not_exist(), role="run")
+    cond = SyncStateItem.active_run.does_not_exist() if previous is None \
+        else SyncStateItem.active_run == previous
+    ipk, isk = active_keys(ctx, connection_id, now)
+    tx.update(SyncStateItem(pk(ctx, connection_id), STATE),
+              [SyncStateItem.active_run.set(run_id), SyncStateItem.connection_id.set(connection_id),
+               SyncStateItem.last_run.set(run_id), SyncStateItem.gsi2pk.set(ipk),
+               SyncStateItem.gsi2sk.set(isk), SyncStateItem.updated_at.set(now)],
+              cond | SyncStateItem.active_run.does_not_exist(), role="lock")
     try:
-        with TransactWrite(connection=connection()) as tx:
-            tx.save(run, condition=RunItem.pk.does_not_exist())
-            cond = SyncStateItem.active_run.does_not_exist() if previous is None \
-                else SyncStateItem.active_run == previous
-            ipk, isk = active_keys(ctx, connection_id, now)
-            tx.update(SyncStateItem(pk(ctx, connection_id), STATE),
-                      actions=[SyncStateItem.active_run.set(run_id), SyncStateItem.connection_id.set(connection_id),
-                               SyncStateItem.last_run.set(run_id), SyncStateItem.gsi2pk.set(ipk),
-                               SyncStateItem.gsi2sk.set(isk), SyncStateItem.updated_at.set(now)],
-                      condition=cond | SyncStateItem.active_run.does_not_exist())
-    except TransactWriteError as exc:
-        if exc.cause_response_code == "TransactionCanceledException":
-            raise Conflict("another run started at the same time", code="sync_in_progress") from None
-        raise
+        tx.run()
+    except Cancelled:  # whichever part: another run got in first
+        raise Conflict("another run started at the same time", code="sync_in_progress") from None
     return to_run(run)
 
 
@@ -388,12 +380,7 @@ def stop_run(ctx: TenantContext, connection_id: str, run_id: str, status: str, *
     released, in one transaction; a worker still going finds the flag at its next
     checkpoint and stops without writing. None if the run had already ended (or, with
     ``only_if_beat_before``, has checkpointed since)."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
-    from crm.storage import connection
-
-    for _ in range(5):  # a worker's checkpoint in between: read the run again
+    for _ in retry.backoff(5):  # a worker's checkpoint in between: read the run again
         try:
             run = RunItem.get(pk(ctx, connection_id), run_sk(run_id), consistent_read=True)
         except RunItem.DoesNotExist:
@@ -415,17 +402,15 @@ def stop_run(ctx: TenantContext, connection_id: str, run_id: str, status: str, *
                    SyncStateItem.updated_at.set(now)]
         if error is not None:
             actions.append(SyncStateItem.last_error.set(error_of(error, detail or "", run_id, now, trace_id)))
+        tx = Tx()
+        tx.save(run, RunItem.data == data, role="run")  # still as read
+        tx.update(SyncStateItem(pk(ctx, connection_id), STATE), actions,
+                  SyncStateItem.active_run == run_id, role="lock")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.save(run, condition=RunItem.data == data)  # still as read
-                tx.update(SyncStateItem(pk(ctx, connection_id), STATE), actions=actions,
-                          condition=SyncStateItem.active_run == run_id)
+            tx.run()
             return to_run(run)
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
-            reasons = [getattr(r, "code", None) for r in (exc.cancellation_reasons or [])] + [None, None]
-            if reasons[0] is None and reasons[1] == "ConditionalCheckFailed":
+        except Cancelled as exc:
+            if exc.codes == [None, FAILED]:
                 # the lock is not this run's (never taken, or taken over): end the run alone
                 from pynamodb.exceptions import PutError
 

@@ -40,6 +40,7 @@ from crm import clock
 from crm.aws import logger
 from crm.context import TenantContext
 from crm.errors import DomainError
+from crm.tx import Tx
 
 MAX_REJECTED_KEPT = 100
 TIME_RESERVE_SECONDS = 20.0  # stop reading when an invocation has less than this left
@@ -69,11 +70,6 @@ def _checkpoint(ctx: TenantContext, run: RunItem, state: SyncStateItem, *, relea
     """The run and the stream states in one transaction, conditional on the run not
     having been stopped from outside (then :class:`Stopped`); ``reopen``: a failed run
     taken up again, conditional on it being unchanged since it was read."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
-    from crm.storage import connection
-
     now = clock.now_iso()
     run.data = {**run.data, "heartbeat_at": now}
     state.updated_at = now
@@ -83,19 +79,14 @@ def _checkpoint(ctx: TenantContext, run: RunItem, state: SyncStateItem, *, relea
         state.gsi2pk, state.gsi2sk = connections.active_keys(ctx, run.connection_id, max(now, due or now))
     else:
         state.gsi2pk = state.gsi2sk = None
-    try:
-        with TransactWrite(connection=connection()) as tx:
-            if reopen is not None:
-                run.stop_requested = None
-                tx.save(run, condition=RunItem.data == reopen)
-            else:
-                tx.save(run, condition=RunItem.pk.exists() & RunItem.stop_requested.does_not_exist())
-            tx.save(state)
-    except TransactWriteError as exc:
-        reasons = [getattr(r, "code", None) for r in (getattr(exc, "cancellation_reasons", None) or [])]
-        if exc.cause_response_code == "TransactionCanceledException" and reasons[:1] == ["ConditionalCheckFailed"]:
-            raise Stopped() from None
-        raise
+    tx = Tx()
+    if reopen is not None:
+        run.stop_requested = None
+        tx.save(run, RunItem.data == reopen, role="run")
+    else:
+        tx.save(run, RunItem.pk.exists() & RunItem.stop_requested.does_not_exist(), role="run")
+    tx.save(state, role="state")
+    tx.run({"run": Stopped()})
 
 
 def _finish(ctx: TenantContext, run: RunItem, state: SyncStateItem, status: str,

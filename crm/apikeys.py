@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from crm import clock, ids, settings
 from crm.context import SCOPES, TenantContext
 from crm.errors import Forbidden, Invalid, NotFound, Unauthorized
-from crm.storage import ApiKeyItem, Item, TenantItem, connection
+from crm.storage import ApiKeyItem, Item, TenantItem
+from crm.tx import Cancelled, Tx
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,6 @@ def create(ctx: TenantContext, name: str, scopes: list[str]) -> IssuedKey:
     """A new key, created by ``ctx.key_id`` (None: the operator). With a creating key,
     one TransactWriteItems checks that key is still live, so a key revoked a moment
     ago cannot mint one that outlives it."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise Invalid("name must be 1-100 characters", field="name")
@@ -87,21 +85,20 @@ def create(ctx: TenantContext, name: str, scopes: list[str]) -> IssuedKey:
     if ctx.key_id is None:
         item.save(condition=ApiKeyItem.pk.does_not_exist())
         return IssuedKey(_to_key(item), token)
+    tx = Tx()
+    _check_live(tx, ctx)
+    tx.save(item, ApiKeyItem.pk.does_not_exist(), role="key")
     try:
-        with TransactWrite(connection=connection()) as tx:
-            _check_live(tx, ctx)
-            tx.save(item, condition=ApiKeyItem.pk.does_not_exist())
-    except TransactWriteError as exc:
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise
+        tx.run()
+    except Cancelled:  # whatever part: the caller is told its key no longer works
         raise Unauthorized("this API key has been revoked") from None
     return IssuedKey(_to_key(item), token)
 
 
-def _check_live(tx, ctx: TenantContext) -> None:
-    """In a transaction: the key making the change exists and is not revoked."""
-    tx.condition_check(ApiKeyItem, _pk(ctx), ctx.key_id,
-                       condition=ApiKeyItem.pk.exists() & ApiKeyItem.revoked_at.does_not_exist())
+def _check_live(tx: Tx, ctx: TenantContext) -> None:
+    """In a transaction: the key making the change exists and is not revoked (role ``caller``)."""
+    tx.check(ApiKeyItem, _pk(ctx), ctx.key_id,
+             ApiKeyItem.pk.exists() & ApiKeyItem.revoked_at.does_not_exist(), role="caller")
 
 
 def _get_item(ctx: TenantContext, key_id: str) -> ApiKeyItem:
@@ -135,28 +132,20 @@ def revoke(ctx: TenantContext, key_id: str) -> ApiKey:
 
 def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
     """Issue a replacement with the same name and scopes and revoke the old key, atomically."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     old = _get_item(ctx, key_id)
     if old.revoked_at is not None:
         raise Invalid(f"api key {key_id} is revoked and cannot be rotated", field="key_id")
     new, token = _new_item(ctx, old.name, list(old.scopes))
     by_other = ctx.key_id is not None and ctx.key_id != key_id
+    tx = Tx()
+    if by_other:
+        _check_live(tx, ctx)
+    tx.save(new, ApiKeyItem.pk.does_not_exist(), role="new")
+    tx.update(old, [ApiKeyItem.revoked_at.set(new.created_at), ApiKeyItem.rotated_to.set(new.sk)],
+              ApiKeyItem.revoked_at.does_not_exist(), role="old")
     try:
-        with TransactWrite(connection=connection()) as tx:
-            if by_other:
-                _check_live(tx, ctx)
-            tx.save(new, condition=ApiKeyItem.pk.does_not_exist())
-            tx.update(old, actions=[ApiKeyItem.revoked_at.set(new.created_at),
-                                    ApiKeyItem.rotated_to.set(new.sk)],
-                      condition=ApiKeyItem.revoked_at.does_not_exist())
-    except TransactWriteError as exc:
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise
-        reasons = exc.cancellation_reasons or []
-        if by_other and reasons and getattr(reasons[0], "code", None) == "ConditionalCheckFailed":
-            raise Unauthorized("this API key has been revoked") from None
+        tx.run({"caller": Unauthorized("this API key has been revoked")})
+    except Cancelled:
         raise Invalid(f"api key {key_id} was revoked or rotated concurrently", field="key_id") from None
     return IssuedKey(_to_key(new), token)
 

@@ -75,7 +75,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from crm import clock
+from crm import clock, retry
 from crm.context import TenantContext
 from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, CustomerPatch, ExternalId
@@ -229,7 +229,7 @@ def resolve_conflict(ctx: TenantContext, cid: str, note: str | None = None) -> I
     resolving a resolved conflict returns it unchanged."""
     from pynamodb.exceptions import PutError
 
-    for _ in range(3):
+    for _ in retry.backoff(3):  # a concurrent resolve in between: read it again
         item = _load_conflict(ctx, cid)
         if item.status == "resolved":
             return _to_conflict(item)
@@ -380,6 +380,66 @@ def _keep_consent_times(old: dict[str, Any], data: dict[str, Any], rec: Customer
             data["consent"][channel] = before
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What identity resolution decided for one record (pure: see :func:`decide`).
+
+    ``outcome``: ``new`` (nothing matched: create), ``match`` (update ``customer_id``),
+    ``conflict`` (write nothing; ``rule``, ``reason`` and ``candidates`` describe it), or
+    ``match_without_email`` (a ``matches_disagree`` conflict is recorded, and the external
+    id's customer is updated without the email another customer holds)."""
+
+    outcome: str
+    customer_id: str | None = None
+    matched_by: str | None = None  # external_id | email | phone
+    rule: str | None = None
+    reason: str | None = None
+    candidates: tuple[str, ...] = ()
+
+
+def decide(order: tuple[str, ...] | list[str], external_id: str | None, *, by_external_id: str | None,
+           by_email: str | None, by_phone: list[str] | None,
+           linked: dict[str, str | None]) -> Decision:
+    """The tenant's rules applied to what was found (the module docstring's rules and
+    conflicts), with no I/O: ``by_external_id`` / ``by_email`` the customer holding the
+    record's guard (None: none), ``by_phone`` the customers whose phone is the record's
+    (None: the record has no phone), ``linked`` each candidate's external id for this
+    source (None: not linked to it)."""
+    picked = by = None
+    for rule in order:
+        if rule == "phone":
+            if by_phone is None:
+                continue
+            if len(by_phone) > 1:
+                return Decision("conflict", rule="phone", reason="ambiguous_phone", candidates=tuple(by_phone))
+            if by_phone:
+                picked, by = by_phone[0], "phone"
+                break
+        else:
+            holder = by_external_id if rule == "external_id" else by_email
+            if holder is not None:
+                picked, by = holder, rule
+                break
+    others = [(rule, c) for rule, c in (("external_id", by_external_id), ("email", by_email))
+              if c and c != picked]
+    if picked is None:
+        if others:  # email matching is disabled and another customer holds the email
+            return Decision("conflict", rule="email", reason="email_taken", candidates=(others[0][1],))
+        return Decision("new")
+    have = linked.get(picked)
+    if external_id is not None and have is not None and have != external_id:
+        return Decision("conflict", matched_by=by, rule=by, reason="different_external_id",
+                        candidates=(picked,))
+    if others:
+        rule, other = others[0]
+        if by == "external_id" and [r for r, _ in others] == ["email"]:
+            return Decision("match_without_email", picked, by, rule="email", reason="matches_disagree",
+                            candidates=(picked, other))
+        return Decision("conflict", matched_by=by, rule=rule, reason="matches_disagree",
+                        candidates=(picked, other))
+    return Decision("match", picked, by)
+
+
 @dataclass
 class _Plan:
     """A customer as this round will write it: its first state, its current one, and the
@@ -496,44 +556,23 @@ class _Round:
             return False
         x = self._holder("external_id", xid, rec)
         e = self._holder("email", xid, rec)
-        picked = by = None
-        for rule in self.order:
-            if rule == "phone":
-                if not rec.phone:
-                    continue
-                matches = self._phone_matches(rec.phone)
-                if len(matches) > 1:
-                    self._conflict(i, xid, rec, "phone", "ambiguous_phone", matches)
-                    return True
-                if matches:
-                    picked, by = matches[0], "phone"
-                    break
-            else:
-                holder = x if rule == "external_id" else e
-                if holder is not None:
-                    picked, by = holder, rule
-                    break
-        others = [(rule, c) for rule, c in (("external_id", x), ("email", e)) if c and c != picked]
-        if picked is None:
-            if others:  # email matching is disabled and another customer holds the email
-                self._conflict(i, xid, rec, "email", "email_taken", [others[0][1]])
-                return True
+        phones = self._phone_matches(rec.phone) if rec.phone else None
+        linked = {c: (self._data(c).get("external_ids") or {}).get(source)
+                  for c in {x, e, *(phones or [])} if c is not None}
+        d = decide(self.order, xid, by_external_id=x, by_email=e, by_phone=phones, linked=linked)
+        if d.outcome == "new":
             return self._create(i, xid, rec)
-        have = (self._data(picked).get("external_ids") or {}).get(source)
-        if xid is not None and have is not None and have != xid:
-            self._conflict(i, xid, rec, by, "different_external_id", [picked], matched_by=by)
+        if d.outcome == "match":
+            return self._apply(i, d.customer_id, d.matched_by, xid, rec, None)
+        if d.outcome == "conflict":
+            self._conflict(i, xid, rec, d.rule, d.reason, list(d.candidates), matched_by=d.matched_by)
             return True
-        if others:
-            rule, other = others[0]
-            if by == "external_id" and [r for r, _ in others] == ["email"]:
-                conflict = self._conflict(i, xid, rec, "email", "matches_disagree", [picked, other],
-                                          matched_by=by, customer_id=picked)
-                trimmed = rec.model_copy(update={"email": None})
-                trimmed.model_fields_set.discard("email")
-                return self._apply(i, picked, by, xid, trimmed, conflict)
-            self._conflict(i, xid, rec, rule, "matches_disagree", [picked, other], matched_by=by)
-            return True
-        return self._apply(i, picked, by, xid, rec, None)
+        # the external id's customer, updated without the email another customer holds
+        conflict = self._conflict(i, xid, rec, d.rule, d.reason, list(d.candidates),
+                                  matched_by=d.matched_by, customer_id=d.customer_id)
+        trimmed = rec.model_copy(update={"email": None})
+        trimmed.model_fields_set.discard("email")
+        return self._apply(i, d.customer_id, d.matched_by, xid, trimmed, conflict)
 
     def _claim(self, cid: str, old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
         """Record the guards ``new`` takes and gives up; False if it takes one that another

@@ -59,11 +59,10 @@ none either; the other's change to ``merged`` derives ``customer.merged``.
 from __future__ import annotations
 
 import copy
-import random
-import time
+from dataclasses import dataclass
 from typing import Any
 
-from crm import clock, ids
+from crm import clock, ids, retry
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import Customer, TimelineEventCreate
@@ -79,8 +78,8 @@ from crm.storage import (
     OrderPointerItem,
     RecentOrdersItem,
     RedemptionItem,
-    connection,
 )
+from crm.tx import Cancelled, Tx
 
 ATTEMPTS = 8
 PAGE = 100          # items read per Query while moving
@@ -172,6 +171,20 @@ def merged_profile(survivor: dict[str, Any], other: dict[str, Any], other_id: st
     return out
 
 
+@dataclass(frozen=True)
+class IdentityMoves:
+    """What of the other's identities moves to the survivor (pure: see :func:`identity_moves`)."""
+
+    guards: list[str]  # guard pks (email, external ids, aliases, previous emails) to name the survivor
+    entries: list[str]  # lookup entry pks (phones, tags) to list the survivor instead
+
+
+def identity_moves(ctx: TenantContext, other: dict[str, Any]) -> IdentityMoves:
+    """Every guard and lookup entry the other's profile holds moves: the survivor's
+    merged profile (:func:`merged_profile`) answers to all of them, as a field or an alias."""
+    return IdentityMoves(sorted(records.guards(ctx, other)), sorted(records.entries(ctx, other)))
+
+
 # --- the procedure ----------------------------------------------------------------
 
 def _pair(ctx: TenantContext, survivor_id: str, other_id: str) -> tuple[Any, Any]:
@@ -192,7 +205,7 @@ def merge(ctx: TenantContext, survivor_id: str, other_id: str) -> Customer:
         raise Invalid("a customer cannot be merged into itself", field="other_id")
     if not ids.CUSTOMER_ID.match(other_id):
         raise NotFound(f"customer {other_id} not found", field="other_id")
-    for _ in range(ATTEMPTS):
+    for _ in retry.backoff(ATTEMPTS):
         survivor, other = _pair(ctx, survivor_id, other_id)
         state = _state(ctx, survivor, other, survivor_id, other_id)
         if state == "done":
@@ -236,21 +249,17 @@ def _state(ctx: TenantContext, survivor: Any, other: Any, survivor_id: str,
 
 def _mark(ctx: TenantContext, survivor: CustomerItem, other: CustomerItem) -> bool:
     """Step 1: 1 TransactWriteItems, both profiles conditional on their versions."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     now = clock.now_iso()
     other.status, other.merged_into, other.updated_at = "merging", survivor.customer_id, now
     other.merge = {"into": survivor.customer_id, "started_at": now}
     records.set_list_keys(ctx, other)
     survivor.merge = {**(survivor.merge or {}), "from": other.customer_id}
+    tx = Tx()
+    tx.save(other, CustomerItem.status == "active", role="other")
+    tx.save(survivor, CustomerItem.status == "active", role="survivor")
     try:
-        with TransactWrite(connection=connection()) as tx:
-            tx.save(other, condition=CustomerItem.status == "active")
-            tx.save(survivor, condition=CustomerItem.status == "active")
-    except TransactWriteError as exc:
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise
+        tx.run()
+    except Cancelled:
         return False
     return True
 
@@ -278,7 +287,7 @@ def _count(ctx: TenantContext, survivor_id: str, other_id: str) -> dict[str, int
     """Step 2, once: what the other holds (the audit entry's counts)."""
     from pynamodb.exceptions import PutError
 
-    for _ in range(ATTEMPTS):
+    for _ in retry.backoff(ATTEMPTS):
         other = _load(ctx, other_id)
         state = other.merge or {}
         if "counts" in state:
@@ -307,32 +316,31 @@ def _count(ctx: TenantContext, survivor_id: str, other_id: str) -> dict[str, int
 def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
     """Step 3: the other's guards and lookup entries name the survivor; its profile
     fields are merged into the survivor's."""
-    from pynamodb.exceptions import PutError, TransactWriteError
-    from pynamodb.transactions import TransactWrite
+    from pynamodb.exceptions import PutError
 
     other = _load(ctx, other_id)
     data = other.data or {}
-    guard_pks = sorted(records.guards(ctx, data))
+    moves = identity_moves(ctx, data)
+    guard_pks = moves.guards
     for i in range(0, len(guard_pks), 100):
+        tx = Tx()
+        for pk in guard_pks[i:i + 100]:
+            tx.save(GuardItem(pk, "U", customer_id=survivor_id),
+                    GuardItem.customer_id.is_in(other_id, survivor_id) | GuardItem.pk.does_not_exist(),
+                    role="guard")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                for pk in guard_pks[i:i + 100]:
-                    tx.save(GuardItem(pk, "U", customer_id=survivor_id),
-                            condition=GuardItem.customer_id.is_in(other_id, survivor_id)
-                            | GuardItem.pk.does_not_exist())
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
+            tx.run()
+        except Cancelled:
             raise Conflict(f"an identity of customer {other_id} is held by a third customer",
                            code="merge_conflict") from None
-    entries = sorted(records.entries(ctx, data))
+    entries = moves.entries
     with IndexEntryItem.batch_write() as batch:
         for pk in entries:
             batch.save(IndexEntryItem(pk, survivor_id, customer_id=survivor_id))
     with IndexEntryItem.batch_write() as batch:
         for pk in entries:
             batch.delete(IndexEntryItem(pk, other_id, customer_id=other_id))
-    for _ in range(ATTEMPTS):
+    for _ in retry.backoff(ATTEMPTS):
         survivor = _load(ctx, survivor_id)
         new = merged_profile(survivor.data or {}, data, other_id)
         if new == (survivor.data or {}):
@@ -363,53 +371,40 @@ def _move_search_entries(ctx: TenantContext, survivor_id: str, survivor_data: di
             batch.delete(entry)
 
 
-def _put_as_is(tx: Any, item: Any) -> None:
-    """A transaction Put of ``item`` exactly as it is (PynamoDB's would bump and check
-    its version, which a copy into another partition has not got there)."""
-    from pynamodb.constants import ITEM
-
-    attrs = item.serialize(null_check=True)
-    hk, rk = attrs.pop("pk")["S"], attrs.pop("sk")["S"]
-    tx._put_items.append(item._get_connection().get_operation_kwargs(
-        hk, range_key=rk, key=ITEM, attributes=attrs))
-
-
 def _move_orders(ctx: TenantContext, survivor_id: str, other_id: str) -> int:
     """Step 4, orders: 1 Query + 1 TransactWriteItems per 25 orders."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     from crm.orders.service import ORDER_PREFIX
 
     s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
-    moved = races = 0
+    moved = 0
+    races = retry.backoff(ATTEMPTS + 1)  # the first attempt, then up to ATTEMPTS re-reads
+    next(races)
     while True:
         rows = list(OrderItem.query(o_pk, OrderItem.sk.startswith(ORDER_PREFIX), limit=ORDERS_PER_TX,
                                     page_size=ORDERS_PER_TX, consistent_read=True))
         if not rows:
             return moved
+        tx = Tx()
+        for order in rows:
+            copy_ = OrderItem(s_pk, order.sk, order_id=order.order_id, customer_id=survivor_id,
+                              status=order.status, data={**order.data, "moved_from": other_id},
+                              created_at=order.created_at, updated_at=order.updated_at,
+                              gsi1pk=order.gsi1pk, gsi1sk=order.gsi1sk)
+            copy_.version = order.version
+            tx.put_as_is(copy_, role="copy")
+            tx.delete(order, role="order")  # conditional on the version read
+            tx.save(OrderPointerItem(ctx.key("O", order.order_id), "O", customer_id=survivor_id), role="pointer")
+            tx.save(GuardItem(ctx.key("U", "order", order.data["source"], order.data["external_id"]),
+                              "U", customer_id=survivor_id, order_id=order.order_id),
+                    GuardItem.customer_id.is_in(other_id, survivor_id) | GuardItem.pk.does_not_exist(),
+                    role="guard")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                for order in rows:
-                    copy_ = OrderItem(s_pk, order.sk, order_id=order.order_id, customer_id=survivor_id,
-                                      status=order.status, data={**order.data, "moved_from": other_id},
-                                      created_at=order.created_at, updated_at=order.updated_at,
-                                      gsi1pk=order.gsi1pk, gsi1sk=order.gsi1sk)
-                    copy_.version = order.version
-                    _put_as_is(tx, copy_)
-                    tx.delete(order)  # conditional on the version read
-                    tx.save(OrderPointerItem(ctx.key("O", order.order_id), "O", customer_id=survivor_id))
-                    tx.save(GuardItem(ctx.key("U", "order", order.data["source"], order.data["external_id"]),
-                                      "U", customer_id=survivor_id, order_id=order.order_id),
-                            condition=GuardItem.customer_id.is_in(other_id, survivor_id)
-                            | GuardItem.pk.does_not_exist())
+            tx.run()
             moved += len(rows)
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException" or races >= ATTEMPTS:
+        except Cancelled:  # an order changed meanwhile: read it again, after a backoff
+            if next(races, None) is None:
                 raise Conflict("the orders changed concurrently; retry the merge",
                                code="transaction_conflict") from None
-            races += 1  # an order changed meanwhile: read it again
-            time.sleep(random.uniform(0, 0.01 * races))
 
 
 def _move_family(ctx: TenantContext, model: Any, prefix: str, survivor_id: str, other_id: str,
@@ -447,7 +442,7 @@ def _recompute_recent(ctx: TenantContext, survivor_id: str, other_id: str) -> No
     from crm.orders.service import ORDER_PREFIX, RECENT, RECENT_KEPT, summary
 
     s_pk = records.profile_pk(ctx, survivor_id)
-    for _ in range(ATTEMPTS):
+    for _ in retry.backoff(ATTEMPTS):
         try:
             recent = RecentOrdersItem.get(s_pk, RECENT, consistent_read=True)
         except RecentOrdersItem.DoesNotExist:
@@ -495,10 +490,7 @@ def _copy_ledger(ctx: TenantContext, survivor_id: str, other_id: str, base: int)
 
 def _finish(ctx: TenantContext, survivor_id: str, other_id: str, counts: dict[str, int]) -> Customer:
     """Step 7: the other's tombstone, the survivor's marker, the audit entry, at once."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
-    for n in range(ATTEMPTS):
+    for _ in retry.backoff(ATTEMPTS):
         survivor, other = _pair(ctx, survivor_id, other_id)
         if other is not None and other.status == "merged":
             return records.to_customer(survivor)  # a concurrent run finished it
@@ -515,24 +507,20 @@ def _finish(ctx: TenantContext, survivor_id: str, other_id: str, counts: dict[st
         if (survivor.merge or {}).get("from") == other_id:
             rest = {k: v for k, v in survivor.merge.items() if k != "from"}
             survivor.merge = rest or None
+        tx = Tx()
+        tx.save(other, CustomerItem.status == "merging", role="other")
+        tx.save(survivor, role="survivor")
+        tx.save(audit, EventItem.pk.does_not_exist(), role="audit")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.save(other, condition=CustomerItem.status == "merging")
-                tx.save(survivor)
-                tx.save(audit, condition=EventItem.pk.does_not_exist())
+            tx.run()
             return records.to_customer(survivor)
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
-            time.sleep(random.uniform(0, 0.004 * (n + 1)))
+        except Cancelled:  # a concurrent run or write: read both again
+            continue
     raise Conflict("the customers changed concurrently; retry", code="transaction_conflict")
 
 
 def _repoint(ctx: TenantContext, absorbed: list[str], other_id: str, survivor_id: str) -> None:
     """Customers merged into the other earlier now resolve to the survivor directly."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     for i in range(0, len(absorbed), 100):
         keys = [(records.profile_pk(ctx, c), records.PROFILE) for c in absorbed[i:i + 100]]
         stale = [p for p in CustomerItem.batch_get(keys, consistent_read=True)
@@ -542,10 +530,10 @@ def _repoint(ctx: TenantContext, absorbed: list[str], other_id: str, survivor_id
         for p in stale:
             p.merged_into = survivor_id
             p.merge = {**(p.merge or {}), "into": survivor_id}
+        tx = Tx()
+        for p in stale:
+            tx.save(p, role="absorbed")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                for p in stale:
-                    tx.save(p)
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise  # a race with a concurrent run: the next attempt reads them again
+            tx.run()
+        except Cancelled:
+            pass  # a race with a concurrent run: the next attempt reads them again

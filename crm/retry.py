@@ -3,7 +3,9 @@ jitter, so that many concurrent writers to one item all get through instead of m
 them being told to retry (only a request that sent If-Match asks to be told).
 
 Bounded: at most ``MAX_ATTEMPTS`` attempts within ``BUDGET_SECONDS`` (well under API
-Gateway's 29 s); a caller that runs out answers 409 ``transaction_conflict``."""
+Gateway's 29 s); a caller that runs out answers 409 ``transaction_conflict``. Every re-read
+loop in crm/ and connectors/ uses it; what a cancelled transaction means is crm/tx.py's
+(``Cancelled.lost_race``)."""
 from __future__ import annotations
 
 import random
@@ -30,9 +32,3 @@ def backoff(max_attempts: int = MAX_ATTEMPTS, budget_seconds: float = BUDGET_SEC
             sleep(delay)
         yield attempt
 
-
-def lost_race(exc: BaseException) -> bool:
-    """A TransactWriteItems cancelled only because another transaction held an item
-    (``TransactionConflict``): nothing was wrong with the write itself."""
-    reasons = [getattr(r, "code", None) for r in getattr(exc, "cancellation_reasons", None) or []]
-    return "TransactionConflict" in reasons and "ConditionalCheckFailed" not in reasons

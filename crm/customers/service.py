@@ -18,7 +18,8 @@ from crm.customers.schemas import (
 from crm.customers.writes import ProfileWrite, execute
 from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
-from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item, connection
+from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item
+from crm.tx import Cancelled, Tx
 
 MERGED_FIELDS = ("attributes", "consent", "external_ids")
 MAX_HOPS = 3  # merged -> survivor links are kept one hop long (crm/merge.py); more is a fallback
@@ -366,24 +367,25 @@ def event_item(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) 
                      event_id=eid, customer_id=customer_id, data=data, created_at=now)
 
 
+def _entry_tx(event: EventItem) -> Tx:
+    """A timeline entry put once, on a customer that is active (a ConditionCheck)."""
+    tx = Tx()
+    tx.check(CustomerItem, event.pk, records.PROFILE, CustomerItem.status == "active", role="customer")
+    tx.save(event, EventItem.pk.does_not_exist(), role="entry")
+    return tx
+
+
 def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -> TimelineEvent:
     """1 TransactWriteItems: a ConditionCheck that the customer is active + the Put."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     for _ in retry.backoff():  # a lost race re-tries after a backoff; a merge hops (bounded too)
         event = event_item(ctx, customer_id, body)
-        pk = event.pk
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.condition_check(CustomerItem, pk, records.PROFILE,
-                                   condition=CustomerItem.status == "active")
-                tx.save(event, condition=EventItem.pk.does_not_exist())
+            _entry_tx(event).run()
             return records.to_event(event)
-        except TransactWriteError as exc:
-            if retry.lost_race(exc):  # the profile was being written: try again
+        except Cancelled as exc:
+            if exc.lost_race:  # the profile was being written: try again
                 continue
             item = _load(ctx, customer_id)  # raises 404
             target = records.survivor(item)
@@ -413,22 +415,15 @@ def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineE
     is erased (nothing to do either way). A merged customer's entry goes to its survivor
     (+1 GetItem and 1 TransactWriteItems): an entry moved there by the merge has the
     same id, so a late event is still written once."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     for _ in range(MAX_HOPS):
         event = keyed_event_item(ctx, customer_id, key, body)
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.condition_check(CustomerItem, event.pk, records.PROFILE,
-                                   condition=CustomerItem.status == "active")
-                tx.save(event, condition=EventItem.pk.does_not_exist())
+            _entry_tx(event).run()
             return True
-        except TransactWriteError as exc:
-            reasons = [getattr(r, "code", None) for r in exc.cancellation_reasons or []]
-            if "ConditionalCheckFailed" not in reasons:
+        except Cancelled as exc:
+            if not exc.failed:
                 raise
-            if reasons[0] != "ConditionalCheckFailed":
+            if exc.first_failed != "customer":
                 return False  # the entry exists
             try:
                 target = records.survivor(_load(ctx, customer_id))

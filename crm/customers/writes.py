@@ -9,7 +9,8 @@ from typing import Any, Iterator, TypeVar
 from crm.context import TenantContext
 from crm.customers import records, search
 from crm.errors import Conflict, DomainError, PreconditionFailed
-from crm.storage import CustomerItem, GuardItem, IndexEntryItem, connection
+from crm.storage import CustomerItem, GuardItem, IndexEntryItem
+from crm.tx import Cancelled, Tx
 
 MAX_TRANSACTION_ITEMS = 100
 
@@ -67,27 +68,23 @@ class ProfileWrite:
 
 def execute(writes: list[ProfileWrite]) -> None:
     """Run the writes in one transaction; raise the first domain error on failure."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
-    # PynamoDB sends deletes before puts; keep that order so that the cancellation
-    # reasons DynamoDB returns line up with ``flat``.
-    ops = [(w, op) for w in writes for op in w.ops]
-    flat = [x for x in ops if x[1][0] == "delete"] + [x for x in ops if x[1][0] == "save"]
+    tx = Tx()
+    for w in writes:
+        for kind, item, cond, fld in w.ops:
+            role = fld or ("profile" if isinstance(item, CustomerItem) else "entry")
+            if kind == "save":
+                tx.save(item, cond, role=role)
+            else:
+                tx.delete(item, cond, role=role, add_version_condition=False)
     _batch_entries([e for w in writes for e in w.before], delete=False)
     try:
-        with TransactWrite(connection=connection()) as tx:
-            for _, (kind, item, cond, _) in flat:
-                if kind == "save":
-                    tx.save(item, condition=cond)
-                else:
-                    tx.delete(item, condition=cond, add_version_condition=False)
-    except TransactWriteError as exc:
+        tx.run()
+    except Exception as exc:
         # entries put ahead of a transaction that did not happen must not outlive it
         _batch_entries([e for w in writes for e in w.before], delete=True)
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise
-        raise _explain(exc, flat) from None
+        if isinstance(exc, Cancelled):
+            raise _explain(exc) from None
+        raise
     _batch_entries([e for w in writes for e in w.after], delete=True)
 
 
@@ -136,16 +133,17 @@ def _batch_entries(entries: list[IndexEntryItem], *, delete: bool) -> None:
             batch.delete(entry) if delete else batch.save(entry)
 
 
-def _explain(exc: Any, flat: list) -> DomainError:
-    reasons = exc.cancellation_reasons or []
-    for (write, (kind, item, _, fld)), reason in zip(flat, reasons):
-        if reason is None or reason.code != "ConditionalCheckFailed":
-            continue
+def _explain(exc: Cancelled) -> DomainError:
+    """The first failed part, in the order sent: a stale profile is 412, a taken guard
+    409 naming its holder (+1 GetItem), a guard given up concurrently 412; a cancellation
+    without a failed condition (a lost race) is a retryable 409."""
+    for part in exc.failed:
+        item, fld = part.item, part.role
         if isinstance(item, CustomerItem):
             return PreconditionFailed(
                 f"customer {item.customer_id} was changed by another request; re-read it and retry",
                 field="If-Match")
-        if isinstance(item, GuardItem) and kind == "save":
+        if isinstance(item, GuardItem) and part.kind == "save":
             try:
                 holder = GuardItem.get(item.pk, "U", consistent_read=True).customer_id
             except GuardItem.DoesNotExist:
@@ -154,6 +152,6 @@ def _explain(exc: Any, flat: list) -> DomainError:
                             existing_customer_id=holder, code="duplicate_customer")
         return PreconditionFailed("a concurrent request changed this customer; retry",
                                   field=fld)
-    codes = {getattr(r, "code", None) for r in reasons if r is not None}
-    return Conflict(f"the write conflicted with a concurrent request ({', '.join(sorted(filter(None, codes))) or 'transaction cancelled'}); retry",
+    codes = {c for c in exc.codes if c}
+    return Conflict(f"the write conflicted with a concurrent request ({', '.join(sorted(codes)) or 'transaction cancelled'}); retry",
                     code="transaction_conflict")

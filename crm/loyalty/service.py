@@ -15,12 +15,10 @@ the survivor's, so an event delivered before, during or after a merge counts onc
 from __future__ import annotations
 
 import hashlib
-import random
 import re
-import time
 from typing import Any, Callable, Iterator
 
-from crm import clock, ids
+from crm import clock, ids, retry
 from crm.context import TenantContext
 from crm.customers import records
 from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
@@ -44,8 +42,8 @@ from crm.storage import (
     LoyaltyItem,
     LoyaltyProgramItem,
     RedemptionItem,
-    connection,
 )
+from crm.tx import Cancelled, Tx
 
 LOYALTY = "LOYALTY"
 PROGRAM = "PROGRAM"
@@ -166,9 +164,6 @@ class _Settle(Exception):
 def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
             extra: list[tuple[Item, Any]] = ()) -> None:
     """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version)."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     book.check()
     if len(book.entries) > MAX_ENTRIES:
         if book.due_entries:
@@ -178,29 +173,28 @@ def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
     _set_due(ctx, item, book)
     item.book = book.s
     item.updated_at = now
+    tx = Tx()
+    for entry in book.entries:
+        tx.save(LedgerItem(item.pk, f"{LEDGER_PREFIX}{entry['seq']:010d}",
+                           customer_id=item.customer_id, entry=entry),
+                LedgerItem.pk.does_not_exist(), role="entry")
+    for extra_item, condition in extra:
+        tx.save(extra_item, condition, role="extra")
+    tx.save(item, role="book")
     try:
-        with TransactWrite(connection=connection()) as tx:
-            for entry in book.entries:
-                tx.save(LedgerItem(item.pk, f"{LEDGER_PREFIX}{entry['seq']:010d}",
-                                   customer_id=item.customer_id, entry=entry),
-                        condition=LedgerItem.pk.does_not_exist())
-            for extra_item, condition in extra:
-                tx.save(extra_item, condition=condition)
-            tx.save(item)
-    except TransactWriteError as exc:
-        if exc.cause_response_code == "TransactionCanceledException":
-            raise _Retry() from None
-        raise
+        tx.run()
+    except Cancelled:  # any part: another writer moved the book on; re-read and redo
+        raise _Retry() from None
 
 
 def _retrying(attempt: Callable[[], Any], settle: Callable[[], Any] | None = None) -> Any:
     """Re-read and re-apply on a lost race (another writer moved the book's version),
     or after ``settle`` committed what fell due when it was too much for one transaction."""
-    for n in range(ATTEMPTS):
+    for _ in retry.backoff(ATTEMPTS):
         try:
             return attempt()
         except _Retry:
-            time.sleep(random.uniform(0, 0.004 * (n + 1)))
+            continue
         except _Settle:
             if settle is None:
                 raise
@@ -463,13 +457,12 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
     ``base + seq`` for seq 1..entries (``book.merged_entry``). Done already (the other's
     book is closed into the survivor's): the same answer, nothing written. The other
     never had points: its book is closed with 1 PutItem, the survivor's left alone."""
-    from pynamodb.exceptions import PutError, TransactWriteError
-    from pynamodb.transactions import TransactWrite
+    from pynamodb.exceptions import PutError
 
     from crm.loyalty.book import empty as book_empty
 
     s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
-    for n in range(ATTEMPTS):
+    for _ in retry.backoff(ATTEMPTS):
         keys = [(s_pk, LOYALTY), (o_pk, LOYALTY), (program_pk(ctx), PROGRAM)]
         found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
         s_item = found.get((s_pk, LOYALTY)) or LoyaltyItem(s_pk, LOYALTY, customer_id=survivor_id, book={})
@@ -503,15 +496,14 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
         s_item.updated_at = o_item.updated_at = now
         _set_due(ctx, s_item, Book(combined, program.data if program else None))
         o_item.gsi2pk = o_item.gsi2sk = None
+        tx = Tx()
+        tx.save(s_item, role="survivor_book")
+        tx.save(o_item, role="other_book")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.save(s_item)
-                tx.save(o_item)
+            tx.run()
             return base, closed["seq"]
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
-            time.sleep(random.uniform(0, 0.004 * (n + 1)))
+        except Cancelled:  # either book moved on: re-read both
+            continue
     raise Conflict("the customers' points changed concurrently; retry", code="transaction_conflict")
 
 

@@ -66,7 +66,7 @@ from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, Timestamp
 from crm.errors import Conflict, DomainError, Invalid, field_errors
 from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
-from crm.orders import service
+from crm.orders import service, states
 from crm.orders.schemas import (
     CancellationCreate,
     FulfilmentCreate,
@@ -84,8 +84,8 @@ from crm.storage import (
     OrderItem,
     OrderPointerItem,
     RecentOrdersItem,
-    connection,
 )
+from crm.tx import Cancelled, Tx
 
 MAX_RECORDS = 250
 MAX_TRANSACTION_ITEMS = 100
@@ -319,10 +319,14 @@ def _moves(stored: OrderItem, rec: _Record) -> list[tuple[str, Any]]:
     d, status = stored.data, stored.status
     moves: list[tuple[str, Any]] = []
 
-    def illegal(action: str, allowed: tuple[str, ...], name: str) -> Conflict:
-        return Conflict(f"the vendor's order is {action}, but Rapport has it {status} (it can be "
-                        f"{action} only from {', '.join(allowed)}); nothing was changed",
-                        field=name, code="illegal_transition", current_status=status)
+    def step(action: str, name: str, **amounts: int) -> str:  # forward only (crm/orders/states.py)
+        try:
+            return states.after(action, status, **amounts)
+        except states.IllegalMove as exc:
+            past = states.MOVES[action].past
+            raise Conflict(f"the vendor's order is {past}, but Rapport has it {status} (it can be "
+                           f"{past} only from {', '.join(exc.allowed)}); nothing was changed",
+                           field=name, code="illegal_transition", current_status=status) from None
 
     total = d["total"]
     placed = rec.order.model_dump(mode="json", include=set(service.EDITABLE))
@@ -332,33 +336,27 @@ def _moves(stored: OrderItem, rec: _Record) -> list[tuple[str, Any]]:
                           f"{d.get('refunded_amount', 0)} already refunded", field="total")
         moves.append(("edit", placed, rec.updated_at))
         total = placed["total"]
+        status = states.after_edit(status, d.get("refunded_amount", 0), total)
     if rec.paid and not d.get("paid_at"):
-        if status != "placed":
-            raise illegal("paid", ("placed",), "paid_at")
+        status = step("pay", "paid_at")
         moves.append(("pay", rec.paid))
-        status = "paid"
     if rec.fulfilled and not d.get("fulfilled_at"):
-        if status != "paid":
-            raise illegal("fulfilled", ("paid",), "fulfilled_at")
+        status = step("fulfill", "fulfilled_at")
         moves.append(("fulfill", rec.fulfilled))
-        status = "fulfilled"
     known = {r.get("reference") for r in d.get("refunds", [])}
     refunded = d.get("refunded_amount", 0)
     for j, (body, at) in enumerate(rec.refunds):
         if body.reference in known:
             continue
-        if status not in service.REFUNDABLE:
-            raise illegal("refunded", service.REFUNDABLE, f"refunds.{j}")
+        moved = step("refund", f"refunds.{j}", refunded=refunded + body.amount, total=total)
         if refunded + body.amount > total:
             raise Invalid(f"refund {body.reference} of {body.amount} exceeds the "
                           f"{total - refunded} still refundable", field=f"refunds.{j}.amount",
                           refundable=total - refunded)
         moves.append(("refund", body, clock.iso(at) if at else None))  # at the vendor's date
-        refunded += body.amount
-        status = "refunded" if refunded == total else "partially_refunded"
+        refunded, status = refunded + body.amount, moved
     if rec.cancelled_at and not d.get("cancelled_at"):
-        if status != "placed":
-            raise illegal("cancelled", ("placed",), "cancelled_at")
+        step("cancel", "cancelled_at")
         moves.append(("cancel", rec.cancel or CancellationCreate()))
     return moves
 
@@ -387,25 +385,25 @@ def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
                 placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
     if rec.updated_at:
         data["source_updated_at"] = rec.updated_at
-    status = "placed"
+    status = "placed"  # _parse refused the vendor states the machine cannot reach
     if rec.paid:
         data["paid_at"] = clock.iso(rec.paid.paid_at) if rec.paid.paid_at else now
-        status = "paid"
+        status = states.after("pay", status)
     if rec.fulfilled:
         data["fulfilled_at"] = clock.iso(rec.fulfilled.fulfilled_at) if rec.fulfilled.fulfilled_at else now
-        status = "fulfilled"
+        status = states.after("fulfill", status)
     if rec.cancelled_at:
         data["cancelled_at"] = clock.iso(rec.cancelled_at)
         if rec.cancel and rec.cancel.reason:
             data["cancel_reason"] = rec.cancel.reason
-        status = "cancelled"
+        status = states.after("cancel", status)
     for n, (refund, at) in enumerate(rec.refunds, start=1):
         data["refunds"].append({"id": f"rf_{n}", "amount": refund.amount,
                                 "refunded_at": clock.iso(at) if at else now,
                                 **({"reason": refund.reason} if refund.reason else {}),
                                 "reference": refund.reference})
         data["refunded_amount"] += refund.amount
-        status = "refunded" if data["refunded_amount"] == data["total"] else "partially_refunded"
+        status = states.after("refund", status, refunded=data["refunded_amount"], total=data["total"])
     return status, data
 
 
@@ -487,27 +485,22 @@ def _pack(chunks: list[_Chunk]) -> list[list[_Chunk]]:
 
 def _commit(ctx: TenantContext, source: str, group: list[_Chunk]) -> bool:
     """1 TransactWriteItems; False if it was cancelled (nothing of it was written)."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
+    tx = Tx()
+    for chunk in group:
+        pk = customer_keys.profile_pk(ctx, chunk.customer_id)
+        tx.check(CustomerItem, pk, customer_keys.PROFILE, CustomerItem.status == "active", role="customer")
+        for _, order in chunk.orders:
+            oid = order.order_id
+            tx.save(GuardItem(service._guard_pk(ctx, source, order.data["external_id"]), "U",
+                              customer_id=chunk.customer_id, order_id=oid),
+                    GuardItem.pk.does_not_exist(), role="guard")
+            tx.save(order, OrderItem.pk.does_not_exist(), role="order")
+            tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=chunk.customer_id),
+                    OrderPointerItem.pk.does_not_exist(), role="pointer")
+        chunk.recent.recent = chunk.summary
+        tx.save(chunk.recent, role="recent")
     try:
-        with TransactWrite(connection=connection()) as tx:
-            for chunk in group:
-                pk = customer_keys.profile_pk(ctx, chunk.customer_id)
-                tx.condition_check(CustomerItem, pk, customer_keys.PROFILE,
-                                   condition=CustomerItem.status == "active")
-                for _, order in chunk.orders:
-                    oid = order.order_id
-                    tx.save(GuardItem(service._guard_pk(ctx, source, order.data["external_id"]), "U",
-                                      customer_id=chunk.customer_id, order_id=oid),
-                            condition=GuardItem.pk.does_not_exist())
-                    tx.save(order, condition=OrderItem.pk.does_not_exist())
-                    tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=chunk.customer_id),
-                            condition=OrderPointerItem.pk.does_not_exist())
-                chunk.recent.recent = chunk.summary
-                tx.save(chunk.recent)
-    except TransactWriteError as exc:
-        if exc.cause_response_code != "TransactionCanceledException":
-            raise
+        tx.run()
+    except Cancelled:
         return False
     return True

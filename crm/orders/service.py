@@ -19,6 +19,7 @@ from crm.customers import records
 from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.errors import Conflict, Invalid, NotFound
+from crm.orders import states
 from crm.orders.schemas import (
     CancellationCreate,
     CustomerRef,
@@ -36,13 +37,13 @@ from crm.storage import (
     OrderItem,
     OrderPointerItem,
     RecentOrdersItem,
-    connection,
 )
+from crm.tx import Cancelled, Tx
 
 ORDER_PREFIX = "A#ORD#"
 RECENT = "ORDERS"
 RECENT_KEPT = 10
-REFUNDABLE = ("paid", "fulfilled", "partially_refunded")
+REFUNDABLE = states.REFUNDABLE
 
 
 def _order_sk(order_id: str) -> str:
@@ -106,9 +107,6 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     """Place an order; idempotent on (source, external_id): a repeat returns the original
     (``created`` False). By customer id: 1 BatchGetItem + 1 TransactWriteItems (+1 GetItem
     by email or external id); a repeat: 1 BatchGetItem + 1 GetItem (+1 by email)."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     guard_pk = _guard_pk(ctx, body.source, body.external_id)
     customer_id = _resolve_customer(ctx, body.customer)
     now = clock.now_iso()
@@ -134,25 +132,18 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
                           data=data, created_at=now, updated_at=now,
                           gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
         recent.recent = _with_summary(recent.recent or [], order)
+        tx = Tx()
+        tx.check(CustomerItem, pk, records.PROFILE, CustomerItem.status == "active", role="customer")
+        tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
+                GuardItem.pk.does_not_exist(), role="guard")
+        tx.save(order, OrderItem.pk.does_not_exist(), role="order")
+        tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
+                OrderPointerItem.pk.does_not_exist(), role="pointer")
+        tx.save(recent, role="recent")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                # PynamoDB sends condition checks first, then puts in this order
-                tx.condition_check(CustomerItem, pk, records.PROFILE,
-                                   condition=CustomerItem.status == "active")
-                tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
-                        condition=GuardItem.pk.does_not_exist())
-                tx.save(order, condition=OrderItem.pk.does_not_exist())
-                tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
-                        condition=OrderPointerItem.pk.does_not_exist())
-                tx.save(recent)
+            tx.run({"customer": Invalid(f"customer {customer_id} was erased", field="customer")})
             return to_order(order), True
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
-            failed = [getattr(r, "code", None) == "ConditionalCheckFailed"
-                      for r in exc.cancellation_reasons or []]
-            if failed and failed[0]:
-                raise Invalid(f"customer {customer_id} was erased", field="customer") from None
+        except Cancelled:
             continue  # a concurrent repeat, another order of this customer, a TransactionConflict: re-read
     raise Conflict("the customer's orders are being changed by many requests at once; retry",
                    code="transaction_conflict")
@@ -207,9 +198,6 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
     ``program`` (a payment), the order records whether the tenant had a loyalty program
     then (and had it enabled): an order paid without one never earns, however late its
     events come."""
-    from pynamodb.exceptions import TransactWriteError
-    from pynamodb.transactions import TransactWrite
-
     for _ in retry.backoff():
         order, recent, has_program = _load(ctx, order_id, program)
         now = clock.now_iso()
@@ -222,16 +210,16 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
             order.data["loyalty"] = {**(order.data.get("loyalty") or {}), "program_at_payment": has_program}
         order.updated_at = now
         in_recent = any(s["id"] == order_id for s in recent.recent or [])
+        tx = Tx()
+        tx.save(order, role="order")
+        if in_recent:
+            recent.recent = _with_summary(recent.recent, order)
+            tx.save(recent, role="recent")
         try:
-            with TransactWrite(connection=connection()) as tx:
-                tx.save(order)
-                if in_recent:
-                    recent.recent = _with_summary(recent.recent, order)
-                    tx.save(recent)
+            tx.run()
             return to_order(order)
-        except TransactWriteError as exc:
-            if exc.cause_response_code != "TransactionCanceledException":
-                raise
+        except Cancelled:  # either moved on since the read: re-read
+            continue
     raise Conflict("the order is being changed by many requests at once; retry", code="transaction_conflict")
 
 
@@ -239,37 +227,36 @@ class _Unchanged(Exception):
     """Raised by a change that finds nothing to do: the order is returned as it is."""
 
 
-def _illegal(order: OrderItem, action: str, allowed: tuple[str, ...]) -> Conflict:
-    return Conflict(f"cannot {action} an order that is {order.status} (allowed from: "
-                    f"{', '.join(allowed)})", field="status", code="illegal_transition",
-                    current_status=order.status)
+def _illegal(exc: states.IllegalMove) -> Conflict:
+    return Conflict(f"cannot {exc.action} an order that is {exc.status} (allowed from: "
+                    f"{', '.join(exc.allowed)})", field="status", code="illegal_transition",
+                    current_status=exc.status)
 
 
-def _move(ctx: TenantContext, order_id: str, action: str, source: str, target: str,
-          stamp: str, at: datetime | None, extra: dict[str, Any] | None = None,
-          program: bool = False) -> Order:
-    """A one-step move ``source`` -> ``target`` that stamps ``<stamp>`` (default: now)."""
+def _move(ctx: TenantContext, order_id: str, action: str, at: datetime | None,
+          extra: dict[str, Any] | None = None, program: bool = False) -> Order:
+    """A one-step move of crm/orders/states.py that stamps its time (default: now)."""
     def change(order: OrderItem, now: str) -> None:
-        if order.status != source:
-            raise _illegal(order, action, (source,))
-        order.status = target
-        order.data[stamp] = clock.iso(at) if at else now
+        try:
+            order.status = states.after(action, order.status)
+        except states.IllegalMove as exc:
+            raise _illegal(exc) from None
+        order.data[states.MOVES[action].stamp] = clock.iso(at) if at else now
         order.data.update(extra or {})
     return _transition(ctx, order_id, change, program)
 
 
 def pay(ctx: TenantContext, order_id: str, body: PaymentCreate) -> Order:
-    return _move(ctx, order_id, "pay", "placed", "paid", "paid_at", body.paid_at, program=True)
+    return _move(ctx, order_id, "pay", body.paid_at, program=True)
 
 
 def fulfill(ctx: TenantContext, order_id: str, body: FulfilmentCreate) -> Order:
-    return _move(ctx, order_id, "fulfill", "paid", "fulfilled", "fulfilled_at", body.fulfilled_at)
+    return _move(ctx, order_id, "fulfill", body.fulfilled_at)
 
 
 def cancel(ctx: TenantContext, order_id: str, body: CancellationCreate) -> Order:
     """Only an unpaid order is cancelled; a paid one is refunded instead."""
-    return _move(ctx, order_id, "cancel", "placed", "cancelled", "cancelled_at", None,
-                 {"cancel_reason": body.reason} if body.reason else None)
+    return _move(ctx, order_id, "cancel", None, {"cancel_reason": body.reason} if body.reason else None)
 
 
 def refund(ctx: TenantContext, order_id: str, body: RefundCreate, refunded_at: str | None = None) -> Order:
@@ -281,8 +268,8 @@ def refund(ctx: TenantContext, order_id: str, body: RefundCreate, refunded_at: s
         if body.reference is not None and any(
                 r.get("reference") == body.reference for r in order.data.get("refunds", [])):
             raise _Unchanged()
-        if order.status not in REFUNDABLE:
-            raise _illegal(order, "refund", REFUNDABLE)
+        if order.status not in states.REFUNDABLE:
+            raise _illegal(states.IllegalMove("refund", order.status))
         if body.currency is not None and body.currency != order.data["currency"]:
             raise Invalid(f"the order is in {order.data['currency']}, not {body.currency}",
                           field="currency")
@@ -296,7 +283,7 @@ def refund(ctx: TenantContext, order_id: str, body: RefundCreate, refunded_at: s
                  **({"reference": body.reference} if body.reference else {})}
         order.data["refunds"] = [*order.data.get("refunds", []), entry]
         order.data["refunded_amount"] = refunded
-        order.status = "refunded" if refunded == order.data["total"] else "partially_refunded"
+        order.status = states.after("refund", order.status, refunded=refunded, total=order.data["total"])
     return _transition(ctx, order_id, change)
 
 
@@ -319,10 +306,7 @@ def edit(ctx: TenantContext, order_id: str, placed: dict[str, Any], source_updat
                           revision=order.data.get("revision", 0) + 1, edited_at=source_updated_at or now)
         if source_updated_at:
             order.data["source_updated_at"] = source_updated_at
-        if order.status == "refunded" and order.data.get("refunded_amount", 0) < new["total"]:
-            order.status = "partially_refunded"
-        elif order.status == "partially_refunded" and order.data.get("refunded_amount", 0) == new["total"]:
-            order.status = "refunded"
+        order.status = states.after_edit(order.status, order.data.get("refunded_amount", 0), new["total"])
     return _transition(ctx, order_id, change)
 
 

@@ -309,3 +309,21 @@ def test_a_race_cancels_the_packed_transaction_and_each_order_is_retried_alone(t
     assert sorted(o["external_id"] for o in orders) == ["race-0", "race-1", "race-2"]
     # race-1 was placed first (through the API), so it is the customer's first order
     assert [o["external_id"] for o in orders if o["loyalty"]["first"]] == ["race-1"]
+
+
+def test_an_edit_that_reopens_a_refunded_order_lets_the_same_record_refund_again(tenant):
+    """The import asks the one state machine (crm/orders/states.py): an edit raising the
+    total of a refunded order makes it partially refunded, so a refund in the same vendor
+    record is a legal forward move, as it is through the API."""
+    cid = tenant.create_customer(email="reopen@example.com")["id"]
+    paid_at = iso(NOW - timedelta(days=2))
+    [res] = import_orders(tenant.ctx, "shop", [vendor_order(cid, "r-1", paid_at=paid_at, refunds=[
+        {"reference": "re_1", "amount": 10000}])])
+    assert get_order(tenant, res.order_id)["status"] == "refunded"
+    edited = vendor_order(cid, "r-1", total=12000, paid_at=paid_at, updated_at=iso(NOW),
+                          refunds=[{"reference": "re_1", "amount": 10000}, {"reference": "re_2", "amount": 2000}])
+    [out] = import_orders(tenant.ctx, "shop", [edited])
+    assert out.status == "updated", out.error
+    order = get_order(tenant, res.order_id)
+    assert (order["status"], order["total"], order["refunded_amount"]) == ("refunded", 12000, 12000)
+    assert [r["reference"] for r in order["refunds"]] == ["re_1", "re_2"]

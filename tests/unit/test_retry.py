@@ -1,8 +1,6 @@
 """crm.retry: bounded attempts, growing jittered waits, a time budget."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from crm import retry
 
 
@@ -28,12 +26,3 @@ def test_backoff_stops_before_its_budget():
     list(retry.backoff(10_000, 2.0, sleep=sleep, clock=lambda: now[0]))
     assert now[0] <= 2.0
 
-
-def test_lost_race_only_for_transaction_conflicts():
-    def exc(*codes):
-        return SimpleNamespace(cancellation_reasons=[SimpleNamespace(code=c) if c else None for c in codes])
-
-    assert retry.lost_race(exc(None, "TransactionConflict"))
-    assert not retry.lost_race(exc("ConditionalCheckFailed", "TransactionConflict"))
-    assert not retry.lost_race(exc("ConditionalCheckFailed"))
-    assert not retry.lost_race(ValueError())
