@@ -1,0 +1,91 @@
+"""Every item kind is declared once (crm/schema.py), and the docs show the declarations."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("crm", "connectors", "api", "functions")
+
+
+def _import_everything() -> None:
+    for name in PACKAGES:
+        package = importlib.import_module(name)
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
+            importlib.import_module(info.name)
+    importlib.import_module("app")
+
+
+@pytest.fixture(scope="module")
+def schema():
+    _import_everything()
+    from crm import schema
+
+    return schema
+
+
+def test_every_item_class_is_declared(schema):
+    classes = schema.item_classes()
+    assert len(classes) >= 20  # crm's and connectors' models were found
+    assert schema.undeclared() == []
+
+
+def test_an_undeclared_class_is_caught(schema):
+    from crm.storage import Item
+
+    class Forgotten(Item, discriminator="forgotten_for_test"):
+        pass
+
+    try:
+        assert Forgotten in schema.undeclared()
+    finally:
+        Item._attributes["kind"]._class_map.pop(Forgotten, None)
+        Item._attributes["kind"]._discriminator_map.pop("forgotten_for_test", None)
+
+
+def test_personal_data_is_never_kept():
+    from crm.schema import Kind
+
+    with pytest.raises(ValueError, match="personal data"):
+        Kind("x", "P X", "X", "tenant", pii=("data",), erasure="keep")
+    with pytest.raises(ValueError, match="customer's items"):
+        Kind("x", "P X", "X", "tenant", merge="move")
+
+
+def test_architecture_key_table_is_the_declared_schema(schema):
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    start, end = "<!-- schema:begin (crm/schema.py markdown_table) -->", "<!-- schema:end -->"
+    assert start in text and end in text
+    shown = text.split(start, 1)[1].split(end, 1)[0].strip()
+    assert shown == schema.markdown_table(), (
+        "docs/architecture.md is out of date: python -m crm.schema > the table between the markers")
+
+
+def test_the_360_sort_order(schema):
+    """One Query of ``sk BETWEEN EV# AND PROFILE`` (descending) returns the profile, the
+    recent orders, the points book and the timeline; orders and ledger sort below it."""
+    from crm.customers import records
+
+    prefixes = schema.customer_sort_prefixes()
+    assert prefixes["customer"] == records.PROFILE and prefixes["event"] == records.EVENT_PREFIX
+    assert "EV#" < "LOYALTY" < "ORDERS" < "PROFILE"
+    assert prefixes["event"] < prefixes["loyalty"] < prefixes["recent_orders"] < prefixes["customer"]
+    inside = {k for k, p in prefixes.items() if records.EVENT_PREFIX <= p <= records.PROFILE}
+    assert inside == {"event", "loyalty", "recent_orders", "customer"}
+    below = {k for k, p in prefixes.items() if p < records.EVENT_PREFIX}
+    assert below == {"order", "ledger", "redemption"}
+    for name in below:  # A#..., B#...: every key of theirs sorts below EV#
+        assert prefixes[name][0] in "AB" and prefixes[name][:2] + "\uffff" < records.EVENT_PREFIX
+    # every sort key in the partition begins with its kind's prefix, and no two overlap
+    values = sorted(prefixes.values())
+    assert all(not b.startswith(a) for a, b in zip(values, values[1:]))
+
+
+def test_connectors_declare_their_kinds(schema):
+    kinds = schema.kinds()
+    for name in ("connection", "sync_state", "sync_run", "hook_route", "hook_delivery", "idempotency"):
+        assert name in kinds
+    assert kinds["sync_run"].erasure == "blank" and kinds["idempotency"].erasure == "delete"
