@@ -126,19 +126,11 @@ IDEMPOTENCY = register("idempotency", Kind(
     pii=("data",), erasure="delete", gsi="— (expires by TTL)"))
 
 
-def load_models() -> None:
-    """Import every module that defines item classes, so the registry is complete."""
-    import importlib
-
-    for name in ("crm.storage", "connectors.store"):
-        importlib.import_module(name)
-
-
 def write_docs(path: str = "docs/architecture.md") -> bool:
-    """Regenerate the table between the schema markers; True when the file changed."""
+    """Regenerate the table between the schema markers; True when the file changed
+    (the modules that declare kinds must be imported first)."""
     from pathlib import Path
 
-    load_models()
     file = Path(path)
     text = file.read_text()
     head, rest = text.split(BEGIN, 1)
@@ -152,6 +144,11 @@ BEGIN = "<!-- schema:begin (crm/schema.py markdown_table) -->"
 END = "<!-- schema:end -->"
 
 if __name__ == "__main__":  # python -m crm.schema: refresh docs/architecture.md
+    import importlib
+
     from crm import schema  # the module the models import (this one runs as __main__)
+
+    for module in ("crm.storage", "connectors.store", "connectors.uploads"):  # every declaring module
+        importlib.import_module(module)
 
     print("updated" if schema.write_docs() else "up to date")

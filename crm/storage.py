@@ -105,6 +105,9 @@ class CustomerItem(Item, discriminator="customer"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     erased_at = UnicodeAttribute(null=True)
+    # an erasure's follow-up (crm/erasure.py): {"status": "pending", "terms": [...]} until
+    # it is done, then {"status": "complete"}
+    erasure = JSONAttribute(null=True)
     # merges (crm/merge.py): a merged or merging profile names its survivor; ``merge``
     # holds the procedure's state (on the other: into, started_at, counts; on the
     # survivor: the id being merged into it, while that runs)

@@ -123,9 +123,15 @@ def update_customer(req: Request) -> Result:
           scope=WRITE, summary="Erase a customer's personal data, keeping an anonymized tombstone",
           responses={200: "Customer"}, errors=(404, 409))
 def erase_customer(req: Request) -> Result:
+    """The partition is erased in the request; the rest of the tenant by a follow-up on
+    the sync queue (queued again by a repeat while ``erasure.status`` is pending)."""
     from crm.customers import service
+    from functions import erasure, queues
 
-    return Result(200, service.erase(req.ctx, req.params["customer_id"]))
+    customer = service.erase(req.ctx, req.params["customer_id"])
+    if customer.erasure is not None and customer.erasure.status == "pending":
+        queues.send("sync", [erasure.message(req.ctx.tenant_id, customer.id)])
+    return Result(200, customer)
 
 
 @endpoint(bp, "/v1/customers/{customer_id}/events", "POST", operation_id="createTimelineEvent",

@@ -89,3 +89,39 @@ def test_connectors_declare_their_kinds(schema):
     for name in ("connection", "sync_state", "sync_run", "hook_route", "hook_delivery", "idempotency"):
         assert name in kinds
     assert kinds["sync_run"].erasure == "blank" and kinds["idempotency"].erasure == "delete"
+
+
+def test_every_kind_with_personal_data_is_erased(schema):
+    """A kind holding personal data is erased in the customer's partition (by its
+    declaration), in the profile's transaction, or by a registered hook."""
+    from crm import erasure
+
+    assert erasure.missing() == []
+    kinds = schema.kinds()
+    hooked = set(erasure._HOOKS)
+    assert {"identity_conflict", "idempotency", "sync_run", "upload"} <= hooked
+    assert all(kinds[name].erasure != "keep" for name in hooked)
+
+
+def test_a_new_kind_with_personal_data_and_no_hook_is_reported(schema):
+    from crm import erasure
+    from crm.schema import Kind, _OTHERS, register
+
+    register("forgotten_notes", Kind("notes", "P NOTES", "<id>", "tenant", pii=("text",), erasure="delete"))
+    try:
+        assert erasure.missing() == ["forgotten_notes"]
+    finally:
+        _OTHERS.pop("forgotten_notes")
+
+
+def test_mentions_finds_the_person_in_any_shape():
+    from crm import erasure
+
+    terms = erasure.terms_of("cus_1", {"email": "Ann.Lee@Example.com", "phone": "+14155552671",
+                                       "name": {"given": "Zoë Ann", "family": "Leeford"}})
+    assert not any("ann.lee" in t.casefold() or "leeford" in t for t in terms)  # digests only
+    for value in ({"body": '{"email": "ann.lee@example.com"}'}, "row 3: +1 (415) 555-2671",
+                  ["ZOË"], "id AnnLeeford-7", {"customer_id": "cus_1"}):
+        assert erasure.mentions(value, terms, "cus_1"), value
+    for value in ("someone else", {"email": "bob.smith@example.org"}, "+14155552672", "Le"):
+        assert not erasure.mentions(value, terms, "cus_1"), value
