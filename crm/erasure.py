@@ -36,6 +36,7 @@ Hook = Callable[[TenantContext, str, Terms], int]
 IN_PROFILE_WRITE = ("customer", "guard", "index")
 _HOOKS: dict[str, Hook] = {}
 MIN_TERM = 3  # shorter name words would match other people's data
+MIN_INSIDE = 5  # a shorter name word ("Exa") is only found as a word, not in "example"
 MAX_WORD = 64  # longer words are not searched for a name inside them
 
 
@@ -66,7 +67,7 @@ def _words(text: str) -> list[str]:
             if len(w) >= MIN_TERM]
 
 
-def terms_of(customer_id: str, data: dict[str, Any]) -> Terms:
+def terms_of(customer_id: str, data: dict[str, Any], *, names: bool = True) -> Terms:
     """Digests of what identifies the person in free data: the id, emails, phone digits,
     name words. Digests, so the tombstone holds no personal data while the follow-up is
     pending; ``mentions`` digests the tokens of a value the same way."""
@@ -78,9 +79,9 @@ def terms_of(customer_id: str, data: dict[str, Any]) -> Terms:
         if phone and re.sub(r"\D", "", phone):
             out.add(re.sub(r"\D", "", phone))
     name = data.get("name") or {}
-    words = {w for part in (name.get("given"), name.get("family")) for w in _words(part or "")}
-    # a name word is looked for inside longer words too ("annlee"): its length says where
-    lengths = {f"len:{len(w)}" for w in words}
+    words = {w for part in (name.get("given"), name.get("family")) for w in _words(part or "")} if names else set()
+    # a long name word is looked for inside longer words too ("annleeford"): its length says where
+    lengths = {f"len:{len(w)}" for w in words if len(w) >= MIN_INSIDE}
     return sorted({_digest(customer_id, t) for t in out | words} | lengths)
 
 

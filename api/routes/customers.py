@@ -182,3 +182,14 @@ def customer_360(req: Request) -> Result:
     if not req.ctx.allows("orders:read"):  # customers:read alone does not show orders
         view = view.model_copy(update={"recent_orders": None})
     return Result(200, view)
+
+
+@endpoint(bp, "/v1/customers/{customer_id}/export", "GET", operation_id="exportCustomer", tag=TAG,
+          scope=READ, summary="Everything held about the customer, as JSON, paged (GDPR art. 20; "
+          "customers:read)", query="CustomerExportQuery", responses={200: "CustomerExport"},
+          errors=(404,))
+def export_customer(req: Request) -> Result:
+    from crm.export import export
+
+    q = req.query
+    return Result(200, export(req.ctx, req.params["customer_id"], limit=q.limit, cursor=q.cursor))

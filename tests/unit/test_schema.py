@@ -125,3 +125,11 @@ def test_mentions_finds_the_person_in_any_shape():
         assert erasure.mentions(value, terms, "cus_1"), value
     for value in ("someone else", {"email": "bob.smith@example.org"}, "+14155552672", "Le"):
         assert not erasure.mentions(value, terms, "cus_1"), value
+
+
+def test_a_short_name_is_not_found_inside_other_words():
+    from crm import erasure
+
+    terms = erasure.terms_of("cus_1", {"name": {"given": "Exa"}})
+    assert erasure.mentions("Exa Smith", terms, "cus_1")
+    assert not erasure.mentions("other@example.com", terms, "cus_1")
