@@ -39,6 +39,7 @@ class Kind:
     events: bool = False
     gsi: str = ""
     export: bool = False  # part of GET /v1/customers/{id}/export
+    merge_keeps_survivors: bool = False  # moved: where both partitions hold the key, the survivor's wins
 
     def __post_init__(self) -> None:
         if self.pii and self.erasure == "keep":

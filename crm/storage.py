@@ -218,7 +218,7 @@ class RedemptionItem(Item, discriminator="redemption"):
     the redemption's own transaction, so one key redeems at most once."""
 
     KIND = Kind("redemption guard", "P C#<id>", "B#RDM#<hash of the Idempotency-Key>",
-                "customer", merge="move")
+                "customer", merge="move", merge_keeps_survivors=True)
 
     customer_id = UnicodeAttribute()
     result = JSONAttribute(default=dict)

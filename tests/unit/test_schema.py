@@ -133,3 +133,12 @@ def test_a_short_name_is_not_found_inside_other_words():
     terms = erasure.terms_of("cus_1", {"name": {"given": "Exa"}})
     assert erasure.mentions("Exa Smith", terms, "cus_1")
     assert not erasure.mentions("other@example.com", terms, "cus_1")
+
+
+def test_merge_handles_every_kind_it_is_declared_to_move(schema):
+    from crm import merge
+
+    assert merge.unhandled() == []
+    moved = {schema.name_of(m): (prefix, keep) for m, prefix, keep in merge.families()}
+    assert moved == {"event": ("EV#", False), "redemption": ("B#RDM#", True)}
+    assert set(merge.STEPS) <= set(schema.kinds())
