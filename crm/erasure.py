@@ -40,6 +40,11 @@ MIN_INSIDE = 5  # a shorter name word ("Exa") is only found as a word, not in "e
 MAX_WORD = 64  # longer words are not searched for a name inside them
 
 
+def message(tenant_id: str, customer_id: str) -> dict[str, Any]:
+    """The follow-up's message on the sync queue (handled by functions/erasure.py)."""
+    return {"type": "erasure", "tenant_id": tenant_id, "customer_id": customer_id}
+
+
 def register(kind: str, hook: Hook) -> Hook:
     """``hook(ctx, customer_id, terms)`` erases the customer's data of ``kind`` outside the
     customer's partition and returns how many items (or files) it changed."""

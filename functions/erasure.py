@@ -1,6 +1,6 @@
 """The follow-up of a customer's erasure, from the ``sync`` queue (crm/erasure.py).
 
-Message: ``{"type": "erasure", "tenant_id", "customer_id"}``, sent by
+Message: ``{"type": "erasure", "tenant_id", "customer_id"}`` (``crm.erasure.message``), sent by
 ``DELETE /v1/customers/{id}`` (again by a repeated DELETE while it is pending). It runs
 every declared kind's erasure hook (Queries per partition and connection, never a table
 Scan), then marks the tombstone ``erasure: {"status": "complete"}``. A failure leaves the
@@ -9,10 +9,6 @@ message to be retried; every hook is idempotent.
 from __future__ import annotations
 
 from typing import Any
-
-
-def message(tenant_id: str, customer_id: str) -> dict[str, Any]:
-    return {"type": "erasure", "tenant_id": tenant_id, "customer_id": customer_id}
 
 
 def run(message: dict[str, Any]) -> dict[str, int]:

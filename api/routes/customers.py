@@ -125,8 +125,9 @@ def update_customer(req: Request) -> Result:
 def erase_customer(req: Request) -> Result:
     """The partition is erased in the request; the rest of the tenant by a follow-up on
     the sync queue (queued again by a repeat while ``erasure.status`` is pending)."""
+    from crm import erasure
     from crm.customers import service
-    from functions import erasure, queues
+    from functions import queues  # the sync queue's sender, as POST …/sync uses it
 
     customer = service.erase(req.ctx, req.params["customer_id"])
     if customer.erasure is not None and customer.erasure.status == "pending":
