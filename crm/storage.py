@@ -207,7 +207,7 @@ class LedgerItem(Item, discriminator="ledger"):
     """``T#<tenant>#C#<customer>`` / ``B#LED#<seq>``: one append-only ledger entry."""
 
     KIND = Kind("ledger entry", "P C#<id>", "B#LED#<seq, 10 digits>", "customer",
-                merge="move", events=True, export=True)
+                pii=("entry.reason",), erasure="blank", merge="move", events=True, export=True)
 
     customer_id = UnicodeAttribute()
     entry = JSONAttribute(default=dict)
@@ -218,7 +218,8 @@ class RedemptionItem(Item, discriminator="redemption"):
     the redemption's own transaction, so one key redeems at most once."""
 
     KIND = Kind("redemption guard", "P C#<id>", "B#RDM#<hash of the Idempotency-Key>",
-                "customer", merge="move", merge_keeps_survivors=True)
+                "customer", pii=("result.entries.reason",), erasure="blank", merge="move",
+                merge_keeps_survivors=True)
 
     customer_id = UnicodeAttribute()
     result = JSONAttribute(default=dict)

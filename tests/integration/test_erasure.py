@@ -1,5 +1,5 @@
 """Erasure (GDPR art. 17) is complete, as a property: a customer with random personal data
-gets orders (with free-text reasons), timeline entries, an identity conflict, a CSV import
+gets orders and points (with free-text reasons), timeline entries, an identity conflict, a CSV import
 with their row and a rejected row mentioning them, and an Idempotency-Key response; after
 DELETE and its follow-up job, no item of the tenant (read back with a Scan, here only) and
 no object under the tenant's upload prefix contains their email, phone or names, while
@@ -28,6 +28,8 @@ names = st.text(alphabet="bcdfghjkmnpqrstvwxz", min_size=7, max_size=12).map(str
 digits = st.text(alphabet="0123456789", min_size=8, max_size=8)
 MAPPING = {"Id": "external_id", "E-mail": "email", "First name": "name.given",
            "Last name": "name.family", "Country": "address.country", "Street": "address.line1"}
+PROGRAM = {"earns_from": "2000-01-01T00:00:00Z", "currency": "EUR", "earn_rates": {"EUR": 1},
+           "rounding": "floor", "tiers": [{"name": "Bronze", "threshold": 0}], "expiry_months": 12}
 ORDER = {"source": "pos", "channel": "store", "currency": "EUR",
          "lines": [{"sku": "A", "name": "Thing", "quantity": 1, "unit_price": 1000}],
          "total": 1000, "placed_at": "2026-01-02T10:00:00Z"}
@@ -100,6 +102,14 @@ def test_erasure_leaves_nothing_of_the_person(api_url, event_pipeline, raw_table
     refund = tenant.http.post(f"/v1/orders/{paid['id']}/refunds",
                               json={"amount": 100, "reason": f"asked by {email} on {phone}"})
     assert refund.status_code == 200, refund.text
+    # points with free-text reasons: an adjustment, a redemption (with its Idempotency-Key)
+    assert tenant.http.put("/v1/loyalty/program", json=PROGRAM).status_code in (200, 201)
+    adjusted = tenant.http.post(f"/v1/customers/{cid}/loyalty/adjustments",
+                                json={"points": 40, "reason": f"goodwill for {given_name}"})
+    assert adjusted.status_code in (200, 201), adjusted.text
+    redeemed = tenant.http.post(f"/v1/customers/{cid}/loyalty/redemptions", headers={"Idempotency-Key": "r-1"},
+                                json={"points": 10, "reason": f"{family} voucher"})
+    assert redeemed.status_code in (200, 201), redeemed.text
     # an identity conflict: another shop id arrives with the customer's email
     [res] = identity.upsert(tenant.ctx, "shop", [("s-2", {"email": email})])
     assert res.status == "conflict", res
