@@ -351,6 +351,9 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
         raise Conflict("the customer is being changed by many requests at once; retry",
                        code="transaction_conflict")
     if item.status == "erased":
+        if item.erasure is None:  # erased before follow-ups existed: look for its id at least
+            item.update(actions=[CustomerItem.erasure.set(
+                {"status": "pending", "terms": erasure.terms_of(item.customer_id, {})})])
         erasure.partition(ctx, item.customer_id)
     return records.to_customer(item)
 

@@ -143,3 +143,23 @@ def test_erasure_leaves_nothing_of_the_person(api_url, event_pipeline, raw_table
     # a repeat is harmless and stays complete
     again = tenant.http.delete(f"/v1/customers/{cid}")
     assert again.status_code == 200 and again.json()["erasure"] == {"status": "complete"}
+
+
+def test_a_tombstone_from_before_follow_ups_gets_one_on_a_repeated_delete(tenant, event_pipeline):
+    """An erasure older than the follow-up has no ``erasure``: a repeat of the DELETE
+    queues one that finds what names the customer's id (here a stored response)."""
+    from crm.customers import records
+    from crm.storage import CustomerItem
+
+    c = tenant.create_customer(email="old-tomb@example.com")
+    r = tenant.http.post(f"/v1/customers/{c['id']}/events", headers={"Idempotency-Key": "ev-1"},
+                         json={"type": "note"})
+    assert r.status_code == 201
+    assert tenant.http.delete(f"/v1/customers/{c['id']}").status_code == 200
+    _wait_complete(tenant, c["id"])
+    item = CustomerItem.get(records.profile_pk(tenant.ctx, c["id"]), records.PROFILE)
+    item.update(actions=[CustomerItem.erasure.remove()])  # as erased before this existed
+    assert tenant.http.get(f"/v1/customers/{c['id']}").json()["erasure"] is None
+    r = tenant.http.delete(f"/v1/customers/{c['id']}")
+    assert r.status_code == 200 and r.json()["erasure"] == {"status": "pending"}
+    assert _wait_complete(tenant, c["id"])["status"] == "erased"
