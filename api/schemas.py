@@ -223,3 +223,21 @@ class CustomerSearchQuery(PageQuery):
     q: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
         description="a prefix of a given or family name, an email or a phone number; several "
         "words must all match")
+
+
+class CustomerExportQuery(PageQuery):
+    limit: int = Field(default=100, ge=1, le=100, description="items of the customer read per page")
+
+
+class CustomerExport(BaseModel):
+    """A page of everything Rapport holds about a person (GDPR art. 20): the first page
+    has the profile, its identities and consent; ``sections`` holds the stored items by
+    kind (``orders``, ``ledger``, ``timeline``, ``loyalty``, ``conflicts``, and any kind
+    declared exportable later). Follow ``next_cursor`` until it is null."""
+
+    customer_id: str
+    profile: dict[str, Any] | None = None
+    identities: dict[str, Any] | None = None
+    consent: dict[str, Any] | None = None
+    sections: dict[str, list[dict[str, Any]]] = {}
+    next_cursor: str | None = None

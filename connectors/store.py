@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 
+from crm.schema import Kind
 from crm.storage import Item
 
 SCHEDULE_INDEX = "SYNC_SCHEDULE"
@@ -28,6 +29,10 @@ ACTIVE_INDEX = "SYNC_ACTIVE"
 
 
 class ConnectionItem(Item, discriminator="connection"):
+    KIND = Kind(
+        "connection (config, KMS-sealed secrets, schedule)", "P CONN#<id>", "CONN", "connection",
+        gsi="gsi1 `P CONNECTIONS` / `<id>`; while scheduled gsi2 `SYNC_SCHEDULE#0` / `<next due>#<tenant>#<id>`")
+
     connection_id = UnicodeAttribute()
     connector = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -42,6 +47,10 @@ class ConnectionItem(Item, discriminator="connection"):
 
 
 class SyncStateItem(Item, discriminator="sync_state"):
+    KIND = Kind(
+        "sync state (a window per stream, the run lock, last_error)", "P CONN#<id>", "STATE",
+        "connection", gsi="while a run holds the lock gsi2 `SYNC_ACTIVE#0` / `<checkpoint>#<tenant>#<id>`")
+
     connection_id = UnicodeAttribute()
     streams = JSONAttribute(default=dict)   # {stream: Window state}
     active_run = UnicodeAttribute(null=True)
@@ -51,6 +60,10 @@ class SyncStateItem(Item, discriminator="sync_state"):
 
 
 class RunItem(Item, discriminator="sync_run"):
+    KIND = Kind(
+        "run (status, counts, the first 100 rejected records)", "P CONN#<id>", "RUN#<run id>",
+        "connection", pii=("data.rejected",), erasure="blank")
+
     connection_id = UnicodeAttribute()
     run_id = UnicodeAttribute()
     data = JSONAttribute(default=dict)
@@ -60,9 +73,15 @@ class RunItem(Item, discriminator="sync_run"):
 
 
 class HookRouteItem(Item, discriminator="hook_route"):
+    KIND = Kind("webhook route (not tenant-prefixed)", "HOOK#<id>", "HOOK", "global")
+
     tenant_id = UnicodeAttribute()
 
 
 class HookDeliveryItem(Item, discriminator="hook_delivery"):
+    KIND = Kind(
+        "webhook delivery guard (a digest only, TTL 7 days; the body is never stored)",
+        "P CONN#<id>", "HOOK#<digest of the delivery id>", "connection")
+
     connection_id = UnicodeAttribute()
     received_at = UnicodeAttribute()

@@ -103,3 +103,40 @@ def open_body(tenant_id: str, connection_id: str, upload_id: str) -> Any:
             raise LookupError(upload_id) from None
         raise
     return answer["Body"]
+
+
+def erase(tenant_id: str, mentions: Any) -> int:
+    """Rewrite the tenant's uploaded files without the rows ``mentions(row)`` is true of
+    (GDPR erasure; connectors/erasure.py): 1 ListObjectsV2 per 1,000 files under
+    ``uploads/<tenant>/``, then per file 1 GetObject and, if a row went, 1 PutObject.
+    Returns the files rewritten."""
+    import csv
+    import io
+
+    s3, changed = client(), 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket(), Prefix=f"uploads/{tenant_id}/"):
+        for obj in page.get("Contents", []):
+            raw = s3.get_object(Bucket=bucket(), Key=obj["Key"])["Body"].read()
+            bom = raw.startswith(b"\xef\xbb\xbf")
+            text = raw.decode("utf-8-sig", errors="replace")
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+            kept = rows[:1] + [r for r in rows[1:] if not mentions(r)]
+            if len(kept) == len(rows):
+                continue
+            out = io.StringIO(newline="")
+            csv.writer(out, lineterminator="\r\n").writerows(kept)
+            body = (b"\xef\xbb\xbf" if bom else b"") + out.getvalue().encode()
+            s3.put_object(Bucket=bucket(), Key=obj["Key"], Body=body, ContentType=CONTENT_TYPE)
+            changed += 1
+    return changed
+
+
+def _declare() -> None:
+    from crm.schema import Kind, register
+
+    register("upload", Kind("uploaded CSV file (S3, expires after 7 days)",
+                            "uploads/<tenant>/<connection>/", "<upload id>.csv", "connection",
+                            pii=("rows",), erasure="blank"))
+
+
+_declare()

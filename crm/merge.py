@@ -62,7 +62,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from crm import clock, ids, retry
+from crm import clock, ids, retry, schema
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import Customer, TimelineEventCreate
@@ -271,8 +271,8 @@ def _run(ctx: TenantContext, survivor_id: str, other_id: str) -> Customer:
     counts = _count(ctx, survivor_id, other_id)
     _identities(ctx, survivor_id, other_id)
     _move_orders(ctx, survivor_id, other_id)
-    _move_family(ctx, EventItem, records.EVENT_PREFIX, survivor_id, other_id)
-    _move_family(ctx, RedemptionItem, "B#RDM#", survivor_id, other_id, keep_existing=True)
+    for model, prefix, keep in families():  # timeline entries, redemption guards, …
+        _move_family(ctx, model, prefix, survivor_id, other_id, keep_existing=keep)
     _recompute_recent(ctx, survivor_id, other_id)
     base, entries = loyalty.combine(ctx, survivor_id, other_id, clock.now_iso())
     _copy_ledger(ctx, survivor_id, other_id, base)
@@ -433,6 +433,29 @@ def _move_family(ctx: TenantContext, model: Any, prefix: str, survivor_id: str, 
             for row in rows:
                 batch.delete(row)
         moved += len(rows)
+
+
+# declared kinds (crm/schema.py) that a step of their own moves or recomputes; every other
+# kind of the customer's partition declared ``merge="move"`` is moved as it is
+STEPS = {"customer": "_finish", "guard": "_identities", "index": "_identities",
+         "order": "_move_orders", "order_pointer": "_move_orders", "recent_orders": "_recompute_recent",
+         "loyalty": "loyalty.combine", "ledger": "_copy_ledger"}
+
+
+def families() -> list[tuple[Any, str, bool]]:
+    """(model, sort-key prefix, the survivor's copy wins) of the kinds moved as they are,
+    from the declarations."""
+    prefixes = schema.customer_sort_prefixes()
+    return [(cls, prefixes[name], kind.merge_keeps_survivors) for cls in schema.item_classes()
+            if (kind := schema.declared(cls)) and kind.merge == "move"
+            and (name := schema.name_of(cls)) not in STEPS and name in prefixes]
+
+
+def unhandled() -> list[str]:
+    """Declared kinds a merge moves or recomputes but nothing here does (tests/unit/test_schema.py)."""
+    moved = {schema.name_of(m) for m, _, _ in families()}
+    return sorted(name for name, kind in schema.kinds().items()
+                  if kind.merge in ("move", "recompute") and name not in STEPS and name not in moved)
 
 
 def _recompute_recent(ctx: TenantContext, survivor_id: str, other_id: str) -> None:

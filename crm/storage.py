@@ -22,6 +22,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from crm import settings
+from crm.schema import Kind
 
 
 class _Gsi1(GlobalSecondaryIndex):
@@ -66,6 +67,8 @@ class Item(Model):
 class TenantItem(Item, discriminator="tenant"):
     """``T#<tenant>#`` / ``TENANT``; also listed on gsi1 ``TENANTS`` for operators."""
 
+    KIND = Kind("tenant", "P", "TENANT", "tenant", gsi="gsi1 `TENANTS` / `<tenant>` (operators only)")
+
     name = UnicodeAttribute()
     status = UnicodeAttribute(default="active")
     plan = UnicodeAttribute(null=True)
@@ -74,6 +77,8 @@ class TenantItem(Item, discriminator="tenant"):
 
 class ApiKeyItem(Item, discriminator="api_key"):
     """``T#<tenant>#APIKEYS`` / ``<key id>``: only the SHA-256 of the secret is kept."""
+
+    KIND = Kind("API key (only the secret's SHA-256)", "P APIKEYS", "<key id>", "tenant")
 
     name = UnicodeAttribute()
     prefix = UnicodeAttribute()
@@ -89,12 +94,20 @@ class ApiKeyItem(Item, discriminator="api_key"):
 class CustomerItem(Item, discriminator="customer"):
     """``T#<tenant>#C#<id>`` / ``PROFILE``; listed on gsi1 (by id) and gsi2 (by update)."""
 
+    KIND = Kind(
+        "customer profile (status active, erased, merging or merged)", "P C#<id>", "PROFILE",
+        "customer", pii=("data",), erasure="blank", merge="recompute", events=True, export=True,
+        gsi="gsi1 `P CUSTOMERS` / `<id>`; gsi2 `P CUSTOMERS` / `<updated_at>#<id>` (active only)")
+
     customer_id = UnicodeAttribute()
     status = UnicodeAttribute(default="active")
     data = JSONAttribute(default=dict)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     erased_at = UnicodeAttribute(null=True)
+    # an erasure's follow-up (crm/erasure.py): {"status": "pending", "terms": [...]} until
+    # it is done, then {"status": "complete"}
+    erasure = JSONAttribute(null=True)
     # merges (crm/merge.py): a merged or merging profile names its survivor; ``merge``
     # holds the procedure's state (on the other: into, started_at, counts; on the
     # survivor: the id being merged into it, while that runs)
@@ -106,6 +119,9 @@ class CustomerItem(Item, discriminator="customer"):
 class EventItem(Item, discriminator="event"):
     """``T#<tenant>#C#<id>`` / ``EV#<occurred_at>#<event id>``: newest last in the partition."""
 
+    KIND = Kind("timeline entry", "P C#<id>", "EV#<occurred_at>#<event id>", "customer",
+                pii=("data",), erasure="delete", merge="move", export=True)
+
     event_id = UnicodeAttribute()
     customer_id = UnicodeAttribute()
     data = JSONAttribute(default=dict)
@@ -115,6 +131,10 @@ class EventItem(Item, discriminator="event"):
 class GuardItem(Item, discriminator="guard"):
     """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer (or order) per value."""
 
+    KIND = Kind(
+        "unique guard (email, external id; an order's source id)", "P U#<email, xid or order>#<value>", "U",
+        "customer", pii=("pk",), erasure="delete", merge="move")
+
     customer_id = UnicodeAttribute()
     order_id = UnicodeAttribute(null=True)
 
@@ -123,6 +143,12 @@ class OrderItem(Item, discriminator="order"):
     """``T#<tenant>#C#<customer>`` / ``A#ORD#<order id>``: in the customer's item collection,
     below the timeline; listed per tenant on gsi1 ``T#<tenant>#ORDERS`` / ``<order id>``
     and per status on gsi2 ``T#<tenant>#ORDERS#<status>`` / ``<order id>``."""
+
+    KIND = Kind(
+        "order (a financial record: kept, its free text blanked)", "P C#<id>", "A#ORD#<order id>",
+        "customer", pii=("data.cancel_reason", "data.refunds.reason"), erasure="blank", merge="move",
+        events=True, export=True,
+        gsi="gsi1 `P ORDERS` / `<order id>`; gsi2 `P ORDERS#<status>` / `<order id>`")
 
     order_id = UnicodeAttribute()
     customer_id = UnicodeAttribute()
@@ -143,12 +169,17 @@ class OrderItem(Item, discriminator="order"):
 class OrderPointerItem(Item, discriminator="order_pointer"):
     """``T#<tenant>#O#<order id>`` / ``O``: which customer's collection holds the order."""
 
+    KIND = Kind("order pointer", "P O#<order id>", "O", "customer", merge="move")
+
     customer_id = UnicodeAttribute()
 
 
 class RecentOrdersItem(Item, discriminator="recent_orders"):
     """``T#<tenant>#C#<customer>`` / ``ORDERS``: the 10 latest orders in brief. It sorts
     between the timeline and ``PROFILE``, so the 360 Query reads it for free."""
+
+    KIND = Kind("recent orders (10, in brief)", "P C#<id>", "ORDERS", "customer",
+                merge="recompute")
 
     customer_id = UnicodeAttribute()
     recent = JSONAttribute(default=list)
@@ -161,6 +192,11 @@ class LoyaltyItem(Item, discriminator="loyalty"):
     has something due, gsi2 ``LOYALTY_DUE#<shard>`` / ``<due at>#<tenant>#<customer>``
     lists it for the scheduled run (a sparse, cross-tenant index, read only by it)."""
 
+    KIND = Kind(
+        "points book (balance, lots, tier)", "P C#<id>", "LOYALTY", "customer", merge="recompute",
+        events=True, export=True,
+        gsi="gsi2 `LOYALTY_DUE#<0-3>` / `<due at>#<tenant>#<id>` while something is due")
+
     customer_id = UnicodeAttribute()
     book = JSONAttribute(default=dict)
     updated_at = UnicodeAttribute()
@@ -170,6 +206,9 @@ class LoyaltyItem(Item, discriminator="loyalty"):
 class LedgerItem(Item, discriminator="ledger"):
     """``T#<tenant>#C#<customer>`` / ``B#LED#<seq>``: one append-only ledger entry."""
 
+    KIND = Kind("ledger entry", "P C#<id>", "B#LED#<seq, 10 digits>", "customer",
+                pii=("entry.reason",), erasure="blank", merge="move", events=True, export=True)
+
     customer_id = UnicodeAttribute()
     entry = JSONAttribute(default=dict)
 
@@ -178,12 +217,18 @@ class RedemptionItem(Item, discriminator="redemption"):
     """``T#<tenant>#C#<customer>`` / ``B#RDM#<digest of the Idempotency-Key>``: written in
     the redemption's own transaction, so one key redeems at most once."""
 
+    KIND = Kind("redemption guard", "P C#<id>", "B#RDM#<hash of the Idempotency-Key>",
+                "customer", pii=("result.entries.reason",), erasure="blank", merge="move",
+                merge_keeps_survivors=True)
+
     customer_id = UnicodeAttribute()
     result = JSONAttribute(default=dict)
 
 
 class LoyaltyProgramItem(Item, discriminator="loyalty_program"):
     """``T#<tenant>#LOYALTY`` / ``PROGRAM``: the tenant's program."""
+
+    KIND = Kind("loyalty program", "P LOYALTY", "PROGRAM", "tenant")
 
     data = JSONAttribute(default=dict)
     updated_at = UnicodeAttribute()
@@ -193,11 +238,18 @@ class LoyaltyProgramItem(Item, discriminator="loyalty_program"):
 class IndexEntryItem(Item, discriminator="index"):
     """``T#<tenant>#I#<kind>#<value>`` / ``<customer id>``: a non-unique lookup (phone, tag)."""
 
+    KIND = Kind(
+        "lookup entry (phone, tag) or search entry (name words, email, phone digits)",
+        "P I#<phone or tag>#<value> or P S#<first character>", "<customer id> or <token>#<customer id>",
+        "customer", pii=("pk", "sk"), erasure="delete", merge="move")
+
     customer_id = UnicodeAttribute()
 
 
 class IdentitySettingsItem(Item, discriminator="identity_settings"):
     """``T#<tenant>#SETTINGS`` / ``IDENTITY``: the tenant's identity-resolution order."""
+
+    KIND = Kind("identity settings", "P SETTINGS", "IDENTITY", "tenant")
 
     data = JSONAttribute(default=dict)
     updated_at = UnicodeAttribute()
@@ -208,6 +260,11 @@ class IdentityConflictItem(Item, discriminator="identity_conflict"):
     would not guess about (crm/identity.py). The id is derived from what conflicted, so
     the same conflict is stored once. Listed newest first on gsi1 ``T#<tenant>#CONFLICTS``
     and per status on gsi2 ``T#<tenant>#CONFLICTS#<status>``, both ``<detected_at>#<id>``."""
+
+    KIND = Kind(
+        "identity conflict (the incoming record and the candidates)", "P CONFLICT#<conflict id>",
+        "CONFLICT", "tenant", pii=("data",), erasure="delete", export=True,
+        gsi="gsi1 `P CONFLICTS` / `<detected_at>#<id>`; gsi2 `P CONFLICTS#<status>` / same")
 
     conflict_id = UnicodeAttribute()
     status = UnicodeAttribute(default="open")

@@ -8,6 +8,8 @@ Messages (JSON):
 - ``{"type": "hook", "tenant_id", "connection_id", "delivery_id", "headers", "body"}``: a
   verified vendor webhook (verified and de-duplicated by the API before it was queued),
   parsed and written through the sink.
+- ``{"type": "erasure", "tenant_id", "customer_id"}``: an erasure's follow-up
+  (functions/erasure.py).
 
 The schedule reads the sparse ``SYNC_SCHEDULE`` index (connections whose next sync is
 due) and queues one message per connection (SQS batches of 10), skipping suspended
@@ -102,6 +104,10 @@ def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[
                 hook(message)
             elif message.get("type") == "sync":
                 run(message, lambda_context)
+            elif message.get("type") == "erasure":  # a customer's erasure follow-up
+                from functions import erasure
+
+                erasure.run(message)
             else:
                 raise ValueError(f"unknown sync message type {message.get('type')!r}")
         except Exception:

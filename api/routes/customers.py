@@ -123,9 +123,16 @@ def update_customer(req: Request) -> Result:
           scope=WRITE, summary="Erase a customer's personal data, keeping an anonymized tombstone",
           responses={200: "Customer"}, errors=(404, 409))
 def erase_customer(req: Request) -> Result:
+    """The partition is erased in the request; the rest of the tenant by a follow-up on
+    the sync queue (queued again by a repeat while ``erasure.status`` is pending)."""
+    from crm import erasure
     from crm.customers import service
+    from functions import queues  # the sync queue's sender, as POST …/sync uses it
 
-    return Result(200, service.erase(req.ctx, req.params["customer_id"]))
+    customer = service.erase(req.ctx, req.params["customer_id"])
+    if customer.erasure is not None and customer.erasure.status == "pending":
+        queues.send("sync", [erasure.message(req.ctx.tenant_id, customer.id)])
+    return Result(200, customer)
 
 
 @endpoint(bp, "/v1/customers/{customer_id}/events", "POST", operation_id="createTimelineEvent",
@@ -176,3 +183,14 @@ def customer_360(req: Request) -> Result:
     if not req.ctx.allows("orders:read"):  # customers:read alone does not show orders
         view = view.model_copy(update={"recent_orders": None})
     return Result(200, view)
+
+
+@endpoint(bp, "/v1/customers/{customer_id}/export", "GET", operation_id="exportCustomer", tag=TAG,
+          scope=READ, summary="Everything held about the customer, as JSON, paged (GDPR art. 20; "
+          "customers:read)", query="CustomerExportQuery", responses={200: "CustomerExport"},
+          errors=(404,))
+def export_customer(req: Request) -> Result:
+    from crm.export import export
+
+    q = req.query
+    return Result(200, export(req.ctx, req.params["customer_id"], limit=q.limit, cursor=q.cursor))

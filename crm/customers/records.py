@@ -104,6 +104,7 @@ def to_customer(item: CustomerItem) -> Customer:
     return Customer(id=item.customer_id, status=item.status, created_at=item.created_at,
                     updated_at=item.updated_at, erased_at=item.erased_at,
                     merged_into=item.merged_into, version=item.version,
+                    erasure={"status": item.erasure["status"]} if item.erasure else None,
                     customer_since=customer_since(item.created_at, data), **data)
 
 

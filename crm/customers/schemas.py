@@ -217,6 +217,10 @@ class PreviousEmail(BaseModel):
                              "can take it, for 90 days from then")
 
 
+class ErasureStatus(BaseModel):
+    status: Literal["pending", "complete"]
+
+
 class Customer(BaseModel):
     """A customer as the API returns it. An erased customer keeps only id, status and
     times. A merged customer's id answers with its survivor (see ``merged_ids``)."""
@@ -242,6 +246,9 @@ class Customer(BaseModel):
                                        "source_created_at: when the customer was first seen anywhere")
     updated_at: str
     erased_at: str | None = None
+    erasure: ErasureStatus | None = Field(
+        default=None, description="set on an erased customer: pending until the follow-up job has "
+        "removed their data from imports, conflicts and stored responses, then complete")
     merged_ids: list[str] = Field(default=[], description="customers merged into this one; their ids resolve here")
     merged_into: str | None = Field(default=None, description="set on a merged customer: its survivor")
     aliases: Aliases | None = Field(default=None, description="identities merged in that do not fit the profile's fields")

@@ -312,15 +312,20 @@ def _apply(ctx: TenantContext, item: CustomerItem, patch: CustomerFields) -> Cus
 
 
 def erase(ctx: TenantContext, customer_id: str) -> Customer:
-    """Right to erasure: the profile becomes an anonymized tombstone (id, status, times)
-    and its guards, lookup entries and timeline are deleted.
+    """Right to erasure (crm/erasure.py): the profile becomes a tombstone (id, status,
+    times, ``erasure``), its guards, lookup and search entries go in the same transaction,
+    and every item of its partition is deleted or blanked as its kind declares (timeline
+    entries deleted; orders kept as financial records, their free text blanked). The rest
+    of the tenant (conflicts, stored responses, run reports, uploads) is the follow-up's
+    (``erasure.status`` stays ``pending`` until it ran; the caller queues it).
 
-    1 GetItem + 1 TransactWriteItems + 1 Query and 1 BatchWriteItem per 25 timeline
-    entries. Repeating it is safe and finishes a purge that a crash interrupted.
-    Orders are kept (they hold no profile data and are financial records) and keep
-    pointing at the tombstone. A merged id erases its survivor (+1 GetItem): the
-    person is one customer now. While a merge into the customer runs: 409.
+    1 GetItem + 1 TransactWriteItems + 1 Query per page of the partition, 1 BatchWriteItem
+    per 25 deleted entries and 1 PutItem per blanked order. Repeating it is safe and
+    finishes a purge that a crash interrupted. A merged id erases its survivor (+1
+    GetItem): the person is one customer now. While a merge into the customer runs: 409.
     """
+    from crm import erasure
+
     for _ in retry.backoff():  # a concurrent write is no reason to refuse: re-read, erase
         item = resolve(ctx, customer_id)
         incoming = (item.merge or {}).get("from")
@@ -333,6 +338,7 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
         old = item.data or {}
         now = clock.now_iso()
         item.status, item.data, item.erased_at, item.updated_at = "erased", {}, now, now
+        item.erasure = {"status": "pending", "terms": erasure.terms_of(item.customer_id, old)}
         records.set_list_keys(ctx, item)
         try:
             execute([ProfileWrite.plan(ctx, item, old, {}, is_new=False)])
@@ -345,13 +351,34 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
     else:
         raise Conflict("the customer is being changed by many requests at once; retry",
                        code="transaction_conflict")
-    customer_id = item.customer_id
-    pk = records.profile_pk(ctx, customer_id)
-    events = EventItem.query(pk, EventItem.sk.startswith(records.EVENT_PREFIX), consistent_read=True)
-    with EventItem.batch_write() as batch:
-        for event in events:
-            batch.delete(event)
+    if item.status == "erased":
+        if item.erasure is None:  # erased before follow-ups existed: look for its id at least
+            item.update(actions=[CustomerItem.erasure.set(
+                {"status": "pending", "terms": erasure.terms_of(item.customer_id, {})})])
+        erasure.partition(ctx, item.customer_id)
     return records.to_customer(item)
+
+
+def erasure_pending(ctx: TenantContext, customer_id: str) -> bool:
+    """Whether the customer's erasure still waits for its follow-up (1 GetItem)."""
+    item = resolve(ctx, customer_id)
+    return item.status == "erased" and (item.erasure or {}).get("status") == "pending"
+
+
+def finish_erasure(ctx: TenantContext, customer_id: str) -> dict[str, int]:
+    """The follow-up (functions/erasure.py): every declared kind's hook, then the tombstone
+    forgets the terms and says ``complete`` (1 GetItem + the hooks' requests + 1 UpdateItem).
+    Nothing to do for a customer that is not erased or already complete."""
+    from crm import erasure
+
+    item = _load(ctx, customer_id)
+    state = item.erasure or {}
+    if item.status != "erased" or state.get("status") != "pending":
+        return {}
+    done = erasure.follow_up(ctx, item.customer_id, state.get("terms") or [item.customer_id])
+    item.update(actions=[CustomerItem.erasure.set({"status": "complete"})],
+                condition=CustomerItem.status == "erased")
+    return done
 
 
 # --- timeline --------------------------------------------------------------

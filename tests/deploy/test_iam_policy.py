@@ -66,6 +66,10 @@ def _granted() -> set[tuple[str, str]]:
                     granted.add((action, _queue(resource)))
                 elif action.startswith("kms:"):
                     granted.add((action, resource["Fn::GetAtt"][0]))
+                elif action == "s3:ListBucket":  # an erasure's follow-up lists the tenant's uploads
+                    assert resource == {"Fn::GetAtt": ["UploadsBucket", "Arn"]}, resource
+                    assert st["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*"]}}, st
+                    granted.add((action, "uploads"))
                 elif action.startswith("s3:"):
                     assert resource == {"Fn::Sub": "${UploadsBucket.Arn}/uploads/*"}, resource
                     granted.add((action, "uploads"))
@@ -73,14 +77,15 @@ def _granted() -> set[tuple[str, str]]:
 
 
 # S3 calls and the IAM action that authorizes each (HeadObject is s3:GetObject)
-S3_ACTIONS = {"HeadObject": "GetObject", "GetObject": "GetObject", "PutObject": "PutObject"}
+S3_ACTIONS = {"HeadObject": "GetObject", "GetObject": "GetObject", "PutObject": "PutObject",
+              "ListObjectsV2": "ListBucket"}
 
 
 def _other_authorization(service: str, operation: str, params: dict) -> tuple[str, str]:
     """KMS on the connections key, S3 on the uploads prefix."""
     if service == "kms":
         return f"kms:{operation}", "ConnectionsKey"
-    assert params.get("Key", "").startswith("uploads/"), (operation, params)
+    assert (params.get("Key") or params.get("Prefix") or "").startswith("uploads/"), (operation, params)
     return f"s3:{S3_ACTIONS[operation]}", "uploads"
 
 
@@ -252,7 +257,10 @@ def _drive_every_route(tenant, anon) -> set[str]:
          headers={"Idempotency-Key": "m1"})
     call(None, "POST", f"/v1/customers/{a['id']}/merge", 200, json={"other_id": m["id"]})  # repeat
     call(None, "GET", f"/v1/customers/{m['id']}", 200)                  # resolves to the survivor
-    call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)
+    call("searchCustomers", "GET", "/v1/customers/search?q=a", 200)
+    call("index", "GET", "/v1", 200)
+    call("exportCustomer", "GET", f"/v1/customers/{b['id']}/export", 200)
+    call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)  # + its follow-up (sync queue)
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,
                json={"name": "ci", "scopes": ["customers:read"]}).json()

@@ -52,6 +52,7 @@ CUSTOMER_ROUTES = [
     ("POST", "/v1/customers/{id}/loyalty/redemptions", {"points": 1}),
     ("POST", "/v1/customers/{id}/loyalty/adjustments", {"points": -1, "reason": "b"}),
     ("GET", "/v1/customers/{id}/no-such-route", None),  # the catch-all: 404 either way
+    ("GET", "/v1/customers/{id}/export", None),
 ]
 KEY_ROUTES = [("DELETE", "/v1/api-keys/{id}", None), ("POST", "/v1/api-keys/{id}/rotate", None)]
 ORDER_ROUTES = [
