@@ -60,7 +60,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from crm import clock, ids
+from crm import clock, ids, timeline
 from crm.context import TenantContext
 from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, Timestamp
@@ -89,7 +89,6 @@ from crm.storage import (
 
 MAX_RECORDS = 250
 MAX_TRANSACTION_ITEMS = 100
-ORDERS_PER_CHUNK = (MAX_TRANSACTION_ITEMS - 2) // 3  # 3 items an order + profile check + ORDERS
 _ORDER_FIELDS = ("external_id", "channel", "currency", "lines", "discount", "shipping", "tax",
                  "total", "placed_at")
 _STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds",
@@ -373,10 +372,11 @@ class _Chunk:
     recent: RecentOrdersItem
     summary: list[dict]  # the ORDERS list once these orders are in
     orders: list[tuple[int, OrderItem]]
+    timeline: list[Any] = field(default_factory=list)  # the orders' entries (crm/timeline.py)
 
     @property
     def size(self) -> int:
-        return 2 + 3 * len(self.orders)
+        return 2 + 3 * len(self.orders) + len(self.timeline)
 
 
 def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
@@ -443,10 +443,12 @@ def _insert(ctx: TenantContext, source: str, batch: dict[int, _Record], new: lis
                               data=data, created_at=now, updated_at=now,
                               gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
             summary = service._with_summary(summary, order)
-            if chunk is None or len(chunk.orders) == ORDERS_PER_CHUNK:
+            entries = timeline.of_change(ctx, cid, None, timeline.image(order, "order"))
+            if chunk is None or chunk.size + 3 + len(entries) > MAX_TRANSACTION_ITEMS:
                 chunk = _Chunk(cid, recent, [], [])
                 chunks.append(chunk)
             chunk.orders.append((i, order))
+            chunk.timeline += entries
             chunk.summary = summary
     for group in _pack(chunks):
         if _commit(ctx, source, group):
@@ -506,6 +508,8 @@ def _commit(ctx: TenantContext, source: str, group: list[_Chunk]) -> bool:
                             condition=OrderPointerItem.pk.does_not_exist())
                 chunk.recent.recent = chunk.summary
                 tx.save(chunk.recent)
+                for entry in chunk.timeline:
+                    tx.save(entry)
     except TransactWriteError as exc:
         if exc.cause_response_code != "TransactionCanceledException":
             raise
