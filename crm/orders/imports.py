@@ -43,12 +43,14 @@ docs/performance.md), with G = ⌈orders / 100⌉:
   profile, ``ORDERS`` and points book, plus the program;
 - writes, new orders: TransactWriteItems packed to at most 100 items: per customer a
   ConditionCheck of the profile (still active) and ``ORDERS``, plus 3 items per order
-  (guard, order, pointer); a customer's orders share its ``ORDERS`` item, so they go
-  in one transaction (32 at most; more are sequenced over several). Packing is
-  first-fit decreasing.
-- so **100 new orders of 30 customers: 1 + 1 + 4 TransactWriteItems = 6**; 150 of 30:
-  2 + 1 + 6 = 9; **100 repeats: 1 + 1 = 2, no write**; a repeat that adds a move: 3
-  requests per move (the service function's own 2 reads + 1 transaction).
+  (guard, order, pointer) and its timeline entries (``order.placed``, and
+  ``order.paid`` etc. for the state it arrives in: crm/timeline.py); a customer's orders
+  share its ``ORDERS`` item, so they go in one transaction (24 placed orders at most;
+  more are sequenced over several). Packing is first-fit decreasing.
+- so **100 new (placed) orders of 30 customers: 1 + 1 + 5 TransactWriteItems = 7**;
+  150 of 30, half of them paid: 2 + 1 + 8 = 11; **100 repeats: 1 + 1 = 2, no write**;
+  a repeat that adds a move: 3 requests per move (the service function's own 2 reads +
+  1 transaction, its timeline entry included).
 - a cancelled packed transaction (a concurrent writer) is retried order by order, each
   with fresh reads (2 BatchGetItem + 1 TransactWriteItems), so each gets a precise result.
 """
