@@ -577,7 +577,8 @@ def print_summary(console: Any, steps: list[Step]) -> None:
          (API, Counter({**tx, **IDEMPOTENCY}), "API: _change 1 BatchGetItem + 1 TransactWriteItems "
                                                "+ idempotency 2")),
         ("schedule, per due customer (activation)", ("schedule run, activating pending points",),
-         (SCHEDULE, Counter(tx), "run_schedule: 1 BatchGetItem + 1 TransactWriteItems per customer")),
+         (SCHEDULE, Counter({**tx, "GetItem": 1 / by_name["schedule run, activating pending points"].per}),
+          "run_schedule: 1 BatchGetItem + 1 TransactWriteItems per customer, 1 GetItem per tenant")),
         ("schedule, per run (1 Query per shard)", ("schedule run, nothing due",),
          (SCHEDULE, Counter({"Query": DUE_SHARDS}), f"run_schedule: 1 Query per shard ({DUE_SHARDS})")),
     ]
