@@ -4,7 +4,8 @@ dispatcher costs in CPU per record, as a ratio against only decoding the records
 Part 1, requests per order (counted, not timed). Starts the local stack in-process
 (``rapport.devstack.DevStack`` on the local emulator, no seed) with the pollers
 ``rapport dev`` runs: the table's stream to ``app.dispatch``, the subscriber queues to
-``app.loyalty_events`` and ``app.timeline_events``. Creates a tenant, an admin key,
+``app.loyalty_events`` and ``app.timeline_events`` (which receives nothing since the
+facts write their own timeline entries: crm/timeline.py). Creates a tenant, an admin key,
 a loyalty program (``PUT /v1/loyalty/program``) and customers, then drives orders
 through the HTTP API: placed, paid, refunded in part (each customer's first order;
 after the payment, the messages it caused are sent to the queues once more, as SQS's
