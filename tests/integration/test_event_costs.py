@@ -149,3 +149,36 @@ def test_a_partial_refund_costs_at_most_6_requests(world):
     assert sum(calls.values()) <= 6
     types = Counter(e["type"] for e in _timeline(tenant, cid))
     assert types["order.refunded"] == 1 and types["points.reversed"] == 1
+
+
+def test_expiry_notices_for_more_lots_than_a_transaction_holds_are_written_in_steps(world):
+    """Each expiry notice is a timeline entry in the book's transaction (at most 100
+    items), so a catch-up counts notices like ledger entries and writes them 45 at a
+    time: 100 lots announced at once take 3 transactions, each notice once."""
+    from datetime import datetime, timedelta
+
+    from crm.loyalty import service
+
+    tenant, cid, _ = world
+    for i in range(100):
+        r = tenant.http.post(f"/v1/customers/{cid}/loyalty/adjustments", json={"points": 1, "reason": f"r{i}"})
+        assert r.status_code == 201, r.text
+    lots = tenant.http.get(f"/v1/customers/{cid}/loyalty").json()["lots"]
+    first = min(datetime.fromisoformat(lot["expires_at"].replace("Z", "+00:00")) for lot in lots)
+    notice = (first - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # inside the 14-day notice
+    with dynamodb_calls() as calls:
+        service.maintain(tenant.ctx, cid, notice)
+    assert calls == {"BatchGetItem": 3, "TransactWriteItems": 3}, calls
+    types = Counter(e["type"] for e in _timeline_all(tenant, cid))
+    assert types["points.expiring"] == 100 and types["points.adjusted"] == 100
+
+
+def _timeline_all(tenant, cid: str) -> list[dict]:
+    out, cursor = [], None
+    while True:
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = tenant.http.get(f"/v1/customers/{cid}/events", params=params).json()
+        out += page["data"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return out
