@@ -4,7 +4,9 @@ Nothing in the request path publishes events: a committed write *is* the event, 
 event is never emitted for a write that did not happen, nor lost for one that did.
 Each event's ``id`` is derived from the fact it reports (``order.paid:<order id>``,
 ``points.earned:<customer>:<seq>``), so a redelivered or replayed stream record yields
-the same ids and every subscriber can de-duplicate on them.
+the same ids and every subscriber can de-duplicate on them. The facts' own timeline
+entries are derived here too, in memory, from the images of the write that records the
+fact, and written in its transaction (crm/timeline.py).
 
 A merge (crm/merge.py) moves items between customers' partitions: the copies it
 inserts carry a mark (an order's ``data.moved_from``, a ledger entry's

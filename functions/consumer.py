@@ -1,6 +1,14 @@
 """The shape every SQS subscriber shares: a Powertools ``BatchProcessor`` over the
-batch (failed messages go back to the queue, then to its DLQ) and idempotency per
-domain event id."""
+batch (failed messages go back to the queue, then to its DLQ).
+
+Idempotency records (functions/idempotency.py) are opt-in, per subscriber: they cost
+2 requests per event (a PutItem claiming the event id, an UpdateItem storing the
+result) and only pay for themselves where a repeat would be seen outside (an email, a
+webhook, a Stripe call). A subscriber that is idempotent on its own (loyalty reconciles
+the book with the order's state; the timeline writes an entry whose id is derived from
+the event) passes ``at_most_once=False`` and relies on that. None with outside effects
+exists yet; the first one passes ``at_most_once=True``.
+"""
 from __future__ import annotations
 
 import json
@@ -8,16 +16,20 @@ from typing import Any, Callable
 
 
 def consume(subscriber: str, raw_event: dict[str, Any], handle: Callable[[dict[str, Any]], Any],
-            lambda_context: Any = None) -> dict[str, Any]:
+            lambda_context: Any = None, at_most_once: bool = False) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     from crm.aws import logger
-    from functions.idempotency import once
 
     def record_handler(record: Any) -> None:
         event = json.loads(record.body)
         try:
-            once(subscriber, event, handle, lambda_context)
+            if at_most_once:
+                from functions.idempotency import once
+
+                once(subscriber, event, handle, lambda_context)
+            else:
+                handle(event)
         except Exception:
             # the message goes back to the queue (and, after 5 receives, to the DLQ)
             logger().exception("event failed", extra={

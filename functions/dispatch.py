@@ -12,9 +12,9 @@ from typing import Any
 
 ROUTES: dict[str, frozenset[str]] = {
     "loyalty": frozenset({"order.paid", "order.refunded", "order.updated"}),
-    "timeline": frozenset({"order.placed", "order.paid", "order.fulfilled", "order.cancelled",
-                           "order.refunded", "order.updated", "points.earned", "points.redeemed", "points.expired",
-                           "points.adjusted", "points.reversed", "points.expiring", "tier.changed"}),
+    # Nothing: every event with a timeline entry writes it in its fact's own transaction
+    # (crm/timeline.py). The queue stays for a later event that has no such transaction.
+    "timeline": frozenset(),
 }
 
 

@@ -1,9 +1,11 @@
 """At-most-once side effects per domain event id, with the Powertools idempotency utility.
 
 Records live under the event's tenant (``T#<tenant>#IDEM``) in the one table and expire
-after 14 days (the DLQ's retention, so a redriven message is still recognised). The
-handlers behind it are idempotent on their own as well; this makes a duplicate cheap
-and keeps a handler with outside effects (an email, a webhook) from repeating them.
+after 14 days (the DLQ's retention, so a redriven message is still recognised). Each
+event costs 2 requests (claim, store the result), so only a subscriber with outside
+effects (an email, a webhook, a Stripe call) uses it: ``consume(..., at_most_once=True)``
+(functions/consumer.py). None does yet; loyalty and the timeline are idempotent on
+their own and do without.
 """
 from __future__ import annotations
 

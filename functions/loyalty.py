@@ -18,6 +18,8 @@ def apply(event: dict[str, Any]) -> int:
 
 
 def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[str, Any]:
+    """No idempotency records (functions/consumer.py): ``apply`` reconciles the book with
+    the order's state it is given, so a duplicate or a late event changes nothing."""
     from functions.consumer import consume
 
     return consume("loyalty", raw_event, apply, lambda_context)

@@ -68,7 +68,7 @@ class Book:
         self.s = copy.deepcopy(state) if state else empty()
         self.program = program or {}
         self.entries: list[dict[str, Any]] = []
-        self.due_entries = 0  # how many of ``entries`` catch_up wrote (what fell due)
+        self.due_entries = 0  # how many entries and notices catch_up wrote (what fell due)
 
     # --- ledger -----------------------------------------------------------------
     def _entry(self, type_: str, points: int, lot: str | None, source: str, at: str,
@@ -278,9 +278,10 @@ class Book:
 
     def catch_up(self, now: str, limit: int | None = None) -> None:
         """Apply what fell due by ``now``, in time order; with ``limit``, stop once that
-        many ledger entries are written (the rest stays due, for the next call)."""
-        start = len(self.entries)
-        while limit is None or len(self.entries) - start < limit:
+        many ledger entries and expiry notices are written (the rest stays due, for the
+        next call): each is a timeline entry in the same transaction too."""
+        start, warned = len(self.entries), 0
+        while limit is None or len(self.entries) - start + warned < limit:
             due = self._due()
             if not due or due[0][0] > now:
                 break
@@ -296,7 +297,8 @@ class Book:
                 self._expire(lid, lot, now)
             else:
                 lot["warned"] = True
-        self.due_entries += len(self.entries) - start
+                warned += 1
+        self.due_entries += len(self.entries) - start + warned
         self._retier(now)
 
     def _expire(self, lid: str, lot: dict[str, Any], now: str) -> None:

@@ -18,7 +18,7 @@ import hashlib
 import re
 from typing import Any, Callable, Iterator
 
-from crm import clock, ids, retry
+from crm import clock, ids, retry, timeline
 from crm.context import TenantContext
 from crm.customers import records
 from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
@@ -50,7 +50,8 @@ PROGRAM = "PROGRAM"
 LEDGER_PREFIX = "B#LED#"
 REDEMPTION_PREFIX = "B#RDM#"
 DUE_SHARDS = 4
-MAX_ENTRIES = 90  # one transaction holds at most 100 items
+TX_ITEMS = 100  # one transaction holds at most 100 items
+MAX_ENTRIES = 45  # due entries per scheduled transaction: each with its timeline entry, + book and check
 ATTEMPTS = 40
 
 
@@ -158,29 +159,41 @@ class _Retry(Exception):
 
 class _Settle(Exception):
     """What fell due and the change do not fit in one transaction: apply what fell due
-    first (``maintain``, MAX_ENTRIES entries per transaction), then the change."""
+    first (``maintain``, MAX_ENTRIES entries and notices per transaction), then the change."""
 
 
 def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
-            extra: list[tuple[Item, Any]] = ()) -> None:
-    """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version)."""
+            extra: list[tuple[Item, Any]] = (), whose: str | None = None) -> None:
+    """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version), and
+    the timeline entries of what changed (points, tier, expiry notices) on ``whose``
+    timeline (crm/timeline.py), with a ConditionCheck that ``whose`` is active."""
     book.check()
-    if len(book.entries) > MAX_ENTRIES:
-        if book.due_entries:
-            raise _Settle()
-        raise Invalid(f"this change would write {len(book.entries)} ledger entries; the limit is "
-                      f"{MAX_ENTRIES} (redeem in smaller steps)", field="points")
+    before = timeline.image(item, "loyalty")
+    ledger = [LedgerItem(item.pk, f"{LEDGER_PREFIX}{entry['seq']:010d}", customer_id=item.customer_id,
+                         entry=entry) for entry in book.entries]
     _set_due(ctx, item, book)
     item.book = book.s
     item.updated_at = now
+    entries = timeline.of_change(ctx, whose, before, timeline.image(item, "loyalty"))
+    for row in ledger:
+        entries += timeline.of_change(ctx, whose, None, timeline.image(row, "ledger"))
+    if len(ledger) + len(extra) + 1 + len(entries) + bool(entries) > TX_ITEMS:
+        if book.due_entries:
+            raise _Settle()
+        raise Invalid(f"this change would write {len(book.entries)} ledger entries and their timeline "
+                      f"entries, more than one transaction holds ({TX_ITEMS} items; redeem in smaller "
+                      "steps)", field="points")
     tx = Tx()
-    for entry in book.entries:
-        tx.save(LedgerItem(item.pk, f"{LEDGER_PREFIX}{entry['seq']:010d}",
-                           customer_id=item.customer_id, entry=entry),
-                LedgerItem.pk.does_not_exist(), role="entry")
+    for row in ledger:
+        tx.save(row, LedgerItem.pk.does_not_exist(), role="entry")
     for extra_item, condition in extra:
         tx.save(extra_item, condition, role="extra")
     tx.save(item, role="book")
+    if entries:
+        tx.check(CustomerItem, records.profile_pk(ctx, whose), records.PROFILE,
+                 CustomerItem.status == "active", role="customer")
+        for entry in entries:
+            tx.save(entry, role="timeline")
     try:
         tx.run()
     except Cancelled:  # any part: another writer moved the book on; re-read and redo
@@ -204,16 +217,17 @@ def _retrying(attempt: Callable[[], Any], settle: Callable[[], Any] | None = Non
 
 def _owner(ctx: TenantContext, order: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Which customer's book holds an order's points, and that book and the program as
-    ``_read`` gives them: the customer the order was paid under (``data.moved_from``
-    for an order a merge moved) until that book is closed by the merge, then the
-    survivor's. 1 BatchGetItem (the order's customer's book, the book of the customer
-    it was moved from, the program); +1 GetItem per closed book followed (a stale
-    event of a merged customer)."""
+    ``_read`` gives them, with the owner's profile: the customer the order was paid
+    under (``data.moved_from`` for an order a merge moved) until that book is closed by
+    the merge, then the survivor's. 1 BatchGetItem (the books and profiles of the
+    order's customer and of the customer it was moved from, the program); +1
+    BatchGetItem per closed book followed (a stale event of a merged customer)."""
     customer_id = order["customer_id"]
     origin = (order.get("data") or {}).get("moved_from")
     owner = origin or customer_id
     wanted = {customer_id, owner}
-    keys = [(records.profile_pk(ctx, c), LOYALTY) for c in sorted(wanted)] + [(program_pk(ctx), PROGRAM)]
+    keys = [(records.profile_pk(ctx, c), sk) for c in sorted(wanted) for sk in (LOYALTY, records.PROFILE)] \
+        + [(program_pk(ctx), PROGRAM)]
     found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
     for _ in range(8):
         book = found.get((records.profile_pk(ctx, owner), LOYALTY))
@@ -223,15 +237,15 @@ def _owner(ctx: TenantContext, order: dict[str, Any]) -> tuple[str, dict[str, An
         owner = target
         key = (records.profile_pk(ctx, owner), LOYALTY)
         if key not in found:
-            try:
-                found[key] = LoyaltyItem.get(*key, consistent_read=True)
-            except LoyaltyItem.DoesNotExist:
-                found[key] = None
+            found[key] = None
+            keys = [key, (key[0], records.PROFILE)]
+            found.update({(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)})
     else:
         raise Conflict(f"the books merged into one another too many times ({customer_id})",
                        code="transaction_conflict")
     mine = {LOYALTY: found.get((records.profile_pk(ctx, owner), LOYALTY)),
-            PROGRAM: found.get((program_pk(ctx), PROGRAM))}
+            PROGRAM: found.get((program_pk(ctx), PROGRAM)),
+            records.PROFILE: found.get((records.profile_pk(ctx, owner), records.PROFILE))}
     return owner, {k: v for k, v in mine.items() if v is not None}
 
 
@@ -256,7 +270,7 @@ def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = Non
         book.catch_up(at)
         if repr(book.s) == before and not book.entries:
             return 0
-        _commit(ctx, item, book, at)
+        _commit(ctx, item, book, at, whose=timeline.target(found.get(records.PROFILE)))
         return len(book.entries)
 
     return _retrying(attempt, lambda: maintain(ctx, _owner(ctx, order)[0], at))
@@ -264,12 +278,13 @@ def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = Non
 
 def maintain(ctx: TenantContext, customer_id: str, now: str | None = None) -> int:
     """What the schedule does per due customer: activate, expire, warn, re-tier.
-    1 BatchGetItem + 1 TransactWriteItems (none when nothing was due), and one more of
-    each per MAX_ENTRIES ledger entries when more than that fell due."""
+    1 BatchGetItem (book, program, profile) + 1 TransactWriteItems (none when nothing
+    was due), and one more of each per MAX_ENTRIES ledger entries and expiry notices
+    when more than that fell due."""
     at = now or clock.now_iso()
 
     def attempt() -> tuple[int, bool]:
-        found = _read(ctx, customer_id)
+        found = _read(ctx, customer_id, records.PROFILE)
         item, book, _ = _book(found, customer_id, ctx)
         if not item.book or item.book.get("merged_into"):
             return 0, False
@@ -278,7 +293,7 @@ def maintain(ctx: TenantContext, customer_id: str, now: str | None = None) -> in
         moved = _set_due(ctx, item, book)
         if repr(book.s) == before and not moved:
             return 0, False
-        _commit(ctx, item, book, at)
+        _commit(ctx, item, book, at, whose=timeline.target(found.get(records.PROFILE)))
         return len(book.entries), book.overdue(at)
 
     total, more = 0, True
@@ -337,7 +352,7 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
             extra.append((RedemptionItem(item.pk, guard_sk, customer_id=customer_id,
                                          result=result.model_dump(mode="json")),
                           RedemptionItem.pk.does_not_exist()))
-        _commit(ctx, item, book, at, extra)
+        _commit(ctx, item, book, at, extra, whose=customer_id)
         return result, True
 
     return _retrying(attempt, lambda: maintain(ctx, target["id"]))
@@ -492,13 +507,18 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
                                                  survivor_id=survivor_id, other_id=other_id)
         except ValueError as exc:
             raise Conflict(f"the points books cannot be combined: {exc}", code="merge_conflict") from None
+        before = timeline.image(s_item, "loyalty")
         s_item.book, o_item.book = combined, closed
         s_item.updated_at = o_item.updated_at = now
         _set_due(ctx, s_item, Book(combined, program.data if program else None))
         o_item.gsi2pk = o_item.gsi2sk = None
+        # a tier the combined book reaches is the survivor's news (the merge keeps it active)
+        entries = timeline.of_change(ctx, survivor_id, before, timeline.image(s_item, "loyalty"))
         tx = Tx()
         tx.save(s_item, role="survivor_book")
         tx.save(o_item, role="other_book")
+        for entry in entries:
+            tx.save(entry, role="timeline")
         try:
             tx.run()
             return base, closed["seq"]

@@ -43,12 +43,14 @@ docs/performance.md), with G = ⌈orders / 100⌉:
   profile, ``ORDERS`` and points book, plus the program;
 - writes, new orders: TransactWriteItems packed to at most 100 items: per customer a
   ConditionCheck of the profile (still active) and ``ORDERS``, plus 3 items per order
-  (guard, order, pointer); a customer's orders share its ``ORDERS`` item, so they go
-  in one transaction (32 at most; more are sequenced over several). Packing is
-  first-fit decreasing.
-- so **100 new orders of 30 customers: 1 + 1 + 4 TransactWriteItems = 6**; 150 of 30:
-  2 + 1 + 6 = 9; **100 repeats: 1 + 1 = 2, no write**; a repeat that adds a move: 3
-  requests per move (the service function's own 2 reads + 1 transaction).
+  (guard, order, pointer) and its timeline entries (``order.placed``, and
+  ``order.paid`` etc. for the state it arrives in: crm/timeline.py); a customer's orders
+  share its ``ORDERS`` item, so they go in one transaction (24 placed orders at most;
+  more are sequenced over several). Packing is first-fit decreasing.
+- so **100 new (placed) orders of 30 customers: 1 + 1 + 5 TransactWriteItems = 7**;
+  150 of 30, half of them paid: 2 + 1 + 8 = 11; **100 repeats: 1 + 1 = 2, no write**;
+  a repeat that adds a move: 3 requests per move (the service function's own 2 reads +
+  1 transaction, its timeline entry included).
 - a cancelled packed transaction (a concurrent writer) is retried order by order, each
   with fresh reads (2 BatchGetItem + 1 TransactWriteItems), so each gets a precise result.
 """
@@ -60,7 +62,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from crm import clock, ids
+from crm import clock, ids, timeline
 from crm.context import TenantContext
 from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, Timestamp
@@ -89,7 +91,6 @@ from crm.tx import Cancelled, Tx
 
 MAX_RECORDS = 250
 MAX_TRANSACTION_ITEMS = 100
-ORDERS_PER_CHUNK = (MAX_TRANSACTION_ITEMS - 2) // 3  # 3 items an order + profile check + ORDERS
 _ORDER_FIELDS = ("external_id", "channel", "currency", "lines", "discount", "shipping", "tax",
                  "total", "placed_at")
 _STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds",
@@ -371,10 +372,11 @@ class _Chunk:
     recent: RecentOrdersItem
     summary: list[dict]  # the ORDERS list once these orders are in
     orders: list[tuple[int, OrderItem]]
+    timeline: list[Any] = field(default_factory=list)  # the orders' entries (crm/timeline.py)
 
     @property
     def size(self) -> int:
-        return 2 + 3 * len(self.orders)
+        return 2 + 3 * len(self.orders) + len(self.timeline)
 
 
 def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
@@ -441,10 +443,12 @@ def _insert(ctx: TenantContext, source: str, batch: dict[int, _Record], new: lis
                               data=data, created_at=now, updated_at=now,
                               gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
             summary = service._with_summary(summary, order)
-            if chunk is None or len(chunk.orders) == ORDERS_PER_CHUNK:
+            entries = timeline.of_change(ctx, cid, None, timeline.image(order, "order"))
+            if chunk is None or chunk.size + 3 + len(entries) > MAX_TRANSACTION_ITEMS:
                 chunk = _Chunk(cid, recent, [], [])
                 chunks.append(chunk)
             chunk.orders.append((i, order))
+            chunk.timeline += entries
             chunk.summary = summary
     for group in _pack(chunks):
         if _commit(ctx, source, group):
@@ -499,6 +503,8 @@ def _commit(ctx: TenantContext, source: str, group: list[_Chunk]) -> bool:
                     OrderPointerItem.pk.does_not_exist(), role="pointer")
         chunk.recent.recent = chunk.summary
         tx.save(chunk.recent, role="recent")
+        for entry in chunk.timeline:
+            tx.save(entry, role="timeline")
     try:
         tx.run()
     except Cancelled:

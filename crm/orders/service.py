@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from crm import clock, ids, retry
+from crm import clock, ids, retry, timeline
 from crm.context import TenantContext
 from crm.customers import records
 from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
@@ -132,6 +132,7 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
                           data=data, created_at=now, updated_at=now,
                           gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
         recent.recent = _with_summary(recent.recent or [], order)
+        entries = timeline.of_change(ctx, customer_id, None, timeline.image(order, "order"))
         tx = Tx()
         tx.check(CustomerItem, pk, records.PROFILE, CustomerItem.status == "active", role="customer")
         tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
@@ -140,6 +141,8 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
         tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
                 OrderPointerItem.pk.does_not_exist(), role="pointer")
         tx.save(recent, role="recent")
+        for entry in entries:  # the fact's timeline entries (crm/timeline.py)
+            tx.save(entry, role="timeline")
         try:
             tx.run({"customer": Invalid(f"customer {customer_id} was erased", field="customer")})
             return to_order(order), True
@@ -159,9 +162,10 @@ def _existing(ctx: TenantContext, guard: GuardItem, customer_id: str) -> Order:
 
 
 def _load(ctx: TenantContext, order_id: str,
-          program: bool = False) -> tuple[OrderItem, RecentOrdersItem, bool]:
-    """1 GetItem (pointer) + 1 BatchGetItem (the order and the recent list, and with
-    ``program`` the tenant's loyalty program: whether it exists is the third value)."""
+          program: bool = False) -> tuple[OrderItem, RecentOrdersItem, bool, Any]:
+    """1 GetItem (pointer) + 1 BatchGetItem (the order, the recent list and the profile,
+    whose status says whose timeline the move goes on; with ``program`` the tenant's
+    loyalty program: whether it exists is the third value)."""
     if not ids.ORDER_ID.match(order_id):
         raise NotFound(f"order {order_id} not found")
     try:
@@ -169,14 +173,16 @@ def _load(ctx: TenantContext, order_id: str,
     except OrderPointerItem.DoesNotExist:
         raise NotFound(f"order {order_id} not found") from None
     pk = records.profile_pk(ctx, cid)
-    keys = [(pk, _order_sk(order_id)), (pk, RECENT)] + ([(program_pk(ctx), PROGRAM)] if program else [])
+    keys = [(pk, _order_sk(order_id)), (pk, RECENT), (pk, records.PROFILE)] \
+        + ([(program_pk(ctx), PROGRAM)] if program else [])
     found = {i.sk: i for i in Item.batch_get(keys, consistent_read=True)}
     order = found.get(_order_sk(order_id))
     if not isinstance(order, OrderItem):
         raise NotFound(f"order {order_id} not found")
     recent = found.get(RECENT) or RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
     program_item = found.get(PROGRAM)
-    return order, recent, program_item is not None and program_item.data.get("enabled", True)
+    return order, recent, program_item is not None and program_item.data.get("enabled", True), \
+        found.get(records.PROFILE)
 
 
 def get(ctx: TenantContext, order_id: str) -> Order:
@@ -199,7 +205,8 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
     then (and had it enabled): an order paid without one never earns, however late its
     events come."""
     for _ in retry.backoff():
-        order, recent, has_program = _load(ctx, order_id, program)
+        order, recent, has_program, profile = _load(ctx, order_id, program)
+        before = timeline.image(order, "order")
         now = clock.now_iso()
         order.data = dict(order.data)
         try:
@@ -210,11 +217,20 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
             order.data["loyalty"] = {**(order.data.get("loyalty") or {}), "program_at_payment": has_program}
         order.updated_at = now
         in_recent = any(s["id"] == order_id for s in recent.recent or [])
+        # the move's timeline entries, on the customer's timeline (its survivor's while
+        # it is being merged; none once erased), checked to be active in the transaction
+        whose = timeline.target(profile)
+        entries = timeline.of_change(ctx, whose, before, timeline.image(order, "order"))
         tx = Tx()
         tx.save(order, role="order")
         if in_recent:
             recent.recent = _with_summary(recent.recent, order)
             tx.save(recent, role="recent")
+        if entries:
+            tx.check(CustomerItem, records.profile_pk(ctx, whose), records.PROFILE,
+                     CustomerItem.status == "active", role="customer")
+            for entry in entries:
+                tx.save(entry, role="timeline")
         try:
             tx.run()
             return to_order(order)

@@ -249,7 +249,9 @@ def test_150_orders_of_30_customers_in_one_call(shop, raw_table):
     with dynamodb_calls() as calls:
         out = import_orders(shop.ctx, "shop", batch)
     assert [r.status for r in out] == ["created"] * 150
-    assert calls == {"BatchGetItem": 3, "TransactWriteItems": 6}, calls
+    # 30 x (profile check + ORDERS) + 150 x (guard, order, pointer, order.placed entry)
+    # + 75 order.paid entries = 735 items: 8 transactions of at most 100
+    assert calls == {"BatchGetItem": 3, "TransactWriteItems": 8}, calls
     for cid in cids:
         page = shop.http.get("/v1/orders", params={"customer_id": cid, "limit": 10}).json()["data"]
         mine = [o for o in page if o["source"] == "shop"]

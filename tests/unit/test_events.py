@@ -40,7 +40,8 @@ def test_a_vendor_edit_is_order_updated_once_per_revision_and_routed():
     assert e["data"]["data"]["total"] == 600
     assert derive(edited, edited) == [] and derive(edited, paid) == []  # an older image: nothing
     routed = route([e])
-    assert routed["loyalty"] == [e] and routed["timeline"] == [e]
+    # loyalty re-reckons; the timeline entry was written in the edit's own transaction
+    assert routed["loyalty"] == [e] and routed["timeline"] == []
 
 
 def test_customer_events():
@@ -84,11 +85,56 @@ def test_the_dispatcher_reports_an_undecodable_record_and_routes_the_rest(monkey
     good = {"eventID": "1", "eventName": "INSERT", "dynamodb": {"SequenceNumber": "100", "NewImage": {
         "kind": {"S": "order"}, "pk": {"S": T + "C#cus_1"}, "sk": {"S": "A#ORD#ord_1"},
         "order_id": {"S": "ord_1"}, "customer_id": {"S": "cus_1"}, "status": {"S": "placed"},
-        "data": {"S": '{"placed_at": "2026-01-01T00:00:00.000Z", "refunds": []}'},
+        "data": {"S": '{"placed_at": "2026-01-01T00:00:00.000Z", "paid_at": "2026-01-01T00:00:00.000Z", '
+                      '"refunds": []}'},
         "created_at": {"S": "c"}, "updated_at": {"S": "u"}, "version": {"N": "1"}}}}
     bad = {"eventID": "2", "eventName": "INSERT", "dynamodb": {"SequenceNumber": "101", "NewImage": {
         "kind": {"S": "order"}, "pk": {"S": T + "C#cus_1"}, "sk": {"S": "A#ORD#ord_2"},
         "data": {"S": "{not json"}}}}
     answer = dispatch.handle({"Records": [good, bad]})
     assert answer == {"batchItemFailures": [{"itemIdentifier": "101"}]}
-    assert [e["id"] for e in sent["timeline"]] == ["order.placed:ord_1"] and sent["loyalty"] == []
+    assert [e["id"] for e in sent["loyalty"]] == ["order.paid:ord_1"] and sent["timeline"] == []
+
+
+def test_every_timeline_fact_writes_its_entry_itself_and_is_never_routed_to_the_timeline_queue():
+    """crm/timeline.py: the entries are written in the fact's transaction, so the
+    subscriber must not write them a second time (nor cost a message)."""
+    from crm import timeline
+    from crm.events import TYPES
+    from functions.dispatch import ROUTES
+
+    assert timeline.TYPES <= TYPES
+    assert not timeline.TYPES & ROUTES["timeline"]
+
+
+def test_a_facts_timeline_entries_have_ids_derived_from_the_fact():
+    """The same change gives the same entries (ids, sort keys, text): a replay, or the
+    same fact written again, writes nothing new."""
+    from crm import timeline
+    from crm.context import TenantContext
+
+    ctx = TenantContext("t0000000000aa")
+    placed = order_image(channel="web")
+    paid = order_image("paid", channel="web", paid_at="2026-01-02T00:00:00.000Z")
+    first = timeline.of_change(ctx, "cus_1", placed, paid)
+    again = timeline.of_change(ctx, "cus_1", placed, paid)
+    assert [(e.pk, e.sk, e.event_id) for e in first] == [(e.pk, e.sk, e.event_id) for e in again]
+    [entry] = first
+    assert entry.pk == T + "C#cus_1" and entry.sk.startswith("EV#2026-01-02T00:00:00.000Z#evt_")
+    assert entry.data["type"] == "order.paid" and entry.data["channel"] == "web"
+    assert entry.data["summary"] == "Order ord_1 paid: 10.00 EUR"
+    assert timeline.of_change(ctx, "cus_2", placed, paid)[0].pk == T + "C#cus_2"  # a survivor's
+    assert timeline.of_change(ctx, None, placed, paid) == []  # an erased customer's: none
+    assert timeline.of_change(ctx, "cus_1", paid, paid) == []  # nothing new
+
+
+def test_whose_timeline_a_fact_goes_on():
+    from types import SimpleNamespace as P
+
+    from crm import timeline
+
+    assert timeline.target(P(status="active", customer_id="cus_1", merged_into=None)) == "cus_1"
+    assert timeline.target(P(status="merging", customer_id="cus_1", merged_into="cus_2")) == "cus_2"
+    assert timeline.target(P(status="merged", customer_id="cus_1", merged_into="cus_2")) == "cus_2"
+    assert timeline.target(P(status="erased", customer_id="cus_1", merged_into=None)) is None
+    assert timeline.target(None) is None
