@@ -17,11 +17,8 @@ from typing import Any, Callable
 
 from chalice import Blueprint, Response
 
+from api.lambda_env import logger  # re-exported: the routes log through it
 from api.problems import from_domain, from_validation, problem
-
-
-
-from crm.aws import logger  # noqa: E402 - re-exported: the routes log through it
 
 MAX_BODY_BYTES = 64 * 1024
 # an ETag from a response ("3" or W/"3"), tolerated without its quotes (3), or *

@@ -52,8 +52,10 @@ def _query_parameters(model: Any, defs: dict) -> list[dict[str, Any]]:
 def document() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
-    import app  # noqa: F401 - registers every blueprint, so OPERATIONS is complete
+    from api import routes
     from api.http import OPERATIONS, model
+
+    routes.load_all()  # every route module registers its operations: OPERATIONS is complete
 
     names = {"Problem"}
     for op in OPERATIONS:

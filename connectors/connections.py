@@ -1,7 +1,7 @@
 """Connections: a tenant's installed connector, its sealed secrets, sync state and runs.
 
 DynamoDB requests (docs/performance.md):
-- create: 1 TransactWriteItems (connection, state, webhook route) + 1 KMS GenerateDataKey
+- create: 1 TransactWriteItems (connection, state, webhook route) + 1 KMS Encrypt
 - get / update: 1 GetItem (+1 PutItem conditional on the version, +1 KMS on a secret change)
 - list: 1 Query on gsi1 ``P CONNECTIONS`` + 1 BatchGetItem of the page's sync states
   (``active_run``, ``last_error``)
@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connectors.schemas import Connection, ConnectionCreate, ConnectionPatch, ConnectorInfo, Run
+from connectors import sealing
 from connectors.sdk import registry, secrets
 from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
 from crm import clock
@@ -117,7 +118,7 @@ def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
     if hit and time.monotonic() - hit[0] < CONFIG_CACHE_SECONDS:
         return hit[1]
     cls = connector(item.connector)
-    hidden = secrets.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
+    hidden = sealing.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
     try:
         config = cls.Config.model_validate({**(item.config or {}), **hidden})
     except ValidationError as exc:
@@ -166,7 +167,7 @@ def create(ctx: TenantContext, body: ConnectionCreate) -> Connection:
     plain, hidden = _split(cls, config)
     cid, now = _ulid("con"), clock.now_iso()
     item = ConnectionItem(pk(ctx, cid), CONN, connection_id=cid, connector=cls.name, name=body.name,
-                          config=plain, sealed=secrets.seal(ctx.tenant_id, cid, hidden) if hidden else {},
+                          config=plain, sealed=sealing.seal(ctx.tenant_id, cid, hidden) if hidden else {},
                           secret_names=sorted(hidden), schedule_minutes=body.schedule_minutes,
                           status="active", created_at=now, updated_at=now,
                           gsi1pk=ctx.key("CONNECTIONS"), gsi1sk=cid)
@@ -234,12 +235,12 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
     given = patch.model_dump(exclude_unset=True)
     if "config" in given and given["config"] is not None:
         # the stored values as they are (they may not validate any more: the PATCH fixes them)
-        current = {**(item.config or {}), **secrets.unseal(ctx.tenant_id, connection_id, item.sealed or {})}
+        current = {**(item.config or {}), **sealing.unseal(ctx.tenant_id, connection_id, item.sealed or {})}
         config = _validate(cls, {**current, **given["config"]})
         plain, hidden = _split(cls, config)
         item.config = plain
         if set(given["config"]) & secrets.secret_fields(cls.Config) or sorted(hidden) != sorted(item.secret_names or []):
-            item.sealed = secrets.seal(ctx.tenant_id, connection_id, hidden) if hidden else {}
+            item.sealed = sealing.seal(ctx.tenant_id, connection_id, hidden) if hidden else {}
             item.secret_names = sorted(hidden)
     if given.get("name") is not None:
         item.name = given["name"]

@@ -11,7 +11,7 @@ def consume(subscriber: str, raw_event: dict[str, Any], handle: Callable[[dict[s
             lambda_context: Any = None) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-    from crm.aws import logger
+    from functions.lambda_env import logger
     from functions.idempotency import once
 
     def record_handler(record: Any) -> None:

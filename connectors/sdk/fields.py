@@ -13,8 +13,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from crm import clock
-from crm.customers import normalize
+from common import clock, normalize
 
 
 def utc(value: Any) -> str | None:
