@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.schemas import Connection, ConnectionCreate, ConnectionPatch, ConnectorInfo, Run
 from connectors import sealing
+from connectors.schemas import Connection, ConnectionCreate, ConnectionPatch, ConnectorInfo, Run
 from connectors.sdk import registry, secrets
 from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
 from crm import clock
@@ -265,7 +265,7 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
 
 def delete(ctx: TenantContext, connection_id: str) -> None:
     """Removes the connection, its state, runs and delivery guards. Records already synced stay."""
-    item, state = load(ctx, connection_id)
+    _item, state = load(ctx, connection_id)
     if state.active_run:
         # its worker stops at its next page: the checkpoint finds the run gone
         stop_run(ctx, connection_id, state.active_run, "cancelled")
@@ -520,7 +520,7 @@ def check(ctx: TenantContext, connection_id: str):
         raise failed(str(exc), cause.kind, cause.status) from None
     except RateLimited as exc:
         raise failed(f"{cls.title or cls.name} is rate limiting: {exc}", "rate_limited") from None
-    except Exception as exc:  # noqa: BLE001 - a connector's bug must not become a 500 here
+    except Exception as exc:
         import logging
 
         logging.getLogger(__name__).warning("connection check failed", exc_info=True)

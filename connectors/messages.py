@@ -8,7 +8,8 @@ and verified webhooks) and functions/sync.py (which consumes them).
 from __future__ import annotations
 
 import base64
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 QUEUE = "sync"
 

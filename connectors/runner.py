@@ -29,9 +29,10 @@ import logging
 import os
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from datetime import timedelta
+from typing import Any
 
 from connectors import connections
 from connectors.sdk.base import ReadContext

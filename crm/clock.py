@@ -4,7 +4,7 @@ The format is common/clock.py's (the connector SDK uses it too); ``now`` is defi
 here so that patching ``crm.clock.now`` moves the domain's clock."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from common.clock import iso, parse
 
@@ -12,7 +12,7 @@ __all__ = ["iso", "now", "now_iso", "parse"]
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def now_iso() -> str:

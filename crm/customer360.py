@@ -9,8 +9,8 @@ from crm.customers import records
 from crm.customers.schemas import Customer, TimelineEvent
 from crm.customers.service import timeline_query
 from crm.errors import NotFound
-from crm.loyalty.schemas import Loyalty
 from crm.loyalty.book import Book
+from crm.loyalty.schemas import Loyalty
 from crm.loyalty.service import PROGRAM, _view, program_pk
 from crm.orders.schemas import OrderSummary
 from crm.storage import CustomerItem, EventItem, LoyaltyItem, LoyaltyProgramItem, RecentOrdersItem

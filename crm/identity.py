@@ -606,7 +606,7 @@ class _Round:
     def _write(self) -> list[int]:
         """Pack the planned customers into transactions; returns the records to defer."""
         writes = []
-        for cid, plan in self.plans.items():
+        for plan in self.plans.values():
             item = plan.item
             item.data, item.updated_at = plan.data, self.now
             customer_keys.set_list_keys(self.ctx, item)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 SUBSCRIBERS = ("loyalty", "timeline", "sync")  # sync: connector runs and webhooks (connectors/messages.py)
 MAX_RECEIVES = 5

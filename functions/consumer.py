@@ -4,15 +4,16 @@ domain event id."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def consume(subscriber: str, raw_event: dict[str, Any], handle: Callable[[dict[str, Any]], Any],
             lambda_context: Any = None) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-    from functions.lambda_env import logger
     from functions.idempotency import once
+    from functions.lambda_env import logger
 
     def record_handler(record: Any) -> None:
         event = json.loads(record.body)

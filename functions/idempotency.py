@@ -7,7 +7,8 @@ and keeps a handler with outside effects (an email, a webhook) from repeating th
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from crm import settings
 from crm.aws import dynamodb_client

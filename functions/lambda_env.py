@@ -4,7 +4,8 @@ its Lambda context."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 @functools.lru_cache(maxsize=1)

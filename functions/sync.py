@@ -29,7 +29,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from connectors.messages import sync_message  # noqa: F401 - the message format (re-exported)
+from connectors.messages import sync_message
 from functions.lambda_env import logger, time_left
 from functions.lambda_env import trace_id as _trace_id
 
@@ -44,8 +44,7 @@ MAX_DELAY_SECONDS = 900  # SQS's limit; a longer throttle is re-queued again whe
 
 
 def run(message: dict[str, Any], lambda_context: Any = None) -> str:
-    from connectors import runner
-    from connectors import messages
+    from connectors import messages, runner
     from crm.context import TenantContext
 
     ctx = TenantContext(message["tenant_id"])

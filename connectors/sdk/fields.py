@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,9 +21,9 @@ def utc(value: Any) -> str | None:
     ``*_gmt`` fields), as ``clock.iso``; None for empty values. Raises ValueError."""
     if value in (None, ""):
         return None
-    dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    dt = datetime.fromisoformat(str(value).strip())
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return clock.iso(dt)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from common.normalize import email, phone  # the same rules as the connector SDK
 
-__all__ = ["email", "phone", "previous_emails", "PREVIOUS_EMAIL_DAYS"]
+__all__ = ["PREVIOUS_EMAIL_DAYS", "email", "phone", "previous_emails"]
 
 PREVIOUS_EMAIL_DAYS = 90  # a replaced email stays findable and guarded this long
 

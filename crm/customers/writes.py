@@ -3,8 +3,9 @@ one TransactWriteItems, so a uniqueness violation or a stale version changes not
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from crm.context import TenantContext
 from crm.customers import records, search
@@ -32,7 +33,7 @@ class ProfileWrite:
 
     @classmethod
     def plan(cls, ctx: TenantContext, item: CustomerItem, old: dict[str, Any] | None,
-             new: dict[str, Any], *, is_new: bool) -> "ProfileWrite":
+             new: dict[str, Any], *, is_new: bool) -> ProfileWrite:
         write = cls(ctx, item, is_new)
         cid = item.customer_id
         cond = CustomerItem.pk.does_not_exist() if is_new else None
@@ -138,7 +139,7 @@ def _batch_entries(entries: list[IndexEntryItem], *, delete: bool) -> None:
 
 def _explain(exc: Any, flat: list) -> DomainError:
     reasons = exc.cancellation_reasons or []
-    for (write, (kind, item, _, fld)), reason in zip(flat, reasons):
+    for (_write, (kind, item, _, fld)), reason in zip(flat, reasons, strict=False):
         if reason is None or reason.code != "ConditionalCheckFailed":
             continue
         if isinstance(item, CustomerItem):

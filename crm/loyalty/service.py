@@ -18,21 +18,23 @@ import hashlib
 import random
 import re
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from crm import clock, ids
 from crm.context import TenantContext
 from crm.customers import records
 from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
-from crm.loyalty.book import Book, InsufficientPoints, merge as merge_books
+from crm.loyalty.book import Book, InsufficientPoints
+from crm.loyalty.book import merge as merge_books
 from crm.loyalty.schemas import (
     AdjustmentCreate,
     LedgerEntry,
     LotView,
     Loyalty,
+    PointsChange,
     Program,
     ProgramFields,
-    PointsChange,
     RedemptionCreate,
     TierProgress,
 )
@@ -328,7 +330,7 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
         if isinstance(guard, RedemptionItem):
             return PointsChange.model_validate(guard.result), False
         _require_customer(found, customer_id)
-        item, book, program = _book(found, customer_id, ctx)
+        item, book, _program = _book(found, customer_id, ctx)
         change_id = "pc_" + (_digest(idempotency_key)[:20] if idempotency_key else ids.event_id()[4:].lower())
         try:
             apply(book, change_id, at)

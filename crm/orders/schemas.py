@@ -1,7 +1,7 @@
 """Order models. Money is integer minor units with an ISO-4217 currency code."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -47,7 +47,7 @@ class CustomerRef(_Strict):
     external_id: ExternalId | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "CustomerRef":
+    def _one(self) -> CustomerRef:
         given = [self.id is not None, self.email is not None,
                  self.source is not None or self.external_id is not None]
         if sum(given) != 1 or (self.source is None) != (self.external_id is None):
@@ -79,8 +79,8 @@ class OrderCreate(_Strict):
     @field_validator("placed_at")
     @classmethod
     def _placed_at(cls, v: datetime) -> datetime:
-        now = datetime.now(timezone.utc)
-        if not datetime(2000, 1, 1, tzinfo=timezone.utc) <= v <= now + timedelta(days=1):
+        now = datetime.now(UTC)
+        if not datetime(2000, 1, 1, tzinfo=UTC) <= v <= now + timedelta(days=1):
             raise ValueError("placed_at must be between 2000-01-01 and tomorrow")
         return v
 
@@ -110,7 +110,7 @@ def _subtotal(lines: list[LineItem] | None) -> int | None:
 
 
 def _not_future(v: datetime | None) -> datetime | None:
-    if v is not None and not datetime(2000, 1, 1, tzinfo=timezone.utc) <= v <= datetime.now(timezone.utc) + timedelta(days=1):
+    if v is not None and not datetime(2000, 1, 1, tzinfo=UTC) <= v <= datetime.now(UTC) + timedelta(days=1):
         raise ValueError("must be between 2000-01-01 and tomorrow")
     return v
 

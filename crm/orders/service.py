@@ -10,15 +10,15 @@ Layout (``P = T#<tenant>#``):
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from crm import clock, ids, retry
 from crm.context import TenantContext
 from crm.customers import records
-from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
-from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.errors import Conflict, Invalid, NotFound
+from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
 from crm.orders.schemas import (
     CancellationCreate,
     CustomerRef,
@@ -29,6 +29,7 @@ from crm.orders.schemas import (
     PaymentCreate,
     RefundCreate,
 )
+from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import (
     CustomerItem,
     GuardItem,
@@ -331,7 +332,7 @@ def edit(ctx: TenantContext, order_id: str, placed: dict[str, Any], source_updat
 def _bounds(since: datetime | None, before: datetime | None) -> tuple[str, str]:
     """Order-id bounds for a placing-date window (ids are ULIDs of placed_at, which the
     API keeps between 2000 and tomorrow, so dates outside that range just widen it)."""
-    floor, ceiling = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+    floor, ceiling = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
     if since is not None and since.microsecond % 1000:
         # placed_at is kept to the millisecond: the first millisecond at or after ``since``
         since += timedelta(microseconds=1000 - since.microsecond % 1000)
@@ -386,7 +387,7 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
                 return list_orders(ctx, limit=limit, cursor=None, customer_id=records.survivor(profile),
                                    placed_since=placed_since, placed_before=placed_before)
         kind = "order:" + customer_id + window
-        encode = lambda r: r.order_id  # noqa: E731
+        encode = lambda r: r.order_id
     else:
         after = decode_cursor(cursor, "order" + window)
         start = None
@@ -400,7 +401,7 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
                                          scan_index_forward=False, limit=limit + 1,
                                          page_size=limit + 1, last_evaluated_key=start))
         kind = "order" + window
-        encode = lambda r: f"{r.order_id}|{r.customer_id}"  # noqa: E731
+        encode = lambda r: f"{r.order_id}|{r.customer_id}"
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([to_order(r) for r in rows], encode_cursor(kind, encode(rows[-1])) if more else None)
