@@ -116,9 +116,9 @@ def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summar
              max_body: int = MAX_BODY_BYTES) -> Callable:
     """Declare a route. The handler takes a :class:`Request` and returns a :class:`Result`.
     ``idempotent="required"``: the route refuses a request without ``Idempotency-Key``."""
-    auth_errors = (401, 403) if scope else ()
-    input_errors = ((400, 413, 415, 422) if body else ()) + ((400, 422) if query else ())
-    idem_errors = (409, 422) if idempotent else ()
+    auth_errors: tuple[int, ...] = (401, 403) if scope else ()
+    input_errors: tuple[int, ...] = ((400, 413, 415, 422) if body else ()) + ((400, 422) if query else ())
+    idem_errors: tuple[int, ...] = (409, 422) if idempotent else ()
     if idempotent == "required":
         idem_errors += (400,)
     op = Operation(path, method, operation_id, summary, scope, body, query, responses,
@@ -179,6 +179,8 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         except ValidationError as exc:
             return from_validation(exc, where="query parameter")
     raw = request.raw_body or b""
+    if isinstance(raw, str):  # Chalice types raw_body as str | bytes; API Gateway gives bytes
+        raw = raw.encode()
     req.raw = raw
     if len(raw) > op.max_body:  # also for routes that take raw bytes (webhooks)
         return problem(413, "payload_too_large",

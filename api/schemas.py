@@ -1,7 +1,7 @@
 """Every model the API names: the domain's, re-exported, plus HTTP-only shapes."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
@@ -57,7 +57,7 @@ from crm.orders.schemas import (  # noqa: F401 - re-exported for api.http.model(
 )
 
 Scope = Literal["customers:read", "customers:write", "orders:read", "orders:write", "admin"]
-assert set(SCOPES) == set(Scope.__args__)
+assert set(SCOPES) == set(get_args(Scope))
 
 
 class _Strict(BaseModel):

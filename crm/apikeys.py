@@ -16,7 +16,9 @@ import hashlib
 import hmac
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from crm import clock, ids, settings
 from crm.context import SCOPES, TenantContext
@@ -52,7 +54,7 @@ def _pk(ctx: TenantContext) -> str:
 
 
 def _to_key(item: ApiKeyItem) -> ApiKey:
-    return ApiKey(item.sk, item.name, item.prefix, item.last4, list(item.scopes),
+    return ApiKey(item.sk, item.name, item.prefix, item.last4, list(cast(list[str], item.scopes)),
                   item.created_at, item.revoked_at, item.rotated_to, item.created_by)
 
 
@@ -98,7 +100,7 @@ def create(ctx: TenantContext, name: str, scopes: list[str]) -> IssuedKey:
     return IssuedKey(_to_key(item), token)
 
 
-def _check_live(tx, ctx: TenantContext) -> None:
+def _check_live(tx: Any, ctx: TenantContext) -> None:
     """In a transaction: the key making the change exists and is not revoked."""
     tx.condition_check(ApiKeyItem, _pk(ctx), ctx.key_id,
                        condition=ApiKeyItem.pk.exists() & ApiKeyItem.revoked_at.does_not_exist())
@@ -172,7 +174,8 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def authenticate(token: str | None, *, fresh: bool = False, monotonic=time.monotonic) -> TenantContext:
+def authenticate(token: str | None, *, fresh: bool = False,
+                 monotonic: Callable[[], float] = time.monotonic) -> TenantContext:
     """Resolve a bearer token to its tenant context, or raise Unauthorized/Forbidden.
     ``fresh``: skip the cache (admin routes see a revocation at once); the fresh
     answer still replaces the cached one."""

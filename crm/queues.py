@@ -44,7 +44,7 @@ def send(subscriber: str, bodies: Iterable[dict[str, Any]], delay: int = 0) -> i
     batch: list[dict[str, Any]] = []
     sent = 0
     for body in bodies:
-        entry = {"Id": str(len(batch)), "MessageBody": json.dumps(body, separators=(",", ":"))}
+        entry: dict[str, Any] = {"Id": str(len(batch)), "MessageBody": json.dumps(body, separators=(",", ":"))}
         if delay:
             entry["DelaySeconds"] = delay
         batch.append(entry)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from chalice import Blueprint
 
@@ -37,7 +38,7 @@ def public_base(headers: dict[str, str]) -> str:
     return f"{proto}://{host}{stage.rstrip('/')}"
 
 
-def _absolute(req: Request, conn):
+def _absolute(req: Request, conn: Any) -> Any:
     """The connection with ``webhook_url`` absolute: what to paste into the vendor's settings."""
     if conn.webhook_url and conn.webhook_url.startswith("/"):
         conn.webhook_url = public_base(req.headers) + conn.webhook_url

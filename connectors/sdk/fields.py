@@ -7,7 +7,7 @@ import functools
 import html
 import re
 from datetime import UTC, datetime
-from ipaddress import ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -133,7 +133,7 @@ def _host(host: str, field: str) -> None:
                          "hyphens and dots, e.g. https://shop.example.com")
 
 
-def ip_address_or_none(host: str):
+def ip_address_or_none(host: str) -> IPv4Address | IPv6Address | None:
     try:
         return ip_address(host.strip("[]"))
     except ValueError:

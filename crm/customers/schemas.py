@@ -187,11 +187,14 @@ class CustomerCreate(CustomerFields):
     ]})
 
 
+CustomerStatus = Literal["active", "erased", "merging", "merged"]
+
+
 class CustomerPatch(CustomerFields):
     """PATCH: given fields replace; ``attributes``, ``consent`` and ``external_ids`` merge
     key by key, and a key set to null is removed (JSON Merge Patch, RFC 7396)."""
 
-    attributes: Annotated[dict[str, JsonValue | None], Field(json_schema_extra=_ATTRIBUTES_SCHEMA)] | None = None  # type: ignore[assignment]
+    attributes: Annotated[dict[str, JsonValue | None], Field(json_schema_extra=_ATTRIBUTES_SCHEMA)] | None = None
     consent: dict[Channel, ConsentInput | None] | None = None  # type: ignore[assignment]
     external_ids: dict[Source, ExternalId | None] | None = Field(default=None, max_length=20)  # type: ignore[assignment]
 
@@ -222,7 +225,7 @@ class Customer(BaseModel):
     times. A merged customer's id answers with its survivor (see ``merged_ids``)."""
 
     id: str
-    status: Literal["active", "erased", "merging", "merged"]
+    status: CustomerStatus
     name: Name | None = None
     email: str | None = None
     phone: str | None = None

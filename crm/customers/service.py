@@ -89,7 +89,7 @@ def resolved_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, 
         merged = {cid: records.survivor(item) for cid, item in found.items() if records.survivor(item)}
         if not merged:
             break
-        survivors = batch_profiles(ctx, list(merged.values()))
+        survivors = batch_profiles(ctx, [cid for cid in merged.values() if cid])
         for cid, target in merged.items():
             if target in survivors:
                 found[cid] = survivors[target]
@@ -164,9 +164,9 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
         if email:
             guard_pk = records.email_guard(ctx, normalize.email(email))
         elif external_id:
-            guard_pk = records.xid_guard(ctx, source, external_id)
+            guard_pk = records.xid_guard(ctx, source or "", external_id)
         else:
-            normalized_phone = normalize.phone(phone)
+            normalized_phone = normalize.phone(phone or "")
             phone_pk = records.phone_entry(ctx, normalized_phone)
     except ValueError as exc:
         raise Invalid(str(exc), field=given[0]) from None
@@ -440,7 +440,7 @@ def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineE
     return False
 
 
-def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
+def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None) -> list[Any]:
     """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), the points
     book (sk LOYALTY), then the EV# entries. Orders (sk A#ORD#...) and ledger entries
     (B#LED#...) sort below this range. From the top (``after`` None), a merged

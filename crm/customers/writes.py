@@ -101,7 +101,7 @@ def execute_packed(writes: list[tuple[K, ProfileWrite]],
     for group in _pack(writes):
         try:
             execute([w for _, w in group])
-            outcomes = [(key, w, None) for key, w in group]
+            outcomes: list[tuple[K, ProfileWrite, DomainError | None]] = [(key, w, None) for key, w in group]
         except DomainError:
             outcomes = [(key, w, _execute_alone(w)) for key, w in group]
         yield from outcomes

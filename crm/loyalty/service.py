@@ -18,7 +18,7 @@ import hashlib
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from crm import clock, ids
@@ -166,7 +166,7 @@ class _Settle(Exception):
 
 
 def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
-            extra: list[tuple[Item, Any]] = ()) -> None:
+            extra: Sequence[tuple[Item, Any]] = ()) -> None:
     """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version)."""
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
@@ -222,7 +222,7 @@ def _owner(ctx: TenantContext, order: dict[str, Any]) -> tuple[str, dict[str, An
     owner = origin or customer_id
     wanted = {customer_id, owner}
     keys = [(records.profile_pk(ctx, c), LOYALTY) for c in sorted(wanted)] + [(program_pk(ctx), PROGRAM)]
-    found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
+    found: dict[tuple[str, str], Item | None] = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
     for _ in range(8):
         book = found.get((records.profile_pk(ctx, owner), LOYALTY))
         target = (book.book or {}).get("merged_into") if isinstance(book, LoyaltyItem) else None
@@ -323,9 +323,9 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
         for _ in range(4):  # a merged id: the survivor's book (+1 BatchGetItem)
             customer_id = target["id"]
             found = _read(ctx, customer_id, records.PROFILE, *([guard_sk] if guard_sk else []))
-            if _survivor(found) is None:
+            if (survivor := _survivor(found)) is None:
                 break
-            target["id"] = _survivor(found)
+            target["id"] = survivor
         guard = found.get(guard_sk) if guard_sk else None
         if isinstance(guard, RedemptionItem):
             return PointsChange.model_validate(guard.result), False
@@ -406,9 +406,9 @@ def view(ctx: TenantContext, customer_id: str) -> Loyalty:
         raise NotFound(f"customer {customer_id} not found")
     found = _read(ctx, customer_id, records.PROFILE)
     for _ in range(3):  # a merged id: the survivor's balance (+1 BatchGetItem)
-        if _survivor(found) is None:
+        if (survivor := _survivor(found)) is None:
             break
-        customer_id = _survivor(found)
+        customer_id = survivor
         found = _read(ctx, customer_id, records.PROFILE)
     if not isinstance(found.get(records.PROFILE), CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
@@ -447,8 +447,8 @@ def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
             profile = CustomerItem.get(pk, records.PROFILE, consistent_read=True)
         except CustomerItem.DoesNotExist:
             raise NotFound(f"customer {customer_id} not found") from None
-        if records.survivor(profile) and _hops < 3:
-            return ledger(ctx, records.survivor(profile), limit=limit, cursor=None, _hops=_hops + 1)
+        if (survivor := records.survivor(profile)) and _hops < 3:
+            return ledger(ctx, survivor, limit=limit, cursor=None, _hops=_hops + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(kind, str(rows[-1].entry["seq"])) if more else None
@@ -473,7 +473,7 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
     s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
     for n in range(ATTEMPTS):
         keys = [(s_pk, LOYALTY), (o_pk, LOYALTY), (program_pk(ctx), PROGRAM)]
-        found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
+        found: dict[tuple[str, str], Any] = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
         s_item = found.get((s_pk, LOYALTY)) or LoyaltyItem(s_pk, LOYALTY, customer_id=survivor_id, book={})
         o_item = found.get((o_pk, LOYALTY)) or LoyaltyItem(o_pk, LOYALTY, customer_id=other_id, book={})
         program = found.get((program_pk(ctx), PROGRAM))
@@ -528,5 +528,5 @@ def placement_stamp(book_item: Any, program_item: Any, profile: CustomerItem, ha
         book.catch_up(now)
         tier = book.s["tier"]
     birth = (profile.data or {}).get("birth_date")
-    return {"tier": tier, "birthday": bool(birth) and birth[5:7] == placed_at[5:7],
+    return {"tier": tier, "birthday": bool(birth and birth[5:7] == placed_at[5:7]),
             "first": not has_orders}

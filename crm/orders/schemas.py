@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from crm.customers.schemas import Email, ExternalId, Source, Timestamp
 
@@ -27,8 +28,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-_NULL = {"type": "null"}
-_STR = {"type": "string"}
+_NULL: JsonDict = {"type": "null"}
+_STR: JsonDict = {"type": "string"}
 
 
 class CustomerRef(_Strict):
@@ -96,10 +97,10 @@ class OrderCreate(_Strict):
     @classmethod
     def _total(cls, v: int, info: ValidationInfo) -> int:
         subtotal = _subtotal(info.data.get("lines"))
-        parts = [info.data.get(k) for k in ("discount", "shipping", "tax")]
-        if subtotal is None or None in parts:
+        discount, shipping, tax = (info.data.get(k) for k in ("discount", "shipping", "tax"))
+        if subtotal is None or discount is None or shipping is None or tax is None:
             return v  # another field is already invalid and named
-        expected = subtotal - parts[0] + parts[1] + parts[2]
+        expected = subtotal - discount + shipping + tax
         if v != expected:
             raise ValueError(f"total {v} does not match lines - discount + shipping + tax = {expected}")
         return v

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from crm import clock, ids, retry
 from crm.context import TenantContext
@@ -25,6 +25,7 @@ from crm.orders.schemas import (
     FulfilmentCreate,
     Order,
     OrderCreate,
+    OrderStatus,
     OrderSummary,
     PaymentCreate,
     RefundCreate,
@@ -55,7 +56,7 @@ def _guard_pk(ctx: TenantContext, source: str, external_id: str) -> str:
 
 
 def to_order(item: OrderItem) -> Order:
-    return Order(id=item.order_id, customer_id=item.customer_id, status=item.status,
+    return Order(id=item.order_id, customer_id=item.customer_id, status=cast(OrderStatus, item.status),
                  created_at=item.created_at, updated_at=item.updated_at, version=item.version,
                  **item.data)
 
@@ -63,7 +64,7 @@ def to_order(item: OrderItem) -> Order:
 def summary(item: OrderItem) -> dict[str, Any]:
     d = item.data
     return OrderSummary(id=item.order_id, channel=d["channel"], currency=d["currency"],
-                        total=d["total"], status=item.status, placed_at=d["placed_at"],
+                        total=d["total"], status=cast(OrderStatus, item.status), placed_at=d["placed_at"],
                         refunded_amount=d.get("refunded_amount", 0)).model_dump()
 
 
@@ -80,8 +81,10 @@ def _resolve_customer(ctx: TenantContext, ref: CustomerRef) -> str:
     """The customer id, by id or through the email / external-id guard (0 or 1 GetItem)."""
     if ref.id is not None:
         return ref.id
-    pk = (records.email_guard(ctx, ref.email) if ref.email is not None
-          else records.xid_guard(ctx, ref.source, ref.external_id))
+    if ref.email is not None:
+        pk = records.email_guard(ctx, ref.email)
+    else:  # CustomerRef's rule: source and external_id come together
+        pk = records.xid_guard(ctx, cast(str, ref.source), cast(str, ref.external_id))
     try:
         return GuardItem.get(pk, "U", consistent_read=True).customer_id
     except GuardItem.DoesNotExist:
@@ -121,8 +124,8 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     for _ in retry.backoff():  # a lost race re-reads after a backoff (crm/retry.py)
         got = _read_for_create(ctx, customer_id, guard_pk)
         profile, recent, guard = got["profile"], got["recent"], got["guard"]
-        if records.survivor(profile):  # a merged customer: the order is its survivor's
-            customer_id = records.survivor(profile)
+        if survivor := records.survivor(profile):  # a merged customer: the order is its survivor's
+            customer_id = survivor
             pk = records.profile_pk(ctx, customer_id)
             continue
         if guard is not None:
@@ -184,8 +187,10 @@ def _load(ctx: TenantContext, order_id: str,
     order = found.get(_order_sk(order_id))
     if not isinstance(order, OrderItem):
         raise NotFound(f"order {order_id} not found")
-    recent = found.get(RECENT) or RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
-    program_item = found.get(PROGRAM)
+    recent = found.get(RECENT)
+    if not isinstance(recent, RecentOrdersItem):
+        recent = RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
+    program_item: Any = found.get(PROGRAM)
     return order, recent, program_item is not None and program_item.data.get("enabled", True)
 
 
