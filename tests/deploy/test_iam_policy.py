@@ -170,6 +170,7 @@ def _drive_every_route(tenant, anon) -> set[str]:
         return r
 
     call("health", "GET", "/v1/health", 200)                       # DescribeTable
+    call("index", "GET", "/v1", 200)                               # no AWS call
     anon.get("/v1/openapi.json").raise_for_status()
     a = call("createCustomer", "POST", "/v1/customers", 201, headers={"Idempotency-Key": "k1"},
              json={"email": "iam-a@example.com", "phone": "+14155552671", "tags": ["vip"],
@@ -186,6 +187,7 @@ def _drive_every_route(tenant, anon) -> set[str]:
     call("updateCustomer", "PATCH", f"/v1/customers/{a['id']}", 200,
          headers={"If-Match": '"1"'}, json={"name": {"given": "Ann"}})
     call("listCustomers", "GET", "/v1/customers", 200)
+    call("searchCustomers", "GET", "/v1/customers/search", 200, params={"q": "a"})
     call(None, "GET", "/v1/customers", 200, params={"tag": "vip"})
     call(None, "GET", "/v1/customers", 200, params={"updated_since": "2000-01-01T00:00:00Z"})
     call("lookupCustomers", "GET", "/v1/customers/lookup", 200, params={"phone": "+14155552671"})
