@@ -46,11 +46,16 @@ def status_of(err: errors.DomainError) -> int:
 AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="rapport"'}  # with every 401 (RFC 9110)
 
 
+# the request header that carries what a domain field stands for
+HEADER_FIELDS = {errors.EXPECTED_VERSION: "If-Match"}
+
+
 def from_domain(err: errors.DomainError) -> Response:
     extra = dict(err.extra)
     code = extra.pop("code", err.code)
     status = status_of(err)
-    return problem(status, code, err.detail, field=err.field,
+    field = HEADER_FIELDS.get(err.field, err.field) if err.field else None
+    return problem(status, code, err.detail, field=field,
                    headers=AUTHENTICATE if status == 401 else None, **extra)
 
 

@@ -28,7 +28,7 @@ from connectors.sdk import registry, secrets
 from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
 from crm import clock
 from crm.context import TenantContext
-from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, field_errors
+from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed, field_errors
 from crm.paging import Page, decode_cursor, encode_cursor
 
 CONN, STATE, RUN = "CONN", "STATE", "RUN#"
@@ -230,7 +230,7 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
     item, state = load(ctx, connection_id)
     if if_match is not None and if_match != item.version:
         raise PreconditionFailed(f"the connection is at version {item.version}, not {if_match}",
-                                 field="If-Match", current_version=item.version)
+                                 field=EXPECTED_VERSION, current_version=item.version)
     cls = connector(item.connector)
     given = patch.model_dump(exclude_unset=True)
     if "config" in given and given["config"] is not None:
@@ -258,7 +258,7 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
     except PutError as exc:
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
             raise PreconditionFailed("the connection changed concurrently; read it again",
-                                     field="If-Match") from None
+                                     field=EXPECTED_VERSION) from None
         raise
     return to_connection(item, state)
 

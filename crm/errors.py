@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# ``field`` of an error about the version a write expected (the API names the header
+# that carried it: If-Match)
+EXPECTED_VERSION = "expected_version"
+
 
 class DomainError(Exception):
     """Base class. ``code`` is stable (clients branch on it); how it travels (an HTTP

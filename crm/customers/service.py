@@ -16,7 +16,7 @@ from crm.customers.schemas import (
     TimelineEventCreate,
 )
 from crm.customers.writes import ProfileWrite, execute
-from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
+from crm.errors import EXPECTED_VERSION, Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item, connection
 
@@ -284,7 +284,7 @@ def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
         if if_match is not None and item.version != if_match:
             raise PreconditionFailed(
                 f"If-Match {if_match} does not match the current version {item.version}",
-                field="If-Match", current_version=item.version)
+                field=EXPECTED_VERSION, current_version=item.version)
         try:
             return _apply(ctx, item, patch)
         except PreconditionFailed:

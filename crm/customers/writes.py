@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from crm.context import TenantContext
 from crm.customers import records, search
-from crm.errors import Conflict, DomainError, PreconditionFailed
+from crm.errors import EXPECTED_VERSION, Conflict, DomainError, PreconditionFailed
 from crm.storage import CustomerItem, GuardItem, IndexEntryItem, connection
 
 MAX_TRANSACTION_ITEMS = 100
@@ -145,7 +145,7 @@ def _explain(exc: Any, flat: list) -> DomainError:
         if isinstance(item, CustomerItem):
             return PreconditionFailed(
                 f"customer {item.customer_id} was changed by another request; re-read it and retry",
-                field="If-Match")
+                field=EXPECTED_VERSION)
         if isinstance(item, GuardItem) and kind == "save":
             try:
                 holder = GuardItem.get(item.pk, "U", consistent_read=True).customer_id

@@ -80,3 +80,19 @@ def test_domain_errors_carry_a_code_and_no_http_status():
         assert isinstance(cls.code, str) and cls.code
         assert cls in problems.STATUS, cls
     assert "WWW-Authenticate" not in (ROOT / "crm" / "errors.py").read_text()
+
+
+def test_header_names_live_in_the_api():
+    """crm/ names the version a write expected; the API says which header carried it."""
+    import json
+
+    from api import problems
+    from crm import errors
+
+    for path in (ROOT / "crm").rglob("*.py"):
+        assert 'field="If-Match"' not in path.read_text(), path
+    answer = problems.from_domain(errors.PreconditionFailed("changed", field=errors.EXPECTED_VERSION))
+    body = json.loads(answer.body)
+    assert answer.status_code == 412 and body["field"] == "If-Match" and body["code"] == "precondition_failed"
+    answer = problems.from_domain(errors.Unauthorized("no key"))
+    assert answer.status_code == 401 and answer.headers["WWW-Authenticate"].startswith("Bearer")
