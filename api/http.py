@@ -12,16 +12,14 @@ import functools
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chalice import Blueprint, Response
 
+from api.lambda_env import logger  # re-exported: the routes log through it
 from api.problems import from_domain, from_validation, problem
-
-
-
-from crm.aws import logger  # noqa: E402 - re-exported: the routes log through it
 
 MAX_BODY_BYTES = 64 * 1024
 # an ETag from a response ("3" or W/"3"), tolerated without its quotes (3), or *
@@ -118,9 +116,9 @@ def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summar
              max_body: int = MAX_BODY_BYTES) -> Callable:
     """Declare a route. The handler takes a :class:`Request` and returns a :class:`Result`.
     ``idempotent="required"``: the route refuses a request without ``Idempotency-Key``."""
-    auth_errors = (401, 403) if scope else ()
-    input_errors = ((400, 413, 415, 422) if body else ()) + ((400, 422) if query else ())
-    idem_errors = (409, 422) if idempotent else ()
+    auth_errors: tuple[int, ...] = (401, 403) if scope else ()
+    input_errors: tuple[int, ...] = ((400, 413, 415, 422) if body else ()) + ((400, 422) if query else ())
+    idem_errors: tuple[int, ...] = (409, 422) if idempotent else ()
     if idempotent == "required":
         idem_errors += (400,)
     op = Operation(path, method, operation_id, summary, scope, body, query, responses,
@@ -181,6 +179,8 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         except ValidationError as exc:
             return from_validation(exc, where="query parameter")
     raw = request.raw_body or b""
+    if isinstance(raw, str):  # Chalice types raw_body as str | bytes; API Gateway gives bytes
+        raw = raw.encode()
     req.raw = raw
     if len(raw) > op.max_body:  # also for routes that take raw bytes (webhooks)
         return problem(413, "payload_too_large",

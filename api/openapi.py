@@ -51,21 +51,23 @@ def _query_parameters(model: Any, defs: dict) -> list[dict[str, Any]]:
 
 @functools.lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
-    from pydantic.json_schema import models_json_schema
+    from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-    import app  # noqa: F401 - registers every blueprint, so OPERATIONS is complete
+    from api import routes
     from api.http import OPERATIONS, model
+
+    routes.load_all()  # every route module registers its operations: OPERATIONS is complete
 
     names = {"Problem"}
     for op in OPERATIONS:
         names.update(n for n in [op.body, *op.responses.values()] if n)
-    pairs = [(model(n), "validation") for n in sorted(names)] + \
-            [(model(n), "serialization") for n in sorted(names)]
+    modes: tuple[JsonSchemaMode, ...] = ("validation", "serialization")
+    pairs = [(model(n), mode) for mode in modes for n in sorted(names)]
     key_map, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}",
                                       schema_generator=_generator())
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
 
-    def ref(name: str, mode: str) -> dict[str, str]:
+    def ref(name: str, mode: JsonSchemaMode) -> dict[str, Any]:
         return key_map[(model(name), mode)]
 
     problem = {"application/problem+json": {"schema": ref("Problem", "serialization")}}

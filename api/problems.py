@@ -6,6 +6,8 @@ from typing import Any
 
 from chalice import Response
 
+from crm import errors
+
 PROBLEM_TYPE = "https://rapport.dev/problems/"
 TITLES = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
@@ -28,23 +30,43 @@ def problem(status: int, code: str, detail: str, *, field: str | None = None,
                     headers={"Content-Type": "application/problem+json", **(headers or {})})
 
 
-def from_domain(err: Any) -> Response:
+# the HTTP status of each domain error class (crm/errors.py knows only codes)
+STATUS: dict[type[errors.DomainError], int] = {
+    errors.DomainError: 400, errors.NotFound: 404, errors.Gone: 410, errors.Conflict: 409,
+    errors.PreconditionFailed: 412, errors.Invalid: 422, errors.Unauthorized: 401,
+    errors.Forbidden: 403, errors.Unavailable: 503,
+}
+
+
+def status_of(err: errors.DomainError) -> int:
+    """The status of the error's class, or of its nearest mapped base class."""
+    return next(STATUS[cls] for cls in type(err).__mro__ if cls in STATUS)
+
+
+AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="rapport"'}  # with every 401 (RFC 9110)
+
+
+# the request header that carries what a domain field stands for
+HEADER_FIELDS = {errors.EXPECTED_VERSION: "If-Match"}
+
+
+def from_domain(err: errors.DomainError) -> Response:
     extra = dict(err.extra)
     code = extra.pop("code", err.code)
-    headers = {"WWW-Authenticate": 'Bearer realm="rapport"'} if err.status == 401 else None
-    return problem(err.status, code, err.detail, field=err.field, headers=headers, **extra)
+    status = status_of(err)
+    field = HEADER_FIELDS.get(err.field, err.field) if err.field else None
+    return problem(status, code, err.detail, field=field,
+                   headers=AUTHENTICATE if status == 401 else None, **extra)
 
 
 def from_validation(exc: Any, *, where: str) -> Response:
     """A pydantic ValidationError: 422 naming the first field, all errors listed, in
     plain words ("unknown field 'q'") rather than the validation library's."""
-    from crm.errors import field_errors
-
-    errors = field_errors(exc)
-    first = errors[0] if errors else {"field": None, "message": "invalid"}
+    found = errors.field_errors(exc)
+    first = found[0] if found else {"field": None, "message": "invalid", "type": ""}
     detail = (f"invalid {where}: {first['message']}" if first["type"] == "extra_forbidden"
               else f"invalid {where}: {first['field']}: {first['message']}")
-    return problem(422, "validation_error", detail, field=first["field"], errors=errors)
+    return problem(422, "validation_error", detail, field=first["field"], errors=found)
 
 
 _CHALICE_ERRORS = {405: ("method_not_allowed", "this route does not accept {method}"),

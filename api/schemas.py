@@ -1,44 +1,11 @@
 """Every model the API names: the domain's, re-exported, plus HTTP-only shapes."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
-from crm.context import SCOPES
-from crm.customer360 import Customer360  # noqa: F401 - re-exported for api.http.model()
-from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.model()
-    Customer,
-    CustomerCreate,
-    CustomerPatch,
-    MergeRequest,
-    SOURCE_PATTERN,
-    Timestamp,
-    TimelineEvent,
-    TimelineEventCreate,
-)
-
-from crm.orders.schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
-    CancellationCreate,
-    FulfilmentCreate,
-    Order,
-    OrderCreate,
-    OrderStatus,
-    PaymentCreate,
-    RefundCreate,
-)
-
-from crm.loyalty.schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
-    AdjustmentCreate,
-    LedgerEntry,
-    Loyalty,
-    PointsChange,
-    Program,
-    ProgramFields,
-    RedemptionCreate,
-)
-
-from connectors.schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
+from connectors.schemas import (  # noqa: F401 - re-exported for api.http.model()
     CheckResult,
     Connection,
     ConnectionCreate,
@@ -51,17 +18,46 @@ from connectors.schemas import (  # noqa: F401,E402 - re-exported for api.http.m
     SyncRequest,
     UploadCreated,
 )
-
-from crm.identity_schemas import (  # noqa: F401,E402 - re-exported for api.http.model()
+from crm.context import SCOPES
+from crm.customer360 import Customer360  # noqa: F401 - re-exported for api.http.model()
+from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    SOURCE_PATTERN,
+    Customer,
+    CustomerCreate,
+    CustomerPatch,
+    MergeRequest,
+    TimelineEvent,
+    TimelineEventCreate,
+    Timestamp,
+)
+from crm.identity_schemas import (  # noqa: F401 - re-exported for api.http.model()
     ConflictResolve,
     ConflictStatus,
     IdentityConflict,
     IdentitySettings,
     IdentitySettingsFields,
 )
+from crm.loyalty.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    AdjustmentCreate,
+    LedgerEntry,
+    Loyalty,
+    PointsChange,
+    Program,
+    ProgramFields,
+    RedemptionCreate,
+)
+from crm.orders.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    CancellationCreate,
+    FulfilmentCreate,
+    Order,
+    OrderCreate,
+    OrderStatus,
+    PaymentCreate,
+    RefundCreate,
+)
 
 Scope = Literal["customers:read", "customers:write", "orders:read", "orders:write", "admin"]
-assert set(SCOPES) == set(Scope.__args__)
+assert set(SCOPES) == set(get_args(Scope))
 
 
 class _Strict(BaseModel):

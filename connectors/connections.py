@@ -1,7 +1,7 @@
 """Connections: a tenant's installed connector, its sealed secrets, sync state and runs.
 
 DynamoDB requests (docs/performance.md):
-- create: 1 TransactWriteItems (connection, state, webhook route) + 1 KMS GenerateDataKey
+- create: 1 TransactWriteItems (connection, state, webhook route) + 1 KMS Encrypt
 - get / update: 1 GetItem (+1 PutItem conditional on the version, +1 KMS on a secret change)
 - list: 1 Query on gsi1 ``P CONNECTIONS`` + 1 BatchGetItem of the page's sync states
   (``active_run``, ``last_error``)
@@ -22,12 +22,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from connectors import sealing
 from connectors.schemas import Connection, ConnectionCreate, ConnectionPatch, ConnectorInfo, Run
 from connectors.sdk import registry, secrets
 from connectors.store import ACTIVE_INDEX, SCHEDULE_INDEX, ConnectionItem, HookRouteItem, RunItem, SyncStateItem
 from crm import clock, retry
 from crm.context import TenantContext
-from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, field_errors
+from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed, field_errors
 from crm.paging import Page, decode_cursor, encode_cursor
 from crm.tx import FAILED, Cancelled, Tx
 
@@ -118,7 +119,7 @@ def config_of(ctx: TenantContext, item: ConnectionItem) -> BaseModel:
     if hit and time.monotonic() - hit[0] < CONFIG_CACHE_SECONDS:
         return hit[1]
     cls = connector(item.connector)
-    hidden = secrets.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
+    hidden = sealing.unseal(ctx.tenant_id, item.connection_id, item.sealed or {})
     try:
         config = cls.Config.model_validate({**(item.config or {}), **hidden})
     except ValidationError as exc:
@@ -163,7 +164,7 @@ def create(ctx: TenantContext, body: ConnectionCreate) -> Connection:
     plain, hidden = _split(cls, config)
     cid, now = _ulid("con"), clock.now_iso()
     item = ConnectionItem(pk(ctx, cid), CONN, connection_id=cid, connector=cls.name, name=body.name,
-                          config=plain, sealed=secrets.seal(ctx.tenant_id, cid, hidden) if hidden else {},
+                          config=plain, sealed=sealing.seal(ctx.tenant_id, cid, hidden) if hidden else {},
                           secret_names=sorted(hidden), schedule_minutes=body.schedule_minutes,
                           status="active", created_at=now, updated_at=now,
                           gsi1pk=ctx.key("CONNECTIONS"), gsi1sk=cid)
@@ -227,17 +228,17 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
     item, state = load(ctx, connection_id)
     if if_match is not None and if_match != item.version:
         raise PreconditionFailed(f"the connection is at version {item.version}, not {if_match}",
-                                 field="If-Match", current_version=item.version)
+                                 field=EXPECTED_VERSION, current_version=item.version)
     cls = connector(item.connector)
     given = patch.model_dump(exclude_unset=True)
     if "config" in given and given["config"] is not None:
         # the stored values as they are (they may not validate any more: the PATCH fixes them)
-        current = {**(item.config or {}), **secrets.unseal(ctx.tenant_id, connection_id, item.sealed or {})}
+        current = {**(item.config or {}), **sealing.unseal(ctx.tenant_id, connection_id, item.sealed or {})}
         config = _validate(cls, {**current, **given["config"]})
         plain, hidden = _split(cls, config)
         item.config = plain
         if set(given["config"]) & secrets.secret_fields(cls.Config) or sorted(hidden) != sorted(item.secret_names or []):
-            item.sealed = secrets.seal(ctx.tenant_id, connection_id, hidden) if hidden else {}
+            item.sealed = sealing.seal(ctx.tenant_id, connection_id, hidden) if hidden else {}
             item.secret_names = sorted(hidden)
     if given.get("name") is not None:
         item.name = given["name"]
@@ -255,14 +256,14 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
     except PutError as exc:
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
             raise PreconditionFailed("the connection changed concurrently; read it again",
-                                     field="If-Match") from None
+                                     field=EXPECTED_VERSION) from None
         raise
     return to_connection(item, state)
 
 
 def delete(ctx: TenantContext, connection_id: str) -> None:
     """Removes the connection, its state, runs and delivery guards. Records already synced stay."""
-    item, state = load(ctx, connection_id)
+    _item, state = load(ctx, connection_id)
     if state.active_run:
         # its worker stops at its next page: the checkpoint finds the run gone
         stop_run(ctx, connection_id, state.active_run, "cancelled")
@@ -504,7 +505,7 @@ def check(ctx: TenantContext, connection_id: str):
         raise failed(str(exc), cause.kind, cause.status) from None
     except RateLimited as exc:
         raise failed(f"{cls.title or cls.name} is rate limiting: {exc}", "rate_limited") from None
-    except Exception as exc:  # noqa: BLE001 - a connector's bug must not become a 500 here
+    except Exception as exc:
         import logging
 
         logging.getLogger(__name__).warning("connection check failed", exc_info=True)

@@ -12,7 +12,6 @@ tenant) and nothing is written: the vendor sees the failure and retries or gives
 """
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
 from typing import Any
 
@@ -48,7 +47,7 @@ def receive(connection_id: str, headers: dict[str, Any], body: bytes) -> tuple[b
     """(queued?, delivery id). Raises Unauthorized (401) on a missing or forged signature."""
     from pynamodb.exceptions import PutError
 
-    from functions import queues
+    from connectors import messages
 
     ctx = _route(connection_id)
     item, _ = connections.load(ctx, connection_id)
@@ -75,12 +74,10 @@ def receive(connection_id: str, headers: dict[str, Any], body: bytes) -> tuple[b
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
             return False, delivery_id
         raise
-    message = {"type": "hook", "tenant_id": ctx.tenant_id, "connection_id": connection_id,
-               "delivery_id": delivery_id,
-               "headers": {k: v for k, v in lowered.items() if k.startswith("x-") or k in KEPT_HEADERS},
-               "body": base64.b64encode(body).decode()}
+    kept = {k: v for k, v in lowered.items() if k.startswith("x-") or k in KEPT_HEADERS}
+    message = messages.hook_message(ctx.tenant_id, connection_id, delivery_id, kept, body)
     try:
-        queues.send("sync", [message])
+        messages.send([message])
     except Exception:
         guard.delete()  # not queued: let the vendor's retry through
         raise

@@ -25,23 +25,25 @@ current config (after a PATCH that fixed it), provided no other run holds the lo
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from datetime import timedelta
+from typing import Any
 
 from connectors import connections
 from connectors.sdk.base import ReadContext
 from connectors.sdk.errors import RateLimited, VendorError
 from connectors.store import RunItem, SyncStateItem
 from crm import clock
-from crm.aws import logger
 from crm.context import TenantContext
 from crm.errors import DomainError
 from crm.tx import Tx
 
+_log = logging.getLogger("rapport.connectors")  # through Powertools' JSON logger in Lambda
 MAX_REJECTED_KEPT = 100
 TIME_RESERVE_SECONDS = 20.0  # stop reading when an invocation has less than this left
 FINISHED = connections.FINISHED
@@ -250,7 +252,7 @@ def _execute(ctx: TenantContext, item: Any, state: SyncStateItem, run: RunItem, 
         return _pause(ctx, run, state, exc.retry_after, str(exc))
     except Exception as exc:  # noqa: BLE001 - every run ends: classified, never left "running"
         code, detail = classify(exc, trace_id)
-        log = logger().exception if code == "internal" else logger().warning
+        log = _log.exception if code == "internal" else _log.warning
         log("sync run failed", extra={"tenant_id": ctx.tenant_id, "connection_id": connection_id,
                                       "run_id": run_id, "error": code, "trace_id": trace_id,
                                       "detail": detail})

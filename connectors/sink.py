@@ -58,7 +58,7 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
         results = identity.upsert(ctx, source, [(r.external_id, r.profile, {
             "updated_at": r.updated_at, "created_at": getattr(r, "created_at", None)}) for r in chunk],
             fill_only=fill_only)
-        for r, rec in zip(results, chunk):
+        for r, rec in zip(results, chunk, strict=True):
             ids[start + r.index] = r.customer_id
             if r.status == "conflict" and conflicts is not None and r.conflict_id:
                 conflicts[start + r.index] = r.conflict_id

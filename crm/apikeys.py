@@ -16,7 +16,9 @@ import hashlib
 import hmac
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from crm import clock, ids, settings
 from crm.context import SCOPES, TenantContext
@@ -53,7 +55,7 @@ def _pk(ctx: TenantContext) -> str:
 
 
 def _to_key(item: ApiKeyItem) -> ApiKey:
-    return ApiKey(item.sk, item.name, item.prefix, item.last4, list(item.scopes),
+    return ApiKey(item.sk, item.name, item.prefix, item.last4, list(cast(list[str], item.scopes)),
                   item.created_at, item.revoked_at, item.rotated_to, item.created_by)
 
 
@@ -161,7 +163,8 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def authenticate(token: str | None, *, fresh: bool = False, monotonic=time.monotonic) -> TenantContext:
+def authenticate(token: str | None, *, fresh: bool = False,
+                 monotonic: Callable[[], float] = time.monotonic) -> TenantContext:
     """Resolve a bearer token to its tenant context, or raise Unauthorized/Forbidden.
     ``fresh``: skip the cache (admin routes see a revocation at once); the fresh
     answer still replaces the cached one."""

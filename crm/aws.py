@@ -1,9 +1,9 @@
-"""Per-process Lambda plumbing, created on first use (cold starts stay small): one
-boto3 DynamoDB client for the Powertools utilities (PynamoDB keeps its own), and the
-Powertools structured logger."""
+"""Per-process boto3 clients, created on first use (cold starts stay small): the AWS
+services the domain calls (KMS, S3, SQS...) and a DynamoDB client for the idempotency
+records (PynamoDB keeps its own). The Lambda plumbing (Powertools' logger, the Lambda
+context) belongs to the entry points: api/lambda_env.py, functions/lambda_env.py."""
 from __future__ import annotations
 
-import functools
 import threading
 from typing import Any
 
@@ -34,11 +34,3 @@ def client(service: str) -> Any:
 
             _clients[service] = boto3.client(service, region_name=settings.region())
         return _clients[service]
-
-
-@functools.lru_cache(maxsize=1)
-def logger() -> Any:
-    """Powertools' structured JSON logger."""
-    from aws_lambda_powertools import Logger
-
-    return Logger(service="rapport")

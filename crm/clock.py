@@ -1,23 +1,18 @@
-"""UTC timestamps as ISO-8601 strings with a ``Z`` suffix (DESIGN: times are UTC)."""
+"""UTC timestamps as ISO-8601 strings with a ``Z`` suffix (DESIGN: times are UTC).
+
+The format is common/clock.py's (the connector SDK uses it too); ``now`` is defined
+here so that patching ``crm.clock.now`` moves the domain's clock."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from common.clock import iso, parse
+
+__all__ = ["iso", "now", "now_iso", "parse"]
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(dt: datetime) -> str:
-    """Millisecond precision, so strings sort in time order and fit a sort key."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def parse(value: str) -> datetime:
-    """The inverse of :func:`iso` (any ISO-8601 with ``Z`` or an offset)."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.now(UTC)
 
 
 def now_iso() -> str:

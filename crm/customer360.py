@@ -1,6 +1,8 @@
 """The 360 view: profile, points, recent orders and the latest timeline entries in one Query."""
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from crm import clock, ids
@@ -9,8 +11,8 @@ from crm.customers import records
 from crm.customers.schemas import Customer, TimelineEvent
 from crm.customers.service import timeline_query
 from crm.errors import NotFound
-from crm.loyalty.schemas import Loyalty
 from crm.loyalty.book import Book
+from crm.loyalty.schemas import Loyalty
 from crm.loyalty.service import PROGRAM, _view, program_pk
 from crm.orders.schemas import OrderSummary
 from crm.storage import CustomerItem, EventItem, LoyaltyItem, LoyaltyProgramItem, RecentOrdersItem
@@ -37,10 +39,11 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     rows = timeline_query(ctx, customer_id, TIMELINE_IN_360 + 3, None)
     if not rows or not isinstance(rows[0], CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
-    recent = next((r.recent for r in rows if isinstance(r, RecentOrdersItem)), [])
+    recent: list[dict[str, Any]] = next((r.recent for r in rows if isinstance(r, RecentOrdersItem)), [])
     book = next((r for r in rows if isinstance(r, LoyaltyItem) and r.book), None)
     events = [records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)]
-    return Customer360(customer=records.to_customer(rows[0]), recent_orders=recent,
+    return Customer360(customer=records.to_customer(rows[0]),
+                       recent_orders=[OrderSummary.model_validate(r) for r in recent],
                        loyalty=_loyalty(ctx, book) if book else None,
                        timeline=events[:TIMELINE_IN_360])
 

@@ -1,15 +1,19 @@
-"""Domain errors. The API maps each to an RFC 9457 problem with the same ``code``."""
+"""Domain errors, free of HTTP. The API maps each class to an RFC 9457 problem with the
+same ``code`` (api/problems.py)."""
 from __future__ import annotations
 
 from typing import Any
 
+# ``field`` of an error about the version a write expected (the API names the header
+# that carried it: If-Match)
+EXPECTED_VERSION = "expected_version"
+
 
 class DomainError(Exception):
-    """Base class: ``status`` is the HTTP status the API answers with."""
+    """Base class. ``code`` is stable (clients branch on it); how it travels (an HTTP
+    status, a header) is the API's business: api/problems.py maps each class."""
 
-    status = 400
     code = "bad_request"
-    title = "Bad request"
 
     def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -19,35 +23,35 @@ class DomainError(Exception):
 
 
 class NotFound(DomainError):
-    status, code, title = 404, "not_found", "Not found"
+    code = "not_found"
 
 
 class Gone(DomainError):
-    status, code, title = 410, "erased", "Resource erased"
+    code = "erased"
 
 
 class Conflict(DomainError):
-    status, code, title = 409, "conflict", "Conflict"
+    code = "conflict"
 
 
 class PreconditionFailed(DomainError):
-    status, code, title = 412, "precondition_failed", "Precondition failed"
+    code = "precondition_failed"
 
 
 class Invalid(DomainError):
-    status, code, title = 422, "validation_error", "Validation failed"
+    code = "validation_error"
 
 
 class Unauthorized(DomainError):
-    status, code, title = 401, "unauthorized", "Unauthorized"
+    code = "unauthorized"
 
 
 class Forbidden(DomainError):
-    status, code, title = 403, "forbidden", "Forbidden"
+    code = "forbidden"
 
 
 class Unavailable(DomainError):
-    status, code, title = 503, "not_ready", "Service unavailable"
+    code = "not_ready"
 
 
 def field_errors(exc: Any) -> list[dict[str, str]]:

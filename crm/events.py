@@ -45,7 +45,7 @@ def derive(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Event
     """The domain events one item change stands for (plain Python images; either may be None)."""
     item = new or old
     kind = (item or {}).get("kind")
-    handler = _BY_KIND.get(kind)
+    handler = _BY_KIND.get(kind) if isinstance(kind, str) else None
     return handler(old, new) if handler else []
 
 

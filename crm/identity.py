@@ -70,8 +70,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -82,7 +83,13 @@ from crm.customers.schemas import SOURCE_PATTERN, CustomerPatch, ExternalId
 from crm.customers.service import batch_profiles, new_data, new_item, patched_data, require_identity
 from crm.customers.writes import ProfileWrite, execute_packed
 from crm.errors import Conflict, DomainError, Invalid, NotFound, field_errors
-from crm.identity_schemas import DEFAULT_ORDER, IdentityConflict, IdentitySettings, IdentitySettingsFields
+from crm.identity_schemas import (
+    DEFAULT_ORDER,
+    ConflictStatus,
+    IdentityConflict,
+    IdentitySettings,
+    IdentitySettingsFields,
+)
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import (
     CustomerItem,
@@ -152,7 +159,7 @@ def _conflict_pk(ctx: TenantContext, cid: str) -> str:
 
 
 def _to_conflict(item: IdentityConflictItem) -> IdentityConflict:
-    return IdentityConflict(id=item.conflict_id, status=item.status, detected_at=item.detected_at,
+    return IdentityConflict(id=item.conflict_id, status=cast(ConflictStatus, item.status), detected_at=item.detected_at,
                             resolved_at=item.resolved_at, **item.data)
 
 
@@ -195,6 +202,7 @@ def list_conflicts(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         _, _, cid = after.rpartition("#")
         if not CONFLICT_ID.match(cid):
             raise Invalid("cursor is malformed", field="cursor")
+    index: Any
     if status is None:
         pk, index, names = ctx.key("CONFLICTS"), IdentityConflictItem.gsi1, ("gsi1pk", "gsi1sk")
     else:
@@ -265,10 +273,10 @@ def _validate(i: int, external_id: Any, profile: Any) -> tuple[str | None, Custo
             external_id = _EXTERNAL_ID.validate_python(external_id)
         except ValidationError as exc:
             errors += [{**e, "field": "external_id"} for e in field_errors(exc)]
-    if not errors and not (external_id or rec.email or rec.phone):
+    if not errors and rec is not None and not (external_id or rec.email or rec.phone):
         errors.append({"field": "external_id", "type": "missing",
                        "message": "a record needs an external id, an email or a phone to match on"})
-    if errors:
+    if errors or rec is None:
         return Resolution(i, "error", error=Invalid("record is invalid", field=f"records[{i}]"),
                           errors=errors)
     return external_id, rec
@@ -288,6 +296,7 @@ def upsert(ctx: TenantContext, source: str, records: list[tuple[str | None, dict
     parsed: dict[int, tuple[str | None, CustomerPatch]] = {}
     facts: dict[int, dict[str, str]] = {}
     for i, pair in enumerate(records):
+        rest: list[Any]
         try:
             external_id, profile, *rest = pair
         except (TypeError, ValueError):
@@ -490,8 +499,8 @@ class _Round:
         read = batch_profiles(self.ctx, sorted(ids))
         # a guard or entry still naming a merged customer stands for its survivor (one more
         # BatchGetItem, only when there are such)
-        survivor = getattr(customer_keys, "survivor", lambda item: None)
-        moved = {c: survivor(p) for c, p in read.items() if survivor(p)}
+        survivor: Callable[[Any], str | None] = getattr(customer_keys, "survivor", lambda item: None)
+        moved = {c: s for c, p in read.items() if (s := survivor(p))}
         if moved:
             read.update(batch_profiles(self.ctx, sorted(set(moved.values()) - set(read))))
         self.profiles = {c: p for c, p in read.items() if p.status == "active"}
@@ -645,7 +654,7 @@ class _Round:
     def _write(self) -> list[int]:
         """Pack the planned customers into transactions; returns the records to defer."""
         writes = []
-        for cid, plan in self.plans.items():
+        for plan in self.plans.values():
             item = plan.item
             item.data, item.updated_at = plan.data, self.now
             customer_keys.set_list_keys(self.ctx, item)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 Rule = Literal["external_id", "email", "phone"]
 ConflictStatus = Literal["open", "resolved"]
-DEFAULT_ORDER: tuple[str, ...] = ("external_id", "email", "phone")
+DEFAULT_ORDER: tuple[Rule, ...] = ("external_id", "email", "phone")
 
 
 class _Strict(BaseModel):

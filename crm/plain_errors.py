@@ -34,6 +34,6 @@ def plain_message(error: dict) -> str:
         except (KeyError, IndexError):
             return _PLAIN[kind]
     base = kind.split("_")[0]
-    if (kind.endswith("_type") or kind.endswith("_parsing")) and base in _TYPES:
+    if (kind.endswith(("_type", "_parsing"))) and base in _TYPES:
         return f"must be {_TYPES[base]}"
     return error["msg"][:1].lower() + error["msg"][1:]

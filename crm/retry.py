@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 MAX_ATTEMPTS = 40
 BASE_SECONDS = 0.01

@@ -10,6 +10,8 @@ emulator) and production leaves it unset.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pynamodb.attributes import (
     DiscriminatorAttribute,
     JSONAttribute,
@@ -158,7 +160,7 @@ class OrderItem(Item, discriminator="order"):
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
 
-    def serialize(self, null_check: bool = True):
+    def serialize(self, null_check: bool = True) -> dict[str, dict[str, Any]]:
         """The status index follows the status on every write path (create, transitions,
         imports, a merge's copy), since every one of them serializes the item here."""
         if self.gsi1pk and self.status:

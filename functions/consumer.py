@@ -12,14 +12,15 @@ exists yet; the first one passes ``at_most_once=True``.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def consume(subscriber: str, raw_event: dict[str, Any], handle: Callable[[dict[str, Any]], Any],
             lambda_context: Any = None, at_most_once: bool = False) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-    from crm.aws import logger
+    from functions.lambda_env import logger
 
     def record_handler(record: Any) -> None:
         event = json.loads(record.body)

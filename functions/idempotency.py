@@ -9,7 +9,8 @@ their own and do without.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from crm import settings
 from crm.aws import dynamodb_client

@@ -31,10 +31,10 @@ def run_schedule(now: str | None = None, lambda_context: Any = None) -> dict[str
     books are skipped (1 GetItem per tenant per run); they stay due and are maintained
     once the tenant is active again. Stops early when the invocation runs short of time;
     what is left is still due at the next run."""
+    from connectors.connections import tenant_active
     from crm import clock
     from crm.context import TenantContext
     from crm.loyalty import service
-    from connectors.connections import tenant_active
 
     at = now or clock.now_iso()
     customers = entries = skipped = 0

@@ -31,6 +31,10 @@ import os
 from datetime import timedelta
 from typing import Any
 
+from connectors.messages import sync_message
+from functions.lambda_env import logger, time_left
+from functions.lambda_env import trace_id as _trace_id
+
 SCHEDULE_BATCH = 500
 STALL_BATCH = 100
 
@@ -41,32 +45,15 @@ def max_receives() -> int:
 MAX_DELAY_SECONDS = 900  # SQS's limit; a longer throttle is re-queued again when it comes back
 
 
-def _time_left(lambda_context: Any):
-    if lambda_context is None:
-        return lambda: float("inf")
-    return lambda: lambda_context.get_remaining_time_in_millis() / 1000.0
-
-
-def sync_message(tenant_id: str, connection_id: str, run_id: str) -> dict[str, Any]:
-    return {"type": "sync", "tenant_id": tenant_id, "connection_id": connection_id, "run_id": run_id}
-
-
-def _trace_id(lambda_context: Any) -> str:
-    import uuid
-
-    return getattr(lambda_context, "aws_request_id", None) or uuid.uuid4().hex
-
-
 def run(message: dict[str, Any], lambda_context: Any = None) -> str:
-    from connectors import runner
+    from connectors import messages, runner
     from crm.context import TenantContext
-    from functions import queues
 
     ctx = TenantContext(message["tenant_id"])
     outcome = runner.execute(ctx, message["connection_id"], message["run_id"],
-                             time_left=_time_left(lambda_context), trace_id=_trace_id(lambda_context))
+                             time_left=time_left(lambda_context), trace_id=_trace_id(lambda_context))
     if outcome.status == "paused":
-        queues.send("sync", [message], delay=min(MAX_DELAY_SECONDS, int(outcome.retry_after + 0.999)))
+        messages.send([message], delay=min(MAX_DELAY_SECONDS, int(outcome.retry_after + 0.999)))
     return outcome.status
 
 
@@ -94,8 +81,6 @@ def hook(message: dict[str, Any]) -> dict[str, int]:
 
 def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-
-    from crm.aws import logger
 
     def record_handler(record: Any) -> None:
         message = json.loads(record.body)
@@ -128,7 +113,6 @@ def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[
 def _fail_dead_lettered(message: dict[str, Any], trace_id: str) -> None:
     """The message's last receive failed: it goes to the DLQ, so its run ends now."""
     from connectors import connections
-    from crm.aws import logger
     from crm.context import TenantContext
 
     try:

@@ -36,9 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MERGE_TEMPLATE = ROOT / "infra" / "resources.json"
-VENDORED = ("crm", "api", "functions", "connectors")  # vendor/<name> -> ../<name>
+VENDORED = ("common", "crm", "api", "functions", "connectors")  # vendor/<name> -> ../<name>
 RUNTIME_PROVIDED = ("boto3", "botocore")              # never in the zip
-MAX_ZIP_BYTES = 12_000_000                           # our budget (Lambda's limit: 50 MB)
+MAX_ZIP_BYTES = 10_000_000                           # our budget (Lambda's limit: 50 MB)
 
 
 class PackageError(RuntimeError):

@@ -58,7 +58,7 @@ def _handler_class(base: type) -> type:
 
 def _one_handler_per_error(chalice_app: Any) -> None:
     """Chalice puts a plain stdout handler on the app's logger (``rapport``), the logger
-    Powertools' JSON logger (crm.aws.logger) writes to as well, so every error came out
+    Powertools' JSON logger (api/lambda_env.py) writes to as well, so every error came out
     twice. Keep Powertools' line only, and show the access lines on stderr."""
     chalice_app.log.handlers = [h for h in chalice_app.log.handlers
                                 if type(h.formatter) is not logging.Formatter]

@@ -5,6 +5,7 @@ secret, which Rapport keeps only as a hash."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from chalice import Blueprint
 
@@ -14,7 +15,7 @@ bp = Blueprint(__name__)
 TAG = "api-keys"
 
 
-def _issued(issued) -> dict:
+def _issued(issued: Any) -> dict[str, Any]:
     return {**asdict(issued.key), "key": issued.secret}
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from chalice import Blueprint
 
@@ -37,7 +38,7 @@ def public_base(headers: dict[str, str]) -> str:
     return f"{proto}://{host}{stage.rstrip('/')}"
 
 
-def _absolute(req: Request, conn):
+def _absolute(req: Request, conn: Any) -> Any:
     """The connection with ``webhook_url`` absolute: what to paste into the vendor's settings."""
     if conn.webhook_url and conn.webhook_url.startswith("/"):
         conn.webhook_url = public_base(req.headers) + conn.webhook_url
@@ -117,12 +118,11 @@ def check_connection(req: Request) -> Result:
           summary="Queue a sync run (backfill or incremental); 409 names the run in progress",
           body="SyncRequest", responses={202: "Run"}, errors=(404, 409), idempotent=True)
 def sync_connection(req: Request) -> Result:
-    from connectors import connections
-    from functions import queues, sync
+    from connectors import connections, messages
 
     cid = req.params["connection_id"]
     run = connections.start_run(req.ctx, cid, req.body.mode, "api", upload_id=req.body.upload_id)
-    queues.send("sync", [sync.sync_message(req.ctx.tenant_id, cid, run.id)])
+    messages.send([messages.sync_message(req.ctx.tenant_id, cid, run.id)])
     return Result(202, run, {"Location": f"/v1/connections/{cid}/runs/{run.id}"})
 
 

@@ -1,6 +1,8 @@
 """/v1/customers: profiles, lookups, batch upsert, timeline and the 360 view."""
 from __future__ import annotations
 
+from typing import Any
+
 from chalice import Blueprint
 
 from api.http import Request, Result, endpoint
@@ -10,7 +12,7 @@ TAG = "customers"
 READ, WRITE = "customers:read", "customers:write"
 
 
-def _etag(customer) -> dict[str, str]:
+def _etag(customer: Any) -> dict[str, str]:
     return {"ETag": f'"{customer.version}"'}
 
 

@@ -1,6 +1,9 @@
 """/v1/orders: orders from every channel and their lifecycle."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from chalice import Blueprint
 
 from api.http import Request, Result, endpoint
@@ -78,7 +81,7 @@ def _order_id(req: Request) -> str:
 
 
 def _transition(name: str, operation: str, body: str, summary: str,
-                errors: tuple[int, ...] = (404, 409)):
+                errors: tuple[int, ...] = (404, 409)) -> Callable[..., Any]:
     def declare(handler):
         return endpoint(bp, f"{_ID}/{name}", "POST", operation_id=f"{operation}Order", tag=TAG,
                         scope=WRITE, summary=summary, body=body, responses={200: "Order"},

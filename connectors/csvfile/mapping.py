@@ -97,7 +97,7 @@ class Plan:
     seen: dict[int, int] = field(default_factory=dict)  # digest of an email / external id -> first row
 
     @classmethod
-    def bind(cls, header: list[str], mapping: dict[str, str], tag_separator: str) -> "Plan":
+    def bind(cls, header: list[str], mapping: dict[str, str], tag_separator: str) -> Plan:
         """Raises ValueError naming mapped columns the header lacks (or has twice)."""
         stripped = [h.strip() for h in header]
         positions: dict[str, list[int]] = {}

@@ -23,7 +23,7 @@ _EXPORTS = {
     **dict.fromkeys(("Secret", "hmac_base64", "hmac_hex"), "secrets"),
     "Window": "window",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the lazily loaded names, listed once above
 
 
 def __getattr__(name: str) -> Any:

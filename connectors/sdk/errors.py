@@ -1,7 +1,6 @@
 """Errors a connector raises; the runner and the API turn each into a run status or a 4xx."""
 from __future__ import annotations
 
-
 ErrorCode = str  # auth | config | rate_limited | vendor | stalled | internal
 
 

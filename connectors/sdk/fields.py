@@ -6,15 +6,14 @@ from __future__ import annotations
 import functools
 import html
 import re
-from datetime import datetime, timezone
-from ipaddress import ip_address
+from datetime import UTC, datetime
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
 import idna
 
-from crm import clock
-from crm.customers import normalize
+from common import clock, normalize
 
 
 def utc(value: Any) -> str | None:
@@ -22,9 +21,9 @@ def utc(value: Any) -> str | None:
     ``*_gmt`` fields), as ``clock.iso``; None for empty values. Raises ValueError."""
     if value in (None, ""):
         return None
-    dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    dt = datetime.fromisoformat(str(value).strip())
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return clock.iso(dt)
 
 
@@ -134,7 +133,7 @@ def _host(host: str, field: str) -> None:
                          "hyphens and dots, e.g. https://shop.example.com")
 
 
-def ip_address_or_none(host: str):
+def ip_address_or_none(host: str) -> IPv4Address | IPv6Address | None:
     try:
         return ip_address(host.strip("[]"))
     except ValueError:

@@ -80,7 +80,7 @@ def resolve(host: str, port: int) -> str:
             found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise OSError(f"cannot resolve {host}: {exc}") from None
-        infos = list(dict.fromkeys(info[4][0] for info in found))
+        infos = list(dict.fromkeys(str(info[4][0]) for info in found))
         if not infos:
             raise OSError(f"{host} resolves to no address")
     for a in infos:

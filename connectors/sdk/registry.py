@@ -6,25 +6,27 @@ installed beside Rapport is found exactly like ours, without touching core.
 from __future__ import annotations
 
 import functools
+import logging
 from importlib.metadata import entry_points
 from typing import Any
 
 GROUP = "rapport.connectors"
+# the standard library's logging: the SDK runs outside AWS too (Powertools formats it in Lambda)
+_log = logging.getLogger("rapport.connectors")
 
 
 def _load(ep: Any) -> Any | None:
     """The entry point's Connector class; None (logged) if it fails to load or is not
     one: one broken plugin must not take the others (or the API) down."""
     from connectors.sdk.base import Connector
-    from crm.aws import logger
 
     try:
         cls = ep.load()
     except Exception:  # noqa: BLE001
-        logger().exception("connector entry point failed to load", extra={"entry_point": ep.value})
+        _log.exception("connector entry point failed to load", extra={"entry_point": ep.value})
         return None
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
-        logger().error("entry point is not a Connector subclass", extra={"entry_point": ep.value})
+        _log.error("entry point is not a Connector subclass", extra={"entry_point": ep.value})
         return None
     return cls
 
@@ -32,15 +34,13 @@ def _load(ep: Any) -> Any | None:
 @functools.lru_cache(maxsize=1)
 def available() -> dict[str, Any]:
     """{name: Connector class} of every installed connector (loaded once per process)."""
-    from crm.aws import logger
-
     found: dict[str, Any] = {}
     for ep in entry_points(group=GROUP):
         cls = _load(ep)
         if cls is None:
             continue
         if cls.name in found and found[cls.name] is not cls:
-            logger().error("two connectors share a name; the first is kept",
+            _log.error("two connectors share a name; the first is kept",
                            extra={"name": cls.name, "entry_point": ep.value})
             continue
         found[cls.name] = cls

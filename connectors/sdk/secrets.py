@@ -1,17 +1,11 @@
-"""Secret config fields: marked in the schema, sealed with a KMS data key, never returned.
-
-Envelope encryption: each save asks KMS for a fresh data key (GenerateDataKey, AES-256),
-encrypts the secret fields with AES-GCM under it, and keeps only the KMS-encrypted copy of
-the key beside the ciphertext. The encryption context names the tenant and the
-connection, so a sealed blob copied to another tenant's connection does not decrypt.
-"""
+"""Secret config fields: marked in the schema (``Secret``), never returned; and the
+webhook signature helpers. Rapport seals the marked fields with KMS when a connection is
+saved (connectors/sealing.py, outside the SDK: the SDK needs no AWS library)."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
-import os
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -51,41 +45,6 @@ def secret_fields(config: type[BaseModel]) -> set[str]:
     """The config fields typed ``Secret`` (also optional ones): sealed, never returned."""
     return {name for name, info in config.model_fields.items()
             if _is_mark(info) or any(_is_mark(m) for m in info.metadata) or _marked(info.annotation)}
-
-
-def key_id() -> str:
-    return os.environ.get("RAPPORT_KMS_KEY", "alias/rapport-connections")
-
-
-def _kms():
-    from crm.aws import client
-
-    return client("kms")
-
-
-def seal(tenant_id: str, connection_id: str, secrets: dict[str, str]) -> dict[str, str]:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    context = {"tenant": tenant_id, "connection": connection_id}
-    key = _kms().generate_data_key(KeyId=key_id(), KeySpec="AES_256", EncryptionContext=context)
-    nonce = os.urandom(12)
-    aad = json.dumps(context, sort_keys=True).encode()
-    blob = AESGCM(key["Plaintext"]).encrypt(nonce, json.dumps(secrets).encode(), aad)
-    return {"key": base64.b64encode(key["CiphertextBlob"]).decode(),
-            "nonce": base64.b64encode(nonce).decode(), "data": base64.b64encode(blob).decode()}
-
-
-def unseal(tenant_id: str, connection_id: str, sealed: dict[str, str]) -> dict[str, str]:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    if not sealed:
-        return {}
-    context = {"tenant": tenant_id, "connection": connection_id}
-    key = _kms().decrypt(CiphertextBlob=base64.b64decode(sealed["key"]), EncryptionContext=context)
-    aad = json.dumps(context, sort_keys=True).encode()
-    plain = AESGCM(key["Plaintext"]).decrypt(base64.b64decode(sealed["nonce"]),
-                                             base64.b64decode(sealed["data"]), aad)
-    return json.loads(plain)
 
 
 def hmac_base64(secret: str, body: bytes) -> str:

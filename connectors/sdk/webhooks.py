@@ -4,7 +4,8 @@ to one record. The header names stay the connector's (they are the vendor's)."""
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from connectors.sdk.base import Record, Rejected, WebhookDelivery
 from connectors.sdk.errors import WebhookRejected

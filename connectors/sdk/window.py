@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from crm import clock
+from common import clock
 
 LOOKBACK = timedelta(minutes=5)
 MAX_SEEN = 4_000  # ~200 KB of state at most; beyond it the idempotent writes still dedupe

@@ -8,8 +8,9 @@ resume token in the checkpoint. Mapping rules: :mod:`connectors.shopify.mapping`
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -113,7 +114,7 @@ class Customers(_ShopifyStream):
 class Orders(_ShopifyStream):
     name = "orders"
     resource = "orders"
-    params = {"status": "any"}  # the default is "open": closed and cancelled orders matter too
+    params: ClassVar[dict[str, str]] = {"status": "any"}  # the default is "open": closed and cancelled orders matter too
 
     def map(self, item: Any, config: ShopifyConfig) -> Any:
         return mapping.order(item, config.channels)

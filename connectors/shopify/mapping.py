@@ -23,7 +23,8 @@ for one bad record. Rules (docs/connectors.md, "Shopify"):
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from connectors.sdk import fields
 from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord, RefundRecord, Rejected, rejecting

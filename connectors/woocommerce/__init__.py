@@ -14,8 +14,9 @@ Mapping rules: :mod:`connectors.woocommerce.mapping`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator

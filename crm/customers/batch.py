@@ -9,6 +9,7 @@ so each gets its own precise result.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ class RecordResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _chunks(seq: list, n: int):
+def _chunks(seq: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
 
@@ -112,10 +113,10 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
         except DomainError as exc:
             results[i] = RecordResult(i, "error", error=exc)
 
-    for i, w, exc in execute_packed(plans):
-        if exc is not None:
-            exc.field = f"records[{i}].{exc.field}" if exc.field else f"records[{i}]"
-            results[i] = RecordResult(i, "error", error=exc)
+    for i, w, failed in execute_packed(plans):
+        if failed is not None:
+            failed.field = f"records[{i}].{failed.field}" if failed.field else f"records[{i}]"
+            results[i] = RecordResult(i, "error", error=failed)
         else:
             results[i] = RecordResult(i, "created" if w.is_new else "updated", id=w.item.customer_id)
     return [r for r in results if r is not None]

@@ -11,10 +11,10 @@ Layout (one tenant, ``P = T#<tenant>#``):
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from crm.context import TenantContext
-from crm.customers.schemas import Customer, TimelineEvent
+from crm.customers.schemas import Customer, CustomerStatus, TimelineEvent
 from crm.storage import CustomerItem, EventItem
 
 PROFILE = "PROFILE"
@@ -101,7 +101,7 @@ def customer_since(created_at: str, data: dict[str, Any]) -> str:
 
 def to_customer(item: CustomerItem) -> Customer:
     data = item.data or {}
-    return Customer(id=item.customer_id, status=item.status, created_at=item.created_at,
+    return Customer(id=item.customer_id, status=cast(CustomerStatus, item.status), created_at=item.created_at,
                     updated_at=item.updated_at, erased_at=item.erased_at,
                     merged_into=item.merged_into, version=item.version,
                     erasure={"status": item.erasure["status"]} if item.erasure else None,

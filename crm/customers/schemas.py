@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     AwareDatetime,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
@@ -40,8 +40,8 @@ MAX_ATTRIBUTES_BYTES = 16 * 1024
 
 def _utc_in_range(value: datetime) -> datetime:
     """Aware, converted to UTC, and within years 1900-9998 (so it sorts and formats)."""
-    utc = value.astimezone(timezone.utc) if datetime(1900, 1, 2, tzinfo=timezone.utc) <= value \
-        <= datetime(9998, 12, 31, tzinfo=timezone.utc) else None
+    utc = value.astimezone(UTC) if datetime(1900, 1, 2, tzinfo=UTC) <= value \
+        <= datetime(9998, 12, 31, tzinfo=UTC) else None
     if utc is None:
         raise ValueError("must be between 1900-01-02 and 9998-12-31")
     return utc
@@ -187,11 +187,14 @@ class CustomerCreate(CustomerFields):
     ]})
 
 
+CustomerStatus = Literal["active", "erased", "merging", "merged"]
+
+
 class CustomerPatch(CustomerFields):
     """PATCH: given fields replace; ``attributes``, ``consent`` and ``external_ids`` merge
     key by key, and a key set to null is removed (JSON Merge Patch, RFC 7396)."""
 
-    attributes: Annotated[dict[str, JsonValue | None], Field(json_schema_extra=_ATTRIBUTES_SCHEMA)] | None = None  # type: ignore[assignment]
+    attributes: Annotated[dict[str, JsonValue | None], Field(json_schema_extra=_ATTRIBUTES_SCHEMA)] | None = None
     consent: dict[Channel, ConsentInput | None] | None = None  # type: ignore[assignment]
     external_ids: dict[Source, ExternalId | None] | None = Field(default=None, max_length=20)  # type: ignore[assignment]
 
@@ -226,7 +229,7 @@ class Customer(BaseModel):
     times. A merged customer's id answers with its survivor (see ``merged_ids``)."""
 
     id: str
-    status: Literal["active", "erased", "merging", "merged"]
+    status: CustomerStatus
     name: Name | None = None
     email: str | None = None
     phone: str | None = None

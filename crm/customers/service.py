@@ -16,7 +16,7 @@ from crm.customers.schemas import (
     TimelineEventCreate,
 )
 from crm.customers.writes import ProfileWrite, execute
-from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
+from crm.errors import EXPECTED_VERSION, Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import CustomerItem, EventItem, GuardItem, IndexEntryItem, Item
 from crm.tx import Cancelled, Tx
@@ -90,7 +90,7 @@ def resolved_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, 
         merged = {cid: records.survivor(item) for cid, item in found.items() if records.survivor(item)}
         if not merged:
             break
-        survivors = batch_profiles(ctx, list(merged.values()))
+        survivors = batch_profiles(ctx, [cid for cid in merged.values() if cid])
         for cid, target in merged.items():
             if target in survivors:
                 found[cid] = survivors[target]
@@ -165,9 +165,9 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
         if email:
             guard_pk = records.email_guard(ctx, normalize.email(email))
         elif external_id:
-            guard_pk = records.xid_guard(ctx, source, external_id)
+            guard_pk = records.xid_guard(ctx, source or "", external_id)
         else:
-            normalized_phone = normalize.phone(phone)
+            normalized_phone = normalize.phone(phone or "")
             phone_pk = records.phone_entry(ctx, normalized_phone)
     except ValueError as exc:
         raise Invalid(str(exc), field=given[0]) from None
@@ -285,7 +285,7 @@ def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
         if if_match is not None and item.version != if_match:
             raise PreconditionFailed(
                 f"If-Match {if_match} does not match the current version {item.version}",
-                field="If-Match", current_version=item.version)
+                field=EXPECTED_VERSION, current_version=item.version)
         try:
             return _apply(ctx, item, patch)
         except PreconditionFailed:
@@ -462,7 +462,7 @@ def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineE
     return False
 
 
-def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None):
+def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None) -> list[Any]:
     """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), the points
     book (sk LOYALTY), then the EV# entries. Orders (sk A#ORD#...) and ledger entries
     (B#LED#...) sort below this range. From the top (``after`` None), a merged

@@ -3,12 +3,13 @@ one TransactWriteItems, so a uniqueness violation or a stale version changes not
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from crm.context import TenantContext
 from crm.customers import records, search
-from crm.errors import Conflict, DomainError, PreconditionFailed
+from crm.errors import EXPECTED_VERSION, Conflict, DomainError, PreconditionFailed
 from crm.storage import CustomerItem, GuardItem, IndexEntryItem
 from crm.tx import Cancelled, Tx
 
@@ -33,7 +34,7 @@ class ProfileWrite:
 
     @classmethod
     def plan(cls, ctx: TenantContext, item: CustomerItem, old: dict[str, Any] | None,
-             new: dict[str, Any], *, is_new: bool) -> "ProfileWrite":
+             new: dict[str, Any], *, is_new: bool) -> ProfileWrite:
         write = cls(ctx, item, is_new)
         cid = item.customer_id
         cond = CustomerItem.pk.does_not_exist() if is_new else None
@@ -97,7 +98,7 @@ def execute_packed(writes: list[tuple[K, ProfileWrite]],
     for group in _pack(writes):
         try:
             execute([w for _, w in group])
-            outcomes = [(key, w, None) for key, w in group]
+            outcomes: list[tuple[K, ProfileWrite, DomainError | None]] = [(key, w, None) for key, w in group]
         except DomainError:
             outcomes = [(key, w, _execute_alone(w)) for key, w in group]
         yield from outcomes
@@ -142,7 +143,7 @@ def _explain(exc: Cancelled) -> DomainError:
         if isinstance(item, CustomerItem):
             return PreconditionFailed(
                 f"customer {item.customer_id} was changed by another request; re-read it and retry",
-                field="If-Match")
+                field=EXPECTED_VERSION)
         if isinstance(item, GuardItem) and part.kind == "save":
             try:
                 holder = GuardItem.get(item.pk, "U", consistent_read=True).customer_id

@@ -19,7 +19,7 @@ def minor_per_major(currency: str) -> int:
     return 10 ** _EXPONENT.get(currency, 2)
 
 
-def _q(x: float | int) -> Fraction:
+def _q(x: float) -> Fraction:
     return Fraction(str(x))
 
 

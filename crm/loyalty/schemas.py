@@ -1,6 +1,7 @@
 """Loyalty models: the tenant's program and what the API shows of a customer's points."""
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -64,7 +65,7 @@ class ProgramFields(_Strict):
             if len(set(names)) != len(names):
                 raise ValueError("tier names must be unique (ignoring case)")
             thresholds = [t.threshold for t in tiers]
-            if thresholds[0] != 0 or any(b <= a for a, b in zip(thresholds, thresholds[1:])):
+            if thresholds[0] != 0 or any(b <= a for a, b in itertools.pairwise(thresholds)):
                 raise ValueError("tier thresholds must start at 0 and strictly increase")
         return tiers
 
@@ -128,7 +129,7 @@ class AdjustmentCreate(_Strict):
     reason: Reason
 
     @model_validator(mode="after")
-    def _nonzero(self) -> "AdjustmentCreate":
+    def _nonzero(self) -> AdjustmentCreate:
         if self.points == 0:
             raise ValueError("points must not be 0")
         return self

@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from crm import clock, ids, retry, timeline
 from crm.context import TenantContext
 from crm.customers import records
 from crm.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
-from crm.loyalty.book import Book, InsufficientPoints, merge as merge_books
+from crm.loyalty.book import Book, InsufficientPoints
+from crm.loyalty.book import merge as merge_books
 from crm.loyalty.schemas import (
     AdjustmentCreate,
     LedgerEntry,
     LotView,
     Loyalty,
+    PointsChange,
     Program,
     ProgramFields,
-    PointsChange,
     RedemptionCreate,
     TierProgress,
 )
@@ -163,7 +165,7 @@ class _Settle(Exception):
 
 
 def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
-            extra: list[tuple[Item, Any]] = (), whose: str | None = None) -> None:
+            extra: Sequence[tuple[Item, Any]] = (), whose: str | None = None) -> None:
     """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version), and
     the timeline entries of what changed (points, tier, expiry notices) on ``whose``
     timeline (crm/timeline.py), with a ConditionCheck that ``whose`` is active."""
@@ -228,7 +230,7 @@ def _owner(ctx: TenantContext, order: dict[str, Any]) -> tuple[str, dict[str, An
     wanted = {customer_id, owner}
     keys = [(records.profile_pk(ctx, c), sk) for c in sorted(wanted) for sk in (LOYALTY, records.PROFILE)] \
         + [(program_pk(ctx), PROGRAM)]
-    found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
+    found: dict[tuple[str, str], Item | None] = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
     for _ in range(8):
         book = found.get((records.profile_pk(ctx, owner), LOYALTY))
         target = (book.book or {}).get("merged_into") if isinstance(book, LoyaltyItem) else None
@@ -330,14 +332,14 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
         for _ in range(4):  # a merged id: the survivor's book (+1 BatchGetItem)
             customer_id = target["id"]
             found = _read(ctx, customer_id, records.PROFILE, *([guard_sk] if guard_sk else []))
-            if _survivor(found) is None:
+            if (survivor := _survivor(found)) is None:
                 break
-            target["id"] = _survivor(found)
+            target["id"] = survivor
         guard = found.get(guard_sk) if guard_sk else None
         if isinstance(guard, RedemptionItem):
             return PointsChange.model_validate(guard.result), False
         _require_customer(found, customer_id)
-        item, book, program = _book(found, customer_id, ctx)
+        item, book, _program = _book(found, customer_id, ctx)
         change_id = "pc_" + (_digest(idempotency_key)[:20] if idempotency_key else ids.event_id()[4:].lower())
         try:
             apply(book, change_id, at)
@@ -413,9 +415,9 @@ def view(ctx: TenantContext, customer_id: str) -> Loyalty:
         raise NotFound(f"customer {customer_id} not found")
     found = _read(ctx, customer_id, records.PROFILE)
     for _ in range(3):  # a merged id: the survivor's balance (+1 BatchGetItem)
-        if _survivor(found) is None:
+        if (survivor := _survivor(found)) is None:
             break
-        customer_id = _survivor(found)
+        customer_id = survivor
         found = _read(ctx, customer_id, records.PROFILE)
     if not isinstance(found.get(records.PROFILE), CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
@@ -454,8 +456,8 @@ def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
             profile = CustomerItem.get(pk, records.PROFILE, consistent_read=True)
         except CustomerItem.DoesNotExist:
             raise NotFound(f"customer {customer_id} not found") from None
-        if records.survivor(profile) and _hops < 3:
-            return ledger(ctx, records.survivor(profile), limit=limit, cursor=None, _hops=_hops + 1)
+        if (survivor := records.survivor(profile)) and _hops < 3:
+            return ledger(ctx, survivor, limit=limit, cursor=None, _hops=_hops + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(kind, str(rows[-1].entry["seq"])) if more else None
@@ -479,7 +481,7 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
     s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
     for _ in retry.backoff(ATTEMPTS):
         keys = [(s_pk, LOYALTY), (o_pk, LOYALTY), (program_pk(ctx), PROGRAM)]
-        found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
+        found: dict[tuple[str, str], Any] = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
         s_item = found.get((s_pk, LOYALTY)) or LoyaltyItem(s_pk, LOYALTY, customer_id=survivor_id, book={})
         o_item = found.get((o_pk, LOYALTY)) or LoyaltyItem(o_pk, LOYALTY, customer_id=other_id, book={})
         program = found.get((program_pk(ctx), PROGRAM))
@@ -538,5 +540,5 @@ def placement_stamp(book_item: Any, program_item: Any, profile: CustomerItem, ha
         book.catch_up(now)
         tier = book.s["tier"]
     birth = (profile.data or {}).get("birth_date")
-    return {"tier": tier, "birthday": bool(birth) and birth[5:7] == placed_at[5:7],
+    return {"tier": tier, "birthday": bool(birth and birth[5:7] == placed_at[5:7]),
             "first": not has_orders}

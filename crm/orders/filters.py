@@ -64,7 +64,7 @@ def by_external_id(ctx: TenantContext, source: str, external_id: str, *,
         return Page([], None)
     if status is not None and order.status != status:
         return Page([], None)
-    placed = datetime.fromisoformat(order.placed_at.replace("Z", "+00:00"))
+    placed = datetime.fromisoformat(order.placed_at)
     if (placed_since and placed < placed_since) or (placed_before and placed >= placed_before):
         return Page([], None)
     return Page([order], None)

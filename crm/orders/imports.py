@@ -214,16 +214,17 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
     if len(set(refs)) != len(refs):
         errors.append({"field": "refunds", "message": "each refund's reference at most once",
                        "type": "value_error"})
-    if sum(b.amount for b, _ in refunds) > order.total:
+    if order is not None and sum(b.amount for b, _ in refunds) > order.total:
         errors.append({"field": "refunds", "message": f"refunds exceed the total {order.total}",
                        "type": "value_error"})
     updated_at = None
     if raw.get("updated_at") is not None:
         try:
-            updated_at = clock.iso(_Cancellation.model_validate({"cancelled_at": raw["updated_at"]}).cancelled_at)
+            stamp = _Cancellation.model_validate({"cancelled_at": raw["updated_at"]}).cancelled_at
+            updated_at = clock.iso(stamp) if stamp is not None else None
         except ValidationError as exc:
             errors += _errors(exc, rename={"cancelled_at": "updated_at"})
-    if errors:
+    if errors or order is None:
         return errors
     return _Record(order, raw["customer_id"], paid, fulfilled, cancelled_at, cancel, refunds, updated_at)
 
@@ -250,7 +251,8 @@ def import_orders(ctx: TenantContext, source: str, records: list[dict]) -> list[
     while pending:
         # the same external id twice: the later one converges onto what the first wrote
         seen: set[str] = set()
-        now_, later = [], []
+        now_: list[int] = []
+        later: list[int] = []
         for i in pending:
             xid = parsed[i].order.external_id
             (later if xid in seen else now_).append(i)
@@ -315,10 +317,10 @@ def _converge(ctx: TenantContext, i: int, rec: _Record, guard: GuardItem, stored
     return ImportResult(i, "updated", order_id=oid)
 
 
-def _moves(stored: OrderItem, rec: _Record) -> list[tuple[str, Any]]:
+def _moves(stored: OrderItem, rec: _Record) -> list[tuple[Any, ...]]:
     """The service calls that bring ``stored`` up to ``rec``, checked before any is made."""
     d, status = stored.data, stored.status
-    moves: list[tuple[str, Any]] = []
+    moves: list[tuple[Any, ...]] = []  # (service call, its body[, the vendor's time])
 
     def step(action: str, name: str, **amounts: int) -> str:  # forward only (crm/orders/states.py)
         try:

@@ -1,7 +1,7 @@
 """Order models. Money is integer minor units with an ISO-4217 currency code."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from crm.customers.schemas import Email, ExternalId, Source, Timestamp
 
@@ -27,8 +28,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-_NULL = {"type": "null"}
-_STR = {"type": "string"}
+_NULL: JsonDict = {"type": "null"}
+_STR: JsonDict = {"type": "string"}
 
 
 class CustomerRef(_Strict):
@@ -47,7 +48,7 @@ class CustomerRef(_Strict):
     external_id: ExternalId | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> "CustomerRef":
+    def _one(self) -> CustomerRef:
         given = [self.id is not None, self.email is not None,
                  self.source is not None or self.external_id is not None]
         if sum(given) != 1 or (self.source is None) != (self.external_id is None):
@@ -79,8 +80,8 @@ class OrderCreate(_Strict):
     @field_validator("placed_at")
     @classmethod
     def _placed_at(cls, v: datetime) -> datetime:
-        now = datetime.now(timezone.utc)
-        if not datetime(2000, 1, 1, tzinfo=timezone.utc) <= v <= now + timedelta(days=1):
+        now = datetime.now(UTC)
+        if not datetime(2000, 1, 1, tzinfo=UTC) <= v <= now + timedelta(days=1):
             raise ValueError("placed_at must be between 2000-01-01 and tomorrow")
         return v
 
@@ -96,10 +97,10 @@ class OrderCreate(_Strict):
     @classmethod
     def _total(cls, v: int, info: ValidationInfo) -> int:
         subtotal = _subtotal(info.data.get("lines"))
-        parts = [info.data.get(k) for k in ("discount", "shipping", "tax")]
-        if subtotal is None or None in parts:
+        discount, shipping, tax = (info.data.get(k) for k in ("discount", "shipping", "tax"))
+        if subtotal is None or discount is None or shipping is None or tax is None:
             return v  # another field is already invalid and named
-        expected = subtotal - parts[0] + parts[1] + parts[2]
+        expected = subtotal - discount + shipping + tax
         if v != expected:
             raise ValueError(f"total {v} does not match lines - discount + shipping + tax = {expected}")
         return v
@@ -110,7 +111,7 @@ def _subtotal(lines: list[LineItem] | None) -> int | None:
 
 
 def _not_future(v: datetime | None) -> datetime | None:
-    if v is not None and not datetime(2000, 1, 1, tzinfo=timezone.utc) <= v <= datetime.now(timezone.utc) + timedelta(days=1):
+    if v is not None and not datetime(2000, 1, 1, tzinfo=UTC) <= v <= datetime.now(UTC) + timedelta(days=1):
         raise ValueError("must be between 2000-01-01 and tomorrow")
     return v
 

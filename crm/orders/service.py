@@ -10,15 +10,15 @@ Layout (``P = T#<tenant>#``):
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from crm import clock, ids, retry, timeline
 from crm.context import TenantContext
 from crm.customers import records
-from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
-from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.errors import Conflict, Invalid, NotFound
+from crm.loyalty.service import LOYALTY, PROGRAM, placement_stamp, program_pk
 from crm.orders import states
 from crm.orders.schemas import (
     CancellationCreate,
@@ -26,10 +26,12 @@ from crm.orders.schemas import (
     FulfilmentCreate,
     Order,
     OrderCreate,
+    OrderStatus,
     OrderSummary,
     PaymentCreate,
     RefundCreate,
 )
+from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import (
     CustomerItem,
     GuardItem,
@@ -55,7 +57,7 @@ def _guard_pk(ctx: TenantContext, source: str, external_id: str) -> str:
 
 
 def to_order(item: OrderItem) -> Order:
-    return Order(id=item.order_id, customer_id=item.customer_id, status=item.status,
+    return Order(id=item.order_id, customer_id=item.customer_id, status=cast(OrderStatus, item.status),
                  created_at=item.created_at, updated_at=item.updated_at, version=item.version,
                  **item.data)
 
@@ -63,7 +65,7 @@ def to_order(item: OrderItem) -> Order:
 def summary(item: OrderItem) -> dict[str, Any]:
     d = item.data
     return OrderSummary(id=item.order_id, channel=d["channel"], currency=d["currency"],
-                        total=d["total"], status=item.status, placed_at=d["placed_at"],
+                        total=d["total"], status=cast(OrderStatus, item.status), placed_at=d["placed_at"],
                         refunded_amount=d.get("refunded_amount", 0)).model_dump()
 
 
@@ -80,8 +82,10 @@ def _resolve_customer(ctx: TenantContext, ref: CustomerRef) -> str:
     """The customer id, by id or through the email / external-id guard (0 or 1 GetItem)."""
     if ref.id is not None:
         return ref.id
-    pk = (records.email_guard(ctx, ref.email) if ref.email is not None
-          else records.xid_guard(ctx, ref.source, ref.external_id))
+    if ref.email is not None:
+        pk = records.email_guard(ctx, ref.email)
+    else:  # CustomerRef's rule: source and external_id come together
+        pk = records.xid_guard(ctx, cast(str, ref.source), cast(str, ref.external_id))
     try:
         return GuardItem.get(pk, "U", consistent_read=True).customer_id
     except GuardItem.DoesNotExist:
@@ -118,8 +122,8 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     for _ in retry.backoff():  # a lost race re-reads after a backoff (crm/retry.py)
         got = _read_for_create(ctx, customer_id, guard_pk)
         profile, recent, guard = got["profile"], got["recent"], got["guard"]
-        if records.survivor(profile):  # a merged customer: the order is its survivor's
-            customer_id = records.survivor(profile)
+        if survivor := records.survivor(profile):  # a merged customer: the order is its survivor's
+            customer_id = survivor
             pk = records.profile_pk(ctx, customer_id)
             continue
         if guard is not None:
@@ -179,8 +183,10 @@ def _load(ctx: TenantContext, order_id: str,
     order = found.get(_order_sk(order_id))
     if not isinstance(order, OrderItem):
         raise NotFound(f"order {order_id} not found")
-    recent = found.get(RECENT) or RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
-    program_item = found.get(PROGRAM)
+    recent = found.get(RECENT)
+    if not isinstance(recent, RecentOrdersItem):
+        recent = RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
+    program_item: Any = found.get(PROGRAM)
     return order, recent, program_item is not None and program_item.data.get("enabled", True), \
         found.get(records.PROFILE)
 
@@ -331,7 +337,7 @@ def edit(ctx: TenantContext, order_id: str, placed: dict[str, Any], source_updat
 def _bounds(since: datetime | None, before: datetime | None) -> tuple[str, str]:
     """Order-id bounds for a placing-date window (ids are ULIDs of placed_at, which the
     API keeps between 2000 and tomorrow, so dates outside that range just widen it)."""
-    floor, ceiling = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+    floor, ceiling = datetime(2000, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
     if since is not None and since.microsecond % 1000:
         # placed_at is kept to the millisecond: the first millisecond at or after ``since``
         since += timedelta(microseconds=1000 - since.microsecond % 1000)
@@ -386,7 +392,7 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
                 return list_orders(ctx, limit=limit, cursor=None, customer_id=records.survivor(profile),
                                    placed_since=placed_since, placed_before=placed_before)
         kind = "order:" + customer_id + window
-        encode = lambda r: r.order_id  # noqa: E731
+        encode = lambda r: r.order_id
     else:
         after = decode_cursor(cursor, "order" + window)
         start = None
@@ -400,7 +406,7 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
                                          scan_index_forward=False, limit=limit + 1,
                                          page_size=limit + 1, last_evaluated_key=start))
         kind = "order" + window
-        encode = lambda r: f"{r.order_id}|{r.customer_id}"  # noqa: E731
+        encode = lambda r: f"{r.order_id}|{r.customer_id}"
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([to_order(r) for r in rows], encode_cursor(kind, encode(rows[-1])) if more else None)

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 TASK, RUNTIME = (str(Path(p).absolute()) for p in sys.argv[1:3])
 sys.path[:0] = [TASK, RUNTIME]  # /var/task first, then the runtime, as on Lambda
-SOURCES = ("app.py", "crm", "api", "functions", "connectors")
+SOURCES = ("app.py", "common", "crm", "api", "functions", "connectors")
 
 
 def _offline(*args, **kwargs):

@@ -192,6 +192,7 @@ def _drive_every_route(tenant, anon) -> set[str]:
     call("updateCustomer", "PATCH", f"/v1/customers/{a['id']}", 200,
          headers={"If-Match": '"1"'}, json={"name": {"given": "Ann"}})
     call("listCustomers", "GET", "/v1/customers", 200)
+    call("searchCustomers", "GET", "/v1/customers/search", 200, params={"q": "a"})
     call(None, "GET", "/v1/customers", 200, params={"tag": "vip"})
     call(None, "GET", "/v1/customers", 200, params={"updated_since": "2000-01-01T00:00:00Z"})
     call("lookupCustomers", "GET", "/v1/customers/lookup", 200, params={"phone": "+14155552671"})

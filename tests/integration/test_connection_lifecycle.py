@@ -33,7 +33,7 @@ def _connect(tenant, fake, token: str | None = None) -> dict:
 
 def _raw_config(raw_table, tenant, cid: str, *, plain: dict | None = None, hidden: dict | None = None) -> None:
     """Store a config the API would refuse today (as an older version accepted it)."""
-    from connectors.sdk import secrets
+    from connectors import sealing
 
     key = {"pk": f"T#{tenant.id}#CONN#{cid}", "sk": "CONN"}
     item = raw_table.get_item(Key=key, ConsistentRead=True)["Item"]
@@ -43,7 +43,7 @@ def _raw_config(raw_table, tenant, cid: str, *, plain: dict | None = None, hidde
         values[":c"] = json.dumps({**json.loads(item["config"]), **plain})
     if hidden is not None:
         updates.append("sealed = :s")
-        values[":s"] = json.dumps(secrets.seal(tenant.id, cid, hidden))
+        values[":s"] = json.dumps(sealing.seal(tenant.id, cid, hidden))
     raw_table.update_item(Key=key, UpdateExpression="SET " + ", ".join(updates), ExpressionAttributeValues=values)
 
 

@@ -279,9 +279,9 @@ def test_boundary_timestamps_are_neither_lost_nor_read_twice(shop):
 def test_an_update_made_while_a_long_window_is_read_is_not_skipped(shop, monkeypatch):
     """The cursor never passes the window's start: an update behind the pages already read
     is picked up by the next window even when a later record carries a later stamp."""
-    import crm.clock
+    import common.clock
 
-    monkeypatch.setattr(crm.clock, "now", lambda: datetime(2024, 3, 1, 20, 0, tzinfo=timezone.utc))
+    monkeypatch.setattr(common.clock, "now", lambda: datetime(2024, 3, 1, 20, 0, tzinfo=timezone.utc))
     shop.seed(customers=600)
     rc, _ = context(shop)
     pages = Customers().read(rc, {})
