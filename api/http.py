@@ -6,6 +6,7 @@ It also records each operation in :data:`OPERATIONS`, from which
 that validate the request, so the document cannot drift from the code.
 Models are named as strings and resolved from :mod:`api.schemas` on first use.
 """
+
 from __future__ import annotations
 
 import functools
@@ -104,16 +105,29 @@ def _parse_if_match(value: str | None) -> int | None:
         return None
     match = re.fullmatch(IF_MATCH_PATTERN, value.strip())
     if match is None:
-        raise DomainError("If-Match must be an ETag from a previous response, e.g. \"3\"",
-                          field="If-Match", code="invalid_header")
+        raise DomainError(
+            'If-Match must be an ETag from a previous response, e.g. "3"', field="If-Match", code="invalid_header"
+        )
     return int(match.group("version"))
 
 
-def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summary: str,
-             tag: str, scope: str | None, body: str | None = None, query: str | None = None,
-             responses: dict[int, str | None], errors: tuple[int, ...] = (),
-             idempotent: bool | str = False, if_match: bool = False,
-             max_body: int = MAX_BODY_BYTES) -> Callable:
+def endpoint(
+    bp: Blueprint,
+    path: str,
+    method: str,
+    *,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    scope: str | None,
+    body: str | None = None,
+    query: str | None = None,
+    responses: dict[int, str | None],
+    errors: tuple[int, ...] = (),
+    idempotent: bool | str = False,
+    if_match: bool = False,
+    max_body: int = MAX_BODY_BYTES,
+) -> Callable:
     """Declare a route. The handler takes a :class:`Request` and returns a :class:`Result`.
     ``idempotent="required"``: the route refuses a request without ``Idempotency-Key``."""
     auth_errors: tuple[int, ...] = (401, 403) if scope else ()
@@ -121,9 +135,22 @@ def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summar
     idem_errors: tuple[int, ...] = (409, 422) if idempotent else ()
     if idempotent == "required":
         idem_errors += (400,)
-    op = Operation(path, method, operation_id, summary, scope, body, query, responses,
-                   tuple(sorted(set(errors + auth_errors + input_errors + idem_errors))),
-                   tag, bool(idempotent), if_match, max_body, idempotent == "required")
+    op = Operation(
+        path,
+        method,
+        operation_id,
+        summary,
+        scope,
+        body,
+        query,
+        responses,
+        tuple(sorted(set(errors + auth_errors + input_errors + idem_errors))),
+        tag,
+        bool(idempotent),
+        if_match,
+        max_body,
+        idempotent == "required",
+    )
     OPERATIONS.append(op)
 
     def decorate(handler: Callable[[Request], Result]) -> Callable:
@@ -146,9 +173,14 @@ def endpoint(bp: Blueprint, path: str, method: str, *, operation_id: str, summar
                 else:
                     logger().exception("unhandled error", extra={"operation": op.operation_id})
                     response = problem(500, "internal_error", "an internal error occurred")
-            logger().info("request", extra={
-                "operation": op.operation_id, "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 1)})
+            logger().info(
+                "request",
+                extra={
+                    "operation": op.operation_id,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
             return response
 
         return view
@@ -168,10 +200,13 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
     if op.scope:
         ctx = apikeys.authenticate(_bearer(headers), fresh=op.scope == "admin")
         if not ctx.allows(op.scope):
-            raise Forbidden(f"this API key lacks the {op.scope} scope", field="scope",
-                            code="insufficient_scope", required_scope=op.scope)
-    req = Request(ctx=ctx, params=params, headers=dict(headers),
-                  lambda_context=getattr(bp, "lambda_context", None))
+            raise Forbidden(
+                f"this API key lacks the {op.scope} scope",
+                field="scope",
+                code="insufficient_scope",
+                required_scope=op.scope,
+            )
+    req = Request(ctx=ctx, params=params, headers=dict(headers), lambda_context=getattr(bp, "lambda_context", None))
     if op.query:
         raw_query = dict(request.query_params or {})
         try:
@@ -183,8 +218,7 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         raw = raw.encode()
     req.raw = raw
     if len(raw) > op.max_body:  # also for routes that take raw bytes (webhooks)
-        return problem(413, "payload_too_large",
-                       f"the request body is {len(raw)} bytes; the limit is {op.max_body}")
+        return problem(413, "payload_too_large", f"the request body is {len(raw)} bytes; the limit is {op.max_body}")
     if op.body:
         data, refused = parse_json(raw)
         if refused is not None:
@@ -197,12 +231,19 @@ def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, st
         req.if_match = _parse_if_match(headers.get("if-match"))
     idem_key = headers.get("idempotency-key") if op.idempotent else None
     if idem_key is not None and not idem_key.strip():
-        return problem(400, "invalid_header", "Idempotency-Key is empty: send 1-255 printable ASCII "
-                       "characters, or leave the header out", field="Idempotency-Key")
+        return problem(
+            400,
+            "invalid_header",
+            "Idempotency-Key is empty: send 1-255 printable ASCII characters, or leave the header out",
+            field="Idempotency-Key",
+        )
     if op.idempotency_required and not idem_key:
-        return problem(400, "idempotency_key_required",
-                       "this request needs an Idempotency-Key header, so that a retry never applies it twice",
-                       field="Idempotency-Key")
+        return problem(
+            400,
+            "idempotency_key_required",
+            "this request needs an Idempotency-Key header, so that a retry never applies it twice",
+            field="Idempotency-Key",
+        )
     if idem_key:
         from api import idempotency
 
@@ -232,20 +273,30 @@ def parse_json(raw: bytes) -> tuple[Any, Response | None]:
     for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
         depth += 1 if bracket in "[{" else -1
         if depth > MAX_JSON_DEPTH:
-            return None, problem(422, "too_deep", f"the request body nests objects and arrays more "
-                                 f"than {MAX_JSON_DEPTH} deep", max_depth=MAX_JSON_DEPTH)
+            return None, problem(
+                422,
+                "too_deep",
+                f"the request body nests objects and arrays more than {MAX_JSON_DEPTH} deep",
+                max_depth=MAX_JSON_DEPTH,
+            )
     try:
         data = json.loads(text)
     except RecursionError:
-        return None, problem(422, "too_deep", f"the request body nests more than {MAX_JSON_DEPTH} deep",
-                             max_depth=MAX_JSON_DEPTH)
+        return None, problem(
+            422, "too_deep", f"the request body nests more than {MAX_JSON_DEPTH} deep", max_depth=MAX_JSON_DEPTH
+        )
     except ValueError as exc:
         return None, problem(400, "invalid_json", f"the request body is not valid JSON: {exc}")
     where = _lone_surrogate(data, "")
     if where is not None:
-        return None, problem(422, "invalid_unicode", f"{where or 'the body'} contains a lone UTF-16 "
-                             "surrogate (an escape like \\udfff that is not half of a pair): "
-                             "not a character", field=where or None)
+        return None, problem(
+            422,
+            "invalid_unicode",
+            f"{where or 'the body'} contains a lone UTF-16 "
+            "surrogate (an escape like \\udfff that is not half of a pair): "
+            "not a character",
+            field=where or None,
+        )
     return data, None
 
 

@@ -6,6 +6,7 @@ request returns the first response (with ``Idempotent-Replayed: true``); the sam
 key with a different request gets 422; one still in flight gets 409. Errors are
 not stored, so a request that failed validation can be corrected and retried.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,21 +36,25 @@ def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) 
     )
 
     if not re.match(KEY_PATTERN, key):
-        raise Invalid(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters",
-                      field="Idempotency-Key")
+        raise Invalid(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters", field="Idempotency-Key")
     store = DynamoDBPersistenceLayer(
-        table_name=settings.table_name(), key_attr="pk", sort_key_attr="sk",
-        static_pk_value=req.ctx.key("IDEM"), expiry_attr="ttl",
+        table_name=settings.table_name(),
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value=req.ctx.key("IDEM"),
+        expiry_attr="ttl",
         boto3_client=dynamodb_client(),
     )
-    config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="request",
-                               expires_after_seconds=TTL_SECONDS)
+    config = IdempotencyConfig(
+        event_key_jmespath="key", payload_validation_jmespath="request", expires_after_seconds=TTL_SECONDS
+    )
     if req.lambda_context is not None:  # lets an in-flight record expire with the invocation
         config.register_lambda_context(req.lambda_context)
     replayed = {"value": True}
 
-    @idempotent_function(data_keyword_argument="data", persistence_store=store, config=config,
-                         key_prefix=op.operation_id)
+    @idempotent_function(
+        data_keyword_argument="data", persistence_store=store, config=config, key_prefix=op.operation_id
+    )
     def execute(data: dict) -> dict:
         replayed["value"] = False
         return call()
@@ -58,11 +63,17 @@ def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) 
     try:
         result = execute(data={"key": key, "request": request})
     except IdempotencyValidationError:
-        raise Invalid("this Idempotency-Key was already used with a different request",
-                      field="Idempotency-Key", code="idempotency_key_reused") from None
+        raise Invalid(
+            "this Idempotency-Key was already used with a different request",
+            field="Idempotency-Key",
+            code="idempotency_key_reused",
+        ) from None
     except IdempotencyAlreadyInProgressError:
-        raise Conflict("a request with this Idempotency-Key is still in progress; retry shortly",
-                       field="Idempotency-Key", code="idempotency_in_progress") from None
+        raise Conflict(
+            "a request with this Idempotency-Key is still in progress; retry shortly",
+            field="Idempotency-Key",
+            code="idempotency_in_progress",
+        ) from None
     if replayed["value"]:
         result = {**result, "headers": {**result["headers"], "Idempotent-Replayed": "true"}}
     return result

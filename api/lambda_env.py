@@ -1,6 +1,7 @@
 """Lambda plumbing of the HTTP entry point: Powertools' structured JSON logger on the
 ``rapport`` logger. crm/ and connectors/ log with the standard library under
 ``rapport.*``, so their lines come out through it without importing Powertools."""
+
 from __future__ import annotations
 
 import functools

@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 document, built from :data:`api.http.OPERATIONS` and the same
 pydantic models that validate requests (pydantic emits JSON Schema 2020-12, which
 is OpenAPI 3.1's dialect)."""
+
 from __future__ import annotations
 
 import functools
@@ -12,8 +13,12 @@ from api.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 
 API_VERSION = "1.0.0"
 _PATH_PARAM = re.compile(r"{(\w+)}")
-_PATH_PATTERNS = {"customer_id": r"^cus_[0-9A-Z]{26}$", "key_id": r"^[0-9a-z]{10}$",
-                  "order_id": r"^ord_[0-9A-Z]{26}$", "conflict_id": r"^cfl_[0-9a-f]{24}$"}
+_PATH_PATTERNS = {
+    "customer_id": r"^cus_[0-9A-Z]{26}$",
+    "key_id": r"^[0-9a-z]{10}$",
+    "order_id": r"^ord_[0-9A-Z]{26}$",
+    "conflict_id": r"^cfl_[0-9a-f]{24}$",
+}
 
 
 def _generator() -> type:
@@ -40,13 +45,19 @@ def _generator() -> type:
 
 
 def _query_parameters(model: Any, defs: dict) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}",
-                                     schema_generator=_generator())
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", schema_generator=_generator())
     defs.update(schema.pop("$defs", {}))
     required = set(schema.get("required", []))
-    return [{"name": name, "in": "query", "required": name in required, "schema": prop,
-             **({"description": prop["description"]} if "description" in prop else {})}
-            for name, prop in schema["properties"].items()]
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+            **({"description": prop["description"]} if "description" in prop else {}),
+        }
+        for name, prop in schema["properties"].items()
+    ]
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,8 +74,7 @@ def document() -> dict[str, Any]:
         names.update(n for n in [op.body, *op.responses.values()] if n)
     modes: tuple[JsonSchemaMode, ...] = ("validation", "serialization")
     pairs = [(model(n), mode) for mode in modes for n in sorted(names)]
-    key_map, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}",
-                                      schema_generator=_generator())
+    key_map, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}", schema_generator=_generator())
     schemas: dict[str, Any] = dict(top.get("$defs", {}))
 
     def ref(name: str, mode: JsonSchemaMode) -> dict[str, Any]:
@@ -74,19 +84,36 @@ def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         params: list[dict[str, Any]] = [
-            {"name": p, "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": _PATH_PATTERNS.get(p, ".+")}}
-            for p in _PATH_PARAM.findall(op.path)]
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": _PATH_PATTERNS.get(p, ".+")},
+            }
+            for p in _PATH_PARAM.findall(op.path)
+        ]
         if op.query:
             params += _query_parameters(model(op.query), schemas)
         if op.idempotent:
-            params.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotency_required,
-                           "description": "retries with the same key return the first response for 24 h",
-                           "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}})
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": op.idempotency_required,
+                    "description": "retries with the same key return the first response for 24 h",
+                    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+                }
+            )
         if op.if_match:
-            params.append({"name": "If-Match", "in": "header", "required": False,
-                           "description": "the ETag of the version this update is based on",
-                           "schema": {"type": "string", "pattern": r'^((W/)?"[0-9]{1,12}"|(W/)?[0-9]{1,12}|\*)$'}})
+            params.append(
+                {
+                    "name": "If-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": "the ETag of the version this update is based on",
+                    "schema": {"type": "string", "pattern": r'^((W/)?"[0-9]{1,12}"|(W/)?[0-9]{1,12}|\*)$'},
+                }
+            )
         responses: dict[str, Any] = {}
         for status, name in op.responses.items():
             entry: dict[str, Any] = {"description": "success"}
@@ -96,26 +123,35 @@ def document() -> dict[str, Any]:
         for status in op.errors:
             responses[str(status)] = {"description": "problem details", "content": problem}
         operation: dict[str, Any] = {
-            "operationId": op.operation_id, "summary": op.summary, "tags": [op.tag],
-            "parameters": params, "responses": responses,
+            "operationId": op.operation_id,
+            "summary": op.summary,
+            "tags": [op.tag],
+            "parameters": params,
+            "responses": responses,
         }
         if op.body:
-            operation["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": ref(op.body, "validation")}}}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(op.body, "validation")}},
+            }
         operation["security"] = [{"bearer": []}] if op.scope else []
         if op.scope:
             operation["description"] = f"Requires the `{op.scope}` scope."
         paths.setdefault(op.path, {})[op.method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Rapport API", "version": API_VERSION,
-                 "description": "Multi-tenant CRM backend. Errors are RFC 9457 problem details."},
+        "info": {
+            "title": "Rapport API",
+            "version": API_VERSION,
+            "description": "Multi-tenant CRM backend. Errors are RFC 9457 problem details.",
+        },
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "rpk_<tenant>_<key id>_<secret>"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "rpk_<tenant>_<key id>_<secret>"}
+            },
         },
     }
 

@@ -1,4 +1,5 @@
 """Every model the API names: the domain's, re-exported, plus HTTP-only shapes."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
@@ -105,8 +106,8 @@ class PageQuery(_Strict):
 class CustomerListQuery(PageQuery):
     tag: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     updated_since: Timestamp | None = Field(
-        default=None, description="only customers changed at or after this time; ordered by change")
-
+        default=None, description="only customers changed at or after this time; ordered by change"
+    )
 
 
 class CustomerLookupQuery(_Strict):
@@ -122,9 +123,11 @@ class OrderListQuery(PageQuery):
     placed_before: Timestamp | None = Field(default=None, description="placed strictly before")
     status: OrderStatus | None = Field(default=None, description="only orders in this status (not with customer_id)")
     source: Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)] | None = Field(
-        default=None, description="with external_id: the order placed under this vendor id")
+        default=None, description="with external_id: the order placed under this vendor id"
+    )
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
-        default=None, description="with source")
+        default=None, description="with source"
+    )
 
 
 class OrderPage(BaseModel):
@@ -194,8 +197,10 @@ class ApiKey(BaseModel):
     created_at: str
     revoked_at: str | None = None
     rotated_to: str | None = None
-    created_by: str | None = Field(default=None, description="the id of the key that created this one; "
-                                   "null for a tenant's first key (made by the operator)")
+    created_by: str | None = Field(
+        default=None,
+        description="the id of the key that created this one; null for a tenant's first key (made by the operator)",
+    )
 
 
 class IssuedApiKey(ApiKey):
@@ -217,8 +222,8 @@ class IdentityConflictPage(BaseModel):
 
 class CustomerSearchQuery(PageQuery):
     q: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
-        description="a prefix of a given or family name, an email or a phone number; several "
-        "words must all match")
+        description="a prefix of a given or family name, an email or a phone number; several words must all match"
+    )
 
 
 class CustomerExportQuery(PageQuery):

@@ -1,4 +1,5 @@
 """UTC timestamps as ISO-8601 strings with a ``Z`` suffix (DESIGN: times are UTC)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -1,5 +1,6 @@
 """Normalizers for identity fields: they decide what counts as "the same customer".
 The domain (crm/customers) and the connector SDK use these same functions."""
+
 from __future__ import annotations
 
 

@@ -10,6 +10,7 @@ routes, which read the key afresh (``fresh=True``): a revoked admin key must not
 rotate or revoke keys. A key records the key that created it (``created_by``), and its
 creation is conditional on that key still being live.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from crm import clock, ids, settings
 from crm.context import SCOPES, TenantContext
@@ -55,8 +56,17 @@ def _pk(ctx: TenantContext) -> str:
 
 
 def _to_key(item: ApiKeyItem) -> ApiKey:
-    return ApiKey(item.sk, item.name, item.prefix, item.last4, list(cast(list[str], item.scopes)),
-                  item.created_at, item.revoked_at, item.rotated_to, item.created_by)
+    return ApiKey(
+        item.sk,
+        item.name,
+        item.prefix,
+        item.last4,
+        list(cast(list[str], item.scopes)),
+        item.created_at,
+        item.revoked_at,
+        item.rotated_to,
+        item.created_by,
+    )
 
 
 def _check_scopes(scopes: list[str]) -> list[str]:
@@ -70,9 +80,17 @@ def _new_item(ctx: TenantContext, name: str, scopes: list[str]) -> tuple[ApiKeyI
     kid = ids.key_id()
     prefix = f"rpk_{ctx.tenant_id}_{kid}"
     token = f"{prefix}_{ids.key_secret()}"
-    item = ApiKeyItem(_pk(ctx), kid, name=name, prefix=prefix, secret_hash=_hash(token),
-                      scopes=scopes, created_at=clock.now_iso(), last4=token[-4:],
-                      created_by=ctx.key_id)
+    item = ApiKeyItem(
+        _pk(ctx),
+        kid,
+        name=name,
+        prefix=prefix,
+        secret_hash=_hash(token),
+        scopes=scopes,
+        created_at=clock.now_iso(),
+        last4=token[-4:],
+        created_by=ctx.key_id,
+    )
     return item, token
 
 
@@ -99,8 +117,9 @@ def create(ctx: TenantContext, name: str, scopes: list[str]) -> IssuedKey:
 
 def _check_live(tx: Tx, ctx: TenantContext) -> None:
     """In a transaction: the key making the change exists and is not revoked (role ``caller``)."""
-    tx.check(ApiKeyItem, _pk(ctx), ctx.key_id,
-             ApiKeyItem.pk.exists() & ApiKeyItem.revoked_at.does_not_exist(), role="caller")
+    tx.check(
+        ApiKeyItem, _pk(ctx), ctx.key_id, ApiKeyItem.pk.exists() & ApiKeyItem.revoked_at.does_not_exist(), role="caller"
+    )
 
 
 def _get_item(ctx: TenantContext, key_id: str) -> ApiKeyItem:
@@ -123,8 +142,9 @@ def revoke(ctx: TenantContext, key_id: str) -> ApiKey:
     item = _get_item(ctx, key_id)
     if item.revoked_at is None:
         try:
-            item.update(actions=[ApiKeyItem.revoked_at.set(clock.now_iso())],
-                        condition=ApiKeyItem.revoked_at.does_not_exist())
+            item.update(
+                actions=[ApiKeyItem.revoked_at.set(clock.now_iso())], condition=ApiKeyItem.revoked_at.does_not_exist()
+            )
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
@@ -143,8 +163,12 @@ def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
     if by_other:
         _check_live(tx, ctx)
     tx.save(new, ApiKeyItem.pk.does_not_exist(), role="new")
-    tx.update(old, [ApiKeyItem.revoked_at.set(new.created_at), ApiKeyItem.rotated_to.set(new.sk)],
-              ApiKeyItem.revoked_at.does_not_exist(), role="old")
+    tx.update(
+        old,
+        [ApiKeyItem.revoked_at.set(new.created_at), ApiKeyItem.rotated_to.set(new.sk)],
+        ApiKeyItem.revoked_at.does_not_exist(),
+        role="old",
+    )
     try:
         tx.run({"caller": Unauthorized("this API key has been revoked")})
     except Cancelled:
@@ -163,8 +187,9 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def authenticate(token: str | None, *, fresh: bool = False,
-                 monotonic: Callable[[], float] = time.monotonic) -> TenantContext:
+def authenticate(
+    token: str | None, *, fresh: bool = False, monotonic: Callable[[], float] = time.monotonic
+) -> TenantContext:
     """Resolve a bearer token to its tenant context, or raise Unauthorized/Forbidden.
     ``fresh``: skip the cache (admin routes see a revocation at once); the fresh
     answer still replaces the cached one."""
@@ -191,15 +216,17 @@ def authenticate(token: str | None, *, fresh: bool = False,
 
 def _resolve(token: str, digest: str) -> TenantContext | Exception:
     parts = token.split("_")
-    if len(parts) != 4 or parts[0] != "rpk" or not ids.TENANT_ID.match(parts[1]) \
-            or not ids.KEY_ID.match(parts[2]):
+    if len(parts) != 4 or parts[0] != "rpk" or not ids.TENANT_ID.match(parts[1]) or not ids.KEY_ID.match(parts[2]):
         return Unauthorized("unknown API key")
     tenant_id, kid = parts[1], parts[2]
     ctx = TenantContext(tenant_id)
     found = {i.sk: i for i in Item.batch_get([(_pk(ctx), kid), (ctx.prefix, "TENANT")], consistent_read=True)}
     key, tenant = found.get(kid), found.get("TENANT")
-    if not isinstance(key, ApiKeyItem) or not isinstance(tenant, TenantItem) \
-            or not hmac.compare_digest(key.secret_hash, digest):
+    if (
+        not isinstance(key, ApiKeyItem)
+        or not isinstance(tenant, TenantItem)
+        or not hmac.compare_digest(key.secret_hash, digest)
+    ):
         return Unauthorized("unknown API key")
     if key.revoked_at is not None:
         return Unauthorized("this API key has been revoked")

@@ -2,6 +2,7 @@
 services the domain calls (KMS, S3, SQS...) and a DynamoDB client for the idempotency
 records (PynamoDB keeps its own). The Lambda plumbing (Powertools' logger, the Lambda
 context) belongs to the entry points: api/lambda_env.py, functions/lambda_env.py."""
+
 from __future__ import annotations
 
 import threading

@@ -2,6 +2,7 @@
 
 The format is common/clock.py's (the connector SDK uses it too); ``now`` is defined
 here so that patching ``crm.clock.now`` moves the domain's clock."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -1,4 +1,5 @@
 """The tenant context every storage call takes: the only way to build a tenant key."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

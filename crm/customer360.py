@@ -1,4 +1,5 @@
 """The 360 view: profile, points, recent orders and the latest timeline entries in one Query."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,7 @@ TIMELINE_IN_360 = 20
 class Customer360(BaseModel):
     customer: Customer
     loyalty: Loyalty | None = None
-    recent_orders: list[OrderSummary] | None = Field(
-        description="null when the key lacks the orders:read scope")
+    recent_orders: list[OrderSummary] | None = Field(description="null when the key lacks the orders:read scope")
     timeline: list[TimelineEvent]
 
 
@@ -42,10 +42,12 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     recent: list[dict[str, Any]] = next((r.recent for r in rows if isinstance(r, RecentOrdersItem)), [])
     book = next((r for r in rows if isinstance(r, LoyaltyItem) and r.book), None)
     events = [records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)]
-    return Customer360(customer=records.to_customer(rows[0]),
-                       recent_orders=[OrderSummary.model_validate(r) for r in recent],
-                       loyalty=_loyalty(ctx, book) if book else None,
-                       timeline=events[:TIMELINE_IN_360])
+    return Customer360(
+        customer=records.to_customer(rows[0]),
+        recent_orders=[OrderSummary.model_validate(r) for r in recent],
+        loyalty=_loyalty(ctx, book) if book else None,
+        timeline=events[:TIMELINE_IN_360],
+    )
 
 
 def _loyalty(ctx: TenantContext, item: LoyaltyItem) -> Loyalty:

@@ -19,13 +19,15 @@ Erasing a customer has two parts:
 
 A kind with personal data and no way to erase it fails tests/unit/test_schema.py.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
 import unicodedata
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from crm import schema
 from crm.context import TenantContext
@@ -68,8 +70,7 @@ def _digest(customer_id: str, token: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [w for w in re.findall(r"\w+", unicodedata.normalize("NFC", text).casefold())
-            if len(w) >= MIN_TERM]
+    return [w for w in re.findall(r"\w+", unicodedata.normalize("NFC", text).casefold()) if len(w) >= MIN_TERM]
 
 
 def terms_of(customer_id: str, data: dict[str, Any], *, names: bool = True) -> Terms:
@@ -137,7 +138,8 @@ def mentions(value: Any, terms: Terms, customer_id: str) -> bool:
             return True
         for n in lengths:
             if n < len(token) <= MAX_WORD and any(
-                    _digest(customer_id, token[i:i + n]) in wanted for i in range(len(token) - n + 1)):
+                _digest(customer_id, token[i : i + n]) in wanted for i in range(len(token) - n + 1)
+            ):
                 return True
     return False
 
@@ -219,13 +221,13 @@ def follow_up(ctx: TenantContext, customer_id: str, terms: Terms) -> dict[str, i
 
 # --- crm's own tenant-wide kinds ------------------------------------------------------
 
+
 def _conflicts(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
     """Delete the identity conflicts that name the customer or their identifiers: 1 Query
     per page of the tenant's conflict list (gsi1), 1 BatchWriteItem per 25 deleted."""
     from crm.storage import IdentityConflictItem
 
-    found = [c for c in IdentityConflictItem.gsi1.query(ctx.key("CONFLICTS"))
-             if mentions(c.data, terms, customer_id)]
+    found = [c for c in IdentityConflictItem.gsi1.query(ctx.key("CONFLICTS")) if mentions(c.data, terms, customer_id)]
     with IdentityConflictItem.batch_write() as batch:
         for item in found:
             batch.delete(item)
@@ -235,19 +237,25 @@ def _conflicts(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
 def _idempotency(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
     """Delete the stored Idempotency-Key responses (and subscriber records) that mention the
     customer: 1 Query per 1 MB of the tenant's ``IDEM`` partition, 1 BatchWriteItem per 25."""
-    from crm.aws import dynamodb_client
     from crm import settings
+    from crm.aws import dynamodb_client
 
     client, table, deleted = dynamodb_client(), settings.table_name(), 0
-    kwargs: dict[str, Any] = {"TableName": table, "KeyConditionExpression": "pk = :pk",
-                              "ExpressionAttributeValues": {":pk": {"S": ctx.key("IDEM")}},
-                              "ConsistentRead": True}
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": ctx.key("IDEM")}},
+        "ConsistentRead": True,
+    }
     while True:
         page = client.query(**kwargs)
-        doomed = [{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}}
-                  for i in page.get("Items", []) if mentions(i.get("data", {}).get("S", ""), terms, customer_id)]
+        doomed = [
+            {"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}}
+            for i in page.get("Items", [])
+            if mentions(i.get("data", {}).get("S", ""), terms, customer_id)
+        ]
         for start in range(0, len(doomed), 25):
-            pending = {table: doomed[start:start + 25]}
+            pending = {table: doomed[start : start + 25]}
             while pending:
                 pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         deleted += len(doomed)

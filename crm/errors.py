@@ -1,5 +1,6 @@
 """Domain errors, free of HTTP. The API maps each class to an RFC 9457 problem with the
 same ``code`` (api/problems.py)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -58,5 +59,7 @@ def field_errors(exc: Any) -> list[dict[str, str]]:
     """A pydantic ValidationError as ``[{"field": "a.b", "message", "type"}]``."""
     from crm.plain_errors import plain_message
 
-    return [{"field": ".".join(str(p) for p in e["loc"]), "message": plain_message(e), "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)]
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": plain_message(e), "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]

@@ -14,22 +14,41 @@ inserts carry a mark (an order's ``data.moved_from``, a ledger entry's
 derive nothing; the deletes in the old partition derive nothing either. The merge
 itself is one event, ``customer.merged``, from the other profile's change of status.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 Event = dict[str, Any]
-_POINTS_EVENTS = {"pending": "points.earned", "earn": "points.earned", "activate": "points.activated",
-                  "redeem": "points.redeemed", "expire": "points.expired", "adjust": "points.adjusted",
-                  "reverse": "points.reversed"}
+_POINTS_EVENTS = {
+    "pending": "points.earned",
+    "earn": "points.earned",
+    "activate": "points.activated",
+    "redeem": "points.redeemed",
+    "expire": "points.expired",
+    "adjust": "points.adjusted",
+    "reverse": "points.reversed",
+}
 
 
 # Every event type derive() emits (docs/architecture.md has what each stands for).
-TYPES = frozenset({
-    "order.placed", "order.paid", "order.fulfilled", "order.cancelled", "order.refunded", "order.updated",
-    "customer.created", "customer.updated", "customer.erased", "customer.merged",
-    *_POINTS_EVENTS.values(), "points.expiring", "tier.changed",
-})
+TYPES = frozenset(
+    {
+        "order.placed",
+        "order.paid",
+        "order.fulfilled",
+        "order.cancelled",
+        "order.refunded",
+        "order.updated",
+        "customer.created",
+        "customer.updated",
+        "customer.erased",
+        "customer.merged",
+        *_POINTS_EVENTS.values(),
+        "points.expiring",
+        "tier.changed",
+    }
+)
 
 
 def _tenant(pk: str) -> str:
@@ -37,8 +56,14 @@ def _tenant(pk: str) -> str:
 
 
 def _event(type_: str, key: str, item: dict[str, Any], occurred_at: str, data: dict[str, Any]) -> Event:
-    return {"id": f"{type_}:{key}", "type": type_, "tenant_id": _tenant(item["pk"]),
-            "customer_id": item.get("customer_id"), "occurred_at": occurred_at, "data": data}
+    return {
+        "id": f"{type_}:{key}",
+        "type": type_,
+        "tenant_id": _tenant(item["pk"]),
+        "customer_id": item.get("customer_id"),
+        "occurred_at": occurred_at,
+        "data": data,
+    }
 
 
 def derive(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[Event]:
@@ -61,17 +86,24 @@ def _order(old: dict | None, new: dict | None) -> list[Event]:
     if old is None:
         events.append(_event("order.placed", oid, new, data["placed_at"], state))
     elif data.get("revision", 0) > before.get("revision", 0):  # edited at the vendor
-        events.append(_event("order.updated", f"{oid}:{data['revision']}", new,
-                             data.get("edited_at") or new["updated_at"], state))
-    for stamp, type_ in (("paid_at", "order.paid"), ("fulfilled_at", "order.fulfilled"),
-                         ("cancelled_at", "order.cancelled")):
+        events.append(
+            _event("order.updated", f"{oid}:{data['revision']}", new, data.get("edited_at") or new["updated_at"], state)
+        )
+    for stamp, type_ in (
+        ("paid_at", "order.paid"),
+        ("fulfilled_at", "order.fulfilled"),
+        ("cancelled_at", "order.cancelled"),
+    ):
         if data.get(stamp) and not before.get(stamp):
             events.append(_event(type_, oid, new, data[stamp], state))
     seen = {r["id"] for r in before.get("refunds", [])}
     for refund in data.get("refunds", []):
         if refund["id"] not in seen:
-            events.append(_event("order.refunded", f"{oid}:{refund['id']}", new, refund["refunded_at"],
-                                 {**state, "refund": refund}))
+            events.append(
+                _event(
+                    "order.refunded", f"{oid}:{refund['id']}", new, refund["refunded_at"], {**state, "refund": refund}
+                )
+            )
     return events
 
 
@@ -85,17 +117,20 @@ def _customer(old: dict | None, new: dict | None) -> list[Event]:
     if new.get("status") == "erased" and old.get("status") != "erased":
         return [_event("customer.erased", cid, new, new.get("erased_at") or new["updated_at"], summary)]
     if new.get("status") == "merged" and old.get("status") != "merged":
-        return [_event("customer.merged", cid, new, new["updated_at"],
-                       {**summary, "merged_into": new.get("merged_into")})]
+        return [
+            _event("customer.merged", cid, new, new["updated_at"], {**summary, "merged_into": new.get("merged_into")})
+        ]
     if new.get("status") in ("merging", "merged"):
         return []  # a merge's progress: its one event is customer.merged
     if new.get("version") != old.get("version"):
-        changed = sorted(k for k in set(new.get("data") or {}) | set(old.get("data") or {})
-                         if (new.get("data") or {}).get(k) != (old.get("data") or {}).get(k))
+        changed = sorted(
+            k
+            for k in set(new.get("data") or {}) | set(old.get("data") or {})
+            if (new.get("data") or {}).get(k) != (old.get("data") or {}).get(k)
+        )
         if not changed and new.get("status") == old.get("status"):
             return []  # only bookkeeping changed (a merge's marker on its survivor)
-        return [_event("customer.updated", f"{cid}:{version}", new, new["updated_at"],
-                       {**summary, "changed": changed})]
+        return [_event("customer.updated", f"{cid}:{version}", new, new["updated_at"], {**summary, "changed": changed})]
     return []
 
 
@@ -108,16 +143,29 @@ def _loyalty(old: dict | None, new: dict | None) -> list[Event]:
         return []  # closed by a merge: its points went on to the survivor's book
     events = []
     if book.get("tier") != before.get("tier") and book.get("tier_since"):
-        events.append(_event("tier.changed", f"{cid}:{book['tier_since']}", new, book["tier_since"],
-                             {"customer_id": cid, "from": before.get("tier"), "to": book.get("tier")}))
+        events.append(
+            _event(
+                "tier.changed",
+                f"{cid}:{book['tier_since']}",
+                new,
+                book["tier_since"],
+                {"customer_id": cid, "from": before.get("tier"), "to": book.get("tier")},
+            )
+        )
     old_lots = before.get("lots") or {}
     for lid, lot in (book.get("lots") or {}).items():
         if lid not in old_lots and lot.get("merged_from"):
             continue  # came with a merged book: announced there already, if due
         if lot.get("warned") and not (old_lots.get(lid) or {}).get("warned"):
-            events.append(_event("points.expiring", f"{cid}:{lid}", new, new["updated_at"],
-                                 {"customer_id": cid, "lot": lid, "points": lot["left"],
-                                  "expires_at": lot["expires_at"]}))
+            events.append(
+                _event(
+                    "points.expiring",
+                    f"{cid}:{lid}",
+                    new,
+                    new["updated_at"],
+                    {"customer_id": cid, "lot": lid, "points": lot["left"], "expires_at": lot["expires_at"]},
+                )
+            )
     return events
 
 
@@ -128,8 +176,15 @@ def _ledger(old: dict | None, new: dict | None) -> list[Event]:
     if (entry.get("detail") or {}).get("merged_from"):
         return []  # a merged customer's entry, copied to the survivor's ledger
     type_ = _POINTS_EVENTS[entry["type"]]
-    return [_event(type_, f"{new['customer_id']}:{entry['seq']}", new, entry["at"],
-                   {"customer_id": new["customer_id"], **entry})]
+    return [
+        _event(
+            type_,
+            f"{new['customer_id']}:{entry['seq']}",
+            new,
+            entry["at"],
+            {"customer_id": new["customer_id"], **entry},
+        )
+    ]
 
 
 _BY_KIND = {"order": _order, "customer": _customer, "loyalty": _loyalty, "ledger": _ledger}

@@ -13,9 +13,10 @@
 ``next_cursor`` leads from one page to the next (the cursor names the customer, so it
 cannot page through another's export); null on the last page.
 """
+
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from crm import erasure, schema
 from crm.context import TenantContext
@@ -23,8 +24,13 @@ from crm.errors import Invalid
 from crm.paging import decode_cursor, encode_cursor, start_key
 
 # discriminator -> section of the export; an exported kind not named here keeps its name
-SECTIONS = {"event": "timeline", "order": "orders", "ledger": "ledger", "loyalty": "loyalty",
-            "identity_conflict": "conflicts"}
+SECTIONS = {
+    "event": "timeline",
+    "order": "orders",
+    "ledger": "ledger",
+    "loyalty": "loyalty",
+    "identity_conflict": "conflicts",
+}
 _KEYS = {"pk", "sk", "kind", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "ttl"}
 IDENTITY_FIELDS = ("email", "phone", "external_ids", "previous_emails", "aliases")
 
@@ -50,14 +56,18 @@ def export(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
         out["profile"] = records.to_customer(profile).model_dump(mode="json")
         out["identities"] = {k: data[k] for k in IDENTITY_FIELDS if data.get(k)}
         out["consent"] = data.get("consent") or {}
-    exported = {cls for cls in schema.item_classes()
-                if (k := schema.declared(cls)) and k.export and k.pk == schema.CUSTOMER_PARTITION}
+    exported = {
+        cls
+        for cls in schema.item_classes()
+        if (k := schema.declared(cls)) and k.export and k.pk == schema.CUSTOMER_PARTITION
+    }
     nxt = None
     if phase == "p":
         pk = records.profile_pk(ctx, cid)
         start = start_key(pk=pk, sk=position) if position else None
-        rows = list(Item.query(pk, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start,
-                               consistent_read=True))
+        rows = list(
+            Item.query(pk, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start, consistent_read=True)
+        )
         more, rows = len(rows) > limit, rows[:limit]
         for row in rows:
             if type(row) in exported and not isinstance(row, CustomerItem):
@@ -71,11 +81,12 @@ def export(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
         if position:
             conflict = position.rsplit("#", 1)[-1]
             start = start_key(gsi1pk=index, gsi1sk=position, pk=ctx.key("CONFLICT", conflict), sk="CONFLICT")
-        rows = list(IdentityConflictItem.gsi1.query(index, limit=limit + 1, page_size=limit + 1,
-                                                    last_evaluated_key=start))
+        rows = list(
+            IdentityConflictItem.gsi1.query(index, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start)
+        )
         more, rows = len(rows) > limit, rows[:limit]
         section = out["sections"].setdefault(SECTIONS["identity_conflict"], [])
-        section += [_plain(r) for r in rows if erasure.mentions(r.data, terms, cid)]
+        section += [_plain(r) for r in rows if erasure.mentions(cast(Any, r).data, terms, cid)]
         nxt = f"c:{rows[-1].gsi1sk}" if more else None
     out["next_cursor"] = encode_cursor(kind, nxt) if nxt else None
     return out

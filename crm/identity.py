@@ -66,6 +66,7 @@ measured in tests/integration/test_identity.py, table in docs/performance.md):
 - so 100 new: 3 + 5 TransactWriteItems = 8; 100 repeats: 3 + 1 = 4, no write; 100
   changed: 3 + 1 + 1 = 5; 100 existing customers first linked by email: 3 + 1 + 2 = 6.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -121,6 +122,7 @@ class Resolution:
 
 # --- settings ------------------------------------------------------------------
 
+
 def _settings_key(ctx: TenantContext) -> tuple[str, str]:
     return ctx.key("SETTINGS"), SETTINGS_SK
 
@@ -141,13 +143,13 @@ def get_settings(ctx: TenantContext) -> IdentitySettings:
 
 def put_settings(ctx: TenantContext, fields: IdentitySettingsFields) -> IdentitySettings:
     """1 PutItem. Applies to the records resolved from then on."""
-    item = IdentitySettingsItem(*_settings_key(ctx), data={"order": list(fields.order)},
-                                updated_at=clock.now_iso())
+    item = IdentitySettingsItem(*_settings_key(ctx), data={"order": list(fields.order)}, updated_at=clock.now_iso())
     item.save()
     return _settings(item)
 
 
 # --- conflicts -----------------------------------------------------------------
+
 
 def conflict_id(source: str, external_id: str | None, reason: str, candidates: list[str]) -> str:
     raw = "\x1f".join([source, external_id or "", reason, *sorted(candidates)])
@@ -159,17 +161,42 @@ def _conflict_pk(ctx: TenantContext, cid: str) -> str:
 
 
 def _to_conflict(item: IdentityConflictItem) -> IdentityConflict:
-    return IdentityConflict(id=item.conflict_id, status=cast(ConflictStatus, item.status), detected_at=item.detected_at,
-                            resolved_at=item.resolved_at, **item.data)
+    return IdentityConflict(
+        id=item.conflict_id,
+        status=cast(ConflictStatus, item.status),
+        detected_at=item.detected_at,
+        resolved_at=item.resolved_at,
+        **item.data,
+    )
 
 
-def _conflict_item(ctx: TenantContext, source: str, external_id: str | None, rule: str, reason: str,
-                   candidates: list[str], rec: CustomerPatch, now: str) -> IdentityConflictItem:
+def _conflict_item(
+    ctx: TenantContext,
+    source: str,
+    external_id: str | None,
+    rule: str,
+    reason: str,
+    candidates: list[str],
+    rec: CustomerPatch,
+    now: str,
+) -> IdentityConflictItem:
     cid = conflict_id(source, external_id, reason, candidates)
     item = IdentityConflictItem(
-        _conflict_pk(ctx, cid), CONFLICT_SK, conflict_id=cid, status="open", detected_at=now,
-        data={"source": source, "external_id": external_id, "rule": rule, "reason": reason,
-              "candidate_customer_ids": candidates, "email": rec.email, "phone": rec.phone})
+        _conflict_pk(ctx, cid),
+        CONFLICT_SK,
+        conflict_id=cid,
+        status="open",
+        detected_at=now,
+        data={
+            "source": source,
+            "external_id": external_id,
+            "rule": rule,
+            "reason": reason,
+            "candidate_customer_ids": candidates,
+            "email": rec.email,
+            "phone": rec.phone,
+        },
+    )
     _set_conflict_keys(ctx, item)
     return item
 
@@ -193,8 +220,7 @@ def _save_conflict(item: IdentityConflictItem) -> bool:
         raise
 
 
-def list_conflicts(ctx: TenantContext, *, limit: int, cursor: str | None = None,
-                   status: str | None = None) -> Page:
+def list_conflicts(ctx: TenantContext, *, limit: int, cursor: str | None = None, status: str | None = None) -> Page:
     """Newest first: 1 Query on gsi1 (every status) or gsi2 (one status)."""
     kind = "conflict:" + (status or "all")
     after = decode_cursor(cursor, kind)
@@ -207,10 +233,16 @@ def list_conflicts(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         pk, index, names = ctx.key("CONFLICTS"), IdentityConflictItem.gsi1, ("gsi1pk", "gsi1sk")
     else:
         pk, index, names = ctx.key("CONFLICTS", status), IdentityConflictItem.gsi2, ("gsi2pk", "gsi2sk")
-    start = None if after is None else start_key(
-        **{names[0]: pk, names[1]: after}, pk=_conflict_pk(ctx, after.rpartition("#")[2]), sk=CONFLICT_SK)
-    rows = list(index.query(pk, scan_index_forward=False, limit=limit + 1, page_size=limit + 1,
-                            last_evaluated_key=start))
+    start = (
+        None
+        if after is None
+        else start_key(
+            **{names[0]: pk, names[1]: after}, pk=_conflict_pk(ctx, after.rpartition("#")[2]), sk=CONFLICT_SK
+        )
+    )
+    rows = list(
+        index.query(pk, scan_index_forward=False, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start)
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = encode_cursor(kind, f"{rows[-1].detected_at}#{rows[-1].conflict_id}") if more else None
@@ -255,14 +287,20 @@ def resolve_conflict(ctx: TenantContext, cid: str, note: str | None = None) -> I
 
 # --- resolution ----------------------------------------------------------------
 
+
 def _validate(i: int, external_id: Any, profile: Any) -> tuple[str | None, CustomerPatch] | Resolution:
     errors: list[dict[str, Any]] = []
     rec = None
     if not isinstance(profile, dict):
         errors.append({"field": "profile", "message": "must be an object", "type": "dict_type"})
     elif "external_ids" in profile:
-        errors.append({"field": "external_ids", "type": "extra_forbidden",
-                       "message": "external_ids is set from the source and the external id"})
+        errors.append(
+            {
+                "field": "external_ids",
+                "type": "extra_forbidden",
+                "message": "external_ids is set from the source and the external id",
+            }
+        )
     else:
         try:
             rec = CustomerPatch.model_validate(profile)
@@ -274,16 +312,21 @@ def _validate(i: int, external_id: Any, profile: Any) -> tuple[str | None, Custo
         except ValidationError as exc:
             errors += [{**e, "field": "external_id"} for e in field_errors(exc)]
     if not errors and rec is not None and not (external_id or rec.email or rec.phone):
-        errors.append({"field": "external_id", "type": "missing",
-                       "message": "a record needs an external id, an email or a phone to match on"})
+        errors.append(
+            {
+                "field": "external_id",
+                "type": "missing",
+                "message": "a record needs an external id, an email or a phone to match on",
+            }
+        )
     if errors or rec is None:
-        return Resolution(i, "error", error=Invalid("record is invalid", field=f"records[{i}]"),
-                          errors=errors)
+        return Resolution(i, "error", error=Invalid("record is invalid", field=f"records[{i}]"), errors=errors)
     return external_id, rec
 
 
-def upsert(ctx: TenantContext, source: str, records: list[tuple[str | None, dict]], *,
-           fill_only: bool = False) -> list[Resolution]:
+def upsert(
+    ctx: TenantContext, source: str, records: list[tuple[str | None, dict]], *, fill_only: bool = False
+) -> list[Resolution]:
     """Resolve and write up to 250 records of ``source``; one Resolution per record, in order.
     Request counts: the module docstring. ``fill_only``: a matched customer only gains the
     link and the fields it lacks (an order's snapshot of its buyer is not the profile's
@@ -311,11 +354,15 @@ def upsert(ctx: TenantContext, source: str, records: list[tuple[str | None, dict
     for n in range(ROUNDS):
         if not pending:
             break
-        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only,
-                         facts=facts).run(pending)
+        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only, facts=facts).run(
+            pending
+        )
     for i in pending:  # still deferred after the last round (not expected)
-        results[i] = Resolution(i, "error", error=Conflict(
-            "the record kept conflicting with concurrent writes; retry", code="transaction_conflict"))
+        results[i] = Resolution(
+            i,
+            "error",
+            error=Conflict("the record kept conflicting with concurrent writes; retry", code="transaction_conflict"),
+        )
     return [r for r in results if r is not None]
 
 
@@ -338,9 +385,13 @@ def _stale(current: dict[str, Any], source: str, xid: str | None, facts: dict[st
     the vendor's ``updated_at`` seen last for (source, external id). A replayed webhook
     or a late page then changes nothing, whatever path it came by."""
     seen = (current.get("source_updated_at") or {}).get(source)
-    return bool(xid is not None and seen and facts.get("updated_at")
-                and (current.get("external_ids") or {}).get(source) == xid
-                and facts["updated_at"] <= seen)
+    return bool(
+        xid is not None
+        and seen
+        and facts.get("updated_at")
+        and (current.get("external_ids") or {}).get(source) == xid
+        and facts["updated_at"] <= seen
+    )
 
 
 def _stamp(data: dict[str, Any], source: str, facts: dict[str, str], *, fill_only: bool) -> None:
@@ -384,8 +435,12 @@ def _keep_consent_times(old: dict[str, Any], data: dict[str, Any], rec: Customer
     stored time, so re-syncing the same record changes nothing."""
     for channel, given in (rec.consent or {}).items():
         before = (old.get("consent") or {}).get(channel)
-        if given is not None and given.at is None and before and \
-                (before["status"], before["source"]) == (given.status, given.source):
+        if (
+            given is not None
+            and given.at is None
+            and before
+            and (before["status"], before["source"]) == (given.status, given.source)
+        ):
             data["consent"][channel] = before
 
 
@@ -406,9 +461,15 @@ class Decision:
     candidates: tuple[str, ...] = ()
 
 
-def decide(order: tuple[str, ...] | list[str], external_id: str | None, *, by_external_id: str | None,
-           by_email: str | None, by_phone: list[str] | None,
-           linked: dict[str, str | None]) -> Decision:
+def decide(
+    order: tuple[str, ...] | list[str],
+    external_id: str | None,
+    *,
+    by_external_id: str | None,
+    by_email: str | None,
+    by_phone: list[str] | None,
+    linked: dict[str, str | None],
+) -> Decision:
     """The tenant's rules applied to what was found (the module docstring's rules and
     conflicts), with no I/O: ``by_external_id`` / ``by_email`` the customer holding the
     record's guard (None: none), ``by_phone`` the customers whose phone is the record's
@@ -429,23 +490,21 @@ def decide(order: tuple[str, ...] | list[str], external_id: str | None, *, by_ex
             if holder is not None:
                 picked, by = holder, rule
                 break
-    others = [(rule, c) for rule, c in (("external_id", by_external_id), ("email", by_email))
-              if c and c != picked]
+    others = [(rule, c) for rule, c in (("external_id", by_external_id), ("email", by_email)) if c and c != picked]
     if picked is None:
         if others:  # email matching is disabled and another customer holds the email
             return Decision("conflict", rule="email", reason="email_taken", candidates=(others[0][1],))
         return Decision("new")
     have = linked.get(picked)
     if external_id is not None and have is not None and have != external_id:
-        return Decision("conflict", matched_by=by, rule=by, reason="different_external_id",
-                        candidates=(picked,))
+        return Decision("conflict", matched_by=by, rule=by, reason="different_external_id", candidates=(picked,))
     if others:
         rule, other = others[0]
         if by == "external_id" and [r for r, _ in others] == ["email"]:
-            return Decision("match_without_email", picked, by, rule="email", reason="matches_disagree",
-                            candidates=(picked, other))
-        return Decision("conflict", matched_by=by, rule=rule, reason="matches_disagree",
-                        candidates=(picked, other))
+            return Decision(
+                "match_without_email", picked, by, rule="email", reason="matches_disagree", candidates=(picked, other)
+            )
+        return Decision("conflict", matched_by=by, rule=rule, reason="matches_disagree", candidates=(picked, other))
     return Decision("match", picked, by)
 
 
@@ -461,8 +520,17 @@ class _Plan:
 
 
 class _Round:
-    def __init__(self, ctx: TenantContext, source: str, parsed: dict, results: list, *, last: bool,
-                 fill_only: bool = False, facts: dict[int, dict[str, str]] | None = None):
+    def __init__(
+        self,
+        ctx: TenantContext,
+        source: str,
+        parsed: dict,
+        results: list,
+        *,
+        last: bool,
+        fill_only: bool = False,
+        facts: dict[int, dict[str, str]] | None = None,
+    ):
         self.ctx, self.source, self.parsed, self.results, self.last = ctx, source, parsed, results, last
         self.fill_only = fill_only
         self.facts = facts or {}
@@ -490,11 +558,16 @@ class _Round:
                 self.order = tuple(item.data["order"])
             elif isinstance(item, GuardItem):
                 self.holders[item.pk] = item.customer_id
-        wanted = sorted({rec.phone for i in pending for xid, rec in [self.parsed[i]]
-                         if rec.phone and self._reaches_phone(xid, rec)})
+        wanted = sorted(
+            {rec.phone for i in pending for xid, rec in [self.parsed[i]] if rec.phone and self._reaches_phone(xid, rec)}
+        )
         for phone in wanted:
-            self.phones[phone] = {e.customer_id for e in IndexEntryItem.query(
-                customer_keys.phone_entry(self.ctx, phone), limit=100, consistent_read=True)}
+            self.phones[phone] = {
+                e.customer_id
+                for e in IndexEntryItem.query(
+                    customer_keys.phone_entry(self.ctx, phone), limit=100, consistent_read=True
+                )
+            }
         ids = set(self.holders.values()).union(*self.phones.values())
         read = batch_profiles(self.ctx, sorted(ids))
         # a guard or entry still naming a merged customer stands for its survivor (one more
@@ -529,8 +602,9 @@ class _Round:
 
     def _phone_matches(self, phone: str) -> list[str]:
         cands = self.phones.get(phone, set()) | set(self.plans)
-        return sorted(c for c in cands if (c in self.plans or c in self.profiles)
-                      and self._data(c).get("phone") == phone)
+        return sorted(
+            c for c in cands if (c in self.plans or c in self.profiles) and self._data(c).get("phone") == phone
+        )
 
     # -- planning --
     def run(self, pending: list[int]) -> list[int]:
@@ -544,15 +618,34 @@ class _Round:
             _save_conflict(item)
         return sorted(deferred)
 
-    def _conflict(self, i: int, xid: str | None, rec: CustomerPatch, rule: str, reason: str,
-                  candidates: list[str], matched_by: str | None = None,
-                  customer_id: str | None = None) -> IdentityConflictItem:
+    def _conflict(
+        self,
+        i: int,
+        xid: str | None,
+        rec: CustomerPatch,
+        rule: str,
+        reason: str,
+        candidates: list[str],
+        matched_by: str | None = None,
+        customer_id: str | None = None,
+    ) -> IdentityConflictItem:
         item = _conflict_item(self.ctx, self.source, xid, rule, reason, list(candidates), rec, self.now)
         item = self.conflicts.setdefault(item.conflict_id, item)
         self.results[i] = Resolution(
-            i, "conflict", customer_id=customer_id, matched_by=matched_by, conflict_id=item.conflict_id,
-            error=Conflict(_REASONS[reason], field=rule, code="identity_conflict",
-                           conflict_id=item.conflict_id, reason=reason, customer_ids=list(candidates)))
+            i,
+            "conflict",
+            customer_id=customer_id,
+            matched_by=matched_by,
+            conflict_id=item.conflict_id,
+            error=Conflict(
+                _REASONS[reason],
+                field=rule,
+                code="identity_conflict",
+                conflict_id=item.conflict_id,
+                reason=reason,
+                customer_ids=list(candidates),
+            ),
+        )
         return item
 
     def _plan_record(self, i: int) -> bool:
@@ -566,19 +659,24 @@ class _Round:
         x = self._holder("external_id", xid, rec)
         e = self._holder("email", xid, rec)
         phones = self._phone_matches(rec.phone) if rec.phone else None
-        linked = {c: (self._data(c).get("external_ids") or {}).get(source)
-                  for c in {x, e, *(phones or [])} if c is not None}
+        linked = {
+            c: (self._data(c).get("external_ids") or {}).get(source) for c in {x, e, *(phones or [])} if c is not None
+        }
         d = decide(self.order, xid, by_external_id=x, by_email=e, by_phone=phones, linked=linked)
         if d.outcome == "new":
             return self._create(i, xid, rec)
         if d.outcome == "match":
+            assert d.customer_id is not None and d.matched_by is not None
             return self._apply(i, d.customer_id, d.matched_by, xid, rec, None)
+        assert d.rule is not None and d.reason is not None  # a conflict, or a match without the email
         if d.outcome == "conflict":
             self._conflict(i, xid, rec, d.rule, d.reason, list(d.candidates), matched_by=d.matched_by)
             return True
         # the external id's customer, updated without the email another customer holds
-        conflict = self._conflict(i, xid, rec, d.rule, d.reason, list(d.candidates),
-                                  matched_by=d.matched_by, customer_id=d.customer_id)
+        conflict = self._conflict(
+            i, xid, rec, d.rule, d.reason, list(d.candidates), matched_by=d.matched_by, customer_id=d.customer_id
+        )
+        assert d.customer_id is not None and d.matched_by is not None
         trimmed = rec.model_copy(update={"email": None})
         trimmed.model_fields_set.discard("email")
         return self._apply(i, d.customer_id, d.matched_by, xid, trimmed, conflict)
@@ -597,8 +695,9 @@ class _Round:
             self.released.add(pk)
         return True
 
-    def _apply(self, i: int, cid: str, by: str, xid: str | None, rec: CustomerPatch,
-               conflict: IdentityConflictItem | None) -> bool:
+    def _apply(
+        self, i: int, cid: str, by: str, xid: str | None, rec: CustomerPatch, conflict: IdentityConflictItem | None
+    ) -> bool:
         current = self._data(cid)
         facts = self.facts.get(i, {})
         if not self.fill_only and _stale(current, self.source, xid, facts):
@@ -658,8 +757,7 @@ class _Round:
             item = plan.item
             item.data, item.updated_at = plan.data, self.now
             customer_keys.set_list_keys(self.ctx, item)
-            writes.append((plan, ProfileWrite.plan(self.ctx, item, plan.old, plan.data,
-                                                   is_new=plan.old is None)))
+            writes.append((plan, ProfileWrite.plan(self.ctx, item, plan.old, plan.data, is_new=plan.old is None)))
         deferred: list[int] = []
         for plan, w, exc in execute_packed(writes):
             if exc is None:

@@ -1,6 +1,7 @@
 """Models of identity resolution's settings and conflicts (crm/identity.py). They
 validate the API's requests and generate the OpenAPI document (api/schemas.py
 re-exports them)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -21,9 +22,12 @@ class IdentitySettingsFields(_Strict):
     an existing customer, first match wins. ``external_id`` cannot be left out: a
     source's record must keep landing on the customer it created or was linked to."""
 
-    order: list[Rule] = Field(min_length=1, max_length=3,
-                              json_schema_extra={"contains": {"const": "external_id"}, "uniqueItems": True},
-                              description="e.g. [\"external_id\", \"email\", \"phone\"]; a rule left out never links")
+    order: list[Rule] = Field(
+        min_length=1,
+        max_length=3,
+        json_schema_extra={"contains": {"const": "external_id"}, "uniqueItems": True},
+        description='e.g. ["external_id", "email", "phone"]; a rule left out never links',
+    )
 
     @field_validator("order")
     @classmethod

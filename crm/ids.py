@@ -1,6 +1,7 @@
 """Identifiers. Customer and event ids are ULIDs: time-sortable, so lists by id are
 in creation order. Tenant and key ids are short random lowercase tokens that contain
 no ``_`` or ``#``, so they can be embedded in API keys and storage keys safely."""
+
 from __future__ import annotations
 
 import re

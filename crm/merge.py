@@ -56,6 +56,7 @@ orders 2. A repeat of a finished merge is the 1 BatchGetItem. Nothing here Scans
 Events: the copies derive no events (crm/events.py skips marked inserts), the deletes
 none either; the other's change to ``merged`` derives ``customer.merged``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -82,12 +83,13 @@ from crm.storage import (
 from crm.tx import Cancelled, Tx
 
 ATTEMPTS = 8
-PAGE = 100          # items read per Query while moving
+PAGE = 100  # items read per Query while moving
 ORDERS_PER_TX = 25  # 4 items per order, 100 per TransactWriteItems
 EVENT_KEY = "customer.merged:{other}"
 
 
 # --- the profile ----------------------------------------------------------------
+
 
 def _unique(values: Any) -> list:
     out: list = []
@@ -148,9 +150,11 @@ def merged_profile(survivor: dict[str, Any], other: dict[str, Any], other_id: st
     addresses = _unique([*(out.get("addresses") or []), *(other.get("addresses") or [])])
     if addresses:
         out["addresses"] = addresses
-    aliases = {"emails": [e for e in emails if e != out.get("email")],
-               "phones": [p for p in phones if p != out.get("phone")],
-               "external_ids": [a for a in xids if external.get(a["source"]) != a["external_id"]]}
+    aliases = {
+        "emails": [e for e in emails if e != out.get("email")],
+        "phones": [p for p in phones if p != out.get("phone")],
+        "external_ids": [a for a in xids if external.get(a["source"]) != a["external_id"]],
+    }
     aliases = {k: v for k, v in aliases.items() if v}
     if aliases:
         out["aliases"] = aliases
@@ -158,16 +162,18 @@ def merged_profile(survivor: dict[str, Any], other: dict[str, Any], other_id: st
         out.pop("aliases", None)
     # the other's replaced emails stay guarded (their guards move here) and its vendors'
     # first-seen times count for customer_since
-    previous = [p for p in [*(out.get("previous_emails") or []), *(other.get("previous_emails") or [])]
-                if p["email"] != out.get("email") and p["email"] not in emails]
+    previous = [
+        p
+        for p in [*(out.get("previous_emails") or []), *(other.get("previous_emails") or [])]
+        if p["email"] != out.get("email") and p["email"] not in emails
+    ]
     if previous:
         out["previous_emails"] = list({p["email"]: p for p in reversed(previous)}.values())[::-1]
     for source, at in (other.get("source_created_at") or {}).items():
         mine_at = (out.get("source_created_at") or {}).get(source)
         if mine_at is None or at < mine_at:
             out["source_created_at"] = {**(out.get("source_created_at") or {}), source: at}
-    out["merged_ids"] = _unique([*(out.get("merged_ids") or []), other_id,
-                                 *(other.get("merged_ids") or [])])
+    out["merged_ids"] = _unique([*(out.get("merged_ids") or []), other_id, *(other.get("merged_ids") or [])])
     return out
 
 
@@ -186,6 +192,7 @@ def identity_moves(ctx: TenantContext, other: dict[str, Any]) -> IdentityMoves:
 
 
 # --- the procedure ----------------------------------------------------------------
+
 
 def _pair(ctx: TenantContext, survivor_id: str, other_id: str) -> tuple[Any, Any]:
     """1 BatchGetItem: both profiles (None for a missing one)."""
@@ -219,25 +226,35 @@ def merge(ctx: TenantContext, survivor_id: str, other_id: str) -> Customer:
     raise Conflict("the customers changed concurrently; retry", code="transaction_conflict")
 
 
-def _state(ctx: TenantContext, survivor: Any, other: Any, survivor_id: str,
-           other_id: str) -> str | tuple[str, str]:
+def _state(ctx: TenantContext, survivor: Any, other: Any, survivor_id: str, other_id: str) -> str | tuple[str, str]:
     if survivor is None or survivor.status == "erased":
         raise NotFound(f"customer {survivor_id} not found")
     if records.survivor(survivor):
-        raise Conflict(f"customer {survivor_id} was merged into {survivor.merged_into}; merge into "
-                       "that customer instead", code="customer_merged", merged_into=survivor.merged_into)
+        raise Conflict(
+            f"customer {survivor_id} was merged into {survivor.merged_into}; merge into that customer instead",
+            code="customer_merged",
+            merged_into=survivor.merged_into,
+        )
     if other is None or other.status == "erased":
         raise NotFound(f"customer {other_id} not found", field="other_id")
     if other.status == "merged":
         if other.merged_into == survivor_id or follow(ctx, other).customer_id == survivor_id:
             return "done"
-        raise Conflict(f"customer {other_id} was merged into another customer", field="other_id",
-                       code="already_merged", merged_into=other.merged_into)
+        raise Conflict(
+            f"customer {other_id} was merged into another customer",
+            field="other_id",
+            code="already_merged",
+            merged_into=other.merged_into,
+        )
     if other.status == "merging":
         if other.merged_into == survivor_id:
             return "resume"
-        raise Conflict(f"customer {other_id} is being merged into another customer", field="other_id",
-                       code="already_merged", merged_into=other.merged_into)
+        raise Conflict(
+            f"customer {other_id} is being merged into another customer",
+            field="other_id",
+            code="already_merged",
+            merged_into=other.merged_into,
+        )
     pending = (survivor.merge or {}).get("from")
     if pending and pending != other_id:
         return (survivor_id, pending)
@@ -293,15 +310,16 @@ def _count(ctx: TenantContext, survivor_id: str, other_id: str) -> dict[str, int
         if "counts" in state:
             return state["counts"]
         if other.status != "merging" or other.merged_into != survivor_id:
-            raise Conflict(f"customer {other_id} is no longer being merged into {survivor_id}",
-                           code="transaction_conflict")
+            raise Conflict(
+                f"customer {other_id} is no longer being merged into {survivor_id}", code="transaction_conflict"
+            )
         pk = other.pk
         counts = {
             "orders": OrderItem.count(pk, OrderItem.sk.startswith("A#ORD#"), consistent_read=True),
-            "timeline_entries": EventItem.count(pk, EventItem.sk.startswith(records.EVENT_PREFIX),
-                                                consistent_read=True),
-            "redemptions": RedemptionItem.count(pk, RedemptionItem.sk.startswith("B#RDM#"),
-                                                consistent_read=True),
+            "timeline_entries": EventItem.count(
+                pk, EventItem.sk.startswith(records.EVENT_PREFIX), consistent_read=True
+            ),
+            "redemptions": RedemptionItem.count(pk, RedemptionItem.sk.startswith("B#RDM#"), consistent_read=True),
         }
         other.merge = {**state, "counts": counts}
         try:
@@ -324,15 +342,18 @@ def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
     guard_pks = moves.guards
     for i in range(0, len(guard_pks), 100):
         tx = Tx()
-        for pk in guard_pks[i:i + 100]:
-            tx.save(GuardItem(pk, "U", customer_id=survivor_id),
-                    GuardItem.customer_id.is_in(other_id, survivor_id) | GuardItem.pk.does_not_exist(),
-                    role="guard")
+        for pk in guard_pks[i : i + 100]:
+            tx.save(
+                GuardItem(pk, "U", customer_id=survivor_id),
+                GuardItem.customer_id.is_in(other_id, survivor_id) | GuardItem.pk.does_not_exist(),
+                role="guard",
+            )
         try:
             tx.run()
         except Cancelled:
-            raise Conflict(f"an identity of customer {other_id} is held by a third customer",
-                           code="merge_conflict") from None
+            raise Conflict(
+                f"an identity of customer {other_id} is held by a third customer", code="merge_conflict"
+            ) from None
     entries = moves.entries
     with IndexEntryItem.batch_write() as batch:
         for pk in entries:
@@ -358,8 +379,9 @@ def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
     _move_search_entries(ctx, survivor_id, survivor.data or {}, other_id, data)
 
 
-def _move_search_entries(ctx: TenantContext, survivor_id: str, survivor_data: dict,
-                         other_id: str, other_data: dict) -> None:
+def _move_search_entries(
+    ctx: TenantContext, survivor_id: str, survivor_data: dict, other_id: str, other_data: dict
+) -> None:
     """The survivor's search entries (crm/customers/search.py) for its merged fields are
     put (again: a repeat is harmless), the other's deleted: 1-2 BatchWriteItem."""
     from crm.customers import search
@@ -380,43 +402,65 @@ def _move_orders(ctx: TenantContext, survivor_id: str, other_id: str) -> int:
     races = retry.backoff(ATTEMPTS + 1)  # the first attempt, then up to ATTEMPTS re-reads
     next(races)
     while True:
-        rows = list(OrderItem.query(o_pk, OrderItem.sk.startswith(ORDER_PREFIX), limit=ORDERS_PER_TX,
-                                    page_size=ORDERS_PER_TX, consistent_read=True))
+        rows = list(
+            OrderItem.query(
+                o_pk,
+                OrderItem.sk.startswith(ORDER_PREFIX),
+                limit=ORDERS_PER_TX,
+                page_size=ORDERS_PER_TX,
+                consistent_read=True,
+            )
+        )
         if not rows:
             return moved
         tx = Tx()
         for order in rows:
-            copy_ = OrderItem(s_pk, order.sk, order_id=order.order_id, customer_id=survivor_id,
-                              status=order.status, data={**order.data, "moved_from": other_id},
-                              created_at=order.created_at, updated_at=order.updated_at,
-                              gsi1pk=order.gsi1pk, gsi1sk=order.gsi1sk)
+            copy_ = OrderItem(
+                s_pk,
+                order.sk,
+                order_id=order.order_id,
+                customer_id=survivor_id,
+                status=order.status,
+                data={**order.data, "moved_from": other_id},
+                created_at=order.created_at,
+                updated_at=order.updated_at,
+                gsi1pk=order.gsi1pk,
+                gsi1sk=order.gsi1sk,
+            )
             copy_.version = order.version
             tx.put_as_is(copy_, role="copy")
             tx.delete(order, role="order")  # conditional on the version read
             tx.save(OrderPointerItem(ctx.key("O", order.order_id), "O", customer_id=survivor_id), role="pointer")
-            tx.save(GuardItem(ctx.key("U", "order", order.data["source"], order.data["external_id"]),
-                              "U", customer_id=survivor_id, order_id=order.order_id),
-                    GuardItem.customer_id.is_in(other_id, survivor_id) | GuardItem.pk.does_not_exist(),
-                    role="guard")
+            tx.save(
+                GuardItem(
+                    ctx.key("U", "order", order.data["source"], order.data["external_id"]),
+                    "U",
+                    customer_id=survivor_id,
+                    order_id=order.order_id,
+                ),
+                GuardItem.customer_id.is_in(other_id, survivor_id) | GuardItem.pk.does_not_exist(),
+                role="guard",
+            )
         try:
             tx.run()
             moved += len(rows)
         except Cancelled:  # an order changed meanwhile: read it again, after a backoff
             if next(races, None) is None:
-                raise Conflict("the orders changed concurrently; retry the merge",
-                               code="transaction_conflict") from None
+                raise Conflict(
+                    "the orders changed concurrently; retry the merge", code="transaction_conflict"
+                ) from None
 
 
-def _move_family(ctx: TenantContext, model: Any, prefix: str, survivor_id: str, other_id: str,
-                 keep_existing: bool = False) -> int:
+def _move_family(
+    ctx: TenantContext, model: Any, prefix: str, survivor_id: str, other_id: str, keep_existing: bool = False
+) -> int:
     """Step 4, immutable items (timeline entries, redemption guards): per 100, 1 Query,
     put in the survivor's partition under the same sort key, then deleted from the
     other's. ``keep_existing``: an item the survivor has under that key wins."""
     s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
     moved = 0
     while True:
-        rows = list(model.query(o_pk, model.sk.startswith(prefix), limit=PAGE, page_size=PAGE,
-                                consistent_read=True))
+        rows = list(model.query(o_pk, model.sk.startswith(prefix), limit=PAGE, page_size=PAGE, consistent_read=True))
         if not rows:
             return moved
         have = set()
@@ -437,25 +481,40 @@ def _move_family(ctx: TenantContext, model: Any, prefix: str, survivor_id: str, 
 
 # declared kinds (crm/schema.py) that a step of their own moves or recomputes; every other
 # kind of the customer's partition declared ``merge="move"`` is moved as it is
-STEPS = {"customer": "_finish", "guard": "_identities", "index": "_identities",
-         "order": "_move_orders", "order_pointer": "_move_orders", "recent_orders": "_recompute_recent",
-         "loyalty": "loyalty.combine", "ledger": "_copy_ledger"}
+STEPS = {
+    "customer": "_finish",
+    "guard": "_identities",
+    "index": "_identities",
+    "order": "_move_orders",
+    "order_pointer": "_move_orders",
+    "recent_orders": "_recompute_recent",
+    "loyalty": "loyalty.combine",
+    "ledger": "_copy_ledger",
+}
 
 
 def families() -> list[tuple[Any, str, bool]]:
     """(model, sort-key prefix, the survivor's copy wins) of the kinds moved as they are,
     from the declarations."""
     prefixes = schema.customer_sort_prefixes()
-    return [(cls, prefixes[name], kind.merge_keeps_survivors) for cls in schema.item_classes()
-            if (kind := schema.declared(cls)) and kind.merge == "move"
-            and (name := schema.name_of(cls)) not in STEPS and name in prefixes]
+    return [
+        (cls, prefixes[name], kind.merge_keeps_survivors)
+        for cls in schema.item_classes()
+        if (kind := schema.declared(cls))
+        and kind.merge == "move"
+        and (name := schema.name_of(cls)) not in STEPS
+        and name in prefixes
+    ]
 
 
 def unhandled() -> list[str]:
     """Declared kinds a merge moves or recomputes but nothing here does (tests/unit/test_schema.py)."""
     moved = {schema.name_of(m) for m, _, _ in families()}
-    return sorted(name for name, kind in schema.kinds().items()
-                  if kind.merge in ("move", "recompute") and name not in STEPS and name not in moved)
+    return sorted(
+        name
+        for name, kind in schema.kinds().items()
+        if kind.merge in ("move", "recompute") and name not in STEPS and name not in moved
+    )
 
 
 def _recompute_recent(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
@@ -470,9 +529,16 @@ def _recompute_recent(ctx: TenantContext, survivor_id: str, other_id: str) -> No
             recent = RecentOrdersItem.get(s_pk, RECENT, consistent_read=True)
         except RecentOrdersItem.DoesNotExist:
             recent = RecentOrdersItem(s_pk, RECENT, customer_id=survivor_id, recent=[])
-        newest = list(OrderItem.query(s_pk, OrderItem.sk.between(ORDER_PREFIX + "ord_", ORDER_PREFIX + "ord_~"),
-                                      scan_index_forward=False, limit=RECENT_KEPT, page_size=RECENT_KEPT,
-                                      consistent_read=True))
+        newest = list(
+            OrderItem.query(
+                s_pk,
+                OrderItem.sk.between(ORDER_PREFIX + "ord_", ORDER_PREFIX + "ord_~"),
+                scan_index_forward=False,
+                limit=RECENT_KEPT,
+                page_size=RECENT_KEPT,
+                consistent_read=True,
+            )
+        )
         wanted = [summary(o) for o in newest]
         if wanted == recent.recent and recent.version is not None:
             break
@@ -484,7 +550,8 @@ def _recompute_recent(ctx: TenantContext, survivor_id: str, other_id: str) -> No
             if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
                 raise
     RecentOrdersItem(records.profile_pk(ctx, other_id), RECENT, customer_id=other_id).delete(
-        add_version_condition=False)
+        add_version_condition=False
+    )
 
 
 def _copy_ledger(ctx: TenantContext, survivor_id: str, other_id: str, base: int) -> int:
@@ -496,15 +563,19 @@ def _copy_ledger(ctx: TenantContext, survivor_id: str, other_id: str, base: int)
     s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
     copied = 0
     while True:
-        rows = list(LedgerItem.query(o_pk, LedgerItem.sk.startswith(LEDGER_PREFIX), limit=PAGE,
-                                     page_size=PAGE, consistent_read=True))
+        rows = list(
+            LedgerItem.query(
+                o_pk, LedgerItem.sk.startswith(LEDGER_PREFIX), limit=PAGE, page_size=PAGE, consistent_read=True
+            )
+        )
         if not rows:
             return copied
         with LedgerItem.batch_write() as batch:
             for row in rows:
                 entry = merged_entry(row.entry, base, other_id)
-                batch.save(LedgerItem(s_pk, f"{LEDGER_PREFIX}{entry['seq']:010d}",
-                                      customer_id=survivor_id, entry=entry))
+                batch.save(
+                    LedgerItem(s_pk, f"{LEDGER_PREFIX}{entry['seq']:010d}", customer_id=survivor_id, entry=entry)
+                )
         with LedgerItem.batch_write() as batch:
             for row in rows:
                 batch.delete(row)
@@ -519,10 +590,17 @@ def _finish(ctx: TenantContext, survivor_id: str, other_id: str, counts: dict[st
             return records.to_customer(survivor)  # a concurrent run finished it
         _repoint(ctx, (other.data or {}).get("merged_ids") or [], other_id, survivor_id)
         state = other.merge or {}
-        audit = keyed_event_item(ctx, survivor_id, EVENT_KEY.format(other=other_id), TimelineEventCreate(
-            type="customer.merged", occurred_at=state.get("started_at") or other.updated_at,
-            summary=f"Customer {other_id} was merged into this customer",
-            payload={"other_id": other_id, **counts}))
+        audit = keyed_event_item(
+            ctx,
+            survivor_id,
+            EVENT_KEY.format(other=other_id),
+            TimelineEventCreate(
+                type="customer.merged",
+                occurred_at=state.get("started_at") or other.updated_at,
+                summary=f"Customer {other_id} was merged into this customer",
+                payload={"other_id": other_id, **counts},
+            ),
+        )
         now = clock.now_iso()
         other.status, other.data, other.updated_at = "merged", {}, now
         other.merge = {**state, "counts": counts, "finished_at": now}
@@ -545,9 +623,8 @@ def _finish(ctx: TenantContext, survivor_id: str, other_id: str, counts: dict[st
 def _repoint(ctx: TenantContext, absorbed: list[str], other_id: str, survivor_id: str) -> None:
     """Customers merged into the other earlier now resolve to the survivor directly."""
     for i in range(0, len(absorbed), 100):
-        keys = [(records.profile_pk(ctx, c), records.PROFILE) for c in absorbed[i:i + 100]]
-        stale = [p for p in CustomerItem.batch_get(keys, consistent_read=True)
-                 if p.merged_into == other_id]
+        keys = [(records.profile_pk(ctx, c), records.PROFILE) for c in absorbed[i : i + 100]]
+        stale = [p for p in CustomerItem.batch_get(keys, consistent_read=True) if p.merged_into == other_id]
         if not stale:
             continue
         for p in stale:

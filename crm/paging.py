@@ -4,6 +4,7 @@ A cursor carries only the sort-key part of the last item and the kind of list it
 belongs to; the partition key is always rebuilt from the caller's TenantContext, so a
 cursor can never lead into another tenant's data.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,6 +22,7 @@ class Page:
 
 
 # --- cursors: only the sort-key part travels, the tenant part is rebuilt from ctx --
+
 
 def start_key(**keys: str) -> dict[str, dict[str, str]]:
     """An ExclusiveStartKey in DynamoDB's wire format."""

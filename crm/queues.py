@@ -7,6 +7,7 @@ A queue's URL comes from ``RAPPORT_QUEUE_<NAME>_URL`` (set by infra/resources.js
 AWS and by infra/bootstrap.py on the emulator). Each queue has a dead-letter queue
 ``<name>-dlq`` that receives a message after ``MAX_RECEIVES`` failed deliveries.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,6 +60,7 @@ def send(subscriber: str, bodies: Iterable[dict[str, Any]], delay: int = 0) -> i
 def _flush(subscriber: str, batch: list[dict[str, Any]]) -> int:
     answer = _client().send_message_batch(QueueUrl=url(subscriber), Entries=batch)
     if answer.get("Failed"):
-        raise RuntimeError(f"SQS refused {len(answer['Failed'])} messages for {subscriber}: "
-                           f"{answer['Failed'][0].get('Message')}")
+        raise RuntimeError(
+            f"SQS refused {len(answer['Failed'])} messages for {subscriber}: {answer['Failed'][0].get('Message')}"
+        )
     return len(batch)

@@ -10,6 +10,7 @@ own kinds the same way (crm never imports connectors).
 The key table in docs/architecture.md is generated from the declarations
 (``markdown_table``) and checked by the same test.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -106,25 +107,40 @@ CUSTOMER_PARTITION = "P C#<id>"
 
 def customer_sort_prefixes() -> dict[str, str]:
     """Kinds in the customer's partition -> the fixed part of their sort key."""
-    return {name_of(cls): kind.sk.split("<", 1)[0] for cls in item_classes()
-            if (kind := declared(cls)) and kind.pk == CUSTOMER_PARTITION}
+    return {
+        name_of(cls): kind.sk.split("<", 1)[0]
+        for cls in item_classes()
+        if (kind := declared(cls)) and kind.pk == CUSTOMER_PARTITION
+    }
 
 
 def markdown_table() -> str:
     """The key table of docs/architecture.md (``P`` is ``T#<tenant>#``)."""
-    rows = ["| item | pk | sk | owner | personal data | erasure | merge | events | GSIs |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| item | pk | sk | owner | personal data | erasure | merge | events | GSIs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, k in sorted(kinds().items(), key=lambda kv: (kv[1].owner, kv[1].pk, kv[1].sk)):
         pii = ", ".join(f"`{p}`" for p in k.pii) or "—"
-        rows.append(f"| {k.label} (`{name}`) | `{k.pk}` | `{k.sk}` | {k.owner} | {pii} | "
-                    f"{k.erasure} | {k.merge} | {'yes' if k.events else '—'} | {k.gsi or '—'} |")
+        rows.append(
+            f"| {k.label} (`{name}`) | `{k.pk}` | `{k.sk}` | {k.owner} | {pii} | "
+            f"{k.erasure} | {k.merge} | {'yes' if k.events else '—'} | {k.gsi or '—'} |"
+        )
     return "\n".join(rows)
 
 
-IDEMPOTENCY = register("idempotency", Kind(
-    "idempotency record (Powertools; API Idempotency-Key responses and subscriber records)",
-    "P IDEM", "<operation or subscriber>#<hash of the key>", "tenant",
-    pii=("data",), erasure="delete", gsi="— (expires by TTL)"))
+IDEMPOTENCY = register(
+    "idempotency",
+    Kind(
+        "idempotency record (Powertools; API Idempotency-Key responses and subscriber records)",
+        "P IDEM",
+        "<operation or subscriber>#<hash of the key>",
+        "tenant",
+        pii=("data",),
+        erasure="delete",
+        gsi="— (expires by TTL)",
+    ),
+)
 
 
 def write_docs(path: str = "docs/architecture.md") -> bool:
@@ -147,7 +163,7 @@ END = "<!-- schema:end -->"
 if __name__ == "__main__":  # python -m crm.schema: refresh docs/architecture.md
     import importlib
 
-    from crm import schema  # the module the models import (this one runs as __main__)
+    schema = importlib.import_module("crm.schema")  # the module the models import (this runs as __main__)
 
     for module in ("crm.storage", "connectors.store", "connectors.uploads"):  # every declaring module
         importlib.import_module(module)

@@ -1,4 +1,5 @@
 """Settings read from the environment (the same names locally and on Lambda)."""
+
 from __future__ import annotations
 
 import os

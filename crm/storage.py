@@ -8,6 +8,7 @@ customer's profile and timeline entries as their own classes.
 The endpoint is never hard-coded: botocore reads ``AWS_ENDPOINT_URL`` (the local
 emulator) and production leaves it unset.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -97,9 +98,17 @@ class CustomerItem(Item, discriminator="customer"):
     """``T#<tenant>#C#<id>`` / ``PROFILE``; listed on gsi1 (by id) and gsi2 (by update)."""
 
     KIND = Kind(
-        "customer profile (status active, erased, merging or merged)", "P C#<id>", "PROFILE",
-        "customer", pii=("data",), erasure="blank", merge="recompute", events=True, export=True,
-        gsi="gsi1 `P CUSTOMERS` / `<id>`; gsi2 `P CUSTOMERS` / `<updated_at>#<id>` (active only)")
+        "customer profile (status active, erased, merging or merged)",
+        "P C#<id>",
+        "PROFILE",
+        "customer",
+        pii=("data",),
+        erasure="blank",
+        merge="recompute",
+        events=True,
+        export=True,
+        gsi="gsi1 `P CUSTOMERS` / `<id>`; gsi2 `P CUSTOMERS` / `<updated_at>#<id>` (active only)",
+    )
 
     customer_id = UnicodeAttribute()
     status = UnicodeAttribute(default="active")
@@ -121,8 +130,16 @@ class CustomerItem(Item, discriminator="customer"):
 class EventItem(Item, discriminator="event"):
     """``T#<tenant>#C#<id>`` / ``EV#<occurred_at>#<event id>``: newest last in the partition."""
 
-    KIND = Kind("timeline entry", "P C#<id>", "EV#<occurred_at>#<event id>", "customer",
-                pii=("data",), erasure="delete", merge="move", export=True)
+    KIND = Kind(
+        "timeline entry",
+        "P C#<id>",
+        "EV#<occurred_at>#<event id>",
+        "customer",
+        pii=("data",),
+        erasure="delete",
+        merge="move",
+        export=True,
+    )
 
     event_id = UnicodeAttribute()
     customer_id = UnicodeAttribute()
@@ -134,8 +151,14 @@ class GuardItem(Item, discriminator="guard"):
     """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer (or order) per value."""
 
     KIND = Kind(
-        "unique guard (email, external id; an order's source id)", "P U#<email, xid or order>#<value>", "U",
-        "customer", pii=("pk",), erasure="delete", merge="move")
+        "unique guard (email, external id; an order's source id)",
+        "P U#<email, xid or order>#<value>",
+        "U",
+        "customer",
+        pii=("pk",),
+        erasure="delete",
+        merge="move",
+    )
 
     customer_id = UnicodeAttribute()
     order_id = UnicodeAttribute(null=True)
@@ -147,10 +170,17 @@ class OrderItem(Item, discriminator="order"):
     and per status on gsi2 ``T#<tenant>#ORDERS#<status>`` / ``<order id>``."""
 
     KIND = Kind(
-        "order (a financial record: kept, its free text blanked)", "P C#<id>", "A#ORD#<order id>",
-        "customer", pii=("data.cancel_reason", "data.refunds.reason"), erasure="blank", merge="move",
-        events=True, export=True,
-        gsi="gsi1 `P ORDERS` / `<order id>`; gsi2 `P ORDERS#<status>` / `<order id>`")
+        "order (a financial record: kept, its free text blanked)",
+        "P C#<id>",
+        "A#ORD#<order id>",
+        "customer",
+        pii=("data.cancel_reason", "data.refunds.reason"),
+        erasure="blank",
+        merge="move",
+        events=True,
+        export=True,
+        gsi="gsi1 `P ORDERS` / `<order id>`; gsi2 `P ORDERS#<status>` / `<order id>`",
+    )
 
     order_id = UnicodeAttribute()
     customer_id = UnicodeAttribute()
@@ -180,8 +210,7 @@ class RecentOrdersItem(Item, discriminator="recent_orders"):
     """``T#<tenant>#C#<customer>`` / ``ORDERS``: the 10 latest orders in brief. It sorts
     between the timeline and ``PROFILE``, so the 360 Query reads it for free."""
 
-    KIND = Kind("recent orders (10, in brief)", "P C#<id>", "ORDERS", "customer",
-                merge="recompute")
+    KIND = Kind("recent orders (10, in brief)", "P C#<id>", "ORDERS", "customer", merge="recompute")
 
     customer_id = UnicodeAttribute()
     recent = JSONAttribute(default=list)
@@ -195,9 +224,15 @@ class LoyaltyItem(Item, discriminator="loyalty"):
     lists it for the scheduled run (a sparse, cross-tenant index, read only by it)."""
 
     KIND = Kind(
-        "points book (balance, lots, tier)", "P C#<id>", "LOYALTY", "customer", merge="recompute",
-        events=True, export=True,
-        gsi="gsi2 `LOYALTY_DUE#<0-3>` / `<due at>#<tenant>#<id>` while something is due")
+        "points book (balance, lots, tier)",
+        "P C#<id>",
+        "LOYALTY",
+        "customer",
+        merge="recompute",
+        events=True,
+        export=True,
+        gsi="gsi2 `LOYALTY_DUE#<0-3>` / `<due at>#<tenant>#<id>` while something is due",
+    )
 
     customer_id = UnicodeAttribute()
     book = JSONAttribute(default=dict)
@@ -208,8 +243,17 @@ class LoyaltyItem(Item, discriminator="loyalty"):
 class LedgerItem(Item, discriminator="ledger"):
     """``T#<tenant>#C#<customer>`` / ``B#LED#<seq>``: one append-only ledger entry."""
 
-    KIND = Kind("ledger entry", "P C#<id>", "B#LED#<seq, 10 digits>", "customer",
-                pii=("entry.reason",), erasure="blank", merge="move", events=True, export=True)
+    KIND = Kind(
+        "ledger entry",
+        "P C#<id>",
+        "B#LED#<seq, 10 digits>",
+        "customer",
+        pii=("entry.reason",),
+        erasure="blank",
+        merge="move",
+        events=True,
+        export=True,
+    )
 
     customer_id = UnicodeAttribute()
     entry = JSONAttribute(default=dict)
@@ -219,9 +263,16 @@ class RedemptionItem(Item, discriminator="redemption"):
     """``T#<tenant>#C#<customer>`` / ``B#RDM#<digest of the Idempotency-Key>``: written in
     the redemption's own transaction, so one key redeems at most once."""
 
-    KIND = Kind("redemption guard", "P C#<id>", "B#RDM#<hash of the Idempotency-Key>",
-                "customer", pii=("result.entries.reason",), erasure="blank", merge="move",
-                merge_keeps_survivors=True)
+    KIND = Kind(
+        "redemption guard",
+        "P C#<id>",
+        "B#RDM#<hash of the Idempotency-Key>",
+        "customer",
+        pii=("result.entries.reason",),
+        erasure="blank",
+        merge="move",
+        merge_keeps_survivors=True,
+    )
 
     customer_id = UnicodeAttribute()
     result = JSONAttribute(default=dict)
@@ -242,8 +293,13 @@ class IndexEntryItem(Item, discriminator="index"):
 
     KIND = Kind(
         "lookup entry (phone, tag) or search entry (name words, email, phone digits)",
-        "P I#<phone or tag>#<value> or P S#<first character>", "<customer id> or <token>#<customer id>",
-        "customer", pii=("pk", "sk"), erasure="delete", merge="move")
+        "P I#<phone or tag>#<value> or P S#<first character>",
+        "<customer id> or <token>#<customer id>",
+        "customer",
+        pii=("pk", "sk"),
+        erasure="delete",
+        merge="move",
+    )
 
     customer_id = UnicodeAttribute()
 
@@ -264,9 +320,15 @@ class IdentityConflictItem(Item, discriminator="identity_conflict"):
     and per status on gsi2 ``T#<tenant>#CONFLICTS#<status>``, both ``<detected_at>#<id>``."""
 
     KIND = Kind(
-        "identity conflict (the incoming record and the candidates)", "P CONFLICT#<conflict id>",
-        "CONFLICT", "tenant", pii=("data",), erasure="delete", export=True,
-        gsi="gsi1 `P CONFLICTS` / `<detected_at>#<id>`; gsi2 `P CONFLICTS#<status>` / same")
+        "identity conflict (the incoming record and the candidates)",
+        "P CONFLICT#<conflict id>",
+        "CONFLICT",
+        "tenant",
+        pii=("data",),
+        erasure="delete",
+        export=True,
+        gsi="gsi1 `P CONFLICTS` / `<detected_at>#<id>`; gsi2 `P CONFLICTS#<status>` / same",
+    )
 
     conflict_id = UnicodeAttribute()
     status = UnicodeAttribute(default="open")

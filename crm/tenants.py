@@ -1,4 +1,5 @@
 """Tenants: created by an operator; a suspended tenant is refused on every route."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,13 @@ def create(name: str) -> Tenant:
         raise Invalid("tenant name must be 1-200 characters", field="name")
     tid = ids.tenant_id()
     item = TenantItem(
-        f"T#{tid}#", "TENANT", name=name, status="active", created_at=clock.now_iso(),
-        gsi1pk="TENANTS", gsi1sk=tid,
+        f"T#{tid}#",
+        "TENANT",
+        name=name,
+        status="active",
+        created_at=clock.now_iso(),
+        gsi1pk="TENANTS",
+        gsi1sk=tid,
     )
     item.save(condition=TenantItem.pk.does_not_exist())
     return _to_tenant(item)

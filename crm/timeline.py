@@ -12,6 +12,7 @@ The entries are derived from the item's images before and after the write with
 entry's id (``crm.ids.derived_event_id`` of the event id) is a function of the fact:
 a replay writes nothing new, and a merge moves the entry like any other (same sort key).
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,9 +21,23 @@ from typing import Any
 from crm.context import TenantContext
 
 # The event types that have a timeline entry (written in the fact's transaction).
-TYPES = frozenset({"order.placed", "order.paid", "order.fulfilled", "order.cancelled", "order.refunded",
-                   "order.updated", "points.earned", "points.redeemed", "points.expired", "points.adjusted",
-                   "points.reversed", "points.expiring", "tier.changed"})
+TYPES = frozenset(
+    {
+        "order.placed",
+        "order.paid",
+        "order.fulfilled",
+        "order.cancelled",
+        "order.refunded",
+        "order.updated",
+        "points.earned",
+        "points.redeemed",
+        "points.expired",
+        "points.adjusted",
+        "points.reversed",
+        "points.expiring",
+        "tier.changed",
+    }
+)
 
 
 def image(item: Any, kind: str) -> dict[str, Any]:
@@ -53,14 +68,20 @@ def entries(ctx: TenantContext, customer_id: str | None, events: list[dict[str, 
         if event["type"] not in TYPES:
             continue
         summary, payload, channel = describe(event)
-        body = TimelineEventCreate(type=event["type"], channel=channel, occurred_at=event["occurred_at"],
-                                   summary=summary[:500], payload=payload)
+        body = TimelineEventCreate(
+            type=event["type"],
+            channel=channel,
+            occurred_at=event["occurred_at"],
+            summary=summary[:500],
+            payload=payload,
+        )
         out.append(keyed_event_item(ctx, customer_id, event["id"], body))
     return out
 
 
-def of_change(ctx: TenantContext, customer_id: str | None, old: dict[str, Any] | None,
-              new: dict[str, Any] | None) -> list[Any]:
+def of_change(
+    ctx: TenantContext, customer_id: str | None, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> list[Any]:
     """The timeline items of one item's change (images as ``image`` gives them)."""
     from crm.events import derive
 
@@ -82,8 +103,7 @@ def describe(event: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
     d, type_ = event["data"], event["type"]
     if type_.startswith("order."):
         o = d["data"]
-        payload = {"order_id": d["order_id"], "status": d["status"], "total": o["total"],
-                   "currency": o["currency"]}
+        payload = {"order_id": d["order_id"], "status": d["status"], "total": o["total"], "currency": o["currency"]}
         what = type_.split(".", 1)[1]
         if type_ == "order.refunded":
             payload["refund"] = d["refund"]["amount"]
@@ -92,23 +112,40 @@ def describe(event: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
             text = f"Order {d['order_id']} {what}: {_money(o['total'], o['currency'])}"
         return text, payload, o.get("channel")
     if type_ == "tier.changed":
-        return f"Tier changed from {d['from'] or 'none'} to {d['to'] or 'none'}", \
-            {"from": d["from"], "to": d["to"]}, None
+        return (
+            f"Tier changed from {d['from'] or 'none'} to {d['to'] or 'none'}",
+            {"from": d["from"], "to": d["to"]},
+            None,
+        )
     if type_ == "points.expiring":
-        return f"{d['points']} points expire at {d['expires_at']}", \
-            {"lot": d["lot"], "points": d["points"], "expires_at": d["expires_at"]}, None
+        return (
+            f"{d['points']} points expire at {d['expires_at']}",
+            {"lot": d["lot"], "points": d["points"], "expires_at": d["expires_at"]},
+            None,
+        )
     if type_ == "points.reversed":
-        return _reversal(d), {"points": d["points"], "lot": d.get("lot"), "source": d["source"],
-                              "seq": d["seq"], **{k: v for k, v in (d.get("detail") or {}).items()
-                                                 if k in ("reversed", "owed", "written_off")}}, None
+        return (
+            _reversal(d),
+            {
+                "points": d["points"],
+                "lot": d.get("lot"),
+                "source": d["source"],
+                "seq": d["seq"],
+                **{k: v for k, v in (d.get("detail") or {}).items() if k in ("reversed", "owed", "written_off")},
+            },
+            None,
+        )
     verb = type_.split(".", 1)[1]
     pending = " (pending)" if d.get("type") == "pending" else ""
-    return f"{abs(d['points'])} points {verb}{pending}", \
-        {"points": d["points"], "lot": d.get("lot"), "source": d["source"], "seq": d["seq"]}, None
+    return (
+        f"{abs(d['points'])} points {verb}{pending}",
+        {"points": d["points"], "lot": d.get("lot"), "source": d["source"], "seq": d["seq"]},
+        None,
+    )
 
 
 def _reversal(d: dict[str, Any]) -> str:
-    """"100 points reversed (refund of order ord_…): 40 taken back, 60 already redeemed
+    """ "100 points reversed (refund of order ord_…): 40 taken back, 60 already redeemed
     and now owed": the reversal is the order's points the refund undoes, whatever part
     of them was still there to take back (the entry's own ``points``)."""
     detail = d.get("detail") or {}

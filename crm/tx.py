@@ -16,17 +16,18 @@ that has an entry; a cancellation nothing maps raises :class:`Cancelled`, which 
 lost race (``TransactionConflict`` only: retry) from a failed condition. Any other error
 (validation, throttling after the SDK's retries) propagates unchanged.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Union
-
+from typing import Any
 
 FAILED = "ConditionalCheckFailed"
 RACE = "TransactionConflict"
 _SENT = {"check": 0, "delete": 1, "save": 2, "update": 3}
 
-Explain = Union[Exception, Callable[["Cancelled"], "Exception | None"]]  # usually a DomainError
+Explain = Exception | Callable[["Cancelled"], "Exception | None"]  # usually a DomainError
 
 
 @dataclass
@@ -82,32 +83,52 @@ class Tx:
         self._parts.append((Part(role, kind, item), op))
 
     def check(self, model: Any, hash_key: Any, range_key: Any, condition: Any, *, role: str = "check") -> None:
-        self._add(role, "check", model,
-                  lambda tx: tx.condition_check(model, hash_key, range_key, condition=condition))
+        self._add(role, "check", model, lambda tx: tx.condition_check(model, hash_key, range_key, condition=condition))
 
     def save(self, item: Any, condition: Any = None, *, role: str = "save") -> None:
         self._add(role, "save", item, lambda tx: tx.save(item, condition=condition))
 
-    def delete(self, item: Any, condition: Any = None, *, role: str = "delete",
-               add_version_condition: bool = True) -> None:
-        self._add(role, "delete", item, lambda tx: tx.delete(
-            item, condition=condition, add_version_condition=add_version_condition))
+    def delete(
+        self, item: Any, condition: Any = None, *, role: str = "delete", add_version_condition: bool = True
+    ) -> None:
+        self._add(
+            role,
+            "delete",
+            item,
+            lambda tx: tx.delete(item, condition=condition, add_version_condition=add_version_condition),
+        )
 
-    def update(self, item: Any, actions: list, condition: Any = None, *, role: str = "update",
-               add_version_condition: bool = True) -> None:
-        self._add(role, "update", item, lambda tx: tx.update(
-            item, actions=actions, condition=condition, add_version_condition=add_version_condition))
+    def update(
+        self,
+        item: Any,
+        actions: list,
+        condition: Any = None,
+        *,
+        role: str = "update",
+        add_version_condition: bool = True,
+    ) -> None:
+        self._add(
+            role,
+            "update",
+            item,
+            lambda tx: tx.update(
+                item, actions=actions, condition=condition, add_version_condition=add_version_condition
+            ),
+        )
 
     def put_as_is(self, item: Any, *, role: str = "save") -> None:
         """A Put of ``item`` exactly as it is, version included: PynamoDB's ``save`` would
         bump and check the version, which a copy into another partition has not got there."""
+
         def op(tx: Any) -> None:
             from pynamodb.constants import ITEM
 
             attrs = item.serialize(null_check=True)
             hk, rk = attrs.pop("pk")["S"], attrs.pop("sk")["S"]
-            tx._put_items.append(item._get_connection().get_operation_kwargs(
-                hk, range_key=rk, key=ITEM, attributes=attrs))
+            tx._put_items.append(
+                item._get_connection().get_operation_kwargs(hk, range_key=rk, key=ITEM, attributes=attrs)
+            )
+
         self._add(role, "save", item, op)
 
     def run(self, explain: Mapping[str, Explain] | None = None, *, race: Exception | None = None) -> None:
@@ -128,8 +149,10 @@ class Tx:
             if exc.cause_response_code != "TransactionCanceledException":
                 raise
             reasons = list(exc.cancellation_reasons or [])
-            parts = [Part(p.role, p.kind, p.item, getattr(r, "code", None))
-                     for (p, _), r in zip(sent, reasons + [None] * len(sent))]
+            parts = [
+                Part(p.role, p.kind, p.item, getattr(r, "code", None))
+                for (p, _), r in zip(sent, reasons + [None] * len(sent), strict=False)
+            ]
             raise _explained(Cancelled(parts), explain or {}, race) from None
 
 

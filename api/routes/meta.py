@@ -1,5 +1,6 @@
 """The routes that need no key: /v1 (the entry points), /v1/health, /v1/openapi.json and
 /v1/docs; and the catch-all that answers 404 for every path no route declares."""
+
 from __future__ import annotations
 
 from chalice import Blueprint, Response
@@ -11,17 +12,38 @@ ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 CATCH_ALL = ("/", "/{proxy+}")  # API Gateway's greedy path: whatever no other route matches
 
 
-@endpoint(bp, "/v1", "GET", operation_id="index", tag="meta", scope=None,
-          summary="The entry points: health, the OpenAPI document and its docs page",
-          responses={200: "Index"})
+@endpoint(
+    bp,
+    "/v1",
+    "GET",
+    operation_id="index",
+    tag="meta",
+    scope=None,
+    summary="The entry points: health, the OpenAPI document and its docs page",
+    responses={200: "Index"},
+)
 def index(req: Request) -> Result:
-    return Result(200, {"name": "Rapport API", "version": _version(),
-                        "links": {"health": "/v1/health", "openapi": "/v1/openapi.json",
-                                  "docs": "/v1/docs"}})
+    return Result(
+        200,
+        {
+            "name": "Rapport API",
+            "version": _version(),
+            "links": {"health": "/v1/health", "openapi": "/v1/openapi.json", "docs": "/v1/docs"},
+        },
+    )
 
 
-@endpoint(bp, "/v1/health", "GET", operation_id="health", tag="meta", scope=None,
-          summary="Readiness: the table is reachable", responses={200: "Health"}, errors=(503,))
+@endpoint(
+    bp,
+    "/v1/health",
+    "GET",
+    operation_id="health",
+    tag="meta",
+    scope=None,
+    summary="Readiness: the table is reachable",
+    responses={200: "Health"},
+    errors=(503,),
+)
 def health(req: Request) -> Result:
     from crm import settings
     from crm.storage import Item
@@ -45,8 +67,7 @@ def _version() -> str:
 def openapi() -> Response:
     from api.openapi import document_json
 
-    return Response(body=document_json(), status_code=200,
-                    headers={"Content-Type": "application/json"})
+    return Response(body=document_json(), status_code=200, headers={"Content-Type": "application/json"})
 
 
 _DOCS = """<!doctype html>
@@ -64,8 +85,9 @@ document needs <code>Authorization: Bearer &lt;key&gt;</code>.</p></body></html>
 def docs() -> Response:
     """A small page pointing at the OpenAPI document (no third-party script is loaded;
     relative links, so it works under a deployed stage prefix too)."""
-    return Response(body=_DOCS.format(version=_version()), status_code=200,
-                    headers={"Content-Type": "text/html; charset=utf-8"})
+    return Response(
+        body=_DOCS.format(version=_version()), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"}
+    )
 
 
 def not_found() -> Response:
@@ -78,5 +100,6 @@ def not_found() -> Response:
 
 
 for _path_pattern in CATCH_ALL:
-    bp.route(_path_pattern, methods=ANY_METHOD, content_types=["*/*"],
-             name=f"not_found{_path_pattern.count('{')}")(not_found)
+    bp.route(_path_pattern, methods=ANY_METHOD, content_types=["*/*"], name=f"not_found{_path_pattern.count('{')}")(
+        not_found
+    )

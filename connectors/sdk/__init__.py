@@ -8,6 +8,7 @@ overlap, checkpoints and webhook signature helpers; ``connectors.runner`` drives
 and ``connectors.sink`` writes the records through the same crm services as the API.
 See docs/connectors.md.
 """
+
 from importlib import import_module
 from typing import Any
 
@@ -15,8 +16,21 @@ from typing import Any
 # only needs the registry or the secrets (the connections API, webhook intake) does not
 # pay for httpx at a cold start; ``from connectors.sdk import Client`` works as before.
 _EXPORTS = {
-    **dict.fromkeys(("Connector", "CustomerRecord", "OrderLine", "OrderRecord", "Page", "ReadContext",
-                     "Rejected", "RefundRecord", "Stream", "WebhookDelivery"), "base"),
+    **dict.fromkeys(
+        (
+            "Connector",
+            "CustomerRecord",
+            "OrderLine",
+            "OrderRecord",
+            "Page",
+            "ReadContext",
+            "Rejected",
+            "RefundRecord",
+            "Stream",
+            "WebhookDelivery",
+        ),
+        "base",
+    ),
     **dict.fromkeys(("CheckFailed", "RateLimited", "VendorError", "WebhookRejected"), "errors"),
     "Client": "http",
     **dict.fromkeys(("link_next", "page_numbers"), "paging"),

@@ -5,6 +5,7 @@ Rapport), but not yet validated: the sink validates each one with the same pydan
 models the API uses, so a bad vendor record becomes a rejected record with a reason,
 never a partial write.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

@@ -1,4 +1,5 @@
 """Errors a connector raises; the runner and the API turn each into a run status or a 4xx."""
+
 from __future__ import annotations
 
 ErrorCode = str  # auth | config | rate_limited | vendor | stalled | internal
@@ -11,8 +12,9 @@ class VendorError(Exception):
     ``vendor``: the vendor failed). ``vendor_body`` keeps the start of the vendor's answer
     for a connector's own decisions; it is never shown (it may be anything)."""
 
-    def __init__(self, message: str, *, status: int | None = None, kind: str | None = None,
-                 vendor_body: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, kind: str | None = None, vendor_body: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.vendor_body = vendor_body

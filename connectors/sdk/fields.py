@@ -1,6 +1,7 @@
 """Field helpers every connector needs: vendor times to Rapport's UTC strings, optional
 profile fields kept only when Rapport's validators would accept them (a bad phone is
 dropped, not allowed to reject the whole customer), base URLs and header lookup."""
+
 from __future__ import annotations
 
 import functools
@@ -82,16 +83,28 @@ def country(value: Any) -> str | None:
     return raw.upper() if raw and len(raw) == 2 and raw.isalpha() and raw.isascii() else None
 
 
-def address(*, line1: Any, line2: Any = None, city: Any = None, region: Any = None,
-            postal_code: Any = None, country_code: Any = None, label: str | None = None) -> dict | None:
+def address(
+    *,
+    line1: Any,
+    line2: Any = None,
+    city: Any = None,
+    region: Any = None,
+    postal_code: Any = None,
+    country_code: Any = None,
+    label: str | None = None,
+) -> dict | None:
     """A Rapport address, or None when it lacks what Rapport requires (a first line and
     an ISO-2 country)."""
     first, iso = text(line1), country(country_code)
     if not first or not iso:
         return None
     out: dict[str, Any] = {"line1": first, "country": iso}
-    for key, value, limit in (("line2", line2, 200), ("city", city, 200), ("region", region, 200),
-                              ("postal_code", postal_code, 20)):
+    for key, value, limit in (
+        ("line2", line2, 200),
+        ("city", city, 200),
+        ("region", region, 200),
+        ("postal_code", postal_code, 20),
+    ):
         v = text(value, limit)
         if v:
             out[key] = v
@@ -125,12 +138,15 @@ def _host(host: str, field: str) -> None:
     try:
         ascii_host = host if host.isascii() else idna.encode(host, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
-        raise ValueError(f"{field} has a host name that is not valid (IDNA): replace the "
-                         "placeholder with the real address") from None
+        raise ValueError(
+            f"{field} has a host name that is not valid (IDNA): replace the placeholder with the real address"
+        ) from None
     labels = ascii_host.rstrip(".").split(".")
     if not all(HOST_LABEL.match(label) for label in labels):
-        raise ValueError(f"{field} has a host name that is not valid: use letters, digits, "
-                         "hyphens and dots, e.g. https://shop.example.com")
+        raise ValueError(
+            f"{field} has a host name that is not valid: use letters, digits, "
+            "hyphens and dots, e.g. https://shop.example.com"
+        )
 
 
 def ip_address_or_none(host: str) -> IPv4Address | IPv6Address | None:

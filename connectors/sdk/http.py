@@ -11,6 +11,7 @@ vendor's host is resolved, every address checked (connectors/sdk/net.py) and the
 address connected to, with the name kept for TLS and ``Host``. Redirects are never
 followed (a 3xx is an error), and an error names the vendor's status, never its body.
 """
+
 from __future__ import annotations
 
 import random
@@ -81,14 +82,30 @@ def _transport_kind(exc: httpx.TransportError) -> str:
 
 
 class Client:
-    def __init__(self, base_url: str, *, auth: Any = None, headers: dict[str, str] | None = None,
-                 params: dict[str, str] | None = None, timeout: float = 20.0, retries: int = 4,
-                 backoff: float = 0.5, max_backoff: float = 20.0, max_wait: float = 10.0,
-                 time_left: Callable[[], float] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.http = httpx.Client(base_url=base_url, auth=auth, headers=headers, params=params,
-                                 timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-                                 follow_redirects=False, transport=GuardedTransport())
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Any = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        timeout: float = 20.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        max_wait: float = 10.0,
+        time_left: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.http = httpx.Client(
+            base_url=base_url,
+            auth=auth,
+            headers=headers,
+            params=params,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            follow_redirects=False,
+            transport=GuardedTransport(),
+        )
         self.retries, self.backoff, self.max_backoff, self.max_wait = retries, backoff, max_backoff, max_wait
         self.time_left = time_left or (lambda: float("inf"))
         self.sleep = sleep
@@ -105,7 +122,7 @@ class Client:
         self.sleep(seconds)
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_backoff, self.backoff * 2 ** attempt))  # full jitter
+        return random.uniform(0, min(self.max_backoff, self.backoff * 2**attempt))  # full jitter
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         attempt = 0
@@ -127,20 +144,24 @@ class Client:
                 self._pause(retry_after(response, self._backoff(attempt) or 1.0), response)
                 continue  # throttling is not a failure: it does not use up retries
             if response.status_code in RETRYABLE and attempt < self.retries:
-                wait = retry_after(response, self._backoff(attempt)) if response.status_code == 503 \
+                wait = (
+                    retry_after(response, self._backoff(attempt))
+                    if response.status_code == 503
                     else self._backoff(attempt)
+                )
                 self._pause(wait, response)
                 attempt += 1
                 continue
             if response.status_code >= 300:
                 # the vendor's status, never its body: a URL pointed at something else
                 # must not have its answer shown back (SSRF); connectors may read vendor_body
-                note = " (a redirect, which is not followed: check the URL)" \
-                    if response.status_code < 400 else ""
-                raise VendorError(f"{method} {response.request.url.path} answered "
-                                  f"{response.status_code}{note}", status=response.status_code,
-                                  kind="config" if response.status_code < 400 else None,
-                                  vendor_body=response.text[:300])
+                note = " (a redirect, which is not followed: check the URL)" if response.status_code < 400 else ""
+                raise VendorError(
+                    f"{method} {response.request.url.path} answered {response.status_code}{note}",
+                    status=response.status_code,
+                    kind="config" if response.status_code < 400 else None,
+                    vendor_body=response.text[:300],
+                )
             return response
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:

@@ -4,6 +4,7 @@ The exponent comes from ISO 4217: most currencies have 2 decimals, a few none (J
 and a few 3 (BHD, KWD...). Amounts go through ``Decimal`` built from the vendor's text, never
 through binary floats, so "0.1" + "0.2" is exactly 30 minor units.
 """
+
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -11,8 +12,28 @@ from typing import Any
 
 # ISO 4217 currencies whose minor unit is not 2 decimals (the rest are 2).
 EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
-                     "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(
+        (
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "UYI",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ),
+        0,
+    ),
     **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
     **dict.fromkeys(("CLF", "UYW"), 4),
 }

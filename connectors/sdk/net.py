@@ -11,6 +11,7 @@ lookup a rebinding DNS server could answer differently).
 Local development talks to fakes on 127.0.0.1: ``RAPPORT_LOCAL_DEV=1`` lifts the check.
 ``rapport dev`` and the test stack set it; a deployment never does.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -40,9 +41,14 @@ def refused(address: str) -> str | None:
             return "a private (ULA) address"
     elif ip in CGNAT:
         return "a carrier-grade NAT address"
-    for attr, why in (("is_loopback", "a loopback address"), ("is_link_local", "a link-local address"),
-                      ("is_private", "a private address"), ("is_multicast", "a multicast address"),
-                      ("is_unspecified", "an unspecified address"), ("is_reserved", "a reserved address")):
+    for attr, why in (
+        ("is_loopback", "a loopback address"),
+        ("is_link_local", "a link-local address"),
+        ("is_private", "a private address"),
+        ("is_multicast", "a multicast address"),
+        ("is_unspecified", "an unspecified address"),
+        ("is_reserved", "a reserved address"),
+    ):
         if getattr(ip, attr):
             return why
     return None

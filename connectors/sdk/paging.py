@@ -1,4 +1,5 @@
 """Pagination helpers for the three styles vendors use."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,7 @@ def link_next(response: httpx.Response) -> str | None:
     return None
 
 
-def page_numbers(response: httpx.Response, page: int, *,
-                 total_pages_header: str = "x-wp-totalpages") -> int | None:
+def page_numbers(response: httpx.Response, page: int, *, total_pages_header: str = "x-wp-totalpages") -> int | None:
     """The next page number when the vendor counts pages (WooCommerce's ``X-WP-TotalPages``)."""
     try:
         total = int(response.headers.get(total_pages_header, "0"))

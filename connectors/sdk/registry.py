@@ -3,6 +3,7 @@
 Built-in connectors register there too (pyproject.toml), so a partner's package
 installed beside Rapport is found exactly like ours, without touching core.
 """
+
 from __future__ import annotations
 
 import functools
@@ -40,8 +41,9 @@ def available() -> dict[str, Any]:
         if cls is None:
             continue
         if cls.name in found and found[cls.name] is not cls:
-            _log.error("two connectors share a name; the first is kept",
-                           extra={"name": cls.name, "entry_point": ep.value})
+            _log.error(
+                "two connectors share a name; the first is kept", extra={"name": cls.name, "entry_point": ep.value}
+            )
             continue
         found[cls.name] = cls
     return dict(sorted(found.items()))

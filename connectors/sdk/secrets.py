@@ -1,6 +1,7 @@
 """Secret config fields: marked in the schema (``Secret``), never returned; and the
 webhook signature helpers. Rapport seals the marked fields with KMS when a connection is
 saved (connectors/sealing.py, outside the SDK: the SDK needs no AWS library)."""
+
 from __future__ import annotations
 
 import base64
@@ -19,18 +20,25 @@ def header_safe(value: str) -> str:
     "shpat_…" placeholder or a stray newline is refused when saved, not by the worker.
     The message never repeats the value."""
     if not all(" " <= ch <= "~" for ch in value) or value != value.strip():
-        raise ValueError("must be printable ASCII without spaces around it or line breaks "
-                         "(paste the real token, not a placeholder)")
+        raise ValueError(
+            "must be printable ASCII without spaces around it or line breaks (paste the real token, not a placeholder)"
+        )
     return value
 
 
-Secret = Annotated[str, Field(min_length=1, max_length=512, json_schema_extra={SECRET_MARK: True, "writeOnly": True}),
-                   AfterValidator(header_safe)]
+Secret = Annotated[
+    str,
+    Field(min_length=1, max_length=512, json_schema_extra={SECRET_MARK: True, "writeOnly": True}),
+    AfterValidator(header_safe),
+]
 
 
 def _is_mark(meta: Any) -> bool:
-    return isinstance(meta, FieldInfo) and isinstance(meta.json_schema_extra, dict) \
+    return (
+        isinstance(meta, FieldInfo)
+        and isinstance(meta.json_schema_extra, dict)
         and bool(meta.json_schema_extra.get(SECRET_MARK))
+    )
 
 
 def _marked(annotation: Any) -> bool:
@@ -43,8 +51,11 @@ def _marked(annotation: Any) -> bool:
 
 def secret_fields(config: type[BaseModel]) -> set[str]:
     """The config fields typed ``Secret`` (also optional ones): sealed, never returned."""
-    return {name for name, info in config.model_fields.items()
-            if _is_mark(info) or any(_is_mark(m) for m in info.metadata) or _marked(info.annotation)}
+    return {
+        name
+        for name, info in config.model_fields.items()
+        if _is_mark(info) or any(_is_mark(m) for m in info.metadata) or _marked(info.annotation)
+    }
 
 
 def hmac_base64(secret: str, body: bytes) -> str:

@@ -1,6 +1,7 @@
 """Webhook helpers for a connector's ``verify_webhook``, ``webhook_delivery_id`` and
 ``parse_webhook``: an HMAC signature header, a delivery id header and a JSON body mapped
 to one record. The header names stay the connector's (they are the vendor's)."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def header_id(headers: Any, name: str) -> str:
     return (header(headers, name) or "").strip()[:200]
 
 
-def json_delivery(delivery_id: str, topic: str, body: bytes,
-                  map_item: Callable[[Any], Record | None] | None) -> WebhookDelivery:
+def json_delivery(
+    delivery_id: str, topic: str, body: bytes, map_item: Callable[[Any], Record | None] | None
+) -> WebhookDelivery:
     """The delivery's record: the JSON body through ``map_item`` (none when it gives None),
     a rejection when the body is not JSON, nothing for a topic without ``map_item``."""
     if map_item is None:

@@ -21,6 +21,7 @@ page already read, has ``updated_at >= started``; a later record seen in the sam
 may carry a much later stamp (a window can span several invocations), so ``high`` alone
 would skip that update.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -33,8 +34,7 @@ MAX_SEEN = 4_000  # ~200 KB of state at most; beyond it the idempotent writes st
 
 
 class Window:
-    def __init__(self, state: dict[str, Any] | None, *, backfill: bool = False,
-                 lookback: timedelta = LOOKBACK) -> None:
+    def __init__(self, state: dict[str, Any] | None, *, backfill: bool = False, lookback: timedelta = LOOKBACK) -> None:
         s = dict(state or {})
         self.lookback = lookback
         self.cursor: str | None = s.get("cursor")
@@ -46,8 +46,7 @@ class Window:
         else:
             self.page, self.high = None, None
             self.started = clock.now_iso()
-            self.since = None if backfill or not self.cursor else clock.iso(
-                clock.parse(self.cursor) - lookback)
+            self.since = None if backfill or not self.cursor else clock.iso(clock.parse(self.cursor) - lookback)
 
     @property
     def resumed(self) -> bool:
@@ -117,5 +116,11 @@ class Window:
         self.started = None
 
     def state(self) -> dict[str, Any]:
-        return {"cursor": self.cursor, "since": self.since, "page": self.page, "high": self.high,
-                "started": self.started, "seen": self.seen}
+        return {
+            "cursor": self.cursor,
+            "since": self.since,
+            "page": self.page,
+            "high": self.high,
+            "started": self.started,
+            "seen": self.seen,
+        }

@@ -7,6 +7,7 @@ customer with an email is 2 items, so 100 of them take 2 transactions). If a pac
 transaction is cancelled (a race, a conflict), its records are retried one by one
 so each gets its own precise result.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ class RecordResult:
 
 def _chunks(seq: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]
 
 
 def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
@@ -50,8 +51,9 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
         try:
             parsed[i] = CustomerPatch.model_validate(raw)
         except ValidationError as exc:
-            results[i] = RecordResult(i, "error", error=Invalid("record is invalid", field=f"records[{i}]"),
-                                      errors=field_errors(exc))
+            results[i] = RecordResult(
+                i, "error", error=Invalid("record is invalid", field=f"records[{i}]"), errors=field_errors(exc)
+            )
     now = clock.now_iso()
 
     # Which guards each record names, and duplicates inside the batch.
@@ -60,21 +62,32 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
     for i, rec in parsed.items():
         keys = list(records.guards(ctx, new_data(rec, now)))
         if not keys:
-            results[i] = RecordResult(i, "error", error=Invalid(
-                "a record needs an email or external_ids to match on", field=f"records[{i}].email"))
+            results[i] = RecordResult(
+                i,
+                "error",
+                error=Invalid("a record needs an email or external_ids to match on", field=f"records[{i}].email"),
+            )
             continue
         dup = next((claimed[k] for k in keys if k in claimed), None)
         if dup is not None:
-            results[i] = RecordResult(i, "error", error=Invalid(
-                f"record {dup} of this batch has the same email or external id",
-                field=f"records[{i}]", code="duplicate_in_batch"))
+            results[i] = RecordResult(
+                i,
+                "error",
+                error=Invalid(
+                    f"record {dup} of this batch has the same email or external id",
+                    field=f"records[{i}]",
+                    code="duplicate_in_batch",
+                ),
+            )
             continue
         claimed.update({k: i for k in keys})
         wanted[i] = keys
 
     holders: dict[str, str] = {}
     for chunk in _chunks(list(claimed), 100):
-        holders.update({g.pk: g.customer_id for g in GuardItem.batch_get([(k, "U") for k in chunk], consistent_read=True)})
+        holders.update(
+            {g.pk: g.customer_id for g in GuardItem.batch_get([(k, "U") for k in chunk], consistent_read=True)}
+        )
     profiles = batch_profiles(ctx, list(set(holders.values())))
 
     plans: list[tuple[int, ProfileWrite]] = []
@@ -83,14 +96,27 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
         rec = parsed[i]
         matched = {holders[k] for k in keys if k in holders}
         if len(matched) > 1:
-            results[i] = RecordResult(i, "error", error=Conflict(
-                "the record's email and external ids belong to different customers",
-                field=f"records[{i}]", customer_ids=sorted(matched), code="ambiguous_match"))
+            results[i] = RecordResult(
+                i,
+                "error",
+                error=Conflict(
+                    "the record's email and external ids belong to different customers",
+                    field=f"records[{i}]",
+                    customer_ids=sorted(matched),
+                    code="ambiguous_match",
+                ),
+            )
             continue
         if matched and next(iter(matched)) in planned:
-            results[i] = RecordResult(i, "error", error=Invalid(
-                f"record {planned[next(iter(matched))]} of this batch matches the same customer",
-                field=f"records[{i}]", code="duplicate_in_batch"))
+            results[i] = RecordResult(
+                i,
+                "error",
+                error=Invalid(
+                    f"record {planned[next(iter(matched))]} of this batch matches the same customer",
+                    field=f"records[{i}]",
+                    code="duplicate_in_batch",
+                ),
+            )
             continue
         try:
             if matched:

@@ -1,4 +1,5 @@
 """Normalizers for identity fields: they decide what counts as "the same customer"."""
+
 from __future__ import annotations
 
 from common.normalize import email, phone  # the same rules as the connector SDK

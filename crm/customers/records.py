@@ -9,12 +9,13 @@ Layout (one tenant, ``P = T#<tenant>#``):
 | unique guard | ``P U#email#<email>``, ``P U#xid#<source>#<id>`` | ``U`` | - |
 | lookup entry | ``P I#phone#<e164>``, ``P I#tag#<tag>`` | ``<customer id>`` | - |
 """
+
 from __future__ import annotations
 
 from typing import Any, cast
 
 from crm.context import TenantContext
-from crm.customers.schemas import Customer, CustomerStatus, TimelineEvent
+from crm.customers.schemas import Customer, CustomerStatus, ErasureStatus, TimelineEvent
 from crm.storage import CustomerItem, EventItem
 
 PROFILE = "PROFILE"
@@ -101,13 +102,19 @@ def customer_since(created_at: str, data: dict[str, Any]) -> str:
 
 def to_customer(item: CustomerItem) -> Customer:
     data = item.data or {}
-    return Customer(id=item.customer_id, status=cast(CustomerStatus, item.status), created_at=item.created_at,
-                    updated_at=item.updated_at, erased_at=item.erased_at,
-                    merged_into=item.merged_into, version=item.version,
-                    erasure={"status": item.erasure["status"]} if item.erasure else None,
-                    customer_since=customer_since(item.created_at, data), **data)
+    return Customer(
+        id=item.customer_id,
+        status=cast(CustomerStatus, item.status),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        erased_at=item.erased_at,
+        merged_into=item.merged_into,
+        version=item.version,
+        erasure=ErasureStatus.model_validate({"status": item.erasure["status"]}) if item.erasure else None,
+        customer_since=customer_since(item.created_at, data),
+        **data,
+    )
 
 
 def to_event(item: EventItem) -> TimelineEvent:
-    return TimelineEvent(id=item.event_id, customer_id=item.customer_id,
-                         created_at=item.created_at, **item.data)
+    return TimelineEvent(id=item.event_id, customer_id=item.customer_id, created_at=item.created_at, **item.data)

@@ -8,6 +8,7 @@ Limits (also in docs/api.md):
 - ``tags``: at most 50, each 1-64 chars, no control characters; duplicates collapse.
 - ``addresses``: at most 10. ``external_ids``: at most 20 sources.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,14 @@ ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTES_BYTES = 16 * 1024
 
+
 def _utc_in_range(value: datetime) -> datetime:
     """Aware, converted to UTC, and within years 1900-9998 (so it sorts and formats)."""
-    utc = value.astimezone(UTC) if datetime(1900, 1, 2, tzinfo=UTC) <= value \
-        <= datetime(9998, 12, 31, tzinfo=UTC) else None
+    utc = (
+        value.astimezone(UTC)
+        if datetime(1900, 1, 2, tzinfo=UTC) <= value <= datetime(9998, 12, 31, tzinfo=UTC)
+        else None
+    )
     if utc is None:
         raise ValueError("must be between 1900-01-02 and 9998-12-31")
     return utc
@@ -66,13 +71,16 @@ def _iso_only(value: Any) -> Any:
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(_utc_in_range)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalize.email),
-                  Field(json_schema_extra={"format": "email"})]
+Email = Annotated[
+    str,
+    StringConstraints(max_length=254),
+    AfterValidator(normalize.email),
+    Field(json_schema_extra={"format": "email"}),
+]
 Phone = Annotated[str, StringConstraints(max_length=32), AfterValidator(normalize.phone)]
 Source = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                                       pattern=r"^[^\x00-\x1f#]+$")]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f#]+$")]
 Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]
 Country = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 
@@ -99,7 +107,8 @@ class Address(_Strict):
 class ConsentInput(_Strict):
     status: ConsentStatus
     source: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="where the consent was given or withdrawn, e.g. checkout, import, api")
+        description="where the consent was given or withdrawn, e.g. checkout, import, api"
+    )
     at: Timestamp | None = Field(default=None, description="when, with a timezone; defaults to the time of the request")
 
 
@@ -141,8 +150,9 @@ def _check_value(value: Any, depth: int) -> None:
 
 
 _ATTRIBUTES_SCHEMA = {"propertyNames": {"pattern": ATTRIBUTE_KEY.pattern}, "maxProperties": MAX_ATTRIBUTES}
-Attributes = Annotated[dict[str, JsonValue], AfterValidator(_check_attributes),
-                       Field(json_schema_extra=_ATTRIBUTES_SCHEMA)]
+Attributes = Annotated[
+    dict[str, JsonValue], AfterValidator(_check_attributes), Field(json_schema_extra=_ATTRIBUTES_SCHEMA)
+]
 
 
 def _unique_tags(tags: list[str] | None) -> list[str] | None:
@@ -180,11 +190,15 @@ class CustomerFields(_Strict):
 class CustomerCreate(CustomerFields):
     """POST /v1/customers. At least an email, a phone or an external id identifies the record."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"required": ["email"], "properties": {"email": {"type": "string"}}},
-        {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
-        {"required": ["external_ids"], "properties": {"external_ids": {"type": "object", "minProperties": 1}}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+                {"required": ["external_ids"], "properties": {"external_ids": {"type": "object", "minProperties": 1}}},
+            ]
+        }
+    )
 
 
 CustomerStatus = Literal["active", "erased", "merging", "merged"]
@@ -216,8 +230,9 @@ class Aliases(BaseModel):
 
 class PreviousEmail(BaseModel):
     email: str
-    replaced_at: str = Field(description="lookups by it find this customer, and no one else "
-                             "can take it, for 90 days from then")
+    replaced_at: str = Field(
+        description="lookups by it find this customer, and no one else can take it, for 90 days from then"
+    )
 
 
 class ErasureStatus(BaseModel):
@@ -242,19 +257,26 @@ class Customer(BaseModel):
     consent: dict[Channel, Consent] = {}
     external_ids: dict[str, str] = {}
     source_created_at: dict[str, str] = Field(
-        default={}, description="per source: when the vendor first saw this customer (its created_at)")
+        default={}, description="per source: when the vendor first saw this customer (its created_at)"
+    )
     previous_emails: list[PreviousEmail] = Field(default=[], description="emails replaced in the last 90 days")
     created_at: str
-    customer_since: str | None = Field(default=None, description="the earliest of created_at and "
-                                       "source_created_at: when the customer was first seen anywhere")
+    customer_since: str | None = Field(
+        default=None,
+        description="the earliest of created_at and source_created_at: when the customer was first seen anywhere",
+    )
     updated_at: str
     erased_at: str | None = None
     erasure: ErasureStatus | None = Field(
-        default=None, description="set on an erased customer: pending until the follow-up job has "
-        "removed their data from imports, conflicts and stored responses, then complete")
+        default=None,
+        description="set on an erased customer: pending until the follow-up job has "
+        "removed their data from imports, conflicts and stored responses, then complete",
+    )
     merged_ids: list[str] = Field(default=[], description="customers merged into this one; their ids resolve here")
     merged_into: str | None = Field(default=None, description="set on a merged customer: its survivor")
-    aliases: Aliases | None = Field(default=None, description="identities merged in that do not fit the profile's fields")
+    aliases: Aliases | None = Field(
+        default=None, description="identities merged in that do not fit the profile's fields"
+    )
     version: int
 
 
@@ -262,17 +284,18 @@ class MergeRequest(_Strict):
     """POST /v1/customers/{id}/merge: merge ``other_id`` into the customer of the path."""
 
     other_id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-HJKMNP-TV-Z]{26}$")] = Field(
-        description="the customer merged into this one; afterwards its id resolves to this one")
+        description="the customer merged into this one; afterwards its id resolves to this one"
+    )
 
 
 class TimelineEventCreate(_Strict):
     type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.]{0,63}$")] = Field(
-        description="e.g. email.opened, call.logged, store.visit")
+        description="e.g. email.opened, call.logged, store.visit"
+    )
     channel: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = None
     occurred_at: Timestamp | None = Field(default=None, description="with a timezone; defaults to now")
     summary: Annotated[str, StringConstraints(max_length=500)] | None = None
     payload: Attributes | None = None
-
 
 
 class TimelineEvent(BaseModel):
@@ -284,4 +307,3 @@ class TimelineEvent(BaseModel):
     summary: str | None = None
     payload: dict[str, JsonValue] = {}
     created_at: str
-

@@ -18,6 +18,7 @@ changed profile, or an entry a crash left behind, is never shown), and a custome
 several matching tokens is listed at its first one only, so it appears once across pages.
 A query of several words uses its longest word for the Query and the others as filters.
 """
+
 from __future__ import annotations
 
 import re
@@ -72,8 +73,7 @@ def entries(ctx: TenantContext, customer_id: str, data: dict[str, Any]) -> set[t
 
 
 def entry_items(ctx: TenantContext, customer_id: str, data: dict[str, Any]) -> list[IndexEntryItem]:
-    return [IndexEntryItem(pk, sk, customer_id=customer_id)
-            for pk, sk in sorted(entries(ctx, customer_id, data))]
+    return [IndexEntryItem(pk, sk, customer_id=customer_id) for pk, sk in sorted(entries(ctx, customer_id, data))]
 
 
 def query_words(q: str) -> list[str]:
@@ -106,9 +106,16 @@ def search(ctx: TenantContext, q: str, *, limit: int, cursor: str | None = None)
     after = decode_cursor(cursor, kind)
     pk = entry_pk(ctx, lead)
     start = None if after is None else start_key(pk=pk, sk=after)
-    rows = list(IndexEntryItem.query(pk, IndexEntryItem.sk.startswith(lead), limit=limit + 1,
-                                     page_size=limit + 1, last_evaluated_key=start,
-                                     consistent_read=True))
+    rows = list(
+        IndexEntryItem.query(
+            pk,
+            IndexEntryItem.sk.startswith(lead),
+            limit=limit + 1,
+            page_size=limit + 1,
+            last_evaluated_key=start,
+            consistent_read=True,
+        )
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     profiles = resolved_profiles(ctx, [r.customer_id for r in rows]) if rows else {}

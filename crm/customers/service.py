@@ -1,4 +1,5 @@
 """Customer operations. Each docstring names its DynamoDB request count (docs/performance.md)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -27,12 +28,12 @@ MAX_HOPS = 3  # merged -> survivor links are kept one hop long (crm/merge.py); m
 
 # --- reads -----------------------------------------------------------------
 
+
 def _load(ctx: TenantContext, customer_id: str) -> CustomerItem:
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     try:
-        return CustomerItem.get(records.profile_pk(ctx, customer_id), records.PROFILE,
-                                consistent_read=True)
+        return CustomerItem.get(records.profile_pk(ctx, customer_id), records.PROFILE, consistent_read=True)
     except CustomerItem.DoesNotExist:
         raise NotFound(f"customer {customer_id} not found") from None
 
@@ -99,8 +100,14 @@ def resolved_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, 
     return found
 
 
-def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
-                   tag: str | None = None, updated_since: datetime | None = None) -> Page:
+def list_customers(
+    ctx: TenantContext,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    tag: str | None = None,
+    updated_since: datetime | None = None,
+) -> Page:
     """By id: 1 Query on gsi1. Since a time: 1 Query on gsi2 (oldest change first).
     By tag: 1 Query of the tag's entries + 1 BatchGetItem of the profiles."""
     since = clock.iso(updated_since) if updated_since else None
@@ -109,10 +116,12 @@ def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
     pk = records.list_pk(ctx)
     if since is None:
         after = decode_cursor(cursor, "id")
-        start = None if after is None else start_key(
-            gsi1pk=pk, gsi1sk=after, pk=records.profile_pk(ctx, after), sk=records.PROFILE)
-        rows = list(CustomerItem.gsi1.query(pk, limit=limit + 1, page_size=limit + 1,
-                                            last_evaluated_key=start))
+        start = (
+            None
+            if after is None
+            else start_key(gsi1pk=pk, gsi1sk=after, pk=records.profile_pk(ctx, after), sk=records.PROFILE)
+        )
+        rows = list(CustomerItem.gsi1.query(pk, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor("id", rows[-1].customer_id) if more else None
@@ -123,44 +132,55 @@ def list_customers(ctx: TenantContext, *, limit: int, cursor: str | None = None,
         else:
             cid = after.rsplit("#", 1)[-1]
             cond = CustomerItem.gsi2sk >= since
-            start = start_key(gsi2pk=pk, gsi2sk=after, pk=records.profile_pk(ctx, cid),
-                               sk=records.PROFILE)
-        rows = list(CustomerItem.gsi2.query(pk, cond, limit=limit + 1, page_size=limit + 1,
-                                            last_evaluated_key=start))
+            start = start_key(gsi2pk=pk, gsi2sk=after, pk=records.profile_pk(ctx, cid), sk=records.PROFILE)
+        rows = list(CustomerItem.gsi2.query(pk, cond, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor("updated:" + since, rows[-1].gsi2sk) if more else None
     return Page([records.to_customer(r) for r in rows], nxt)
 
 
-def _list_by_tag(ctx: TenantContext, tag: str, limit: int, cursor: str | None,
-                 since: str | None) -> Page:
+def _list_by_tag(ctx: TenantContext, tag: str, limit: int, cursor: str | None, since: str | None) -> Page:
     pk = records.tag_entry(ctx, tag)
     after = decode_cursor(cursor, "tag:" + tag.casefold())
     start = None if after is None else start_key(pk=pk, sk=after)
-    rows = list(IndexEntryItem.query(pk, limit=limit + 1, page_size=limit + 1,
-                                     last_evaluated_key=start, consistent_read=True))
+    rows = list(
+        IndexEntryItem.query(pk, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start, consistent_read=True)
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     profiles = resolved_profiles(ctx, [r.customer_id for r in rows])
     wanted = tag.casefold()
-    found = list({profiles[r.customer_id].customer_id: profiles[r.customer_id]
-                  for r in rows if r.customer_id in profiles}.values())
-    found = [p for p in found if p.status == "active" and (since is None or p.updated_at >= since)
-             and wanted in {t.casefold() for t in (p.data or {}).get("tags", ())}]
+    found = list(
+        {
+            profiles[r.customer_id].customer_id: profiles[r.customer_id] for r in rows if r.customer_id in profiles
+        }.values()
+    )
+    found = [
+        p
+        for p in found
+        if p.status == "active"
+        and (since is None or p.updated_at >= since)
+        and wanted in {t.casefold() for t in (p.data or {}).get("tags", ())}
+    ]
     nxt = encode_cursor("tag:" + tag.casefold(), rows[-1].sk) if more else None
     return Page([records.to_customer(p) for p in found], nxt)
 
 
-def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = None,
-           source: str | None = None, external_id: str | None = None) -> list[Customer]:
+def lookup(
+    ctx: TenantContext,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    source: str | None = None,
+    external_id: str | None = None,
+) -> list[Customer]:
     """Email or external id: 2 GetItems (guard, profile). Phone: 1 Query + 1 BatchGetItem."""
     from crm.customers import normalize
 
     given = [k for k, v in (("email", email), ("phone", phone), ("external_id", external_id)) if v]
     if len(given) != 1 or (external_id and not source) or (source and not external_id):
-        raise Invalid("give exactly one of email, phone, or source with external_id",
-                      field="query")
+        raise Invalid("give exactly one of email, phone, or source with external_id", field="query")
     try:
         if email:
             guard_pk = records.email_guard(ctx, normalize.email(email))
@@ -178,20 +198,24 @@ def lookup(ctx: TenantContext, *, email: str | None = None, phone: str | None = 
             cids = [GuardItem.get(guard_pk, "U", consistent_read=True).customer_id]
         except GuardItem.DoesNotExist:
             return []
-    profiles = resolved_profiles(ctx, cids) if len(cids) > 1 else {
-        c: resolve(ctx, c) for c in cids}
+    profiles = resolved_profiles(ctx, cids) if len(cids) > 1 else {c: resolve(ctx, c) for c in cids}
     # An entry is checked against its profile (see writes.ProfileWrite.before/after);
     # a merged customer's guards and entries lead to its survivor, listed once.
     out: dict[str, Customer] = {}
     for c in cids:
         p = profiles.get(c)
-        if p is not None and p.status == "active" and p.customer_id not in out and (
-                not phone or normalized_phone in records.phones(p.data or {})):
+        if (
+            p is not None
+            and p.status == "active"
+            and p.customer_id not in out
+            and (not phone or normalized_phone in records.phones(p.data or {}))
+        ):
             out[p.customer_id] = records.to_customer(p)
     return list(out.values())
 
 
 # --- writes ----------------------------------------------------------------
+
 
 def _consent(value: Any, now: str) -> dict[str, str]:
     at = clock.iso(value.at) if value.at else now
@@ -203,8 +227,7 @@ def _dump(fields: CustomerFields, names: set[str]) -> dict[str, Any]:
 
 
 def new_data(fields: CustomerFields, now: str) -> dict[str, Any]:
-    data = {k: v for k, v in _dump(fields, fields.model_fields_set - {"consent"}).items()
-            if v is not None}
+    data = {k: v for k, v in _dump(fields, fields.model_fields_set - {"consent"}).items() if v is not None}
     for name in ("attributes", "external_ids"):  # a PATCH-shaped record may carry nulls
         if name in data:
             data[name] = {k: v for k, v in data[name].items() if v is not None} or None
@@ -253,8 +276,15 @@ def require_identity(data: dict[str, Any]) -> None:
 
 def new_item(ctx: TenantContext, data: dict[str, Any], now: str) -> CustomerItem:
     cid = ids.customer_id()
-    item = CustomerItem(records.profile_pk(ctx, cid), records.PROFILE, customer_id=cid,
-                        status="active", data=data, created_at=now, updated_at=now)
+    item = CustomerItem(
+        records.profile_pk(ctx, cid),
+        records.PROFILE,
+        customer_id=cid,
+        status="active",
+        data=data,
+        created_at=now,
+        updated_at=now,
+    )
     records.set_list_keys(ctx, item)
     return item
 
@@ -275,8 +305,7 @@ def create(ctx: TenantContext, fields: CustomerCreate) -> Customer:
     raise Conflict("the write conflicted with many concurrent requests; retry", code="transaction_conflict")
 
 
-def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
-           if_match: int | None = None) -> Customer:
+def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch, if_match: int | None = None) -> Customer:
     """1 GetItem + 1 TransactWriteItems; the write is conditional on the version read, so
     a concurrent change gets 412 with If-Match, or a fresh re-read after a backoff without
     it (crm/retry.py): only If-Match produces 412."""
@@ -285,7 +314,9 @@ def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
         if if_match is not None and item.version != if_match:
             raise PreconditionFailed(
                 f"If-Match {if_match} does not match the current version {item.version}",
-                field=EXPECTED_VERSION, current_version=item.version)
+                field=EXPECTED_VERSION,
+                current_version=item.version,
+            )
         try:
             return _apply(ctx, item, patch)
         except PreconditionFailed:
@@ -294,8 +325,7 @@ def update(ctx: TenantContext, customer_id: str, patch: CustomerPatch,
         except Conflict as exc:  # a TransactionConflict: re-read (with If-Match, re-check it)
             if exc.extra.get("code") != "transaction_conflict":
                 raise
-    raise Conflict("the customer is being changed by many requests at once; retry",
-                   code="transaction_conflict")
+    raise Conflict("the customer is being changed by many requests at once; retry", code="transaction_conflict")
 
 
 def _apply(ctx: TenantContext, item: CustomerItem, patch: CustomerFields) -> Customer:
@@ -330,9 +360,12 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
         item = resolve(ctx, customer_id)
         incoming = (item.merge or {}).get("from")
         if incoming:
-            raise Conflict(f"customer {incoming} is being merged into {item.customer_id}; finish that "
-                           f"merge (repeat its POST …/merge) first", code="merge_in_progress",
-                           other_id=incoming)
+            raise Conflict(
+                f"customer {incoming} is being merged into {item.customer_id}; finish that "
+                f"merge (repeat its POST …/merge) first",
+                code="merge_in_progress",
+                other_id=incoming,
+            )
         if item.status != "active":
             break
         old = item.data or {}
@@ -349,12 +382,14 @@ def erase(ctx: TenantContext, customer_id: str) -> Customer:
             if exc.extra.get("code") != "transaction_conflict":
                 raise
     else:
-        raise Conflict("the customer is being changed by many requests at once; retry",
-                       code="transaction_conflict")
+        raise Conflict("the customer is being changed by many requests at once; retry", code="transaction_conflict")
     if item.status == "erased":
         if item.erasure is None:  # erased before follow-ups existed: look for its id at least
-            item.update(actions=[CustomerItem.erasure.set(
-                {"status": "pending", "terms": erasure.terms_of(item.customer_id, {})})])
+            item.update(
+                actions=[
+                    CustomerItem.erasure.set({"status": "pending", "terms": erasure.terms_of(item.customer_id, {})})
+                ]
+            )
         erasure.partition(ctx, item.customer_id)
     return records.to_customer(item)
 
@@ -376,12 +411,12 @@ def finish_erasure(ctx: TenantContext, customer_id: str) -> dict[str, int]:
     if item.status != "erased" or state.get("status") != "pending":
         return {}
     done = erasure.follow_up(ctx, item.customer_id, state.get("terms") or [item.customer_id])
-    item.update(actions=[CustomerItem.erasure.set({"status": "complete"})],
-                condition=CustomerItem.status == "erased")
+    item.update(actions=[CustomerItem.erasure.set({"status": "complete"})], condition=CustomerItem.status == "erased")
     return done
 
 
 # --- timeline --------------------------------------------------------------
+
 
 def event_item(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -> EventItem:
     """The timeline item for ``body`` (sk ``EV#<occurred_at>#<event id>``)."""
@@ -390,8 +425,14 @@ def event_item(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) 
     eid = ids.event_id()
     data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
     data["occurred_at"] = occurred
-    return EventItem(records.profile_pk(ctx, customer_id), f"{records.EVENT_PREFIX}{occurred}#{eid}",
-                     event_id=eid, customer_id=customer_id, data=data, created_at=now)
+    return EventItem(
+        records.profile_pk(ctx, customer_id),
+        f"{records.EVENT_PREFIX}{occurred}#{eid}",
+        event_id=eid,
+        customer_id=customer_id,
+        data=data,
+        created_at=now,
+    )
 
 
 def _entry_tx(event: EventItem) -> Tx:
@@ -423,17 +464,21 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
     raise Conflict("the customer changed concurrently; retry", code="transaction_conflict")
 
 
-def keyed_event_item(ctx: TenantContext, customer_id: str, key: str,
-                     body: TimelineEventCreate) -> EventItem:
+def keyed_event_item(ctx: TenantContext, customer_id: str, key: str, body: TimelineEventCreate) -> EventItem:
     """The timeline item of a fact named ``key``: its id (and so its sort key) is derived
     from the key and the time it occurred, so writing it twice writes one entry."""
     occurred = body.occurred_at or clock.now()
     eid = ids.derived_event_id(occurred, key)
     data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
     data["occurred_at"] = clock.iso(occurred)
-    return EventItem(records.profile_pk(ctx, customer_id),
-                     f"{records.EVENT_PREFIX}{data['occurred_at']}#{eid}", event_id=eid,
-                     customer_id=customer_id, data=data, created_at=clock.now_iso())
+    return EventItem(
+        records.profile_pk(ctx, customer_id),
+        f"{records.EVENT_PREFIX}{data['occurred_at']}#{eid}",
+        event_id=eid,
+        customer_id=customer_id,
+        data=data,
+        created_at=clock.now_iso(),
+    )
 
 
 def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineEventCreate) -> bool:
@@ -470,9 +515,17 @@ def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str 
     for _ in range(MAX_HOPS + 1):
         pk = records.profile_pk(ctx, customer_id)
         start = None if after is None else start_key(pk=pk, sk=after)
-        rows = list(Item.query(pk, Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
-                               scan_index_forward=False, limit=limit, page_size=limit,
-                               last_evaluated_key=start, consistent_read=True))
+        rows = list(
+            Item.query(
+                pk,
+                Item.sk.between(records.EVENT_PREFIX, records.PROFILE),
+                scan_index_forward=False,
+                limit=limit,
+                page_size=limit,
+                last_evaluated_key=start,
+                consistent_read=True,
+            )
+        )
         target = records.survivor(rows[0]) if after is None and rows else None
         if target is None:
             return rows
@@ -480,8 +533,7 @@ def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str 
     return rows
 
 
-def list_events(ctx: TenantContext, customer_id: str, *, limit: int,
-                 cursor: str | None = None) -> Page:
+def list_events(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | None = None) -> Page:
     """1 Query: the first page also returns the profile, which proves the customer exists."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")

@@ -1,6 +1,7 @@
 """Atomic profile writes: the profile, its unique guards and its lookup entries in
 one TransactWriteItems, so a uniqueness violation or a stale version changes nothing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -33,8 +34,9 @@ class ProfileWrite:
     after: list[IndexEntryItem] = field(default_factory=list)
 
     @classmethod
-    def plan(cls, ctx: TenantContext, item: CustomerItem, old: dict[str, Any] | None,
-             new: dict[str, Any], *, is_new: bool) -> ProfileWrite:
+    def plan(
+        cls, ctx: TenantContext, item: CustomerItem, old: dict[str, Any] | None, new: dict[str, Any], *, is_new: bool
+    ) -> ProfileWrite:
         write = cls(ctx, item, is_new)
         cid = item.customer_id
         cond = CustomerItem.pk.does_not_exist() if is_new else None
@@ -43,12 +45,10 @@ class ProfileWrite:
         new_guards = records.guards(ctx, new)
         for pk, fld in new_guards.items():
             if pk not in old_guards:
-                write.ops.append(("save", GuardItem(pk, "U", customer_id=cid),
-                                  GuardItem.pk.does_not_exist(), fld))
+                write.ops.append(("save", GuardItem(pk, "U", customer_id=cid), GuardItem.pk.does_not_exist(), fld))
         for pk, fld in old_guards.items():
             if pk not in new_guards:
-                write.ops.append(("delete", GuardItem(pk, "U", customer_id=cid),
-                                  GuardItem.customer_id == cid, fld))
+                write.ops.append(("delete", GuardItem(pk, "U", customer_id=cid), GuardItem.customer_id == cid, fld))
         old_entries, new_entries = records.entries(ctx, old or {}), records.entries(ctx, new)
         for pk in sorted(new_entries - old_entries):
             write.ops.append(("save", IndexEntryItem(pk, cid, customer_id=cid), None, None))
@@ -89,8 +89,9 @@ def execute(writes: list[ProfileWrite]) -> None:
     _batch_entries([e for w in writes for e in w.after], delete=True)
 
 
-def execute_packed(writes: list[tuple[K, ProfileWrite]],
-                   ) -> Iterator[tuple[K, ProfileWrite, DomainError | None]]:
+def execute_packed(
+    writes: list[tuple[K, ProfileWrite]],
+) -> Iterator[tuple[K, ProfileWrite, DomainError | None]]:
     """Run ``(key, write)`` pairs packed into transactions of at most MAX_TRANSACTION_ITEMS
     items. A cancelled transaction is retried write by write, so each write gets its own
     outcome. Yields ``(key, write, None)`` for a write done, ``(key, write, error)`` for one
@@ -143,16 +144,22 @@ def _explain(exc: Cancelled) -> DomainError:
         if isinstance(item, CustomerItem):
             return PreconditionFailed(
                 f"customer {item.customer_id} was changed by another request; re-read it and retry",
-                field=EXPECTED_VERSION)
+                field=EXPECTED_VERSION,
+            )
         if isinstance(item, GuardItem) and part.kind == "save":
             try:
                 holder = GuardItem.get(item.pk, "U", consistent_read=True).customer_id
             except GuardItem.DoesNotExist:
                 holder = None
-            return Conflict(f"another customer already has this {fld}", field=fld,
-                            existing_customer_id=holder, code="duplicate_customer")
-        return PreconditionFailed("a concurrent request changed this customer; retry",
-                                  field=fld)
+            return Conflict(
+                f"another customer already has this {fld}",
+                field=fld,
+                existing_customer_id=holder,
+                code="duplicate_customer",
+            )
+        return PreconditionFailed("a concurrent request changed this customer; retry", field=fld)
     codes = {c for c in exc.codes if c}
-    return Conflict(f"the write conflicted with a concurrent request ({', '.join(sorted(codes)) or 'transaction cancelled'}); retry",
-                    code="transaction_conflict")
+    return Conflict(
+        f"the write conflicted with a concurrent request ({', '.join(sorted(codes)) or 'transaction cancelled'}); retry",
+        code="transaction_conflict",
+    )

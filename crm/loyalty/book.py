@@ -21,6 +21,7 @@ Every change appends ledger entries numbered by ``seq``. Times only move forward
 tier changes) in time order, so the state depends on the facts and the clock, not on
 when a scheduled run happened to come by.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -42,8 +43,18 @@ class InsufficientPoints(Exception):
 
 
 def empty() -> dict[str, Any]:
-    return {"seq": 0, "available": 0, "pending": 0, "lifetime": 0, "owed": 0, "tier": None,
-            "tier_since": None, "lots": {}, "orders": {}, "months": {}}
+    return {
+        "seq": 0,
+        "available": 0,
+        "pending": 0,
+        "lifetime": 0,
+        "owed": 0,
+        "tier": None,
+        "tier_since": None,
+        "lots": {},
+        "orders": {},
+        "months": {},
+    }
 
 
 def add_days(iso: str, days: int) -> str:
@@ -71,11 +82,26 @@ class Book:
         self.due_entries = 0  # how many entries and notices catch_up wrote (what fell due)
 
     # --- ledger -----------------------------------------------------------------
-    def _entry(self, type_: str, points: int, lot: str | None, source: str, at: str,
-               reason: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    def _entry(
+        self,
+        type_: str,
+        points: int,
+        lot: str | None,
+        source: str,
+        at: str,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         self.s["seq"] += 1
-        entry = {"seq": self.s["seq"], "type": type_, "points": points, "lot": lot,
-                 "source": source, "at": at, "detail": detail or {}}
+        entry = {
+            "seq": self.s["seq"],
+            "type": type_,
+            "points": points,
+            "lot": lot,
+            "source": source,
+            "at": at,
+            "detail": detail or {},
+        }
         if reason is not None:
             entry["reason"] = reason
         self.entries.append(entry)
@@ -89,8 +115,13 @@ class Book:
             self.s["orders"][order]["redeemed"] += repaid
         left = points - repaid
         expiry = self.program.get("expiry_months")
-        lot = {"state": "active", "left": left, "activated_at": at,
-               "expires_at": add_months(at, expiry) if expiry else None, "order": order}
+        lot = {
+            "state": "active",
+            "left": left,
+            "activated_at": at,
+            "expires_at": add_months(at, expiry) if expiry else None,
+            "order": order,
+        }
         if left:
             self.s["lots"][lot_id] = lot
         else:
@@ -123,8 +154,18 @@ class Book:
         paid_at = data.get("paid_at") or now
         qualifying = data["total"] if data["currency"] == self.program.get("currency") else 0
         month = month_of(paid_at)
-        o = {"p": points, "rev": 0, "rf": [], "refunded": 0, "m": month, "q": qualifying,
-             "total": data["total"], "redeemed": 0, "owed": 0, "r": data.get("revision", 0)}
+        o = {
+            "p": points,
+            "rev": 0,
+            "rf": [],
+            "refunded": 0,
+            "m": month,
+            "q": qualifying,
+            "total": data["total"],
+            "redeemed": 0,
+            "owed": 0,
+            "r": data.get("revision", 0),
+        }
         self.s["orders"][order_id] = o
         bucket = self.s["months"].setdefault(month, {"spend": 0, "points": 0})
         bucket["spend"] += qualifying
@@ -135,14 +176,24 @@ class Book:
             source = f"order.paid:{order_id}"
             window = self.program.get("return_window_days", 0)
             if window:
-                self.s["lots"][lot_id] = {"state": "pending", "left": points, "order": order_id,
-                                          "activate_at": add_days(paid_at, window)}
+                self.s["lots"][lot_id] = {
+                    "state": "pending",
+                    "left": points,
+                    "order": order_id,
+                    "activate_at": add_days(paid_at, window),
+                }
                 self.s["pending"] += points
                 self._entry("pending", points, lot_id, source, now, detail=detail)
             else:
                 repaid = self._credit(lot_id, points, paid_at, order_id)
-                self._entry("earn", points - repaid, lot_id, source, now,
-                            detail={**detail, "repaid_owed": repaid} if repaid else detail)
+                self._entry(
+                    "earn",
+                    points - repaid,
+                    lot_id,
+                    source,
+                    now,
+                    detail={**detail, "repaid_owed": repaid} if repaid else detail,
+                )
         return o
 
     def _edited(self, order_id: str, o: dict[str, Any], data: dict[str, Any], now: str) -> None:
@@ -192,12 +243,18 @@ class Book:
         owe = min(rest, o["redeemed"] - o["owed"])
         o["owed"] += owe
         self.s["owed"] += owe
-        self._entry("reverse", -take, lot_id, source, now,
-                    detail={**detail, "from": lot["state"] if lot else None, "owed": owe,
-                            "written_off": rest - owe})
+        self._entry(
+            "reverse",
+            -take,
+            lot_id,
+            source,
+            now,
+            detail={**detail, "from": lot["state"] if lot else None, "owed": owe, "written_off": rest - owe},
+        )
 
-    def _reverse(self, order_id: str, o: dict[str, Any], data: dict[str, Any],
-                 refund: dict[str, Any], now: str) -> None:
+    def _reverse(
+        self, order_id: str, o: dict[str, Any], data: dict[str, Any], refund: dict[str, Any], now: str
+    ) -> None:
         o["rf"].append(refund["id"])
         o["refunded"] += refund["amount"]
         target = reversed_after(o["p"], o["total"], o["refunded"])
@@ -222,19 +279,40 @@ class Book:
         owe = min(rest, o["redeemed"] - o["owed"])
         o["owed"] += owe
         self.s["owed"] += owe
-        self._entry("reverse", -take, lot_id, f"order.refunded:{order_id}:{refund['id']}", now,
-                    detail={"reversed": delta, "from": lot["state"] if lot else None,
-                            "owed": owe, "written_off": rest - owe, "refund": refund["amount"]})
+        self._entry(
+            "reverse",
+            -take,
+            lot_id,
+            f"order.refunded:{order_id}:{refund['id']}",
+            now,
+            detail={
+                "reversed": delta,
+                "from": lot["state"] if lot else None,
+                "owed": owe,
+                "written_off": rest - owe,
+                "refund": refund["amount"],
+            },
+        )
 
     # --- spending ---------------------------------------------------------------
-    def spend(self, points: int, type_: str, source: str, now: str,
-              reason: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    def spend(
+        self,
+        points: int,
+        type_: str,
+        source: str,
+        now: str,
+        reason: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         """Take ``points`` from the active lots, oldest expiry first; never below zero."""
         self.catch_up(now)
         if points > self.s["available"]:
             raise InsufficientPoints(self.s["available"])
-        order = sorted((lot.get("expires_at") or "~", lot["activated_at"], lid)
-                       for lid, lot in self.s["lots"].items() if lot["state"] == "active")
+        order = sorted(
+            (lot.get("expires_at") or "~", lot["activated_at"], lid)
+            for lid, lot in self.s["lots"].items()
+            if lot["state"] == "active"
+        )
         for _, _, lid in order:
             if not points:
                 break
@@ -255,8 +333,7 @@ class Book:
         lot_id = f"lot_adj_{self.s['seq'] + 1}"
         repaid = self._credit(lot_id, points, now, None)
         self.s["lifetime"] += points
-        self._entry("adjust", points - repaid, lot_id, source, now, reason,
-                    {"repaid_owed": repaid} if repaid else None)
+        self._entry("adjust", points - repaid, lot_id, source, now, reason, {"repaid_owed": repaid} if repaid else None)
 
     # --- time -------------------------------------------------------------------
     def _due(self) -> list[tuple[str, str, str]]:
@@ -291,8 +368,14 @@ class Book:
                 self.s["pending"] -= lot["left"]
                 points = lot["left"]
                 repaid = self._credit(lid, points, at, lot.get("order"))
-                self._entry("activate", points - repaid, lid, f"schedule.activate:{lid}", now,
-                            detail={"repaid_owed": repaid} if repaid else None)
+                self._entry(
+                    "activate",
+                    points - repaid,
+                    lid,
+                    f"schedule.activate:{lid}",
+                    now,
+                    detail={"repaid_owed": repaid} if repaid else None,
+                )
             elif what == "expire":
                 self._expire(lid, lot, now)
             else:
@@ -304,8 +387,9 @@ class Book:
     def _expire(self, lid: str, lot: dict[str, Any], now: str) -> None:
         self.s["available"] -= lot["left"]
         del self.s["lots"][lid]
-        self._entry("expire", -lot["left"], lid, f"schedule.expire:{lid}", now,
-                    detail={"expired_at": lot["expires_at"]})
+        self._entry(
+            "expire", -lot["left"], lid, f"schedule.expire:{lid}", now, detail={"expired_at": lot["expires_at"]}
+        )
 
     def qualifying(self, now: str) -> int:
         basis = self.program.get("tier_basis", "spend")
@@ -338,9 +422,13 @@ class Book:
         """The invariants; raises AssertionError (used by tests and before each write)."""
         active = sum(lot["left"] for lot in self.s["lots"].values() if lot["state"] == "active")
         pending = sum(lot["left"] for lot in self.s["lots"].values() if lot["state"] == "pending")
-        if not (self.s["available"] == active and self.s["pending"] == pending
-                and self.s["available"] >= 0 and self.s["owed"] >= 0
-                and all(lot["left"] > 0 for lot in self.s["lots"].values())):
+        if not (
+            self.s["available"] == active
+            and self.s["pending"] == pending
+            and self.s["available"] >= 0
+            and self.s["owed"] >= 0
+            and all(lot["left"] > 0 for lot in self.s["lots"].values())
+        ):
             raise AssertionError(f"loyalty invariants broken: {self.s}")
 
 
@@ -366,14 +454,19 @@ def merged_entry(entry: dict[str, Any], base: int, other_id: str) -> dict[str, A
     out["seq"] = base + entry["seq"]
     if out.get("lot"):
         out["lot"] = merged_lot_id(out["lot"], base)
-    out["detail"] = {**(entry.get("detail") or {}), "merged_from": other_id,
-                     "merged_seq": entry["seq"]}
+    out["detail"] = {**(entry.get("detail") or {}), "merged_from": other_id, "merged_seq": entry["seq"]}
     return out
 
 
-def merge(survivor: dict[str, Any] | None, other: dict[str, Any] | None,
-          program: dict[str, Any] | None, now: str, *, survivor_id: str,
-          other_id: str) -> tuple[dict[str, Any], dict[str, Any], int]:
+def merge(
+    survivor: dict[str, Any] | None,
+    other: dict[str, Any] | None,
+    program: dict[str, Any] | None,
+    now: str,
+    *,
+    survivor_id: str,
+    other_id: str,
+) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Combine ``other`` into ``survivor``: (the combined state, the other's closed
     state, ``base``: the survivor's seq before, to add to the other's entry numbers).
 

@@ -3,6 +3,7 @@
 Exact arithmetic (``Fraction``) so the same order always earns the same points,
 whatever the float formatting of the program's rates and multipliers.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -10,8 +11,28 @@ from math import ceil, floor
 from typing import Any
 
 # ISO 4217 minor-unit exponents that are not 2
-_EXPONENT = {c: 0 for c in ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
-                            "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF")}
+_EXPONENT = {
+    c: 0
+    for c in (
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "ISK",
+        "JPY",
+        "KMF",
+        "KRW",
+        "PYG",
+        "RWF",
+        "UGX",
+        "UYI",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    )
+}
 _EXPONENT.update({c: 3 for c in ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")})
 
 
@@ -54,16 +75,20 @@ def order_points(order: dict[str, Any], program: dict[str, Any]) -> tuple[int, d
     if subtotal:
         weighted *= Fraction(subtotal - order.get("discount", 0), subtotal)
     stamp = order.get("loyalty") or {}
-    tier_mult = next((t.get("multiplier", 1) for t in program.get("tiers", [])
-                      if t["name"] == stamp.get("tier")), 1)
+    tier_mult = next((t.get("multiplier", 1) for t in program.get("tiers", []) if t["name"] == stamp.get("tier")), 1)
     birthday = program.get("birthday_multiplier", 1) if stamp.get("birthday") else 1
     channel = program.get("channel_multipliers", {}).get(order["channel"], 1)
     raw = weighted / per_major * _q(rate) * _q(channel) * _q(tier_mult) * _q(birthday)
     base = round_points(raw, program.get("rounding", "floor"))
     bonus = program.get("first_order_bonus", 0) if stamp.get("first") else 0
-    detail = {"base": base, "first_order_bonus": bonus, "tier": stamp.get("tier"),
-              "tier_multiplier": tier_mult, "channel_multiplier": channel,
-              "birthday_multiplier": birthday}
+    detail = {
+        "base": base,
+        "first_order_bonus": bonus,
+        "tier": stamp.get("tier"),
+        "tier_multiplier": tier_mult,
+        "channel_multiplier": channel,
+        "birthday_multiplier": birthday,
+    }
     return base + bonus, detail
 
 

@@ -1,4 +1,5 @@
 """Loyalty models: the tenant's program and what the API shows of a customer's points."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,8 +23,11 @@ class _Strict(BaseModel):
 
 class Tier(_Strict):
     name: Name
-    threshold: int = Field(ge=0, le=10**12, description="qualifying spend (minor units of the "
-                           "program currency) or points over the rolling 12 months")
+    threshold: int = Field(
+        ge=0,
+        le=10**12,
+        description="qualifying spend (minor units of the program currency) or points over the rolling 12 months",
+    )
     multiplier: Multiplier = Field(default=1, description="applied to the points of orders placed in this tier")
 
 
@@ -33,29 +37,38 @@ class ProgramFields(_Strict):
     enabled: bool = True
     currency: Currency = Field(description="the currency whose spend qualifies for tiers")
     earn_rates: dict[Currency, Annotated[float, Field(ge=0, le=10_000)]] = Field(
-        min_length=1, max_length=50,
-        description="points per major currency unit, per order currency; orders in other currencies earn nothing")
+        min_length=1,
+        max_length=50,
+        description="points per major currency unit, per order currency; orders in other currencies earn nothing",
+    )
     rounding: Literal["floor", "nearest", "ceil"] = Field(
-        default="floor", description="how an order's fractional points are rounded (nearest: half up)")
+        default="floor", description="how an order's fractional points are rounded (nearest: half up)"
+    )
     channel_multipliers: dict[OrderChannel, Multiplier] = {}
     category_multipliers: dict[Code, Multiplier] = Field(default={}, max_length=500)
     sku_multipliers: dict[Code, Multiplier] = Field(
-        default={}, max_length=2000, description="a line's SKU multiplier wins over its category's")
-    first_order_bonus: int = Field(default=0, ge=0, le=10**9,
-                                   description="points added to the customer's first order once paid")
+        default={}, max_length=2000, description="a line's SKU multiplier wins over its category's"
+    )
+    first_order_bonus: int = Field(
+        default=0, ge=0, le=10**9, description="points added to the customer's first order once paid"
+    )
     birthday_multiplier: Multiplier = Field(default=1, description="for orders placed in the birthday month")
     tier_basis: Literal["spend", "points"] = Field(
-        default="spend", description="qualify by rolling 12-month spend or points earned; never by balance")
+        default="spend", description="qualify by rolling 12-month spend or points earned; never by balance"
+    )
     tiers: list[Tier] = Field(default=[], max_length=10, description="ascending thresholds; the first is 0")
-    return_window_days: int = Field(default=30, ge=0, le=365,
-                                    description="points stay pending this long after payment")
-    expiry_months: int | None = Field(default=12, ge=1, le=120,
-                                      description="an active lot expires this long after activation; null: never")
-    expiring_notice_days: int = Field(default=14, ge=0, le=90,
-                                      description="points.expiring is emitted this long before expiry")
+    return_window_days: int = Field(default=30, ge=0, le=365, description="points stay pending this long after payment")
+    expiry_months: int | None = Field(
+        default=12, ge=1, le=120, description="an active lot expires this long after activation; null: never"
+    )
+    expiring_notice_days: int = Field(
+        default=14, ge=0, le=90, description="points.expiring is emitted this long before expiry"
+    )
     earns_from: Timestamp | None = Field(
-        default=None, description="orders placed before this time earn nothing (imported history); "
-                                  "default: when the program was created, kept by later PUTs that omit it")
+        default=None,
+        description="orders placed before this time earn nothing (imported history); "
+        "default: when the program was created, kept by later PUTs that omit it",
+    )
 
     @field_validator("tiers")
     @classmethod
@@ -120,12 +133,17 @@ class RedemptionCreate(_Strict):
     points: int = Field(ge=1, le=10**9)
     reason: Reason | None = None
     reference: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
-        default=None, description="e.g. the reward or the order the points pay for")
+        default=None, description="e.g. the reward or the order the points pay for"
+    )
 
 
 class AdjustmentCreate(_Strict):
-    points: int = Field(ge=-(10**9), le=10**9, json_schema_extra={"not": {"const": 0}},
-                        description="positive credits a new active lot; negative debits oldest first; not 0")
+    points: int = Field(
+        ge=-(10**9),
+        le=10**9,
+        json_schema_extra={"not": {"const": 0}},
+        description="positive credits a new active lot; negative debits oldest first; not 0",
+    )
     reason: Reason
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ order's points stay in the book of the customer it was paid under until the merg
 combines the books (``combine``), and a combined (closed) book sends everything on to
 the survivor's, so an event delivered before, during or after a merge counts once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,6 +64,7 @@ def program_pk(ctx: TenantContext) -> str:
 
 # --- the program -------------------------------------------------------------
 
+
 def _to_program(item: LoyaltyProgramItem) -> Program:
     return Program(updated_at=item.updated_at, version=item.version, **item.data)
 
@@ -87,8 +89,9 @@ def put_program(ctx: TenantContext, fields: ProgramFields, if_match: int | None)
     except LoyaltyProgramItem.DoesNotExist:
         item, created = LoyaltyProgramItem(program_pk(ctx), PROGRAM), True
     if if_match is not None and if_match != (item.version or 0):
-        raise PreconditionFailed(f"the program is at version {item.version or 0}, not {if_match}",
-                                 current_version=item.version or 0)
+        raise PreconditionFailed(
+            f"the program is at version {item.version or 0}, not {if_match}", current_version=item.version or 0
+        )
     now = clock.now_iso()
     kept = (item.data or {}).get("earns_from") if not created else now
     item.data = fields.model_dump(mode="json")
@@ -99,13 +102,13 @@ def put_program(ctx: TenantContext, fields: ProgramFields, if_match: int | None)
         item.save()
     except PutError as exc:
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-            raise Conflict("the program changed concurrently; read it and retry",
-                           code="version_conflict") from None
+            raise Conflict("the program changed concurrently; read it and retry", code="version_conflict") from None
         raise
     return _to_program(item), created
 
 
 # --- reading a book ------------------------------------------------------------
+
 
 def _read(ctx: TenantContext, customer_id: str, *extra_sks: str) -> dict[str, Any]:
     """1 BatchGetItem: the book, the program, and ``extra_sks`` of the customer."""
@@ -155,6 +158,7 @@ def _set_due(ctx: TenantContext, item: LoyaltyItem, book: Book) -> bool:
 
 # --- writing a book ------------------------------------------------------------
 
+
 class _Retry(Exception):
     pass
 
@@ -164,15 +168,23 @@ class _Settle(Exception):
     first (``maintain``, MAX_ENTRIES entries and notices per transaction), then the change."""
 
 
-def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
-            extra: Sequence[tuple[Item, Any]] = (), whose: str | None = None) -> None:
+def _commit(
+    ctx: TenantContext,
+    item: LoyaltyItem,
+    book: Book,
+    now: str,
+    extra: Sequence[tuple[Item, Any]] = (),
+    whose: str | None = None,
+) -> None:
     """1 TransactWriteItems: the new entries, ``extra`` puts, the book (by version), and
     the timeline entries of what changed (points, tier, expiry notices) on ``whose``
     timeline (crm/timeline.py), with a ConditionCheck that ``whose`` is active."""
     book.check()
     before = timeline.image(item, "loyalty")
-    ledger = [LedgerItem(item.pk, f"{LEDGER_PREFIX}{entry['seq']:010d}", customer_id=item.customer_id,
-                         entry=entry) for entry in book.entries]
+    ledger = [
+        LedgerItem(item.pk, f"{LEDGER_PREFIX}{entry['seq']:010d}", customer_id=item.customer_id, entry=entry)
+        for entry in book.entries
+    ]
     _set_due(ctx, item, book)
     item.book = book.s
     item.updated_at = now
@@ -182,9 +194,12 @@ def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
     if len(ledger) + len(extra) + 1 + len(entries) + bool(entries) > TX_ITEMS:
         if book.due_entries:
             raise _Settle()
-        raise Invalid(f"this change would write {len(book.entries)} ledger entries and their timeline "
-                      f"entries, more than one transaction holds ({TX_ITEMS} items; redeem in smaller "
-                      "steps)", field="points")
+        raise Invalid(
+            f"this change would write {len(book.entries)} ledger entries and their timeline "
+            f"entries, more than one transaction holds ({TX_ITEMS} items; redeem in smaller "
+            "steps)",
+            field="points",
+        )
     tx = Tx()
     for row in ledger:
         tx.save(row, LedgerItem.pk.does_not_exist(), role="entry")
@@ -192,8 +207,14 @@ def _commit(ctx: TenantContext, item: LoyaltyItem, book: Book, now: str,
         tx.save(extra_item, condition, role="extra")
     tx.save(item, role="book")
     if entries:
-        tx.check(CustomerItem, records.profile_pk(ctx, whose), records.PROFILE,
-                 CustomerItem.status == "active", role="customer")
+        assert whose is not None  # entries are written only to a customer's timeline
+        tx.check(
+            CustomerItem,
+            records.profile_pk(ctx, whose),
+            records.PROFILE,
+            CustomerItem.status == "active",
+            role="customer",
+        )
         for entry in entries:
             tx.save(entry, role="timeline")
     try:
@@ -228,8 +249,9 @@ def _owner(ctx: TenantContext, order: dict[str, Any]) -> tuple[str, dict[str, An
     origin = (order.get("data") or {}).get("moved_from")
     owner = origin or customer_id
     wanted = {customer_id, owner}
-    keys = [(records.profile_pk(ctx, c), sk) for c in sorted(wanted) for sk in (LOYALTY, records.PROFILE)] \
-        + [(program_pk(ctx), PROGRAM)]
+    keys = [(records.profile_pk(ctx, c), sk) for c in sorted(wanted) for sk in (LOYALTY, records.PROFILE)] + [
+        (program_pk(ctx), PROGRAM)
+    ]
     found: dict[tuple[str, str], Item | None] = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
     for _ in range(8):
         book = found.get((records.profile_pk(ctx, owner), LOYALTY))
@@ -243,11 +265,12 @@ def _owner(ctx: TenantContext, order: dict[str, Any]) -> tuple[str, dict[str, An
             keys = [key, (key[0], records.PROFILE)]
             found.update({(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)})
     else:
-        raise Conflict(f"the books merged into one another too many times ({customer_id})",
-                       code="transaction_conflict")
-    mine = {LOYALTY: found.get((records.profile_pk(ctx, owner), LOYALTY)),
-            PROGRAM: found.get((program_pk(ctx), PROGRAM)),
-            records.PROFILE: found.get((records.profile_pk(ctx, owner), records.PROFILE))}
+        raise Conflict(f"the books merged into one another too many times ({customer_id})", code="transaction_conflict")
+    mine = {
+        LOYALTY: found.get((records.profile_pk(ctx, owner), LOYALTY)),
+        PROGRAM: found.get((program_pk(ctx), PROGRAM)),
+        records.PROFILE: found.get((records.profile_pk(ctx, owner), records.PROFILE)),
+    }
     return owner, {k: v for k, v in mine.items() if v is not None}
 
 
@@ -263,8 +286,11 @@ def apply_order(ctx: TenantContext, order: dict[str, Any], now: str | None = Non
         item, book, program = _book(found, customer_id, ctx)
         if program is None:
             return 0  # no program: orders earn nothing
-        if program.get("earns_from") and order["data"]["placed_at"] < program["earns_from"] \
-                and order["order_id"] not in book.s["orders"]:
+        if (
+            program.get("earns_from")
+            and order["data"]["placed_at"] < program["earns_from"]
+            and order["order_id"] not in book.s["orders"]
+        ):
             return 0  # imported history from before the program: no points, no tier, no events
         before = book.s.__repr__()
         book.catch_up(at)
@@ -307,8 +333,9 @@ def maintain(ctx: TenantContext, customer_id: str, now: str | None = None) -> in
 
 def due(shard: int, now: str, limit: int) -> Iterator[tuple[str, str]]:
     """(tenant, customer) whose books fell due by ``now``: Queries on gsi2, ``limit`` rows."""
-    for row in LoyaltyItem.gsi2.query(f"LOYALTY_DUE#{shard}", LoyaltyItem.gsi2sk <= f"{now}#~",
-                                      limit=limit, page_size=min(limit, 100)):
+    for row in LoyaltyItem.gsi2.query(
+        f"LOYALTY_DUE#{shard}", LoyaltyItem.gsi2sk <= f"{now}#~", limit=limit, page_size=min(limit, 100)
+    ):
         _, tenant, customer = row.gsi2sk.rsplit("#", 2)
         yield tenant, customer
 
@@ -317,8 +344,13 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
-            apply: Callable[[Book, str, str], None], points: int) -> tuple[PointsChange, bool]:
+def _change(
+    ctx: TenantContext,
+    customer_id: str,
+    idempotency_key: str | None,
+    apply: Callable[[Book, str, str], None],
+    points: int,
+) -> tuple[PointsChange, bool]:
     """A redemption or an adjustment: 1 BatchGetItem (book, program, profile and the
     key's guard) + 1 TransactWriteItems that includes the guard, so a key is used once
     even if the request is retried after a crash. A repeat returns the first answer."""
@@ -344,44 +376,68 @@ def _change(ctx: TenantContext, customer_id: str, idempotency_key: str | None,
         try:
             apply(book, change_id, at)
         except InsufficientPoints as exc:
-            raise Invalid(f"{points} points requested but only {exc.available} are available",
-                          field="points", code="insufficient_points", available=exc.available) from None
-        result = PointsChange(id=change_id, customer_id=customer_id, points=points,
-                              entries=[LedgerEntry(**e) for e in book.entries],
-                              balance=_view(customer_id, book, at))
+            raise Invalid(
+                f"{points} points requested but only {exc.available} are available",
+                field="points",
+                code="insufficient_points",
+                available=exc.available,
+            ) from None
+        result = PointsChange(
+            id=change_id,
+            customer_id=customer_id,
+            points=points,
+            entries=[LedgerEntry(**e) for e in book.entries],
+            balance=_view(customer_id, book, at),
+        )
         extra = []
         if guard_sk:
-            extra.append((RedemptionItem(item.pk, guard_sk, customer_id=customer_id,
-                                         result=result.model_dump(mode="json")),
-                          RedemptionItem.pk.does_not_exist()))
+            extra.append(
+                (
+                    RedemptionItem(item.pk, guard_sk, customer_id=customer_id, result=result.model_dump(mode="json")),
+                    RedemptionItem.pk.does_not_exist(),
+                )
+            )
         _commit(ctx, item, book, at, extra, whose=customer_id)
         return result, True
 
     return _retrying(attempt, lambda: maintain(ctx, target["id"]))
 
 
-def redeem(ctx: TenantContext, customer_id: str, body: RedemptionCreate,
-           idempotency_key: str) -> tuple[PointsChange, bool]:
+def redeem(
+    ctx: TenantContext, customer_id: str, body: RedemptionCreate, idempotency_key: str
+) -> tuple[PointsChange, bool]:
     """Spend points, oldest-expiring lots first; 422 with the balance when short."""
+
     def apply(book: Book, change_id: str, at: str) -> None:
-        book.spend(body.points, "redeem", f"redemption:{change_id}", at, reason=body.reason,
-                   detail={"reference": body.reference} if body.reference else None)
+        book.spend(
+            body.points,
+            "redeem",
+            f"redemption:{change_id}",
+            at,
+            reason=body.reason,
+            detail={"reference": body.reference} if body.reference else None,
+        )
+
     return _change(ctx, customer_id, idempotency_key, apply, body.points)
 
 
-def adjust(ctx: TenantContext, customer_id: str, body: AdjustmentCreate,
-           idempotency_key: str | None) -> tuple[PointsChange, bool]:
+def adjust(
+    ctx: TenantContext, customer_id: str, body: AdjustmentCreate, idempotency_key: str | None
+) -> tuple[PointsChange, bool]:
     """A manual credit (a new active lot) or debit (oldest first, never below zero)."""
+
     def apply(book: Book, change_id: str, at: str) -> None:
         source = f"adjustment:{change_id}:{ctx.key_id or 'system'}"
         if body.points > 0:
             book.credit(body.points, source, at, body.reason)
         else:
             book.spend(-body.points, "adjust", source, at, reason=body.reason)
+
     return _change(ctx, customer_id, idempotency_key, apply, body.points)
 
 
 # --- reads ---------------------------------------------------------------------
+
 
 def _view(customer_id: str, book: Book, now: str) -> Loyalty:
     s, program = book.s, book.program
@@ -389,23 +445,50 @@ def _view(customer_id: str, book: Book, now: str) -> Loyalty:
     if program.get("tiers"):
         value = book.qualifying(now)
         nxt = next((t for t in program["tiers"] if t["threshold"] > value), None)
-        progress = TierProgress(basis=program.get("tier_basis", "spend"), qualifying=value,
-                                next_tier=nxt["name"] if nxt else None,
-                                next_threshold=nxt["threshold"] if nxt else None,
-                                remaining=nxt["threshold"] - value if nxt else None)
+        progress = TierProgress(
+            basis=program.get("tier_basis", "spend"),
+            qualifying=value,
+            next_tier=nxt["name"] if nxt else None,
+            next_threshold=nxt["threshold"] if nxt else None,
+            remaining=nxt["threshold"] - value if nxt else None,
+        )
     lots = sorted(
-        (LotView(id=lid, state=lot["state"], points=lot["left"], activates_at=lot.get("activate_at"),
-                 expires_at=lot.get("expires_at")) for lid, lot in s["lots"].items()),
-        key=lambda v: (v.state != "active", v.expires_at or v.activates_at or "~", v.id))
+        (
+            LotView(
+                id=lid,
+                state=lot["state"],
+                points=lot["left"],
+                activates_at=lot.get("activate_at"),
+                expires_at=lot.get("expires_at"),
+            )
+            for lid, lot in s["lots"].items()
+        ),
+        key=lambda v: (v.state != "active", v.expires_at or v.activates_at or "~", v.id),
+    )
     return balance(customer_id, s, now, progress=progress, lots=lots)
 
 
-def balance(customer_id: str, state: dict[str, Any], as_of: str, *,
-            progress: TierProgress | None = None, lots: list[LotView] | None = None) -> Loyalty:
+def balance(
+    customer_id: str,
+    state: dict[str, Any],
+    as_of: str,
+    *,
+    progress: TierProgress | None = None,
+    lots: list[LotView] | None = None,
+) -> Loyalty:
     """A book's state as the API shows it (the 360 view shows it without progress and lots)."""
-    return Loyalty(customer_id=customer_id, available=state["available"], pending=state["pending"],
-                   lifetime_earned=state["lifetime"], owed=state["owed"], tier=state["tier"],
-                   tier_since=state["tier_since"], progress=progress, lots=lots or [], as_of=as_of)
+    return Loyalty(
+        customer_id=customer_id,
+        available=state["available"],
+        pending=state["pending"],
+        lifetime_earned=state["lifetime"],
+        owed=state["owed"],
+        tier=state["tier"],
+        tier_since=state["tier_since"],
+        progress=progress,
+        lots=lots or [],
+        as_of=as_of,
+    )
 
 
 def view(ctx: TenantContext, customer_id: str) -> Loyalty:
@@ -427,8 +510,7 @@ def view(ctx: TenantContext, customer_id: str) -> Loyalty:
     return _view(customer_id, book, at)
 
 
-def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | None,
-           _hops: int = 0) -> Page:
+def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | None, _hops: int = 0) -> Page:
     """Newest first: 1 Query (+1 GetItem when the first page is empty, for the 404). A
     merged id: its first page is empty, so the GetItem finds the survivor, then 1 Query
     of the survivor's ledger; its cursors name the survivor."""
@@ -448,9 +530,17 @@ def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
     if after is not None and not re.fullmatch(r"[0-9]{1,10}", after):
         raise Invalid("cursor is malformed", field="cursor")
     start = None if after is None else start_key(pk=pk, sk=f"{LEDGER_PREFIX}{int(after):010d}")
-    rows = list(LedgerItem.query(pk, LedgerItem.sk.startswith(LEDGER_PREFIX), scan_index_forward=False,
-                                 limit=limit + 1, page_size=limit + 1, last_evaluated_key=start,
-                                 consistent_read=True))
+    rows = list(
+        LedgerItem.query(
+            pk,
+            LedgerItem.sk.startswith(LEDGER_PREFIX),
+            scan_index_forward=False,
+            limit=limit + 1,
+            page_size=limit + 1,
+            last_evaluated_key=start,
+            consistent_read=True,
+        )
+    )
     if not rows and after is None:
         try:
             profile = CustomerItem.get(pk, records.PROFILE, consistent_read=True)
@@ -465,6 +555,7 @@ def ledger(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str | No
 
 
 # --- merging two customers' books (crm/merge.py) ----------------------------------
+
 
 def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tuple[int, int]:
     """Combine the other's points book into the survivor's (``book.merge``) and close
@@ -488,13 +579,18 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
         closed = o_item.book or {}
         if closed.get("merged_into"):
             if closed["merged_into"] != survivor_id:
-                raise Conflict(f"customer {other_id}'s points were merged into {closed['merged_into']}",
-                               code="already_merged")
+                raise Conflict(
+                    f"customer {other_id}'s points were merged into {closed['merged_into']}", code="already_merged"
+                )
             return closed["merge_base"], closed["seq"]
         if not o_item.book or o_item.book == book_empty():
             # nothing to combine: the survivor's book stays as it is; the other's is closed
-            s_item, combined, closed, base = None, None, {**book_empty(), "merged_into": survivor_id,
-                                                          "merge_base": 0}, 0
+            s_item, combined, closed, base = (
+                None,
+                None,
+                {**book_empty(), "merged_into": survivor_id, "merge_base": 0},
+                0,
+            )
             o_item.book, o_item.updated_at, o_item.gsi2pk, o_item.gsi2sk = closed, now, None, None
             try:
                 o_item.save()
@@ -504,9 +600,14 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
                     raise
                 continue
         try:
-            combined, closed, base = merge_books(s_item.book or None, o_item.book or None,
-                                                 program.data if program else None, now,
-                                                 survivor_id=survivor_id, other_id=other_id)
+            combined, closed, base = merge_books(
+                s_item.book or None,
+                o_item.book or None,
+                program.data if program else None,
+                now,
+                survivor_id=survivor_id,
+                other_id=other_id,
+            )
         except ValueError as exc:
             raise Conflict(f"the points books cannot be combined: {exc}", code="merge_conflict") from None
         before = timeline.image(s_item, "loyalty")
@@ -529,8 +630,9 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
     raise Conflict("the customers' points changed concurrently; retry", code="transaction_conflict")
 
 
-def placement_stamp(book_item: Any, program_item: Any, profile: CustomerItem, has_orders: bool,
-                    placed_at: str, now: str) -> dict[str, Any]:
+def placement_stamp(
+    book_item: Any, program_item: Any, profile: CustomerItem, has_orders: bool, placed_at: str, now: str
+) -> dict[str, Any]:
     """What an order records when it is placed, so its points never depend on when
     the events are processed: the tier held now, whether it is placed in the birthday
     month, and whether it is the customer's first order."""
@@ -540,5 +642,4 @@ def placement_stamp(book_item: Any, program_item: Any, profile: CustomerItem, ha
         book.catch_up(now)
         tier = book.s["tier"]
     birth = (profile.data or {}).get("birth_date")
-    return {"tier": tier, "birthday": bool(birth and birth[5:7] == placed_at[5:7]),
-            "first": not has_orders}
+    return {"tier": tier, "birthday": bool(birth and birth[5:7] == placed_at[5:7]), "first": not has_orders}

@@ -6,6 +6,7 @@
 - By ``(source, external_id)``: the order's unique guard ``P U#order#<source>#<id>``
   names it (1 GetItem), then the order (1 GetItem): a page of 0 or 1 order.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,8 +19,15 @@ from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import GuardItem, OrderItem
 
 
-def by_status(ctx: TenantContext, status: str, *, limit: int, cursor: str | None = None,
-              placed_since: datetime | None = None, placed_before: datetime | None = None) -> Page:
+def by_status(
+    ctx: TenantContext,
+    status: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    placed_since: datetime | None = None,
+    placed_before: datetime | None = None,
+) -> Page:
     """1 Query on gsi2."""
     from crm.orders.service import _bounds, _order_sk, to_order
 
@@ -35,8 +43,16 @@ def by_status(ctx: TenantContext, status: str, *, limit: int, cursor: str | None
         if not (ids.ORDER_ID.match(oid) and ids.CUSTOMER_ID.match(cid)):
             raise Invalid("cursor is malformed", field="cursor")
         start = start_key(gsi2pk=pk, gsi2sk=oid, pk=records.profile_pk(ctx, cid), sk=_order_sk(oid))
-    rows = list(OrderItem.gsi2.query(pk, OrderItem.gsi2sk.between(low, high), scan_index_forward=False,
-                                     limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
+    rows = list(
+        OrderItem.gsi2.query(
+            pk,
+            OrderItem.gsi2sk.between(low, high),
+            scan_index_forward=False,
+            limit=limit + 1,
+            page_size=limit + 1,
+            last_evaluated_key=start,
+        )
+    )
     rows = [r for r in rows if isinstance(r, OrderItem)]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -44,23 +60,33 @@ def by_status(ctx: TenantContext, status: str, *, limit: int, cursor: str | None
     return Page([to_order(r) for r in rows], nxt)
 
 
-def by_external_id(ctx: TenantContext, source: str, external_id: str, *,
-                   customer_id: str | None = None, status: str | None = None,
-                   placed_since: datetime | None = None,
-                   placed_before: datetime | None = None) -> Page:
+def by_external_id(
+    ctx: TenantContext,
+    source: str,
+    external_id: str,
+    *,
+    customer_id: str | None = None,
+    status: str | None = None,
+    placed_since: datetime | None = None,
+    placed_before: datetime | None = None,
+) -> Page:
     """2 GetItem (1 when no order has that id); other filters apply to the one order."""
     from crm.customers.service import survivor_id
     from crm.orders.service import _guard_pk, _order_sk, to_order
 
     try:
         guard = GuardItem.get(_guard_pk(ctx, source, external_id), "U", consistent_read=True)
-        item = OrderItem.get(records.profile_pk(ctx, guard.customer_id), _order_sk(guard.order_id),
-                             consistent_read=True)
+        item = OrderItem.get(
+            records.profile_pk(ctx, guard.customer_id), _order_sk(guard.order_id), consistent_read=True
+        )
     except (GuardItem.DoesNotExist, OrderItem.DoesNotExist):
         return Page([], None)
     order = to_order(item)
-    if customer_id is not None and customer_id != order.customer_id \
-            and survivor_id(ctx, customer_id) != order.customer_id:
+    if (
+        customer_id is not None
+        and customer_id != order.customer_id
+        and survivor_id(ctx, customer_id) != order.customer_id
+    ):
         return Page([], None)
     if status is not None and order.status != status:
         return Page([], None)

@@ -54,6 +54,7 @@ docs/performance.md), with G = ⌈orders / 100⌉:
 - a cancelled packed transaction (a concurrent writer) is retried order by order, each
   with fresh reads (2 BatchGetItem + 1 TransactWriteItems), so each gets a precise result.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -91,10 +92,8 @@ from crm.tx import Cancelled, Tx
 
 MAX_RECORDS = 250
 MAX_TRANSACTION_ITEMS = 100
-_ORDER_FIELDS = ("external_id", "channel", "currency", "lines", "discount", "shipping", "tax",
-                 "total", "placed_at")
-_STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds",
-                 "updated_at")
+_ORDER_FIELDS = ("external_id", "channel", "currency", "lines", "discount", "shipping", "tax", "total", "placed_at")
+_STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds", "updated_at")
 
 
 @dataclass
@@ -150,13 +149,21 @@ def _errors(exc: ValidationError, prefix: str = "", rename: dict[str, str] | Non
 def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
     if not isinstance(raw, dict):
         return [{"field": "", "message": "a record must be an object", "type": "dict_type"}]
-    errors = [{"field": k, "message": "Extra inputs are not permitted", "type": "extra_forbidden"}
-              for k in raw if k not in _ORDER_FIELDS + _STATE_FIELDS]
+    errors = [
+        {"field": k, "message": "Extra inputs are not permitted", "type": "extra_forbidden"}
+        for k in raw
+        if k not in _ORDER_FIELDS + _STATE_FIELDS
+    ]
     order = paid = fulfilled = cancel = None
     cancelled_at = None
     try:
-        order = OrderCreate.model_validate({**{k: raw[k] for k in _ORDER_FIELDS if k in raw},
-                                            "customer": {"id": raw.get("customer_id")}, "source": source})
+        order = OrderCreate.model_validate(
+            {
+                **{k: raw[k] for k in _ORDER_FIELDS if k in raw},
+                "customer": {"id": raw.get("customer_id")},
+                "source": source,
+            }
+        )
     except ValidationError as exc:
         errors += _errors(exc, rename={"customer.id": "customer_id", "customer": "customer_id"})
     try:
@@ -164,8 +171,11 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
     except ValidationError as exc:
         errors += _errors(exc)
     try:
-        fulfilled = (FulfilmentCreate.model_validate({"fulfilled_at": raw.get("fulfilled_at")})
-                     if raw.get("fulfilled_at") is not None else None)
+        fulfilled = (
+            FulfilmentCreate.model_validate({"fulfilled_at": raw.get("fulfilled_at")})
+            if raw.get("fulfilled_at") is not None
+            else None
+        )
     except ValidationError as exc:
         errors += _errors(exc)
     try:
@@ -186,8 +196,10 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
             errors.append({"field": f"refunds.{j}", "message": "must be an object", "type": "dict_type"})
             continue
         extra = [k for k in rf if k not in ("reference", "amount", "refunded_at", "reason")]
-        errors += [{"field": f"refunds.{j}.{k}", "message": "Extra inputs are not permitted",
-                    "type": "extra_forbidden"} for k in extra]
+        errors += [
+            {"field": f"refunds.{j}.{k}", "message": "Extra inputs are not permitted", "type": "extra_forbidden"}
+            for k in extra
+        ]
         try:
             body = RefundCreate.model_validate({k: rf[k] for k in ("amount", "reason", "reference") if k in rf})
             state = _RefundState.model_validate({k: rf[k] for k in ("reference", "refunded_at") if k in rf})
@@ -199,24 +211,26 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
         return errors
     # the state must be one Rapport's lifecycle can reach
     if fulfilled and not paid:
-        errors.append({"field": "fulfilled_at", "message": "a fulfilled order must be paid (paid_at)",
-                       "type": "value_error"})
+        errors.append(
+            {"field": "fulfilled_at", "message": "a fulfilled order must be paid (paid_at)", "type": "value_error"}
+        )
     if refunds and not paid:
-        errors.append({"field": "refunds", "message": "a refunded order must be paid (paid_at)",
-                       "type": "value_error"})
+        errors.append({"field": "refunds", "message": "a refunded order must be paid (paid_at)", "type": "value_error"})
     if cancel and paid:
-        errors.append({"field": "cancelled_at", "message": "only an unpaid order is cancelled; "
-                       "a paid one is refunded", "type": "value_error"})
+        errors.append(
+            {
+                "field": "cancelled_at",
+                "message": "only an unpaid order is cancelled; a paid one is refunded",
+                "type": "value_error",
+            }
+        )
     if cancel and cancelled_at is None:
-        errors.append({"field": "cancel_reason", "message": "cancel_reason needs cancelled_at",
-                       "type": "value_error"})
+        errors.append({"field": "cancel_reason", "message": "cancel_reason needs cancelled_at", "type": "value_error"})
     refs = [b.reference for b, _ in refunds]
     if len(set(refs)) != len(refs):
-        errors.append({"field": "refunds", "message": "each refund's reference at most once",
-                       "type": "value_error"})
+        errors.append({"field": "refunds", "message": "each refund's reference at most once", "type": "value_error"})
     if order is not None and sum(b.amount for b, _ in refunds) > order.total:
-        errors.append({"field": "refunds", "message": f"refunds exceed the total {order.total}",
-                       "type": "value_error"})
+        errors.append({"field": "refunds", "message": f"refunds exceed the total {order.total}", "type": "value_error"})
     updated_at = None
     if raw.get("updated_at") is not None:
         try:
@@ -243,8 +257,7 @@ def import_orders(ctx: TenantContext, source: str, records: list[dict]) -> list[
     for i, raw in enumerate(records):
         rec = _parse(raw, source)
         if isinstance(rec, list):
-            results[i] = ImportResult(i, "error", error=Invalid("record is invalid", field=f"records[{i}]"),
-                                      errors=rec)
+            results[i] = ImportResult(i, "error", error=Invalid("record is invalid", field=f"records[{i}]"), errors=rec)
         else:
             parsed[i] = rec
     pending = list(parsed)
@@ -267,19 +280,18 @@ def _customer_keys(ctx: TenantContext, cid: str) -> list[tuple[str, str]]:
     return [(pk, customer_keys.PROFILE), (pk, service.RECENT), (pk, LOYALTY)]
 
 
-def _run(ctx: TenantContext, source: str, batch: dict[int, _Record], results: list,
-         *, retry: bool) -> None:
+def _run(ctx: TenantContext, source: str, batch: dict[int, _Record], results: list, *, retry: bool) -> None:
     guards = {i: service._guard_pk(ctx, source, r.order.external_id) for i, r in batch.items()}
-    found = {g.pk: g for g in GuardItem.batch_get([(pk, "U") for pk in guards.values()],
-                                                    consistent_read=True)}
+    found = {g.pk: g for g in GuardItem.batch_get([(pk, "U") for pk in guards.values()], consistent_read=True)}
     existing = {i: found[pk] for i, pk in guards.items() if pk in found}
     new = [i for i in batch if i not in existing]
     customers = sorted({batch[i].customer_id for i in new})
     keys = [(customer_keys.profile_pk(ctx, g.customer_id), service._order_sk(g.order_id)) for g in existing.values()]
     if new:
         keys += [k for cid in customers for k in _customer_keys(ctx, cid)] + [(program_pk(ctx), PROGRAM)]
-    items = {(it.pk, it.sk): it for it in Item.batch_get(list(dict.fromkeys(keys)), consistent_read=True)} \
-        if keys else {}
+    items = (
+        {(it.pk, it.sk): it for it in Item.batch_get(list(dict.fromkeys(keys)), consistent_read=True)} if keys else {}
+    )
     for i, guard in existing.items():
         stored = items.get((customer_keys.profile_pk(ctx, guard.customer_id), service._order_sk(guard.order_id)))
         results[i] = _converge(ctx, i, batch[i], guard, stored)
@@ -289,15 +301,27 @@ def _run(ctx: TenantContext, source: str, batch: dict[int, _Record], results: li
 
 # --- existing orders ---------------------------------------------------------
 
+
 def _converge(ctx: TenantContext, i: int, rec: _Record, guard: GuardItem, stored: Any) -> ImportResult:
     oid = guard.order_id
     if guard.customer_id != rec.customer_id:
-        return ImportResult(i, "error", order_id=oid, error=Conflict(
-            f"this order belongs to customer {guard.customer_id}, not {rec.customer_id}; it is not moved",
-            field=f"records[{i}].customer_id", existing_customer_id=guard.customer_id))
+        return ImportResult(
+            i,
+            "error",
+            order_id=oid,
+            error=Conflict(
+                f"this order belongs to customer {guard.customer_id}, not {rec.customer_id}; it is not moved",
+                field=f"records[{i}].customer_id",
+                existing_customer_id=guard.customer_id,
+            ),
+        )
     if not isinstance(stored, OrderItem):
-        return ImportResult(i, "error", order_id=oid, error=Conflict(
-            "the order's guard names an order that cannot be read; retry", code="transaction_conflict"))
+        return ImportResult(
+            i,
+            "error",
+            order_id=oid,
+            error=Conflict("the order's guard names an order that cannot be read; retry", code="transaction_conflict"),
+        )
     seen = stored.data.get("source_updated_at")
     if rec.updated_at and seen and rec.updated_at < seen:
         return ImportResult(i, "unchanged", order_id=oid)  # older than what Rapport holds
@@ -327,16 +351,22 @@ def _moves(stored: OrderItem, rec: _Record) -> list[tuple[Any, ...]]:
             return states.after(action, status, **amounts)
         except states.IllegalMove as exc:
             past = states.MOVES[action].past
-            raise Conflict(f"the vendor's order is {past}, but Rapport has it {status} (it can be "
-                           f"{past} only from {', '.join(exc.allowed)}); nothing was changed",
-                           field=name, code="illegal_transition", current_status=status) from None
+            raise Conflict(
+                f"the vendor's order is {past}, but Rapport has it {status} (it can be "
+                f"{past} only from {', '.join(exc.allowed)}); nothing was changed",
+                field=name,
+                code="illegal_transition",
+                current_status=status,
+            ) from None
 
     total = d["total"]
     placed = rec.order.model_dump(mode="json", include=set(service.EDITABLE))
     if any(d.get(k) != placed[k] for k in service.EDITABLE):  # edited at the vendor
         if placed["total"] < d.get("refunded_amount", 0):
-            raise Invalid(f"the edited total {placed['total']} is less than the "
-                          f"{d.get('refunded_amount', 0)} already refunded", field="total")
+            raise Invalid(
+                f"the edited total {placed['total']} is less than the {d.get('refunded_amount', 0)} already refunded",
+                field="total",
+            )
         moves.append(("edit", placed, rec.updated_at))
         total = placed["total"]
         status = states.after_edit(status, d.get("refunded_amount", 0), total)
@@ -353,9 +383,11 @@ def _moves(stored: OrderItem, rec: _Record) -> list[tuple[Any, ...]]:
             continue
         moved = step("refund", f"refunds.{j}", refunded=refunded + body.amount, total=total)
         if refunded + body.amount > total:
-            raise Invalid(f"refund {body.reference} of {body.amount} exceeds the "
-                          f"{total - refunded} still refundable", field=f"refunds.{j}.amount",
-                          refundable=total - refunded)
+            raise Invalid(
+                f"refund {body.reference} of {body.amount} exceeds the {total - refunded} still refundable",
+                field=f"refunds.{j}.amount",
+                refundable=total - refunded,
+            )
         moves.append(("refund", body, clock.iso(at) if at else None))  # at the vendor's date
         refunded, status = refunded + body.amount, moved
     if rec.cancelled_at and not d.get("cancelled_at"):
@@ -365,6 +397,7 @@ def _moves(stored: OrderItem, rec: _Record) -> list[tuple[Any, ...]]:
 
 
 # --- new orders --------------------------------------------------------------
+
 
 @dataclass
 class _Chunk:
@@ -385,8 +418,12 @@ def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
     """The order's status and stored data in the vendor's state (as create + the moves write it)."""
     body = rec.order
     data = body.model_dump(mode="json", exclude={"customer", "placed_at"})
-    data.update(subtotal=sum(line.quantity * line.unit_price for line in body.lines),
-                placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
+    data.update(
+        subtotal=sum(line.quantity * line.unit_price for line in body.lines),
+        placed_at=clock.iso(body.placed_at),
+        refunded_amount=0,
+        refunds=[],
+    )
     if rec.updated_at:
         data["source_updated_at"] = rec.updated_at
     status = "placed"  # _parse refused the vendor states the machine cannot reach
@@ -402,17 +439,30 @@ def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
             data["cancel_reason"] = rec.cancel.reason
         status = states.after("cancel", status)
     for n, (refund, at) in enumerate(rec.refunds, start=1):
-        data["refunds"].append({"id": f"rf_{n}", "amount": refund.amount,
-                                "refunded_at": clock.iso(at) if at else now,
-                                **({"reason": refund.reason} if refund.reason else {}),
-                                "reference": refund.reference})
+        data["refunds"].append(
+            {
+                "id": f"rf_{n}",
+                "amount": refund.amount,
+                "refunded_at": clock.iso(at) if at else now,
+                **({"reason": refund.reason} if refund.reason else {}),
+                "reference": refund.reference,
+            }
+        )
         data["refunded_amount"] += refund.amount
         status = states.after("refund", status, refunded=data["refunded_amount"], total=data["total"])
     return status, data
 
 
-def _insert(ctx: TenantContext, source: str, batch: dict[int, _Record], new: list[int],
-            items: dict, results: list, *, retry: bool) -> None:
+def _insert(
+    ctx: TenantContext,
+    source: str,
+    batch: dict[int, _Record],
+    new: list[int],
+    items: dict,
+    results: list,
+    *,
+    retry: bool,
+) -> None:
     now = clock.now_iso()
     program = items.get((program_pk(ctx), PROGRAM))
     has_program = isinstance(program, LoyaltyProgramItem) and program.data.get("enabled", True)
@@ -426,9 +476,15 @@ def _insert(ctx: TenantContext, source: str, batch: dict[int, _Record], new: lis
         if not isinstance(profile, CustomerItem) or profile.status != "active":
             merged = customer_keys.survivor(profile) if hasattr(customer_keys, "survivor") else None
             for i in idxs:
-                results[i] = ImportResult(i, "error", error=Invalid(
-                    f"customer {cid} does not exist, was erased or was merged", field=f"records[{i}].customer_id",
-                    **({"survivor_id": merged} if merged else {})))
+                results[i] = ImportResult(
+                    i,
+                    "error",
+                    error=Invalid(
+                        f"customer {cid} does not exist, was erased or was merged",
+                        field=f"records[{i}].customer_id",
+                        **({"survivor_id": merged} if merged else {}),
+                    ),
+                )
             continue
         recent = items.get((pk, service.RECENT)) or RecentOrdersItem(pk, service.RECENT, customer_id=cid, recent=[])
         book = items.get((pk, LOYALTY))
@@ -441,9 +497,18 @@ def _insert(ctx: TenantContext, source: str, batch: dict[int, _Record], new: lis
             if rec.paid:
                 data["loyalty"]["program_at_payment"] = has_program
             oid = ids.order_id(rec.order.placed_at)
-            order = OrderItem(pk, service._order_sk(oid), order_id=oid, customer_id=cid, status=status,
-                              data=data, created_at=now, updated_at=now,
-                              gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
+            order = OrderItem(
+                pk,
+                service._order_sk(oid),
+                order_id=oid,
+                customer_id=cid,
+                status=status,
+                data=data,
+                created_at=now,
+                updated_at=now,
+                gsi1pk=ctx.key("ORDERS"),
+                gsi1sk=oid,
+            )
             summary = service._with_summary(summary, order)
             entries = timeline.of_change(ctx, cid, None, timeline.image(order, "order"))
             if chunk is None or chunk.size + 3 + len(entries) > MAX_TRANSACTION_ITEMS:
@@ -463,10 +528,16 @@ def _insert(ctx: TenantContext, source: str, batch: dict[int, _Record], new: lis
                 if retry:  # fresh reads, so each order gets a precise result
                     _run(ctx, source, {i: batch[i]}, results, retry=False)
                 else:
-                    results[i] = ImportResult(i, "error", error=Conflict(
-                        "the order conflicted with a concurrent change (its customer's orders "
-                        "or the same external id); retry", field=f"records[{i}]",
-                        code="transaction_conflict"))
+                    results[i] = ImportResult(
+                        i,
+                        "error",
+                        error=Conflict(
+                            "the order conflicted with a concurrent change (its customer's orders "
+                            "or the same external id); retry",
+                            field=f"records[{i}]",
+                            code="transaction_conflict",
+                        ),
+                    )
 
 
 def _pack(chunks: list[_Chunk]) -> list[list[_Chunk]]:
@@ -477,8 +548,7 @@ def _pack(chunks: list[_Chunk]) -> list[list[_Chunk]]:
     after: dict[str, int] = {}  # customer -> index of the bin holding its latest chunk
     for chunk in sorted(chunks, key=lambda c: -c.size):  # stable: a customer's chunks stay in order
         start = after.get(chunk.customer_id, -1) + 1
-        slot = next((b for b in range(start, len(bins)) if sizes[b] + chunk.size <= MAX_TRANSACTION_ITEMS),
-                    None)
+        slot = next((b for b in range(start, len(bins)) if sizes[b] + chunk.size <= MAX_TRANSACTION_ITEMS), None)
         if slot is None:
             bins.append([])
             sizes.append(0)
@@ -497,12 +567,22 @@ def _commit(ctx: TenantContext, source: str, group: list[_Chunk]) -> bool:
         tx.check(CustomerItem, pk, customer_keys.PROFILE, CustomerItem.status == "active", role="customer")
         for _, order in chunk.orders:
             oid = order.order_id
-            tx.save(GuardItem(service._guard_pk(ctx, source, order.data["external_id"]), "U",
-                              customer_id=chunk.customer_id, order_id=oid),
-                    GuardItem.pk.does_not_exist(), role="guard")
+            tx.save(
+                GuardItem(
+                    service._guard_pk(ctx, source, order.data["external_id"]),
+                    "U",
+                    customer_id=chunk.customer_id,
+                    order_id=oid,
+                ),
+                GuardItem.pk.does_not_exist(),
+                role="guard",
+            )
             tx.save(order, OrderItem.pk.does_not_exist(), role="order")
-            tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=chunk.customer_id),
-                    OrderPointerItem.pk.does_not_exist(), role="pointer")
+            tx.save(
+                OrderPointerItem(ctx.key("O", oid), "O", customer_id=chunk.customer_id),
+                OrderPointerItem.pk.does_not_exist(),
+                role="pointer",
+            )
         chunk.recent.recent = chunk.summary
         tx.save(chunk.recent, role="recent")
         for entry in chunk.timeline:

@@ -1,4 +1,5 @@
 """Order models. Money is integer minor units with an ISO-4217 currency code."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -35,12 +36,21 @@ _STR: JsonDict = {"type": "string"}
 class CustomerRef(_Strict):
     """Exactly one of: ``id``, ``email``, or ``source`` with ``external_id``."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [  # the rule below, for the document
-        {"required": ["id"], "properties": {"id": _STR, "email": _NULL, "source": _NULL, "external_id": _NULL}},
-        {"required": ["email"], "properties": {"id": _NULL, "email": _STR, "source": _NULL, "external_id": _NULL}},
-        {"required": ["source", "external_id"],
-         "properties": {"id": _NULL, "email": _NULL, "source": _STR, "external_id": _STR}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [  # the rule below, for the document
+                {"required": ["id"], "properties": {"id": _STR, "email": _NULL, "source": _NULL, "external_id": _NULL}},
+                {
+                    "required": ["email"],
+                    "properties": {"id": _NULL, "email": _STR, "source": _NULL, "external_id": _NULL},
+                },
+                {
+                    "required": ["source", "external_id"],
+                    "properties": {"id": _NULL, "email": _NULL, "source": _STR, "external_id": _STR},
+                },
+            ]
+        }
+    )
 
     id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-Z]{26}$")] | None = None
     email: Email | None = None
@@ -49,8 +59,7 @@ class CustomerRef(_Strict):
 
     @model_validator(mode="after")
     def _one(self) -> CustomerRef:
-        given = [self.id is not None, self.email is not None,
-                 self.source is not None or self.external_id is not None]
+        given = [self.id is not None, self.email is not None, self.source is not None or self.external_id is not None]
         if sum(given) != 1 or (self.source is None) != (self.external_id is None):
             raise ValueError("give exactly one of id, email, or source with external_id")
         return self
@@ -140,8 +149,10 @@ class RefundCreate(_Strict):
     currency: Currency | None = Field(default=None, description="if given, must be the order's")
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
     reference: RefundReference | None = Field(
-        default=None, description="your id for this refund (e.g. the payment provider's); a refund "
-                                  "with a reference the order already has changes nothing")
+        default=None,
+        description="your id for this refund (e.g. the payment provider's); a refund "
+        "with a reference the order already has changes nothing",
+    )
 
 
 class Refund(BaseModel):

@@ -8,6 +8,7 @@ Layout (``P = T#<tenant>#``):
 - the customer's recent orders in brief, ``P C#<customer>`` / ``ORDERS``, read by the
   360 Query. Order ids are ULIDs of ``placed_at``, so they sort by placing time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -57,16 +58,28 @@ def _guard_pk(ctx: TenantContext, source: str, external_id: str) -> str:
 
 
 def to_order(item: OrderItem) -> Order:
-    return Order(id=item.order_id, customer_id=item.customer_id, status=cast(OrderStatus, item.status),
-                 created_at=item.created_at, updated_at=item.updated_at, version=item.version,
-                 **item.data)
+    return Order(
+        id=item.order_id,
+        customer_id=item.customer_id,
+        status=cast(OrderStatus, item.status),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
+        version=item.version,
+        **item.data,
+    )
 
 
 def summary(item: OrderItem) -> dict[str, Any]:
     d = item.data
-    return OrderSummary(id=item.order_id, channel=d["channel"], currency=d["currency"],
-                        total=d["total"], status=cast(OrderStatus, item.status), placed_at=d["placed_at"],
-                        refunded_amount=d.get("refunded_amount", 0)).model_dump()
+    return OrderSummary(
+        id=item.order_id,
+        channel=d["channel"],
+        currency=d["currency"],
+        total=d["total"],
+        status=cast(OrderStatus, item.status),
+        placed_at=d["placed_at"],
+        refunded_amount=d.get("refunded_amount", 0),
+    ).model_dump()
 
 
 def _with_summary(recent: list[dict], item: OrderItem) -> list[dict]:
@@ -77,6 +90,7 @@ def _with_summary(recent: list[dict], item: OrderItem) -> list[dict]:
 
 
 # --- the customer an order belongs to ----------------------------------------
+
 
 def _resolve_customer(ctx: TenantContext, ref: CustomerRef) -> str:
     """The customer id, by id or through the email / external-id guard (0 or 1 GetItem)."""
@@ -97,8 +111,13 @@ def _read_for_create(ctx: TenantContext, customer_id: str, guard_pk: str) -> dic
     partition), the loyalty program, and the order's guard, so a repeat is recognised
     before any write."""
     pk = records.profile_pk(ctx, customer_id)
-    keys = {"profile": (pk, records.PROFILE), "recent": (pk, RECENT), "book": (pk, LOYALTY),
-            "program": (program_pk(ctx), PROGRAM), "guard": (guard_pk, "U")}
+    keys = {
+        "profile": (pk, records.PROFILE),
+        "recent": (pk, RECENT),
+        "book": (pk, LOYALTY),
+        "program": (program_pk(ctx), PROGRAM),
+        "guard": (guard_pk, "U"),
+    }
     found = {(i.pk, i.sk): i for i in Item.batch_get(list(keys.values()), consistent_read=True)}
     got = {name: found.get(key) for name, key in keys.items()}
     got["recent"] = got["recent"] or RecentOrdersItem(pk, RECENT, customer_id=customer_id, recent=[])
@@ -106,6 +125,7 @@ def _read_for_create(ctx: TenantContext, customer_id: str, guard_pk: str) -> dic
 
 
 # --- writes ------------------------------------------------------------------
+
 
 def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     """Place an order; idempotent on (source, external_id): a repeat returns the original
@@ -130,20 +150,34 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
             return _existing(ctx, guard, customer_id), False
         if not isinstance(profile, CustomerItem) or profile.status != "active":
             raise Invalid(f"customer {customer_id} does not exist or was erased", field="customer")
-        data["loyalty"] = placement_stamp(got["book"], got["program"], profile, bool(recent.recent),
-                                          data["placed_at"], now)
-        order = OrderItem(pk, _order_sk(oid), order_id=oid, customer_id=customer_id, status="placed",
-                          data=data, created_at=now, updated_at=now,
-                          gsi1pk=ctx.key("ORDERS"), gsi1sk=oid)
+        data["loyalty"] = placement_stamp(
+            got["book"], got["program"], profile, bool(recent.recent), data["placed_at"], now
+        )
+        order = OrderItem(
+            pk,
+            _order_sk(oid),
+            order_id=oid,
+            customer_id=customer_id,
+            status="placed",
+            data=data,
+            created_at=now,
+            updated_at=now,
+            gsi1pk=ctx.key("ORDERS"),
+            gsi1sk=oid,
+        )
         recent.recent = _with_summary(recent.recent or [], order)
         entries = timeline.of_change(ctx, customer_id, None, timeline.image(order, "order"))
         tx = Tx()
         tx.check(CustomerItem, pk, records.PROFILE, CustomerItem.status == "active", role="customer")
-        tx.save(GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid),
-                GuardItem.pk.does_not_exist(), role="guard")
+        tx.save(
+            GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid), GuardItem.pk.does_not_exist(), role="guard"
+        )
         tx.save(order, OrderItem.pk.does_not_exist(), role="order")
-        tx.save(OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
-                OrderPointerItem.pk.does_not_exist(), role="pointer")
+        tx.save(
+            OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),
+            OrderPointerItem.pk.does_not_exist(),
+            role="pointer",
+        )
         tx.save(recent, role="recent")
         for entry in entries:  # the fact's timeline entries (crm/timeline.py)
             tx.save(entry, role="timeline")
@@ -152,21 +186,25 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
             return to_order(order), True
         except Cancelled:
             continue  # a concurrent repeat, another order of this customer, a TransactionConflict: re-read
-    raise Conflict("the customer's orders are being changed by many requests at once; retry",
-                   code="transaction_conflict")
+    raise Conflict(
+        "the customer's orders are being changed by many requests at once; retry", code="transaction_conflict"
+    )
 
 
 def _existing(ctx: TenantContext, guard: GuardItem, customer_id: str) -> Order:
     """The order a (source, external_id) guard names: 1 GetItem."""
     if guard.customer_id != customer_id:
-        raise Conflict("this source and external_id already identify an order of another customer",
-                       field="external_id", existing_order_id=guard.order_id, code="duplicate_order")
+        raise Conflict(
+            "this source and external_id already identify an order of another customer",
+            field="external_id",
+            existing_order_id=guard.order_id,
+            code="duplicate_order",
+        )
     pk = records.profile_pk(ctx, customer_id)
     return to_order(OrderItem.get(pk, _order_sk(guard.order_id), consistent_read=True))
 
 
-def _load(ctx: TenantContext, order_id: str,
-          program: bool = False) -> tuple[OrderItem, RecentOrdersItem, bool, Any]:
+def _load(ctx: TenantContext, order_id: str, program: bool = False) -> tuple[OrderItem, RecentOrdersItem, bool, Any]:
     """1 GetItem (pointer) + 1 BatchGetItem (the order, the recent list and the profile,
     whose status says whose timeline the move goes on; with ``program`` the tenant's
     loyalty program: whether it exists is the third value)."""
@@ -177,8 +215,9 @@ def _load(ctx: TenantContext, order_id: str,
     except OrderPointerItem.DoesNotExist:
         raise NotFound(f"order {order_id} not found") from None
     pk = records.profile_pk(ctx, cid)
-    keys = [(pk, _order_sk(order_id)), (pk, RECENT), (pk, records.PROFILE)] \
-        + ([(program_pk(ctx), PROGRAM)] if program else [])
+    keys = [(pk, _order_sk(order_id)), (pk, RECENT), (pk, records.PROFILE)] + (
+        [(program_pk(ctx), PROGRAM)] if program else []
+    )
     found = {i.sk: i for i in Item.batch_get(keys, consistent_read=True)}
     order = found.get(_order_sk(order_id))
     if not isinstance(order, OrderItem):
@@ -187,8 +226,12 @@ def _load(ctx: TenantContext, order_id: str,
     if not isinstance(recent, RecentOrdersItem):
         recent = RecentOrdersItem(pk, RECENT, customer_id=cid, recent=[])
     program_item: Any = found.get(PROGRAM)
-    return order, recent, program_item is not None and program_item.data.get("enabled", True), \
-        found.get(records.PROFILE)
+    return (
+        order,
+        recent,
+        program_item is not None and program_item.data.get("enabled", True),
+        found.get(records.PROFILE),
+    )
 
 
 def get(ctx: TenantContext, order_id: str) -> Order:
@@ -197,14 +240,14 @@ def get(ctx: TenantContext, order_id: str) -> Order:
         raise NotFound(f"order {order_id} not found")
     try:
         cid = OrderPointerItem.get(ctx.key("O", order_id), "O", consistent_read=True).customer_id
-        return to_order(OrderItem.get(records.profile_pk(ctx, cid), _order_sk(order_id),
-                                      consistent_read=True))
+        return to_order(OrderItem.get(records.profile_pk(ctx, cid), _order_sk(order_id), consistent_read=True))
     except (OrderPointerItem.DoesNotExist, OrderItem.DoesNotExist):
         raise NotFound(f"order {order_id} not found") from None
 
 
-def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, str], None],
-                program: bool = False) -> Order:
+def _transition(
+    ctx: TenantContext, order_id: str, change: Callable[[OrderItem, str], None], program: bool = False
+) -> Order:
     """Read, apply ``change`` (which raises on an illegal move), write the order and its
     summary conditional on both versions; re-read on a race (crm/retry.py's backoff). With
     ``program`` (a payment), the order records whether the tenant had a loyalty program
@@ -233,8 +276,14 @@ def _transition(ctx: TenantContext, order_id: str, change: Callable[[OrderItem, 
             recent.recent = _with_summary(recent.recent, order)
             tx.save(recent, role="recent")
         if entries:
-            tx.check(CustomerItem, records.profile_pk(ctx, whose), records.PROFILE,
-                     CustomerItem.status == "active", role="customer")
+            assert whose is not None  # entries are written only to a customer's timeline
+            tx.check(
+                CustomerItem,
+                records.profile_pk(ctx, whose),
+                records.PROFILE,
+                CustomerItem.status == "active",
+                role="customer",
+            )
             for entry in entries:
                 tx.save(entry, role="timeline")
         try:
@@ -250,14 +299,24 @@ class _Unchanged(Exception):
 
 
 def _illegal(exc: states.IllegalMove) -> Conflict:
-    return Conflict(f"cannot {exc.action} an order that is {exc.status} (allowed from: "
-                    f"{', '.join(exc.allowed)})", field="status", code="illegal_transition",
-                    current_status=exc.status)
+    return Conflict(
+        f"cannot {exc.action} an order that is {exc.status} (allowed from: {', '.join(exc.allowed)})",
+        field="status",
+        code="illegal_transition",
+        current_status=exc.status,
+    )
 
 
-def _move(ctx: TenantContext, order_id: str, action: str, at: datetime | None,
-          extra: dict[str, Any] | None = None, program: bool = False) -> Order:
+def _move(
+    ctx: TenantContext,
+    order_id: str,
+    action: str,
+    at: datetime | None,
+    extra: dict[str, Any] | None = None,
+    program: bool = False,
+) -> Order:
     """A one-step move of crm/orders/states.py that stamps its time (default: now)."""
+
     def change(order: OrderItem, now: str) -> None:
         try:
             order.status = states.after(action, order.status)
@@ -265,6 +324,7 @@ def _move(ctx: TenantContext, order_id: str, action: str, at: datetime | None,
             raise _illegal(exc) from None
         order.data[states.MOVES[action].stamp] = clock.iso(at) if at else now
         order.data.update(extra or {})
+
     return _transition(ctx, order_id, change, program)
 
 
@@ -286,26 +346,33 @@ def refund(ctx: TenantContext, order_id: str, body: RefundCreate, refunded_at: s
     Idempotent per ``reference``: a refund whose reference the order already has
     returns the order unchanged (2 reads, no write), whatever its amount.
     ``refunded_at``: when it happened (a vendor's refund date); default now."""
+
     def change(order: OrderItem, now: str) -> None:
         if body.reference is not None and any(
-                r.get("reference") == body.reference for r in order.data.get("refunds", [])):
+            r.get("reference") == body.reference for r in order.data.get("refunds", [])
+        ):
             raise _Unchanged()
         if order.status not in states.REFUNDABLE:
             raise _illegal(states.IllegalMove("refund", order.status))
         if body.currency is not None and body.currency != order.data["currency"]:
-            raise Invalid(f"the order is in {order.data['currency']}, not {body.currency}",
-                          field="currency")
+            raise Invalid(f"the order is in {order.data['currency']}, not {body.currency}", field="currency")
         refundable = order.data["total"] - order.data.get("refunded_amount", 0)
         if body.amount > refundable:
-            raise Invalid(f"amount {body.amount} exceeds the {refundable} still refundable",
-                          field="amount", refundable=refundable)
+            raise Invalid(
+                f"amount {body.amount} exceeds the {refundable} still refundable", field="amount", refundable=refundable
+            )
         refunded = order.data.get("refunded_amount", 0) + body.amount
-        entry = {"id": f"rf_{len(order.data.get('refunds', [])) + 1}", "amount": body.amount,
-                 "refunded_at": refunded_at or now, **({"reason": body.reason} if body.reason else {}),
-                 **({"reference": body.reference} if body.reference else {})}
+        entry = {
+            "id": f"rf_{len(order.data.get('refunds', [])) + 1}",
+            "amount": body.amount,
+            "refunded_at": refunded_at or now,
+            **({"reason": body.reason} if body.reason else {}),
+            **({"reference": body.reference} if body.reference else {}),
+        }
         order.data["refunds"] = [*order.data.get("refunds", []), entry]
         order.data["refunded_amount"] = refunded
         order.status = states.after("refund", order.status, refunded=refunded, total=order.data["total"])
+
     return _transition(ctx, order_id, change)
 
 
@@ -317,22 +384,32 @@ def edit(ctx: TenantContext, order_id: str, placed: dict[str, Any], source_updat
     fields are replaced and ``revision`` goes up by one, which derives ``order.updated``
     (crm/events.py); loyalty re-reckons the order's points from its new state. The total
     never falls below what was refunded. 2 reads + 1 TransactWriteItems."""
+
     def change(order: OrderItem, now: str) -> None:
         new = {k: placed[k] for k in EDITABLE}
         if all(order.data.get(k) == v for k, v in new.items()):
             raise _Unchanged()
         if new["total"] < order.data.get("refunded_amount", 0):
-            raise Invalid(f"the edited total {new['total']} is less than the "
-                          f"{order.data.get('refunded_amount', 0)} already refunded", field="total")
-        order.data.update(new, subtotal=sum(line["quantity"] * line["unit_price"] for line in new["lines"]),
-                          revision=order.data.get("revision", 0) + 1, edited_at=source_updated_at or now)
+            raise Invalid(
+                f"the edited total {new['total']} is less than the "
+                f"{order.data.get('refunded_amount', 0)} already refunded",
+                field="total",
+            )
+        order.data.update(
+            new,
+            subtotal=sum(line["quantity"] * line["unit_price"] for line in new["lines"]),
+            revision=order.data.get("revision", 0) + 1,
+            edited_at=source_updated_at or now,
+        )
         if source_updated_at:
             order.data["source_updated_at"] = source_updated_at
         order.status = states.after_edit(order.status, order.data.get("refunded_amount", 0), new["total"])
+
     return _transition(ctx, order_id, change)
 
 
 # --- lists -------------------------------------------------------------------
+
 
 def _bounds(since: datetime | None, before: datetime | None) -> tuple[str, str]:
     """Order-id bounds for a placing-date window (ids are ULIDs of placed_at, which the
@@ -354,9 +431,15 @@ def _bounds(since: datetime | None, before: datetime | None) -> tuple[str, str]:
     return low, high
 
 
-def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
-                customer_id: str | None = None, placed_since: datetime | None = None,
-                placed_before: datetime | None = None) -> Page:
+def list_orders(
+    ctx: TenantContext,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    customer_id: str | None = None,
+    placed_since: datetime | None = None,
+    placed_before: datetime | None = None,
+) -> Page:
     """Newest first. Per customer: 1 Query of its collection (+1 GetItem when the first
     page is empty, to answer 404 for an unknown customer). Per tenant: 1 Query on gsi1."""
     low, high = _bounds(placed_since, placed_before)
@@ -375,22 +458,42 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
             target = survivor_id(ctx, customer_id)
             if target is None:
                 raise
-            return list_orders(ctx, limit=limit, cursor=cursor, customer_id=target,
-                               placed_since=placed_since, placed_before=placed_before)
+            return list_orders(
+                ctx,
+                limit=limit,
+                cursor=cursor,
+                customer_id=target,
+                placed_since=placed_since,
+                placed_before=placed_before,
+            )
         if after is not None and not ids.ORDER_ID.match(after):
             raise Invalid("cursor is malformed", field="cursor")
         start = None if after is None else start_key(pk=pk, sk=_order_sk(after))
-        rows = list(OrderItem.query(pk, OrderItem.sk.between(_order_sk(low), _order_sk(high)),
-                                    scan_index_forward=False, limit=limit + 1, page_size=limit + 1,
-                                    last_evaluated_key=start, consistent_read=True))
+        rows = list(
+            OrderItem.query(
+                pk,
+                OrderItem.sk.between(_order_sk(low), _order_sk(high)),
+                scan_index_forward=False,
+                limit=limit + 1,
+                page_size=limit + 1,
+                last_evaluated_key=start,
+                consistent_read=True,
+            )
+        )
         if not rows and after is None:
             try:
                 profile = CustomerItem.get(pk, records.PROFILE, consistent_read=True)
             except CustomerItem.DoesNotExist:
                 raise NotFound(f"customer {customer_id} not found") from None
             if records.survivor(profile):  # a merged customer's orders are its survivor's
-                return list_orders(ctx, limit=limit, cursor=None, customer_id=records.survivor(profile),
-                                   placed_since=placed_since, placed_before=placed_before)
+                return list_orders(
+                    ctx,
+                    limit=limit,
+                    cursor=None,
+                    customer_id=records.survivor(profile),
+                    placed_since=placed_since,
+                    placed_before=placed_before,
+                )
         kind = "order:" + customer_id + window
         encode = lambda r: r.order_id
     else:
@@ -400,11 +503,17 @@ def list_orders(ctx: TenantContext, *, limit: int, cursor: str | None = None,
             oid, _, cid = after.partition("|")
             if not (ids.ORDER_ID.match(oid) and ids.CUSTOMER_ID.match(cid)):
                 raise Invalid("cursor is malformed", field="cursor")
-            start = start_key(gsi1pk=ctx.key("ORDERS"), gsi1sk=oid,
-                               pk=records.profile_pk(ctx, cid), sk=_order_sk(oid))
-        rows = list(OrderItem.gsi1.query(ctx.key("ORDERS"), OrderItem.gsi1sk.between(low, high),
-                                         scan_index_forward=False, limit=limit + 1,
-                                         page_size=limit + 1, last_evaluated_key=start))
+            start = start_key(gsi1pk=ctx.key("ORDERS"), gsi1sk=oid, pk=records.profile_pk(ctx, cid), sk=_order_sk(oid))
+        rows = list(
+            OrderItem.gsi1.query(
+                ctx.key("ORDERS"),
+                OrderItem.gsi1sk.between(low, high),
+                scan_index_forward=False,
+                limit=limit + 1,
+                page_size=limit + 1,
+                last_evaluated_key=start,
+            )
+        )
         kind = "order" + window
         encode = lambda r: f"{r.order_id}|{r.customer_id}"
     more = len(rows) > limit

@@ -11,6 +11,7 @@ one brought forward to it) both ask this module, so they cannot disagree.
 Imports move forward only: a vendor state is reached by applying ``IMPORT_ORDER``'s
 actions that it has and the order lacks; nothing is ever undone.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,12 +29,15 @@ class Move:
     stamp: str | None  # the data field recording when (a refund keeps its own time)
 
 
-MOVES = {m.action: m for m in (
-    Move("pay", "paid", ("placed",), "paid", "paid_at"),
-    Move("fulfill", "fulfilled", ("paid",), "fulfilled", "fulfilled_at"),
-    Move("cancel", "cancelled", ("placed",), "cancelled", "cancelled_at"),
-    Move("refund", "refunded", REFUNDABLE, None, None),
-)}
+MOVES = {
+    m.action: m
+    for m in (
+        Move("pay", "paid", ("placed",), "paid", "paid_at"),
+        Move("fulfill", "fulfilled", ("paid",), "fulfilled", "fulfilled_at"),
+        Move("cancel", "cancelled", ("placed",), "cancelled", "cancelled_at"),
+        Move("refund", "refunded", REFUNDABLE, None, None),
+    )
+}
 IMPORT_ORDER = ("pay", "fulfill", "refund", "cancel")  # how an import brings an order forward
 
 
