@@ -214,9 +214,11 @@ def update_customer(req: Request) -> Result:
 def erase_customer(req: Request) -> Result:
     """The partition is erased in the request; the rest of the tenant by a follow-up on
     the sync queue (queued again by a repeat while ``erasure.status`` is pending)."""
-    from crm import erasure
+    from crm import (
+        erasure,
+        queues,  # the sync queue's sender (crm/queues.py)
+    )
     from crm.customers import service
-    from functions import queues  # the sync queue's sender, as POST …/sync uses it
 
     customer = service.erase(req.ctx, req.params["customer_id"])
     if customer.erasure is not None and customer.erasure.status == "pending":
