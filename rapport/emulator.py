@@ -16,17 +16,118 @@ requests take the same lock (:func:`make_streams_consistent`), so a stream reade
 local stack's poller, rapport/pollers.py) never sees the records of a transaction that
 is then cancelled; it also bounds moto's list of shard iterators, which otherwise keeps
 every iterator it ever issued (a poller asks for a new one five times a second).
+
+These patches reach into moto's internals, so moto is pinned (pyproject.toml,
+:data:`MOTO_PINNED`) and :func:`check_moto` verifies at start that every internal
+patched still has the shape relied on: a newer moto fails loudly, naming what changed,
+instead of silently losing writes.
 """
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 import itertools
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 _LOCK = threading.RLock()
+
+MOTO_PINNED = ">=5.2,<5.3"  # pyproject.toml's moto pin (tests/unit/test_emulator_shapes.py keeps them equal)
+
+
+@dataclass(frozen=True)
+class Internal:
+    """A moto internal the patches below rely on: it exists, its signature has
+    ``params``, and its source (of the function, or of ``__init__`` for a class
+    attribute set there) mentions each of ``source_has``."""
+    path: str
+    params: tuple[str, ...] = ()
+    source_has: tuple[str, ...] = ()
+
+
+INTERNALS = (
+    # make_dynamodb_serializable, make_responses_fast
+    Internal("moto.dynamodb.responses.DynamoHandler.call_action", ("self",)),
+    Internal("moto.dynamodb.responses.DynamoHandler.serialized", ("self", "action_result")),
+    Internal("moto.dynamodb.responses.DynamoHandler._get_action", ("self",)),
+    Internal("moto.core.responses.BaseResponse.setup_class", source_has=("self.response_headers",)),
+    Internal("moto.core.responses.ActionResult.result"),
+    # make_streams_consistent
+    Internal("moto.dynamodbstreams.responses.DynamoDBStreamsHandler.call_action", ("self",)),
+    Internal("moto.dynamodbstreams.models.DynamoDBStreamsBackend.get_records", ("self", "iterator_arn", "limit")),
+    Internal("moto.dynamodbstreams.models.DynamoDBStreamsBackend.__init__", source_has=("self.shard_iterators",)),
+    # make_transactions_cheap: moto backs a transaction up with copy.deepcopy(table) and
+    # rolls back by assigning the copy; the undo record needs the table's item layout
+    Internal("moto.dynamodb.models.DynamoDBBackend.transact_write_items", ("self", "transact_items"),
+             ("copy.deepcopy(", "self.tables[table_name] = original_table_state[table_name]")),
+    Internal("moto.dynamodb.models.copy.deepcopy"),
+    Internal("moto.dynamodb.models.table.Table.__init__",
+             source_has=("self.name", "self.items", "self.hash_key_attr", "self.range_key_attr")),
+    Internal("moto.dynamodb.models.table.Table.set_stream_specification", source_has=("self.stream_shard",)),
+    Internal("moto.dynamodb.models.table.StreamShard.__init__", source_has=("self.items",)),
+    Internal("moto.dynamodb.models.dynamo_type.DynamoType.__init__", ("self", "type_as_dict")),
+    # start
+    Internal("moto.server.ThreadedMotoServer.__init__", ("self", "ip_address", "port", "verbose")),
+)
+
+
+class MotoMismatch(RuntimeError):
+    """The installed moto is not the one the emulator's patches were written for."""
+
+
+def _resolve(path: str) -> Any:
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            obj = inspect.getattr_static(obj, name) if isinstance(obj, type) else getattr(obj, name)
+        return obj
+    raise ImportError(path)
+
+
+def _problem(internal: Internal) -> str | None:
+    try:
+        obj = _resolve(internal.path)
+    except (ImportError, AttributeError) as exc:
+        return f"{internal.path} is gone ({type(exc).__name__}: {exc})"
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if internal.params:
+        try:
+            have = list(inspect.signature(obj).parameters)
+        except (TypeError, ValueError):
+            return f"{internal.path} is no longer a function"
+        missing = [p for p in internal.params if p not in have]
+        if missing:
+            return f"{internal.path} has no parameter {', '.join(missing)} (it takes {', '.join(have)})"
+    if internal.source_has:
+        try:
+            source = inspect.getsource(inspect.unwrap(obj))
+        except (OSError, TypeError):
+            return f"{internal.path}: its source cannot be read to check it"
+        missing = [s for s in internal.source_has if s not in source]
+        if missing:
+            return f"{internal.path} no longer uses {', '.join(missing)}"
+    return None
+
+
+def check_moto(internals: tuple[Internal, ...] | None = None) -> None:
+    """Raise :class:`MotoMismatch` naming every patched moto internal whose shape changed."""
+    problems = [p for p in map(_problem, INTERNALS if internals is None else internals) if p]
+    if problems:
+        from importlib.metadata import version
+
+        raise MotoMismatch(
+            f"moto {version('moto')} does not match what rapport/emulator.py patches "
+            f"(moto{MOTO_PINNED}, pinned in pyproject.toml):\n  " + "\n  ".join(problems)
+            + f"\nInstall the pinned moto (python3 -m uv sync --locked) or update rapport/emulator.py.")
 
 
 def make_dynamodb_serializable() -> None:
@@ -221,6 +322,7 @@ def start(port: int) -> Any:
     """Start moto's server on 127.0.0.1:<port>; return it (``.stop()`` ends it)."""
     from moto.server import ThreadedMotoServer
 
+    check_moto()
     make_dynamodb_serializable()
     make_transactions_cheap()
     make_streams_consistent()
