@@ -56,6 +56,8 @@ INTERNALS = (
     Internal("moto.dynamodb.responses.DynamoHandler._get_action", ("self",)),
     Internal("moto.core.responses.BaseResponse.setup_class", source_has=("self.response_headers",)),
     Internal("moto.core.responses.ActionResult.result"),
+    Internal("moto.dynamodb.responses.DynamoResult.__init__", ("self", "result"), ("dynamo_to_dict(",)),
+    Internal("moto.dynamodb.responses.DynamoHandler.get_item", source_has=("DynamoResult(",)),
     # make_streams_consistent
     Internal("moto.dynamodbstreams.responses.DynamoDBStreamsHandler.call_action", ("self",)),
     Internal("moto.dynamodbstreams.models.DynamoDBStreamsBackend.get_records", ("self", "iterator_arn", "limit")),
@@ -273,6 +275,24 @@ FAST_SERIALIZED = frozenset({"BatchGetItem", "BatchWriteItem", "DeleteItem", "Ge
                              "Query", "TransactGetItems", "TransactWriteItems", "UpdateItem"})
 
 
+@functools.lru_cache(maxsize=None)
+def _output_members(action: str) -> frozenset[str]:
+    """The top-level members of an operation's response, as botocore's model declares them."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    return frozenset(model.operation_model(action).output_shape.members)
+
+
+def _wire(value: Any) -> str:
+    """Binary attribute values (``{"B": b"..."}`` in moto's results) go over the wire as base64."""
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not DynamoDB wire JSON")
+
+
 def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}
@@ -281,41 +301,54 @@ def _without_none(value: Any) -> Any:
     return value
 
 
+CHECKED: dict[str, int] = {}  # check mode: responses rendered both ways, per operation
+MISMATCHES: list[str] = []     # check mode: every difference seen
+
+
 def make_responses_fast(check: bool = False) -> None:
-    """Idempotent: answer the item operations with ``json.dumps`` of moto's result.
+    """Answer the item operations with ``json.dumps`` of moto's result.
 
     moto renders every response through botocore's shape-driven serializer, which took
     most of the emulator's time in a 10,000-record sync (a BatchGetItem of 100 orders
     spent ~100 ms there). The item operations' results are already DynamoDB's wire JSON
     (attribute values as ``{"S": ...}``), so the JSON is the same; errors and every other
-    operation keep moto's serializer. ``check=True`` renders both and fails on any
-    difference (tests/integration/test_emulator.py runs a workload that way)."""
+    operation keep moto's serializer. ``check=True`` renders both, counts it in
+    :data:`CHECKED` and fails on any difference (recorded in :data:`MISMATCHES`);
+    tests/integration/test_emulator.py runs a workload that way. Calling it again with
+    the other ``check`` switches the mode (process-wide)."""
     import json
 
     from moto.core.responses import ActionResult
-    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
-    if getattr(DynamoHandler, "_rapport_fast", False) and not check:
+    plain = (ActionResult, DynamoResult)  # not subclasses that page or transform further
+    mode = "check" if check else "fast"
+    if getattr(DynamoHandler, "_rapport_fast", None) == mode:
         return
     original = getattr(DynamoHandler, "_rapport_original_serialized", DynamoHandler.serialized)
 
     def serialized(self: Any, action_result: Any) -> Any:
         result = getattr(action_result, "result", None)
-        if (type(action_result) is not ActionResult or not isinstance(result, dict)
-                or self._get_action() not in FAST_SERIALIZED):
+        action = self._get_action()
+        if (type(action_result) not in plain or not isinstance(result, dict)
+                or action not in FAST_SERIALIZED):
             return original(self, action_result)
-        body = json.dumps(_without_none(result), separators=(",", ":"))
+        shape = _output_members(action)  # moto's results may hold more (DeleteItem's ConsumedCapacityUnits)
+        wire = {k: v for k, v in result.items() if k in shape}
+        body = json.dumps(_without_none(wire), separators=(",", ":"), default=_wire)
         if check:
             status, headers, slow = original(self, action_result)
+            CHECKED[action] = CHECKED.get(action, 0) + 1
             if json.loads(slow) != json.loads(body) or status != 200:
-                raise AssertionError(f"fast {self._get_action()} response differs: {slow[:300]} vs {body[:300]}")
+                MISMATCHES.append(f"fast {action} response differs: {slow[:300]} vs {body[:300]}")
+                raise AssertionError(MISMATCHES[-1])
         headers = {"Content-Type": "application/x-amz-json-1.0"}
         headers.update(self.response_headers)
         return 200, headers, body
 
     DynamoHandler._rapport_original_serialized = original
     DynamoHandler.serialized = serialized
-    DynamoHandler._rapport_fast = True
+    DynamoHandler._rapport_fast = mode
 
 
 def start(port: int) -> Any:
