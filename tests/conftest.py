@@ -27,6 +27,20 @@ os.environ.update({
 os.environ.pop("AWS_PROFILE", None)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """The longest files first (bulk, then slow and e2e ones), the rest in their order:
+    with ``--dist loadfile --no-loadscope-reorder`` each worker takes the next file when
+    it is free, so the long ones overlap with the many short ones instead of ending the
+    run on one worker while the other idles (longest-first scheduling)."""
+    def rank(item) -> int:
+        for n, marker in enumerate(("bulk", "slow", "e2e")):
+            if item.get_closest_marker(marker) is not None:
+                return n
+        return 3
+
+    items.sort(key=rank)  # stable: a file's tests stay together and in order
+
+
 SLOWEST_FILES = 15
 _FILE_SECONDS: dict[str, float] = {}
 

@@ -17,6 +17,8 @@ from schemathesis.checks import positive_data_acceptance
 
 from tests.conftest import Tenant
 
+pytestmark = pytest.mark.slow
+
 BEYOND_THE_SCHEMA = {
     "cursor": "a cursor must come from a previous page of the same list",
     "query": "lookup takes exactly one of email, phone, or source with external_id (across parameters)",
