@@ -10,6 +10,8 @@ only when every field it names is one of :data:`BEYOND_THE_SCHEMA`, each with it
 reason; any other 422 (a rule the document could state but does not) fails as before."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -86,7 +88,10 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+# 50 examples per operation (``FUZZ_EXAMPLES`` sets another count): ~2,300 requests, the
+# suite's longest file (docs/testing.md); a failing operation adds its shrinking
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 50)), deadline=None,
+          suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms(case, fuzz_tenant, api_url):
     # no ``checks=``: every built-in check runs (all are enabled by default)
     case.call_and_validate(base_url=api_url, headers={"Authorization": f"Bearer {fuzz_tenant.key}"},
