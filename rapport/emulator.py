@@ -16,17 +16,120 @@ requests take the same lock (:func:`make_streams_consistent`), so a stream reade
 local stack's poller, rapport/pollers.py) never sees the records of a transaction that
 is then cancelled; it also bounds moto's list of shard iterators, which otherwise keeps
 every iterator it ever issued (a poller asks for a new one five times a second).
+
+These patches reach into moto's internals, so moto is pinned (pyproject.toml,
+:data:`MOTO_PINNED`) and :func:`check_moto` verifies at start that every internal
+patched still has the shape relied on: a newer moto fails loudly, naming what changed,
+instead of silently losing writes.
 """
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 import itertools
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 _LOCK = threading.RLock()
+
+MOTO_PINNED = ">=5.2,<5.3"  # pyproject.toml's moto pin (tests/unit/test_emulator_shapes.py keeps them equal)
+
+
+@dataclass(frozen=True)
+class Internal:
+    """A moto internal the patches below rely on: it exists, its signature has
+    ``params``, and its source (of the function, or of ``__init__`` for a class
+    attribute set there) mentions each of ``source_has``."""
+    path: str
+    params: tuple[str, ...] = ()
+    source_has: tuple[str, ...] = ()
+
+
+INTERNALS = (
+    # make_dynamodb_serializable, make_responses_fast
+    Internal("moto.dynamodb.responses.DynamoHandler.call_action", ("self",)),
+    Internal("moto.dynamodb.responses.DynamoHandler.serialized", ("self", "action_result")),
+    Internal("moto.dynamodb.responses.DynamoHandler._get_action", ("self",)),
+    Internal("moto.core.responses.BaseResponse.setup_class", source_has=("self.response_headers",)),
+    Internal("moto.core.responses.ActionResult.result"),
+    Internal("moto.dynamodb.responses.DynamoResult.__init__", ("self", "result"), ("dynamo_to_dict(",)),
+    Internal("moto.dynamodb.responses.DynamoHandler.get_item", source_has=("DynamoResult(",)),
+    # make_streams_consistent
+    Internal("moto.dynamodbstreams.responses.DynamoDBStreamsHandler.call_action", ("self",)),
+    Internal("moto.dynamodbstreams.models.DynamoDBStreamsBackend.get_records", ("self", "iterator_arn", "limit")),
+    Internal("moto.dynamodbstreams.models.DynamoDBStreamsBackend.__init__", source_has=("self.shard_iterators",)),
+    # make_transactions_cheap: moto backs a transaction up with copy.deepcopy(table) and
+    # rolls back by assigning the copy; the undo record needs the table's item layout
+    Internal("moto.dynamodb.models.DynamoDBBackend.transact_write_items", ("self", "transact_items"),
+             ("copy.deepcopy(", "self.tables[table_name] = original_table_state[table_name]")),
+    Internal("moto.dynamodb.models.copy.deepcopy"),
+    Internal("moto.dynamodb.models.table.Table.__init__",
+             source_has=("self.name", "self.items", "self.hash_key_attr", "self.range_key_attr")),
+    Internal("moto.dynamodb.models.table.Table.set_stream_specification", source_has=("self.stream_shard",)),
+    Internal("moto.dynamodb.models.table.StreamShard.__init__", source_has=("self.items",)),
+    Internal("moto.dynamodb.models.dynamo_type.DynamoType.__init__", ("self", "type_as_dict")),
+    # start
+    Internal("moto.server.ThreadedMotoServer.__init__", ("self", "ip_address", "port", "verbose")),
+)
+
+
+class MotoMismatch(RuntimeError):
+    """The installed moto is not the one the emulator's patches were written for."""
+
+
+def _resolve(path: str) -> Any:
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            obj = inspect.getattr_static(obj, name) if isinstance(obj, type) else getattr(obj, name)
+        return obj
+    raise ImportError(path)
+
+
+def _problem(internal: Internal) -> str | None:
+    try:
+        obj = _resolve(internal.path)
+    except (ImportError, AttributeError) as exc:
+        return f"{internal.path} is gone ({type(exc).__name__}: {exc})"
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if internal.params:
+        try:
+            have = list(inspect.signature(obj).parameters)
+        except (TypeError, ValueError):
+            return f"{internal.path} is no longer a function"
+        missing = [p for p in internal.params if p not in have]
+        if missing:
+            return f"{internal.path} has no parameter {', '.join(missing)} (it takes {', '.join(have)})"
+    if internal.source_has:
+        try:
+            source = inspect.getsource(inspect.unwrap(obj))
+        except (OSError, TypeError):
+            return f"{internal.path}: its source cannot be read to check it"
+        missing = [s for s in internal.source_has if s not in source]
+        if missing:
+            return f"{internal.path} no longer uses {', '.join(missing)}"
+    return None
+
+
+def check_moto(internals: tuple[Internal, ...] | None = None) -> None:
+    """Raise :class:`MotoMismatch` naming every patched moto internal whose shape changed."""
+    problems = [p for p in map(_problem, INTERNALS if internals is None else internals) if p]
+    if problems:
+        from importlib.metadata import version
+
+        raise MotoMismatch(
+            f"moto {version('moto')} does not match what rapport/emulator.py patches "
+            f"(moto{MOTO_PINNED}, pinned in pyproject.toml):\n  " + "\n  ".join(problems)
+            + f"\nInstall the pinned moto (python3 -m uv sync --locked) or update rapport/emulator.py.")
 
 
 def make_dynamodb_serializable() -> None:
@@ -172,6 +275,24 @@ FAST_SERIALIZED = frozenset({"BatchGetItem", "BatchWriteItem", "DeleteItem", "Ge
                              "Query", "TransactGetItems", "TransactWriteItems", "UpdateItem"})
 
 
+@functools.lru_cache(maxsize=None)
+def _output_members(action: str) -> frozenset[str]:
+    """The top-level members of an operation's response, as botocore's model declares them."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("dynamodb")
+    return frozenset(model.operation_model(action).output_shape.members)
+
+
+def _wire(value: Any) -> str:
+    """Binary attribute values (``{"B": b"..."}`` in moto's results) go over the wire as base64."""
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not DynamoDB wire JSON")
+
+
 def _without_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _without_none(v) for k, v in value.items() if v is not None}
@@ -180,47 +301,61 @@ def _without_none(value: Any) -> Any:
     return value
 
 
+CHECKED: dict[str, int] = {}  # check mode: responses rendered both ways, per operation
+MISMATCHES: list[str] = []     # check mode: every difference seen
+
+
 def make_responses_fast(check: bool = False) -> None:
-    """Idempotent: answer the item operations with ``json.dumps`` of moto's result.
+    """Answer the item operations with ``json.dumps`` of moto's result.
 
     moto renders every response through botocore's shape-driven serializer, which took
     most of the emulator's time in a 10,000-record sync (a BatchGetItem of 100 orders
     spent ~100 ms there). The item operations' results are already DynamoDB's wire JSON
     (attribute values as ``{"S": ...}``), so the JSON is the same; errors and every other
-    operation keep moto's serializer. ``check=True`` renders both and fails on any
-    difference (tests/integration/test_emulator.py runs a workload that way)."""
+    operation keep moto's serializer. ``check=True`` renders both, counts it in
+    :data:`CHECKED` and fails on any difference (recorded in :data:`MISMATCHES`);
+    tests/integration/test_emulator.py runs a workload that way. Calling it again with
+    the other ``check`` switches the mode (process-wide)."""
     import json
 
     from moto.core.responses import ActionResult
-    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
 
-    if getattr(DynamoHandler, "_rapport_fast", False) and not check:
+    plain = (ActionResult, DynamoResult)  # not subclasses that page or transform further
+    mode = "check" if check else "fast"
+    if getattr(DynamoHandler, "_rapport_fast", None) == mode:
         return
     original = getattr(DynamoHandler, "_rapport_original_serialized", DynamoHandler.serialized)
 
     def serialized(self: Any, action_result: Any) -> Any:
         result = getattr(action_result, "result", None)
-        if (type(action_result) is not ActionResult or not isinstance(result, dict)
-                or self._get_action() not in FAST_SERIALIZED):
+        action = self._get_action()
+        if (type(action_result) not in plain or not isinstance(result, dict)
+                or action not in FAST_SERIALIZED):
             return original(self, action_result)
-        body = json.dumps(_without_none(result), separators=(",", ":"))
+        shape = _output_members(action)  # moto's results may hold more (DeleteItem's ConsumedCapacityUnits)
+        wire = {k: v for k, v in result.items() if k in shape}
+        body = json.dumps(_without_none(wire), separators=(",", ":"), default=_wire)
         if check:
             status, headers, slow = original(self, action_result)
+            CHECKED[action] = CHECKED.get(action, 0) + 1
             if json.loads(slow) != json.loads(body) or status != 200:
-                raise AssertionError(f"fast {self._get_action()} response differs: {slow[:300]} vs {body[:300]}")
+                MISMATCHES.append(f"fast {action} response differs: {slow[:300]} vs {body[:300]}")
+                raise AssertionError(MISMATCHES[-1])
         headers = {"Content-Type": "application/x-amz-json-1.0"}
         headers.update(self.response_headers)
         return 200, headers, body
 
     DynamoHandler._rapport_original_serialized = original
     DynamoHandler.serialized = serialized
-    DynamoHandler._rapport_fast = True
+    DynamoHandler._rapport_fast = mode
 
 
 def start(port: int) -> Any:
     """Start moto's server on 127.0.0.1:<port>; return it (``.stop()`` ends it)."""
     from moto.server import ThreadedMotoServer
 
+    check_moto()
     make_dynamodb_serializable()
     make_transactions_cheap()
     make_streams_consistent()

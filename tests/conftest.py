@@ -28,14 +28,43 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Bulk tests (10,000-record syncs) run last: they fill the session's table, and the
-    tests that read a tenant back with a Scan (``partition_items``) would slow down after."""
-    items.sort(key=lambda item: item.get_closest_marker("bulk") is not None)
+    """The longest files first (bulk, then slow and e2e ones), the rest in their order:
+    with ``--dist loadfile --no-loadscope-reorder`` each worker takes the next file when
+    it is free, so the long ones overlap with the many short ones instead of ending the
+    run on one worker while the other idles (longest-first scheduling)."""
+    def rank(item) -> int:
+        for n, marker in enumerate(("bulk", "slow", "e2e")):
+            if item.get_closest_marker(marker) is not None:
+                return n
+        return 3
+
+    items.sort(key=rank)  # stable: a file's tests stay together and in order
+
+
+SLOWEST_FILES = 15
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Sum setup, call and teardown per test file (under xdist the controller receives
+    every worker's reports, so this sees the whole run)."""
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """The suite's slowest files, to keep an eye on the budget (docs/testing.md)."""
+    if hasattr(config, "workerinput") or not _FILE_SECONDS:
+        return
+    slowest = sorted(_FILE_SECONDS.items(), key=lambda kv: kv[1], reverse=True)[:SLOWEST_FILES]
+    terminalreporter.write_sep("=", f"{len(slowest)} slowest files (setup + call + teardown)")
+    for path, seconds in slowest:
+        terminalreporter.write_line(f"{seconds:8.1f}s  {path}")
 
 
 @pytest.fixture(scope="session")
-def aws_endpoint() -> str:
-    """moto's server, started once per session on a free loopback port."""
+def _moto() -> str:
+    """moto's server, started once per session (per xdist worker) on a free loopback port."""
     from rapport import emulator
 
     port = _free_port()
@@ -46,29 +75,71 @@ def aws_endpoint() -> str:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+def fresh_emulator(endpoint: str) -> None:
+    """Forget everything the emulator holds (moto's ``/moto-api/reset``), then create the
+    table, the queues, the KMS key and the uploads bucket from infra/ again: the same
+    names, so queue URLs and the app's environment stay valid."""
+    import httpx
+
+    from crm import apikeys
+    from infra.bootstrap import connector_env, create_bucket, create_key, create_queues, create_table
+    from rapport import env
+
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=30).raise_for_status()
+    create_table(_client("dynamodb"), TABLE)
+    env.configure_queues(create_queues(_client("sqs"), TABLE).queues)
+    names = connector_env(TABLE)
+    create_key(_client("kms"), names["RAPPORT_KMS_KEY"])
+    create_bucket(_client("s3"), names["RAPPORT_UPLOADS_BUCKET"])
+    os.environ.update(names)
+    apikeys.clear_cache()
+
+
+_CLIENTS: dict = {}
+
+
+def _client(service: str):
+    """boto3 clients made once per process (~50 ms each)."""
+    if service not in _CLIENTS:
+        import boto3
+
+        _CLIENTS[service] = boto3.client(service)
+    return _CLIENTS[service]
+
+
+@pytest.fixture(scope="module")
+def aws_endpoint(_moto: str) -> str:
+    """The emulator, empty at the start of each test module: a module's time and results do
+    not depend on which modules ran before it in the same worker (docs/testing.md)."""
+    fresh_emulator(_moto)
+    return _moto
+
+
+@pytest.fixture(scope="module")
 def table(aws_endpoint: str) -> str:
-    import boto3
-
-    from infra.bootstrap import create_table
-
-    create_table(boto3.client("dynamodb"), TABLE)
+    """The table (and queues, key, bucket) of ``infra/``, in the module's fresh emulator."""
     return TABLE
 
 
 @pytest.fixture(scope="session")
-def dev_stack(table: str, aws_endpoint: str):
-    """The local stack without its seed, and without event pollers until a test asks
-    for them (``event_pipeline``): the table, the queues, the app over HTTP."""
+def _stack(_moto: str):
     from rapport.devstack import DevStack
 
-    stack = DevStack(_free_port(), aws_endpoint, table, seed=False, pollers=False)
+    stack = DevStack(_free_port(), _moto, TABLE, seed=False, pollers=False)
     stack.start()
     yield stack
     stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def dev_stack(_stack, table: str):
+    """The local stack without its seed, and without event pollers until a test asks
+    for them (``event_pipeline``): the table, the queues, the app over HTTP. The HTTP
+    server lives for the session; the emulator behind it is fresh for each module."""
+    return _stack
+
+
+@pytest.fixture(scope="module")
 def api_url(dev_stack) -> str:
     """The Chalice app served over HTTP (the same server `rapport dev` runs)."""
     return f"http://127.0.0.1:{dev_stack.port}"
@@ -161,7 +232,7 @@ def anon(api_url: str):
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def raw_table(table: str):
     """The table through boto3 over HTTP, to prove what was (not) written."""
     import boto3

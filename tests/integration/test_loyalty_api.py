@@ -292,7 +292,7 @@ def test_the_schedule_activates_due_points_through_the_due_index(shop, deliver):
     assert short == {"customers": 0, "entries": 0, "stopped_early": 1}  # leaves it for the next run
     assert LoyaltyItem.get(f"T#{shop.id}#C#{cid}", "LOYALTY", consistent_read=True).book["pending"] == 150
     ran = handler.run_schedule(now=soon)
-    assert ran["customers"] >= 1
+    assert ran == {"customers": 1, "entries": 1}  # the module's emulator is fresh: only this book is due
     item = LoyaltyItem.get(f"T#{shop.id}#C#{cid}", "LOYALTY", consistent_read=True)
     assert (item.book["pending"], item.book["available"]) == (0, 150)
     assert item.gsi2sk > iso(datetime.now(timezone.utc) + timedelta(days=300))  # next: the expiry notice

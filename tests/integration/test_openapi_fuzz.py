@@ -19,6 +19,8 @@ from schemathesis.checks import positive_data_acceptance
 
 from tests.conftest import Tenant
 
+pytestmark = pytest.mark.slow
+
 BEYOND_THE_SCHEMA = {
     "cursor": "a cursor must come from a previous page of the same list",
     "query": "lookup takes exactly one of email, phone, or source with external_id (across parameters)",
@@ -91,9 +93,11 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-# The same examples on every run, so a red CI is reproducible; RAPPORT_FUZZ_RANDOM=1 explores new ones.
-@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck),
-          derandomize=not os.environ.get("RAPPORT_FUZZ_RANDOM"))
+# 50 examples per operation (``FUZZ_EXAMPLES`` sets another count): ~2,300 requests, the
+# suite's longest file (docs/testing.md); a failing operation adds its shrinking. The same
+# examples on every run, so a red CI is reproducible; RAPPORT_FUZZ_RANDOM=1 explores new ones.
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 50)), deadline=None,
+          suppress_health_check=list(HealthCheck), derandomize=not os.environ.get("RAPPORT_FUZZ_RANDOM"))
 def test_every_operation_conforms(case, fuzz_tenant, api_url):
     # no ``checks=``: every built-in check runs (all are enabled by default)
     case.call_and_validate(base_url=api_url, headers={"Authorization": f"Bearer {fuzz_tenant.key}"},

@@ -91,7 +91,7 @@ def test_the_sync_schedule_skips_a_suspended_tenant(tenant):
         tenants.set_status(tenant.ctx, "suspended")
         try:
             out = run_schedule(now=clock.iso(clock.now() + timedelta(minutes=16)))
-            assert out["skipped"] >= 1
+            assert out == {"queued": 0, "skipped": 1, "stalled": 0}  # a fresh emulator per module
             from connectors import connections
 
             assert connections.list_runs(tenant.ctx, cid, limit=10, cursor=None).items == []
@@ -120,7 +120,7 @@ def test_the_loyalty_schedule_skips_a_suspended_tenants_books(tenant, deliver):
     tenants.set_status(tenant.ctx, "suspended")
     try:
         ran = handler.run_schedule(now=soon)
-        assert ran.get("skipped", 0) >= 1
+        assert ran == {"customers": 0, "entries": 0, "skipped": 1}
         assert LoyaltyItem.get(f"T#{tenant.id}#C#{cid}", "LOYALTY", consistent_read=True).book["pending"] == pending
     finally:
         tenants.set_status(tenant.ctx, "active")

@@ -1,5 +1,8 @@
 """The sync schedule: one incremental run per due connection, fanned out through the sync
-queue (functions/sync.py run_schedule, which app.sync_schedule calls every 5 minutes)."""
+queue (functions/sync.py run_schedule, which app.sync_schedule calls every 5 minutes).
+
+The module starts from an empty emulator (tests/conftest.py), so the schedule sees only
+the connections made here, and each run's counts are asserted exactly."""
 from __future__ import annotations
 
 import time
@@ -7,6 +10,9 @@ from datetime import timedelta
 
 from crm import clock
 from tests.fakes.acme import AcmeServer
+
+
+NOTHING = {"queued": 0, "skipped": 0, "stalled": 0}
 
 
 def _connection(tenant, acme, **extra) -> str:
@@ -36,9 +42,9 @@ def test_due_connections_get_one_scheduled_run_each(tenant, other_tenant, event_
         paused = _connection(tenant, acme, schedule_minutes=15)
         assert tenant.http.patch(f"/v1/connections/{paused}", json={"status": "paused"}).status_code == 200
 
-        run_schedule(now=_at(5))  # nothing of these is due yet
+        assert run_schedule(now=_at(5)) == NOTHING  # nothing of these is due yet
         assert _runs(tenant, every_15) == []
-        run_schedule(now=_at(16))
+        assert run_schedule(now=_at(16)) == {**NOTHING, "queued": 1}  # every_15 only
         [run] = _runs(tenant, every_15)
         assert run["trigger"] == "schedule" and run["mode"] == "incremental"
         assert _runs(other_tenant, hourly) == [] and _runs(tenant, manual) == [] and _runs(tenant, paused) == []
@@ -50,9 +56,9 @@ def test_due_connections_get_one_scheduled_run_each(tenant, other_tenant, event_
         found = tenant.http.get("/v1/customers/lookup", params={"email": "sched-1@example.com"}).json()["data"]
         assert len(found) == 1
 
-        run_schedule(now=_at(17))  # the next slot of every_15 is 15 minutes on: not again yet
+        assert run_schedule(now=_at(17)) == NOTHING  # the next slot of every_15 is 15 minutes on: not again yet
         assert len(_runs(tenant, every_15)) == 1
-        run_schedule(now=_at(61))
+        assert run_schedule(now=_at(61)) == {**NOTHING, "queued": 2}  # hourly, and every_15 again
         assert len(_runs(other_tenant, hourly)) == 1 and len(_runs(tenant, every_15)) == 2
         assert _runs(tenant, paused) == [] and _runs(tenant, manual) == []
         assert event_pipeline.wait_idle(timeout=60)
