@@ -252,11 +252,11 @@ def run(bench: Bench) -> None:  # noqa: PLR0915 - one scenario, read top to bott
 
     # -- timeline: 30 events on one customer
     m("timeline add", "POST", f"/v1/customers/{cid}/events", expect=201, target=tx1,
-      source="docstring", json={"type": "order.placed", "channel": "web", "summary": "#1"},
+      source="docstring", json={"type": "call.logged", "channel": "phone", "summary": "#1"},
       note="ConditionCheck (customer active) + Put")
     for i in range(2, 31):
         bench.http.post(f"/v1/customers/{cid}/events",
-                        json={"type": "order.placed", "summary": f"#{i}"}).raise_for_status()
+                        json={"type": "call.logged", "summary": f"#{i}"}).raise_for_status()
     m("timeline list (page of 25 of 30)", "GET", f"/v1/customers/{cid}/events", expect=200,
       target={"Query": 1}, source="docstring",
       check=lambda b: len(b["data"]) == 25 and b["next_cursor"])
