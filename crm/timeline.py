@@ -40,6 +40,22 @@ TYPES = frozenset(
 )
 
 
+def add(tx: Any, ctx: TenantContext, whose: str | None, entries: list[Any]) -> None:
+    """Put a fact's timeline ``entries`` into its transaction ``tx`` (crm/tx.py), with a
+    ConditionCheck that ``whose`` (the customer whose timeline they are on) is active."""
+    if not entries:
+        return
+    from crm.customers import records
+    from crm.storage import CustomerItem
+
+    assert whose is not None  # entries are written only to a customer's timeline
+    tx.check(
+        CustomerItem, records.profile_pk(ctx, whose), records.PROFILE, CustomerItem.status == "active", role="customer"
+    )
+    for entry in entries:
+        tx.save(entry, role="timeline")
+
+
 def image(item: Any, kind: str) -> dict[str, Any]:
     """An item as the stream's image of it (plain values, ``kind`` by name), copied."""
     return {**copy.deepcopy(dict(item.attribute_values)), "kind": kind}

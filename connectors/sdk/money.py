@@ -10,43 +10,13 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-# ISO 4217 currencies whose minor unit is not 2 decimals (the rest are 2).
-EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(
-        (
-            "BIF",
-            "CLP",
-            "DJF",
-            "GNF",
-            "ISK",
-            "JPY",
-            "KMF",
-            "KRW",
-            "PYG",
-            "RWF",
-            "UGX",
-            "UYI",
-            "VND",
-            "VUV",
-            "XAF",
-            "XOF",
-            "XPF",
-        ),
-        0,
-    ),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-    **dict.fromkeys(("CLF", "UYW"), 4),
-}
+from common.currency import EXPONENTS, exponent  # noqa: F401 - the SDK's public money helpers
 
 
 def currency_code(value: Any) -> str | None:
     """A vendor's currency as an upper-case three-letter code, None when it is not one."""
     code = str(value or "").upper()
     return code if len(code) == 3 and code.isalpha() else None
-
-
-def exponent(currency: str) -> int:
-    return EXPONENTS.get(currency.upper(), 2)
 
 
 def minor_units(amount: Any, currency: str) -> int:

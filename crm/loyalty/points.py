@@ -10,34 +10,11 @@ from fractions import Fraction
 from math import ceil, floor
 from typing import Any
 
-# ISO 4217 minor-unit exponents that are not 2
-_EXPONENT = {
-    c: 0
-    for c in (
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "ISK",
-        "JPY",
-        "KMF",
-        "KRW",
-        "PYG",
-        "RWF",
-        "UGX",
-        "UYI",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    )
-}
-_EXPONENT.update({c: 3 for c in ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND")})
+from common.currency import exponent
 
 
 def minor_per_major(currency: str) -> int:
-    return 10 ** _EXPONENT.get(currency, 2)
+    return 10 ** exponent(currency)
 
 
 def _q(x: float) -> Fraction:

@@ -206,17 +206,7 @@ def _commit(
     for extra_item, condition in extra:
         tx.save(extra_item, condition, role="extra")
     tx.save(item, role="book")
-    if entries:
-        assert whose is not None  # entries are written only to a customer's timeline
-        tx.check(
-            CustomerItem,
-            records.profile_pk(ctx, whose),
-            records.PROFILE,
-            CustomerItem.status == "active",
-            role="customer",
-        )
-        for entry in entries:
-            tx.save(entry, role="timeline")
+    timeline.add(tx, ctx, whose, entries)
     try:
         tx.run()
     except Cancelled:  # any part: another writer moved the book on; re-read and redo

@@ -275,17 +275,7 @@ def _transition(
         if in_recent:
             recent.recent = _with_summary(recent.recent, order)
             tx.save(recent, role="recent")
-        if entries:
-            assert whose is not None  # entries are written only to a customer's timeline
-            tx.check(
-                CustomerItem,
-                records.profile_pk(ctx, whose),
-                records.PROFILE,
-                CustomerItem.status == "active",
-                role="customer",
-            )
-            for entry in entries:
-                tx.save(entry, role="timeline")
+        timeline.add(tx, ctx, whose, entries)
         try:
             tx.run()
             return to_order(order)
