@@ -171,6 +171,26 @@ class Connector:
     def parse_webhook(self, config: Any, headers: dict[str, str], body: bytes) -> WebhookDelivery:
         raise NotImplementedError
 
+    def reread(self, config: Any, path: str) -> Any:
+        """One GET of ``path`` as JSON, with no retries and no waiting: a webhook is a hint,
+        so its record is read again from the vendor (its current state) and a replayed or
+        reordered body cannot bring an old version back. None when the vendor cannot be
+        read now (the caller keeps the body, still ordered by the vendor's ``updated_at``).
+        ``client(config, retries=0, max_wait=0, timeout=5.0)`` must be supported."""
+        import httpx
+
+        from connectors.sdk.errors import RateLimited, VendorError
+
+        try:
+            client = self.client(config, retries=0, max_wait=0, timeout=5.0)  # type: ignore[call-arg]
+            try:
+                body, _ = client.get_json(path)
+            finally:
+                client.close()
+        except (VendorError, RateLimited, ValueError, httpx.HTTPError, httpx.InvalidURL):
+            return None
+        return body
+
     def webhook_delivery_id(self, headers: dict[str, str], body: bytes) -> str:
         """The vendor's delivery id, read from the headers (never the unverified body's
         content). Default: a digest of the body, so an identical replay is recognised."""

@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any, ClassVar, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.sdk.base import Connector, CustomerRecord, OrderRecord, Page, ReadContext, Stream, WebhookDelivery
-from connectors.sdk.errors import CheckFailed, RateLimited, VendorError
+from connectors.sdk.errors import CheckFailed, VendorError
 from connectors.sdk.fields import base_url, header
 from connectors.sdk.http import Client
 from connectors.sdk.paging import link_next
@@ -170,20 +169,12 @@ class Shopify(Connector):
         return delivery
 
     def _reread(self, config: ShopifyConfig, record: Any) -> Any:
-        """A webhook is a hint: its record is read again from the shop (its current state),
-        so a replayed or reordered body cannot bring an old version back. The body stands
-        when the shop cannot be read now (the vendor's ``updated_at`` still orders it)."""
+        """The webhook's record as the shop has it now (``Connector.reread``); the body
+        stands when the shop cannot be read."""
         if not isinstance(record, (CustomerRecord, OrderRecord)):
             return record
         resource = "customer" if isinstance(record, CustomerRecord) else "order"
-        try:
-            client = self.client(config, retries=0, max_wait=0, timeout=5.0)
-            try:
-                body, _ = client.get_json(f"{resource}s/{record.external_id}.json")
-            finally:
-                client.close()
-        except (VendorError, RateLimited, ValueError, httpx.HTTPError, httpx.InvalidURL):
-            return record
+        body = self.reread(config, f"{resource}s/{record.external_id}.json")
         item = body.get(resource) if isinstance(body, dict) else None
         if not isinstance(item, dict):
             return record

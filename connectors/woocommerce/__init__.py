@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.sdk.base import Connector, CustomerRecord, OrderRecord, Page, ReadContext, Stream, WebhookDelivery
-from connectors.sdk.errors import CheckFailed, RateLimited, VendorError
+from connectors.sdk.errors import CheckFailed, VendorError
 from connectors.sdk.fields import base_url, header
 from connectors.sdk.http import Client
 from connectors.sdk.paging import page_numbers
@@ -190,20 +190,12 @@ class WooCommerce(Connector):
         return delivery
 
     def _reread(self, config: WooCommerceConfig, record: Any) -> Any:
-        """A webhook is a hint: its record is read again from the store (its current state),
-        so a replayed or reordered body cannot bring an old version back. The body stands
-        when the store cannot be read now (the vendor's modified time still orders it)."""
+        """The webhook's record as the store has it now (``Connector.reread``); the body
+        stands when the store cannot be read."""
         if not isinstance(record, (CustomerRecord, OrderRecord)):
             return record
         resource = "customers" if isinstance(record, CustomerRecord) else "orders"
-        try:
-            client = self.client(config, retries=0, max_wait=0, timeout=5.0)
-            try:
-                item, _ = client.get_json(f"{resource}/{record.external_id}")
-            finally:
-                client.close()
-        except (VendorError, RateLimited, ValueError, httpx.HTTPError, httpx.InvalidURL):
-            return record
+        item = self.reread(config, f"{resource}/{record.external_id}")
         if not isinstance(item, dict):
             return record
         return mapping.customer(item) if resource == "customers" else mapping.order(item, config.channels)
