@@ -69,17 +69,18 @@ def test_racing_order_transitions_and_timeline_writes_succeed(tenant):
         "currency": "EUR", "total": 100, "placed_at": "2026-01-02T10:00:00Z",
         "lines": [{"sku": "A", "name": "A", "quantity": 1, "unit_price": 100}]}).json() for i in range(10)]
 
-    def act(i: int) -> int:
+    def act(i: int) -> httpx.Response:
         with _client(tenant) as http:
             if i < 10:
-                return http.post(f"/v1/orders/{orders[i]['id']}/pay", json={}).status_code
+                return http.post(f"/v1/orders/{orders[i]['id']}/pay", json={})
             if i < 20:
-                return http.post(f"/v1/customers/{c['id']}/events", json={"type": "note.added"}).status_code
-            return http.patch(f"/v1/customers/{c['id']}", json={"attributes": {f"m{i}": i}}).status_code
+                return http.post(f"/v1/customers/{c['id']}/events", json={"type": "note.added"})
+            return http.patch(f"/v1/customers/{c['id']}", json={"attributes": {f"m{i}": i}})
 
     with ThreadPoolExecutor(30) as pool:
-        codes = list(pool.map(act, range(30)))
-    assert codes == [200] * 10 + [201] * 10 + [200] * 10, codes
+        responses = list(pool.map(act, range(30)))
+    codes = [r.status_code for r in responses]
+    assert codes == [200] * 10 + [201] * 10 + [200] * 10, [(r.status_code, r.text) for r in responses if r.status_code >= 300]
     statuses = {tenant.http.get(f"/v1/orders/{o['id']}").json()["status"] for o in orders}
     assert statuses == {"paid"}
 
