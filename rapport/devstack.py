@@ -56,6 +56,34 @@ def _handler_class(base: type) -> type:
     return DevRequestHandler
 
 
+class _PerThread:
+    """Chalice keeps the request being served (and its Lambda context) on the app object:
+    one request at a time in Lambda, but the local server runs a thread per request, and
+    two requests at once read each other's headers and body (another tenant's key). As a
+    data descriptor on the app's class it wins over the instance attribute Chalice sets."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.local = threading.local()
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return self if obj is None else getattr(self.local, self.name, None)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(self.local, self.name, value)
+
+
+def _requests_per_thread(chalice_app: Any) -> None:
+    """Give each server thread its own ``current_request`` and ``lambda_context``."""
+    if getattr(type(chalice_app), "requests_per_thread", False):
+        return
+    chalice_app.__class__ = type(type(chalice_app).__name__, (type(chalice_app),), {
+        "current_request": _PerThread("current_request"),
+        "lambda_context": _PerThread("lambda_context"),
+        "requests_per_thread": True,
+    })
+
+
 def _one_handler_per_error(chalice_app: Any) -> None:
     """Chalice puts a plain stdout handler on the app's logger (``rapport``), the logger
     Powertools' JSON logger (api/lambda_env.py) writes to as well, so every error came out
@@ -196,6 +224,7 @@ class DevStack:
         ThreadedHTTPServer.request_queue_size = 128
         ThreadedHTTPServer.allow_reuse_address = True  # see check_port
         _one_handler_per_error(config.chalice_app)
+        _requests_per_thread(config.chalice_app)
         server: LocalDevServer = LocalDevServer(config.chalice_app, config, "127.0.0.1", self.port,
                                                 handler_cls=_handler_class(ChaliceRequestHandler))
         self._http = server

@@ -1,6 +1,7 @@
 """Concurrent writers against the HTTP API: guards and versions hold under races."""
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -97,3 +98,30 @@ def test_racing_patches_with_the_same_if_match_let_exactly_one_win(tenant):
         codes = sorted(pool.map(patch, range(6)))
     assert codes == [200] + [412] * 5
     assert tenant.http.get(f"/v1/customers/{c['id']}").json()["version"] == 2
+
+
+def test_concurrent_requests_each_see_their_own_request(tenant, other_tenant):
+    """Chalice keeps the request being served on the app object, which the local server
+    shares between its threads: two requests at once could read each other's headers and
+    body (another tenant's key, another route's body). Locally each thread sees its own
+    request, as each Lambda invocation does."""
+    mine = {t.key: t.create_customer(email=f"own-{i}@example.com")["id"] for i, t in enumerate((tenant, other_tenant))}
+
+    def get(i: int) -> tuple[str, httpx.Response]:
+        key = list(mine)[i % 2]
+        with httpx.Client(base_url=str(tenant.http.base_url), headers={"Authorization": f"Bearer {key}"},
+                          timeout=60) as http:
+            if i % 3 == 0:  # a write with a body the GETs must never see
+                return key, http.patch(f"/v1/customers/{mine[key]}", json={"attributes": {"n": i}})
+            return key, http.get(f"/v1/customers/{mine[key]}")
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: a race shows at once
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            results = list(pool.map(get, range(400)))
+    finally:
+        sys.setswitchinterval(switch)
+    wrong = [(r.status_code, r.text[:200]) for key, r in results
+             if r.status_code != 200 or r.json()["id"] != mine[key]]
+    assert not wrong, wrong[:5]
