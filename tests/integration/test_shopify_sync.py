@@ -1,12 +1,11 @@
 """Shopify end to end: a connection syncing from the fake Shopify (tests/fakes/shopify.py)
 into Rapport through the runner, the sink and the crm services, on the emulator.
 
-The 10,000-record backfill with a crash is in test_shopify_backfill.py (a bulk test,
-run last); its helpers live here.
+The crash-and-throttle backfill (2,000 records; ``SHOPIFY_BACKFILL`` sets another size) is
+in test_shopify_backfill.py (a bulk test, scheduled first); its helpers live here.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ import pytest
 from tests.fakes.shopify import FakeShopify
 
 ROOT = Path(__file__).resolve().parents[2]
-N = int(os.environ.get("SHOPIFY_BACKFILL", "10000"))
 SECRET = "whsec-shopify-sync"
 
 
