@@ -665,7 +665,8 @@ def dispatcher_cpu(console: Any, records: list[dict], n: int, rounds: int,
                    live: dict[str, HandlerStats]) -> None:
     from rich.table import Table
 
-    from functions import dispatch, queues
+    from crm import queues  # the SQS sender the dispatcher uses
+    from functions import dispatch
 
     stub = _StubSqs()
     original_client = queues._client
