@@ -71,6 +71,7 @@ def main() -> None:
     counter.install()
     moto, _, _ = start_emulator(server_counter, TABLE, key_cache_seconds=60)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("RAPPORT_LOCAL_DEV", "1")  # the fake shop is on loopback, which deployments refuse (SSRF guard)
     import boto3
 
     from infra.bootstrap import create_connector_resources, create_table
