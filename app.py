@@ -12,7 +12,9 @@ from chalice import Chalice
 from api.problems import chalice_errors_as_problems
 from api.routes import api_keys, connections, customers, identity, loyalty, meta, orders
 
-app = Chalice(app_name="rapport")
+# configure_logs=False: Powertools' JSON logger writes to the same "rapport" logger; Chalice's
+# own stdout handler on it would print every error a second time (tests/unit/test_app_logging.py)
+app = Chalice(app_name="rapport", configure_logs=False)
 app.api.binary_types = []  # every route speaks JSON
 app.register_blueprint(meta.bp)
 app.register_blueprint(customers.bp)

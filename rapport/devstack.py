@@ -85,9 +85,10 @@ def _requests_per_thread(chalice_app: Any) -> None:
 
 
 def _one_handler_per_error(chalice_app: Any) -> None:
-    """Chalice puts a plain stdout handler on the app's logger (``rapport``), the logger
-    Powertools' JSON logger (api/lambda_env.py) writes to as well, so every error came out
-    twice. Keep Powertools' line only, and show the access lines on stderr."""
+    """Powertools' JSON logger (api/lambda_env.py) writes to the app's logger
+    (``rapport``); app.py turns Chalice's own stdout handler off, and any plain handler
+    still found there is dropped, so each error comes out once. The access lines go to
+    stderr."""
     chalice_app.log.handlers = [h for h in chalice_app.log.handlers
                                 if type(h.formatter) is not logging.Formatter]
     if not ACCESS_LOG.handlers:
