@@ -18,26 +18,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from crm import events as domain_events
 from crm.context import TenantContext
 
-# The event types that have a timeline entry (written in the fact's transaction).
-TYPES = frozenset(
-    {
-        "order.placed",
-        "order.paid",
-        "order.fulfilled",
-        "order.cancelled",
-        "order.refunded",
-        "order.updated",
-        "points.earned",
-        "points.redeemed",
-        "points.expired",
-        "points.adjusted",
-        "points.reversed",
-        "points.expiring",
-        "tier.changed",
-    }
-)
+# The event types that have a timeline entry (written in the fact's transaction): every
+# event but the customer's own (its profile is its record) and an activation (no news).
+TYPES = frozenset(t for t in domain_events.TYPES if not t.startswith("customer.") and t != "points.activated")
 
 
 def add(tx: Any, ctx: TenantContext, whose: str | None, entries: list[Any]) -> None:
@@ -99,11 +85,9 @@ def of_change(
     ctx: TenantContext, customer_id: str | None, old: dict[str, Any] | None, new: dict[str, Any] | None
 ) -> list[Any]:
     """The timeline items of one item's change (images as ``image`` gives them)."""
-    from crm.events import derive
-
     if customer_id is None:
         return []
-    return entries(ctx, customer_id, derive(old, new))
+    return entries(ctx, customer_id, domain_events.derive(old, new))
 
 
 def _money(amount: int, currency: str) -> str:
