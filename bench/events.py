@@ -607,7 +607,7 @@ def print_summary(console: Any, steps: list[Step]) -> None:
 
 
 class _StubSqs:
-    """Stands in for the SQS client in functions/queues.py: counts, sends nothing."""
+    """Stands in for the SQS client in crm/queues.py: counts, sends nothing."""
 
     def __init__(self) -> None:
         self.requests = 0

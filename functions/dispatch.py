@@ -47,7 +47,7 @@ def route(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def handle(raw_event: dict[str, Any]) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-    from functions import queues
+    from crm import queues
 
     derived: list[dict[str, Any]] = []
 

@@ -162,10 +162,9 @@ def run_schedule(now: str | None = None, lambda_context: Any = None) -> dict[str
     one SQS message."""
     from connectors import connections
     from connectors.store import SCHEDULE_INDEX, ConnectionItem
-    from crm import clock
+    from crm import clock, queues
     from crm.context import TenantContext
     from crm.errors import DomainError
-    from functions import queues
 
     at = now or clock.now_iso()
     stalled = fail_stalled(at)

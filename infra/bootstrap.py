@@ -55,7 +55,7 @@ class QueueNames:
 def local_queue_names(prefix: str, subscribers: tuple[str, ...] | None = None) -> dict[str, QueueNames]:
     """{subscriber or "stream": names} of the local queues."""
     if subscribers is None:
-        from functions.queues import SUBSCRIBERS as subscribers
+        from crm.queues import SUBSCRIBERS as subscribers
     names = {s: QueueNames(f"{prefix}-{s}", f"{prefix}-{s}-dlq") for s in subscribers}
     names[STREAM_DLQ] = QueueNames(None, f"{prefix}-{STREAM_DLQ}-dlq")
     return names
@@ -70,7 +70,7 @@ class LocalQueues:
 
     def env(self) -> dict[str, str]:
         """The functions' environment: ``RAPPORT_QUEUE_<NAME>_URL`` per subscriber."""
-        from functions.queues import env_name
+        from crm.queues import env_name
 
         return {env_name(s): url for s, url in self.queues.items()}
 

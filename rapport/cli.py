@@ -232,7 +232,7 @@ def _resolve(subscriber: str | None, endpoint_url: str | None, table: str,
              stack: str | None) -> tuple[object, list[_Queues]]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from functions.queues import SUBSCRIBERS
+    from crm.queues import SUBSCRIBERS
     from infra.bootstrap import STREAM_DLQ, local_queue_names, queue_logical_id
 
     _configure(endpoint_url, aws=bool(stack))

@@ -19,8 +19,8 @@ def configure(endpoint_url: str | None, table: str | None = None) -> None:
 
 def configure_queues(urls: dict[str, str]) -> None:
     """Give the process the queue URLs the functions read (``RAPPORT_QUEUE_<NAME>_URL``,
-    functions/queues.py): ``urls`` is {subscriber: URL}, e.g. ``LocalQueues.queues``."""
-    from functions.queues import env_name
+    crm/queues.py): ``urls`` is {subscriber: URL}, e.g. ``LocalQueues.queues``."""
+    from crm.queues import env_name
 
     for subscriber, url in urls.items():
         os.environ[env_name(subscriber)] = url

@@ -127,7 +127,7 @@ def _authorizations(operation: str, params: dict) -> list[tuple[str, str, str]]:
 
 def _sqs_authorization(operation: str, params: dict) -> tuple[str, str]:
     """(action, queue logical id) that AWS checks for one SQS call of the functions."""
-    from functions.queues import SUBSCRIBERS, env_name
+    from crm.queues import SUBSCRIBERS, env_name
     from infra.bootstrap import queue_logical_id
 
     queues = {os.environ.get(env_name(s)): queue_logical_id(s) for s in SUBSCRIBERS}

@@ -291,7 +291,7 @@ def test_outputs_name_the_table_and_the_log_group(template):
 
 
 def test_every_function_runs_with_the_table_role_and_log_group(template):
-    from functions.queues import SUBSCRIBERS, env_name
+    from crm.queues import SUBSCRIBERS, env_name
     from infra.bootstrap import queue_logical_id
 
     functions = _functions(template)
@@ -310,7 +310,7 @@ def test_every_function_runs_with_the_table_role_and_log_group(template):
 
 
 def test_queues_have_dead_letter_queues_retention_and_encryption(template):
-    from functions.queues import MAX_RECEIVES, SUBSCRIBERS
+    from crm.queues import MAX_RECEIVES, SUBSCRIBERS
     from infra.bootstrap import queue_logical_id
 
     resources = template["Resources"]
@@ -346,7 +346,7 @@ def test_queues_have_dead_letter_queues_retention_and_encryption(template):
 def test_event_sources_report_batch_item_failures_and_read_this_stacks_stream_and_queues(template):
     """Chalice names its sources by placeholder ARNs and omits FunctionResponseTypes;
     infra/resources.json must point each at this stack's resources and add it."""
-    from functions.queues import SUBSCRIBERS
+    from crm.queues import SUBSCRIBERS
     from infra.bootstrap import queue_logical_id
 
     assert not [n for n, r in template["Resources"].items()

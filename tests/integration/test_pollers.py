@@ -396,10 +396,10 @@ def test_the_schedule_ticker_ticks_with_scheduled_events():
 def test_a_chalice_apps_event_sources_are_wired_to_pollers(table, queues, monkeypatch):
     """EventPipeline.for_chalice_app: the Chalice decorators' handlers, called as Lambda
     calls them: a put reaches the stream handler, which queues a message (through
-    functions/queues.py) that reaches the queue handler; the schedule ticks."""
+    crm/queues.py) that reaches the queue handler; the schedule ticks."""
     from chalice import Chalice
 
-    from functions import queues as fq
+    from crm import queues as fq
 
     _, local = queues
     for name, value in local.env().items():

@@ -78,7 +78,8 @@ def test_items_without_a_kind_are_not_events():
 
 
 def test_the_dispatcher_reports_an_undecodable_record_and_routes_the_rest(monkeypatch):
-    from functions import dispatch, queues
+    from crm import queues
+    from functions import dispatch
 
     sent = {}
     monkeypatch.setattr(queues, "send", lambda name, events: sent.setdefault(name, list(events)))
