@@ -13,6 +13,7 @@ PROBLEM_TYPE = "https://rapport.dev/problems/"
 TITLES = {
     400: "Bad request",
     401: "Unauthorized",
+    402: "Payment required",
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
@@ -23,6 +24,7 @@ TITLES = {
     415: "Unsupported media type",
     422: "Validation failed",
     428: "Precondition required",
+    429: "Too many requests",
     500: "Internal server error",
 }
 
@@ -64,6 +66,8 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.Unavailable: 503,
+    errors.PaymentRequired: 402,
+    errors.RateLimited: 429,
 }
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from crm import clock, ids, settings
-from crm.context import SCOPES, TenantContext
+from crm.context import SCOPES, PlanState, TenantContext
 from crm.errors import Forbidden, Invalid, NotFound, Unauthorized
-from crm.storage import ApiKeyItem, Item, TenantItem
+from crm.storage import ApiKeyItem, BillingItem, Item, TenantItem
 from crm.tx import Cancelled, Tx
 
 
@@ -220,8 +220,9 @@ def _resolve(token: str, digest: str) -> TenantContext | Exception:
         return Unauthorized("unknown API key")
     tenant_id, kid = parts[1], parts[2]
     ctx = TenantContext(tenant_id)
-    found = {i.sk: i for i in Item.batch_get([(_pk(ctx), kid), (ctx.prefix, "TENANT")], consistent_read=True)}
-    key, tenant = found.get(kid), found.get("TENANT")
+    wanted = [(_pk(ctx), kid), (ctx.prefix, "TENANT"), (ctx.prefix, "BILLING")]
+    found = {i.sk: i for i in Item.batch_get(wanted, consistent_read=True)}
+    key, tenant, billing = found.get(kid), found.get("TENANT"), found.get("BILLING")
     if (
         not isinstance(key, ApiKeyItem)
         or not isinstance(tenant, TenantItem)
@@ -232,4 +233,9 @@ def _resolve(token: str, digest: str) -> TenantContext | Exception:
         return Unauthorized("this API key has been revoked")
     if tenant.status != "active":
         return Forbidden(f"tenant {tenant_id} is {tenant.status}", code="tenant_suspended")
-    return TenantContext(tenant_id, kid, frozenset(key.scopes))
+    plan = (
+        PlanState(billing.plan, billing.status, billing.grace_until)
+        if isinstance(billing, BillingItem)
+        else PlanState()
+    )
+    return TenantContext(tenant_id, kid, frozenset(key.scopes), plan)

@@ -18,10 +18,20 @@ _IMPLIED = {
 
 
 @dataclass(frozen=True)
+class PlanState:
+    """The tenant's plan as the request sees it (read with the API key, cached with it)."""
+
+    plan: str = "free"
+    status: str = "free"  # the Stripe subscription's status, or free
+    grace_until: str | None = None  # past_due: writes are refused (402) from this instant
+
+
+@dataclass(frozen=True)
 class TenantContext:
     tenant_id: str
     key_id: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    billing: PlanState = field(default_factory=PlanState)
 
     def __post_init__(self) -> None:
         if not TENANT_ID.match(self.tenant_id):

@@ -55,6 +55,20 @@ class Unavailable(DomainError):
     code = "not_ready"
 
 
+class PaymentRequired(DomainError):
+    """The plan does not allow it (``code`` plan_limit / feature_not_in_plan, naming the
+    limit, the usage and the plan that allows more), or the subscription is past due
+    beyond its grace period (``payment_required``)."""
+
+    code = "payment_required"
+
+
+class RateLimited(DomainError):
+    """Over the plan's requests per second; ``retry_after`` in seconds."""
+
+    code = "rate_limited"
+
+
 def field_errors(exc: Any) -> list[dict[str, str]]:
     """A pydantic ValidationError as ``[{"field": "a.b", "message", "type"}]``."""
     from crm.plain_errors import plain_message

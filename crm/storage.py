@@ -17,6 +17,7 @@ from pynamodb.attributes import (
     DiscriminatorAttribute,
     JSONAttribute,
     ListAttribute,
+    NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
     VersionAttribute,
@@ -76,6 +77,35 @@ class TenantItem(Item, discriminator="tenant"):
     status = UnicodeAttribute(default="active")
     plan = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
+
+
+class BillingItem(Item, discriminator="billing"):
+    """``T#<tenant>#`` / ``BILLING``: the tenant's plan and its Stripe subscription's state
+    (crm/billing). Read with the API key and the tenant in one BatchGetItem, so every
+    request knows its plan at no extra cost. No item: the tenant is on ``free``."""
+
+    KIND = Kind(
+        "billing (plan, Stripe subscription state)",
+        "P",
+        "BILLING",
+        "tenant",
+        gsi="gsi1 `BILLED` / `<tenant>` (tenants with a Stripe customer: reconcile, metering)",
+    )
+
+    plan = UnicodeAttribute(default="free")
+    # free (never subscribed) | trialing | active | past_due | paused | canceled | incomplete | unpaid
+    status = UnicodeAttribute(default="free")
+    stripe_customer = UnicodeAttribute(null=True)
+    subscription = UnicodeAttribute(null=True)  # the tenant's one live subscription
+    subscription_created = NumberAttribute(null=True)  # its Stripe `created` (the older one wins a race)
+    period_start = UnicodeAttribute(null=True)  # ISO 8601, UTC
+    period_end = UnicodeAttribute(null=True)
+    past_due_since = UnicodeAttribute(null=True)
+    grace_until = UnicodeAttribute(null=True)  # past_due: writes work until then, then 402
+    features = ListAttribute(of=UnicodeAttribute, null=True)  # active Stripe entitlements' lookup keys
+    checkout_session = UnicodeAttribute(null=True)  # the open Checkout Session, if any
+    seen = NumberAttribute(default=0)  # freshness of the stored Stripe state (never go back)
+    updated_at = UnicodeAttribute(null=True)
 
 
 class ApiKeyItem(Item, discriminator="api_key"):
