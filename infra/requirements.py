@@ -30,6 +30,10 @@ REQUIREMENTS = ROOT / "requirements.txt"
 # Provided by the Lambda runtime (boto3 is not even a runtime dependency; botocore
 # arrives through pynamodb). Pruning also drops their exclusive dependencies.
 RUNTIME_PROVIDED = ("boto3", "botocore")
+# Not shipped: ``stripe`` declares ``requests``, but crm/billing/stripe_api.py gives it
+# httpx (already in the zip for the connectors), so requests, urllib3 2 (the runtime's
+# botocore brings its own) and charset-normalizer stay out.
+NOT_SHIPPED = ("requests",)
 
 EXPORT_ARGS = [
     "export", "--format", "requirements-txt",
@@ -37,7 +41,7 @@ EXPORT_ARGS = [
     "--no-emit-project",   # our packages ship through vendor/, not as a wheel
     "--no-hashes",         # Chalice's pip download pass does not pass hashes through
     "--locked",            # fail if uv.lock is stale against pyproject.toml
-    *[arg for name in RUNTIME_PROVIDED for arg in ("--prune", name)],
+    *[arg for name in RUNTIME_PROVIDED + NOT_SHIPPED for arg in ("--prune", name)],
 ]
 
 

@@ -37,6 +37,9 @@ def client() -> stripe.StripeClient:
         stripe_version=API_VERSION,
         base_addresses={"api": base} if base else None,
         max_network_retries=2,
+        http_client=stripe.HTTPXClient(
+            timeout=20, allow_sync_methods=True
+        ),  # requests is not in the zip (infra/requirements.py)
     )
 
 
