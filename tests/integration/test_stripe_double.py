@@ -309,3 +309,41 @@ def test_the_stripe_double_fixture_points_the_app_at_it(stripe_double, api_url):
     assert stripe_api.webhook_secrets() == [stripe_double.webhook_secret]
     prices = stripe_api.client().v1.prices.list(params={"lookup_keys": [plans.get("starter").lookup_key]})
     assert [p.lookup_key for p in prices.data] == [plans.get("starter").lookup_key]
+
+
+def test_the_controls_over_http(client, double, receiver):
+    control = f"{double.url}/_double"
+    assert httpx.post(f"{control}/hold").json() == {"held": True}
+    _subscribe(client)
+    events = httpx.get(f"{control}/events").json()["data"]
+    assert len(events) == 4 and not any(e["delivered"] for e in events)
+    assert double.webhook_secret not in httpx.get(f"{control}/").text
+    ids = [e["id"] for e in events]
+    bad = httpx.post(f"{control}/release", json={"order": ["evt_unknown"]})
+    assert bad.status_code == 400 and receiver.requests == []
+    released = httpx.post(f"{control}/release", json={"order": "reverse"}).json()["delivered"]
+    assert released == ids[::-1] and [e["id"] for e in receiver.events()] == ids[::-1]
+    assert httpx.post(f"{control}/redeliver/{ids[0]}").json()["status"] == 200
+    assert httpx.post(f"{control}/wait_idle", json={"timeout": 5}).json() == {"idle": True}
+    assert httpx.get(f"{control}/meter_events").json() == {"data": []}
+    httpx.post(f"{control}/webhook_url", json={"url": None})
+    assert double.webhook_url is None
+
+
+def test_the_checkout_page_pays_and_redirects_to_success_url(client, double):
+    session = _checkout(client)
+    page = httpx.get(session.url)
+    assert page.status_code == 200 and "Pay" in page.text
+    paid = httpx.post(session.url)
+    assert paid.status_code == 303
+    assert paid.headers["location"] == f"https://rapport.test/billing?session={session.id}"
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "complete"
+
+
+def test_an_idempotency_key_replays_the_first_answer(double):
+    headers = {"Authorization": "Bearer sk_test_x", "Idempotency-Key": "k-1"}
+    first = httpx.post(f"{double.url}/v1/customers", data={"email": "a@example.com"}, headers=headers)
+    again = httpx.post(f"{double.url}/v1/customers", data={"email": "a@example.com"}, headers=headers)
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    listed = httpx.get(f"{double.url}/v1/customers", headers=headers).json()["data"]
+    assert [c["id"] for c in listed] == [first.json()["id"]]
