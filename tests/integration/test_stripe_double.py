@@ -41,7 +41,9 @@ def _price(client, plan: str):
 
 
 def _checkout(client, plan: str = "starter", tenant: str = "t_acme", **extra):
-    params = {"mode": "subscription", "line_items": [{"price": _price(client, plan).id, "quantity": 1}],
+    price = _price(client, plan)
+    item = {"price": price.id, "quantity": 1}
+    params = {"mode": "subscription", "line_items": [item],
               "client_reference_id": tenant, "customer_email": f"{tenant}@example.com",
               "subscription_data": {"metadata": {"tenant": tenant}}, "metadata": {"tenant": tenant},
               "success_url": "https://rapport.test/billing?session={CHECKOUT_SESSION_ID}",
@@ -50,6 +52,8 @@ def _checkout(client, plan: str = "starter", tenant: str = "t_acme", **extra):
 
 
 def _subscribe(client, plan: str = "starter", tenant: str = "t_acme", **extra):
+    if plans.get(plan).metered:
+        extra.setdefault("line_items", [{"price": _price(client, plan).id}])
     session = complete_checkout(client, _checkout(client, plan, tenant, **extra).id)
     return client.v1.subscriptions.retrieve(session.subscription)
 
@@ -347,3 +351,33 @@ def test_an_idempotency_key_replays_the_first_answer(double):
     assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
     listed = httpx.get(f"{double.url}/v1/customers", headers=headers).json()["data"]
     assert [c["id"] for c in listed] == [first.json()["id"]]
+
+
+def test_metered_usage_is_summarised_and_billed_at_renewal(client, double):
+    scale = plans.get("scale")
+    price = _price(client, "scale")
+    with pytest.raises(stripe.InvalidRequestError) as with_quantity:
+        client.v1.checkout.sessions.create(params={"mode": "subscription", "line_items": [
+            {"price": price.id, "quantity": 1}]})  # a metered price takes no quantity
+    assert with_quantity.value.param == "line_items[0][quantity]"
+    session = complete_checkout(client, _checkout(client, "scale", line_items=[{"price": price.id}]).id)
+    sub = client.v1.subscriptions.retrieve(session.subscription)
+    item = sub["items"].data[0]
+    for n, value in enumerate(("1200", "800")):
+        client.v1.billing.meter_events.create(params={
+            "event_name": scale.metered.meter, "identifier": f"u{n}", "timestamp": item.current_period_start,
+            "payload": {"stripe_customer_id": sub.customer, "value": value}})
+    summary = client.v1.billing.meters.event_summaries.list(price.recurring.meter, params={
+        "customer": sub.customer, "start_time": item.current_period_start, "end_time": item.current_period_end})
+    assert summary.data[0].aggregated_value == 2000
+    post_helper(client, f"/v1/test_helpers/subscriptions/{sub.id}/advance")
+    invoice = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    assert invoice.amount_paid == 2 * scale.metered.unit_price  # 2,000 customers at unit_price per 1,000
+
+
+def test_trial_will_end_and_a_plan_change_without_features_still_emit(client, double):
+    sub = _subscribe(client, subscription_data={"metadata": {"tenant": "t_trial"}, "trial_period_days": 7})
+    post_helper(client, f"/v1/test_helpers/subscriptions/{sub.id}/trial_will_end")
+    assert _types(double)[-1] == "customer.subscription.trial_will_end"
+    client.v1.subscriptions.cancel(sub.id)
+    assert _types(double)[-2:] == ["customer.subscription.deleted", "entitlements.active_entitlement_summary.updated"]
