@@ -226,6 +226,9 @@ def test_cancel_emits_deleted_and_drops_entitlements(client, double):
     assert summary["type"] == "entitlements.active_entitlement_summary.updated"
     assert summary["data"]["object"]["customer"] == sub.customer
     assert client.v1.subscriptions.cancel(sub.id).status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError) as again:  # Stripe: a canceled one is gone for cancel
+        client.v1.subscriptions.cancel(sub.id)
+    assert again.value.http_status == 404 and again.value.code == "resource_missing"
     assert _types(double)[-2:] == ["customer.subscription.deleted", "entitlements.active_entitlement_summary.updated"]
     assert double.events()[-1]["data"]["object"]["entitlements"]["data"] == []
     assert client.v1.subscriptions.list(params={"customer": sub.customer}).data == []
@@ -323,6 +326,7 @@ def test_the_controls_over_http(client, double, receiver):
     assert len(events) == 4 and not any(e["delivered"] for e in events)
     assert double.webhook_secret not in httpx.get(f"{control}/").text
     ids = [e["id"] for e in events]
+    assert httpx.post(f"{control}/release", content=b"[1]").status_code == 400
     bad = httpx.post(f"{control}/release", json={"order": ["evt_unknown"]})
     assert bad.status_code == 400 and receiver.requests == []
     released = httpx.post(f"{control}/release", json={"order": "reverse"}).json()["delivered"]
