@@ -385,3 +385,25 @@ def test_trial_will_end_and_a_plan_change_without_features_still_emit(client, do
     assert _types(double)[-1] == "customer.subscription.trial_will_end"
     client.v1.subscriptions.cancel(sub.id)
     assert _types(double)[-2:] == ["customer.subscription.deleted", "entitlements.active_entitlement_summary.updated"]
+
+
+PLACEHOLDERS = (1234567890, "obj_123", "cus_QXg1o8vcGmoR32", "prod_QXg1hqf4jFNsqG", "message", "quote")
+
+
+def _leaks(node, path=""):
+    if isinstance(node, dict):
+        return [leak for k, v in node.items() for leak in _leaks(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [leak for i, v in enumerate(node) for leak in _leaks(v, f"{path}[{i}]")]
+    return [path] if not isinstance(node, bool) and node in PLACEHOLDERS else []
+
+
+def test_objects_carry_no_placeholder_values_of_the_fixtures(client, double):
+    sub = _subscribe(client, "growth")
+    post_helper(client, f"/v1/test_helpers/subscriptions/{sub.id}/fail_renewal")
+    objects = [e["data"]["object"] for e in double.events()]
+    objects += [p.to_dict() for p in client.v1.prices.list(params={"limit": 100}).data]
+    objects += [p.to_dict() for p in client.v1.products.list(params={"limit": 100}).data]
+    objects += [m.to_dict() for m in client.v1.billing.meters.list().data]
+    objects.append(client.v1.customers.retrieve(sub.customer).to_dict())
+    assert [leak for o in objects for leak in _leaks(o, o["object"])] == []
