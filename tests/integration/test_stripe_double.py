@@ -334,6 +334,12 @@ def test_the_controls_over_http(client, double, receiver):
     assert httpx.post(f"{control}/redeliver/{ids[0]}").json()["status"] == 200
     assert httpx.post(f"{control}/wait_idle", json={"timeout": 5}).json() == {"idle": True}
     assert httpx.get(f"{control}/meter_events").json() == {"data": []}
+    httpx.post(f"{control}/hold")
+    _subscribe(client, tenant="t_seeded")
+    later = [e["id"] for e in double.events()][len(ids):]
+    expected = later[:]
+    random.Random(3).shuffle(expected)
+    assert httpx.post(f"{control}/release", json={"seed": 3}).json()["delivered"] == expected
     httpx.post(f"{control}/webhook_url", json={"url": None})
     assert double.webhook_url is None
 
