@@ -631,6 +631,7 @@ class StripeApi:
     # -- events --------------------------------------------------------------------------
     def list_events(self, p: dict) -> dict:
         types = p.get("types") or ([p["type"]] if p.get("type") else [])
+        types = [types] if isinstance(types, str) else types
         created = p.get("created")
         bounds = created if isinstance(created, dict) else ({"gte": created, "lte": created} if created else {})
         ops = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
