@@ -235,3 +235,23 @@ def read_units(size: int, consistent: bool) -> float:
 def write_units(size: int, transactional: bool = False) -> float:
     """WRU of writing an item of ``size`` bytes: 1 KB a unit, twice in a transaction."""
     return max(1, math.ceil(size / 1024)) * (2.0 if transactional else 1.0)
+
+
+GSIS = (("gsi1pk", "gsi1sk"), ("gsi2pk", "gsi2sk"))  # infra/resources.json, both ProjectionType ALL
+
+
+def gsi_write_units(old: dict | None, new: dict | None, gsis: tuple[tuple[str, str], ...] = GSIS) -> float:
+    """WRU the indexes add to one item change (a stream record's old and new images): an
+    index entry put, updated or deleted is one write of the projected item (ALL: the whole
+    item); a changed index key is a delete of the old entry and a put of the new one."""
+    units = 0.0
+    for names in gsis:
+        before = tuple(old[n]["S"] for n in names) if old and all(n in old for n in names) else None
+        after = tuple(new[n]["S"] for n in names) if new and all(n in new for n in names) else None
+        if before and after and before != after:
+            units += write_units(item_size(old or {})) + write_units(item_size(new or {}))
+        elif after:
+            units += write_units(item_size(new or {}))
+        elif before:
+            units += write_units(item_size(old or {}))
+    return units

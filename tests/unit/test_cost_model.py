@@ -105,3 +105,16 @@ def test_item_sizes_and_units_follow_dynamodbs_rules():
     assert cm.read_units(100, consistent=True) == 1 and cm.read_units(100, consistent=False) == 0.5
     assert cm.read_units(4097, consistent=True) == 2
     assert cm.write_units(1025) == 2 and cm.write_units(10, transactional=True) == 2
+
+
+def test_gsi_writes_count_each_index_entry_and_twice_for_a_changed_key():
+    order = {"pk": {"S": "T#t#C#c"}, "sk": {"S": "A#ORD#o"}, "gsi1pk": {"S": "T#t#ORDERS"},
+             "gsi1sk": {"S": "o"}, "gsi2pk": {"S": "T#t#ORDERS#placed"}, "gsi2sk": {"S": "o"}}
+    paid = {**order, "gsi2pk": {"S": "T#t#ORDERS#paid"}}
+    assert cm.gsi_write_units(None, order) == 2          # inserted into both indexes
+    assert cm.gsi_write_units(order, paid) == 1 + 2      # gsi1 updated in place; gsi2 moved
+    assert cm.gsi_write_units(order, None) == 2          # deleted from both
+    guard = {"pk": {"S": "T#t#U#email#a"}, "sk": {"S": "U"}}
+    assert cm.gsi_write_units(None, guard) == 0          # in no index
+    big = {**order, "data": {"S": "x" * 2900}}  # with its keys, under 3 KB
+    assert cm.gsi_write_units(None, big) == 2 * 3        # 3 KB a copy
