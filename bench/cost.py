@@ -202,6 +202,7 @@ class Sample:
     n: int
     unit: cm.PerUnit
     requests: Counter[str]
+    index_wru: float  # of unit.wru: the GSIs' share
 
 
 class Meter:
@@ -258,7 +259,7 @@ class Meter:
             lambda_cpu_seconds=(api_cpu + sum(s.cpu for s in stats.values())) / n,
             stream_records=(dispatch.records if dispatch else 0) / n,
             sqs_requests=(sum(sqs_requests.values()) + 2 * subscribers) / n)
-        return Sample(name, n, unit, calls)
+        return Sample(name, n, unit, calls, index_wru / n)
 
 
 def ok(r: Any, expect: int = 200) -> dict:
@@ -358,19 +359,22 @@ def print_measured(console: Any, samples: list[Sample], api_call: cm.PerUnit, or
     base = next(s for s in samples if s.name == BASELINE).unit
     weights = dict(MIX)
     table = Table(title="Measured per unit (counted; CPU as a ratio against 'get customer' in this run)")
-    for col in ("unit", "weight", "DynamoDB requests", "RRU", "WRU", "Lambda inv.", "CPU / baseline",
+    for col in ("unit", "weight", "DynamoDB requests", "RRU", "WRU (of which GSIs)", "Lambda inv.", "CPU / baseline",
                 "stream records", "SQS requests"):
         table.add_column(col, overflow="fold")
 
-    def row(name: str, weight: str, u: cm.PerUnit, requests: str) -> None:
-        table.add_row(name, weight, requests, f"{u.rru:.2f}", f"{u.wru:.2f}", f"{u.lambda_invocations:.2f}",
+    def row(name: str, weight: str, u: cm.PerUnit, requests: str, index: float) -> None:
+        table.add_row(name, weight, requests, f"{u.rru:.2f}", f"{u.wru:.2f} ({index:.2f})", f"{u.lambda_invocations:.2f}",
                       f"{u.lambda_cpu_seconds / base.lambda_cpu_seconds:.2f}x", f"{u.stream_records:.2f}",
                       f"{u.sqs_requests:.2f}")
 
     for s in samples:
-        row(s.name, f"{weights[s.name]:.0%}", s.unit, fmt(Counter({k: v / s.n for k, v in s.requests.items()})))
-    row("[b]API call (the mix)[/b]", "100%", api_call, f"{api_call.dynamodb_requests:.2f}")
-    row(f"[b]{order.name}[/b]", "-", order.unit, fmt(Counter({k: v / order.n for k, v in order.requests.items()})))
+        row(s.name, f"{weights[s.name]:.0%}", s.unit, fmt(Counter({k: v / s.n for k, v in s.requests.items()})),
+            s.index_wru)
+    row("[b]API call (the mix)[/b]", "100%", api_call, f"{api_call.dynamodb_requests:.2f}",
+        sum(s.index_wru * weights[s.name] for s in samples))
+    row(f"[b]{order.name}[/b]", "-", order.unit, fmt(Counter({k: v / order.n for k, v in order.requests.items()})),
+        order.index_wru)
     console.print(table)
     console.print(f"Stored: {storage[0]:,.0f} bytes per customer, {storage[1]:,.0f} bytes per order "
                   "(items + 100 B each, GSI copies included).")
@@ -399,7 +403,9 @@ def print_bills(console: Any, bills: dict[str, cm.Bill], alternatives: dict[str,
     table.add_row("plan price", *[money(bills[p].price) for p in names])
     table.add_row("AWS cost / price", *[f"{bills[p].total / bills[p].price:.1%}" if bills[p].price else "-"
                                          for p in names])
-    table.add_row("biggest item", *[bills[p].biggest.name for p in names], end_section=True)
+    table.add_row("biggest item", *[bills[p].biggest.name for p in names])
+    table.add_row("second biggest", *[sorted(bills[p].items, key=lambda i: -i.dollars)[1].name for p in names],
+                  end_section=True)
     for label, alt in alternatives.items():
         table.add_row(f"total with {label}", *[money(alt[p].total) for p in names])
     console.print(table)
