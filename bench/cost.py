@@ -86,50 +86,7 @@ MIX: list[tuple[str, float]] = [
 BASELINE = "get customer"
 
 
-# --- request units ----------------------------------------------------------------------------
-
-
-def request_units(op: str, params: dict, parsed: dict) -> tuple[float, float]:
-    """(RRU, WRU) of one DynamoDB request on the table, from what was sent and what came
-    back; index writes are counted from the stream records (cost_model.gsi_write_units)."""
-    rru = wru = 0.0
-    consistent = bool(params.get("ConsistentRead")) and not params.get("IndexName")
-    if op == "GetItem":
-        rru = cm.read_units(cm.item_size(parsed.get("Item") or {}), consistent)
-    elif op in ("Query", "Scan"):
-        rru = cm.read_units(sum(cm.item_size(i) for i in parsed.get("Items") or []), consistent)
-    elif op == "BatchGetItem":
-        for table, request in params.get("RequestItems", {}).items():
-            got = (parsed.get("Responses") or {}).get(table) or []
-            left = len(((parsed.get("UnprocessedKeys") or {}).get(table) or {}).get("Keys") or [])
-            strong = bool(request.get("ConsistentRead"))
-            rru += sum(cm.read_units(cm.item_size(i), strong) for i in got)
-            rru += max(0, len(request.get("Keys", [])) - len(got) - left) * cm.read_units(0, strong)
-    elif op == "TransactGetItems":
-        rru = sum(2 * cm.read_units(cm.item_size(i.get("Item") or {}), True) for i in parsed.get("Responses") or [])
-    elif op == "PutItem":
-        wru = cm.write_units(cm.item_size(params["Item"]))
-    elif op in ("UpdateItem", "DeleteItem"):
-        touched = {**params.get("Key", {}), **(parsed.get("Attributes") or {})}
-        wru = cm.write_units(cm.item_size(touched) + cm.item_size(params.get("ExpressionAttributeValues") or {}))
-    elif op == "BatchWriteItem":
-        for requests in params.get("RequestItems", {}).values():
-            for r in requests:
-                if "PutRequest" in r:
-                    wru += cm.write_units(cm.item_size(r["PutRequest"]["Item"]))
-                else:
-                    wru += cm.write_units(0)
-    elif op == "TransactWriteItems":
-        for action in params.get("TransactItems", []):
-            (kind, body), = action.items()
-            if kind == "Put":
-                wru += cm.write_units(cm.item_size(body["Item"]), transactional=True)
-            elif kind == "Update":
-                size = cm.item_size(body["Key"]) + cm.item_size(body.get("ExpressionAttributeValues") or {})
-                wru += cm.write_units(size, transactional=True)
-            else:  # Delete, ConditionCheck: a ConditionCheck is billed as a transactional write
-                wru += cm.write_units(0, transactional=True)
-    return rru, wru
+# --- request units ------------------------------------------------------------------------------
 
 
 class UnitCounter(ComponentCounter):
@@ -153,7 +110,7 @@ class UnitCounter(ComponentCounter):
     def _on_result(self, parsed: dict | None = None, model: Any = None, context: dict | None = None,
                    **_: Any) -> None:
         params = (context or {}).get("cost_params") or {}
-        rru, wru = request_units(model.name, params, parsed or {})
+        rru, wru = cm.request_units(model.name, params, parsed or {})
         with self._lock:
             who = component()
             self.units[(who, "rru")] += rru

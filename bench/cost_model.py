@@ -255,3 +255,46 @@ def gsi_write_units(old: dict | None, new: dict | None, gsis: tuple[tuple[str, s
         elif before:
             units += write_units(item_size(old or {}))
     return units
+
+
+def request_units(op: str, params: dict, parsed: dict) -> tuple[float, float]:
+    """(RRU, WRU) of one DynamoDB request on the table, from what was sent and what came
+    back; index writes are counted from the stream records (gsi_write_units)."""
+    rru = wru = 0.0
+    consistent = bool(params.get("ConsistentRead")) and not params.get("IndexName")
+    if op == "GetItem":
+        rru = read_units(item_size(parsed.get("Item") or {}), consistent)
+    elif op in ("Query", "Scan"):
+        rru = read_units(sum(item_size(i) for i in parsed.get("Items") or []), consistent)
+    elif op == "BatchGetItem":
+        for table, request in params.get("RequestItems", {}).items():
+            got = (parsed.get("Responses") or {}).get(table) or []
+            left = len(((parsed.get("UnprocessedKeys") or {}).get(table) or {}).get("Keys") or [])
+            strong = bool(request.get("ConsistentRead"))
+            rru += sum(read_units(item_size(i), strong) for i in got)
+            rru += max(0, len(request.get("Keys", [])) - len(got) - left) * read_units(0, strong)
+    elif op == "TransactGetItems":
+        rru = sum(2 * read_units(item_size(i.get("Item") or {}), True) for i in parsed.get("Responses") or [])
+    elif op == "PutItem":
+        wru = write_units(item_size(params["Item"]))
+    elif op in ("UpdateItem", "DeleteItem"):
+        touched = {**params.get("Key", {}), **(parsed.get("Attributes") or {})}
+        wru = write_units(item_size(touched) + item_size(params.get("ExpressionAttributeValues") or {}))
+    elif op == "BatchWriteItem":
+        for requests in params.get("RequestItems", {}).values():
+            for r in requests:
+                if "PutRequest" in r:
+                    wru += write_units(item_size(r["PutRequest"]["Item"]))
+                else:
+                    wru += write_units(0)
+    elif op == "TransactWriteItems":
+        for action in params.get("TransactItems", []):
+            (kind, body), = action.items()
+            if kind == "Put":
+                wru += write_units(item_size(body["Item"]), transactional=True)
+            elif kind == "Update":
+                size = item_size(body["Key"]) + item_size(body.get("ExpressionAttributeValues") or {})
+                wru += write_units(size, transactional=True)
+            else:  # Delete, ConditionCheck: a ConditionCheck is billed as a transactional write
+                wru += write_units(0, transactional=True)
+    return rru, wru

@@ -118,3 +118,27 @@ def test_gsi_writes_count_each_index_entry_and_twice_for_a_changed_key():
     assert cm.gsi_write_units(None, guard) == 0          # in no index
     big = {**order, "data": {"S": "x" * 2900}}  # with its keys, under 3 KB
     assert cm.gsi_write_units(None, big) == 2 * 3        # 3 KB a copy
+
+
+def _item(nbytes: int) -> dict:
+    return {"pk": {"S": "p"}, "sk": {"S": "s"}, "d": {"S": "x" * (nbytes - 7)}}  # item_size == nbytes
+
+
+def test_request_units_of_reads_follow_consistency_and_size():
+    assert cm.item_size(_item(5000)) == 5000
+    assert cm.request_units("GetItem", {"ConsistentRead": True}, {"Item": _item(5000)}) == (2, 0)
+    assert cm.request_units("GetItem", {}, {}) == (0.5, 0)   # nothing found: still a unit, halved
+    # a GSI Query is eventually consistent whatever ConsistentRead says; sizes add up before rounding
+    assert cm.request_units("Query", {"IndexName": "gsi1", "ConsistentRead": True},
+                            {"Items": [_item(3000), _item(3000)]}) == (1.0, 0)
+    batch = {"RequestItems": {"t": {"Keys": [{}, {}, {}], "ConsistentRead": True}}}
+    assert cm.request_units("BatchGetItem", batch, {"Responses": {"t": [_item(100)]}}) == (3, 0)
+
+
+def test_request_units_of_writes_double_in_a_transaction():
+    assert cm.request_units("PutItem", {"Item": _item(1500)}, {}) == (0, 2)
+    tx = {"TransactItems": [{"Put": {"Item": _item(1500)}}, {"ConditionCheck": {"Key": {}}},
+                            {"Delete": {"Key": {}}}]}
+    assert cm.request_units("TransactWriteItems", tx, {}) == (0, 2 * 2 + 2 + 2)
+    batch = {"RequestItems": {"t": [{"PutRequest": {"Item": _item(2500)}}, {"DeleteRequest": {"Key": {}}}]}}
+    assert cm.request_units("BatchWriteItem", batch, {}) == (0, 3 + 1)
