@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
 
 from bench import cost_model as cm
 from bench.events import (
+    API,
     PROGRAM,
     ComponentCounter,
     LabelledHandlers,
@@ -122,6 +123,35 @@ class UnitCounter(ComponentCounter):
         return units
 
 
+class AwsCounter:
+    """S3 and KMS requests the functions send (not the pollers' plumbing), by component."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[tuple[str, str]] = Counter()  # (component, "s3 GetObject")
+
+    def install(self) -> None:
+        from botocore.client import BaseClient
+
+        from rapport.pollers import is_plumbing
+
+        inner, counter = BaseClient._make_api_call, self
+
+        def counted(client: Any, operation_name: str, api_params: dict) -> Any:
+            service = client.meta.service_model.service_name
+            if service in ("s3", "kms") and not is_plumbing(client):
+                with counter._lock:
+                    counter.requests[(component(), f"{service} {operation_name}")] += 1
+            return inner(client, operation_name, api_params)
+
+        BaseClient._make_api_call = counted
+
+    def take(self) -> Counter[tuple[str, str]]:
+        with self._lock:
+            out, self.requests = self.requests, Counter()
+        return out
+
+
 class ApiClock:
     """Thread CPU and calls of the Chalice app's Lambda entry point (what API Gateway invokes)."""
 
@@ -160,13 +190,14 @@ class Sample:
     unit: cm.PerUnit
     requests: Counter[str]
     index_wru: float  # of unit.wru: the GSIs' share
+    other: Counter[str]  # S3 and KMS requests per unit, by "service operation"
 
 
 class Meter:
     def __init__(self, http: Any, stack: Any, counter: UnitCounter, server: ServerCounter | None,
-                 sqs: SqsCounter, handlers: LabelledHandlers, api: ApiClock) -> None:
+                 sqs: SqsCounter, aws: AwsCounter, handlers: LabelledHandlers, api: ApiClock) -> None:
         self.http, self.stack, self.counter, self.server = http, stack, counter, server
-        self.sqs, self.handlers, self.api = sqs, handlers, api
+        self.sqs, self.aws, self.handlers, self.api = sqs, aws, handlers, api
 
     def idle(self) -> None:
         pipeline = self.stack.pipeline
@@ -183,14 +214,19 @@ class Meter:
         if self.server:
             self.server.take()
         self.sqs.take()
+        self.aws.take()
         self.handlers.take()
         self.api.take()
 
-    def measure(self, name: str, n: int, api_requests_per_unit: int, action: Callable[[], None]) -> Sample:
+    def measure(self, name: str, n: int, api_requests_per_unit: int, action: Callable[[], None],
+                without_api: bool = False) -> Sample:
+        """What ``action`` (``n`` units) cost, per unit, once the pipeline is idle again.
+        ``without_api``: leave out the API requests it made and what they sent (a sync run
+        started by the API stands for one the schedule starts)."""
         self.reset()
         action()
         self.idle()
-        _, calls, sends = self.counter.take_all()
+        by, calls, sends = self.counter.take_all()
         if self.server:
             seen = self.server.take()
             if +seen != +sends:
@@ -199,12 +235,17 @@ class Meter:
             raise SystemExit(f"{name}: retries ({fmt(sends)} sent for {fmt(calls)}); run again")
         units = self.counter.take_units()
         sqs_requests, _, _ = self.sqs.take()
+        other = self.aws.take()
         stats, records = self.handlers.take()
         index_wru = sum(cm.gsi_write_units(r["dynamodb"].get("OldImage"), r["dynamodb"].get("NewImage"))
                         for r in records)
         api_calls, api_cpu = self.api.take()
         if api_calls != n * api_requests_per_unit:
             raise SystemExit(f"{name}: {api_calls} API invocations, expected {n * api_requests_per_unit}")
+        if without_api:
+            calls = Counter({op: c for (who, op), c in by.items() if who != API})
+            units = Counter({(who, k): v for (who, k), v in units.items() if who != API})
+            api_calls, api_cpu, api_requests_per_unit = 0, 0.0, 0
         subscribers = sum(s.invocations for who, s in stats.items() if who != "dispatch")
         dispatch = stats.get("dispatch")
         unit = cm.PerUnit(
@@ -216,7 +257,8 @@ class Meter:
             lambda_cpu_seconds=(api_cpu + sum(s.cpu for s in stats.values())) / n,
             stream_records=(dispatch.records if dispatch else 0) / n,
             sqs_requests=(sum(sqs_requests.values()) + 2 * subscribers) / n)
-        return Sample(name, n, unit, calls, index_wru / n)
+        return Sample(name, n, unit, calls, index_wru / n,
+                      Counter({op: c / n for (_, op), c in other.items()}))
 
 
 def ok(r: Any, expect: int = 200) -> dict:
@@ -273,6 +315,53 @@ def run_orders(meter: Meter, n: int, tag: str) -> tuple[Sample, list[str]]:
     return meter.measure("order (placed, paid, fulfilled)", n, 3, lifecycle), buyers
 
 
+CSV_MAPPING = {"Id": "external_id", "E-mail": "email", "Name": "name.given"}
+S3_PUT_CLASS = ("PutObject", "CopyObject", "PostObject", "ListObjects", "ListObjectsV2")  # billed as PUT
+
+
+def run_sync(meter: Meter, runs: int, rows: int, tag: str) -> tuple[Sample, Sample]:
+    """A CSV connection, its file imported once (not measured); then ``runs`` uploads of the
+    same file (each a presigned PUT) and as many runs that find every row unchanged: a
+    run's own cost (queue message, Lambda, run and state items, guard reads, S3), as an
+    hourly sync that finds nothing new. Returns (uploads, runs)."""
+    import httpx
+
+    http = meter.http
+    cid = ok(http.post("/v1/connections", json={"connector": "csv", "name": f"{tag} export",
+                                                "config": {"mapping": CSV_MAPPING, "source": tag}}), 201)["id"]
+    data = ("Id,E-mail,Name\r\n" + "".join(f"{tag}{i},{tag}.csv{i}@example.com,Row{i}\r\n"
+                                             for i in range(rows))).encode()
+
+    def upload() -> str:
+        up = ok(http.post(f"/v1/connections/{cid}/uploads"), 201)
+        put = httpx.put(up["url"], content=data, headers=up["headers"], timeout=30)
+        if put.status_code != 200:
+            raise SystemExit(f"the presigned PUT answered {put.status_code}: {put.text[:300]}")
+        return up["upload_id"]
+
+    def run(upload_id: str) -> dict:
+        run_id = ok(http.post(f"/v1/connections/{cid}/sync", json={"mode": "backfill", "upload_id": upload_id}),
+                    202)["id"]
+        meter.idle()  # one run at a time: a connection runs one sync at once
+        return {"id": run_id}
+
+    first = run(upload())
+    done = ok(http.get(f"/v1/connections/{cid}/runs/{first['id']}"))
+    if done["status"] != "succeeded" or done["streams"]["customers"]["created"] != rows:
+        raise SystemExit(f"the first CSV import did not create {rows} customers: {done}")
+    ids: list[str] = []
+    started: list[dict] = []
+    uploads = meter.measure("CSV upload (presigned PUT not included)", runs, 1,
+                            lambda: ids.extend(upload() for _ in range(runs)))
+    synced = meter.measure(f"connector run ({rows} unchanged row{'s' if rows != 1 else ''})", runs, 1,
+                           lambda: started.extend(run(u) for u in ids), without_api=True)
+    for r in started:
+        got = ok(http.get(f"/v1/connections/{cid}/runs/{r['id']}"))
+        if got["status"] != "succeeded" or got["streams"]["customers"]["unchanged"] != rows:
+            raise SystemExit(f"a measured run did not find its {rows} rows unchanged: {got}")
+    return uploads, synced
+
+
 def stored_bytes(tenant_id: str, order_customers: set[str]) -> tuple[float, float, int, int]:
     """(customer-side bytes, order-side bytes, customers, orders) of the tenant, each item
     counted with DynamoDB's 100-byte overhead and once more per GSI it is in."""
@@ -309,7 +398,11 @@ def money(x: float) -> str:
     return f"${x:,.2f}" if x >= 0.01 or x == 0 else f"${x:.4f}"
 
 
-def print_measured(console: Any, samples: list[Sample], api_call: cm.PerUnit, order: Sample,
+def fmt_other(counts: Counter[str]) -> str:
+    return " + ".join(f"{c:g} {op}" for op, c in sorted(counts.items())) or "nothing"
+
+
+def print_measured(console: Any, samples: list[Sample], api_call: cm.PerUnit, order: Sample, synced: Sample,
                    storage: tuple[float, float]) -> None:
     from rich.table import Table
 
@@ -330,8 +423,8 @@ def print_measured(console: Any, samples: list[Sample], api_call: cm.PerUnit, or
             s.index_wru)
     row("[b]API call (the mix)[/b]", "100%", api_call, f"{api_call.dynamodb_requests:.2f}",
         sum(s.index_wru * weights[s.name] for s in samples))
-    row(f"[b]{order.name}[/b]", "-", order.unit, fmt(Counter({k: v / order.n for k, v in order.requests.items()})),
-        order.index_wru)
+    for s in (order, synced):
+        row(f"[b]{s.name}[/b]", "-", s.unit, fmt(Counter({k: v / s.n for k, v in s.requests.items()})), s.index_wru)
     console.print(table)
     console.print(f"Stored: {storage[0]:,.0f} bytes per customer, {storage[1]:,.0f} bytes per order "
                   "(items + 100 B each, GSI copies included).")
@@ -390,6 +483,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=10, help="requests per operation of the mix (default 10)")
     parser.add_argument("--orders", type=int, default=10, help="orders (default 10)")
+    parser.add_argument("--runs", type=int, default=5, help="connector runs (default 5)")
+    parser.add_argument("--rows", type=int, default=1,
+                        help="rows of the CSV file each run reads, all unchanged (default 1: a run that finds nothing new)")
     parser.add_argument("--stage", default="prod", help="the .chalice stage whose memory is used (default prod)")
     parser.add_argument("--io-ms", type=float, default=5.0, help="assumed ms per DynamoDB request (default 5)")
     parser.add_argument("--rate-limit", type=float, default=0.05,
@@ -400,9 +496,10 @@ def main() -> None:
 
     console = Console(width=200)
     logging.getLogger("rapport.dev").disabled = True  # the dev server's line per request
-    counter, server_counter, sqs = UnitCounter(), ServerCounter(), SqsCounter()
+    counter, server_counter, sqs, aws = UnitCounter(), ServerCounter(), SqsCounter(), AwsCounter()
     counter.install()  # before any botocore session exists
     sqs.install()
+    aws.install()
     moto, endpoint, cross_check = start_emulator(server_counter, TABLE, key_cache_seconds=3600)
     from rapport.devstack import DevStack
     from rapport.pollers import QueuePoller
@@ -428,13 +525,15 @@ def main() -> None:
         key = apikeys.create(TenantContext(tenant.id), "bench", ["admin"]).secret
         with httpx.Client(base_url=running.api_url.removesuffix("/v1"), timeout=60,
                           headers={"Authorization": f"Bearer {key}"}) as http:
-            meter = Meter(http, stack, counter, server_counter if cross_check else None, sqs, handlers, api)
+            meter = Meter(http, stack, counter, server_counter if cross_check else None, sqs, aws, handlers, api)
             ok(http.put("/v1/loyalty/program", json=PROGRAM), 201)
             # warm up every route measured below, so that no sample pays for first imports
             run_mix(meter, 2, "warm")
             run_orders(meter, 2, "warm")
+            run_sync(meter, 1, 5, "warm")
             samples = run_mix(meter, args.repeat, "mix")
             order, buyers = run_orders(meter, args.orders, "cost")
+            uploads, synced = run_sync(meter, args.runs, args.rows, "sync")
             meter.idle()
         customer_bytes, order_bytes, customers, orders = stored_bytes(tenant.id, set(buyers))
     finally:
@@ -444,8 +543,13 @@ def main() -> None:
     api_call = cm.PerUnit()
     for s in samples:
         api_call = api_call + s.unit.scaled(dict(MIX)[s.name])
+    s3 = uploads.other + synced.other
     measured = cm.Measured(api_call=api_call, order=order.unit, bytes_per_customer=customer_bytes / customers,
-                           bytes_per_order=order_bytes / orders)
+                           bytes_per_order=order_bytes / orders, sync_run=synced.unit,
+                           s3_puts_per_upload=1 + sum(c for op, c in s3.items()
+                                                      if op.startswith("s3 ") and op[3:] in S3_PUT_CLASS),
+                           s3_gets_per_upload=sum(c for op, c in s3.items()
+                                                  if op.startswith("s3 ") and op[3:] not in S3_PUT_CLASS))
     settings = cm.Settings(memory_mb=memory_mb(args.stage), io_ms_per_request=args.io_ms,
                            rate_limit_requests_per_call=args.rate_limit)
     from crm.billing import plans
@@ -461,7 +565,11 @@ def main() -> None:
 
     console.print(f"[b]Measured[/b]: {args.repeat} requests per operation, {args.orders} orders; "
                   "cross-check against the emulator: " + ("every request seen" if cross_check else "unavailable"))
-    print_measured(console, samples, api_call, order, (measured.bytes_per_customer, measured.bytes_per_order))
+    print_measured(console, samples, api_call, order, synced, (measured.bytes_per_customer, measured.bytes_per_order))
+    console.print(f"S3 and KMS requests per upload: the client's presigned PUT + {fmt_other(uploads.other)} "
+                  f"(the upload) + {fmt_other(synced.other)} (its run); KMS per scheduled run: "
+                  f"{measured.kms_per_sync_run:g} Decrypt (connectors/connections.py config_of; a CSV "
+                  "connection has no secret to decrypt).")
     console.print("Reference workloads (a tenant-month): " + "; ".join(
         f"{w.plan}: {w.customers:,} customers, {w.orders:,} orders, {w.emails:,} emails, {w.api_calls:,} API calls, "
         f"{w.sync_runs:,} sync runs ({w.note}), {w.uploads} uploads" for w in WORKLOADS.values()))

@@ -43,8 +43,8 @@ class Workload:
     orders: int             # placed, paid and fulfilled through the API this month
     emails: int             # sent this month
     api_calls: int          # every other API call this month (the measured mix)
-    sync_runs: int = 0      # connector runs (1 KMS Decrypt each for the sealed secrets)
-    uploads: int = 0        # CSV uploads (S3: 1 PUT by the client, 1 GET by the run)
+    sync_runs: int = 0      # scheduled connector runs (1 KMS Decrypt each for the sealed secrets)
+    uploads: int = 0        # CSV uploads, each with its run (S3 requests)
     order_months_stored: int = 12  # how many months of orders the table holds
     note: str = ""
 
@@ -76,9 +76,10 @@ class Measured:
     order: PerUnit                     # one order: placed + paid + fulfilled, events included
     bytes_per_customer: float          # stored, with its guards, search entries, GSI copies
     bytes_per_order: float             # stored: order, pointer, guard, timeline, ledger, GSI copies
-    kms_per_sync_run: float = 1.0      # connectors/sealing.py: one Decrypt per run
-    s3_puts_per_upload: float = 1.0    # connectors/uploads.py: the client's PUT (presigned)
-    s3_gets_per_upload: float = 1.0    # the run's GetObject
+    sync_run: PerUnit = PerUnit()      # one connector run's own cost (no API call)
+    kms_per_sync_run: float = 1.0      # connectors/connections.py config_of: <= 1 Decrypt per run
+    s3_puts_per_upload: float = 1.0    # the client's presigned PUT (+ any PUT-class request)
+    s3_gets_per_upload: float = 1.0    # GET-class requests (HeadObject, GetObject)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ def plan_price(plan: dict, workload: Workload) -> float:
 def bill(workload: Workload, measured: Measured, prices: Prices = Prices(),
          settings: Settings = Settings(), price: float = 0.0) -> Bill:
     """Line items for one tenant-month. Quantities are workload x measured per-unit counts."""
-    usage = measured.api_call.scaled(workload.api_calls) + measured.order.scaled(workload.orders)
+    usage = (measured.api_call.scaled(workload.api_calls) + measured.order.scaled(workload.orders)
+             + measured.sync_run.scaled(workload.sync_runs + workload.uploads))
     out = Bill(workload.plan, price=price)
     add = out.items.append
 

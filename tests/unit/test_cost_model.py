@@ -142,3 +142,14 @@ def test_request_units_of_writes_double_in_a_transaction():
     assert cm.request_units("TransactWriteItems", tx, {}) == (0, 2 * 2 + 2 + 2)
     batch = {"RequestItems": {"t": [{"PutRequest": {"Item": _item(2500)}}, {"DeleteRequest": {"Key": {}}}]}}
     assert cm.request_units("BatchWriteItem", batch, {}) == (0, 3 + 1)
+
+
+def test_each_connector_run_and_upload_adds_a_measured_run():
+    run = cm.PerUnit(wru=24, rru=7, lambda_invocations=3, sqs_requests=3)
+    with_runs = cm.bill(WORKLOAD, replace(MEASURED, sync_run=run))
+    without = cm.bill(WORKLOAD, MEASURED)
+    runs = WORKLOAD.sync_runs + WORKLOAD.uploads
+    assert with_runs.item("DynamoDB writes").quantity - without.item("DynamoDB writes").quantity == 24 * runs
+    assert with_runs.item("SQS").quantity - without.item("SQS").quantity == 3 * runs
+    assert with_runs.item("API Gateway (REST)").quantity == without.item("API Gateway (REST)").quantity
+    assert with_runs.item("KMS").quantity == WORKLOAD.sync_runs  # 1 Decrypt per scheduled run
