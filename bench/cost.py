@@ -2,7 +2,7 @@
 x the request counts measured here x AWS list prices, item by item, beside the plan's
 price. The arithmetic is bench/cost_model.py (pure, unit-tested); this file measures.
 
-Measurement (about a minute on 2 cores, no network). The local stack in-process with
+Measurement (about 50 s on 2 cores, no network). The local stack in-process with
 the pollers ``rapport dev`` runs (as bench/events.py: the table's stream -> the
 dispatcher, the subscriber queues -> their handlers; queue pollers short-poll, the
 schedule ticker is off), a tenant with a loyalty program, then:
@@ -12,22 +12,26 @@ schedule ticker is off), a tenant with a loyalty program, then:
   (stream records, dispatcher invocations) is counted with it. Weighted by ``MIX``.
 - *an order*: ``--orders`` orders placed, paid and fulfilled through the API, with what
   their events cause (dispatcher, loyalty handler, SQS).
+- *a connector run*: a CSV connection whose file is imported once, then ``--runs``
+  uploads of it (presigned PUTs) and as many runs that find its rows unchanged: a
+  scheduled run that finds nothing new, without the API call that started it.
 - *storage*: the tenant's items read back at the end, sized as DynamoDB sizes them
   (+100 bytes an item, and again for each GSI the item is in: both GSIs project ALL).
 
 Counted per unit: DynamoDB requests and request units (botocore hooks on every session,
 bench/events.py's ``ComponentCounter``, extended here to size each request's items: reads
 by the items returned, 4 KB a unit, half when eventually consistent; writes by the item
-sent, 1 KB a unit, twice in a transaction, plus one write per GSI the item carries a key
-of), Lambda invocations (the API requests and the pollers' handler calls), the handlers'
+sent, 1 KB a unit, twice in a transaction; index writes from the stream records' old and
+new images: cost_model.request_units and gsi_write_units), Lambda invocations (the API requests and the pollers' handler calls), the handlers'
 thread CPU (the API's measured around the Chalice app's call, the event handlers' by
-bench/events.py's ``LabelledHandlers``), stream records and the functions' SQS requests
+bench/events.py's ``LabelledHandlers``), stream records, the functions' SQS requests
 (+ a receive and a delete per subscriber invocation, which Lambda's event source mapping
-makes). CPU is shown as a ratio against ``get customer`` in the same run; the dollars
+makes) and their S3 and KMS requests (a spy on botocore, as events.py's ``SqsCounter``). CPU is shown as a ratio against ``get customer`` in the same run; the dollars
 use it as seconds (bench/cost_model.py says how), so they are estimates of the order
 of magnitude, not a bill.
 
-    python3 -m uv run python bench/cost.py [--repeat 10] [--orders 10]
+    python3 -m uv run python bench/cost.py [--repeat 10] [--orders 10] [--runs 5] [--rows 1]
+        [--stage prod] [--io-ms 5] [--rate-limit 0.05]
 """
 from __future__ import annotations
 
