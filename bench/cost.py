@@ -493,7 +493,8 @@ def main() -> None:
     parser.add_argument("--stage", default="prod", help="the .chalice stage whose memory is used (default prod)")
     parser.add_argument("--io-ms", type=float, default=5.0, help="assumed ms per DynamoDB request (default 5)")
     parser.add_argument("--rate-limit", type=float, default=0.05,
-                        help="DynamoDB writes per API call for rate limits + usage counters (h3's target: 0.05)")
+                        help="DynamoDB writes per API call for rate limits + usage counters (h3's target: 0.05; "
+                             "0 once h3's limiter is merged, since its requests are then measured)")
     args = parser.parse_args()
 
     from rich.console import Console
