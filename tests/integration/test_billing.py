@@ -66,3 +66,179 @@ def test_upgrade_free_to_starter_through_checkout(tenant, stripe_double):
     assert sub.metadata["tenant_id"] == tenant.id
     assert b["checkout"] is None
     assert all(e["delivered"] for e in stripe_double.events())
+
+
+def _public(event: dict) -> dict:
+    return {k: v for k, v in event.items() if k not in ("delivered", "attempts")}
+
+
+def post_event(anon, event: dict, secret: str, t: int | None = None, headers: dict | None = None):
+    """Deliver an event as Stripe does (signed at ``t``), returning the response."""
+    from rapport.stripe_double_delivery import signature
+
+    body = json.dumps(event).encode()
+    sig = signature(secret, body, int(time.time()) if t is None else t)
+    return anon.post(WEBHOOK, content=body, headers={"Content-Type": "application/json",
+                                                     "Stripe-Signature": sig, **(headers or {})})
+
+
+def stored(t: Tenant):
+    from crm.billing import service
+
+    return service.as_state(service.load(t.id))
+
+
+def test_the_webhooks_alone_apply_the_plan(tenant, stripe_double):
+    session = checkout(tenant)
+    complete_checkout(stripe_client(stripe_double.url), session["session_id"])
+    assert stripe_double.wait_idle(20)
+    s = stored(tenant)  # read before any GET /v1/billing (which would look the session up itself)
+    assert (s.plan, s.status) == ("starter", "active")
+    types = {e["type"] for e in stripe_double.events()}
+    assert {"checkout.session.completed", "customer.subscription.created", "invoice.paid"} <= types
+    assert all(a["status"] == 200 for e in stripe_double.events() for a in e["attempts"])
+
+
+def test_duplicate_deliveries_change_nothing(tenant, stripe_double, anon, raw_table):
+    subscribe(tenant, stripe_double)
+    before = partition_items(raw_table, tenant)
+    for event in stripe_double.events():
+        assert stripe_double.redeliver(event["id"])["status"] == 200
+        r = post_event(anon, _public(event), stripe_double.webhook_secret)
+        from crm.billing.webhooks import HANDLED
+
+        expected = "duplicate" if event["type"] in HANDLED else "ignored"
+        assert r.status_code == 200 and r.json() == {"status": expected, "event_id": event["id"]}
+    assert partition_items(raw_table, tenant) == before
+    assert billing(tenant)["plan"] == "starter"
+
+
+def test_forged_stale_missing_and_thin_signatures_get_400_and_write_nothing(tenant, stripe_double, anon,
+                                                                          raw_table):
+    session = checkout(tenant)
+    stripe_double.hold()
+    complete_checkout(stripe_client(stripe_double.url), session["session_id"])
+    events = [_public(e) for e in stripe_double.events()]
+    before = partition_items(raw_table, tenant)
+    secret = stripe_double.webhook_secret
+    for event in events:
+        forged = post_event(anon, event, "whsec_forged")
+        stale = post_event(anon, event, secret, t=int(time.time()) - 301)  # a replay of an old delivery
+        missing = anon.post(WEBHOOK, content=json.dumps(event).encode(), headers={"Content-Type": "application/json"})
+        for r in (forged, stale, missing):
+            assert r.status_code == 400, r.text
+            assert r.json()["code"] == "invalid_signature" and r.json()["field"] == "Stripe-Signature"
+            assert secret not in r.text
+    thin = json.load(open("/work/shared/fixtures/stripe/v2_thin_event.json"))
+    r = post_event(anon, thin, secret)
+    assert r.status_code == 400 and r.json()["code"] == "unsupported_event"
+    tampered = dict(events[0], type="customer.subscription.deleted")
+    from rapport.stripe_double_delivery import signature
+
+    good_sig = signature(secret, json.dumps(events[0]).encode(), int(time.time()))
+    r = anon.post(WEBHOOK, content=json.dumps(tampered).encode(), headers={"Stripe-Signature": good_sig})
+    assert r.status_code == 400
+    assert partition_items(raw_table, tenant) == before
+    assert stored(tenant).plan == "free"
+    stripe_double.release()
+    assert stripe_double.wait_idle(20)
+    assert stored(tenant).plan == "starter"
+
+
+def test_several_secrets_are_accepted_while_rotating(tenant, stripe_double, anon, monkeypatch):
+    monkeypatch.setenv("RAPPORT_STRIPE_WEBHOOK_SECRETS", f"whsec_new_one,{stripe_double.webhook_secret}")
+    subscribe(tenant, stripe_double)
+    assert stored(tenant).plan == "starter"
+    event = _public(next(e for e in stripe_double.events() if e["type"] == "invoice.paid"))
+    monkeypatch.setenv("RAPPORT_STRIPE_WEBHOOK_SECRETS", "whsec_new_one")  # the old secret retired
+    assert post_event(anon, event, stripe_double.webhook_secret).status_code == 400
+    assert post_event(anon, event, "whsec_new_one").json()["status"] == "duplicate"
+
+
+def test_unhandled_event_types_are_acknowledged_and_ignored(tenant, stripe_double, anon, raw_table):
+    before = partition_items(raw_table, tenant)
+    event = {"id": "evt_other", "object": "event", "api_version": "2025-03-31.basil", "created": int(time.time()),
+             "type": "charge.refunded", "data": {"object": {"id": "ch_1", "object": "charge", "customer": "cus_x"}},
+             "livemode": False, "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None}}
+    r = post_event(anon, event, stripe_double.webhook_secret)
+    assert r.status_code == 200 and r.json()["status"] == "ignored"
+    assert partition_items(raw_table, tenant) == before
+
+
+def test_checkout_refuses_unknown_and_free_plans_and_bad_urls(tenant, stripe_double, raw_table):
+    before = partition_items(raw_table, tenant)
+    for body in ({"plan": "platinum"}, {"plan": "free"}):
+        r = tenant.http.post("/v1/billing/checkout", json=body)
+        assert r.status_code == 422 and r.json()["field"] == "plan", r.text
+    r = tenant.http.post("/v1/billing/checkout", json={"plan": "starter", "success_url": "javascript:alert(1)"})
+    assert r.status_code == 422 and r.json()["field"] == "success_url"
+    assert partition_items(raw_table, tenant) == before
+
+
+def test_a_second_checkout_while_subscribed_is_409_and_the_portal_works(tenant, stripe_double):
+    r = tenant.http.post("/v1/billing/portal")
+    assert r.status_code == 409 and r.json()["code"] == "no_stripe_customer"
+    subscribe(tenant, stripe_double)
+    r = tenant.http.post("/v1/billing/checkout", json={"plan": "growth"})
+    assert r.status_code == 409 and r.json()["code"] == "subscription_exists"
+    portal = tenant.http.post("/v1/billing/portal")
+    assert portal.status_code == 200 and portal.json()["url"].startswith("http")
+
+
+def test_the_same_checkout_twice_returns_the_open_session(tenant, stripe_double):
+    first = checkout(tenant)
+    again = checkout(tenant, expect=200)
+    assert again == first
+    other = checkout(tenant, "growth")  # changed their mind: the starter session is expired
+    assert other["session_id"] != first["session_id"]
+    stripe = stripe_client(stripe_double.url)
+    assert stripe.v1.checkout.sessions.retrieve(first["session_id"]).status == "expired"
+
+
+def test_two_concurrent_checkouts_open_at_most_one_session(tenant, stripe_double):
+    import threading
+
+    barrier, results = threading.Barrier(4), []
+
+    def go():
+        barrier.wait()
+        r = tenant.http.post("/v1/billing/checkout", json={"plan": "starter"})
+        results.append((r.status_code, r.json()))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert all(status in (200, 201, 409) for status, _ in results), results
+    ids = {body["session_id"] for status, body in results if status in (200, 201)}
+    assert len(ids) == 1, results
+    assert [s for s, _ in results].count(201) == 1
+    assert all(b["code"] == "checkout_in_progress" for s, b in results if s == 409)
+    stripe = stripe_client(stripe_double.url)
+    customer = stored(tenant)
+    from crm.billing import service
+
+    sessions = stripe.v1.checkout.sessions.list({"customer": service.load(tenant.id).stripe_customer}).data
+    assert [s.id for s in sessions if s.status == "open"] == list(ids), customer
+
+
+def test_two_paid_subscriptions_the_webhook_side_cancels_the_newer(tenant, stripe_double):
+    """If Stripe still ends up with two (a session made outside Rapport for the tenant's
+    customer), the older subscription stays the tenant's and the newer is cancelled."""
+    subscribe(tenant, stripe_double)
+    first = billing(tenant)["subscription"]
+    from crm.billing import service
+
+    stripe = stripe_client(stripe_double.url)
+    price = stripe.v1.prices.list({"lookup_keys": ["rapport_growth_monthly"]}).data[0]
+    extra = stripe.v1.checkout.sessions.create({
+        "mode": "subscription", "customer": service.load(tenant.id).stripe_customer,
+        "line_items": [{"price": price.id, "quantity": 1}], "client_reference_id": tenant.id,
+        "subscription_data": {"metadata": {"tenant_id": tenant.id}}, "success_url": "https://example.com/ok"})
+    complete_checkout(stripe, extra.id)
+    assert stripe_double.wait_idle(20)
+    b = billing(tenant)
+    assert (b["subscription"], b["plan"], b["status"]) == (first, "starter", "active")
+    subs = stripe.v1.subscriptions.list({"customer": service.load(tenant.id).stripe_customer, "status": "all"}).data
+    assert sorted((s.id == first, s.status) for s in subs) == [(False, "canceled"), (True, "active")]
