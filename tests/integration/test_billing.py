@@ -242,3 +242,112 @@ def test_two_paid_subscriptions_the_webhook_side_cancels_the_newer(tenant, strip
     assert (b["subscription"], b["plan"], b["status"]) == (first, "starter", "active")
     subs = stripe.v1.subscriptions.list({"customer": service.load(tenant.id).stripe_customer, "status": "all"}).data
     assert sorted((s.id == first, s.status) for s in subs) == [(False, "canceled"), (True, "active")]
+
+
+def _sub_id(t: Tenant) -> str:
+    return stored(t).subscription
+
+
+def test_past_due_has_a_seven_day_grace_then_paid_is_active_again(tenant, stripe_double):
+    from datetime import datetime, timedelta
+
+    subscribe(tenant, stripe_double)
+    stripe = stripe_client(stripe_double.url)
+    sub = _sub_id(tenant)
+    post_helper(stripe, f"/v1/test_helpers/subscriptions/{sub}/fail_renewal")
+    assert stripe_double.wait_idle(20)
+    b = billing(tenant)
+    assert (b["plan"], b["status"]) == ("starter", "past_due"), b
+    renewal = stripe.v1.subscriptions.retrieve(sub)["items"]["data"][0]["current_period_start"]
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    assert parse(b["past_due_since"]).timestamp() == renewal
+    assert parse(b["grace_until"]) - parse(b["past_due_since"]) == timedelta(days=7)
+    assert b["current_period"]["start"] == b["past_due_since"]
+    [invoice] = [i for i in stripe.v1.invoices.list({"customer": stripe.v1.subscriptions.retrieve(sub).customer}).data
+                 if i.status == "open"]
+    stripe.v1.invoices.pay(invoice.id)
+    assert stripe_double.wait_idle(20)
+    b = billing(tenant)
+    assert (b["plan"], b["status"], b["grace_until"], b["past_due_since"]) == ("starter", "active", None, None)
+
+
+def test_cancel_goes_back_to_free_and_deletes_nothing(tenant, stripe_double):
+    subscribe(tenant, stripe_double)
+    customer = tenant.create_customer(email="kept@acme.example")
+    stripe = stripe_client(stripe_double.url)
+    stripe.v1.subscriptions.cancel(_sub_id(tenant))
+    assert stripe_double.wait_idle(20)
+    b = billing(tenant)
+    assert (b["plan"], b["status"], b["limits"]["customers"]) == ("free", "canceled", 500), b
+    assert tenant.http.get(f"/v1/customers/{customer['id']}").status_code == 200
+    again = checkout(tenant)  # canceled: a new checkout is allowed
+    assert again["session_id"]
+
+
+def test_a_late_webhook_does_not_keep_a_paying_tenant_waiting(tenant, stripe_double):
+    """Deliveries held (Stripe is late): GET /v1/billing looks the open session up and
+    shows the plan paid for; the late events then change nothing."""
+    session = checkout(tenant)
+    stripe_double.hold()
+    complete_checkout(stripe_client(stripe_double.url), session["session_id"])
+    assert stored(tenant).plan == "free"
+    b = billing(tenant)
+    assert (b["plan"], b["status"], b["checkout"]) == ("starter", "active", None), b
+    stripe_double.release("reverse")
+    assert stripe_double.wait_idle(20)
+    after = billing(tenant)
+    assert after == b
+
+
+def test_every_order_of_a_burst_ends_in_the_same_state(api_url, stripe_double):
+    """past_due then paid: invoice.payment_failed, customer.subscription.updated, invoice.paid,
+    customer.subscription.updated, delivered in each of their 24 orders (one tenant each)."""
+    import itertools
+
+    stripe = stripe_client(stripe_double.url)
+    finals = set()
+    for n, order in enumerate(itertools.permutations(range(4))):
+        t = Tenant(api_url, f"Burst {n}")
+        subscribe(t, stripe_double)
+        sub = _sub_id(t)
+        known = {e["id"] for e in stripe_double.events()}
+        stripe_double.hold()
+        post_helper(stripe, f"/v1/test_helpers/subscriptions/{sub}/fail_renewal")
+        customer = stripe.v1.subscriptions.retrieve(sub).customer
+        [invoice] = [i for i in stripe.v1.invoices.list({"customer": customer}).data if i.status == "open"]
+        stripe.v1.invoices.pay(invoice.id)
+        burst = [e["id"] for e in stripe_double.events() if e["id"] not in known and
+                 e["type"] in ("invoice.payment_failed", "customer.subscription.updated", "invoice.paid")]
+        assert len(burst) == 4, [e["type"] for e in stripe_double.events() if e["id"] not in known]
+        stripe_double.release([burst[i] for i in order])
+        assert stripe_double.wait_idle(20)
+        s = stored(t)
+        finals.add((s.plan, s.status, s.grace_until, s.period_start, s.period_end is not None))
+        assert (s.plan, s.status, s.grace_until) == ("starter", "active", None), (order, s)
+    assert len({f[:3] for f in finals}) == 1
+
+
+def test_one_tenants_session_or_webhook_never_changes_another(api_url, stripe_double, raw_table):
+    """A session for A's customer that names B (client_reference_id, metadata) changes
+    neither: B has no such customer, and A's subscriptions naming B are not A's."""
+    a, b = Tenant(api_url, "Billing A"), Tenant(api_url, "Billing B")
+    subscribe(a, stripe_double)
+    a_before, b_before = billing(a), partition_items(raw_table, b)
+    from crm.billing import service
+
+    stripe = stripe_client(stripe_double.url)
+    price = stripe.v1.prices.list({"lookup_keys": ["rapport_growth_monthly"]}).data[0]
+    crossing = stripe.v1.checkout.sessions.create({
+        "mode": "subscription", "customer": service.load(a.id).stripe_customer,
+        "line_items": [{"price": price.id, "quantity": 1}], "client_reference_id": b.id,
+        "metadata": {"tenant_id": b.id}, "subscription_data": {"metadata": {"tenant_id": b.id}},
+        "success_url": "https://example.com/ok"})
+    complete_checkout(stripe, crossing.id)
+    assert stripe_double.wait_idle(20)
+    assert partition_items(raw_table, b) == b_before
+    assert billing(b)["plan"] == "free"
+    after = billing(a)
+    assert (after["plan"], after["subscription"]) == (a_before["plan"], a_before["subscription"])
+    # B's own checkout and payment leave A as it was
+    subscribe(b, stripe_double, "growth")
+    assert billing(b)["plan"] == "growth" and billing(a)["plan"] == "starter"
