@@ -79,3 +79,11 @@ def loyalty_schedule(event):
     from functions import loyalty as handler
 
     return handler.run_schedule(lambda_context=event.context)
+
+
+@app.schedule("rate(1 day)", name="billing_reconcile")
+def billing_reconcile(event):
+    """Compare each paying tenant with Stripe and repair drift (functions/billing.py)."""
+    from functions import billing as handler
+
+    return handler.run_reconcile(lambda_context=event.context)

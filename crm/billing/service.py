@@ -88,9 +88,9 @@ def fetch(customer_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]] 
     return subscriptions, entitlements
 
 
-def refresh(tenant_id: str, customer_id: str) -> tuple[state.State, bool]:
+def refresh(tenant_id: str, customer_id: str) -> tuple[state.State, tuple[str, ...]]:
     """Fetch the customer's state from Stripe and store it unless a later fetch was stored
-    first; returns (the stored state, whether this fetch was written). Duplicate live
+    first; returns (the stored state, the subscriptions cancelled). Duplicate live
     subscriptions (the newer ones) are cancelled at Stripe; their deletion comes back as
     a webhook."""
     stored = load(tenant_id)
@@ -101,7 +101,7 @@ def refresh(tenant_id: str, customer_id: str) -> tuple[state.State, bool]:
         log.warning("cancelling a duplicate subscription", extra={"tenant": tenant_id, "subscription": extra})
         stripe_api.client().v1.subscriptions.cancel(extra)
     written = write(tenant_id, outcome.state)
-    return (outcome.state if written else as_state(load(tenant_id))), written
+    return (outcome.state if written else as_state(load(tenant_id))), outcome.cancel
 
 
 def write(tenant_id: str, new: state.State) -> bool:

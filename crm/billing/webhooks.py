@@ -117,17 +117,20 @@ def receive(headers: dict[str, str], raw: bytes) -> tuple[str, str]:
     import stripe
 
     event = verify(headers, raw)
-    event_id, kind = str(event.get("id")), str(event.get("type"))
-    if kind not in HANDLED:
-        return "ignored", event_id
+    event_id = str(event.get("id"))
     try:
-        return _apply(event, event_id, kind), event_id
+        return apply_event(event), event_id
     except stripe.StripeError as exc:  # Stripe unreachable: 503, and Stripe delivers again
         raise Unavailable(f"Stripe could not be reached to apply {event_id}: {type(exc).__name__}",
                           code="stripe_unavailable") from None
 
 
-def _apply(event: dict[str, Any], event_id: str, kind: str) -> str:
+def apply_event(event: dict[str, Any]) -> str:
+    """Apply one verified event (a delivery, or an undelivered one the reconcile found):
+    "applied", "duplicate" (its id was applied before) or "ignored"."""
+    event_id, kind = str(event.get("id")), str(event.get("type"))
+    if kind not in HANDLED:
+        return "ignored"
     customer, named = _customer_and_tenant(event)
     if not customer:
         log.info("Stripe event without a customer ignored", extra={"event": event_id})

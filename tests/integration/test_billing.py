@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import Tenant, partition_items
-from tests.stripe_helpers import complete_checkout, post_helper, stripe_client, stripe_double  # noqa: F401
+from tests.stripe_helpers import complete_checkout, post_helper, stripe_client
 
 WEBHOOK = "/v1/billing/stripe/webhook"
 
