@@ -351,3 +351,24 @@ def test_one_tenants_session_or_webhook_never_changes_another(api_url, stripe_do
     # B's own checkout and payment leave A as it was
     subscribe(b, stripe_double, "growth")
     assert billing(b)["plan"] == "growth" and billing(a)["plan"] == "starter"
+
+
+def test_a_failure_while_applying_is_5xx_and_the_retry_is_applied(tenant, stripe_double, anon, monkeypatch,
+                                                                 raw_table):
+    """Stripe unreachable while the handler fetches: 503 (Stripe retries), and the event's guard
+    is not left behind, so the retry is applied rather than taken for a duplicate."""
+    session = checkout(tenant)
+    stripe_double.hold()
+    complete_checkout(stripe_client(stripe_double.url), session["session_id"])
+    event = _public(next(e for e in stripe_double.events() if e["type"] == "customer.subscription.created"))
+    before = partition_items(raw_table, tenant)
+    monkeypatch.setenv("RAPPORT_STRIPE_API_BASE", "http://127.0.0.1:9")  # nothing listens there
+    r = post_event(anon, event, stripe_double.webhook_secret)
+    assert r.status_code == 503 and r.json()["code"] == "stripe_unavailable", r.text
+    assert partition_items(raw_table, tenant) == before
+    monkeypatch.setenv("RAPPORT_STRIPE_API_BASE", stripe_double.url)
+    r = post_event(anon, event, stripe_double.webhook_secret)
+    assert r.status_code == 200 and r.json()["status"] == "applied"
+    assert stored(tenant).plan == "starter"
+    stripe_double.release()
+    assert stripe_double.wait_idle(20)
