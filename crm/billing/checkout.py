@@ -96,6 +96,7 @@ def _expire(session_id: str) -> bool:
 def start(ctx: TenantContext, plan_name: str, success_url: str, cancel_url: str) -> Session:
     """A Checkout Session for ``plan_name`` (mode subscription), or the tenant's open one for it."""
     plan = _sold(plan_name)
+    stripe_api.client()  # 503 billing_not_configured before anything is written
     item = service.ensure(ctx.tenant_id)
     _refuse_if_live(item)
     observed = item.checkout_session
