@@ -65,7 +65,7 @@ def _items(sub: dict[str, Any]) -> list[dict[str, Any]]:
 def plan_of(sub: dict[str, Any]) -> plans.Plan | None:
     """The catalogue's plan whose price (by lookup_key) the subscription is for."""
     for item in _items(sub):
-        plan = plans.by_lookup_key(((item.get("price") or {}).get("lookup_key")))
+        plan = plans.by_lookup_key((item.get("price") or {}).get("lookup_key"))
         if plan is not None:
             return plan
     return None
