@@ -376,3 +376,21 @@ def test_a_failure_while_applying_is_5xx_and_the_retry_is_applied(tenant, stripe
     assert stored(tenant).plan == "starter"
     stripe_double.release()
     assert stripe_double.wait_idle(20)
+
+
+def test_an_event_naming_a_tenant_for_a_customer_not_its_own_is_ignored(tenant, stripe_double, anon, raw_table):
+    """A signed event whose subscription names the tenant but belongs to another (or an
+    unknown) Stripe customer changes nothing."""
+    subscribe(tenant, stripe_double)
+    before = partition_items(raw_table, tenant)
+    stranger = stripe_client(stripe_double.url).v1.customers.create({"metadata": {"tenant_id": "nosuchtenant"}})
+    for customer in (stranger.id, "cus_unknown"):
+        event = {"id": f"evt_forged_{customer}", "object": "event", "api_version": "2025-03-31.basil",
+                 "created": int(time.time()), "type": "customer.subscription.deleted", "livemode": False,
+                 "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
+                 "data": {"object": {"id": "sub_x", "object": "subscription", "customer": customer,
+                                     "status": "canceled", "metadata": {"tenant_id": tenant.id}}}}
+        r = post_event(anon, event, stripe_double.webhook_secret)
+        assert r.status_code == 200 and r.json()["status"] == "ignored", r.text
+    assert partition_items(raw_table, tenant) == before
+    assert billing(tenant)["plan"] == "starter"
