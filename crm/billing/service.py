@@ -93,13 +93,18 @@ def refresh(tenant_id: str, customer_id: str) -> tuple[state.State, tuple[str, .
     first; returns (the stored state, the subscriptions cancelled). Duplicate live
     subscriptions (the newer ones) are cancelled at Stripe; their deletion comes back as
     a webhook."""
+    import stripe
+
     stored = load(tenant_id)
     seen = time.time_ns() // 1_000_000  # before the requests: the fetch is at least this fresh
     subscriptions, entitlements = fetch(customer_id)
     outcome = state.derive(tenant_id, customer_id, subscriptions, entitlements, seen=seen, stored=as_state(stored))
     for extra in outcome.cancel:
         log.warning("cancelling a duplicate subscription", extra={"tenant": tenant_id, "subscription": extra})
-        stripe_api.client().v1.subscriptions.cancel(extra)
+        try:
+            stripe_api.client().v1.subscriptions.cancel(extra)
+        except stripe.InvalidRequestError:  # cancelled meanwhile (a concurrent refresh)
+            pass
     written = write(tenant_id, outcome.state)
     return (outcome.state if written else as_state(load(tenant_id))), outcome.cancel
 
