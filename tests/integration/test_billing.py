@@ -394,3 +394,15 @@ def test_an_event_naming_a_tenant_for_a_customer_not_its_own_is_ignored(tenant, 
         assert r.status_code == 200 and r.json()["status"] == "ignored", r.text
     assert partition_items(raw_table, tenant) == before
     assert billing(tenant)["plan"] == "starter"
+
+
+def test_without_stripe_settings_billing_answers_503_and_writes_nothing(tenant, anon, raw_table, monkeypatch):
+    for name in ("RAPPORT_STRIPE_API_KEY", "RAPPORT_STRIPE_WEBHOOK_SECRETS"):
+        monkeypatch.delenv(name, raising=False)
+    before = partition_items(raw_table, tenant)
+    assert billing(tenant)["plan"] == "free"  # the plan needs no Stripe
+    r = tenant.http.post("/v1/billing/checkout", json={"plan": "starter"})
+    assert r.status_code == 503 and r.json()["code"] == "billing_not_configured"
+    r = anon.post(WEBHOOK, content=b"{}", headers={"Stripe-Signature": "t=1,v1=00"})
+    assert r.status_code == 503 and r.json()["code"] == "billing_not_configured"
+    assert partition_items(raw_table, tenant) == before
