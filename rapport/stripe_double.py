@@ -106,8 +106,7 @@ class StripeDouble:
             return event
 
     def _event_views(self) -> list[dict]:
-        with self._deliveries._cond:
-            return [r.view() for r in self._deliveries.records.values()]
+        return self._deliveries.views()
 
     # -- HTTP ----------------------------------------------------------------------------
     def handle_api(self, method: str, path: str, query: str, body: bytes, headers: Any) -> tuple[int, dict, dict]:
@@ -151,7 +150,12 @@ class StripeDouble:
 
     def handle_control(self, method: str, path: str, body: bytes, query: str) -> tuple[int, Any]:
         """``/_double/…``: the control API over HTTP (loopback only, no key)."""
-        args = json.loads(body) if body.strip() else {}
+        try:
+            args = json.loads(body) if body.strip() else {}
+        except ValueError:
+            args = None
+        if not isinstance(args, dict):
+            return 400, obj.error("invalid_request_error", "The body must be a JSON object.")
         args.update({k: v for k, v in parse(query).items() if k not in args})
         route = path.removeprefix("/_double").rstrip("/") or "/"
         if method == "GET" and route == "/":
@@ -245,6 +249,12 @@ def _handler(double: StripeDouble) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(raw)
 
-        do_GET = do_POST = do_DELETE = _dispatch
+        def _safe_dispatch(self) -> None:
+            try:
+                self._dispatch()
+            except Exception as exc:  # noqa: BLE001 - a bug in the double: answer as Stripe would, never hang
+                self._json(500, obj.error("api_error", f"The Stripe double failed: {type(exc).__name__}: {exc}"), {})
+
+        do_GET = do_POST = do_DELETE = _safe_dispatch
 
     return Handler

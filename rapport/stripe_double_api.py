@@ -126,6 +126,7 @@ class StripeApi:
             ("GET", r"/v1/billing/meters", lambda p: self._list(list(self.meters.values()), p, "/v1/billing/meters")),
             ("GET", r"/v1/billing/meters/(?P<id>[^/]+)", lambda p, id: self._get(self.meters, "billing.meter", id)),
             ("POST", r"/v1/billing/meter_events", self.create_meter_event),
+            ("GET", r"/v1/billing/meters/(?P<id>[^/]+)/event_summaries", self.meter_event_summaries),
             ("GET", r"/v1/entitlements/features",
              lambda p: self._list(list(self.features.values()), p, "/v1/entitlements/features")),
             ("GET", r"/v1/entitlements/active_entitlements", self.list_entitlements),
@@ -145,6 +146,7 @@ class StripeApi:
             ("POST", r"/v1/test_helpers/subscriptions/(?P<id>[^/]+)/resume", self.resume_subscription),
             ("POST", r"/v1/test_helpers/subscriptions/(?P<id>[^/]+)/fail_renewal", self.fail_renewal),
             ("POST", r"/v1/test_helpers/subscriptions/(?P<id>[^/]+)/advance", self.advance),
+            ("POST", r"/v1/test_helpers/subscriptions/(?P<id>[^/]+)/trial_will_end", self.trial_will_end),
             ("GET", r"/v1/invoices", self.list_invoices),
             ("GET", r"/v1/invoices/(?P<id>[^/]+)", lambda p, id: self._get(self.invoices, "invoice", id)),
             ("POST", r"/v1/invoices/(?P<id>[^/]+)/pay", self.pay_invoice),
@@ -171,8 +173,10 @@ class StripeApi:
         paths = params.get("expand") or []
         if isinstance(paths, str):
             paths = [paths]
+        body = copy.deepcopy(body)  # a snapshot: serialized after the lock is released
+        if not paths:
+            return body
         index = self._index()
-        body = copy.deepcopy(body)
         for path in paths:
             self._expand(body, str(path).split("."), index)
         return body
@@ -286,6 +290,21 @@ class StripeApi:
         self.meter_events.append(event)
         return event
 
+    def meter_event_summaries(self, p: dict, id: str) -> dict:
+        """The usage a customer reported to a meter between ``start_time`` and ``end_time``
+        (one summary for the whole window)."""
+        meter = self._get(self.meters, "billing.meter", id)
+        for name in ("customer", "start_time", "end_time"):
+            if not p.get(name):
+                raise missing(name)
+        start, end = _int(p, "start_time"), _int(p, "end_time")
+        value = self.usage(p["customer"], meter["event_name"], start, end)
+        summary = {"id": f"mtrusg_{id[-12:]}_{start}", "object": "billing.meter_event_summary",
+                   "aggregated_value": value, "start_time": start, "end_time": end, "livemode": False,
+                   "meter": id}
+        return {"object": "list", "data": [summary], "has_more": False,
+                "url": f"/v1/billing/meters/{id}/event_summaries"}
+
     def usage(self, customer_id: str, event_name: str, start: int, end: int) -> float:
         return sum(float(e["payload"]["value"]) for e in self.meter_events
                    if e["event_name"] == event_name and e["payload"].get("stripe_customer_id") == customer_id
@@ -297,9 +316,10 @@ class StripeApi:
             raise missing("customer")
         return self._list(self.entitlements.get(p["customer"], []), p, "/v1/entitlements/active_entitlements")
 
-    def _refresh_entitlements(self, customer_id: str) -> None:
-        """The customer's features from its entitled subscriptions' plans; a change emits
-        ``entitlements.active_entitlement_summary.updated`` (as Stripe does)."""
+    def _refresh_entitlements(self, customer_id: str, *, always: bool = False) -> None:
+        """The customer's features from its entitled subscriptions' plans. A change emits
+        ``entitlements.active_entitlement_summary.updated``, as Stripe does; so do a completed
+        checkout, a plan change and a cancellation (``always``), even with no features."""
         from crm.billing import plans
 
         keys: list[str] = []
@@ -309,7 +329,7 @@ class StripeApi:
                     plan = plans.by_lookup_key(item["price"]["lookup_key"])
                     keys += [k for k in (plan.features if plan else ()) if k not in keys]
         current = self.entitlements.get(customer_id, [])
-        if [e["lookup_key"] for e in current] == keys and customer_id in self.entitlements:
+        if [e["lookup_key"] for e in current] == keys and customer_id in self.entitlements and not always:
             return
         kept = {e["lookup_key"]: e for e in current}
         self.entitlements[customer_id] = [kept.get(k) or obj.entitlement(self.features[k]) for k in keys]
@@ -332,6 +352,10 @@ class StripeApi:
             raise missing("line_items[0][price]")
         if price_id not in self.prices:
             raise no_such("price", price_id, "line_items[0][price]", 400)
+        metered = self.prices[price_id]["recurring"]["usage_type"] == "metered"
+        if metered and items[0].get("quantity") not in (None, ""):
+            raise invalid("line_items[0][quantity]", "Quantity should not be specified where usage_type is "
+                                                     "`metered`. Remove quantity from `line_items[0]`.")
         if p.get("customer") and p.get("customer_email"):
             raise ApiError(400, "You may only specify one of these parameters: customer, customer_email.",
                            code="parameter_invalid_string", param="customer_email")
@@ -415,7 +439,7 @@ class StripeApi:
         self._emit("checkout.session.completed", cs, None)
         self._emit("customer.subscription.created", sub, None)
         self._emit("invoice.paid", inv, None)
-        self._refresh_entitlements(customer["id"])
+        self._refresh_entitlements(customer["id"], always=True)
         return cs
 
     def _invoice(self, sub: dict, amount: int, reason: str, *, paid: bool) -> dict:
@@ -477,7 +501,8 @@ class StripeApi:
         sub["metadata"] = _merge_metadata(sub["metadata"], p.get("metadata"))
         if sub != before:
             self._emit_sub("customer.subscription.updated", sub, before)
-            self._refresh_entitlements(sub["customer"])
+            plan_changed = sub["items"]["data"][0]["price"]["id"] != before["items"]["data"][0]["price"]["id"]
+            self._refresh_entitlements(sub["customer"], always=plan_changed)
         return sub
 
     def cancel_subscription(self, p: dict, id: str) -> dict:
@@ -491,7 +516,7 @@ class StripeApi:
         sub.update(status="canceled", canceled_at=sub["canceled_at"] or at, ended_at=at)
         sub["cancellation_details"]["reason"] = reason
         self._emit("customer.subscription.deleted", sub, None)
-        self._refresh_entitlements(sub["customer"])
+        self._refresh_entitlements(sub["customer"], always=True)
 
     def pause_subscription(self, p: dict, id: str) -> dict:
         sub = self._sub(id)
@@ -557,10 +582,18 @@ class StripeApi:
             self._renew(sub, paid=not truthy(p.get("fail", "false")))
         return sub
 
+    def trial_will_end(self, p: dict, id: str) -> dict:
+        """``customer.subscription.trial_will_end``, which Stripe sends three days before a trial ends."""
+        sub = self._sub(id)
+        if sub["status"] != "trialing":
+            raise ApiError(400, f"The subscription is {sub['status']}, not trialing.", param="subscription")
+        self._emit("customer.subscription.trial_will_end", sub, None)
+        return sub
+
     def _renew(self, sub: dict, *, paid: bool) -> None:
         before = copy.deepcopy(sub)
-        amount = self._renewal_amount(sub) if sub["status"] != "trialing" else \
-            sub["items"]["data"][0]["price"]["unit_amount"]
+        metered = sub["items"]["data"][0]["price"]["recurring"]["usage_type"] == "metered"
+        amount = 0 if sub["status"] == "trialing" and metered else self._renewal_amount(sub)
         self._next_period(sub)
         inv = self._invoice(sub, amount, "subscription_cycle", paid=paid)
         sub["status"] = "active" if paid else "past_due"
@@ -598,6 +631,7 @@ class StripeApi:
     # -- events --------------------------------------------------------------------------
     def list_events(self, p: dict) -> dict:
         types = p.get("types") or ([p["type"]] if p.get("type") else [])
+        types = [types] if isinstance(types, str) else types
         created = p.get("created")
         bounds = created if isinstance(created, dict) else ({"gte": created, "lte": created} if created else {})
         ops = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,

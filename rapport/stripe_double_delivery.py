@@ -98,6 +98,11 @@ class Deliveries:
             self._attempt(rec, 0)
         return [r.event["id"] for r in held]
 
+    def views(self) -> list[dict]:
+        """Every event in creation order, with ``delivered`` and ``attempts``."""
+        with self._cond:
+            return [r.view() for r in self.records.values()]
+
     def redeliver(self, event_id: str) -> dict:
         """One more delivery of an already created event (a duplicate, as Stripe may send)."""
         rec = self.records[event_id]

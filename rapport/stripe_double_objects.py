@@ -125,7 +125,12 @@ def subscription(now: int, *, customer_id: str, price: dict, metadata: dict, tri
              trial_start=now if trial_days else None, trial_end=end if trial_days else None,
              latest_invoice=None, discounts=[], default_payment_method=None, default_source=None,
              description=None, pause_collection=None, schedule=None, test_clock=None, livemode=False,
-             pending_update=None, pending_setup_intent=None, next_pending_invoice_item_invoice=None)
+             pending_update=None, pending_setup_intent=None, next_pending_invoice_item_invoice=None,
+             pending_invoice_item_interval=None, transfer_data=None, billing_thresholds=None,
+             billing_schedules=[], managed_payments=None, on_behalf_of=None, application=None,
+             application_fee_percent=None,
+             payment_settings={"payment_method_options": None, "payment_method_types": None,
+                               "save_default_payment_method": "off"})
     s["items"] = {"object": "list", "data": [subscription_item(now, price, sid, now, end)],
                   "has_more": False, "url": f"/v1/subscription_items?subscription={sid}"}
     return s
@@ -157,7 +162,10 @@ def invoice(now: int, sub: dict, *, amount: int, reason: str, paid: bool, number
                due_date=None, effective_at=now, from_invoice=None, last_finalization_error=None,
                number=f"{iid[-8:].upper()}-{number:04d}", metadata={}, livemode=False,
                next_payment_attempt=None if paid else now + 3 * 86400, subscription=None,
-               hosted_invoice_url=None, invoice_pdf=None, webhooks_delivered_at=None,
+               hosted_invoice_url=None, invoice_pdf=None, webhooks_delivered_at=None, shipping_cost=None,
+               amount_overpaid=0, amount_shipping=0, account_name="Rapport (Stripe double)",
+               payment_settings={"default_mandate": None, "payment_method_options": None,
+                                 "payment_method_types": None},
                parent={"type": "subscription_details", "quote_details": None,
                        "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]}},
                status_transitions={"finalized_at": now, "marked_uncollectible_at": None,
@@ -179,7 +187,13 @@ def checkout_session(now: int, base_url: str, *, price: dict, params: dict, cust
               subscription=None, invoice=None, payment_intent=None, setup_intent=None,
               client_secret=None, payment_link=None, recovered_from=None, discounts=[],
               customer_creation=None if customer else "always", total_details={
-                  "amount_discount": 0, "amount_shipping": 0, "amount_tax": 0})
+                  "amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+              custom_text={"after_submit": None, "shipping_address": None, "submit": None,
+                           "terms_of_service_acceptance": None},
+              after_expiration=None, payment_method_configuration_details=None, shipping_cost=None,
+              shipping_address_collection=None, collected_information=None, currency_conversion=None,
+              invoice_creation=None, managed_payments=None, adaptive_pricing=None,
+              consent_collection=None, saved_payment_method_options=None)
     return cs
 
 

@@ -41,7 +41,9 @@ def _price(client, plan: str):
 
 
 def _checkout(client, plan: str = "starter", tenant: str = "t_acme", **extra):
-    params = {"mode": "subscription", "line_items": [{"price": _price(client, plan).id, "quantity": 1}],
+    price = _price(client, plan)
+    item = {"price": price.id, "quantity": 1}
+    params = {"mode": "subscription", "line_items": [item],
               "client_reference_id": tenant, "customer_email": f"{tenant}@example.com",
               "subscription_data": {"metadata": {"tenant": tenant}}, "metadata": {"tenant": tenant},
               "success_url": "https://rapport.test/billing?session={CHECKOUT_SESSION_ID}",
@@ -50,6 +52,8 @@ def _checkout(client, plan: str = "starter", tenant: str = "t_acme", **extra):
 
 
 def _subscribe(client, plan: str = "starter", tenant: str = "t_acme", **extra):
+    if plans.get(plan).metered:
+        extra.setdefault("line_items", [{"price": _price(client, plan).id}])
     session = complete_checkout(client, _checkout(client, plan, tenant, **extra).id)
     return client.v1.subscriptions.retrieve(session.subscription)
 
@@ -88,6 +92,7 @@ def test_checkout_complete_makes_an_active_subscription_with_the_tenant(client, 
     invoice = client.v1.invoices.retrieve(sub.latest_invoice)
     assert invoice.status == "paid" and invoice.amount_paid == plans.get("starter").monthly_price
     assert invoice.parent.subscription_details.subscription == sub.id
+    assert invoice.to_dict().get("subscription") is None  # Basil: only under parent.subscription_details
     assert client.v1.customers.retrieve(sub.customer).email == "t_acme@example.com"
     assert client.v1.checkout.sessions.list(params={"customer": sub.customer}).data[0].id == session.id
     assert _types(double) == ["checkout.session.completed", "customer.subscription.created", "invoice.paid",
@@ -222,6 +227,9 @@ def test_cancel_emits_deleted_and_drops_entitlements(client, double):
     assert summary["type"] == "entitlements.active_entitlement_summary.updated"
     assert summary["data"]["object"]["customer"] == sub.customer
     assert client.v1.subscriptions.cancel(sub.id).status == "canceled"
+    with pytest.raises(stripe.InvalidRequestError) as again:  # Stripe: a canceled one is gone for cancel
+        client.v1.subscriptions.cancel(sub.id)
+    assert again.value.http_status == 404 and again.value.code == "resource_missing"
     assert _types(double)[-2:] == ["customer.subscription.deleted", "entitlements.active_entitlement_summary.updated"]
     assert double.events()[-1]["data"]["object"]["entitlements"]["data"] == []
     assert client.v1.subscriptions.list(params={"customer": sub.customer}).data == []
@@ -309,3 +317,100 @@ def test_the_stripe_double_fixture_points_the_app_at_it(stripe_double, api_url):
     assert stripe_api.webhook_secrets() == [stripe_double.webhook_secret]
     prices = stripe_api.client().v1.prices.list(params={"lookup_keys": [plans.get("starter").lookup_key]})
     assert [p.lookup_key for p in prices.data] == [plans.get("starter").lookup_key]
+
+
+def test_the_controls_over_http(client, double, receiver):
+    control = f"{double.url}/_double"
+    assert httpx.post(f"{control}/hold").json() == {"held": True}
+    _subscribe(client)
+    events = httpx.get(f"{control}/events").json()["data"]
+    assert len(events) == 4 and not any(e["delivered"] for e in events)
+    assert double.webhook_secret not in httpx.get(f"{control}/").text
+    ids = [e["id"] for e in events]
+    assert httpx.post(f"{control}/release", content=b"[1]").status_code == 400
+    bad = httpx.post(f"{control}/release", json={"order": ["evt_unknown"]})
+    assert bad.status_code == 400 and receiver.requests == []
+    released = httpx.post(f"{control}/release", json={"order": "reverse"}).json()["delivered"]
+    assert released == ids[::-1] and [e["id"] for e in receiver.events()] == ids[::-1]
+    assert httpx.post(f"{control}/redeliver/{ids[0]}").json()["status"] == 200
+    assert httpx.post(f"{control}/wait_idle", json={"timeout": 5}).json() == {"idle": True}
+    assert httpx.get(f"{control}/meter_events").json() == {"data": []}
+    httpx.post(f"{control}/hold")
+    _subscribe(client, tenant="t_seeded")
+    later = [e["id"] for e in double.events()][len(ids):]
+    expected = later[:]
+    random.Random(3).shuffle(expected)
+    assert httpx.post(f"{control}/release", json={"seed": 3}).json()["delivered"] == expected
+    httpx.post(f"{control}/webhook_url", json={"url": None})
+    assert double.webhook_url is None
+
+
+def test_the_checkout_page_pays_and_redirects_to_success_url(client, double):
+    session = _checkout(client)
+    page = httpx.get(session.url)
+    assert page.status_code == 200 and "Pay" in page.text
+    paid = httpx.post(session.url)
+    assert paid.status_code == 303
+    assert paid.headers["location"] == f"https://rapport.test/billing?session={session.id}"
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "complete"
+
+
+def test_an_idempotency_key_replays_the_first_answer(double):
+    headers = {"Authorization": "Bearer sk_test_x", "Idempotency-Key": "k-1"}
+    first = httpx.post(f"{double.url}/v1/customers", data={"email": "a@example.com"}, headers=headers)
+    again = httpx.post(f"{double.url}/v1/customers", data={"email": "a@example.com"}, headers=headers)
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    listed = httpx.get(f"{double.url}/v1/customers", headers=headers).json()["data"]
+    assert [c["id"] for c in listed] == [first.json()["id"]]
+
+
+def test_metered_usage_is_summarised_and_billed_at_renewal(client, double):
+    scale = plans.get("scale")
+    price = _price(client, "scale")
+    with pytest.raises(stripe.InvalidRequestError) as with_quantity:
+        client.v1.checkout.sessions.create(params={"mode": "subscription", "line_items": [
+            {"price": price.id, "quantity": 1}]})  # a metered price takes no quantity
+    assert with_quantity.value.param == "line_items[0][quantity]"
+    session = complete_checkout(client, _checkout(client, "scale", line_items=[{"price": price.id}]).id)
+    sub = client.v1.subscriptions.retrieve(session.subscription)
+    item = sub["items"].data[0]
+    for n, value in enumerate(("1200", "800")):
+        client.v1.billing.meter_events.create(params={
+            "event_name": scale.metered.meter, "identifier": f"u{n}", "timestamp": item.current_period_start,
+            "payload": {"stripe_customer_id": sub.customer, "value": value}})
+    summary = client.v1.billing.meters.event_summaries.list(price.recurring.meter, params={
+        "customer": sub.customer, "start_time": item.current_period_start, "end_time": item.current_period_end})
+    assert summary.data[0].aggregated_value == 2000
+    post_helper(client, f"/v1/test_helpers/subscriptions/{sub.id}/advance")
+    invoice = client.v1.invoices.retrieve(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    assert invoice.amount_paid == 2 * scale.metered.unit_price  # 2,000 customers at unit_price per 1,000
+
+
+def test_trial_will_end_and_a_plan_change_without_features_still_emit(client, double):
+    sub = _subscribe(client, subscription_data={"metadata": {"tenant": "t_trial"}, "trial_period_days": 7})
+    post_helper(client, f"/v1/test_helpers/subscriptions/{sub.id}/trial_will_end")
+    assert _types(double)[-1] == "customer.subscription.trial_will_end"
+    client.v1.subscriptions.cancel(sub.id)
+    assert _types(double)[-2:] == ["customer.subscription.deleted", "entitlements.active_entitlement_summary.updated"]
+
+
+PLACEHOLDERS = (1234567890, "obj_123", "cus_QXg1o8vcGmoR32", "prod_QXg1hqf4jFNsqG", "message", "quote")
+
+
+def _leaks(node, path=""):
+    if isinstance(node, dict):
+        return [leak for k, v in node.items() for leak in _leaks(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [leak for i, v in enumerate(node) for leak in _leaks(v, f"{path}[{i}]")]
+    return [path] if not isinstance(node, bool) and node in PLACEHOLDERS else []
+
+
+def test_objects_carry_no_placeholder_values_of_the_fixtures(client, double):
+    sub = _subscribe(client, "growth")
+    post_helper(client, f"/v1/test_helpers/subscriptions/{sub.id}/fail_renewal")
+    objects = [e["data"]["object"] for e in double.events()]
+    objects += [p.to_dict() for p in client.v1.prices.list(params={"limit": 100}).data]
+    objects += [p.to_dict() for p in client.v1.products.list(params={"limit": 100}).data]
+    objects += [m.to_dict() for m in client.v1.billing.meters.list().data]
+    objects.append(client.v1.customers.retrieve(sub.customer).to_dict())
+    assert [leak for o in objects for leak in _leaks(o, o["object"])] == []

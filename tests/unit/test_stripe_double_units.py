@@ -49,3 +49,16 @@ def test_form_decoding_as_the_official_library_and_curl_send_it():
 def test_malformed_form_keys_are_refused(key):
     with pytest.raises(FormError):
         parse(f"{key}=1")
+
+
+def test_a_month_later_keeps_the_day_or_clamps_it_to_the_months_end():
+    import datetime as dt
+
+    from rapport.stripe_double_objects import add_month
+
+    def ts(y, m, d):
+        return int(dt.datetime(y, m, d, 12, tzinfo=dt.UTC).timestamp())
+
+    assert add_month(ts(2026, 1, 31)) == ts(2026, 2, 28)
+    assert add_month(ts(2026, 12, 15)) == ts(2027, 1, 15)
+    assert add_month(ts(2028, 1, 30)) == ts(2028, 2, 29)
