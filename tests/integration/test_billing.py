@@ -406,3 +406,25 @@ def test_without_stripe_settings_billing_answers_503_and_writes_nothing(tenant, 
     r = anon.post(WEBHOOK, content=b"{}", headers={"Stripe-Signature": "t=1,v1=00"})
     assert r.status_code == 503 and r.json()["code"] == "billing_not_configured"
     assert partition_items(raw_table, tenant) == before
+
+
+def test_checkout_completed_links_a_customer_stripe_created(tenant, stripe_double):
+    """A session opened for the tenant without a customer (Checkout creates one): its
+    checkout.session.completed links that customer to the tenant (client_reference_id), once."""
+    from crm.billing import service
+    from crm.storage import BillingItem
+
+    stripe = stripe_client(stripe_double.url)
+    price = stripe.v1.prices.list({"lookup_keys": ["rapport_starter_monthly"]}).data[0]
+    session = stripe.v1.checkout.sessions.create({
+        "mode": "subscription", "customer_email": "owner@acme.example", "client_reference_id": tenant.id,
+        "line_items": [{"price": price.id, "quantity": 1}], "success_url": "https://example.com/ok",
+        "subscription_data": {"metadata": {"tenant_id": tenant.id}}})
+    service.ensure(tenant.id)
+    BillingItem(tenant.ctx.prefix, "BILLING").update(actions=[BillingItem.checkout_session.set(session.id)])
+    complete_checkout(stripe, session.id)
+    assert stripe_double.wait_idle(20)
+    s, item = stored(tenant), service.load(tenant.id)
+    assert (s.plan, s.status) == ("starter", "active")
+    assert item.stripe_customer == stripe.v1.checkout.sessions.retrieve(session.id).customer
+    assert [i.gsi1sk for i in service.billed_tenants() if i.gsi1sk == tenant.id] == [tenant.id]
