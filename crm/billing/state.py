@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from common import clock
 from crm.billing import plans
 
 GRACE = timedelta(days=7)  # past_due: writes keep working this long after the payment was due
@@ -53,9 +54,8 @@ class Outcome:
 
 
 def _iso(ts: int | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Stripe's Unix seconds as Rapport's timestamps (common/clock.py: they sort as strings)."""
+    return None if ts is None else clock.iso(datetime.fromtimestamp(int(ts), UTC))
 
 
 def _items(sub: dict[str, Any]) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ def test_active_subscription_sets_plan_period_and_features():
     out = derive([sub()], ent("journeys"))
     s = out.state
     assert (s.plan, s.status, s.subscription) == ("starter", "active", "sub_1")
-    assert (s.period_start, s.period_end) == ("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z")
+    assert (s.period_start, s.period_end) == ("2026-01-01T00:00:00.000Z", "2026-02-01T00:00:00.000Z")
     assert s.features == ("journeys",) and s.grace_until is None and out.cancel == ()
 
 
@@ -46,7 +46,7 @@ def test_trialing_has_the_plan():
 def test_past_due_grace_is_seven_days_after_the_unpaid_renewal():
     s = derive([sub(status="past_due")]).state
     assert (s.plan, s.status) == ("starter", "past_due")
-    assert s.past_due_since == "2026-01-01T00:00:00Z" and s.grace_until == "2026-01-08T00:00:00Z"
+    assert s.past_due_since == "2026-01-01T00:00:00.000Z" and s.grace_until == "2026-01-08T00:00:00.000Z"
 
 
 def test_canceled_is_free_and_keeps_the_subscription_id():
@@ -153,6 +153,6 @@ def test_every_order_with_late_fetches_ends_in_the_same_state(data):
 def test_a_burst_that_ends_past_due_keeps_the_same_grace_whatever_the_order():
     timeline = TIMELINE[:4]
     final = _final(timeline)
-    assert final.status == "past_due" and final.grace_until == "2026-02-08T00:00:00Z"
+    assert final.status == "past_due" and final.grace_until == "2026-02-08T00:00:00.000Z"
     for order in itertools.permutations(range(4)):
         assert _run(order, [0] * 4, timeline) == final
