@@ -10,7 +10,7 @@ import os
 from chalice import Chalice
 
 from api.problems import chalice_errors_as_problems
-from api.routes import api_keys, connections, customers, identity, loyalty, meta, orders
+from api.routes import api_keys, billing, connections, customers, identity, loyalty, meta, orders
 
 # configure_logs=False: Powertools' JSON logger writes to the same "rapport" logger; Chalice's
 # own stdout handler on it would print every error a second time (tests/unit/test_app_logging.py)
@@ -23,6 +23,7 @@ app.register_blueprint(orders.bp)
 app.register_blueprint(loyalty.bp)
 app.register_blueprint(connections.bp)
 app.register_blueprint(identity.bp)
+app.register_blueprint(billing.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 
 # `chalice package` needs literal sources; infra/resources.json replaces them with the
@@ -78,3 +79,11 @@ def loyalty_schedule(event):
     from functions import loyalty as handler
 
     return handler.run_schedule(lambda_context=event.context)
+
+
+@app.schedule("rate(1 day)", name="billing_reconcile")
+def billing_reconcile(event):
+    """Compare each paying tenant with Stripe and repair drift (functions/billing.py)."""
+    from functions import billing as handler
+
+    return handler.run_reconcile(lambda_context=event.context)

@@ -242,3 +242,58 @@ class CustomerExport(BaseModel):
     consent: dict[str, Any] | None = None
     sections: dict[str, list[dict[str, Any]]] = {}
     next_cursor: str | None = None
+
+
+# -- billing (crm/billing, docs/billing.md) --------------------------------------------------
+
+ReturnUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2000)]
+
+
+class CheckoutCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
+        description="a plan of the catalogue that is sold (not free), e.g. starter")
+    success_url: ReturnUrl | None = Field(
+        default=None, description="where Checkout returns after paying (default: RAPPORT_BILLING_RETURN_URL)")
+    cancel_url: ReturnUrl | None = Field(default=None, description="where Checkout returns when abandoned")
+
+
+class CheckoutSession(BaseModel):
+    url: str = Field(description="the Stripe Checkout page to send the tenant's admin to")
+    session_id: str
+
+
+class PortalSession(BaseModel):
+    url: str = Field(description="the Stripe customer portal: change plan, payment method, cancel")
+
+
+class BillingPeriod(BaseModel):
+    start: str | None
+    end: str | None
+
+
+class BillingCheckout(BaseModel):
+    session_id: str
+    plan: str | None
+
+
+class Billing(BaseModel):
+    """The tenant's plan, its Stripe subscription's status and what the plan allows."""
+
+    plan: str
+    status: str = Field(description="free (never subscribed), trialing, active, past_due, unpaid, paused, "
+                                    "incomplete or canceled (back on free)")
+    current_period: BillingPeriod | None
+    limits: dict[str, int | None] = Field(description="the plan's limits (null: unlimited)")
+    usage: dict[str, int | str] = Field(description="usage so far in this period (crm/billing/usage.py)")
+    features: list[str]
+    past_due_since: str | None = None
+    grace_until: str | None = Field(default=None, description="past_due: writes answer 402 from then on")
+    cancel_at_period_end: bool = False
+    subscription: str | None = None
+    checkout: BillingCheckout | None = Field(default=None, description="the open Checkout Session, if any")
+
+
+class BillingWebhookResult(BaseModel):
+    status: Literal["applied", "duplicate", "ignored"]
+    event_id: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     DiscriminatorAttribute,
     JSONAttribute,
     ListAttribute,
@@ -106,6 +107,19 @@ class BillingItem(Item, discriminator="billing"):
     checkout_session = UnicodeAttribute(null=True)  # the open Checkout Session, if any
     seen = NumberAttribute(default=0)  # freshness of the stored Stripe state (never go back)
     updated_at = UnicodeAttribute(null=True)
+    cancel_at_period_end = BooleanAttribute(null=True)  # canceled in the portal, ends with the period
+    checkout_plan = UnicodeAttribute(null=True)  # the plan of the open Checkout Session
+
+
+class StripeEventItem(Item, discriminator="stripe_event"):
+    """``T#<tenant>#STRIPE`` / ``EVT#<event id>``: a Stripe event already applied to the
+    tenant (de-duplication; Stripe retries for up to 3 days, kept 30)."""
+
+    KIND = Kind("Stripe event guard (the id only, TTL 30 days)", "P STRIPE", "EVT#<event id>", "tenant",
+                gsi="— (expires by TTL)")
+
+    event_type = UnicodeAttribute()
+    received_at = UnicodeAttribute()
 
 
 class ApiKeyItem(Item, discriminator="api_key"):

@@ -22,6 +22,9 @@ app.add_typer(tenants_app, name="tenants")
 dlq_app = typer.Typer(help="Inspect and redrive the dead-letter queues (operator).",
                       no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+billing_app = typer.Typer(help="Billing on Stripe (operator): reconcile tenants with Stripe.",
+                          no_args_is_help=True)
+app.add_typer(billing_app, name="billing")
 console = Console()
 err = Console(stderr=True)
 
@@ -167,6 +170,86 @@ def tenants_list(endpoint_url: Optional[str] = EndpointOpt, table: str = TableOp
     for t in tenants.list_all():
         out.add_row(t.id, t.name, t.status, t.plan or "-", t.created_at)
     console.print(out)
+
+
+@tenants_app.command("show")
+def tenants_show(tenant_id: str, as_json: bool = typer.Option(False, "--json", help="print JSON"),
+                 endpoint_url: Optional[str] = EndpointOpt, table: str = TableOpt) -> None:
+    """A tenant's plan, subscription status, period, limits, usage and features (as GET /v1/billing)."""
+    _configure(endpoint_url, table)
+    from crm import tenants
+    from crm.billing import service
+    from crm.context import TenantContext
+    from crm.errors import DomainError
+
+    try:
+        ctx = TenantContext(tenant_id)
+        tenant = tenants.get(ctx)
+        billing = service.summary(ctx)
+    except (DomainError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {getattr(exc, 'detail', exc)}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps({"tenant_id": tenant.id, "name": tenant.name, "tenant_status": tenant.status, **billing}))
+        return
+    _print_billing(tenant, billing)
+
+
+def _print_billing(tenant, billing: dict) -> None:
+    from rich.table import Table
+
+    period = billing["current_period"] or {}
+    console.print(f"Tenant: [bold]{tenant.id}[/bold] ({tenant.name}, {tenant.status})")
+    console.print(f"Plan: [bold]{billing['plan']}[/bold]   Status: {billing['status']}"
+                  + (f"   Subscription: {billing['subscription']}" if billing["subscription"] else ""))
+    if period:
+        console.print(f"Period: {period.get('start') or '-'} -> {period.get('end') or '-'}"
+                      + ("   (cancels at its end)" if billing["cancel_at_period_end"] else ""))
+    if billing["grace_until"]:
+        console.print(f"Past due since {billing['past_due_since']}: writes answer 402 from {billing['grace_until']}")
+    if billing["checkout"]:
+        console.print(f"Checkout open: {billing['checkout']['session_id']} ({billing['checkout']['plan']})")
+    out = Table("limit", "value", "usage")
+    usage = dict(billing["usage"])
+    used = {"customers": usage.get("customers"), "connections": usage.get("connections"),
+            "emails_per_month": usage.get("emails_sent")}
+    for name, value in billing["limits"].items():
+        out.add_row(name, "unlimited" if value is None else str(value),
+                    "-" if used.get(name) is None else str(used[name]))
+    console.print(out)
+    rest = {k: v for k, v in usage.items() if k not in ("customers", "connections", "emails_sent")}
+    if rest:
+        console.print("Usage: " + ", ".join(f"{k} {v}" for k, v in rest.items()))
+    console.print("Features: " + (", ".join(billing["features"]) or "-"))
+
+
+@billing_app.command("reconcile")
+def billing_reconcile(as_json: bool = typer.Option(False, "--json", help="print JSON"),
+                      endpoint_url: Optional[str] = EndpointOpt, table: str = TableOpt) -> None:
+    """Compare every tenant that has a Stripe customer with Stripe (subscriptions, entitlements,
+    undelivered events of the last 30 days) and repair drift; prints what it repaired."""
+    _configure(endpoint_url, table)
+    from crm.billing import reconcile
+
+    if not reconcile.configured():
+        _fail("billing is not configured: set RAPPORT_STRIPE_API_KEY (and RAPPORT_STRIPE_API_BASE for "
+              "the Stripe double `rapport dev` prints)")
+    report = reconcile.run()
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        for repair in report.repaired:
+            changes = ", ".join(f"{k} {before or '-'} -> {after or '-'}"
+                                for k, (before, after) in repair["changes"].items())
+            console.print(f"repaired {repair['tenant']}: {changes}")
+        for sub in report.cancelled:
+            console.print(f"cancelled duplicate subscription {sub}")
+        for failure in report.failed:
+            err.print(f"[red]failed[/red] {failure}")
+        console.print(f"{report.tenants} tenant(s) checked, {len(report.repaired)} repaired, "
+                      f"{len(report.events_applied)} undelivered event(s) applied")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def _set_status(tenant_id: str, status: str, endpoint_url: str | None, table: str) -> None:

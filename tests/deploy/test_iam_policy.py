@@ -161,7 +161,7 @@ def recorded(api_url, monkeypatch):
     return calls
 
 
-def _drive_every_route(tenant, anon) -> set[str]:
+def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     """One request per route (plus the failure paths that use more actions); returns
     the operation ids served."""
     served = set()
@@ -267,6 +267,8 @@ def _drive_every_route(tenant, anon) -> set[str]:
                json={"name": "ci", "scopes": ["customers:read"]}).json()
     rotated = call("rotateApiKey", "POST", f"/v1/api-keys/{key['id']}/rotate", 201).json()
     call("revokeApiKey", "DELETE", f"/v1/api-keys/{rotated['id']}", 200)
+    if stripe_double is not None:  # first: on starter, the connections below fit the plan's limits
+        _drive_billing(call, stripe_double)
     _drive_connections(call, tenant)
     _drive_csv_import(call)
     served.add("openapi")
@@ -315,6 +317,31 @@ def _drive_connections(call, tenant) -> None:
     call(None, "POST", f"/v1/hooks/{shop['id']}", 200, headers=headers, content=body)  # a replay
 
 
+def _drive_billing(call, double) -> None:
+    """Billing against the Stripe double: the plan, a checkout paid (its signed webhooks: the
+    event guard, the refresh's conditional update), a duplicate delivery, the portal."""
+    import json as _json
+    import time
+
+    from rapport.stripe_double_delivery import signature
+    from tests.stripe_helpers import complete_checkout, stripe_client
+
+    call("getBilling", "GET", "/v1/billing", 200)
+    session = call("createCheckout", "POST", "/v1/billing/checkout", 201, json={"plan": "starter"}).json()
+    call(None, "POST", "/v1/billing/checkout", 200, json={"plan": "starter"})  # the open one again
+    call(None, "GET", "/v1/billing", 200)  # looks the open session up
+    complete_checkout(stripe_client(double.url), session["session_id"])
+    assert double.wait_idle(30), "the Stripe double's deliveries were not all answered"
+    event = next(e for e in double.events() if e["type"] == "invoice.paid")
+    body = _json.dumps({k: v for k, v in event.items() if k not in ("delivered", "attempts")}).encode()
+    headers = {"Stripe-Signature": signature(double.webhook_secret, body, int(time.time())),
+               "Content-Type": "application/json"}
+    call("receiveStripeWebhook", "POST", "/v1/billing/stripe/webhook", 200, content=body, headers=headers)
+    call(None, "POST", "/v1/billing/checkout", 409, json={"plan": "growth"})  # a subscription is live
+    call("createPortalSession", "POST", "/v1/billing/portal", 200)
+    assert call(None, "GET", "/v1/billing", 200).json()["plan"] == "starter"
+
+
 def _drive_csv_import(call) -> None:
     """A CSV import: an upload URL (presigned, no AWS call), the client's PUT of the file,
     and the sync that checks the object (HeadObject) and streams it (GetObject)."""
@@ -337,9 +364,9 @@ def _drive_csv_import(call) -> None:
     assert done["status"] == "succeeded" and done["streams"]["customers"]["created"] == 1, done
 
 
-def test_policy_allows_every_call_and_nothing_unused(tenant, anon, recorded, event_pipeline,
+def test_policy_allows_every_call_and_nothing_unused(tenant, anon, stripe_double, recorded, event_pipeline,
                                                      dev_stack, request):
-    served = _drive_every_route(tenant, anon)
+    served = _drive_every_route(tenant, anon, stripe_double)
     routes = {op.operation_id for op in OPERATIONS}
     assert routes <= served, f"drive these new routes here too: {sorted(routes - served)}"
     assert event_pipeline.wait_idle(timeout=120), "the events of these requests were not all handled"

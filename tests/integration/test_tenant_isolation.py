@@ -203,3 +203,27 @@ def test_b_cannot_read_or_cancel_a_connections_runs(api_url):
         assert r.status_code == 404, (method, path, r.text)
     assert a.http.get(f"{base}/runs/{run.id}").json()["status"] == "queued"
     assert a.http.post(f"{base}/runs/{run.id}/cancel").status_code == 200
+
+
+def test_billing_routes_never_reach_another_tenant(api_url, stripe_double, raw_table):
+    """GET /v1/billing, POST /v1/billing/checkout and /portal act on the key's tenant only, and
+    a Stripe webhook (POST /v1/billing/stripe/webhook) changes only the tenant whose Stripe
+    customer it names: B's key and B's checkout leave A's billing item as it was."""
+    from crm.billing import service
+    from tests.integration.test_billing import billing, subscribe
+
+    a, b = Tenant(api_url, "Billing iso A"), Tenant(api_url, "Billing iso B")
+    subscribe(a, stripe_double)
+    a_items = partition_items(raw_table, a)
+    assert b.http.get("/v1/billing").json()["plan"] == "free"
+    assert b.http.post("/v1/billing/portal").status_code == 409  # B has no Stripe customer, A's is not B's
+    session = b.http.post("/v1/billing/checkout", json={"plan": "growth"})
+    assert session.status_code == 201  # B is not blocked by A's live subscription
+    assert service.load(b.id).stripe_customer != service.load(a.id).stripe_customer
+    from tests.stripe_helpers import complete_checkout, stripe_client
+
+    complete_checkout(stripe_client(stripe_double.url), session.json()["session_id"])
+    assert stripe_double.wait_idle(20)
+    assert billing(b)["plan"] == "growth"
+    assert partition_items(raw_table, a) == a_items  # B's webhooks touched nothing of A's
+    assert billing(a)["plan"] == "starter"
