@@ -9,6 +9,7 @@ import os
 
 from chalice import Chalice
 
+from api.http import rate_limit_the_rest
 from api.problems import chalice_errors_as_problems
 from api.routes import api_keys, connections, customers, identity, loyalty, meta, orders
 
@@ -24,6 +25,7 @@ app.register_blueprint(loyalty.bp)
 app.register_blueprint(connections.bp)
 app.register_blueprint(identity.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
+app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 
 # `chalice package` needs literal sources; infra/resources.json replaces them with the
 # stack's own stream and queues (and adds ReportBatchItemFailures, which Chalice omits).

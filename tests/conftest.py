@@ -23,6 +23,9 @@ os.environ.update({
     "AWS_DEFAULT_REGION": "us-east-1", "RAPPORT_TABLE": TABLE,
     "RAPPORT_KEY_CACHE_SECONDS": "0",
     "RAPPORT_LOCAL_DEV": "1",  # vendor fakes listen on loopback (connectors/sdk/net.py)
+    # every plan's requests/s x 1000: tests drive a tenant faster than a free plan's 10/s;
+    # tests/integration/test_ratelimit.py sets it back to 1 (or lower) to test the limiter
+    "RAPPORT_RATE_LIMIT_SCALE": "1000",
 })
 os.environ.pop("AWS_PROFILE", None)
 
