@@ -135,6 +135,8 @@ def endpoint(
     idem_errors: tuple[int, ...] = (409, 422) if idempotent else ()
     if idempotent == "required":
         idem_errors += (400,)
+    # every route is rate limited (429); a scoped write may meet a past-due plan or a limit (402)
+    billing_errors: tuple[int, ...] = (429,) + ((402,) if scope and method != "GET" else ())
     op = Operation(
         path,
         method,
@@ -144,7 +146,7 @@ def endpoint(
         body,
         query,
         responses,
-        tuple(sorted(set(errors + auth_errors + input_errors + idem_errors))),
+        tuple(sorted(set(errors + auth_errors + input_errors + idem_errors + billing_errors))),
         tag,
         bool(idempotent),
         if_match,

@@ -78,6 +78,7 @@ from typing import Any, cast
 from pydantic import TypeAdapter, ValidationError
 
 from crm import clock, retry
+from crm.billing import limits
 from crm.context import TenantContext
 from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, CustomerPatch, ExternalId
@@ -351,18 +352,20 @@ def upsert(
         parsed[i] = checked
         facts[i] = _facts(rest[0] if rest else None) if checked[0] is not None else {}
     pending = list(parsed)
+    budget = limits.Budget(ctx)  # the plan's customers limit: a new customer past it is a 402 record
     for n in range(ROUNDS):
         if not pending:
             break
-        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only, facts=facts).run(
-            pending
-        )
+        pending = _Round(
+            ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only, facts=facts, budget=budget
+        ).run(pending)
     for i in pending:  # still deferred after the last round (not expected)
         results[i] = Resolution(
             i,
             "error",
             error=Conflict("the record kept conflicting with concurrent writes; retry", code="transaction_conflict"),
         )
+    budget.done(sum(1 for r in results if r is not None and r.status == "created"))
     return [r for r in results if r is not None]
 
 
@@ -530,8 +533,10 @@ class _Round:
         last: bool,
         fill_only: bool = False,
         facts: dict[int, dict[str, str]] | None = None,
+        budget: limits.Budget | None = None,
     ):
         self.ctx, self.source, self.parsed, self.results, self.last = ctx, source, parsed, results, last
+        self.budget = budget or limits.Budget(ctx)
         self.fill_only = fill_only
         self.facts = facts or {}
         self.now = clock.now_iso()
@@ -743,6 +748,10 @@ class _Round:
         except DomainError as exc:
             self.results[i] = Resolution(i, "error", error=exc)
             return True
+        refused = self.budget.take(field=f"records[{i}]")
+        if refused is not None:
+            self.results[i] = Resolution(i, "error", error=refused)
+            return True
         item = new_item(self.ctx, data, self.now)
         if not self._claim(item.customer_id, None, data):
             return False
@@ -770,6 +779,8 @@ class _Round:
                     self.results[i] = Resolution(i, "error", customer_id=w.item.customer_id, error=exc)
             else:
                 deferred += [i for i, *_ in plan.records]
+                if plan.old is None:
+                    self.budget.give_back()  # planned again next round
         return deferred
 
 
