@@ -27,8 +27,26 @@ FAR = 0.9  # below this share of the limit, a cached count is good enough
 _LABELS = {"customers": "customers", "connections": "connections", "emails_per_month": "emails a month"}
 
 
-def plan_of(ctx: TenantContext) -> plans.Plan:
-    return plans.get(ctx.billing.plan)
+_plans: dict[str, tuple[float, str]] = {}  # tenant -> (read at, plan name), for contexts without a key
+
+
+def plan_of(ctx: TenantContext, *, monotonic: Callable[[], float] = time.monotonic) -> plans.Plan:
+    """The tenant's plan: an API request's context carries it (read with the key); a worker's
+    (a sync, a schedule: no key) reads the billing item, cached per container for
+    ``CACHE_SECONDS``."""
+    if ctx.key_id is not None:
+        return plans.get(ctx.billing.plan)
+    now = monotonic()
+    hit = _plans.get(ctx.tenant_id)
+    if hit is None or now - hit[0] >= CACHE_SECONDS:
+        from crm.storage import BillingItem
+
+        try:
+            name = BillingItem.get(ctx.prefix, "BILLING").plan
+        except BillingItem.DoesNotExist:
+            name = plans.FREE
+        hit = _plans[ctx.tenant_id] = (now, name)
+    return plans.get(hit[1])
 
 
 def refusal(limit: plans.LimitName, usage: int, plan: plans.Plan, needed: int, *, field: str | None = None) -> PaymentRequired:
@@ -61,6 +79,7 @@ _lock = threading.Lock()
 def clear_cache() -> None:
     with _lock:
         _cache.clear()
+        _plans.clear()
 
 
 def _customers(ctx: TenantContext, *, fresh: bool, monotonic: Callable[[], float]) -> int:
@@ -73,6 +92,10 @@ def _customers(ctx: TenantContext, *, fresh: bool, monotonic: Callable[[], float
         return hit.value
     value = usage.live_customers(ctx.tenant_id, consistent=True)
     with _lock:
+        if hit is not None and now - hit.read_at < CACHE_SECONDS:
+            # what this container created lately may not have reached the count yet (the
+            # stream's lag): never believe fewer than it knows of
+            value = max(value, hit.value)
         _cache[ctx.tenant_id] = _Count(value, now)
     return value
 
