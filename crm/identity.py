@@ -64,7 +64,10 @@ measured in tests/integration/test_identity.py, table in docs/performance.md):
   email and a given name is 5 items: profile, 2 guards, 2 search entries; so 20 a
   transaction); 1 PutItem per new conflict;
 - so 100 new: 3 + 5 TransactWriteItems = 8; 100 repeats: 3 + 1 = 4, no write; 100
-  changed: 3 + 1 + 1 = 5; 100 existing customers first linked by email: 3 + 1 + 2 = 6.
+  changed: 3 + 1 + 1 = 5; 100 existing customers first linked by email: 3 + 1 + 2 = 6;
+- the plan's customers limit (crm/billing/limits.py), only when a call creates someone:
+  the live count (1 GetItem) and, for a context without an API key (a sync), the plan
+  (1 GetItem), each cached per container for 10 s; near the limit the count is re-read.
 """
 
 from __future__ import annotations

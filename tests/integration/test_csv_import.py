@@ -77,9 +77,8 @@ def lookup(tenant, **params) -> list[dict]:
 
 
 def customer_items(raw_table, tenant) -> list[dict]:
-    """The tenant's items outside its connections (whose runs and state a sync updates) and
-    its usage counters (a re-import reads records and makes API calls: counted work)."""
-    return sorted((i for i in partition_items(raw_table, tenant) if "#CONN#" not in i["pk"] and i["sk"] != "USAGE"),
+    """The tenant's items outside its connections (whose runs and state a sync updates)."""
+    return sorted((i for i in partition_items(raw_table, tenant) if "#CONN#" not in i["pk"]),
                   key=lambda i: (i["pk"], i["sk"]))
 
 
