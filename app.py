@@ -80,3 +80,11 @@ def loyalty_schedule(event):
     from functions import loyalty as handler
 
     return handler.run_schedule(lambda_context=event.context)
+
+
+@app.schedule("rate(1 hour)", name="billing_meter")
+def billing_meter(event):
+    """Report metered tenants' customers to their Stripe Billing Meter (functions/billing_meter.py)."""
+    from functions import billing_meter as handler
+
+    return handler.run_schedule()

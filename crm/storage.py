@@ -382,4 +382,11 @@ class UsageItem(Item, discriminator="usage"):
     KIND = Kind("usage counters (live customers, per-month counters, rate-limit windows)", "P", "USAGE", "tenant")
 
     customers = NumberAttribute(null=True)  # live profiles (active or merging), from the stream
-    metered_through = UnicodeAttribute(null=True)  # the last hour reported to the Stripe meter
+    # the Stripe meter's bookkeeping (crm/billing/meter.py): the last hour done, what the
+    # billing period has reported so far, and the hour being reported (written before the send)
+    metered_through = UnicodeAttribute(null=True)
+    metered_total = NumberAttribute(null=True)
+    metered_period = UnicodeAttribute(null=True)
+    meter_pending = UnicodeAttribute(null=True)
+    meter_pending_value = NumberAttribute(null=True)
+    metered_period_pending = UnicodeAttribute(null=True)
