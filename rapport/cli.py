@@ -73,13 +73,13 @@ def dev(port: int = typer.Option(8000, help="port of the API on 127.0.0.1"),
         schedule_seconds: float = typer.Option(
             5.0, "--schedule-seconds", min=0.1,
             help="invoke the scheduled handlers this often (in AWS: their rate in app.py)")) -> None:
-    """Run Rapport locally: emulator, table, queues, API, event pollers, a demo tenant.
+    """Run Rapport locally: emulator, table, queues, API, event pollers, a demo tenant, a Stripe double.
 
     Ctrl-C stops it.
     """
     from rapport.devstack import DevStack, PortInUse
 
-    stack = DevStack(port, endpoint_url, table, seed, schedule_seconds=schedule_seconds)
+    stack = DevStack(port, endpoint_url, table, seed, schedule_seconds=schedule_seconds, stripe=True)
     try:
         with console.status("Starting the emulator, creating the table, seeding the demo tenant…"):
             running = stack.start()
@@ -87,6 +87,8 @@ def dev(port: int = typer.Option(8000, help="port of the API on 127.0.0.1"),
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     print(f"AWS endpoint (emulator): {running.endpoint_url}", flush=True)
+    print(f"Stripe API (emulator): {running.stripe_url}", flush=True)
+    print(f"Stripe webhook secret: {running.stripe_webhook_secret}", flush=True)
     if running.pollers:
         print(f"Event pollers: {', '.join(running.pollers)}", flush=True)
     if running.tenant_id:

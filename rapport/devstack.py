@@ -1,6 +1,6 @@
 """The local stack behind ``rapport dev``: moto's server on loopback (or a given
 endpoint), the table and queues from ``infra/``, the Chalice app over HTTP, a seeded
-demo tenant, and pollers that deliver the table's stream, the queues and the schedules
+demo tenant, the Stripe double (rapport/stripe_double.py) billing goes to, and pollers that deliver the table's stream, the queues and the schedules
 to the app's event handlers as Lambda would (rapport/pollers.py).
 
 State lives in the emulator's memory and is gone when the stack stops.
@@ -144,12 +144,17 @@ class Running:
     tenant_id: str | None
     api_key: str | None
     pollers: list[str] = field(default_factory=list)
+    stripe_url: str | None = None
+    stripe_webhook_secret: str | None = None
 
 
 class DevStack:
     def __init__(self, port: int, endpoint_url: str | None, table: str = "rapport",
-                 seed: bool = True, pollers: bool = True, schedule_seconds: float = 5.0) -> None:
+                 seed: bool = True, pollers: bool = True, schedule_seconds: float = 5.0,
+                 stripe: bool = False) -> None:
         self.port, self.endpoint_url, self.table, self.seed = port, endpoint_url, table, seed
+        self.stripe = stripe
+        self.stripe_double = None   # rapport.stripe_double.StripeDouble, once started
         self.pollers, self.schedule_seconds = pollers, schedule_seconds
         self.queues = None          # infra.bootstrap.LocalQueues, once started
         self.pipeline = None        # rapport.pollers.EventPipeline, once pollers run
@@ -174,6 +179,8 @@ class DevStack:
         self.queues = create_queues(boto3.client("sqs"), self.table)  # named after the table
         env.configure_queues(self.queues.queues)
         os.environ.update(create_connector_resources(boto3.session.Session(), self.table))
+        if self.stripe:
+            self._start_stripe_double()
         tenant_id = api_key = None
         if self.seed:
             from rapport.seed import seed_demo
@@ -182,8 +189,26 @@ class DevStack:
         self._serve()
         if self.pollers:
             self.start_pollers()
+        double = self.stripe_double
         return Running(f"http://127.0.0.1:{self.port}/v1", endpoint, self.table, tenant_id, api_key,
-                       self.pipeline.describe() if self.pipeline else [])
+                       self.pipeline.describe() if self.pipeline else [],
+                       double.url if double else None, double.webhook_secret if double else None)
+
+    def _start_stripe_double(self) -> None:
+        """The Stripe double (rapport/stripe_double.py) on loopback, delivering its events to
+        this API's webhook route, and the app's Stripe settings pointing at it: billing works
+        without a Stripe account."""
+        import secrets
+
+        from rapport.stripe_double import StripeDouble
+
+        self.stripe_double = StripeDouble(f"http://127.0.0.1:{self.port}/v1/billing/stripe/webhook")
+        url = self.stripe_double.start()
+        os.environ.update({
+            "RAPPORT_STRIPE_API_KEY": f"sk_test_rapport_dev_{secrets.token_hex(8)}",
+            "RAPPORT_STRIPE_API_BASE": url,
+            "RAPPORT_STRIPE_WEBHOOK_SECRETS": self.stripe_double.webhook_secret,
+        })
 
     def start_pollers(self, starting_position: str | None = None):
         """Deliver the stream, the queues and the schedules to app.py's handlers (from
@@ -237,5 +262,7 @@ class DevStack:
         if self._http is not None:
             self._http.shutdown()
             self._http.server.server_close()
+        if self.stripe_double is not None:
+            self.stripe_double.stop()
         if self._moto is not None:
             self._moto.stop()

@@ -256,3 +256,6 @@ def partition_items(raw_table, tenant: Tenant) -> list[dict]:
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+from tests.stripe_helpers import stripe_double  # noqa: F401  (the Stripe double fixture)

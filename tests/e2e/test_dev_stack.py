@@ -100,6 +100,30 @@ def test_dev_prints_the_api_url_and_a_working_demo_key(dev):
         assert {"placed", "paid", "fulfilled"} <= statuses
 
 
+def test_dev_starts_the_stripe_double_and_prints_its_url_and_webhook_secret(dev):
+    import stripe
+
+    url, secret = dev.info["Stripe API (emulator)"], dev.info["Stripe webhook secret"]
+    assert url.startswith("http://127.0.0.1:") and secret.startswith("whsec_")
+    client = stripe.StripeClient("sk_test_e2e", base_addresses={"api": url}, stripe_version="2025-03-31.basil")
+    prices = client.v1.prices.list(params={"lookup_keys": ["rapport_starter_monthly"]}).data
+    assert [p.lookup_key for p in prices] == ["rapport_starter_monthly"]
+    control = httpx.get(f"{url}/_double/").json()
+    assert control["webhook_url"] == f"{dev.base}/v1/billing/stripe/webhook"
+    assert secret not in json.dumps(control)
+    session = client.v1.checkout.sessions.create(params={
+        "mode": "subscription", "line_items": [{"price": prices[0].id, "quantity": 1}],
+        "client_reference_id": "t_e2e", "success_url": "https://rapport.test/ok"})
+    assert httpx.post(session.url).status_code == 303  # the double's checkout page pays it
+    deadline = time.monotonic() + 30
+    while not all(e["attempts"] for e in httpx.get(f"{url}/_double/events").json()["data"]):
+        assert time.monotonic() < deadline, "the double's events never reached the API"
+        time.sleep(0.1)
+    first = httpx.get(f"{url}/_double/events").json()["data"][0]
+    assert first["type"] == "checkout.session.completed"
+    assert first["attempts"][0]["url"] == control["webhook_url"] and first["attempts"][0]["status"]
+
+
 def test_dev_logs_a_line_per_request(dev):
     assert httpx.get(dev.base + "/v1/health?probe=e2e").status_code == 200
     line = dev.wait_for("GET /v1/health 200 ", timeout=10)
