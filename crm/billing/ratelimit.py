@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 FLUSH_EVERY = 25  # admitted calls per tenant per container between two flushes
-MAX_AGE = 60.0  # seconds: a quiet container still flushes what it has (the api_calls counter)
+MAX_AGE = 300.0  # seconds: a quiet container still flushes what it has (the api_calls counter)
 WINDOW = 10  # seconds: the shared totals' window
 NEAR = 0.8  # scale down to the container's share once the global rate passes this share of the limit
 MIN_SHARE = 0.05

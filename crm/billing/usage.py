@@ -8,7 +8,7 @@ dispatcher, the sync, the email sender) is one UpdateItem that never conflicts, 
 
 Who counts what (docs/limits.md):
 - ``api_calls``: the API, per container, flushed with the rate limiter's window total
-  (crm/billing/ratelimit.py), at most one UpdateItem per 25 calls or per minute.
+  (crm/billing/ratelimit.py), at most one UpdateItem per 25 calls or per 5 minutes.
 - ``customers`` (live: active or merging profiles) and ``customers_created``: the stream
   dispatcher (functions/dispatch.py), one UpdateItem per tenant per stream batch. No
   customer-create transaction touches a shared item (concurrent creates would conflict);
