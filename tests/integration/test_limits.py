@@ -87,6 +87,9 @@ def test_a_second_connection_on_free_gets_402(tenant, acme) -> None:
     assert r.status_code == 402, r.text
     _is_plan_limit(r.json(), limit="connections", usage=1, plan="free", upgrade_to="starter")
     assert len(tenant.http.get("/v1/connections").json()["data"]) == 1
+    from crm.billing import usage
+
+    assert usage.summary(tenant.ctx)["connections"] == 1
     set_plan(tenant, "starter")
     assert _connect(tenant, acme).status_code == 201
 
