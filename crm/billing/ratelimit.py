@@ -37,6 +37,7 @@ MAX_AGE = 300.0  # seconds: a quiet container still flushes what it has (the api
 WINDOW = 10  # seconds: the shared totals' window
 NEAR = 0.8  # scale down to the container's share once the global rate passes this share of the limit
 MIN_SHARE = 0.05
+MAX_BUCKETS = 50_000  # per container (tenants and source addresses); idle ones are dropped past it
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ class Limiter:
         with self._lock:
             b = self._buckets.get(key)
             if b is None or b.rate != rate:
+                if b is None and len(self._buckets) >= MAX_BUCKETS:
+                    self._buckets = {k: v for k, v in self._buckets.items() if v.pending}  # idle ones go
                 b = self._buckets[key] = _Bucket(rate, rate, now, flushed_at=now, born=now)
             refill = rate * b.share
             b.tokens = min(rate, b.tokens + (now - b.at) * refill)

@@ -339,6 +339,9 @@ def _drive_csv_import(call) -> None:
 
 def test_policy_allows_every_call_and_nothing_unused(tenant, anon, recorded, event_pipeline,
                                                      dev_stack, request):
+    from tests.plan_helpers import set_plan
+
+    set_plan(tenant, "starter")  # more connections than free allows
     served = _drive_every_route(tenant, anon)
     routes = {op.operation_id for op in OPERATIONS}
     assert routes <= served, f"drive these new routes here too: {sorted(routes - served)}"
