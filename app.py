@@ -74,6 +74,14 @@ def sync_schedule(event):
     return handler.run_schedule(lambda_context=event.context)
 
 
+@app.schedule("rate(1 hour)", name="billing_meter")
+def billing_meter(event):
+    """Report metered tenants' customers to their Stripe Billing Meter (functions/billing_meter.py)."""
+    from functions import billing_meter as handler
+
+    return handler.run_schedule()
+
+
 @app.schedule("rate(15 minutes)", name="loyalty_schedule")
 def loyalty_schedule(event):
     """Activate pending points, expire lots, warn of expiry, recalculate tiers."""
@@ -81,10 +89,3 @@ def loyalty_schedule(event):
 
     return handler.run_schedule(lambda_context=event.context)
 
-
-@app.schedule("rate(1 hour)", name="billing_meter")
-def billing_meter(event):
-    """Report metered tenants' customers to their Stripe Billing Meter (functions/billing_meter.py)."""
-    from functions import billing_meter as handler
-
-    return handler.run_schedule()
