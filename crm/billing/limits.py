@@ -167,3 +167,19 @@ def check_connections(ctx: TenantContext, current: int) -> None:
     cap = plan.limit("connections")
     if cap is not None and current + 1 > cap:
         raise refusal("connections", current, plan, current + 1)
+
+
+def require_feature(ctx: TenantContext, feature: plans.Feature) -> None:
+    """Raise 402 ``feature_not_in_plan`` unless the tenant's plan includes ``feature``
+    (journeys, hybrid sync: for the issues that add them)."""
+    plan = plan_of(ctx)
+    if plan.allows(feature):
+        return
+    up = next((p for p in plans.sold() if p.allows(feature)), None)
+    raise PaymentRequired(
+        f"the {plan.name} plan does not include {feature}" + (f"; the {up.name} plan does" if up else ""),
+        code="feature_not_in_plan",
+        feature=feature,
+        plan=plan.name,
+        upgrade_to=up.name if up else None,
+    )

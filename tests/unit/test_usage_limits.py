@@ -61,3 +61,16 @@ def test_meter_identifiers_are_per_tenant_meter_and_hour() -> None:
     at = datetime(2026, 12, 1, 5, 59, 59, tzinfo=UTC)
     assert meter.window(at) == "2026-12-01T05"
     assert meter.identifier("tabc", "rapport_customers", meter.window(at)) == "tabc:rapport_customers:2026-12-01T05"
+
+
+def test_a_feature_outside_the_plan_is_a_402_naming_the_plan_that_has_it() -> None:
+    from crm.billing.limits import require_feature
+    from crm.context import PlanState, TenantContext
+    from crm.errors import PaymentRequired
+
+    growth = TenantContext("tabcdefghijkl", key_id="k1", billing=PlanState("growth", "active"))
+    require_feature(growth, "journeys")
+    with pytest.raises(PaymentRequired) as caught:
+        require_feature(TenantContext("tabcdefghijkl", key_id="k1"), "journeys")
+    assert caught.value.extra == {"code": "feature_not_in_plan", "feature": "journeys", "plan": "free",
+                                  "upgrade_to": "growth"}
