@@ -9,6 +9,7 @@ import os
 
 from chalice import Chalice
 
+from api.http import rate_limit_the_rest
 from api.problems import chalice_errors_as_problems
 from api.routes import api_keys, billing, connections, customers, identity, loyalty, meta, orders
 
@@ -25,6 +26,7 @@ app.register_blueprint(connections.bp)
 app.register_blueprint(identity.bp)
 app.register_blueprint(billing.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
+app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 
 # `chalice package` needs literal sources; infra/resources.json replaces them with the
 # stack's own stream and queues (and adds ReportBatchItemFailures, which Chalice omits).
@@ -71,6 +73,14 @@ def sync_schedule(event):
     from functions import sync as handler
 
     return handler.run_schedule(lambda_context=event.context)
+
+
+@app.schedule("rate(1 hour)", name="billing_meter")
+def billing_meter(event):
+    """Report metered tenants' customers to their Stripe Billing Meter (functions/billing_meter.py)."""
+    from functions import billing_meter as handler
+
+    return handler.run_schedule()
 
 
 @app.schedule("rate(15 minutes)", name="loyalty_schedule")

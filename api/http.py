@@ -135,6 +135,8 @@ def endpoint(
     idem_errors: tuple[int, ...] = (409, 422) if idempotent else ()
     if idempotent == "required":
         idem_errors += (400,)
+    # every route is rate limited (429); a scoped write may meet a past-due plan or a limit (402)
+    billing_errors: tuple[int, ...] = (429,) + ((402,) if scope and method != "GET" else ())
     op = Operation(
         path,
         method,
@@ -144,7 +146,7 @@ def endpoint(
         body,
         query,
         responses,
-        tuple(sorted(set(errors + auth_errors + input_errors + idem_errors))),
+        tuple(sorted(set(errors + auth_errors + input_errors + idem_errors + billing_errors))),
         tag,
         bool(idempotent),
         if_match,
@@ -163,8 +165,9 @@ def endpoint(
         @functools.wraps(handler)
         def view(**params: str) -> Response:
             started = time.perf_counter()
+            limited: dict[str, str] = {}  # the RateLimit-* headers, on every answer
             try:
-                response = _serve(bp, op, handler, params)
+                response = _serve(bp, op, handler, params, limited)
             except Exception as exc:  # noqa: BLE001 - the last line of defence
                 from crm.errors import DomainError
 
@@ -173,6 +176,7 @@ def endpoint(
                 else:
                     logger().exception("unhandled error", extra={"operation": op.operation_id})
                     response = problem(500, "internal_error", "an internal error occurred")
+            response.headers = {**(response.headers or {}), **limited}
             logger().info(
                 "request",
                 extra={
@@ -188,17 +192,65 @@ def endpoint(
     return decorate
 
 
-def _serve(bp: Blueprint, op: Operation, handler: Callable, params: dict[str, str]) -> Response:
+def _rate_limit(request: Any, ctx: Any, limited: dict[str, str]) -> None:
+    """Take a token (crm/billing/ratelimit.py): the tenant's, at its plan's rate, or for a
+    request without a (valid) key its source address's; 429 ``rate_limited`` when none is left."""
+    from crm.billing import plans, ratelimit
+    from crm.errors import RateLimited
+
+    if ctx is not None:
+        decision = ratelimit.check(ctx.tenant_id, plans.get(ctx.billing.plan).limits.requests_per_second)
+    else:
+        source = ((getattr(request, "context", None) or {}).get("identity") or {}).get("sourceIp")
+        decision = ratelimit.check_anonymous(source)
+    limited.update(decision.headers())
+    if not decision.allowed:
+        raise RateLimited(
+            f"over the plan's {decision.limit} requests per second; retry in {decision.retry_after} s",
+            limit=decision.limit,
+            retry_after=decision.retry_after,
+        )
+
+
+def _past_due(op: Operation, ctx: Any) -> None:
+    """A past-due subscription beyond its grace period: writes answer 402 until an invoice
+    is paid; reads, and the billing routes (to pay), keep working."""
+    from crm import clock
+    from crm.errors import PaymentRequired
+
+    billing = ctx.billing
+    if op.method in ("GET", "HEAD", "OPTIONS") or op.path.startswith("/v1/billing"):
+        return
+    if billing.status == "past_due" and billing.grace_until and clock.now() >= clock.parse(billing.grace_until):
+        raise PaymentRequired(
+            f"the subscription is past due since before {billing.grace_until}: writes are refused until "
+            "an invoice is paid (POST /v1/billing/portal); reads keep working",
+            code="payment_required",
+            plan=billing.plan,
+            grace_until=billing.grace_until,
+        )
+
+
+def _serve(
+    bp: Blueprint, op: Operation, handler: Callable, params: dict[str, str], limited: dict[str, str]
+) -> Response:
     from pydantic import ValidationError
 
     from crm import apikeys
-    from crm.errors import Forbidden
+    from crm.errors import DomainError, Forbidden
 
     request = bp.current_request
     headers = request.headers
     ctx = None
     if op.scope:
-        ctx = apikeys.authenticate(_bearer(headers), fresh=op.scope == "admin")
+        try:
+            ctx = apikeys.authenticate(_bearer(headers), fresh=op.scope == "admin")
+        except DomainError:
+            _rate_limit(request, None, limited)  # a wrong key is limited by its source
+            raise
+    _rate_limit(request, ctx, limited)
+    if ctx is not None:
+        _past_due(op, ctx)
         if not ctx.allows(op.scope):
             raise Forbidden(
                 f"this API key lacks the {op.scope} scope",
@@ -339,3 +391,28 @@ def _to_wire(result: Result) -> dict[str, Any]:
         return {"status": result.status, "body": "", "headers": headers}
     headers.setdefault("Content-Type", "application/json")
     return {"status": result.status, "body": _json(result.body), "headers": headers}
+
+
+def rate_limit_the_rest(event: Any, get_response: Any) -> Response:
+    """HTTP middleware: answers that no :func:`endpoint` served (the OpenAPI document, the
+    docs page, the catch-all 404, Chalice's own 405/415) are limited by their source
+    address too, and carry the RateLimit-* headers like every other answer. These are all
+    reads, so refusing after the view ran changes nothing."""
+    response = get_response(event)
+    if any(k.lower() == "ratelimit-limit" for k in (response.headers or {})):
+        return response
+    from crm.billing import ratelimit
+
+    source = ((getattr(event, "context", None) or {}).get("identity") or {}).get("sourceIp")
+    decision = ratelimit.check_anonymous(source)
+    if not decision.allowed:
+        return problem(
+            429,
+            "rate_limited",
+            f"over {decision.limit} requests per second; retry in {decision.retry_after} s",
+            headers=decision.headers(),
+            limit=decision.limit,
+            retry_after=decision.retry_after,
+        )
+    response.headers = {**(response.headers or {}), **decision.headers()}
+    return response

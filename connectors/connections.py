@@ -159,8 +159,12 @@ def _schedule(ctx: TenantContext, item: ConnectionItem, now: str) -> None:
 
 
 def create(ctx: TenantContext, body: ConnectionCreate) -> Connection:
+    """402 plan_limit past the plan's connections (1 COUNT Query of the tenant's few)."""
+    from crm.billing import limits, usage
+
     cls = connector(body.connector)
     config = _validate(cls, body.config)
+    limits.check_connections(ctx, usage.connections(ctx))
     plain, hidden = _split(cls, config)
     cid, now = _ulid("con"), clock.now_iso()
     item = ConnectionItem(pk(ctx, cid), CONN, connection_id=cid, connector=cls.name, name=body.name,

@@ -215,6 +215,10 @@ def _execute(ctx: TenantContext, item: Any, state: SyncStateItem, run: RunItem, 
             page = next(pages, None)
             while page is not None:
                 written = sink.write(ctx, source, name, page.records)
+                if page.records:  # the plan's connector_records counter: one ADD per page
+                    from crm.billing import usage
+
+                    usage.add(ctx, "connector_records", len(page.records))
                 for key, value in written.counts.items():
                     counts[key] = counts.get(key, 0) + value
                 counts["pages"] = counts.get("pages", 0) + 1

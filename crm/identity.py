@@ -64,7 +64,10 @@ measured in tests/integration/test_identity.py, table in docs/performance.md):
   email and a given name is 5 items: profile, 2 guards, 2 search entries; so 20 a
   transaction); 1 PutItem per new conflict;
 - so 100 new: 3 + 5 TransactWriteItems = 8; 100 repeats: 3 + 1 = 4, no write; 100
-  changed: 3 + 1 + 1 = 5; 100 existing customers first linked by email: 3 + 1 + 2 = 6.
+  changed: 3 + 1 + 1 = 5; 100 existing customers first linked by email: 3 + 1 + 2 = 6;
+- the plan's customers limit (crm/billing/limits.py), only when a call creates someone:
+  the live count (1 GetItem) and, for a context without an API key (a sync), the plan
+  (1 GetItem), each cached per container for 10 s; near the limit the count is re-read.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from typing import Any, cast
 from pydantic import TypeAdapter, ValidationError
 
 from crm import clock, retry
+from crm.billing import limits
 from crm.context import TenantContext
 from crm.customers import records as customer_keys
 from crm.customers.schemas import SOURCE_PATTERN, CustomerPatch, ExternalId
@@ -351,18 +355,20 @@ def upsert(
         parsed[i] = checked
         facts[i] = _facts(rest[0] if rest else None) if checked[0] is not None else {}
     pending = list(parsed)
+    budget = limits.Budget(ctx)  # the plan's customers limit: a new customer past it is a 402 record
     for n in range(ROUNDS):
         if not pending:
             break
-        pending = _Round(ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only, facts=facts).run(
-            pending
-        )
+        pending = _Round(
+            ctx, source, parsed, results, last=n == ROUNDS - 1, fill_only=fill_only, facts=facts, budget=budget
+        ).run(pending)
     for i in pending:  # still deferred after the last round (not expected)
         results[i] = Resolution(
             i,
             "error",
             error=Conflict("the record kept conflicting with concurrent writes; retry", code="transaction_conflict"),
         )
+    budget.done(sum(1 for r in results if r is not None and r.status == "created"))
     return [r for r in results if r is not None]
 
 
@@ -530,8 +536,10 @@ class _Round:
         last: bool,
         fill_only: bool = False,
         facts: dict[int, dict[str, str]] | None = None,
+        budget: limits.Budget | None = None,
     ):
         self.ctx, self.source, self.parsed, self.results, self.last = ctx, source, parsed, results, last
+        self.budget = budget or limits.Budget(ctx)
         self.fill_only = fill_only
         self.facts = facts or {}
         self.now = clock.now_iso()
@@ -743,6 +751,10 @@ class _Round:
         except DomainError as exc:
             self.results[i] = Resolution(i, "error", error=exc)
             return True
+        refused = self.budget.take(field=f"records[{i}]")
+        if refused is not None:
+            self.results[i] = Resolution(i, "error", error=refused)
+            return True
         item = new_item(self.ctx, data, self.now)
         if not self._claim(item.customer_id, None, data):
             return False
@@ -770,6 +782,8 @@ class _Round:
                     self.results[i] = Resolution(i, "error", customer_id=w.item.customer_id, error=exc)
             else:
                 deferred += [i for i, *_ in plan.records]
+                if plan.old is None:
+                    self.budget.give_back()  # planned again next round
         return deferred
 
 

@@ -384,3 +384,23 @@ class IdentityConflictItem(Item, discriminator="identity_conflict"):
 def connection():
     """The low-level PynamoDB connection shared by the models (for counting requests)."""
     return Item._get_connection().connection
+
+
+class UsageItem(Item, discriminator="usage"):
+    """``T#<tenant>#`` / ``USAGE``: the tenant's usage counters (crm/billing/usage.py), one
+    item so that a flush or a dispatcher batch is one UpdateItem and GET /v1/billing one
+    GetItem. Besides the declared attributes it holds per-month counters
+    ``m#<YYYY-MM>#<counter>`` and the rate limiter's window totals ``rl#<window>``
+    (crm/billing/ratelimit.py), written with ADD by name; PynamoDB ignores them."""
+
+    KIND = Kind("usage counters (live customers, per-month counters, rate-limit windows)", "P", "USAGE", "tenant")
+
+    customers = NumberAttribute(null=True)  # live profiles (active or merging), from the stream
+    # the Stripe meter's bookkeeping (crm/billing/meter.py): the last hour done, what the
+    # billing period has reported so far, and the hour being reported (written before the send)
+    metered_through = UnicodeAttribute(null=True)
+    metered_total = NumberAttribute(null=True)
+    metered_period = UnicodeAttribute(null=True)
+    meter_pending = UnicodeAttribute(null=True)
+    meter_pending_value = NumberAttribute(null=True)
+    metered_period_pending = UnicodeAttribute(null=True)

@@ -44,19 +44,78 @@ def route(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {name: [e for e in events if e["type"] in types] for name, types in ROUTES.items()}
 
 
+_LIVE = ("active", "merging")  # profiles that count against the plan's customers limit
+
+
+def _tenant(raw: dict[str, Any] | None) -> str | None:
+    pk = ((raw or {}).get("pk") or {}).get("S") or ""
+    return pk.split("#", 2)[1] if pk.startswith("T#") and pk.count("#") >= 2 else None
+
+
+def customer_counts(record: dict[str, Any]) -> tuple[str, int, str | None] | None:
+    """(tenant, change of the live customer count, month of a creation or None) of one
+    stream record of a customer profile; None for any other item. Live: active or
+    merging (an erasure or a merge takes one away, a removal too)."""
+    change = record.get("dynamodb") or {}
+    old, new = change.get("OldImage"), change.get("NewImage")
+    if "customer" not in ((old or {}).get("kind", {}).get("S"), (new or {}).get("kind", {}).get("S")):
+        return None
+    tenant = _tenant(new or old)
+    if tenant is None:
+        return None
+    def live(raw: dict[str, Any] | None) -> int:
+        return int(bool(raw) and raw.get("kind", {}).get("S") == "customer"
+                   and (raw.get("status") or {}).get("S", "active") in _LIVE)
+    created = None
+    if not old and new and new.get("kind", {}).get("S") == "customer":
+        created = ((new.get("created_at") or {}).get("S") or "")[:7] or None
+    return tenant, live(new) - live(old), created
+
+
+def count_usage(records: list[dict[str, Any]]) -> int:
+    """One UpdateItem (ADD) per tenant with customer changes in the batch: the live count
+    and the month's creations (crm/billing/usage.py). Sent after the subscribers' messages,
+    so a failed send (the batch is retried) never counts twice; a failed ADD fails the
+    batch (the sends are repeated and de-duplicated downstream). Returns the UpdateItems."""
+    from crm.billing import usage
+
+    per: dict[str, dict[str, int]] = {}
+    for record in records:
+        found = customer_counts(record)
+        if found is None:
+            continue
+        tenant, delta, month = found
+        adds = per.setdefault(tenant, {})
+        if delta:
+            adds["customers"] = adds.get("customers", 0) + delta
+        if month:
+            name = usage.attr("customers_created", month)
+            adds[name] = adds.get(name, 0) + 1
+    sent = 0
+    for tenant, adds in per.items():
+        adds = {k: v for k, v in adds.items() if v}
+        if adds:
+            usage.update(tenant, adds)
+            sent += 1
+    return sent
+
+
 def handle(raw_event: dict[str, Any]) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
     from crm import queues
 
     derived: list[dict[str, Any]] = []
+    handled: list[dict[str, Any]] = []
 
     def record_handler(record: Any) -> None:
         derived.extend(events_of(record.raw_event))
+        handled.append(record.raw_event)
 
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
     response = process_partial_response(event=raw_event, record_handler=record_handler,
                                         processor=processor)
     for subscriber, events in route(derived).items():
         queues.send(subscriber, events)
+    count_usage(handled)
     return response

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from crm import clock
+from crm.billing import limits
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import CustomerPatch
@@ -92,6 +93,7 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
 
     plans: list[tuple[int, ProfileWrite]] = []
     planned: dict[str, int] = {}  # customer id -> the record that already writes it
+    budget = limits.Budget(ctx)  # the plan's customers limit, per new record
     for i, keys in wanted.items():
         rec = parsed[i]
         matched = {holders[k] for k in keys if k in holders}
@@ -134,6 +136,10 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
             else:
                 data = new_data(rec, now)
                 require_identity(data)
+                refused = budget.take(field=f"records[{i}]")
+                if refused is not None:
+                    results[i] = RecordResult(i, "error", error=refused)
+                    continue
                 item = new_item(ctx, data, now)
                 plans.append((i, ProfileWrite.plan(ctx, item, None, data, is_new=True)))
         except DomainError as exc:
@@ -145,4 +151,5 @@ def upsert(ctx: TenantContext, raw_records: list[Any]) -> list[RecordResult]:
             results[i] = RecordResult(i, "error", error=failed)
         else:
             results[i] = RecordResult(i, "created" if w.is_new else "updated", id=w.item.customer_id)
+    budget.done(sum(1 for r in results if r is not None and r.status == "created"))
     return [r for r in results if r is not None]

@@ -290,14 +290,19 @@ def new_item(ctx: TenantContext, data: dict[str, Any], now: str) -> CustomerItem
 
 
 def create(ctx: TenantContext, fields: CustomerCreate) -> Customer:
-    """1 TransactWriteItems: profile + guards + lookup entries (2 on a 409, to name the holder)."""
+    """1 TransactWriteItems: profile + guards + lookup entries (2 on a 409, to name the holder);
+    402 plan_limit past the plan's customers (crm/billing/limits.py: usually no request)."""
+    from crm.billing import limits
+
     now = clock.now_iso()
     data = new_data(fields, now)
     require_identity(data)
+    limits.check_customers(ctx)
     item = new_item(ctx, data, now)
     for _ in retry.backoff():  # only a TransactionConflict is retried; a taken email is 409
         try:
             execute([ProfileWrite.plan(ctx, item, None, data, is_new=True)])
+            limits.created(ctx, 1)
             return records.to_customer(item)
         except Conflict as exc:
             if exc.extra.get("code") != "transaction_conflict":

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from rapport.cli import app
 from tests.fakes.acme import AcmeServer
+from tests.plan_helpers import set_plan
 
 ENV = {"COLUMNS": "200", "RAPPORT_API_URL": "", "RAPPORT_API_KEY": ""}
 
@@ -109,6 +110,7 @@ def test_import_exit_codes_for_usage_errors_and_a_failed_run(cli, tenant, api_ur
 
 
 def test_sync_shows_progress_and_fails_with_the_run(cli, tenant, api_url, event_pipeline):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     api = ["--api", api_url, "--key", tenant.key]
     with AcmeServer() as acme:
         for i in range(120):
@@ -165,6 +167,7 @@ def test_sync_prints_each_state_change_and_the_classified_error(cli, tenant, api
 
 def test_import_reuses_the_connection_it_created_for_the_same_file_name(cli, tenant, api_url, event_pipeline,
                                                                          tmp_path):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     api = ["--api", api_url, "--key", tenant.key]
     path = write_csv(tmp_path / "members.csv", rows=12)
     first = cli("import", str(path), "--source", "legacy", *api)

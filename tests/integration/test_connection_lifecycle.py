@@ -12,6 +12,7 @@ import pytest
 from crm import clock
 from tests.connector_helpers import wait_run
 from tests.fakes.shopify import FakeShopify
+from tests.plan_helpers import set_plan
 
 PLACEHOLDER = {"shop_url": "https://….myshopify.com", "access_token": "shpat_…"}  # the README's
 
@@ -85,6 +86,7 @@ def test_a_patch_is_validated_like_a_create(tenant, shop):
 # --- check never answers 5xx -------------------------------------------------------------
 
 def test_check_answers_200_ok_or_422_with_the_vendors_reason(tenant, shop, raw_table):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     conn = _connect(tenant, shop)
     r = tenant.http.post(f"/v1/connections/{conn['id']}/check")
     assert r.status_code == 200 and r.json()["ok"] is True

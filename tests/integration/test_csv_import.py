@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import partition_items
 from tests.connector_helpers import wait_run
+from tests.plan_helpers import set_plan
 
 MAPPING = {"Id": "external_id", "E-mail": "email", "First name": "name.given", "Last name": "name.family",
            "Street": "address.line1", "City": "address.city", "Zip": "address.postal_code",
@@ -82,6 +83,7 @@ def customer_items(raw_table, tenant) -> list[dict]:
 
 
 def test_a_csv_file_is_imported_row_by_row_and_a_reimport_changes_nothing(tenant, event_pipeline, raw_table):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     conn = connect(tenant)
     assert conn["config"]["mapping"] == MAPPING
     run = sync(tenant, conn["id"], upload(tenant, conn["id"], make_csv()))
@@ -146,6 +148,7 @@ def test_a_file_without_a_mapped_column_fails_the_run_and_imports_nothing(tenant
 
 
 def test_an_upload_stays_in_its_tenant_and_connection(tenant, other_tenant, event_pipeline):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     conn = connect(tenant)
     upload_id = upload(tenant, conn["id"], make_csv(5))
     # the other tenant sees neither the connection nor its uploads
@@ -171,6 +174,7 @@ def test_an_upload_stays_in_its_tenant_and_connection(tenant, other_tenant, even
 
 
 def test_upload_and_sync_refuse_what_cannot_be_imported(tenant, api_url):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     conn = connect(tenant)
     cid = conn["id"]
     # a url that was never PUT to

@@ -264,8 +264,9 @@ def test_requests_per_100_records_are_as_documented(tenant):
     with dynamodb_calls() as calls:
         out = upsert(tenant, new)
     assert {r.status for r in out} == {"created"}
-    # 5 items a customer (profile, 2 guards, 2 search entries): 20 a transaction
-    assert calls == {"BatchGetItem": 3, "TransactWriteItems": 5}, calls
+    # 5 items a customer (profile, 2 guards, 2 search entries): 20 a transaction; the
+    # plan limit's first look at this tenant (its plan and live count, then cached)
+    assert calls == {"BatchGetItem": 3, "TransactWriteItems": 5, "GetItem": 2}, calls
     with dynamodb_calls() as calls:
         out = upsert(tenant, new)
     assert {r.status for r in out} == {"unchanged"}

@@ -27,6 +27,7 @@ import pytest
 
 from tests.fakes.shopify import FakeShopify
 from tests.integration.test_shopify_sync import ROOT, _boundaries, _connect, _kinds, _run, _start
+from tests.plan_helpers import set_plan
 
 N = int(os.environ.get("SHOPIFY_BACKFILL", "2000"))
 PAGE = 250  # connectors/shopify PAGE_SIZE: Shopify's maximum ``limit``
@@ -40,6 +41,7 @@ def shopify():
 
 @pytest.mark.bulk
 def test_backfill_with_throttling_and_a_crash_resumes_exactly(tenant, shopify, raw_table, aws_endpoint):
+    set_plan(tenant, "starter")  # 2,000 customers: more than free allows
     from connectors.shopify import PAGE_SIZE
 
     assert PAGE_SIZE == PAGE and N >= 6 * PAGE  # several pages are left when the worker is killed

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from crm import clock
 from tests.fakes.acme import AcmeServer
-
+from tests.plan_helpers import set_plan
 
 NOTHING = {"queued": 0, "skipped": 0, "stalled": 0}
 
@@ -32,6 +32,7 @@ def _at(minutes: int) -> str:
 
 
 def test_due_connections_get_one_scheduled_run_each(tenant, other_tenant, event_pipeline):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     from functions.sync import run_schedule
 
     with AcmeServer() as acme:

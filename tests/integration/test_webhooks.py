@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import partition_items
 from tests.fakes import fixture
 from tests.fakes.shopify import FakeShopify
+from tests.plan_helpers import set_plan
 
 SECRET = "whsec-hooks"
 ORDER = fixture("shopify", "python_api_order.json")["order"]
@@ -104,6 +105,7 @@ def test_customer_webhooks_create_and_update_the_profile(hooked, anon, event_pip
 
 
 def test_hooks_for_unknown_or_webhookless_connections_are_404(hooked, anon, tenant):
+    set_plan(tenant, "starter")  # more connections (or customers) than free allows
     _, cid = hooked
     headers, body = FakeShopify.webhook("orders/create", {"id": 1}, SECRET)
     assert _post(anon, "con_" + "0" * 26, headers, body).status_code == 404

@@ -1,0 +1,113 @@
+"""Plan limits over HTTP (crm/billing/limits.py): the free plan's 500 customers (single
+create, batch upsert per record, a connector sync per record) and its one connection;
+402 plan_limit names the limit, the usage, the plan and the plan that allows more. A
+downgrade deletes nothing: what is above the limit stays readable and updatable."""
+from __future__ import annotations
+
+import pytest
+
+from tests.connector_helpers import wait_run
+from tests.fakes.acme import AcmeServer
+from tests.plan_helpers import set_plan
+
+FREE_CUSTOMERS = 500
+
+
+def _fill(tenant, n: int, start: int = 0) -> None:
+    for first in range(start, start + n, 100):
+        records = [{"email": f"f{i}@example.com"} for i in range(first, min(first + 100, start + n))]
+        r = tenant.http.post("/v1/customers/batch", json={"records": records})
+        assert r.status_code == 200 and r.json()["created"] == len(records), r.text
+
+
+def _is_plan_limit(body: dict, *, limit: str, usage: int, plan: str, upgrade_to: str | None) -> None:
+    assert body["code"] == "plan_limit", body
+    assert (body["limit"], body["usage"], body["plan"], body["upgrade_to"]) == (limit, usage, plan, upgrade_to), body
+
+
+def test_creates_past_the_free_plan_get_402_per_request_and_per_record(tenant, event_pipeline) -> None:
+    _fill(tenant, FREE_CUSTOMERS - 1)
+    assert event_pipeline.wait_idle()
+    assert tenant.http.post("/v1/customers", json={"email": "last@example.com"}).status_code == 201
+    assert event_pipeline.wait_idle()
+
+    r = tenant.http.post("/v1/customers", json={"email": "one-too-many@example.com"})
+    assert r.status_code == 402, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    _is_plan_limit(r.json(), limit="customers", usage=FREE_CUSTOMERS, plan="free", upgrade_to="starter")
+    assert r.json()["allowed"] == FREE_CUSTOMERS
+
+    # a batch: the update of an existing customer goes through, each new one gets a 402
+    r = tenant.http.post("/v1/customers/batch", json={"records": [
+        {"email": "f1@example.com", "locale": "fr-FR"}, {"email": "new1@example.com"}, {"email": "new2@example.com"}]})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == ["updated", "error", "error"]
+    for x in results[1:]:
+        _is_plan_limit(x["error"], limit="customers", usage=FREE_CUSTOMERS, plan="free", upgrade_to="starter")
+    assert results[1]["error"]["field"] == "records[1]"
+    lookup = tenant.http.get("/v1/customers/lookup", params={"email": "new1@example.com"})
+    assert lookup.json()["data"] == []
+
+
+def test_a_downgrade_keeps_everything_readable_and_updatable(tenant, event_pipeline) -> None:
+    set_plan(tenant, "starter")
+    _fill(tenant, FREE_CUSTOMERS + 2)
+    assert event_pipeline.wait_idle()
+    set_plan(tenant, "free", status="canceled")  # the subscription ended: back to free
+    listed = tenant.http.get("/v1/customers", params={"limit": 100})
+    assert listed.status_code == 200 and len(listed.json()["data"]) == 100
+    some = listed.json()["data"][0]
+    patched = tenant.http.patch(f"/v1/customers/{some['id']}", json={"locale": "de-DE"})
+    assert patched.status_code == 200, patched.text
+    r = tenant.http.post("/v1/customers", json={"email": "after-downgrade@example.com"})
+    assert r.status_code == 402
+    _is_plan_limit(r.json(), limit="customers", usage=FREE_CUSTOMERS + 2, plan="free", upgrade_to="starter")
+    set_plan(tenant, "starter")
+    assert tenant.http.post("/v1/customers", json={"email": "after-downgrade@example.com"}).status_code == 201
+
+
+@pytest.fixture()
+def acme():
+    with AcmeServer() as server:
+        for i in range(30):
+            server.put(f"c{i:04d}", f"2026-01-01T00:00:{i:02d}Z", email=f"p{i}@acme-example.com",
+                       first=f"P{i}", last="Acme", labels=["acme"])
+        yield server
+
+
+def _connect(tenant, acme):
+    return tenant.http.post("/v1/connections", json={
+        "connector": "acme", "name": "Acme contacts", "config": {"base_url": acme.url, "api_token": acme.token}})
+
+
+def test_a_second_connection_on_free_gets_402(tenant, acme) -> None:
+    assert _connect(tenant, acme).status_code == 201
+    r = _connect(tenant, acme)
+    assert r.status_code == 402, r.text
+    _is_plan_limit(r.json(), limit="connections", usage=1, plan="free", upgrade_to="starter")
+    assert len(tenant.http.get("/v1/connections").json()["data"]) == 1
+    from crm.billing import usage
+
+    assert usage.summary(tenant.ctx)["connections"] == 1
+    set_plan(tenant, "starter")
+    assert _connect(tenant, acme).status_code == 201
+
+
+def test_a_sync_past_the_limit_rejects_each_new_customer_and_succeeds(tenant, acme, event_pipeline) -> None:
+    _fill(tenant, FREE_CUSTOMERS - 10)
+    assert event_pipeline.wait_idle()
+    conn = _connect(tenant, acme).json()
+    r = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={"mode": "backfill"})
+    assert r.status_code == 202, r.text
+    run = wait_run(tenant, conn["id"], r.json()["id"])
+    assert run["status"] == "succeeded", run
+    counts = run["streams"]["customers"]
+    assert (counts["read"], counts["created"], counts["rejected"]) == (30, 10, 20), counts
+    assert run["rejected_total"] == 20
+    assert all("free plan allows 500 customers" in x["reason"] for x in run["rejected"]), run["rejected"][:2]
+    assert event_pipeline.wait_idle()
+    from crm.billing import usage
+
+    got = usage.summary(tenant.ctx)
+    assert got["customers"] == FREE_CUSTOMERS and got["connector_records"] == 30
