@@ -252,9 +252,11 @@ ReturnUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_l
 class CheckoutCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plan: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
-        description="a plan of the catalogue that is sold (not free), e.g. starter")
+        description="a plan of the catalogue that is sold (not free), e.g. starter"
+    )
     success_url: ReturnUrl | None = Field(
-        default=None, description="where Checkout returns after paying (default: RAPPORT_BILLING_RETURN_URL)")
+        default=None, description="where Checkout returns after paying (default: RAPPORT_BILLING_RETURN_URL)"
+    )
     cancel_url: ReturnUrl | None = Field(default=None, description="where Checkout returns when abandoned")
 
 
@@ -281,8 +283,10 @@ class Billing(BaseModel):
     """The tenant's plan, its Stripe subscription's status and what the plan allows."""
 
     plan: str
-    status: str = Field(description="free (never subscribed), trialing, active, past_due, unpaid, paused, "
-                                    "incomplete or canceled (back on free)")
+    status: str = Field(
+        description="free (never subscribed), trialing, active, past_due, unpaid, paused, "
+        "incomplete or canceled (back on free)"
+    )
     current_period: BillingPeriod | None
     limits: dict[str, int | None] = Field(description="the plan's limits (null: unlimited)")
     usage: dict[str, int | str] = Field(description="usage so far in this period (crm/billing/usage.py)")

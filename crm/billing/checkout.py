@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pynamodb.exceptions import UpdateError
 
@@ -35,8 +35,11 @@ def _sold(name: str) -> plans.Plan:
     sold = {p.name: p for p in plans.sold()}
     if name not in sold:
         choices = ", ".join(sorted(sold))
-        raise Invalid(f"plan {name!r} cannot be bought: choose one of {choices}", field="plan",
-                      code="unknown_plan" if name not in {p.name for p in plans.catalogue().plans} else "not_for_sale")
+        raise Invalid(
+            f"plan {name!r} cannot be bought: choose one of {choices}",
+            field="plan",
+            code="unknown_plan" if name not in {p.name for p in plans.catalogue().plans} else "not_for_sale",
+        )
     return sold[name]
 
 
@@ -45,7 +48,9 @@ def _refuse_if_live(item: BillingItem) -> None:
         raise Conflict(
             f"the tenant already has a {item.status} subscription ({item.plan}): change the plan in the "
             "customer portal (POST /v1/billing/portal)",
-            code="subscription_exists", subscription=item.subscription)
+            code="subscription_exists",
+            subscription=item.subscription,
+        )
 
 
 def _reserve(tenant_id: str, observed: str | None) -> str:
@@ -53,21 +58,27 @@ def _reserve(tenant_id: str, observed: str | None) -> str:
     cond = (BillingItem.checkout_session == observed) if observed else BillingItem.checkout_session.does_not_exist()
     try:
         BillingItem(TenantContext(tenant_id).prefix, service.SK).update(
-            actions=[BillingItem.checkout_session.set(marker)], condition=cond)
+            actions=[BillingItem.checkout_session.set(marker)], condition=cond
+        )
     except UpdateError as exc:
         if service._conditional_failed(exc):
-            raise Conflict("another checkout for this tenant is being created: use its session",
-                           code="checkout_in_progress") from None
+            raise Conflict(
+                "another checkout for this tenant is being created: use its session", code="checkout_in_progress"
+            ) from None
         raise
     return marker
 
 
 def _set_session(tenant_id: str, marker: str, session_id: str | None, plan: str | None) -> bool:
-    actions = ([BillingItem.checkout_session.set(session_id), BillingItem.checkout_plan.set(plan)]
-               if session_id else [BillingItem.checkout_session.remove(), BillingItem.checkout_plan.remove()])
+    actions: list[Any] = (
+        [BillingItem.checkout_session.set(session_id), BillingItem.checkout_plan.set(plan or "")]
+        if session_id
+        else [BillingItem.checkout_session.remove(), BillingItem.checkout_plan.remove()]
+    )
     try:
         BillingItem(TenantContext(tenant_id).prefix, service.SK).update(
-            actions=actions, condition=BillingItem.checkout_session == marker)
+            actions=actions, condition=BillingItem.checkout_session == marker
+        )
         return True
     except UpdateError as exc:
         if service._conditional_failed(exc):
@@ -76,10 +87,15 @@ def _set_session(tenant_id: str, marker: str, session_id: str | None, plan: str 
 
 
 def _price(plan: plans.Plan) -> dict[str, Any]:
-    found = stripe_api.client().v1.prices.list({"lookup_keys": [plan.lookup_key], "active": True, "limit": 1})
+    found = stripe_api.client().v1.prices.list(
+        cast(Any, {"lookup_keys": [plan.lookup_key], "active": True, "limit": 1})
+    )
     if not found.data:
-        raise Unavailable(f"the Stripe account has no active price with lookup_key {plan.lookup_key!r} "
-                          f"(plan {plan.name}): create it (docs/billing.md)", code="price_missing")
+        raise Unavailable(
+            f"the Stripe account has no active price with lookup_key {plan.lookup_key!r} "
+            f"(plan {plan.name}): create it (docs/billing.md)",
+            code="price_missing",
+        )
     return found.data[0].to_dict()
 
 
@@ -101,9 +117,10 @@ def start(ctx: TenantContext, plan_name: str, success_url: str, cancel_url: str)
     _refuse_if_live(item)
     observed = item.checkout_session
     if observed and observed.startswith(PENDING):
-        if time.time_ns() // 1_000_000 - int(observed[len(PENDING):]) < PENDING_STALE_MS:
-            raise Conflict("another checkout for this tenant is being created: use its session",
-                           code="checkout_in_progress")
+        if time.time_ns() // 1_000_000 - int(observed[len(PENDING) :]) < PENDING_STALE_MS:
+            raise Conflict(
+                "another checkout for this tenant is being created: use its session", code="checkout_in_progress"
+            )
     elif observed:
         open_session = sync_session(ctx.tenant_id, item)
         item = service.load(ctx.tenant_id) or item
@@ -112,8 +129,10 @@ def start(ctx: TenantContext, plan_name: str, success_url: str, cancel_url: str)
             if item.checkout_plan == plan.name:
                 return Session(open_session["id"], open_session["url"], created=False)
             if not _expire(open_session["id"]):
-                raise Conflict("a checkout for another plan is open and could not be expired: finish or "
-                               "cancel it first", code="checkout_open")
+                raise Conflict(
+                    "a checkout for another plan is open and could not be expired: finish or cancel it first",
+                    code="checkout_open",
+                )
         observed = item.checkout_session
     marker = _reserve(ctx.tenant_id, observed)
     try:
@@ -122,24 +141,31 @@ def start(ctx: TenantContext, plan_name: str, success_url: str, cancel_url: str)
         line: dict[str, Any] = {"price": price["id"]}
         if ((price.get("recurring") or {}).get("usage_type")) != "metered":
             line["quantity"] = 1
-        session = stripe_api.client().v1.checkout.sessions.create({
-            "mode": "subscription",
-            "customer": customer,
-            "client_reference_id": ctx.tenant_id,
-            "line_items": [line],
-            "subscription_data": {"metadata": {"tenant_id": ctx.tenant_id}},
-            "metadata": {"tenant_id": ctx.tenant_id, "plan": plan.name},
-            "success_url": success_url,
-            "cancel_url": cancel_url,
-        })
+        session = stripe_api.client().v1.checkout.sessions.create(
+            cast(
+                Any,
+                {
+                    "mode": "subscription",
+                    "customer": customer,
+                    "client_reference_id": ctx.tenant_id,
+                    "line_items": [line],
+                    "subscription_data": {"metadata": {"tenant_id": ctx.tenant_id}},
+                    "metadata": {"tenant_id": ctx.tenant_id, "plan": plan.name},
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                },
+            )
+        )
     except BaseException:
         _set_session(ctx.tenant_id, marker, None, None)
         raise
     if not _set_session(ctx.tenant_id, marker, session.id, plan.name):
         _expire(session.id)  # a subscription went live meanwhile
-        raise Conflict("the tenant's subscription changed while the checkout was created: look at "
-                       "GET /v1/billing", code="subscription_exists")
-    return Session(session.id, session.url, created=True)
+        raise Conflict(
+            "the tenant's subscription changed while the checkout was created: look at GET /v1/billing",
+            code="subscription_exists",
+        )
+    return Session(session.id, session.url or "", created=True)
 
 
 def _name(ctx: TenantContext) -> str | None:
@@ -167,7 +193,8 @@ def sync_session(tenant_id: str, item: BillingItem) -> dict[str, Any] | None:
     try:
         BillingItem(TenantContext(tenant_id).prefix, service.SK).update(
             actions=[BillingItem.checkout_session.remove(), BillingItem.checkout_plan.remove()],
-            condition=BillingItem.checkout_session == session_id)
+            condition=BillingItem.checkout_session == session_id,
+        )
     except UpdateError as exc:
         if not service._conditional_failed(exc):
             raise
@@ -178,8 +205,11 @@ def portal(ctx: TenantContext, return_url: str) -> str:
     """A Billing Portal session's URL (change plan, payment method, cancel)."""
     item = service.load(ctx.tenant_id)
     if item is None or not item.stripe_customer:
-        raise Conflict("the tenant has no Stripe customer yet: start with POST /v1/billing/checkout",
-                       code="no_stripe_customer")
-    return stripe_api.client().v1.billing_portal.sessions.create(
-        {"customer": item.stripe_customer, "return_url": return_url}).url
-
+        raise Conflict(
+            "the tenant has no Stripe customer yet: start with POST /v1/billing/checkout", code="no_stripe_customer"
+        )
+    return (
+        stripe_api.client()
+        .v1.billing_portal.sessions.create({"customer": item.stripe_customer, "return_url": return_url})
+        .url
+    )

@@ -20,8 +20,16 @@ from crm.billing import service, state, stripe_api, webhooks
 
 log = logging.getLogger("rapport.billing")
 LOOKBACK_DAYS = 30  # Stripe keeps events this long
-COMPARED = ("plan", "status", "subscription", "period_start", "period_end", "grace_until",
-            "cancel_at_period_end", "features")
+COMPARED = (
+    "plan",
+    "status",
+    "subscription",
+    "period_start",
+    "period_end",
+    "grace_until",
+    "cancel_at_period_end",
+    "features",
+)
 
 
 @dataclass
@@ -45,8 +53,8 @@ def undelivered(now: float | None = None) -> list[dict[str, Any]]:
     """Handled events of the last 30 days Stripe could not deliver, oldest first."""
     since = int((now or time.time()) - LOOKBACK_DAYS * 86400)
     page = stripe_api.client().v1.events.list(
-        {"delivery_success": False, "created": {"gte": since}, "limit": 100,
-         "types": sorted(webhooks.HANDLED)})
+        {"delivery_success": False, "created": {"gte": since}, "limit": 100, "types": sorted(webhooks.HANDLED)}
+    )
     events = [e.to_dict() for e in page.auto_paging_iter()]
     return sorted(events, key=lambda e: int(e.get("created") or 0))
 

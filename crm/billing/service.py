@@ -48,7 +48,7 @@ def as_state(item: BillingItem | None) -> state.State:
         past_due_since=item.past_due_since,
         grace_until=item.grace_until,
         cancel_at_period_end=bool(item.cancel_at_period_end),
-        features=tuple(item.features) if item.features is not None else None,
+        features=tuple(str(f) for f in item.features) if item.features is not None else None,
         seen=int(item.seen or 0),
     )
 
@@ -112,7 +112,7 @@ def refresh(tenant_id: str, customer_id: str) -> tuple[state.State, tuple[str, .
 def write(tenant_id: str, new: state.State) -> bool:
     """Store ``new`` unless the item holds a later fetch (``seen``): one conditional UpdateItem."""
     item = BillingItem(TenantContext(tenant_id).prefix, SK)
-    values = [
+    values: list[tuple[Any, Any]] = [
         (BillingItem.plan, new.plan),
         (BillingItem.status, new.status),
         (BillingItem.subscription, new.subscription),
@@ -144,8 +144,12 @@ def link_customer(tenant_id: str, customer_id: str) -> str:
     item = BillingItem(TenantContext(tenant_id).prefix, SK)
     try:
         item.update(
-            actions=[BillingItem.stripe_customer.set(customer_id), BillingItem.gsi1pk.set(BILLED),
-                     BillingItem.gsi1sk.set(tenant_id), BillingItem.updated_at.set(clock.now_iso())],
+            actions=[
+                BillingItem.stripe_customer.set(customer_id),
+                BillingItem.gsi1pk.set(BILLED),
+                BillingItem.gsi1sk.set(tenant_id),
+                BillingItem.updated_at.set(clock.now_iso()),
+            ],
             condition=BillingItem.pk.exists() & BillingItem.stripe_customer.does_not_exist(),
         )
         return customer_id
@@ -165,8 +169,7 @@ def customer_for(tenant_id: str, name: str | None = None) -> str:
     if item.stripe_customer:
         return item.stripe_customer
     created = stripe_api.client().v1.customers.create(
-        {"name": name or tenant_id, "metadata": {"tenant_id": tenant_id},
-         "description": f"Rapport tenant {tenant_id}"},
+        {"name": name or tenant_id, "metadata": {"tenant_id": tenant_id}, "description": f"Rapport tenant {tenant_id}"},
         {"idempotency_key": f"rapport-customer-{tenant_id}"},
     )
     return link_customer(tenant_id, created.id)
@@ -209,7 +212,8 @@ def summary(ctx: TenantContext) -> dict[str, Any]:
         "plan": plan.name,
         "status": current.status,
         "current_period": {"start": current.period_start, "end": current.period_end}
-        if current.period_start or current.period_end else None,
+        if current.period_start or current.period_end
+        else None,
         "limits": plan.limits.model_dump(),
         "usage": usage_of(ctx),
         "features": sorted(set(plan.features) | set(current.features or ())),
@@ -218,5 +222,6 @@ def summary(ctx: TenantContext) -> dict[str, Any]:
         "cancel_at_period_end": current.cancel_at_period_end,
         "subscription": current.subscription,
         "checkout": {"session_id": open_session, "plan": item.checkout_plan}
-        if item is not None and open_session and not open_session.startswith("pending:") else None,
+        if item is not None and open_session and not open_session.startswith("pending:")
+        else None,
     }

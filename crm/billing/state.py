@@ -117,9 +117,16 @@ def derive(
     if sub is None:
         # nothing at Stripe: never subscribed (free), or every subscription is gone (canceled)
         status = "canceled" if stored.subscription else "free"
-        return Outcome(replace(State(), status=status, subscription=stored.subscription,
-                               subscription_created=stored.subscription_created,
-                               features=features_or_none, seen=seen))
+        return Outcome(
+            replace(
+                State(),
+                status=status,
+                subscription=stored.subscription,
+                subscription_created=stored.subscription_created,
+                features=features_or_none,
+                seen=seen,
+            )
+        )
     status = str(sub.get("status"))
     if status == "incomplete_expired":
         status = "canceled"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from pynamodb.exceptions import PutError
 
@@ -26,18 +26,20 @@ from crm.storage import BillingItem, StripeEventItem
 log = logging.getLogger("rapport.billing")
 TOLERANCE = 300  # seconds: a signature older than this is refused (a replay)
 GUARD_TTL = timedelta(days=30)
-HANDLED = frozenset({
-    "checkout.session.completed",
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "customer.subscription.paused",
-    "customer.subscription.resumed",
-    "customer.subscription.trial_will_end",
-    "invoice.paid",
-    "invoice.payment_failed",
-    "entitlements.active_entitlement_summary.updated",
-})
+HANDLED = frozenset(
+    {
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "customer.subscription.trial_will_end",
+        "invoice.paid",
+        "invoice.payment_failed",
+        "entitlements.active_entitlement_summary.updated",
+    }
+)
 
 
 def verify(headers: dict[str, str], raw: bytes) -> dict[str, Any]:
@@ -47,25 +49,33 @@ def verify(headers: dict[str, str], raw: bytes) -> dict[str, Any]:
 
     secrets = stripe_api.webhook_secrets()
     if not secrets:
-        raise Unavailable("Stripe webhooks are not configured (RAPPORT_STRIPE_WEBHOOK_SECRETS)",
-                          code="billing_not_configured")
+        raise Unavailable(
+            "Stripe webhooks are not configured (RAPPORT_STRIPE_WEBHOOK_SECRETS)", code="billing_not_configured"
+        )
     lowered = {k.lower(): v for k, v in headers.items()}
     signature = lowered.get("stripe-signature")
     if not signature:
-        raise DomainError("the Stripe-Signature header is missing", field="Stripe-Signature",
-                          code="invalid_signature")
+        raise DomainError("the Stripe-Signature header is missing", field="Stripe-Signature", code="invalid_signature")
     payload = raw.decode("utf-8", errors="replace")
     if not any(_signed(stripe, payload, signature, secret) for secret in secrets):
-        raise DomainError("the Stripe-Signature does not match, or is older than 300 s",
-                          field="Stripe-Signature", code="invalid_signature")
+        raise DomainError(
+            "the Stripe-Signature does not match, or is older than 300 s",
+            field="Stripe-Signature",
+            code="invalid_signature",
+        )
     try:
         body = json.loads(payload)
     except ValueError:
         raise DomainError("the body is not a Stripe event (not JSON)", code="invalid_payload") from None
-    if not isinstance(body, dict) or body.get("object") != "event" or \
-            not isinstance((body.get("data") or {}).get("object"), dict):
-        raise DomainError("only snapshot events (v1) are accepted here; send thin (v2) events to an "
-                          "event destination of their own", code="unsupported_event")
+    if (
+        not isinstance(body, dict)
+        or body.get("object") != "event"
+        or not isinstance((body.get("data") or {}).get("object"), dict)
+    ):
+        raise DomainError(
+            "only snapshot events (v1) are accepted here; send thin (v2) events to an event destination of their own",
+            code="unsupported_event",
+        )
     return body
 
 
@@ -104,7 +114,7 @@ def _tenant_of_customer(customer: str) -> str | None:
     return (found.to_dict().get("metadata") or {}).get("tenant_id")
 
 
-def _valid_tenant(tenant_id: Any) -> bool:
+def _valid_tenant(tenant_id: Any) -> TypeGuard[str]:
     try:
         TenantContext(str(tenant_id))
         return True
@@ -121,8 +131,9 @@ def receive(headers: dict[str, str], raw: bytes) -> tuple[str, str]:
     try:
         return apply_event(event), event_id
     except stripe.StripeError as exc:  # Stripe unreachable: 503, and Stripe delivers again
-        raise Unavailable(f"Stripe could not be reached to apply {event_id}: {type(exc).__name__}",
-                          code="stripe_unavailable") from None
+        raise Unavailable(
+            f"Stripe could not be reached to apply {event_id}: {type(exc).__name__}", code="stripe_unavailable"
+        ) from None
 
 
 def apply_event(event: dict[str, Any]) -> str:
@@ -149,8 +160,9 @@ def apply_event(event: dict[str, Any]) -> str:
     assert tenant_id is not None
     ctx = TenantContext(tenant_id)
     now = clock.now()
-    guard = StripeEventItem(f"{ctx.prefix}STRIPE", f"EVT#{event_id}", event_type=kind,
-                            received_at=clock.iso(now), ttl=now + GUARD_TTL)
+    guard = StripeEventItem(
+        f"{ctx.prefix}STRIPE", f"EVT#{event_id}", event_type=kind, received_at=clock.iso(now), ttl=now + GUARD_TTL
+    )
     try:
         guard.save(condition=StripeEventItem.pk.does_not_exist())
     except PutError as exc:
@@ -173,5 +185,8 @@ def _owns(item: BillingItem, customer: str, event: dict[str, Any]) -> bool:
     if item.stripe_customer:
         return item.stripe_customer == customer
     obj = event["data"]["object"]
-    return event.get("type") == "checkout.session.completed" and bool(item.checkout_session) and \
-        obj.get("id") == item.checkout_session
+    return (
+        event.get("type") == "checkout.session.completed"
+        and bool(item.checkout_session)
+        and obj.get("id") == item.checkout_session
+    )
