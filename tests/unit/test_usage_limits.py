@@ -74,3 +74,16 @@ def test_a_feature_outside_the_plan_is_a_402_naming_the_plan_that_has_it() -> No
         require_feature(TenantContext("tabcdefghijkl", key_id="k1"), "journeys")
     assert caught.value.extra == {"code": "feature_not_in_plan", "feature": "journeys", "plan": "free",
                                   "upgrade_to": "growth"}
+
+
+def test_a_plan_change_keeps_the_pending_count() -> None:
+    sent = []
+    clock = [0.0]
+    lim = Limiter(store=lambda t, adds, *a: sent.append(adds) or {}, wall=lambda: 100.0, monotonic=lambda: clock[0],
+                  flush_every=5)
+    for _ in range(3):
+        lim.admit("t", 10)
+    for _ in range(2):
+        lim.admit("t", 50)  # upgraded mid-way
+    assert [sum(v for k, v in adds.items() if k.endswith("api_calls")) for adds in sent] == [5]
+    assert lim.admit("t", 50).limit == 50
