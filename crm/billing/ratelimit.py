@@ -113,10 +113,12 @@ class Limiter:
         now = self._mono()
         with self._lock:
             b = self._buckets.get(key)
-            if b is None or b.rate != rate:
-                if b is None and len(self._buckets) >= MAX_BUCKETS:
+            if b is None:
+                if len(self._buckets) >= MAX_BUCKETS:
                     self._buckets = {k: v for k, v in self._buckets.items() if v.pending}  # idle ones go
                 b = self._buckets[key] = _Bucket(rate, rate, now, flushed_at=now, born=now)
+            elif b.rate != rate:  # the plan changed: the new rate, the counts kept
+                b.rate, b.tokens = rate, min(b.tokens, rate)
             refill = rate * b.share
             b.tokens = min(rate, b.tokens + (now - b.at) * refill)
             b.at = now

@@ -74,3 +74,37 @@ def test_a_feature_outside_the_plan_is_a_402_naming_the_plan_that_has_it() -> No
         require_feature(TenantContext("tabcdefghijkl", key_id="k1"), "journeys")
     assert caught.value.extra == {"code": "feature_not_in_plan", "feature": "journeys", "plan": "free",
                                   "upgrade_to": "growth"}
+
+
+def test_a_plan_change_keeps_the_pending_count() -> None:
+    sent = []
+    clock = [0.0]
+    lim = Limiter(store=lambda t, adds, *a: sent.append(adds) or {}, wall=lambda: 100.0, monotonic=lambda: clock[0],
+                  flush_every=5)
+    for _ in range(3):
+        lim.admit("t", 10)
+    for _ in range(2):
+        lim.admit("t", 50)  # upgraded mid-way
+    assert [sum(v for k, v in adds.items() if k.endswith("api_calls")) for adds in sent] == [5]
+    assert lim.admit("t", 50).limit == 50
+
+
+def test_past_due_refuses_writes_but_not_reads_nor_the_billing_routes() -> None:
+    from api.http import Operation, _past_due
+    from crm.context import PlanState, TenantContext
+    from crm.errors import PaymentRequired
+
+    def op(method: str, path: str) -> Operation:
+        return Operation(path, method, "x", "x", "customers:write", None, None, {200: None}, (), "t", False, False, 1)
+
+    late = TenantContext("tabcdefghijkl", key_id="k1",
+                         billing=PlanState("starter", "past_due", "2020-01-01T00:00:00.000Z"))
+    with pytest.raises(PaymentRequired) as caught:
+        _past_due(op("POST", "/v1/customers"), late)
+    assert caught.value.extra["code"] == "payment_required"
+    _past_due(op("GET", "/v1/customers"), late)
+    _past_due(op("POST", "/v1/billing/checkout"), late)
+    _past_due(op("POST", "/v1/billing/portal"), late)
+    in_grace = TenantContext("tabcdefghijkl", key_id="k1",
+                             billing=PlanState("starter", "past_due", "2999-01-01T00:00:00.000Z"))
+    _past_due(op("DELETE", "/v1/customers/{customer_id}"), in_grace)
