@@ -249,7 +249,7 @@ def _serve(
             _rate_limit(request, None, limited)  # a wrong key is limited by its source
             raise
     _rate_limit(request, ctx, limited)
-    if ctx is not None:
+    if ctx is not None and op.scope:
         _past_due(op, ctx)
         if not ctx.allows(op.scope):
             raise Forbidden(

@@ -115,8 +115,13 @@ class StripeEventItem(Item, discriminator="stripe_event"):
     """``T#<tenant>#STRIPE`` / ``EVT#<event id>``: a Stripe event already applied to the
     tenant (de-duplication; Stripe retries for up to 3 days, kept 30)."""
 
-    KIND = Kind("Stripe event guard (the id only, TTL 30 days)", "P STRIPE", "EVT#<event id>", "tenant",
-                gsi="— (expires by TTL)")
+    KIND = Kind(
+        "Stripe event guard (the id only, TTL 30 days)",
+        "P STRIPE",
+        "EVT#<event id>",
+        "tenant",
+        gsi="— (expires by TTL)",
+    )
 
     event_type = UnicodeAttribute()
     received_at = UnicodeAttribute()

@@ -49,7 +49,9 @@ def plan_of(ctx: TenantContext, *, monotonic: Callable[[], float] = time.monoton
     return plans.get(hit[1])
 
 
-def refusal(limit: plans.LimitName, usage: int, plan: plans.Plan, needed: int, *, field: str | None = None) -> PaymentRequired:
+def refusal(
+    limit: plans.LimitName, usage: int, plan: plans.Plan, needed: int, *, field: str | None = None
+) -> PaymentRequired:
     """The 402 problem: ``limit``, ``allowed``, ``usage``, ``plan`` and ``upgrade_to``."""
     allowed = plan.limit(limit)
     up = plans.allowing(limit, needed, above=plan)
@@ -148,8 +150,9 @@ class Budget:
             self.taken += 1
             return None
         if self.taken >= self._room:
-            return refusal("customers", self._count + self.taken, plan_of(self.ctx),
-                           self._count + self.taken + 1, field=field)
+            return refusal(
+                "customers", self._count + self.taken, plan_of(self.ctx), self._count + self.taken + 1, field=field
+            )
         self.taken += 1
         return None
 

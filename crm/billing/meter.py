@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm import aws, clock, settings
-from crm.billing import plans, usage
+from crm.billing import plans, service, usage
 
 log = logging.getLogger("rapport")
-BILLED = "BILLED"
+BILLED = service.BILLED  # gsi1pk of tenants with a Stripe customer
 METERED_STATUSES = ("active", "trialing", "past_due")
 
 
@@ -51,8 +51,15 @@ class Report:
     sent: bool  # False: nothing to send (no growth) or already done
 
 
-def _set(tenant_id: str, sets: dict[str, Any], *, remove: tuple[str, ...] = (), condition: str | None = None,
-         names: dict[str, str] | None = None, values: dict[str, Any] | None = None) -> bool:
+def _set(
+    tenant_id: str,
+    sets: dict[str, Any],
+    *,
+    remove: tuple[str, ...] = (),
+    condition: str | None = None,
+    names: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> bool:
     """One UpdateItem of the usage item; False when ``condition`` failed."""
     n: dict[str, str] = dict(names or {})
     v: dict[str, Any] = dict(values or {})
@@ -67,9 +74,14 @@ def _set(tenant_id: str, sets: dict[str, Any], *, remove: tuple[str, ...] = (), 
         n.update({f"#r{i}": name for i, name in enumerate(remove)})
     kwargs: dict[str, Any] = {"ConditionExpression": condition} if condition else {}
     try:
-        aws.dynamodb_client().update_item(TableName=settings.table_name(), Key=usage.key(tenant_id),
-                                          UpdateExpression=expr, ExpressionAttributeNames=n,
-                                          ExpressionAttributeValues=v, **kwargs)
+        aws.dynamodb_client().update_item(
+            TableName=settings.table_name(),
+            Key=usage.key(tenant_id),
+            UpdateExpression=expr,
+            ExpressionAttributeNames=n,
+            ExpressionAttributeValues=v,
+            **kwargs,
+        )
     except aws.dynamodb_client().exceptions.ConditionalCheckFailedException:
         return False
     return True
@@ -79,9 +91,14 @@ def _send(stripe: Any, meter: str, customer: str, ident: str, value: int, timest
     import stripe as stripe_lib
 
     try:
-        stripe.v1.billing.meter_events.create(params={
-            "event_name": meter, "identifier": ident, "timestamp": timestamp,
-            "payload": {"stripe_customer_id": customer, "value": str(value)}})
+        stripe.v1.billing.meter_events.create(
+            params={
+                "event_name": meter,
+                "identifier": ident,
+                "timestamp": timestamp,
+                "payload": {"stripe_customer_id": customer, "value": str(value)},
+            }
+        )
     except stripe_lib.InvalidRequestError as exc:
         if getattr(exc, "code", None) != "resource_already_exists":
             raise
@@ -99,8 +116,17 @@ def report(tenant_id: str, customer: str, plan: plans.Plan, period: str, now: da
         # under its own identifier, before counting this hour's growth
         old_period = raw.get("metered_period_pending") or period
         old_base = int(raw.get("metered_total") or 0) if raw.get("metered_period") == old_period else 0
-        _finish(tenant_id, meter, customer, pending, int(raw.get("meter_pending_value") or 0), old_base,
-                old_period, now, stripe)
+        _finish(
+            tenant_id,
+            meter,
+            customer,
+            pending,
+            int(raw.get("meter_pending_value") or 0),
+            old_base,
+            old_period,
+            now,
+            stripe,
+        )
         raw = usage.read(tenant_id, consistent=True)
     if raw.get("metered_through") == hour:
         return Report(tenant_id, hour, 0, False)
@@ -114,8 +140,9 @@ def report(tenant_id: str, customer: str, plan: plans.Plan, period: str, now: da
     return Report(tenant_id, hour, value, bool(value) and done)
 
 
-def _finish(tenant_id: str, meter: str, customer: str, hour: str, value: int, base: int, period: str,
-            now: datetime, stripe: Any) -> bool:
+def _finish(
+    tenant_id: str, meter: str, customer: str, hour: str, value: int, base: int, period: str, now: datetime, stripe: Any
+) -> bool:
     """Send the hour's event (if it has growth) and book it; False if another run booked it."""
     if value:
         _send(stripe, meter, customer, identifier(tenant_id, meter, hour), value, int(now.timestamp()))
@@ -129,13 +156,6 @@ def _finish(tenant_id: str, meter: str, customer: str, hour: str, value: int, ba
     )
 
 
-def billed_tenants() -> list[Any]:
-    """Tenants with a Stripe customer: the billing items on gsi1 ``BILLED`` (a Query)."""
-    from crm.storage import BillingItem
-
-    return list(BillingItem.gsi1.query(BILLED))
-
-
 def run(now: datetime | None = None) -> dict[str, int]:
     """The hourly schedule: one report per tenant on a metered plan. One tenant's failure
     is logged and does not stop the others (the next hour's run picks it up: the growth
@@ -145,7 +165,7 @@ def run(now: datetime | None = None) -> dict[str, int]:
     now = now or clock.now()
     out = {"tenants": 0, "reported": 0, "skipped": 0, "failed": 0}
     stripe = None
-    for item in billed_tenants():
+    for item in service.billed_tenants():
         plan = plans.get(item.plan)
         if plan.metered is None or item.status not in METERED_STATUSES or not item.stripe_customer:
             continue

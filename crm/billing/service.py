@@ -181,13 +181,9 @@ def billed_tenants() -> list[BillingItem]:
 
 
 def usage_of(ctx: TenantContext) -> dict[str, Any]:
-    """Usage so far (crm/billing/usage.py's summary when present)."""
-    import importlib
+    """Usage so far this month (crm/billing/usage.py)."""
+    from crm.billing import usage
 
-    try:  # by name: the usage counters are a separate part of billing (docs/billing.md)
-        usage = importlib.import_module("crm.billing.usage")
-    except ModuleNotFoundError:
-        return {}
     return dict(usage.summary(ctx))
 
 

@@ -89,9 +89,7 @@ def add(ctx: TenantContext, counter: Counter, n: int = 1, *, now: datetime | Non
 
 def read(tenant_id: str, *, consistent: bool = False) -> dict[str, Any]:
     """The raw counters (1 GetItem): attribute name -> int or str."""
-    out = aws.dynamodb_client().get_item(
-        TableName=settings.table_name(), Key=key(tenant_id), ConsistentRead=consistent
-    )
+    out = aws.dynamodb_client().get_item(TableName=settings.table_name(), Key=key(tenant_id), ConsistentRead=consistent)
     item = out.get("Item") or {}
     return {k: int(v["N"]) if "N" in v else v.get("S") for k, v in item.items() if k not in ("pk", "sk")}
 
@@ -103,7 +101,8 @@ def live_customers(tenant_id: str, *, consistent: bool = False) -> int:
 def connections(ctx: TenantContext) -> int:
     """The tenant's connections: a COUNT Query of its gsi1 list ``T#<tenant>#CONNECTIONS``
     (a few items; connectors/connections.py keeps it)."""
-    client, total, kwargs = aws.dynamodb_client(), 0, {}
+    client, total = aws.dynamodb_client(), 0
+    kwargs: dict[str, Any] = {}
     while True:
         page = client.query(
             TableName=settings.table_name(),
