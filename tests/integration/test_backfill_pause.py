@@ -4,10 +4,13 @@ time) must not start that stream again from the beginning when it resumes (issue
 from __future__ import annotations
 
 from tests.fakes.shopify import FakeShopify
+from tests.plan_helpers import set_plan
 
 
 def test_a_backfill_paused_after_its_last_page_does_not_start_again(tenant):
     from connectors import connections, runner
+
+    set_plan(tenant, "starter")  # 600 customers: more than free's 500
 
     with FakeShopify() as shop:
         shop.seed(customers=600, orders=0)
