@@ -87,7 +87,7 @@ class Settings:
     memory_mb: int = 1024              # .chalice/config.json (prod stage)
     io_ms_per_request: float = 5.0     # assumed DynamoDB/SQS latency, counted in the duration
     gateway: Gateway = "rest"          # what Chalice deploys today
-    rate_limit_requests_per_call: float = 0.05  # h3's target: rate limit + usage counters
+    rate_limit_requests_per_call: float = 0.04  # the rate limiter's bound: 1 UpdateItem per 25 calls
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def bill(workload: Workload, measured: Measured, prices: Prices = Prices(),
                + workload.orders * measured.order.api_requests) * settings.rate_limit_requests_per_call
     add(LineItem("DynamoDB rate limit + usage counters", limiter, "WRU",
                  limiter / 1e6 * prices.dynamodb_wru_per_million,
-                 f"{settings.rate_limit_requests_per_call} writes per call (h3's target)"))
+                 f"{settings.rate_limit_requests_per_call} writes per call (rate limiter)"))
     stored_gb = (workload.customers * measured.bytes_per_customer
                  + workload.orders * workload.order_months_stored * measured.bytes_per_order) / 1e9
     add(LineItem("DynamoDB storage", stored_gb, "GB-month", stored_gb * prices.dynamodb_gb_month,

@@ -61,7 +61,8 @@ def test_each_service_of_the_issue_has_a_line():
 
 def test_rate_limit_line_follows_its_parameter():
     calls = 300_000 + 5_000 * 3
-    at_target = cm.bill(WORKLOAD, MEASURED).item("DynamoDB rate limit + usage counters")
+    at_target = cm.bill(WORKLOAD, MEASURED, settings=cm.Settings(rate_limit_requests_per_call=0.05)).item(
+        "DynamoDB rate limit + usage counters")
     assert at_target.quantity == pytest.approx(calls * 0.05)
     assert at_target.dollars == pytest.approx(calls * 0.05 * 0.625 / 1e6)
     doubled = cm.bill(WORKLOAD, MEASURED, settings=cm.Settings(rate_limit_requests_per_call=0.1))
