@@ -46,7 +46,7 @@ def _sold(name: str) -> plans.Plan:
 def _refuse_if_live(item: BillingItem) -> None:
     if state.is_live(item.status):
         raise Conflict(
-            f"the tenant already has a {item.status} subscription ({item.plan}): change the plan in the "
+            f"the tenant already has a subscription ({item.plan}, {item.status}): change the plan in the "
             "customer portal (POST /v1/billing/portal)",
             code="subscription_exists",
             subscription=item.subscription,

@@ -106,6 +106,11 @@ class Limiter:
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
+    def pending(self, key: str) -> int:
+        with self._lock:
+            b = self._buckets.get(key)
+            return b.pending if b is not None else 0
+
     def admit(self, key: str, rate: float, *, shared: bool = True) -> Decision:
         """Take one token for ``key`` (a tenant id; for unauthenticated routes a source
         address with ``shared=False``: local only, nothing written)."""
@@ -175,6 +180,12 @@ class Limiter:
                 b.share = max(MIN_SHARE, min(1.0, mine / total))
             else:
                 b.share = 1.0
+
+
+def pending(tenant_id: str) -> int:
+    """Calls this container admitted for the tenant and has not flushed yet (GET /v1/billing
+    adds them, so a tenant's own calls show at once; other containers' within 25 calls)."""
+    return _limiter.pending(tenant_id) if _limiter is not None else 0
 
 
 _limiter: Limiter | None = None

@@ -119,12 +119,16 @@ def connections(ctx: TenantContext) -> int:
 
 
 def summary(ctx: TenantContext, *, now: datetime | None = None) -> dict[str, Any]:
-    """What GET /v1/billing shows: 1 GetItem + 1 COUNT Query."""
+    """What GET /v1/billing shows: 1 GetItem + 1 COUNT Query. ``api_calls`` includes the
+    calls this container has not flushed yet (crm/billing/ratelimit.py)."""
+    from crm.billing import ratelimit
+
     month = period(now)
     raw = read(ctx.tenant_id)
     return {
         "period": month,
-        "api_calls": int(raw.get(attr("api_calls", month)) or 0),
+        "api_calls": int(raw.get(attr("api_calls", month)) or 0)
+        + (ratelimit.pending(ctx.tenant_id) if now is None else 0),
         "customers": max(0, int(raw.get("customers") or 0)),
         "customers_created": int(raw.get(attr("customers_created", month)) or 0),
         "emails_sent": int(raw.get(attr("emails_sent", month)) or 0),

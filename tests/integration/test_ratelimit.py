@@ -136,3 +136,11 @@ def test_api_calls_are_counted_per_month_over_http(tenant) -> None:
         assert tenant.http.get("/v1/customers").status_code == 200
     raw = usage.read(tenant.id, consistent=True)
     assert raw[usage.attr("api_calls", usage.period())] == FLUSH_EVERY * 2
+
+
+def test_get_billing_shows_the_calls_just_made_before_they_are_flushed(tenant) -> None:
+    """A tenant checking its usage sees its own calls at once, not only every 25th."""
+    for _ in range(3):
+        assert tenant.http.get("/v1/customers").status_code == 200
+    shown = tenant.http.get("/v1/billing").json()["usage"]["api_calls"]
+    assert 3 <= shown < FLUSH_EVERY  # its own GET is admitted before the summary is read, so 4
