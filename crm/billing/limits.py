@@ -30,19 +30,20 @@ _LABELS = {"customers": "customers", "connections": "connections", "emails_per_m
 _plans: dict[str, tuple[float, str]] = {}  # tenant -> (read at, plan name), for contexts without a key
 
 
-def plan_of(ctx: TenantContext, *, monotonic: Callable[[], float] = time.monotonic) -> plans.Plan:
-    """The tenant's plan: an API request's context carries it (read with the key); a worker's
-    (a sync, a schedule: no key) reads the billing item, cached per container for
-    ``CACHE_SECONDS``."""
-    if ctx.key_id is not None:
+def plan_of(ctx: TenantContext, *, fresh: bool = False, monotonic: Callable[[], float] = time.monotonic) -> plans.Plan:
+    """The tenant's plan: an API request's context carries it (read with the key, cached with
+    it up to 60 s); a worker's (a sync, a schedule: no key) reads the billing item, cached per
+    container for ``CACHE_SECONDS``. ``fresh``: read it now (before refusing, so that a
+    tenant who has just upgraded is never refused by a cached plan)."""
+    if ctx.key_id is not None and not fresh:
         return plans.get(ctx.billing.plan)
     now = monotonic()
     hit = _plans.get(ctx.tenant_id)
-    if hit is None or now - hit[0] >= CACHE_SECONDS:
+    if fresh or hit is None or now - hit[0] >= CACHE_SECONDS:
         from crm.storage import BillingItem
 
         try:
-            name = BillingItem.get(ctx.prefix, "BILLING").plan
+            name = BillingItem.get(ctx.prefix, "BILLING", consistent_read=fresh).plan
         except BillingItem.DoesNotExist:
             name = plans.FREE
         hit = _plans[ctx.tenant_id] = (now, name)
@@ -102,16 +103,24 @@ def _customers(ctx: TenantContext, *, fresh: bool, monotonic: Callable[[], float
     return value
 
 
-def customers_room(ctx: TenantContext, *, monotonic: Callable[[], float] = time.monotonic) -> tuple[int | None, int]:
-    """(how many customers may still be created, the count it is based on); None: no limit.
-    No request at all while the cached count is far from the limit."""
-    cap = plan_of(ctx).limit("customers")
+def customers_room(
+    ctx: TenantContext, *, monotonic: Callable[[], float] = time.monotonic
+) -> tuple[int | None, int, plans.Plan]:
+    """(how many customers may still be created, the count it is based on, the plan); None:
+    no limit. No request at all while the cached count is far from the limit; near it, the
+    count and the plan are read afresh (2 GetItems)."""
+    plan = plan_of(ctx, monotonic=monotonic)
+    cap = plan.limit("customers")
     if cap is None:
-        return None, 0
+        return None, 0, plan
     count = _customers(ctx, fresh=False, monotonic=monotonic)
     if count >= cap * FAR:
         count = _customers(ctx, fresh=True, monotonic=monotonic)
-    return max(0, cap - count), count
+        plan = plan_of(ctx, fresh=True, monotonic=monotonic)
+        cap = plan.limit("customers")
+        if cap is None:
+            return None, count, plan
+    return max(0, cap - count), count, plan
 
 
 def created(ctx: TenantContext, n: int) -> None:
@@ -126,9 +135,9 @@ def created(ctx: TenantContext, n: int) -> None:
 
 def check_customers(ctx: TenantContext, adding: int = 1) -> None:
     """Raise 402 plan_limit if ``adding`` more customers would pass the plan's limit."""
-    room, count = customers_room(ctx)
+    room, count, plan = customers_room(ctx)
     if room is not None and adding > room:
-        raise refusal("customers", count, plan_of(ctx), count + adding)
+        raise refusal("customers", count, plan, count + adding)
 
 
 class Budget:
@@ -140,19 +149,19 @@ class Budget:
         self._room: int | None = None
         self._count = 0
         self._read = False
+        self._plan = plans.get(None)
         self.taken = 0
 
     def take(self, field: str | None = None) -> PaymentRequired | None:
         """None: go ahead; else the refusal for this record."""
         if not self._read:
-            self._room, self._count, self._read = *customers_room(self.ctx), True
+            self._room, self._count, self._plan = customers_room(self.ctx)
+            self._read = True
         if self._room is None:
             self.taken += 1
             return None
         if self.taken >= self._room:
-            return refusal(
-                "customers", self._count + self.taken, plan_of(self.ctx), self._count + self.taken + 1, field=field
-            )
+            return refusal("customers", self._count + self.taken, self._plan, self._count + self.taken + 1, field=field)
         self.taken += 1
         return None
 
@@ -168,6 +177,9 @@ def check_connections(ctx: TenantContext, current: int) -> None:
     """Raise 402 plan_limit if one more connection would pass the plan's limit."""
     plan = plan_of(ctx)
     cap = plan.limit("connections")
+    if cap is not None and current + 1 > cap:
+        plan = plan_of(ctx, fresh=True)  # not refused by a plan cached from before an upgrade
+        cap = plan.limit("connections")
     if cap is not None and current + 1 > cap:
         raise refusal("connections", current, plan, current + 1)
 

@@ -111,3 +111,26 @@ def test_a_sync_past_the_limit_rejects_each_new_customer_and_succeeds(tenant, ac
 
     got = usage.summary(tenant.ctx)
     assert got["customers"] == FREE_CUSTOMERS and got["connector_records"] == 30
+
+
+
+def test_an_upgrade_is_honoured_at_once_although_the_key_is_cached(tenant, event_pipeline, monkeypatch) -> None:
+    """A key's lookup (with the plan) is cached up to 60 s on non-admin routes; a tenant who
+    has just paid must not be refused by the cached free plan: the refusal path reads the
+    plan afresh."""
+    import httpx
+
+    from crm import apikeys
+
+    _fill(tenant, FREE_CUSTOMERS)
+    assert event_pipeline.wait_idle()
+    monkeypatch.setenv("RAPPORT_KEY_CACHE_SECONDS", "60")
+    apikeys.clear_cache()
+    writer = httpx.Client(base_url=str(tenant.http.base_url), timeout=30,
+                          headers={"Authorization": f"Bearer {tenant.key_with('customers:write')}"})
+    with writer:
+        r = writer.post("/v1/customers", json={"email": "while-free@example.com"})
+        assert r.status_code == 402, r.text  # the key (and its plan, free) is now cached
+        set_plan(tenant, "starter")  # as the webhook would
+        r = writer.post("/v1/customers", json={"email": "just-paid@example.com"})
+        assert r.status_code == 201, r.text
