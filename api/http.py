@@ -218,10 +218,20 @@ def _past_due(op: Operation, ctx: Any) -> None:
     from crm import clock
     from crm.errors import PaymentRequired
 
-    billing = ctx.billing
     if op.method in ("GET", "HEAD", "OPTIONS") or op.path.startswith("/v1/billing"):
         return
-    if billing.status == "past_due" and billing.grace_until and clock.now() >= clock.parse(billing.grace_until):
+
+    def overdue(billing: Any) -> bool:
+        return bool(
+            billing.status == "past_due" and billing.grace_until and clock.now() >= clock.parse(billing.grace_until)
+        )
+
+    if overdue(ctx.billing):
+        from crm.billing import limits
+
+        billing = limits.state_now(ctx)  # the key's copy may be cached from before the payment
+        if not overdue(billing):
+            return
         raise PaymentRequired(
             f"the subscription is past due since before {billing.grace_until}: writes are refused until "
             "an invoice is paid (POST /v1/billing/portal); reads keep working",

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from crm.billing import plans
-from crm.context import TenantContext
+from crm.context import PlanState, TenantContext
 from crm.errors import PaymentRequired
 
 CACHE_SECONDS = 10.0
@@ -101,6 +101,18 @@ def _customers(ctx: TenantContext, *, fresh: bool, monotonic: Callable[[], float
             value = max(value, hit.value)
         _cache[ctx.tenant_id] = _Count(value, now)
     return value
+
+
+def state_now(ctx: TenantContext) -> PlanState:
+    """The tenant's plan state read afresh (1 consistent GetItem): what a refusal checks
+    first, since the context's copy may be cached from before a payment."""
+    from crm.storage import BillingItem
+
+    try:
+        item = BillingItem.get(ctx.prefix, "BILLING", consistent_read=True)
+    except BillingItem.DoesNotExist:
+        return PlanState()
+    return PlanState(item.plan, item.status, item.grace_until)
 
 
 def customers_room(

@@ -51,3 +51,21 @@ def test_past_due_writes_get_402_after_the_grace_period_reads_keep_working(tenan
 
     set_plan(tenant, "starter", status="active")  # the invoice is paid
     assert tenant.http.post("/v1/customers", json={"email": "late@example.com"}).status_code == 201
+
+
+def test_a_paid_invoice_lifts_the_402_at_once_although_the_key_is_cached(tenant, monkeypatch) -> None:
+    """The key's lookup (with the plan state) is cached up to 60 s on non-admin routes: the
+    402 path reads the state afresh, so paying is never followed by a minute of refusals."""
+    import httpx
+
+    from crm import apikeys
+
+    monkeypatch.setenv("RAPPORT_KEY_CACHE_SECONDS", "60")
+    apikeys.clear_cache()
+    set_plan(tenant, "starter", status="past_due", grace_until=clock.iso(clock.now() - timedelta(seconds=1)))
+    with httpx.Client(base_url=str(tenant.http.base_url), timeout=30,
+                      headers={"Authorization": f"Bearer {tenant.key_with('customers:write')}"}) as writer:
+        assert writer.post("/v1/customers", json={"email": "overdue@example.com"}).status_code == 402
+        set_plan(tenant, "starter", status="active")  # the invoice is paid (the webhook wrote it)
+        r = writer.post("/v1/customers", json={"email": "paid@example.com"})
+        assert r.status_code == 201, r.text
