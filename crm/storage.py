@@ -76,7 +76,7 @@ class TenantItem(Item, discriminator="tenant"):
 
     name = UnicodeAttribute()
     status = UnicodeAttribute(default="active")
-    plan = UnicodeAttribute(null=True)
+    plan = UnicodeAttribute(null=True)  # unused: the plan is the BillingItem's (crm/billing)
     created_at = UnicodeAttribute()
 
 

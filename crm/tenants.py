@@ -64,5 +64,16 @@ def set_status(ctx: TenantContext, status: str) -> Tenant:
 
 
 def list_all() -> list[Tenant]:
-    """Operator listing (CLI only): one Query on gsi1 per page, never a Scan."""
-    return [_to_tenant(i) for i in TenantItem.gsi1.query("TENANTS")]
+    """Operator listing (CLI only): one Query on gsi1 per page, never a Scan, and one
+    BatchGetItem per 100 tenants for their plans (crm/billing: no billing item is free)."""
+    from dataclasses import replace
+
+    from crm.storage import BillingItem, Item
+
+    found = [_to_tenant(i) for i in TenantItem.gsi1.query("TENANTS")]
+    plans: dict[str, str] = {}
+    keys = [(f"T#{t.id}#", "BILLING") for t in found]
+    for item in Item.batch_get(keys):
+        if isinstance(item, BillingItem):
+            plans[item.pk] = item.plan
+    return [replace(t, plan=plans.get(f"T#{t.id}#", "free")) for t in found]

@@ -67,6 +67,12 @@ def test_tenants_show_prints_plan_status_period_limits_and_usage(tenant, stripe_
     assert "Plan: starter" in out and "Status: active" in out and "Period: " in out
     assert "customers" in out and "10000" in out and "requests_per_second" in out
     shown = json.loads(_cli("tenants", "show", tenant.id, "--json", "--table", table).output)
-    assert {k: v for k, v in shown.items() if k not in ("tenant_id", "name", "tenant_status")} == billing(tenant)
+    served = billing(tenant)  # one API call later: api_calls counts that GET too
+    assert served["usage"].pop("api_calls") == shown["usage"].pop("api_calls") + 1
+    assert {k: v for k, v in shown.items() if k not in ("tenant_id", "name", "tenant_status")} == served
     missing = _cli("tenants", "show", "nosuchtenant", "--table", table)
     assert missing.exit_code == 2
+    listed = _cli("tenants", "list", "--table", table)
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if tenant.id in line)
+    assert "starter" in row, listed.output  # the billing plan, not the tenant item's old field
