@@ -597,14 +597,28 @@ class _Api:
         self.http = httpx.Client(base_url=self.base, timeout=30,
                                  headers={"Authorization": f"Bearer {key}", "User-Agent": "rapport-cli"})
 
+    RATE_LIMIT_RETRIES = 8  # a 429 is waited out (Retry-After, at most 10 s each) this many times
+
     def call(self, method: str, path: str, expect: int, **kwargs) -> dict:
+        """A 429 (the tenant's rate limit) changed nothing at the API, so it is waited out
+        as its Retry-After says and sent again; any other refusal ends the command."""
+        import time
+
         import httpx
 
-        try:
-            r = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            err.print(f"[red]error:[/red] cannot reach the API at {self.base}: {exc}")
-            raise typer.Exit(1) from None
+        for attempt in range(self.RATE_LIMIT_RETRIES + 1):
+            try:
+                r = self.http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                err.print(f"[red]error:[/red] cannot reach the API at {self.base}: {exc}")
+                raise typer.Exit(1) from None
+            if r.status_code != 429 or attempt == self.RATE_LIMIT_RETRIES:
+                break
+            try:
+                wait = float(r.headers.get("retry-after") or 1)
+            except ValueError:
+                wait = 1.0
+            time.sleep(min(10.0, max(0.1, wait)))
         if r.status_code != expect:
             try:
                 body = r.json()

@@ -144,3 +144,17 @@ def test_get_billing_shows_the_calls_just_made_before_they_are_flushed(tenant) -
         assert tenant.http.get("/v1/customers").status_code == 200
     shown = tenant.http.get("/v1/billing").json()["usage"]["api_calls"]
     assert 3 <= shown < FLUSH_EVERY  # its own GET is admitted before the summary is read, so 4
+
+
+def test_the_cli_waits_out_a_429_instead_of_failing(real_rates, tenant, api_url) -> None:
+    """`rapport import|sync` call the API in a row; at the limit they wait as Retry-After
+    says and go on (a 429 changed nothing), rather than ending the command."""
+    from rich.console import Console
+
+    from rapport.cli import _Api
+
+    client = _Api(api_url, tenant.key, Console())
+    answers = [tenant.http.get("/v1/customers").status_code for _ in range(5)]
+    assert 429 in answers  # the tenant is over its 1 request/s now
+    for _ in range(3):
+        assert "data" in client.call("GET", "/v1/customers", 200)
