@@ -279,6 +279,16 @@ class BillingCheckout(BaseModel):
     plan: str | None
 
 
+class BillingMetering(BaseModel):
+    """A metered plan's hourly reports to its Stripe Billing Meter (crm/billing/meter.py)."""
+
+    meter: str = Field(description="the meter's event_name")
+    reported_through: str | None = Field(description="the last hour reported, YYYY-MM-DDTHH (UTC)")
+    billing_period: str | None = Field(description="the billing period the reports count in (its start)")
+    reported_in_period: int = Field(description="customers reported in this period (the meter sums them)")
+    pending: str | None = Field(description="an hour sent but not yet booked: resent with the same identifier")
+
+
 class Billing(BaseModel):
     """The tenant's plan, its Stripe subscription's status and what the plan allows."""
 
@@ -295,6 +305,7 @@ class Billing(BaseModel):
     grace_until: str | None = Field(default=None, description="past_due: writes answer 402 from then on")
     cancel_at_period_end: bool = False
     subscription: str | None = None
+    metering: BillingMetering | None = Field(default=None, description="metered plans only")
     checkout: BillingCheckout | None = Field(default=None, description="the open Checkout Session, if any")
 
 

@@ -221,6 +221,11 @@ def _print_billing(tenant, billing: dict) -> None:
     if rest:
         console.print("Usage: " + ", ".join(f"{k} {v}" for k, v in rest.items()))
     console.print("Features: " + (", ".join(billing["features"]) or "-"))
+    metering = billing.get("metering")
+    if metering:
+        console.print(f"Metering ({metering['meter']}): reported through {metering['reported_through'] or '-'}, "
+                      f"{metering['reported_in_period']} in the period"
+                      + (f", {metering['pending']} pending" if metering["pending"] else ""))
 
 
 @billing_app.command("reconcile")

@@ -39,6 +39,20 @@ def window(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
+def status(tenant_id: str, plan: plans.Plan) -> dict[str, Any] | None:
+    """What GET /v1/billing shows of the hourly reports (1 GetItem; None: not metered)."""
+    if plan.metered is None:
+        return None
+    raw = usage.read(tenant_id)
+    return {
+        "meter": plan.metered.meter,
+        "reported_through": raw.get("metered_through"),  # the last hour reported (UTC)
+        "billing_period": raw.get("metered_period"),
+        "reported_in_period": int(raw.get("metered_total") or 0),
+        "pending": raw.get("meter_pending"),  # an hour sent but not yet booked (resent, same identifier)
+    }
+
+
 def identifier(tenant_id: str, meter: str, hour: str) -> str:
     return f"{tenant_id}:{meter}:{hour}"
 

@@ -192,7 +192,7 @@ def summary(ctx: TenantContext) -> dict[str, Any]:
     it is looked up at Stripe first (1 request): paid, the plan shows at once, webhook or not."""
     import stripe
 
-    from crm.billing import checkout, plans
+    from crm.billing import checkout, meter, plans
 
     item = load(ctx.tenant_id)
     if item is not None and item.checkout_session and stripe_api.configured():
@@ -217,6 +217,7 @@ def summary(ctx: TenantContext) -> dict[str, Any]:
         "grace_until": current.grace_until,
         "cancel_at_period_end": current.cancel_at_period_end,
         "subscription": current.subscription,
+        "metering": meter.status(ctx.tenant_id, plan),
         "checkout": {"session_id": open_session, "plan": item.checkout_plan}
         if item is not None and open_session and not open_session.startswith("pending:")
         else None,

@@ -47,6 +47,10 @@ def test_each_hour_is_reported_once_with_the_growth(stripe_double, tenant, other
     run_schedule(NEXT)
     values = [(e["identifier"].rsplit(":", 1)[1], e["payload"]["value"]) for e in _events(stripe_double, tenant)]
     assert values == [("2026-12-01T05", "2345"), ("2026-12-01T06", "100")]  # sums to the peak, 2,445
+    shown = tenant.http.get("/v1/billing").json()["metering"]  # what the tenant sees of it
+    assert shown == {"meter": "rapport_customers", "reported_through": "2026-12-01T06",
+                     "billing_period": shown["billing_period"], "reported_in_period": 2445, "pending": None}
+    assert other_tenant.http.get("/v1/billing").json()["metering"] is None  # starter is not metered
 
 
 @pytest.mark.parametrize("retry_at", [HOUR, NEXT], ids=["same hour", "next hour"])
