@@ -247,8 +247,12 @@ def _sub_id(t: Tenant) -> str:
     return stored(t).subscription
 
 
-def test_past_due_has_a_seven_day_grace_then_paid_is_active_again(tenant, stripe_double):
+def test_past_due_has_a_seven_day_grace_then_402_then_paid_is_active_again(tenant, stripe_double, monkeypatch):
+    """A failed renewal at Stripe -> past_due: writes work for 7 days, then answer 402
+    payment_required (reads keep working) until the invoice is paid, then work again."""
     from datetime import datetime, timedelta
+
+    from crm import clock
 
     subscribe(tenant, stripe_double)
     stripe = stripe_client(stripe_double.url)
@@ -262,12 +266,19 @@ def test_past_due_has_a_seven_day_grace_then_paid_is_active_again(tenant, stripe
     assert parse(b["past_due_since"]).timestamp() == renewal
     assert parse(b["grace_until"]) - parse(b["past_due_since"]) == timedelta(days=7)
     assert b["current_period"]["start"] == b["past_due_since"]
+    assert tenant.http.post("/v1/customers", json={"email": "in-grace@example.com"}).status_code == 201
+    monkeypatch.setattr(clock, "now", lambda: parse(b["grace_until"]) + timedelta(minutes=1))  # until the end
+    refused = tenant.http.post("/v1/customers", json={"email": "overdue@example.com"})
+    assert refused.status_code == 402, refused.text
+    assert (refused.json()["code"], refused.json()["grace_until"]) == ("payment_required", b["grace_until"])
+    assert [c["email"] for c in tenant.http.get("/v1/customers").json()["data"]] == ["in-grace@example.com"]
     [invoice] = [i for i in stripe.v1.invoices.list({"customer": stripe.v1.subscriptions.retrieve(sub).customer}).data
                  if i.status == "open"]
     stripe.v1.invoices.pay(invoice.id)
     assert stripe_double.wait_idle(20)
     b = billing(tenant)
     assert (b["plan"], b["status"], b["grace_until"], b["past_due_since"]) == ("starter", "active", None, None)
+    assert tenant.http.post("/v1/customers", json={"email": "overdue@example.com"}).status_code == 201
 
 
 def test_cancel_goes_back_to_free_and_deletes_nothing(tenant, stripe_double):
@@ -429,34 +440,3 @@ def test_checkout_completed_links_a_customer_stripe_created(tenant, stripe_doubl
     assert item.stripe_customer == stripe.v1.checkout.sessions.retrieve(session.id).customer
     assert [i.gsi1sk for i in service.billed_tenants() if i.gsi1sk == tenant.id] == [tenant.id]
 
-
-def test_past_due_then_grace_then_402_then_paid_end_to_end(tenant, stripe_double, monkeypatch):
-    """A failed renewal at Stripe -> past_due: writes work for 7 days, then answer 402
-    payment_required (reads keep working) until the invoice is paid, then work again."""
-    from datetime import timedelta
-
-    from crm import clock
-
-    subscribe(tenant, stripe_double)
-    stripe = stripe_client(stripe_double.url)
-    sub = _sub_id(tenant)
-    post_helper(stripe, f"/v1/test_helpers/subscriptions/{sub}/fail_renewal")
-    assert stripe_double.wait_idle(20)
-    b = billing(tenant)
-    assert b["status"] == "past_due", b
-    assert tenant.http.post("/v1/customers", json={"email": "in-grace@example.com"}).status_code == 201
-
-    after_grace = clock.parse(b["grace_until"]) + timedelta(minutes=1)
-    monkeypatch.setattr(clock, "now", lambda: after_grace)
-    refused = tenant.http.post("/v1/customers", json={"email": "overdue@example.com"})
-    assert refused.status_code == 402, refused.text
-    assert (refused.json()["code"], refused.json()["grace_until"]) == ("payment_required", b["grace_until"])
-    assert tenant.http.get("/v1/customers").status_code == 200
-    assert [c["email"] for c in tenant.http.get("/v1/customers").json()["data"]] == ["in-grace@example.com"]
-
-    customer = stripe.v1.subscriptions.retrieve(sub).customer
-    [invoice] = [i for i in stripe.v1.invoices.list({"customer": customer}).data if i.status == "open"]
-    stripe.v1.invoices.pay(invoice.id)
-    assert stripe_double.wait_idle(20)
-    assert billing(tenant)["status"] == "active"
-    assert tenant.http.post("/v1/customers", json={"email": "overdue@example.com"}).status_code == 201
