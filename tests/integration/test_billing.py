@@ -267,7 +267,8 @@ def test_past_due_has_a_seven_day_grace_then_402_then_paid_is_active_again(tenan
     assert parse(b["grace_until"]) - parse(b["past_due_since"]) == timedelta(days=7)
     assert b["current_period"]["start"] == b["past_due_since"]
     assert tenant.http.post("/v1/customers", json={"email": "in-grace@example.com"}).status_code == 201
-    monkeypatch.setattr(clock, "now", lambda: parse(b["grace_until"]) + timedelta(minutes=1))  # until the end
+    after_grace = parse(b["grace_until"]) + timedelta(minutes=1)
+    monkeypatch.setattr(clock, "now", lambda: after_grace)  # until the end
     refused = tenant.http.post("/v1/customers", json={"email": "overdue@example.com"})
     assert refused.status_code == 402, refused.text
     assert (refused.json()["code"], refused.json()["grace_until"]) == ("payment_required", b["grace_until"])
