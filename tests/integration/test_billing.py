@@ -307,6 +307,8 @@ def test_a_late_webhook_does_not_keep_a_paying_tenant_waiting(tenant, stripe_dou
     stripe_double.release("reverse")
     assert stripe_double.wait_idle(20)
     after = billing(tenant)
+    for seen in (b, after):  # api_calls counts the GETs in between
+        seen["usage"].pop("api_calls")
     assert after == b
 
 

@@ -89,10 +89,14 @@ def test_a_plan_change_keeps_the_pending_count() -> None:
     assert lim.admit("t", 50).limit == 50
 
 
-def test_past_due_refuses_writes_but_not_reads_nor_the_billing_routes() -> None:
+def test_past_due_refuses_writes_but_not_reads_nor_the_billing_routes(monkeypatch) -> None:
     from api.http import Operation, _past_due
+    from crm.billing import limits
     from crm.context import PlanState, TenantContext
     from crm.errors import PaymentRequired
+
+    stored: dict[str, PlanState] = {}  # what a refusal reads afresh (the table, in the service)
+    monkeypatch.setattr(limits, "state_now", lambda ctx: stored.get(ctx.tenant_id, ctx.billing))
 
     def op(method: str, path: str) -> Operation:
         return Operation(path, method, "x", "x", "customers:write", None, None, {200: None}, (), "t", False, False, 1)
@@ -108,3 +112,5 @@ def test_past_due_refuses_writes_but_not_reads_nor_the_billing_routes() -> None:
     in_grace = TenantContext("tabcdefghijkl", key_id="k1",
                              billing=PlanState("starter", "past_due", "2999-01-01T00:00:00.000Z"))
     _past_due(op("DELETE", "/v1/customers/{customer_id}"), in_grace)
+    stored[late.tenant_id] = PlanState("starter", "active")  # paid since the key was cached
+    _past_due(op("POST", "/v1/customers"), late)
