@@ -192,6 +192,11 @@ def endpoint(
     return decorate
 
 
+def _source_ip(request: Any) -> str | None:
+    """The caller's address as API Gateway (and the local server) reports it."""
+    return ((getattr(request, "context", None) or {}).get("identity") or {}).get("sourceIp")
+
+
 def _rate_limit(request: Any, ctx: Any, limited: dict[str, str]) -> None:
     """Take a token (crm/billing/ratelimit.py): the tenant's, at its plan's rate, or for a
     request without a (valid) key its source address's; 429 ``rate_limited`` when none is left."""
@@ -201,8 +206,7 @@ def _rate_limit(request: Any, ctx: Any, limited: dict[str, str]) -> None:
     if ctx is not None:
         decision = ratelimit.check(ctx.tenant_id, plans.get(ctx.billing.plan).limits.requests_per_second)
     else:
-        source = ((getattr(request, "context", None) or {}).get("identity") or {}).get("sourceIp")
-        decision = ratelimit.check_anonymous(source)
+        decision = ratelimit.check_anonymous(_source_ip(request))
     limited.update(decision.headers())
     if not decision.allowed:
         raise RateLimited(
@@ -413,8 +417,7 @@ def rate_limit_the_rest(event: Any, get_response: Any) -> Response:
         return response
     from crm.billing import ratelimit
 
-    source = ((getattr(event, "context", None) or {}).get("identity") or {}).get("sourceIp")
-    decision = ratelimit.check_anonymous(source)
+    decision = ratelimit.check_anonymous(_source_ip(event))
     if not decision.allowed:
         return problem(
             429,

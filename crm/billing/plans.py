@@ -70,6 +70,11 @@ class Catalogue(BaseModel):
         if len(set(keys)) != len(keys):
             raise ValueError("lookup keys must be unique")
 
+    @functools.cached_property
+    def by_name(self) -> dict[str, Plan]:
+        """Name -> plan, built once: every request looks its plan up here."""
+        return {p.name: p for p in self.plans}
+
 
 @functools.lru_cache(maxsize=1)
 def catalogue() -> Catalogue:
@@ -79,7 +84,7 @@ def catalogue() -> Catalogue:
 
 def get(name: str | None) -> Plan:
     """A plan by name; an unknown or missing name (a plan dropped from the catalogue) is free."""
-    plans = {p.name: p for p in catalogue().plans}
+    plans = catalogue().by_name
     return plans.get(name or FREE, plans[FREE])
 
 
