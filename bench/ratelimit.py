@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import sys
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def workload(name: str, tenants: int, containers: int, rate: int, calls_per_seco
                 lim = limiters[n % containers]
                 n += 1
                 offered += 1
-                if lim.admit(f"t{tenant:04d}{name[:3]}", rate).allowed:
+                if lim.admit(f"t{tenant:06d}{zlib.crc32(name.encode()) % 10**6:06d}", rate).allowed:  # a tenant id
                     admitted += 1
                     if tenant == 0:
                         per_window[int((base + clock[0]) // WINDOW)] += 1

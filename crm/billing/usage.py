@@ -40,7 +40,9 @@ def attr(counter: str, month: str) -> str:
 
 
 def key(tenant_id: str) -> dict[str, Any]:
-    return {"pk": {"S": f"T#{tenant_id}#"}, "sk": {"S": SK}}
+    """The usage item's key, built through the tenant context (a malformed tenant id
+    raises instead of reaching some other partition)."""
+    return {"pk": {"S": TenantContext(tenant_id).prefix}, "sk": {"S": SK}}
 
 
 def update(

@@ -76,7 +76,7 @@ def _offered(limiters, rate, seconds, clock):
     for n in range(int(seconds / step)):
         clock[0] = n * step
         for lim in limiters:
-            if lim.admit("tglobal", rate).allowed:
+            if lim.admit("tglobal000000", rate).allowed:
                 per[int((1_000_000 + clock[0]) // WINDOW)] += 1
     return per
 
@@ -106,7 +106,7 @@ def test_alone_a_container_gets_the_whole_rate_back(table) -> None:
     start, admitted = clock[0], 0
     while clock[0] < start + 4 * WINDOW:  # b goes quiet; a alone at 2x the rate
         clock[0] += 0.05
-        admitted += a.admit("tglobal", 10).allowed
+        admitted += a.admit("tglobal000000", 10).allowed
     assert admitted >= 10 * 4 * WINDOW * 0.8
 
 
@@ -119,7 +119,7 @@ def test_dynamodb_requests_per_api_call_stay_below_five_hundredths(table) -> Non
     with dynamodb_calls() as sent:
         for n in range(3000):
             clock[0] = n * 0.02
-            tenant = f"tcost{n % 7}" if n % 10 else "tcostbusy"
+            tenant = f"tcost0000000{n % 7}" if n % 10 else "tcostbusy0000"
             lim.admit(tenant, 200)
             calls += 1
     per_call = sum(sent.values()) / calls
