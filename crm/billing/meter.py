@@ -30,7 +30,6 @@ from crm import aws, clock, settings
 from crm.billing import plans, service, usage
 
 log = logging.getLogger("rapport")
-BILLED = service.BILLED  # gsi1pk of tenants with a Stripe customer
 METERED_STATUSES = ("active", "trialing", "past_due")
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crm.billing import meter, usage
+from crm.billing import meter, service, usage
 from functions.billing_meter import run_schedule
 from tests.stripe_helpers import stripe_client
 
@@ -20,7 +20,7 @@ def _billed(tenant, stripe_double, plan: str) -> str:
 
     customer = stripe_client(stripe_double.url).v1.customers.create(params={"email": f"{tenant.id}@example.com"})
     BillingItem(tenant.ctx.prefix, "BILLING", plan=plan, status="active", stripe_customer=customer.id,
-                period_start="2026-12-01T00:00:00Z", gsi1pk=meter.BILLED, gsi1sk=tenant.id).save()
+                period_start="2026-12-01T00:00:00Z", gsi1pk=service.BILLED, gsi1sk=tenant.id).save()
     return customer.id
 
 
