@@ -30,6 +30,7 @@ from crm import clock, retry
 from crm.context import TenantContext
 from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed, field_errors
 from crm.paging import Page, decode_cursor, encode_cursor
+from crm.storage import condition_failed
 from crm.tx import FAILED, Cancelled, Tx
 
 CONN, STATE, RUN = "CONN", "STATE", "RUN#"
@@ -258,7 +259,7 @@ def update(ctx: TenantContext, connection_id: str, patch: ConnectionPatch, if_ma
     try:
         item.save()
     except PutError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise PreconditionFailed("the connection changed concurrently; read it again",
                                      field=EXPECTED_VERSION) from None
         raise

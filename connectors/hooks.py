@@ -21,6 +21,7 @@ from connectors.store import HookDeliveryItem, HookRouteItem
 from crm import clock
 from crm.context import TenantContext
 from crm.errors import Conflict, Forbidden, NotFound, Unauthorized
+from crm.storage import condition_failed
 
 DELIVERY_TTL = timedelta(days=7)
 KEPT_HEADERS = ("content-type",)
@@ -71,7 +72,7 @@ def receive(connection_id: str, headers: dict[str, Any], body: bytes) -> tuple[b
     try:
         guard.save(condition=HookDeliveryItem.pk.does_not_exist())
     except PutError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return False, delivery_id
         raise
     kept = {k: v for k, v in lowered.items() if k.startswith("x-") or k in KEPT_HEADERS}

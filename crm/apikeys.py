@@ -24,7 +24,7 @@ from typing import cast
 from crm import clock, ids, settings
 from crm.context import SCOPES, PlanState, TenantContext
 from crm.errors import Forbidden, Invalid, NotFound, Unauthorized
-from crm.storage import ApiKeyItem, BillingItem, Item, TenantItem
+from crm.storage import ApiKeyItem, BillingItem, Item, TenantItem, condition_failed
 from crm.tx import Cancelled, Tx
 
 
@@ -146,7 +146,7 @@ def revoke(ctx: TenantContext, key_id: str) -> ApiKey:
                 actions=[ApiKeyItem.revoked_at.set(clock.now_iso())], condition=ApiKeyItem.revoked_at.does_not_exist()
             )
         except UpdateError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             item = _get_item(ctx, key_id)  # revoked concurrently: same outcome
     return _to_key(item)

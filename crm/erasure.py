@@ -197,6 +197,8 @@ def partition(ctx: TenantContext, customer_id: str) -> int:
 def _save_blanked(item: Any, kind: schema.Kind) -> bool:
     from pynamodb.exceptions import PutError
 
+    from crm.storage import condition_failed
+
     for _ in range(5):
         if not blanked(item, kind):
             return False
@@ -204,7 +206,7 @@ def _save_blanked(item: Any, kind: schema.Kind) -> bool:
             item.save()
             return True
         except PutError as exc:
-            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             item.refresh(consistent_read=True)
     raise RuntimeError(f"{item.pk} {item.sk} kept changing while it was being erased")

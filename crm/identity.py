@@ -103,6 +103,7 @@ from crm.storage import (
     IdentitySettingsItem,
     IndexEntryItem,
     Item,
+    condition_failed,
 )
 
 MAX_RECORDS = 250
@@ -219,7 +220,7 @@ def _save_conflict(item: IdentityConflictItem) -> bool:
         item.save(condition=IdentityConflictItem.pk.does_not_exist())
         return True
     except PutError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             return False
         raise
 
@@ -284,7 +285,7 @@ def resolve_conflict(ctx: TenantContext, cid: str, note: str | None = None) -> I
             item.save(condition=IdentityConflictItem.status == "open")
             return _to_conflict(item)
         except PutError as exc:
-            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
     raise Conflict("the conflict changed concurrently; retry", code="transaction_conflict")
 

@@ -79,6 +79,7 @@ from crm.storage import (
     OrderPointerItem,
     RecentOrdersItem,
     RedemptionItem,
+    condition_failed,
 )
 from crm.tx import Cancelled, Tx
 
@@ -326,7 +327,7 @@ def _count(ctx: TenantContext, survivor_id: str, other_id: str) -> dict[str, int
             other.save()
             return counts
         except PutError as exc:
-            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
     raise Conflict("the customers changed concurrently; retry", code="transaction_conflict")
 
@@ -372,7 +373,7 @@ def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
             survivor.save(condition=CustomerItem.status == "active")
             break
         except PutError as exc:
-            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
     else:
         raise Conflict("the survivor changed concurrently; retry", code="transaction_conflict")
@@ -547,7 +548,7 @@ def _recompute_recent(ctx: TenantContext, survivor_id: str, other_id: str) -> No
             recent.save()
             break
         except PutError as exc:
-            if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
     RecentOrdersItem(records.profile_pk(ctx, other_id), RECENT, customer_id=other_id).delete(
         add_version_condition=False

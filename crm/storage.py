@@ -30,6 +30,12 @@ from crm import settings
 from crm.schema import Kind
 
 
+def condition_failed(exc: Exception) -> bool:
+    """A PynamoDB write error caused by its condition (the item was not as expected), as
+    opposed to a throttle or an outage, which the caller must not swallow."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
 class _Gsi1(GlobalSecondaryIndex):
     class Meta:
         index_name = "gsi1"

@@ -18,7 +18,7 @@ from crm import tenants
 from crm.billing import plans, service, state, stripe_api
 from crm.context import TenantContext
 from crm.errors import Conflict, Invalid, Unavailable
-from crm.storage import BillingItem
+from crm.storage import BillingItem, condition_failed
 
 PENDING = "pending:"  # checkout_session while a session is being created (with the ms it began)
 PENDING_STALE_MS = 60_000  # a reservation older than this was left by a crash: take it over
@@ -61,7 +61,7 @@ def _reserve(tenant_id: str, observed: str | None) -> str:
             actions=[BillingItem.checkout_session.set(marker)], condition=cond
         )
     except UpdateError as exc:
-        if service._conditional_failed(exc):
+        if condition_failed(exc):
             raise Conflict(
                 "another checkout for this tenant is being created: use its session", code="checkout_in_progress"
             ) from None
@@ -81,7 +81,7 @@ def _set_session(tenant_id: str, marker: str, session_id: str | None, plan: str 
         )
         return True
     except UpdateError as exc:
-        if service._conditional_failed(exc):
+        if condition_failed(exc):
             return False
         raise
 
@@ -196,7 +196,7 @@ def sync_session(tenant_id: str, item: BillingItem) -> dict[str, Any] | None:
             condition=BillingItem.checkout_session == session_id,
         )
     except UpdateError as exc:
-        if not service._conditional_failed(exc):
+        if not condition_failed(exc):
             raise
     return None
 

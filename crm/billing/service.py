@@ -17,7 +17,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from crm import clock
 from crm.billing import state, stripe_api
 from crm.context import TenantContext
-from crm.storage import BillingItem
+from crm.storage import BillingItem, condition_failed
 
 SK = "BILLING"
 log = logging.getLogger("rapport.billing")
@@ -25,7 +25,7 @@ BILLED = "BILLED"  # gsi1pk of tenants with a Stripe customer (reconcile, meteri
 
 
 def _conditional_failed(exc: Exception) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+    return condition_failed(exc)
 
 
 def load(tenant_id: str, *, consistent: bool = True) -> BillingItem | None:
@@ -60,7 +60,7 @@ def ensure(tenant_id: str) -> BillingItem:
         item.save(condition=BillingItem.pk.does_not_exist())
         return item
     except PutError as exc:
-        if not _conditional_failed(exc):
+        if not condition_failed(exc):
             raise
     found = load(tenant_id)
     assert found is not None
@@ -133,7 +133,7 @@ def write(tenant_id: str, new: state.State) -> bool:
         item.update(actions=actions, condition=BillingItem.pk.exists() & (BillingItem.seen < new.seen))
         return True
     except UpdateError as exc:
-        if _conditional_failed(exc):
+        if condition_failed(exc):
             return False
         raise
 
@@ -154,7 +154,7 @@ def link_customer(tenant_id: str, customer_id: str) -> str:
         )
         return customer_id
     except UpdateError as exc:
-        if not _conditional_failed(exc):
+        if not condition_failed(exc):
             raise
     found = load(tenant_id)
     if found is None or not found.stripe_customer:

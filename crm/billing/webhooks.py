@@ -21,7 +21,7 @@ from crm import clock
 from crm.billing import service, stripe_api
 from crm.context import TenantContext
 from crm.errors import DomainError, Unavailable
-from crm.storage import BillingItem, StripeEventItem
+from crm.storage import BillingItem, StripeEventItem, condition_failed
 
 log = logging.getLogger("rapport.billing")
 TOLERANCE = 300  # seconds: a signature older than this is refused (a replay)
@@ -166,7 +166,7 @@ def apply_event(event: dict[str, Any]) -> str:
     try:
         guard.save(condition=StripeEventItem.pk.does_not_exist())
     except PutError as exc:
-        if service._conditional_failed(exc):
+        if condition_failed(exc):
             return "duplicate"
         raise
     try:

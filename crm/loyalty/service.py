@@ -45,6 +45,7 @@ from crm.storage import (
     LoyaltyItem,
     LoyaltyProgramItem,
     RedemptionItem,
+    condition_failed,
 )
 from crm.tx import Cancelled, Tx
 
@@ -101,7 +102,7 @@ def put_program(ctx: TenantContext, fields: ProgramFields, if_match: int | None)
     try:
         item.save()
     except PutError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+        if condition_failed(exc):
             raise Conflict("the program changed concurrently; read it and retry", code="version_conflict") from None
         raise
     return _to_program(item), created
@@ -586,7 +587,7 @@ def combine(ctx: TenantContext, survivor_id: str, other_id: str, now: str) -> tu
                 o_item.save()
                 return 0, 0
             except PutError as exc:
-                if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+                if not condition_failed(exc):
                     raise
                 continue
         try:
