@@ -77,10 +77,10 @@ def sync_schedule(event):
 
 @app.schedule("rate(1 hour)", name="billing_meter")
 def billing_meter(event):
-    """Report metered tenants' customers to their Stripe Billing Meter (functions/billing_meter.py)."""
-    from functions import billing_meter as handler
+    """Report metered tenants' customers to their Stripe Billing Meter (functions/billing.py)."""
+    from functions import billing as handler
 
-    return handler.run_schedule()
+    return handler.run_meter()
 
 
 @app.schedule("rate(15 minutes)", name="loyalty_schedule")

@@ -234,9 +234,9 @@ def billing_reconcile(as_json: bool = typer.Option(False, "--json", help="print 
     """Compare every tenant that has a Stripe customer with Stripe (subscriptions, entitlements,
     undelivered events of the last 30 days) and repair drift; prints what it repaired."""
     _configure(endpoint_url, table)
-    from crm.billing import reconcile
+    from crm.billing import reconcile, stripe_api
 
-    if not reconcile.configured():
+    if not stripe_api.configured():
         _fail("billing is not configured: set RAPPORT_STRIPE_API_KEY (and RAPPORT_STRIPE_API_BASE for "
               "the Stripe double `rapport dev` prints)")
     report = reconcile.run()

@@ -1,5 +1,5 @@
 """Metering: tenants on a metered plan (``scale``) report their customers to the plan's
-Stripe Billing Meter, from an hourly schedule (functions/billing_meter.py).
+Stripe Billing Meter, from an hourly schedule (functions/billing.py).
 
 How the money follows (docs/limits.md): the meter aggregates with ``sum`` (Stripe's
 default and what the Stripe double builds). Each hour a tenant reports the growth of its

@@ -90,6 +90,3 @@ def run(*, lambda_context: Any = None, reserve_ms: int = 20_000) -> Report:
             report.repaired.append({"tenant": tenant_id, "changes": changes})
     return report
 
-
-def configured() -> bool:
-    return stripe_api.configured()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from crm.billing import meter, service, usage
-from functions.billing_meter import run_schedule
+from functions.billing import run_meter as run_schedule
 from tests.stripe_helpers import stripe_client
 
 HOUR = datetime(2026, 12, 1, 5, 30, tzinfo=UTC)
