@@ -67,7 +67,7 @@ from crm import clock, ids, retry, schema
 from crm.context import TenantContext
 from crm.customers import records
 from crm.customers.schemas import Customer, TimelineEventCreate
-from crm.customers.service import follow, keyed_event_item
+from crm.customers.service import event_item, follow
 from crm.errors import Conflict, Invalid, NotFound
 from crm.storage import (
     CustomerItem,
@@ -591,16 +591,16 @@ def _finish(ctx: TenantContext, survivor_id: str, other_id: str, counts: dict[st
             return records.to_customer(survivor)  # a concurrent run finished it
         _repoint(ctx, (other.data or {}).get("merged_ids") or [], other_id, survivor_id)
         state = other.merge or {}
-        audit = keyed_event_item(
+        audit = event_item(
             ctx,
             survivor_id,
-            EVENT_KEY.format(other=other_id),
             TimelineEventCreate(
                 type="customer.merged",
                 occurred_at=state.get("started_at") or other.updated_at,
                 summary=f"Customer {other_id} was merged into this customer",
                 payload={"other_id": other_id, **counts},
             ),
+            key=EVENT_KEY.format(other=other_id),
         )
         now = clock.now_iso()
         other.status, other.data, other.updated_at = "merged", {}, now

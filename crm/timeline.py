@@ -61,7 +61,7 @@ def target(profile: Any) -> str | None:
 def entries(ctx: TenantContext, customer_id: str | None, events: list[dict[str, Any]]) -> list[Any]:
     """The timeline items (``EventItem``) of ``events`` on ``customer_id``'s timeline."""
     from crm.customers.schemas import TimelineEventCreate
-    from crm.customers.service import keyed_event_item
+    from crm.customers.service import event_item
 
     if customer_id is None:
         return []
@@ -77,7 +77,7 @@ def entries(ctx: TenantContext, customer_id: str | None, events: list[dict[str, 
             summary=summary[:500],
             payload=payload,
         )
-        out.append(keyed_event_item(ctx, customer_id, event["id"], body))
+        out.append(event_item(ctx, customer_id, body, key=event["id"]))
     return out
 
 

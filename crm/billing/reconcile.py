@@ -89,4 +89,3 @@ def run(*, lambda_context: Any = None, reserve_ms: int = 20_000) -> Report:
             log.warning("billing drift repaired", extra={"tenant": tenant_id, "changes": changes})
             report.repaired.append({"tenant": tenant_id, "changes": changes})
     return report
-

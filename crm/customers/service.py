@@ -423,20 +423,22 @@ def finish_erasure(ctx: TenantContext, customer_id: str) -> dict[str, int]:
 # --- timeline --------------------------------------------------------------
 
 
-def event_item(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -> EventItem:
-    """The timeline item for ``body`` (sk ``EV#<occurred_at>#<event id>``)."""
-    now = clock.now_iso()
-    occurred = clock.iso(body.occurred_at) if body.occurred_at else now
-    eid = ids.event_id()
+def event_item(ctx: TenantContext, customer_id: str, body: TimelineEventCreate, *, key: str | None = None) -> EventItem:
+    """The timeline item for ``body`` (sk ``EV#<occurred_at>#<event id>``). With ``key`` (a
+    fact's name) the id, and so the sort key, is derived from the key and the time it
+    occurred, so writing it twice writes one entry; without, the id is new."""
+    now = clock.now()
+    occurred = body.occurred_at or now
+    eid = ids.derived_event_id(occurred, key) if key is not None else ids.event_id()
     data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
-    data["occurred_at"] = occurred
+    data["occurred_at"] = clock.iso(occurred)
     return EventItem(
         records.profile_pk(ctx, customer_id),
-        f"{records.EVENT_PREFIX}{occurred}#{eid}",
+        f"{records.EVENT_PREFIX}{data['occurred_at']}#{eid}",
         event_id=eid,
         customer_id=customer_id,
         data=data,
-        created_at=now,
+        created_at=clock.iso(now),
     )
 
 
@@ -469,23 +471,6 @@ def add_event(ctx: TenantContext, customer_id: str, body: TimelineEventCreate) -
     raise Conflict("the customer changed concurrently; retry", code="transaction_conflict")
 
 
-def keyed_event_item(ctx: TenantContext, customer_id: str, key: str, body: TimelineEventCreate) -> EventItem:
-    """The timeline item of a fact named ``key``: its id (and so its sort key) is derived
-    from the key and the time it occurred, so writing it twice writes one entry."""
-    occurred = body.occurred_at or clock.now()
-    eid = ids.derived_event_id(occurred, key)
-    data = body.model_dump(mode="json", exclude_none=True, exclude={"occurred_at"})
-    data["occurred_at"] = clock.iso(occurred)
-    return EventItem(
-        records.profile_pk(ctx, customer_id),
-        f"{records.EVENT_PREFIX}{data['occurred_at']}#{eid}",
-        event_id=eid,
-        customer_id=customer_id,
-        data=data,
-        created_at=clock.now_iso(),
-    )
-
-
 def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineEventCreate) -> bool:
     """A timeline entry for a domain event, written at most once per ``key`` (its id is
     derived from it). 1 TransactWriteItems; False when it exists already or the customer
@@ -493,7 +478,7 @@ def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineE
     (+1 GetItem and 1 TransactWriteItems): an entry moved there by the merge has the
     same id, so a late event is still written once."""
     for _ in range(MAX_HOPS):
-        event = keyed_event_item(ctx, customer_id, key, body)
+        event = event_item(ctx, customer_id, body, key=key)
         try:
             _entry_tx(event).run()
             return True
