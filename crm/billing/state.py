@@ -84,14 +84,18 @@ def belongs(sub: dict[str, Any], tenant_id: str, customer_id: str) -> bool:
     return sub.get("customer") == customer_id and named in (None, "", tenant_id)
 
 
-def _order(sub: dict[str, Any]) -> tuple[int, str]:
-    return int(sub.get("created") or 0), str(sub.get("id"))
+def _order(sub: dict[str, Any], held: str | None = None) -> tuple[int, int, str]:
+    """Oldest first. Stripe's ``created`` is in whole seconds, so two checkouts paid in the
+    same second tie: the one the tenant already holds counts as the older (then the id, so
+    every refresh picks the same one)."""
+    return int(sub.get("created") or 0), 0 if held and sub.get("id") == held else 1, str(sub.get("id"))
 
 
-def choose(subs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+def choose(subs: list[dict[str, Any]], held: str | None = None) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
     """The tenant's subscription among its customer's: the oldest live one (the newer live
-    ones are to be cancelled), else the latest ended one, else none."""
-    live = sorted((s for s in subs if s.get("status") in LIVE), key=_order)
+    ones are to be cancelled), else the latest ended one, else none. ``held``: the
+    subscription the tenant has now (it wins a tie)."""
+    live = sorted((s for s in subs if s.get("status") in LIVE), key=lambda s: _order(s, held))
     if live:
         return live[0], tuple(s["id"] for s in live[1:])
     ended = sorted(subs, key=_order)
@@ -111,7 +115,7 @@ def derive(
     entitlements, as fetched at ``seen``."""
     stored = stored or State()
     mine = [s for s in subscriptions if belongs(s, tenant_id, customer_id)]
-    sub, cancel = choose(mine)
+    sub, cancel = choose(mine, stored.subscription)
     features = tuple(sorted({e["lookup_key"] for e in (entitlements or []) if e.get("lookup_key")}))
     features_or_none = features if entitlements is not None else stored.features
     if sub is None:

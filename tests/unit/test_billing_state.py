@@ -79,6 +79,14 @@ def test_two_live_subscriptions_the_older_wins_and_the_newer_is_cancelled():
         assert out.cancel == ("sub_new",)
 
 
+def test_paid_in_the_same_second_the_subscription_the_tenant_holds_stays():
+    """Stripe's created is in whole seconds: a tie never moves the tenant off what it has."""
+    held, newer = sub(id="sub_z", created=100), sub(id="sub_a", key="rapport_growth_monthly", created=100)
+    out = derive([newer, held], stored=replace(state.State(), subscription="sub_z"))
+    assert (out.state.subscription, out.state.plan, out.cancel) == ("sub_z", "starter", ("sub_a",))
+    assert derive([held, newer]).cancel == ("sub_z",)  # nothing held: the id decides, the same way each time
+
+
 def test_a_live_subscription_beats_an_older_ended_one():
     out = derive([sub("sub_old", status="canceled", created=100), sub("sub_new", created=200)])
     assert out.state.subscription == "sub_new" and out.cancel == ()
