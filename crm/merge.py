@@ -491,6 +491,8 @@ STEPS = {
     "recent_orders": "_recompute_recent",
     "loyalty": "loyalty.combine",
     "ledger": "_copy_ledger",
+    # recomputed from the survivor's orders by the segments subscriber on customer.merged
+    "metrics": "segments.maintain.on_merged",
 }
 
 

@@ -295,6 +295,118 @@ class LoyaltyItem(Item, discriminator="loyalty"):
     version = VersionAttribute()
 
 
+class MetricsItem(Item, discriminator="metrics"):
+    """``T#<tenant>#C#<customer>`` / ``METRICS``: what segments measure a customer by
+    (crm/segments): each order's contribution, the aggregate, RFM scores, lifetime value,
+    VIP, a flat copy of the profile and loyalty facts rules read, and the customer's
+    segment memberships. It sorts inside the 360 range (between ``LOYALTY`` and
+    ``ORDERS``), so the 360 Query reads it for free. Every customer with one is listed on
+    gsi1 ``T#<tenant>#METRICS`` / ``<customer>`` (segment builds, previews and the RFM cut
+    points read it, never a Scan); while a time condition or a score is due to change,
+    gsi2 ``SEGMENT_DUE#<shard>`` / ``<due at>#<tenant>#<customer>`` lists it for the
+    scheduled run (like the loyalty due index)."""
+
+    KIND = Kind(
+        "segment metrics (orders' contributions, aggregate, RFM, LTV, VIP, rule facts, memberships)",
+        "P C#<id>",
+        "METRICS",
+        "customer",
+        pii=("facts",),
+        erasure="delete",
+        merge="recompute",
+        events=True,
+        export=True,
+        gsi="gsi1 `P METRICS` / `<id>`; gsi2 `SEGMENT_DUE#<0-3>` / `<due at>#<tenant>#<id>` while something is due",
+    )
+
+    customer_id = UnicodeAttribute()
+    # order id -> its contribution (crm/segments/aggregate.py); {} when ``large`` (too many
+    # orders to keep: the aggregate is recomputed from the orders on every change)
+    orders = JSONAttribute(default=dict)
+    large = BooleanAttribute(default=False)
+    agg = JSONAttribute(default=dict)  # the aggregate: orders.count, orders.net_spend, ...
+    scores = JSONAttribute(default=dict)  # {"r", "f", "m", "segment", "ltv": {...}, "vip"}
+    facts = JSONAttribute(default=dict)  # field name -> value, what rules are evaluated on
+    # segment id -> {"since": ISO time, "v": the rule's version, "name": the segment's name}
+    memberships = JSONAttribute(default=dict)
+    # segment ids whose change in this write was a build's (no segment.entered/exited)
+    quiet = ListAttribute(of=UnicodeAttribute, null=True)
+    due_at = UnicodeAttribute(null=True)  # the next instant a rule or a score may flip
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class SegmentItem(Item, discriminator="segment"):
+    """``T#<tenant>#SEG#<segment id>`` / ``SEGMENT``: a segment (name, rule, build state)
+    and its exact member count (ADD in the transaction that adds or removes a member).
+    Listed on gsi1 ``T#<tenant>#SEGMENTS`` / ``<segment id>``."""
+
+    KIND = Kind(
+        "segment (name, rule, build progress, member count)",
+        "P SEG#<id>",
+        "SEGMENT",
+        "tenant",
+        gsi="gsi1 `P SEGMENTS` / `<id>`",
+    )
+
+    segment_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    description = UnicodeAttribute(null=True)
+    rule = JSONAttribute(default=dict)  # normalized by crm/segments/rules.parse
+    rule_version = NumberAttribute(default=1)  # +1 on every change of the rule: a rebuild
+    status = UnicodeAttribute(default="building")  # building | ready
+    # the background build: {"version", "cursor", "processed", "total", "started_at", "finished_at"}
+    build = JSONAttribute(default=dict)
+    member_count = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class SegmentMemberItem(Item, discriminator="segment_member"):
+    """``T#<tenant>#SEG#<segment id>`` / ``M#<customer>``: one member, for the members'
+    pages. Written with the customer's ``METRICS`` in one transaction (put
+    ``attribute_not_exists``, delete ``attribute_exists``, with the count's ADD)."""
+
+    KIND = Kind(
+        "segment member (ids only; removed when the customer leaves, is erased or merged)",
+        "P SEG#<id>",
+        "M#<customer id>",
+        "customer",
+        merge="drop",
+    )
+
+    segment_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    since = UnicodeAttribute()
+    rule_version = NumberAttribute(default=1)
+
+
+class SegmentCatalogueItem(Item, discriminator="segment_catalogue"):
+    """``T#<tenant>#`` / ``SEGMENTS``: every segment's rule in one item, so maintaining a
+    customer reads all rules in the same BatchGetItem as the customer (no Query), plus the
+    tenant's reporting currency, RFM cut points and VIP threshold (the schedule's)."""
+
+    KIND = Kind("segment rules, currency, RFM cut points and VIP threshold", "P", "SEGMENTS", "tenant")
+
+    # segment id -> {"name", "rule" (normalized), "v" (rule version)}
+    segments = JSONAttribute(default=dict)
+    currency = UnicodeAttribute(null=True)  # net spend is counted in it (unset: the first order's)
+    cuts = JSONAttribute(null=True)  # {"r": [4 days], "f": [4 counts], "m": [4 amounts]}; None: defaults
+    vip_threshold = NumberAttribute(null=True)  # ltv.historical at the top 20 % boundary
+    cuts_at = UnicodeAttribute(null=True)
+    backfilled_at = UnicodeAttribute(null=True)  # every customer has METRICS since then
+    updated_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+class RfmGridItem(Item, discriminator="rfm_grid"):
+    """``T#<tenant>#`` / ``RFM``: customers per recency x frequency cell, attributes
+    ``c<r><f>`` ADDed in the transaction that moves a customer's scores (exact, 1 GetItem)."""
+
+    KIND = Kind("RFM grid counts (recency x frequency)", "P", "RFM", "tenant")
+
+
 class LedgerItem(Item, discriminator="ledger"):
     """``T#<tenant>#C#<customer>`` / ``B#LED#<seq>``: one append-only ledger entry."""
 

@@ -71,10 +71,11 @@ def test_the_360_sort_order(schema):
 
     prefixes = schema.customer_sort_prefixes()
     assert prefixes["customer"] == records.PROFILE and prefixes["event"] == records.EVENT_PREFIX
-    assert "EV#" < "LOYALTY" < "ORDERS" < "PROFILE"
-    assert prefixes["event"] < prefixes["loyalty"] < prefixes["recent_orders"] < prefixes["customer"]
+    assert "EV#" < "LOYALTY" < "METRICS" < "ORDERS" < "PROFILE"
+    assert (prefixes["event"] < prefixes["loyalty"] < prefixes["metrics"] < prefixes["recent_orders"]
+            < prefixes["customer"])
     inside = {k for k, p in prefixes.items() if records.EVENT_PREFIX <= p <= records.PROFILE}
-    assert inside == {"event", "loyalty", "recent_orders", "customer"}
+    assert inside == {"event", "loyalty", "metrics", "recent_orders", "customer"}
     below = {k for k, p in prefixes.items() if p < records.EVENT_PREFIX}
     assert below == {"order", "ledger", "redemption"}
     for name in below:  # A#..., B#...: every key of theirs sorts below EV#
