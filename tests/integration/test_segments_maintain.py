@@ -227,8 +227,9 @@ def test_a_change_costs_at_most_2_requests_plus_1_per_membership_change(tenant, 
     assert sum(calls.values()) <= 2 + segments
     assert calls["BatchGetItem"] == 1 and calls["TransactWriteItems"] == -(-segments // 30), calls
     orders.refund(tenant.ctx, order["id"], RefundCreate(amount=4500))
+    refunded = order_state(tenant.ctx, order["id"])
     with dynamodb_calls() as calls:
-        result = maintain.reconcile(tenant.ctx, cid, [order_state(tenant.ctx, order["id"])])
+        result = maintain.reconcile(tenant.ctx, cid, [refunded])
     assert len(result["exited"]) == segments and sum(calls.values()) <= 2 + segments, calls
     with dynamodb_calls() as calls:
         assert maintain.reconcile(tenant.ctx, cid, [state])["written"] is False
