@@ -80,7 +80,7 @@ def _due_shard(ctx: TenantContext, customer_id: str) -> int:
 
 def _keys(ctx: TenantContext, customer_id: str, due_at: str | None) -> dict[str, Any]:
     """The index keys of a customer's ``METRICS``: always gsi1, gsi2 while something is due."""
-    due = {"gsi2pk": None, "gsi2sk": None}
+    due: dict[str, str | None] = {"gsi2pk": None, "gsi2sk": None}
     if due_at:
         due = {
             "gsi2pk": f"{DUE_PREFIX}{_due_shard(ctx, customer_id)}",
@@ -384,7 +384,7 @@ def _commit_chunk(
             memberships = wanted if wanted is not None else dict(item.memberships or {})
             after = memberships.get(segment_id)
             item.memberships, item.due_at, item.updated_at = memberships, due_at, now
-            item.quiet = [segment_id] if quiet and wanted is not None else None
+            item.quiet = [segment_id] if quiet and wanted is not None else None  # type: ignore[list-item]
             for name, value in _keys(ctx, item.customer_id, due_at).items():
                 setattr(item, name, value)
             tx.save(item, role="metrics")
