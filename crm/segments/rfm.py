@@ -22,6 +22,7 @@ from typing import Any
 from common.clock import iso
 from crm.segments.aggregate import instant
 
+MS = timedelta(milliseconds=1)
 DAY = timedelta(days=1)
 YEAR = timedelta(days=365)
 MIN_GAP = timedelta(days=7)  # a faster pace than weekly is not extrapolated to a year
@@ -109,8 +110,8 @@ def _pace(agg: dict[str, Any]) -> tuple[int, timedelta] | None:
         gap = FIRST_GAP
     else:
         gap = (instant(agg["last_at"]) - instant(agg["first_at"])) / (count - 1)
-        gap = max(MIN_GAP, timedelta(milliseconds=gap // timedelta(milliseconds=1)))
-    return int(aov) * YEAR // gap, gap
+        gap = max(MIN_GAP, gap // MS * MS)
+    return int(aov) * (YEAR // MS) // (gap // MS), gap
 
 
 def _away(agg: dict[str, Any], gap: timedelta, now: str) -> int:
