@@ -4,6 +4,7 @@ instant a score or the predicted value changes by time alone, exactly."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -178,3 +179,16 @@ def test_next_change_is_exact(case, later):
         assert (r is None or r <= before[0]) and p <= before[1]
         if t < at:
             assert (r, p) == before
+
+
+def test_the_documented_table_is_the_one_in_the_code():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "segments.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in rfm.NAMED:
+            rows[cells[0]] = {
+                k: [int(x) for x in v.split("–")] * (2 if "–" not in v else 1)
+                for k, v in zip("rf", cells[1:], strict=True)
+            }
+    assert rows == rfm.NAMED
