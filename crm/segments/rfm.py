@@ -78,6 +78,14 @@ def _days(agg: dict[str, Any], now: str) -> int:
     return (instant(now) - instant(agg["last_at"])) // DAY
 
 
+def measures(agg: dict[str, Any], now: str) -> dict[str, int] | None:
+    """What the cut points are computed from, per customer (None without orders):
+    whole days since the last order, order count, net spend."""
+    if not agg.get("count") or not agg.get("last_at"):
+        return None
+    return {"r": _days(agg, now), "f": int(agg["count"]), "m": int(agg.get("net_spend") or 0)}
+
+
 def _higher_better(value: float, cuts: list[float]) -> int:
     return 1 + sum(1 for c in cuts if value > c)
 

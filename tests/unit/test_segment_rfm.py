@@ -121,6 +121,23 @@ def test_vip_is_the_top_fifth():
     assert not rfm.vip({"historical": 0}, rfm.vip_threshold([0, 0, 0]))
 
 
+def test_measures_are_what_cut_points_are_computed_from():
+    a = agg(3, 7_000, "2026-01-01T00:00:00.000Z", "2026-05-01T12:00:00.000Z")
+    assert rfm.measures(a, "2026-06-01T11:59:59.999Z") == {"r": 30, "f": 3, "m": 7_000}
+    assert rfm.measures({"count": 0, "net_spend": 0}, "2026-06-01T00:00:00.000Z") is None
+    population = [
+        rfm.measures(
+            agg(n, 1000 * n, "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z"), "2026-03-01T00:00:00.000Z"
+        )
+        for n in range(1, 11)
+    ]
+    cuts = {k: rfm.cut_points([m[k] for m in population if m]) for k in "rfm"}
+    top = rfm.scores(
+        agg(10, 10_000, "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z"), cuts, "2026-03-01T00:00:00.000Z"
+    )
+    assert (top["f"], top["m"]) == (5, 5)
+
+
 def test_score_all():
     a = agg(1, 5_000, "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:00.000Z")
     got = rfm.score_all(a, None, 4_000.0, "2026-01-02T00:00:00.000Z")

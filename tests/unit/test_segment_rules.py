@@ -92,6 +92,15 @@ def test_a_bad_rule_names_the_condition(rule, path, message):
     assert str(err) == f"{path}: {err.message}"
 
 
+def test_an_unknown_field_suggests_the_nearest():
+    assert (
+        error({"all": [cond("ordrs.count", "=", 1)]}).message
+        == 'unknown field "ordrs.count" (did you mean "orders.count"?)'
+    )
+    assert error({"all": [cond("consent.emial", "=", "granted")]}).message.endswith('(did you mean "consent.email"?)')
+    assert error({"all": [cond("zzzz", "=", 1)]}).message == 'unknown field "zzzz"'
+
+
 def test_limits():
     ok = {"all": [cond("orders.count", ">", i) for i in range(rules.MAX_CONDITIONS)]}
     rules.parse(ok)
