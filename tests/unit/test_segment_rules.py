@@ -353,7 +353,11 @@ instants = st.integers(-2 * 365 * 86_400_000, 2 * 365 * 86_400_000).map(lambda m
 
 @st.composite
 def conditions(draw):
-    kind = draw(st.sampled_from(["older_than", "within", "birthday", "static"]))
+    kind = draw(st.sampled_from(["older_than", "within", "birthday", "static", "absolute"]))
+    if kind == "absolute":  # a comparison with a fixed time never flips by itself
+        return cond(
+            draw(st.sampled_from(TIME_FIELDS)), draw(st.sampled_from([">", "<=", "!="])), iso(draw(instants))
+        ), None
     if kind == "birthday":
         return cond("birth_date", "birthday_within", draw(st.integers(0, 366))), None
     if kind == "static":
