@@ -376,7 +376,7 @@ def _commit_chunk(
         tx, delta = Tx(), 0
         for item, desired in rows:
             wanted = _member_change(item, segment_id, segment, desired, now)
-            flip = plan._iso(rules.next_flip(segment["rule"], item.facts or {}, now))
+            flip = plan.index_time(rules.next_flip(segment["rule"], item.facts or {}, now))
             due_at = min([t for t in (item.due_at, flip) if t], default=None)
             if wanted is None and due_at == item.due_at:
                 continue

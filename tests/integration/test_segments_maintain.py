@@ -235,3 +235,66 @@ def test_a_change_costs_at_most_2_requests_plus_1_per_membership_change(tenant, 
         assert maintain.reconcile(tenant.ctx, cid, [state])["written"] is False
     assert calls == {"BatchGetItem": 1}, calls
     assert all(member_count(tenant.ctx, f"seg_c{i:02d}") == 0 for i in range(segments))
+
+
+def test_a_builds_batched_write_adds_members_quietly_and_retries_a_stale_read(tenant):
+    """commit_many (a segment's build): exact count, member items, no entry or exit
+    events; a row read before another write (a stale gsi1 page) is re-read, not lost."""
+    from crm.events import derive
+    from crm.segments import maintain
+    from crm.storage import SegmentCatalogueItem
+
+    cids = [tenant.create_customer(email=f"build-{i}@example.com")["id"] for i in range(3)]
+    for i, cid in enumerate(cids):
+        place_order(tenant, {"id": cid}, f"bd-{i}", total=2000 * (i + 1), paid_days_ago=1)
+        maintain.reconcile(tenant.ctx, cid)
+    rows = [stored(tenant.ctx, cid) for cid in cids]
+    # the segment appears in the catalogue; its build writes the members
+    make_segment(tenant.ctx, "seg_build", "Built", {"all": [{"field": "orders.net_spend", "op": ">=", "value": 4000}]})
+    catalogue = SegmentCatalogueItem.get(tenant.ctx.prefix, "SEGMENTS", consistent_read=True)
+    maintain.reconcile(tenant.ctx, cids[2])  # a change meanwhile: rows[2] is now stale
+    before = [stored(tenant.ctx, cid) for cid in cids]
+    now = iso(datetime.now(timezone.utc))
+    desired = [(row, row.agg["net_spend"] >= 4000) for row in rows]
+    added = maintain.commit_many(tenant.ctx, desired, catalogue, "seg_build", now)
+    assert added == 1  # cids[2] entered with its own change, cids[1] by the build
+    assert members(tenant.ctx, "seg_build") == {cids[1], cids[2]} and member_count(tenant.ctx, "seg_build") == 2
+    after = stored(tenant.ctx, cids[1])
+    assert after.quiet == ["seg_build"] and set(after.memberships) == {"seg_build"}
+    from crm.timeline import image
+
+    assert derive(image(before[1], "metrics"), image(after, "metrics")) == []  # a build is news to no one
+    assert maintain.commit_many(tenant.ctx, [(stored(tenant.ctx, c), True) for c in cids[1:]], catalogue,
+                                "seg_build", now) == 0  # done already: nothing written
+
+
+def test_more_orders_than_are_kept_are_recomputed_from_the_orders(tenant, monkeypatch):
+    from crm.segments import aggregate, maintain
+
+    monkeypatch.setattr(aggregate, "MAX_ORDERS", 2)
+    cid = tenant.create_customer(email="large@example.com")["id"]
+    for i in range(3):
+        place_order(tenant, {"id": cid}, f"lg-{i}", total=1000, paid_days_ago=1)
+    maintain.reconcile(tenant.ctx, cid)
+    item = stored(tenant.ctx, cid)
+    assert item.large is True and item.orders == {} and item.agg["count"] == 3
+    place_order(tenant, {"id": cid}, "lg-3", total=500, paid_days_ago=1)
+    maintain.reconcile(tenant.ctx, cid)  # no order state given: the orders themselves count
+    item = stored(tenant.ctx, cid)
+    assert item.agg["count"] == 4 and item.agg["net_spend"] == 3500
+
+
+def test_a_deleted_segments_membership_goes_quietly_at_the_next_change(tenant):
+    from crm.segments import maintain
+    from crm.storage import SegmentCatalogueItem, SegmentItem
+
+    make_segment(tenant.ctx, "seg_gone", "Gone soon", {"all": [{"field": "orders.count", "op": ">=", "value": 0}]})
+    cid = tenant.create_customer(email="gone@example.com")["id"]
+    assert maintain.reconcile(tenant.ctx, cid)["entered"] == ["seg_gone"]
+    SegmentItem.get(tenant.ctx.key("SEG", "seg_gone"), "SEGMENT").delete()
+    catalogue = SegmentCatalogueItem.get(tenant.ctx.prefix, "SEGMENTS", consistent_read=True)
+    catalogue.segments = {}
+    catalogue.save()
+    assert maintain.reconcile(tenant.ctx, cid)["exited"] == []  # no exit event for a deleted segment
+    assert stored(tenant.ctx, cid).memberships == {} and members(tenant.ctx, "seg_gone") == set()
+    assert timeline_types(tenant, cid)["segment.exited"] == 0
