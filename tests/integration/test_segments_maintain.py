@@ -48,6 +48,12 @@ def members(ctx, sid: str) -> set[str]:
                                                            consistent_read=True)}
 
 
+def grid(raw_table, ctx) -> dict[str, int]:
+    """The tenant's RFM grid: customers per recency x frequency cell (``c<r><f>``)."""
+    item = raw_table.get_item(Key={"pk": ctx.prefix, "sk": "RFM"}, ConsistentRead=True).get("Item") or {}
+    return {k: int(v) for k, v in item.items() if k.startswith("c") and int(v)}
+
+
 def metrics(tenant, cid: str) -> dict | None:
     r = tenant.http.get(f"/v1/customers/{cid}")
     assert r.status_code == 200, r.text
@@ -177,7 +183,7 @@ def test_a_time_condition_flips_when_the_schedule_runs_at_its_instant(tenant, ev
     assert timeline_types(tenant, cid)["segment.entered"] == 1
 
 
-def test_erasure_and_merge_leave_every_segment_with_exact_counts(tenant, event_pipeline):
+def test_erasure_and_merge_leave_every_segment_with_exact_counts(tenant, event_pipeline, raw_table):
     make_segment(tenant.ctx, "seg_buyers", "Buyers", {"all": [{"field": "orders.count", "op": ">=", "value": 1}]})
     make_segment(tenant.ctx, "seg_repeat", "Repeat", {"all": [{"field": "orders.count", "op": ">=", "value": 2}]})
     erased = tenant.create_customer(email="erase-me@example.com")["id"]
@@ -188,6 +194,7 @@ def test_erasure_and_merge_leave_every_segment_with_exact_counts(tenant, event_p
     assert event_pipeline.wait_idle(timeout=60)
     assert members(tenant.ctx, "seg_buyers") == {erased, survivor, other}
     assert member_count(tenant.ctx, "seg_buyers") == 3 and member_count(tenant.ctx, "seg_repeat") == 0
+    assert sum(grid(raw_table, tenant.ctx).values()) == 3  # each customer with orders in one cell
 
     assert tenant.http.delete(f"/v1/customers/{erased}").status_code == 200
     r = tenant.http.post(f"/v1/customers/{survivor}/merge", json={"other_id": other})
@@ -198,6 +205,8 @@ def test_erasure_and_merge_leave_every_segment_with_exact_counts(tenant, event_p
     assert members(tenant.ctx, "seg_repeat") == {survivor} and member_count(tenant.ctx, "seg_repeat") == 1
     block = metrics(tenant, survivor)
     assert block["orders"]["count"] == 2 and block["orders"]["net_spend"] == 6000
+    r, f = block["rfm"]["r"], block["rfm"]["f"]
+    assert grid(raw_table, tenant.ctx) == {f"c{r}{f}": 1}  # the erased and the merged left the grid
     assert metrics(tenant, other)["orders"]["count"] == 2  # a merged id answers with its survivor
     entries = tenant.http.get(f"/v1/customers/{survivor}/events", params={"limit": 100}).json()["data"]
     summaries = Counter(e["summary"] for e in entries if e["type"].startswith("segment."))
