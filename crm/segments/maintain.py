@@ -341,7 +341,8 @@ def commit_many(
     read) with its membership of ``segment_id`` as ``desired``, its member item, and one
     ADD of the segment's count per transaction; ``BUILD_TX`` customers per
     TransactWriteItems. The rule's next flip joins each customer's due time. ``quiet``:
-    no segment.entered/exited for these changes. On a lost race the customers of that
+    no segment.entered/exited for these changes (False: the events are derived from the
+    stream, but no timeline entries are written). On a lost race the customers of that
     transaction are read again (1 BatchGetItem), re-evaluated and retried. Returns
     members added - removed. Raises NotFound if the segment was deleted meanwhile."""
     cat = catalogue if isinstance(catalogue, Catalogue) else catalogue_of(catalogue)
