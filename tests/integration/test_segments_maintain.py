@@ -322,3 +322,29 @@ def test_concurrent_changes_of_many_customers_keep_the_count_exact(tenant):
         results = list(pool.map(lambda cid: maintain.reconcile(tenant.ctx, cid), cids * 2))
     assert sorted(c for r in results for c in r["entered"]) == ["seg_all"] * 12  # each entered once
     assert member_count(tenant.ctx, "seg_all") == 12 and members(tenant.ctx, "seg_all") == set(cids)
+
+
+def test_the_schedule_skips_a_suspended_tenant_and_stops_when_short_of_time(tenant):
+    """A suspended tenant's customers stay due and flip once it is active again; an
+    invocation about to time out leaves the rest due for the next run."""
+    from crm import tenants
+    from crm.segments import maintain
+    from functions import segments
+    from functions.idempotency import LocalContext
+
+    make_segment(tenant.ctx, "seg_quiet", "Quiet", {"all": [{"field": "orders.last_at", "op": "older_than", "value": "P5D"}]})
+    cid = tenant.create_customer(email="suspended-seg@example.com")["id"]
+    place_order(tenant, {"id": cid}, "sus-1", total=1000, paid_days_ago=1)
+    maintain.reconcile(tenant.ctx, cid)
+    last = datetime.fromisoformat(stored(tenant.ctx, cid).agg["last_at"].replace("Z", "+00:00"))
+    at = iso(last + timedelta(days=5, seconds=1))
+    tenants.set_status(tenant.ctx, "suspended")
+    try:
+        ran = segments.run_schedule(now=at)
+        assert ran.get("skipped", 0) >= 1 and stored(tenant.ctx, cid).memberships == {}
+    finally:
+        tenants.set_status(tenant.ctx, "active")
+    short = segments.run_schedule(now=at, lambda_context=LocalContext(remaining_ms=1_000))
+    assert short["stopped_early"] == 1 and stored(tenant.ctx, cid).memberships == {}
+    segments.run_schedule(now=at)
+    assert set(stored(tenant.ctx, cid).memberships) == {"seg_quiet"}
