@@ -348,3 +348,28 @@ def test_the_schedule_skips_a_suspended_tenant_and_stops_when_short_of_time(tena
     assert short["stopped_early"] == 1 and stored(tenant.ctx, cid).memberships == {}
     segments.run_schedule(now=at)
     assert set(stored(tenant.ctx, cid).memberships) == {"seg_quiet"}
+
+
+def test_a_timeline_page_still_finds_the_next_one_with_metrics_in_the_range(tenant, deliver):
+    """PROFILE, ORDERS, METRICS and LOYALTY all sort above the entries: the first page of
+    the timeline reads past all four and still knows there is more."""
+    from crm.segments import maintain
+    from tests.integration.test_loyalty_360 import PROGRAM
+
+    assert tenant.http.put("/v1/loyalty/program", json=PROGRAM).status_code == 201
+    cid = tenant.create_customer(email="pages@example.com")["id"]
+    place_order(tenant, {"id": cid}, "pg-1", total=12000, paid_days_ago=3)
+    place_order(tenant, {"id": cid}, "pg-2", total=3000, paid_days_ago=2)
+    deliver()
+    maintain.reconcile(tenant.ctx, cid)
+    everything = tenant.http.get(f"/v1/customers/{cid}/events", params={"limit": 100}).json()["data"]
+    assert len(everything) >= 4 and stored(tenant.ctx, cid) is not None
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = tenant.http.get(f"/v1/customers/{cid}/events", params=params).json()
+        seen += page["data"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    assert [e["id"] for e in seen] == [e["id"] for e in everything]
