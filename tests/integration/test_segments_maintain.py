@@ -373,3 +373,8 @@ def test_a_timeline_page_still_finds_the_next_one_with_metrics_in_the_range(tena
         if not cursor:
             break
     assert [e["id"] for e in seen] == [e["id"] for e in everything]
+    for i in range(20):  # the 360 view still shows its 20 newest entries
+        assert tenant.http.post(f"/v1/customers/{cid}/events", json={"type": "note.added",
+                                                                     "summary": f"n{i}"}).status_code == 201
+    view = tenant.http.get(f"/v1/customers/{cid}/360").json()
+    assert len(view["timeline"]) == 20 and view["customer"]["metrics"] and view["loyalty"]
