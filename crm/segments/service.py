@@ -86,9 +86,9 @@ def new_id() -> str:
 
 def _build() -> Any:
     """crm/segments/build.py, imported when a build starts or is dropped (tests replace it)."""
-    from crm.segments import build
+    import importlib
 
-    return build
+    return importlib.import_module("crm.segments.build")
 
 
 # --- conversion ------------------------------------------------------------------------
