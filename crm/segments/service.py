@@ -26,6 +26,7 @@ import re
 import time
 from typing import Any
 
+from pynamodb.exceptions import UpdateError
 from ulid import ULID
 
 from crm import clock, retry
@@ -51,6 +52,7 @@ from crm.storage import (
     SegmentCatalogueItem,
     SegmentItem,
     SegmentMemberItem,
+    condition_failed,
 )
 from crm.tx import Cancelled, Tx
 
@@ -318,18 +320,23 @@ def update(ctx: TenantContext, segment_id: str, body: SegmentPatch, if_match: in
                 SegmentItem.status.set("building"),
                 SegmentItem.build.set(_fresh_build(rule_version, now)),
             ]
-        tx = Tx()
-        tx.update(item, actions, SegmentItem.pk.exists(), role="segment")
-        if name != item.name or new_rule:
-            cat = catalogue(ctx)
-            segments = dict(cat.segments or {}) if cat else {}
-            _check_name(segments, name, segment_id)
-            segments[segment_id] = {"name": name, "rule": rule if new_rule else item.rule, "v": rule_version}
-            _write_catalogue(tx, ctx, cat, segments, now)
         try:
-            tx.run()
-        except Cancelled as exc:
-            if if_match is not None and exc.failed_role("segment"):
+            if name != item.name or new_rule:
+                cat = catalogue(ctx)
+                segments = dict(cat.segments or {}) if cat else {}
+                _check_name(segments, name, segment_id)
+                segments[segment_id] = {"name": name, "rule": rule if new_rule else item.rule, "v": rule_version}
+                tx = Tx()
+                tx.update(item, actions, SegmentItem.pk.exists(), role="segment")
+                _write_catalogue(tx, ctx, cat, segments, now)
+                tx.run()
+            else:
+                item.update(actions=actions, condition=SegmentItem.pk.exists())
+        except (Cancelled, UpdateError) as exc:
+            if isinstance(exc, UpdateError) and not condition_failed(exc):
+                raise
+            segment_moved = isinstance(exc, UpdateError) or exc.failed_role("segment")
+            if if_match is not None and segment_moved:
                 current = _load(ctx, segment_id).version
                 if current != if_match:
                     raise _precondition(if_match, current) from None

@@ -149,6 +149,12 @@ def test_patch_with_if_match_and_a_new_rule_rebuilds(tenant, builds):
     assert changed["rule_version"] == 2 and changed["status"] == "building" and changed["description"] is None
     assert builds[-1] == ("start", tenant.id, seg["id"], 2)
     assert tenant.http.get(path).json() == changed
+    described = tenant.http.patch(path, json={"description": "d"}, headers={"If-Match": f'"{changed["version"]}"'})
+    assert described.status_code == 200 and described.json()["version"] == changed["version"] + 1
+    assert described.json()["description"] == "d" and described.json()["rule_version"] == 2
+    r = tenant.http.patch(path, json={"description": "e"}, headers={"If-Match": f'"{changed["version"]}"'})
+    assert r.status_code == 412 and tenant.http.get(path).json()["description"] == "d"
+    changed = tenant.http.patch(path, json={"description": None}).json()
     same = tenant.http.patch(path, json={"rule": new_rule}).json()  # the same rule: nothing to rebuild
     assert same == changed and len(builds) == 2
     other = create(tenant, "Other")
