@@ -138,7 +138,7 @@ def update_segment(req: Request) -> Result:
     scope=WRITE,
     summary="Delete a segment (its member list is removed in the background); If-Match with a stale ETag gets 412",
     responses={204: None},
-    errors=(404, 412),
+    errors=(400, 404, 412),
     if_match=True,
 )
 def delete_segment(req: Request) -> Result:

@@ -31,7 +31,8 @@ class SegmentCreate(_Strict):
 
 
 class SegmentPatch(_Strict):
-    """Fields given replace; ``description: null`` removes it. A new rule rebuilds."""
+    """Fields given replace; ``description: null`` removes it, a null name or rule leaves
+    it as it is. A new rule rebuilds."""
 
     name: SegmentName | None = None
     description: Description | None = None

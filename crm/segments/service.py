@@ -293,10 +293,7 @@ def update(ctx: TenantContext, segment_id: str, body: SegmentPatch, if_match: in
     """1 GetItem + 1 UpdateItem (a description alone) or + 1 GetItem (the catalogue) +
     1 TransactWriteItems (a name or a rule); a new rule bumps ``rule_version``, sets
     ``building`` and calls ``build.start``. With If-Match, a stale version is 412."""
-    given = body.model_fields_set
-    for name in ("name", "rule"):
-        if name in given and getattr(body, name) is None:
-            raise Invalid(f"{name} cannot be null", field=name)
+    given = body.model_fields_set  # a null name or rule leaves it as it is
     rule = parse_rule(body.rule) if body.rule is not None else None
     for _ in retry.backoff():
         item = _load(ctx, segment_id)
