@@ -57,6 +57,8 @@ from crm.storage import (
 from crm.tx import Cancelled, Tx
 
 MAX_SEGMENTS = 50  # per tenant: every customer change evaluates every rule (docs/segments.md)
+# a rule as stored, in bytes of JSON: 50 of them fit the one catalogue item (400 KB a DynamoDB item)
+MAX_RULE_BYTES = 7_000
 SEGMENT_ID = re.compile(r"^seg_[0-9A-HJKMNP-TV-Z]{26}$")
 SEGMENT_SK, MEMBER_PREFIX = "SEGMENT", "M#"
 CATALOGUE_SK, RFM_SK, METRICS_SK, PROFILE_SK = "SEGMENTS", "RFM", "METRICS", "PROFILE"
@@ -196,10 +198,21 @@ def parse_rule(raw: Any) -> dict[str, Any]:
     from crm.segments import rules
 
     try:
-        return rules.parse(raw)
+        rule = rules.parse(raw)
     except rules.RuleError as exc:
         path = exc.path if str(exc.path or "").startswith("rule") else f"rule.{exc.path}" if exc.path else "rule"
         raise Invalid(f"invalid rule: {path}: {exc.message}", field=path, code="invalid_rule", condition=path) from None
+    size = len(json.dumps(rule, separators=(",", ":")).encode())
+    if size > MAX_RULE_BYTES:
+        raise Invalid(
+            f"invalid rule: rule: {size} bytes as stored; a rule holds at most {MAX_RULE_BYTES:,} "
+            "(shorten its in lists, or split it into segments)",
+            field="rule",
+            code="invalid_rule",
+            condition="rule",
+            max_bytes=MAX_RULE_BYTES,
+        )
+    return rule
 
 
 def _check_name(segments: dict[str, Any], name: str, segment_id: str | None) -> None:

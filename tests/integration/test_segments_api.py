@@ -100,6 +100,11 @@ def test_a_bad_rule_is_422_naming_the_condition_and_changes_nothing(tenant, buil
     seg = tenant.http.get("/v1/segments").json()["data"][0]
     r = tenant.http.patch(f"/v1/segments/{seg['id']}", json={"rule": bad})
     assert r.status_code == 422 and r.json()["field"] == "rule.all[1].any[1]", r.text
+    from crm.segments.service import MAX_RULE_BYTES
+
+    huge = {"any": [{"field": "tags", "op": "in", "value": [f"t{i:03d}-{j}" for i in range(100)]} for j in range(8)]}
+    r = tenant.http.post("/v1/segments", json={"name": "Huge", "rule": huge})
+    assert r.status_code == 422 and r.json()["field"] == "rule" and r.json()["max_bytes"] == MAX_RULE_BYTES, r.text
     for body in ({"rule": VIP}, {"name": "", "rule": VIP}, {"name": "x", "rule": VIP, "other": 1},
                  {"name": "x", "rule": [1]}):
         assert tenant.http.post("/v1/segments", json=body).status_code == 422, body
