@@ -1,7 +1,9 @@
-"""``rapport``: run the local stack, administer tenants, inspect and redrive DLQs.
+"""``rapport``: run the local stack, administer tenants, inspect and redrive DLQs; import,
+sync and show segments as a tenant.
 
 Operator commands talk to DynamoDB and SQS directly (the emulator with --endpoint-url
-or AWS_ENDPOINT_URL; AWS otherwise), never through a tenant's API key.
+or AWS_ENDPOINT_URL; AWS otherwise), never through a tenant's API key; ``import``,
+``sync`` and ``segments`` go through the HTTP API with the tenant's key.
 """
 from __future__ import annotations
 
