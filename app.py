@@ -11,7 +11,7 @@ from chalice import Chalice
 
 from api.http import rate_limit_the_rest
 from api.problems import chalice_errors_as_problems
-from api.routes import api_keys, billing, connections, customers, identity, loyalty, meta, orders
+from api.routes import api_keys, billing, connections, customers, identity, loyalty, meta, orders, segments
 
 # configure_logs=False: Powertools' JSON logger writes to the same "rapport" logger; Chalice's
 # own stdout handler on it would print every error a second time (tests/unit/test_app_logging.py)
@@ -25,6 +25,7 @@ app.register_blueprint(loyalty.bp)
 app.register_blueprint(connections.bp)
 app.register_blueprint(identity.bp)
 app.register_blueprint(billing.bp)
+app.register_blueprint(segments.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 

@@ -18,6 +18,7 @@ _PATH_PATTERNS = {
     "key_id": r"^[0-9a-z]{10}$",
     "order_id": r"^ord_[0-9A-Z]{26}$",
     "conflict_id": r"^cfl_[0-9a-f]{24}$",
+    "segment_id": r"^seg_[0-9A-Z]{26}$",
 }
 
 

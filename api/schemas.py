@@ -56,8 +56,21 @@ from crm.orders.schemas import (  # noqa: F401 - re-exported for api.http.model(
     PaymentCreate,
     RefundCreate,
 )
+from crm.segments.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    CustomerSegmentList,
+    Preview,
+    PreviewRequest,
+    RfmGrid,
+    Segment,
+    SegmentCreate,
+    SegmentMemberPage,
+    SegmentPage,
+    SegmentPatch,
+)
 
-Scope = Literal["customers:read", "customers:write", "orders:read", "orders:write", "admin"]
+Scope = Literal[
+    "customers:read", "customers:write", "orders:read", "orders:write", "segments:read", "segments:write", "admin"
+]
 assert set(SCOPES) == set(get_args(Scope))
 
 
@@ -185,7 +198,7 @@ class BatchUpsertResponse(BaseModel):
 
 class ApiKeyCreate(_Strict):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    scopes: list[Scope] = Field(min_length=1, max_length=5)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(SCOPES))
 
 
 class ApiKey(BaseModel):

@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 
 from crm.ids import TENANT_ID
 
-SCOPES = ("customers:read", "customers:write", "orders:read", "orders:write", "admin")
+SCOPES = (
+    "customers:read",
+    "customers:write",
+    "orders:read",
+    "orders:write",
+    "segments:read",
+    "segments:write",
+    "admin",
+)
 # A scope grants itself and what it implies: admin can do anything, write implies read.
 _IMPLIED = {
     "admin": set(SCOPES),
@@ -14,6 +22,8 @@ _IMPLIED = {
     "customers:read": {"customers:read"},
     "orders:write": {"orders:write", "orders:read"},
     "orders:read": {"orders:read"},
+    "segments:write": {"segments:write", "segments:read"},
+    "segments:read": {"segments:read"},
 }
 
 

@@ -1,7 +1,9 @@
-"""``rapport``: run the local stack, administer tenants, inspect and redrive DLQs.
+"""``rapport``: run the local stack, administer tenants, inspect and redrive DLQs; import,
+sync and show segments as a tenant.
 
 Operator commands talk to DynamoDB and SQS directly (the emulator with --endpoint-url
-or AWS_ENDPOINT_URL; AWS otherwise), never through a tenant's API key.
+or AWS_ENDPOINT_URL; AWS otherwise), never through a tenant's API key; ``import``,
+``sync`` and ``segments`` go through the HTTP API with the tenant's key.
 """
 from __future__ import annotations
 
@@ -911,6 +913,107 @@ def sync_connection(
     body = {"mode": mode, **({"upload_id": upload} if upload else {})}
     run = api.call("POST", f"/v1/connections/{connection_id}/sync", 202, json=body)
     raise typer.Exit(_follow_run(api, connection_id, run, timeout))
+
+
+# -- segments, through the HTTP API with a tenant's API key ------------------------------
+
+segments_app = typer.Typer(help="A tenant's segments and RFM grid, through the API with its key "
+                                "(segments:read).", no_args_is_help=True)
+app.add_typer(segments_app, name="segments")
+# one color per named RFM segment, in the order GET /v1/segments/rfm lists them
+RFM_COLORS = ("bold green", "green", "cyan", "bright_cyan", "blue", "yellow", "bright_yellow",
+              "red", "bold red", "magenta", "bright_black")
+SAMPLE_MEMBERS = 10
+
+
+def _segment_pages(api: _Api) -> list[dict]:
+    segments, cursor = [], None
+    while True:
+        page = api.call("GET", "/v1/segments", 200, params={"limit": 100, **({"cursor": cursor} if cursor else {})})
+        segments += page["data"]
+        if not (cursor := page["next_cursor"]):
+            return segments
+
+
+def _status(segment: dict) -> str:
+    return "ready" if segment["status"] == "ready" else f"building {segment['build']['percent']}%"
+
+
+def _print_rfm(out: Console, grid: dict) -> None:
+    """The 5 x 5 grid, recency 5 (recent) at the top, frequency 1 to 5 left to right, each
+    cell colored as its named segment; the named segments' counts below."""
+    from rich.table import Table
+    from rich.text import Text
+
+    colors = {s["name"]: RFM_COLORS[i % len(RFM_COLORS)] for i, s in enumerate(grid["segments"])}
+    table = Table(title="RFM: customers by R x F", show_lines=True)
+    table.add_column("R / F", justify="right")
+    for f in range(1, 6):
+        table.add_column(f"F{f}", justify="right")
+    for r in range(5, 0, -1):
+        counts, names = grid["grid"][r - 1], grid["names"][r - 1]
+        cells = [Text(f"{n:,}", style=colors.get(name, "")) for n, name in zip(counts, names, strict=True)]
+        table.add_row(f"R{r}", *cells)
+    out.print(table)
+    out.print(Text("  ").join(Text(f"{s['name']} {s['count']:,}", style=colors[s["name"]]) for s in grid["segments"]))
+    cuts = "default cut points" if grid["default_cuts"] else f"cut points of {grid['cuts_at']}"
+    out.print(f"{grid['customers']:,} customers with orders; {cuts}")
+
+
+@segments_app.command("list")
+def segments_list(as_json: bool = typer.Option(False, "--json", help="print JSON"),
+                  api_url: Optional[str] = ApiOpt, key: Optional[str] = KeyOpt) -> None:
+    """The tenant's segments (name, status or build progress, members), then its RFM grid."""
+    from rich.table import Table
+
+    out = Console()
+    api = _Api(api_url, key, out)
+    segments = _segment_pages(api)
+    grid = api.call("GET", "/v1/segments/rfm", 200)
+    if as_json:
+        print(json.dumps({"segments": segments, "rfm": grid}))
+        return
+    table = Table("id", "name", "status")
+    table.add_column("members", justify="right")
+    for s in segments:
+        table.add_row(s["id"], s["name"], _status(s), f"{s['member_count']:,}")
+    out.print(table)
+    _print_rfm(out, grid)
+
+
+@segments_app.command("show")
+def segments_show(segment_id: str = typer.Argument(..., help="a segment id (seg_…), or rfm for the RFM grid"),
+                  as_json: bool = typer.Option(False, "--json", help="print JSON"),
+                  api_url: Optional[str] = ApiOpt, key: Optional[str] = KeyOpt) -> None:
+    """A segment: its rule, status, member count and a sample of members; or the RFM grid."""
+    out = Console()
+    api = _Api(api_url, key, out)
+    if segment_id == "rfm":
+        grid = api.call("GET", "/v1/segments/rfm", 200)
+        if as_json:
+            print(json.dumps(grid))
+        else:
+            _print_rfm(out, grid)
+        return
+    segment = api.call("GET", f"/v1/segments/{segment_id}", 200)
+    members = api.call("GET", f"/v1/segments/{segment_id}/members", 200, params={"limit": SAMPLE_MEMBERS})["data"]
+    if as_json:
+        print(json.dumps({"segment": segment, "members": members}))
+        return
+    from rich.syntax import Syntax
+
+    out.print(f"[bold]{segment['name']}[/bold] ({segment['id']})" +
+              (f": {segment['description']}" if segment.get("description") else ""))
+    out.print(f"Status: {_status(segment)}   Members: [bold]{segment['member_count']:,}[/bold]   "
+              f"Rule version: {segment['rule_version']}")
+    out.print(Syntax(json.dumps(segment["rule"], indent=2), "json", background_color="default"))
+    if members:
+        note = " (provisional: the segment is building)" if any(m["provisional"] for m in members) else ""
+        out.print(f"Members (first {len(members)}){note}:")
+        for m in members:
+            out.print(f"  {m['customer_id']}  since {m['since']}")
+    else:
+        out.print("No members.")
 
 
 def main() -> None:

@@ -262,6 +262,7 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     call("index", "GET", "/v1", 200)
     call("exportCustomer", "GET", f"/v1/customers/{b['id']}/export", 200)
     call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)  # + its follow-up (sync queue)
+    _drive_segments(call, a["id"])
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,
                json={"name": "ci", "scopes": ["customers:read"]}).json()
@@ -273,6 +274,31 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     _drive_csv_import(call)
     served.add("openapi")
     return served
+
+
+def _drive_segments(call, customer_id: str) -> None:
+    """Segments: create (a transaction with the catalogue, then the build's message on the
+    sync queue, run by sync_work), a refused rule, a duplicate name, list, get, a rename and
+    a new rule (transactions), a description (UpdateItem), the preview (a gsi1 Query and the
+    sample's profiles), members, the customer's segments and the RFM grid (BatchGetItem),
+    and a delete (its members dropped in the background)."""
+    vip = {"all": [{"field": "vip", "op": "=", "value": True}]}
+    seg = call("createSegment", "POST", "/v1/segments", 201, headers={"Idempotency-Key": "s1"},
+               json={"name": "IAM VIPs", "rule": vip}).json()
+    call(None, "POST", "/v1/segments", 422, json={"name": "bad", "rule": {"all": [{"field": "nope", "op": "="}]}})
+    call(None, "POST", "/v1/segments", 409, json={"name": "iam vips", "rule": vip})
+    path = f"/v1/segments/{seg['id']}"
+    call("listSegments", "GET", "/v1/segments", 200)
+    call("getSegment", "GET", path, 200)
+    call("updateSegment", "PATCH", path, 200, json={"name": "IAM big", "rule": {
+        "all": [{"field": "orders.count", "op": ">=", "value": 1}]}})
+    call(None, "PATCH", path, 200, json={"description": "at least one order"})
+    call("previewSegment", "POST", "/v1/segments/preview", 200, json={"rule": vip, "limit": 5})
+    call("listSegmentMembers", "GET", path + "/members", 200)
+    call("listCustomerSegments", "GET", f"/v1/customers/{customer_id}/segments", 200)
+    call("getRfmGrid", "GET", "/v1/segments/rfm", 200)
+    gone = call(None, "POST", "/v1/segments", 201, json={"name": "IAM gone", "rule": vip}).json()
+    call("deleteSegment", "DELETE", f"/v1/segments/{gone['id']}", 204)
 
 
 def _drive_connections(call, tenant) -> None:

@@ -54,6 +54,8 @@ BEYOND_THE_SCHEMA = {
     "amount": "a refund cannot exceed what is still refundable",
     "currency": "a refund is in the order's currency",
     "plan": "one of the catalogue's plans that is sold (crm/billing/plans.json)",
+    "rule": "a segment rule's fields, operators and values (crm/segments/rules.py: the value's type depends "
+            "on the field's); 422 names the condition, e.g. rule.all[1]",
 }
 
 

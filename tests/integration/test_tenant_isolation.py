@@ -1,6 +1,7 @@
 """Tenant isolation as a property: with tenant B's key, every route on tenant A's ids
-(customers, orders, loyalty, API keys) answers exactly as for an id that does not exist (404),
-lists and lookups never include A's records, and A's stored items never change."""
+(customers, orders, loyalty, API keys, segments) answers exactly as for an id that does not
+exist (404), lists, lookups, segment previews and the RFM grid never include A's records,
+and A's stored items never change."""
 from __future__ import annotations
 
 import pytest
@@ -32,13 +33,38 @@ def world(api_url, raw_table):
     for cid in a_customers:
         a.http.post(f"/v1/customers/{cid}/loyalty/adjustments", json={"points": 500, "reason": "a only"})
     b.create_customer(email="own@b.example")
+    a_segments = _a_segments(a, a_customers, raw_table)
     return {"a": a, "b": b, "a_customers": a_customers, "a_key_id": a_key_id, "a_orders": a_orders,
-            "a_items": partition_items(raw_table, a)}
+            "a_segments": a_segments, "a_items": partition_items(raw_table, a)}
+
+
+def _a_segments(a, a_customers, raw_table) -> list[str]:
+    """A's segments (their builds not queued), its customers' METRICS as maintenance writes
+    them (every one a VIP, in A's first segment) and A's RFM grid counts."""
+    import types
+
+    from crm import clock
+    from crm.segments import service
+    from crm.storage import MetricsItem, SegmentMemberItem
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(service, "_build", lambda: types.SimpleNamespace(start=lambda *a: None, drop=lambda *a: None))
+        ids = [a.http.post("/v1/segments", json={"name": f"A only {i}", "rule": VIP}).json()["id"] for i in range(3)]
+    for cid in a_customers:
+        MetricsItem(a.ctx.key("C", cid), "METRICS", customer_id=cid, gsi1pk=a.ctx.key("METRICS"), gsi1sk=cid,
+                    facts={"vip": True, "tags": ["secret-tag"]}, updated_at=clock.now_iso(),
+                    memberships={ids[0]: {"since": clock.now_iso(), "v": 1, "name": "A only 0"}}).save()
+        SegmentMemberItem(a.ctx.key("SEG", ids[0]), f"M#{cid}", segment_id=ids[0], customer_id=cid,
+                          since=clock.now_iso()).save()
+    raw_table.put_item(Item={"pk": a.ctx.prefix, "sk": "RFM", "kind": "rfm_grid", "c55": len(a_customers)})
+    return ids
 
 
 MISSING_CUSTOMER = "cus_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 MISSING_KEY = "zzzzzzzzzz"
 MISSING_ORDER = "ord_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+MISSING_SEGMENT = "seg_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+VIP = {"all": [{"field": "vip", "op": "=", "value": True}]}
 
 CUSTOMER_ROUTES = [
     ("GET", "/v1/customers/{id}", None),
@@ -53,6 +79,7 @@ CUSTOMER_ROUTES = [
     ("POST", "/v1/customers/{id}/loyalty/adjustments", {"points": -1, "reason": "b"}),
     ("GET", "/v1/customers/{id}/no-such-route", None),  # the catch-all: 404 either way
     ("GET", "/v1/customers/{id}/export", None),
+    ("GET", "/v1/customers/{id}/segments", None),
 ]
 KEY_ROUTES = [("DELETE", "/v1/api-keys/{id}", None), ("POST", "/v1/api-keys/{id}/rotate", None)]
 ORDER_ROUTES = [
@@ -64,6 +91,12 @@ ORDER_ROUTES = [
     ("GET", "/v1/orders?customer_id={customer}", None),
     ("PUT", "/v1/orders/{id}/anything/else", {}),
 ]
+SEGMENT_ROUTES = [
+    ("GET", "/v1/segments/{id}", None),
+    ("PATCH", "/v1/segments/{id}", {"name": "taken by b", "rule": VIP}),
+    ("DELETE", "/v1/segments/{id}", None),
+    ("GET", "/v1/segments/{id}/members", None),
+]
 
 
 def _shape(response):
@@ -72,12 +105,14 @@ def _shape(response):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(route=st.sampled_from(CUSTOMER_ROUTES + KEY_ROUTES + ORDER_ROUTES), pick=st.integers(0, 2))
+@given(route=st.sampled_from(CUSTOMER_ROUTES + KEY_ROUTES + ORDER_ROUTES + SEGMENT_ROUTES), pick=st.integers(0, 2))
 def test_b_cannot_touch_a_by_id(world, route, pick):
     b = world["b"]
     method, template, body = route
     if "api-keys" in template:
         target, missing = world["a_key_id"], MISSING_KEY
+    elif template.startswith("/v1/segments"):
+        target, missing = world["a_segments"][pick], MISSING_SEGMENT
     elif "orders" in template:
         target, missing = world["a_orders"][pick], MISSING_ORDER
     else:
@@ -120,6 +155,25 @@ def test_b_lists_never_include_a(world, params):
     assert b.http.get("/v1/orders", params={"source": "shopify", "external_id": "ao-0"}).json()["data"] == []
     assert world["a"].http.get("/v1/orders", params={"status": "paid"}).json()["data"]  # A sees its own
     assert b.http.get("/v1/loyalty/program").status_code == 404  # A's program is A's
+    assert b.http.get("/v1/segments", params={"limit": params.get("limit", 25)}).json()["data"] == []
+
+
+def test_b_segment_previews_and_rfm_grid_never_count_a(world):
+    """A preview evaluates the key's tenant's customers only (its gsi1 ``P METRICS``); the
+    RFM grid and the catalogue are the tenant's; a cursor of A's segment list pages B's."""
+    a, b = world["a"], world["b"]
+    assert a.http.post("/v1/segments/preview", json={"rule": VIP}).json()["count"] == len(world["a_customers"])
+    got = b.http.post("/v1/segments/preview", json={"rule": VIP, "limit": 100}).json()
+    assert got["count"] == 0 and got["sample"] == [] and got["evaluated"] == 0
+    tagged = {"all": [{"field": "tags", "op": "contains", "value": "secret-tag"}]}
+    assert b.http.post("/v1/segments/preview", json={"rule": tagged}).json()["count"] == 0
+    assert a.http.get("/v1/segments/rfm").json()["customers"] == len(world["a_customers"])
+    assert b.http.get("/v1/segments/rfm").json()["customers"] == 0
+    cursor = a.http.get("/v1/segments", params={"limit": 1}).json()["next_cursor"]
+    page = b.http.get("/v1/segments", params={"cursor": cursor})
+    assert page.status_code == 200 and not set(world["a_segments"]) & {s["id"] for s in page.json()["data"]}
+    members = a.http.get(f"/v1/segments/{world['a_segments'][0]}/members").json()["data"]
+    assert {m["customer_id"] for m in members} == set(world["a_customers"])  # what B's 404s hide
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -177,6 +231,8 @@ def test_a_data_is_unchanged_after_all_of_b_attempts(world, raw_table):
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, ORDER_ROUTES[4], 0)  # a refund
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[8], 0)  # a redemption
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[9], 1)  # an adjustment
+    test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, SEGMENT_ROUTES[1], 0)  # a segment's PATCH
+    test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, SEGMENT_ROUTES[2], 1)  # a segment's DELETE
     assert partition_items(raw_table, world["a"]) == world["a_items"]
     a = world["a"]
     assert a.http.get(f"/v1/customers/{world['a_customers'][0]}").json()["email"] == A_EMAILS[0]
