@@ -354,9 +354,7 @@ def _first_cuts(ctx: TenantContext, catalogue: SegmentCatalogueItem | None) -> N
 # -- drop --------------------------------------------------------------------------------
 
 
-def _drop_step(
-    ctx: TenantContext, segment_id: str, message_: dict[str, Any], budget: _Clock
-) -> dict[str, Any] | None:
+def _drop_step(ctx: TenantContext, segment_id: str, message_: dict[str, Any], budget: _Clock) -> dict[str, Any] | None:
     """Delete a deleted segment's member items, ``DROP_PAGE`` per Query and BatchWriteItem
     (25 per request). Nothing is deleted while the segment exists (a stale message)."""
     if _segment(ctx, segment_id) is not None:

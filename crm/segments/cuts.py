@@ -14,10 +14,10 @@ cut points only move the boundaries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from collections.abc import Callable
 
 from crm import clock
 from crm.context import TenantContext
