@@ -75,7 +75,7 @@ def start(ctx: TenantContext, segment_id: str, rule_version: int) -> None:
     from crm.billing import usage
 
     now = clock.now_iso()
-    total = usage.live_customers(ctx.tenant_id)
+    total = usage.live_customers(ctx.tenant_id) or _count(ctx)
     state = {
         "version": rule_version,
         "phase": "backfill",
@@ -99,6 +99,12 @@ def start(ctx: TenantContext, segment_id: str, rule_version: int) -> None:
             return  # deleted, or edited again (that edit starts its own build)
         raise
     queues.send(QUEUE, [message(ctx.tenant_id, segment_id, rule_version)])
+
+
+def _count(ctx: TenantContext) -> int:
+    """The tenant's active customers when the usage counter has none yet (1 Query with
+    Select COUNT per 1 MB of gsi1 ``P CUSTOMERS``)."""
+    return int(CustomerItem.gsi1.count(customers_index(ctx)))
 
 
 def drop(ctx: TenantContext, segment_id: str) -> None:
