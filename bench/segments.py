@@ -194,7 +194,7 @@ def api_only(by: Counter[tuple[str, str]]) -> Counter[str]:
 
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(0.95 * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
 
 
 def per(counts: Counter[str], n: int) -> Counter[str]:
