@@ -8,7 +8,7 @@ the VIP threshold over their historical lifetime value (crm/segments/rfm.py), st
 them on the SegmentCatalogueItem (1 GetItem + 1 UpdateItem conditional on its version,
 re-read and retried on a race), then reconciles only the customers whose R, F, M or VIP
 changes under the new figures (``maintain.reconcile``: 1 BatchGetItem + 1
-TransactWriteItems each). A customer's own changes rescore them at once in between; the
+TransactWriteItems each), and notes ``cuts_at`` (1 GetItem + 1 UpdateItem) once they all are. A customer's own changes rescore them at once in between; the
 cut points only move the boundaries.
 """
 
@@ -89,34 +89,66 @@ def read_all(ctx: TenantContext) -> list[_Customer]:
     return [_Customer(r.customer_id, r.agg or {}, r.scores or {}) for r in rows if isinstance(r, MetricsItem)]
 
 
-def recompute(ctx: TenantContext, now: str | None = None) -> dict[str, Any]:
+def recompute(
+    ctx: TenantContext,
+    now: str | None = None,
+    time_left: Callable[[], float] | None = None,
+    reserve: float | None = None,
+) -> dict[str, Any]:
     """Recompute and store the tenant's cut points and VIP threshold, then reconcile the
-    customers whose scores move. Returns ``{"customers", "buyers", "cuts",
-    "vip_threshold", "rescored"}``. A tenant without orders keeps the default cut points
-    (only ``cuts_at`` is noted, on an existing catalogue)."""
+    customers whose scores move; ``cuts_at`` is written last, once all of them are, so a
+    run out of time (less than ``reserve`` seconds left, default ``RESERVE_SECONDS``) is due again and the next one
+    rescores the rest (those already rescored no longer move). Returns ``{"customers",
+    "buyers", "cuts", "vip_threshold", "rescored", "complete"}``. A tenant without orders
+    keeps the default cut points (only ``cuts_at`` is noted, on an existing catalogue)."""
     from crm.segments import maintain
 
     at = now or clock.now_iso()
     customers = read_all(ctx)
     cuts, threshold = figures(customers, at)
-    _store(ctx, cuts, threshold, at)
-    rescored = moved(customers, cuts, threshold, at) if cuts is not None else []
-    for customer_id in rescored:
+    if cuts is not None:
+        _store(
+            ctx,
+            [
+                SegmentCatalogueItem.cuts.set(cuts),
+                SegmentCatalogueItem.vip_threshold.set(threshold)
+                if threshold is not None
+                else SegmentCatalogueItem.vip_threshold.remove(),
+            ],
+            cuts,
+            threshold,
+        )
+    pending = moved(customers, cuts, threshold, at) if cuts is not None else []
+    rescored = 0
+    for customer_id in pending:
+        if time_left is not None and time_left() < (RESERVE_SECONDS if reserve is None else reserve):
+            break
         maintain.reconcile(ctx, customer_id, now=at)
-    buyers = sum(1 for c in customers if int(c.agg.get("count") or 0) > 0)
+        rescored += 1
+    complete = rescored == len(pending)
+    if complete:
+        _store(ctx, [SegmentCatalogueItem.cuts_at.set(at)], None, None, create=False)
     return {
         "customers": len(customers),
-        "buyers": buyers,
+        "buyers": sum(1 for c in customers if int(c.agg.get("count") or 0) > 0),
         "cuts": cuts,
         "vip_threshold": threshold,
-        "rescored": len(rescored),
+        "rescored": rescored,
+        "complete": complete,
     }
 
 
-def _store(ctx: TenantContext, cuts: dict[str, Any] | None, threshold: float | None, at: str) -> None:
-    """Write the figures on the catalogue, conditional on its version (a concurrent
-    segment edit re-reads and retries). Without orders, nothing is stored unless a
-    catalogue exists (then only ``cuts_at``, so the schedule waits an hour)."""
+def _store(
+    ctx: TenantContext,
+    actions: list[Any],
+    cuts: dict[str, Any] | None,
+    threshold: float | None,
+    *,
+    create: bool = True,
+) -> None:
+    """1 GetItem + 1 UpdateItem of the catalogue, conditional on its version (a
+    concurrent segment edit: re-read and retried). Without a catalogue yet, one is
+    created with the cut points (``create``), else nothing is written."""
     for _ in range(10):
         try:
             catalogue: SegmentCatalogueItem | None = SegmentCatalogueItem.get(
@@ -126,21 +158,17 @@ def _store(ctx: TenantContext, cuts: dict[str, Any] | None, threshold: float | N
             catalogue = None
         try:
             if catalogue is None:
-                if cuts is None:
-                    return
-                SegmentCatalogueItem(
-                    ctx.prefix, "SEGMENTS", segments={}, cuts=cuts, vip_threshold=threshold, cuts_at=at, updated_at=at
-                ).save()  # conditional on no catalogue yet (its version attribute)
+                if create:
+                    SegmentCatalogueItem(
+                        ctx.prefix,
+                        "SEGMENTS",
+                        segments={},
+                        cuts=cuts,
+                        vip_threshold=threshold,
+                        updated_at=clock.now_iso(),
+                    ).save()  # conditional on no catalogue yet (its version attribute)
                 return
-            actions = [SegmentCatalogueItem.cuts_at.set(at), SegmentCatalogueItem.updated_at.set(at)]
-            if cuts is not None:
-                actions.append(SegmentCatalogueItem.cuts.set(cuts))
-                actions.append(
-                    SegmentCatalogueItem.vip_threshold.set(threshold)
-                    if threshold is not None
-                    else SegmentCatalogueItem.vip_threshold.remove()
-                )
-            catalogue.update(actions=actions)  # conditional on the version read
+            catalogue.update(actions=[*actions, SegmentCatalogueItem.updated_at.set(clock.now_iso())])
             return
         except Exception as exc:
             if not condition_failed(exc):
@@ -170,6 +198,6 @@ def run_all(
         except SegmentCatalogueItem.DoesNotExist:
             catalogue = None
         if force or due(catalogue, at):
-            recompute(ctx, at)
+            recompute(ctx, at, time_left)
             recomputed += 1
     return {"tenants": seen, "recomputed": recomputed}
