@@ -18,8 +18,8 @@ build at its next step or checkpoint (every checkpoint is conditional on it).
 Requests per page of ``PAGE`` customers: backfill 1 Query (gsi1 ``P CUSTOMERS``) +
 1 BatchGetItem (their ``METRICS`` keys) + ``maintain.ensure`` per customer without one;
 members 1 Query (gsi1 ``P METRICS``) + ``commit_many``'s TransactWriteItems (one per
-40 customers whose membership changes, none when nothing changes) + 1 UpdateItem (the
-checkpoint). Per step: 1 GetItem (segment) + 1 GetItem (catalogue).
+40 customers whose membership, or whose next due time under a time condition, changes;
+none when nothing changes) + 1 UpdateItem (the checkpoint). Per step: 1 GetItem (segment) + 1 GetItem (catalogue).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 from crm import clock, queues
 from crm.context import TenantContext
+from crm.errors import NotFound
 from crm.storage import (
     CustomerItem,
     MetricsItem,
@@ -231,13 +232,14 @@ def _members(
         start = _start_key(metrics_index(ctx), state.get("cursor"), ctx, "METRICS")
         rows = MetricsItem.gsi1.query(metrics_index(ctx), limit=PAGE, page_size=PAGE, last_evaluated_key=start)
         items = [row for row in rows if isinstance(row, MetricsItem)]
-        changes = []
-        for item in items:
-            wanted = bool(rules.evaluate(rule, item.facts or {}, now))
-            if wanted != (segment_id in (item.memberships or {})):
-                changes.append((item, wanted))
-        if changes:
-            maintain.commit_many(ctx, changes, catalogue, segment_id, now, quiet=True)
+        # every customer of the page: commit_many writes those whose membership (or its
+        # rule version) differs, and those whose due time the rule's next flip moves
+        desired = [(item, bool(rules.evaluate(rule, item.facts or {}, now))) for item in items]
+        if desired:
+            try:
+                maintain.commit_many(ctx, desired, catalogue, segment_id, now, quiet=True)
+            except NotFound:
+                return None  # the segment was deleted meanwhile
         last = rows.last_evaluated_key
         state["cursor"] = items[-1].customer_id if items and last else None
         state["processed"] = int(state.get("processed") or 0) + len(items)
