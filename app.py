@@ -59,6 +59,15 @@ def timeline_events(event):
     return handler.handle_batch(event.to_dict(), event.context)
 
 
+@app.on_sqs_message(queue="rapport-segments", batch_size=10, name="segments_events")
+def segments_events(event):
+    """Order, profile and loyalty events -> each customer's metrics and segment
+    memberships (functions/segments.py); failures go back to the queue."""
+    from functions import segments as handler
+
+    return handler.handle_batch(event.to_dict(), event.context)
+
+
 @app.on_sqs_message(queue="rapport-sync", batch_size=1, name="sync_work")
 def sync_work(event):
     """Connector runs (resumed from their checkpoint) and verified webhooks (functions/sync.py)."""
@@ -87,6 +96,14 @@ def billing_meter(event):
 def loyalty_schedule(event):
     """Activate pending points, expire lots, warn of expiry, recalculate tiers."""
     from functions import loyalty as handler
+
+    return handler.run_schedule(lambda_context=event.context)
+
+
+@app.schedule("rate(1 minute)", name="segments_schedule")
+def segments_schedule(event):
+    """Customers whose time condition or score is due to flip: re-evaluated at the instant."""
+    from functions import segments as handler
 
     return handler.run_schedule(lambda_context=event.context)
 

@@ -1,4 +1,5 @@
-"""The 360 view: profile, points, recent orders and the latest timeline entries in one Query."""
+"""The 360 view: profile, metrics and segments, points, recent orders and the latest
+timeline entries in one Query."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from crm.loyalty.book import Book
 from crm.loyalty.schemas import Loyalty
 from crm.loyalty.service import PROGRAM, _view, program_pk
 from crm.orders.schemas import OrderSummary
-from crm.storage import CustomerItem, EventItem, LoyaltyItem, LoyaltyProgramItem, RecentOrdersItem
+from crm.segments.view import metrics_block
+from crm.storage import CustomerItem, EventItem, LoyaltyItem, LoyaltyProgramItem, MetricsItem, RecentOrdersItem
 
 TIMELINE_IN_360 = 20
 
@@ -29,21 +31,28 @@ class Customer360(BaseModel):
 
 
 def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
-    """1 Query: ``PROFILE``, ``ORDERS`` (the 10 latest in brief), ``LOYALTY`` (the points
-    book) and the newest ``EV#`` entries are adjacent in the customer's item collection,
+    """1 Query: ``PROFILE``, ``ORDERS`` (the 10 latest in brief), ``METRICS`` (the
+    customer's ``metrics`` block: orders aggregate, RFM, lifetime value, VIP, segments),
+    ``LOYALTY`` (the points book) and the newest ``EV#`` entries are adjacent in the
+    customer's item collection,
     read newest first. +1 GetItem of the program when the customer has a points book:
     the loyalty block is exactly what ``GET …/loyalty`` answers (tier progress, lots,
     what fell due since the last write), and both need the program for that."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
-    rows = timeline_query(ctx, customer_id, TIMELINE_IN_360 + 3, None)
+    # the 4 items above the timeline (PROFILE, ORDERS, METRICS, LOYALTY), then its entries
+    rows = timeline_query(ctx, customer_id, TIMELINE_IN_360 + 4, None)
     if not rows or not isinstance(rows[0], CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
     recent: list[dict[str, Any]] = next((r.recent for r in rows if isinstance(r, RecentOrdersItem)), [])
     book = next((r for r in rows if isinstance(r, LoyaltyItem) and r.book), None)
     events = [records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)]
+    customer = records.to_customer(rows[0])
+    metrics = next((r for r in rows if isinstance(r, MetricsItem)), None)
+    if metrics is not None and rows[0].status == "active":
+        customer.metrics = metrics_block(metrics)
     return Customer360(
-        customer=records.to_customer(rows[0]),
+        customer=customer,
         recent_orders=[OrderSummary.model_validate(r) for r in recent],
         loyalty=_loyalty(ctx, book) if book else None,
         timeline=events[:TIMELINE_IN_360],

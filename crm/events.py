@@ -13,6 +13,12 @@ inserts carry a mark (an order's ``data.moved_from``, a ledger entry's
 ``detail.merged_from``, a lot's ``merged_from``) and stand for no new fact, so they
 derive nothing; the deletes in the old partition derive nothing either. The merge
 itself is one event, ``customer.merged``, from the other profile's change of status.
+
+Segment membership (crm/segments/maintain.py) is news too: ``segment.entered`` and
+``segment.exited`` are derived from a customer's ``METRICS`` item, its ``memberships``
+before and after the write. A build's writes name the segments they changed in ``quiet``
+(a new segment's first members are not news); a deleted ``METRICS`` (erasure, merge)
+exits every membership it held.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ TYPES = frozenset(
         *_POINTS_EVENTS.values(),
         "points.expiring",
         "tier.changed",
+        "segment.entered",
+        "segment.exited",
     }
 )
 
@@ -80,7 +88,16 @@ def _order(old: dict | None, new: dict | None) -> list[Event]:
     if old is None and (new.get("data") or {}).get("moved_from"):
         return []  # moved to another customer's partition by a merge: no new fact
     oid, data, status = new["order_id"], new["data"], new["status"]
-    state = {"order_id": oid, "customer_id": new["customer_id"], "status": status, "data": data}
+    # the item's time and version too: segments keep the newest state of each order
+    # (crm/segments/aggregate.py ``newer``), as the customer's orders read back give it
+    state = {
+        "order_id": oid,
+        "customer_id": new["customer_id"],
+        "status": status,
+        "data": data,
+        "updated_at": new.get("updated_at"),
+        "version": new.get("version"),
+    }
     before = (old or {}).get("data") or {}
     events = []
     if old is None:
@@ -187,5 +204,34 @@ def _ledger(old: dict | None, new: dict | None) -> list[Event]:
     ]
 
 
-_BY_KIND = {"order": _order, "customer": _customer, "loyalty": _loyalty, "ledger": _ledger}
+def _metrics(old: dict | None, new: dict | None) -> list[Event]:
+    """Memberships gained and lost by one write of a customer's ``METRICS``. Ids name the
+    membership (customer, segment, the ``since`` it began), so a replay gives the same
+    ids and leaving then re-entering later is a new pair of events."""
+    item = new or old
+    assert item is not None
+    cid = item["customer_id"]
+    before = (old or {}).get("memberships") or {}
+    after = (new or {}).get("memberships") or {}
+    quiet = set((new or {}).get("quiet") or ())
+    at = (new or old or {}).get("updated_at") or ""
+    events = []
+    for sid in sorted(set(before) | set(after)):
+        if sid in quiet:
+            continue
+        was, now = before.get(sid), after.get(sid)
+        if was and now and was.get("since") == now.get("since"):
+            continue  # still a member (a rule's new version, a new name)
+        if was:
+            data = {"customer_id": cid, "segment_id": sid, "name": was.get("name")}
+            events.append(_event("segment.exited", f"{cid}:{sid}:{was.get('since')}", item, at, data))
+        if now:
+            data = {"customer_id": cid, "segment_id": sid, "name": now.get("name")}
+            events.append(
+                _event("segment.entered", f"{cid}:{sid}:{now.get('since')}", item, now.get("since") or at, data)
+            )
+    return events
+
+
+_BY_KIND = {"order": _order, "customer": _customer, "loyalty": _loyalty, "ledger": _ledger, "metrics": _metrics}
 KINDS = frozenset(_BY_KIND)  # items of other kinds never stand for an event

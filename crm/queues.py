@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-SUBSCRIBERS = ("loyalty", "timeline", "sync")  # sync: connector runs and webhooks (connectors/messages.py)
+# sync: connector runs and webhooks (connectors/messages.py); segments: metrics and
+# memberships (functions/segments.py)
+SUBSCRIBERS = ("loyalty", "timeline", "sync", "segments")
 MAX_RECEIVES = 5
 
 

@@ -1,9 +1,10 @@
 """The timeline entries a fact writes in its own transaction.
 
 An order placed, paid, fulfilled, cancelled, refunded or edited, points earned,
-redeemed, expired, adjusted or reversed, points about to expire and a tier change each
-get an entry on the customer's timeline. The entry is written in the transaction that
-records the fact (crm/orders/service.py, crm/orders/imports.py, crm/loyalty/service.py),
+redeemed, expired, adjusted or reversed, points about to expire, a tier change and a
+segment entered or left each get an entry on the customer's timeline. The entry is
+written in the transaction that records the fact (crm/orders/service.py,
+crm/orders/imports.py, crm/loyalty/service.py, crm/segments/maintain.py),
 not by a subscriber: no event hop, no idempotency record, one request less per entry
 and never an entry without its fact (docs/performance.md, "Events and loyalty").
 
@@ -111,6 +112,13 @@ def describe(event: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
         else:
             text = f"Order {d['order_id']} {what}: {_money(o['total'], o['currency'])}"
         return text, payload, o.get("channel")
+    if type_ in ("segment.entered", "segment.exited"):
+        verb = "Entered" if type_ == "segment.entered" else "Left"
+        return (
+            f"{verb} segment {d.get('name') or d['segment_id']}",
+            {"segment_id": d["segment_id"], "name": d.get("name")},
+            None,
+        )
     if type_ == "tier.changed":
         return (
             f"Tier changed from {d['from'] or 'none'} to {d['to'] or 'none'}",

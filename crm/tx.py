@@ -116,6 +116,23 @@ class Tx:
             ),
         )
 
+    def update_key(
+        self, model: Any, hash_key: str, range_key: str, actions: list, condition: Any = None, *, role: str = "update"
+    ) -> None:
+        """An UpdateItem by key that leaves the item's version alone: a counter ADDed on an
+        item whose version guards something else (a segment's definition and If-Match)."""
+
+        def op(tx: Any) -> None:
+            from pynamodb.constants import KEY
+
+            tx._update_items.append(
+                model._get_connection().get_operation_kwargs(
+                    hash_key, range_key=range_key, key=KEY, actions=actions, condition=condition
+                )
+            )
+
+        self._add(role, "update", model, op)
+
     def put_as_is(self, item: Any, *, role: str = "save") -> None:
         """A Put of ``item`` exactly as it is, version included: PynamoDB's ``save`` would
         bump and check the version, which a copy into another partition has not got there."""

@@ -15,6 +15,16 @@ ROUTES: dict[str, frozenset[str]] = {
     # Nothing: every event with a timeline entry writes it in its fact's own transaction
     # (crm/timeline.py). The queue stays for a later event that has no such transaction.
     "timeline": frozenset(),
+    # what a customer is measured by (crm/segments/maintain.py): its orders, its profile,
+    # its loyalty tier and balance; never segment.* (its own writes' news)
+    "segments": frozenset(
+        {
+            "order.placed", "order.paid", "order.fulfilled", "order.cancelled", "order.refunded",
+            "order.updated", "customer.created", "customer.updated", "customer.merged",
+            "customer.erased", "tier.changed", "points.earned", "points.activated",
+            "points.redeemed", "points.expired", "points.adjusted", "points.reversed",
+        }
+    ),
 }
 
 

@@ -239,6 +239,48 @@ class ErasureStatus(BaseModel):
     status: Literal["pending", "complete"]
 
 
+class OrdersAggregate(BaseModel):
+    count: int = Field(default=0, description="orders placed, cancelled ones included")
+    net_spend: int = Field(
+        default=0, description="minor units of `currency`: totals less refunds, cancelled orders excluded"
+    )
+    currency: str | None = Field(default=None, description="the tenant's reporting currency (its first order's)")
+    first_at: str | None = None
+    last_at: str | None = None
+    aov: int | None = Field(default=None, description="average order value, minor units")
+    channels: list[str] = []
+    categories: list[str] = []
+
+
+class RfmScores(BaseModel):
+    r: int | None = Field(default=None, description="recency 1-5 (5: most recent); null without orders")
+    f: int | None = Field(default=None, description="frequency 1-5")
+    m: int | None = Field(default=None, description="monetary 1-5")
+    segment: str | None = Field(default=None, description="the named RFM segment (docs/segments.md)")
+
+
+class LifetimeValue(BaseModel):
+    historical: int = Field(default=0, description="net revenue so far, minor units")
+    predicted: int = Field(default=0, description="predicted value of the next 12 months, minor units")
+
+
+class SegmentMembership(BaseModel):
+    id: str
+    name: str | None = None
+    since: str
+
+
+class CustomerMetrics(BaseModel):
+    """What segments measure the customer by, as of ``updated_at`` (docs/segments.md)."""
+
+    orders: OrdersAggregate
+    rfm: RfmScores
+    ltv: LifetimeValue
+    vip: bool = Field(default=False, description="in the top 20 % of the tenant's customers by value")
+    segments: list[SegmentMembership] = Field(default=[], description="the segments the customer is in")
+    updated_at: str
+
+
 class Customer(BaseModel):
     """A customer as the API returns it. An erased customer keeps only id, status and
     times. A merged customer's id answers with its survivor (see ``merged_ids``)."""
@@ -278,6 +320,11 @@ class Customer(BaseModel):
         default=None, description="identities merged in that do not fit the profile's fields"
     )
     version: int
+    metrics: CustomerMetrics | None = Field(
+        default=None,
+        description="on GET /v1/customers/{id} and the 360 view: orders aggregate, RFM, lifetime "
+        "value, VIP and segments; null until measured (and on other answers)",
+    )
 
 
 class MergeRequest(_Strict):

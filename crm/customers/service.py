@@ -73,8 +73,28 @@ def _load_active(ctx: TenantContext, customer_id: str) -> CustomerItem:
 
 
 def get(ctx: TenantContext, customer_id: str) -> Customer:
-    """1 GetItem; a merged id: +1 GetItem, and the survivor is returned."""
-    return records.to_customer(resolve(ctx, customer_id))
+    """1 BatchGetItem: the profile and its segment ``METRICS`` (the ``metrics`` block);
+    a merged id: +1 BatchGetItem, and the survivor is returned."""
+    from crm.segments.view import metrics_block
+    from crm.storage import MetricsItem
+
+    for _ in range(MAX_HOPS + 1):
+        if not ids.CUSTOMER_ID.match(customer_id):
+            raise NotFound(f"customer {customer_id} not found")
+        pk = records.profile_pk(ctx, customer_id)
+        found = {i.sk: i for i in Item.batch_get([(pk, records.PROFILE), (pk, "METRICS")], consistent_read=True)}
+        profile = found.get(records.PROFILE)
+        if not isinstance(profile, CustomerItem):
+            raise NotFound(f"customer {customer_id} not found")
+        target = records.survivor(profile)
+        if target is None:
+            break
+        customer_id = target
+    customer = records.to_customer(profile)
+    metrics = found.get("METRICS")
+    if isinstance(metrics, MetricsItem) and profile.status == "active":
+        customer.metrics = metrics_block(metrics)
+    return customer
 
 
 def batch_profiles(ctx: TenantContext, customer_ids: list[str]) -> dict[str, CustomerItem]:
@@ -498,8 +518,8 @@ def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineE
 
 
 def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None) -> list[Any]:
-    """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), the points
-    book (sk LOYALTY), then the EV# entries. Orders (sk A#ORD#...) and ledger entries
+    """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), the segment
+    metrics (sk METRICS), the points book (sk LOYALTY), then the EV# entries. Orders (sk A#ORD#...) and ledger entries
     (B#LED#...) sort below this range. From the top (``after`` None), a merged
     customer's profile leads to its survivor's rows (+1 Query)."""
     for _ in range(MAX_HOPS + 1):
@@ -539,8 +559,9 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str
         after = decode_cursor(cursor, kind)
     if after is not None and not after.startswith(records.EVENT_PREFIX):
         raise Invalid("cursor is malformed", field="cursor")
-    # page 1 also holds the profile, the recent orders and the points book, above EV#
-    rows = timeline_query(ctx, customer_id, limit + 4, after)
+    # page 1 also holds the profile, the recent orders, the segment metrics and the
+    # points book, above EV#
+    rows = timeline_query(ctx, customer_id, limit + 5, after)
     if after is None:
         if not rows or not isinstance(rows[0], CustomerItem):
             raise NotFound(f"customer {customer_id} not found")
