@@ -6,7 +6,7 @@ Setup. Starts the local stack in-process (``rapport.devstack.DevStack`` on the l
 emulator, no seed; as bench/events.py), creates a tenant and seeds ``--customers``
 customers directly in the table (BatchWriteItem, not timed, not counted): each
 profile, and its ``METRICS`` item made by the same pure code maintenance uses
-(crm/segments/aggregate.py and rfm.py) from 0 to 5 synthetic orders; the catalogue
+(``crm.segments.plan.measure``) from 0 to 5 synthetic orders' contributions; the catalogue
 is marked backfilled (every customer has METRICS, as after a tenant's first build).
 Only then do the pollers start (from the stream's end: the seed is not dispatched),
 with the schedule ticker set to an hour and the queues short-polled every 0.2 s.
@@ -97,10 +97,11 @@ def seed(ctx: Any, customers: int, rng: random.Random, now: datetime) -> dict[st
     net spend (what the bench's rules read)."""
     from crm import clock
     from crm.customers import service
-    from crm.segments import aggregate, rfm
+    from crm.segments import plan
     from crm.storage import Item, MetricsItem, SegmentCatalogueItem
 
     at = clock.iso(now)
+    catalogue = plan.Catalogue(currency="EUR")
     spend: dict[str, int] = {}
     with Item.batch_write() as batch:
         for n in range(customers):
@@ -116,15 +117,14 @@ def seed(ctx: Any, customers: int, rng: random.Random, now: datetime) -> dict[st
                     "ch": rng.choice(CHANNELS), "cat": sorted(rng.sample(CATEGORIES, 2)), "live": True,
                     "u": clock.iso(placed), "v": 1,
                 }
-            agg = aggregate.aggregate(contributions, "EUR")
-            scores = rfm.score_all(agg, None, None, at)
             image = {"customer_id": profile.customer_id, "status": "active", "data": data, "created_at": at}
+            measured = plan.measure(image, None, contributions, (), catalogue, {}, at)
             metrics = MetricsItem(
                 ctx.key("C", profile.customer_id), "METRICS", customer_id=profile.customer_id,
-                orders=contributions, agg=agg, scores=scores, facts=aggregate.facts(image, None, agg, scores),
-                memberships={}, updated_at=at, version=1,
-                gsi1pk=ctx.key("METRICS"), gsi1sk=profile.customer_id,
+                orders=measured.orders, agg=measured.agg, scores=measured.scores, facts=measured.facts,
+                memberships={}, updated_at=at, version=1, gsi1pk=ctx.key("METRICS"), gsi1sk=profile.customer_id,
             )
+            agg = measured.agg
             batch.save(profile)
             batch.save(metrics)
             spend[profile.customer_id] = int(agg.get("net_spend") or 0)
