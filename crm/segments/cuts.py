@@ -47,7 +47,8 @@ def due(catalogue: SegmentCatalogueItem | None, now: str) -> bool:
 
 
 def days_since(at: str, now: str) -> float:
-    return max(0.0, (clock.parse(now) - clock.parse(at)).total_seconds() / 86400.0)
+    """Whole days since ``at``, as R counts them (crm/segments/rfm.py)."""
+    return float(max(0, (clock.parse(now) - clock.parse(at)) // timedelta(days=1)))
 
 
 def figures(customers: list[_Customer], now: str) -> tuple[dict[str, list[float]] | None, float | None]:
