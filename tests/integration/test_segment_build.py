@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import Tenant
 from tests.plan_helpers import set_plan
 
+pytestmark = pytest.mark.slow  # a minute: 300 customers, each measured once by the first build
+
 CUSTOMERS = 300
 PAGE = 40  # a step's page: 300 customers take 8 steps
 NOW = "2026-06-01T12:00:00Z"
