@@ -13,13 +13,17 @@ with the schedule ticker set to an hour and the queues short-polled every 0.2 s.
 
 1. *Read back* (the baseline): page through gsi1 ``P METRICS``, the items a build
    reads, ``build.PAGE`` at a time, as the build does; ``--rounds`` rounds, median.
-2. *Initial build*: ``POST /v1/segments`` with a rule on net spend (about a fifth of
+2. *First cut points*: the seed scored every customer by the default cut points, as
+   maintenance does before the tenant's first ``cuts.recompute``; the bench runs it
+   (from its own thread) and counts its requests per customer it rescored, and the
+   handlers' requests the rescoring's writes caused.
+3. *Initial build*: ``POST /v1/segments`` with a rule on net spend (about a fifth of
    the customers match), then wait until the segment is ``ready`` (the build runs on
    the ``sync`` queue through ``app.sync_work``, steps of at most the Lambda's time).
    Reported: customers per second, the ratio build time / read-back time, DynamoDB
    requests per customer, and whether ``member_count`` equals the members the seed
    implies.
-3. *Customer changes*: a second segment (``tags contains bench-vip``) is built, then
+4. *Customer changes*: a second segment (``tags contains bench-vip``) is built, then
    ``--changes`` customers get the tag (``PATCH /v1/customers/{id}``: one membership
    enters each) and as many change an attribute no rule reads (no membership
    changes). After each PATCH the bench polls the customer's ``METRICS`` (a
@@ -223,8 +227,11 @@ def per(counts: Counter[str], n: int) -> Counter[str]:
 
 
 def run(args: argparse.Namespace) -> None:
+    import logging
+
     from rich.console import Console
 
+    logging.getLogger("rapport.dev").setLevel(logging.WARNING)  # the local server's access log
     console = Console(width=160)
     counter, server_counter = ComponentCounter(), ServerCounter()
     counter.install()
@@ -252,7 +259,21 @@ def run(args: argparse.Namespace) -> None:
         handlers = LabelledHandlers(pipeline)
         base = running.api_url.removesuffix("/v1")
         with httpx.Client(base_url=base, timeout=120, headers={"Authorization": f"Bearer {key}"}) as http:
-            # 2. the initial build of a rule a fifth of the customers match
+            # 2. the tenant's first cut points (the seed scored everyone by the defaults)
+            from crm.segments import cuts
+
+            counter.take_all()
+            handlers.take()
+            started = time.perf_counter()
+            recomputed = cuts.recompute(ctx)
+            cuts_took = time.perf_counter() - started
+            if not pipeline.wait_idle(timeout=600):
+                raise SystemExit("the event pipeline did not become idle")
+            by, _, _ = counter.take_all()
+            cuts_own = Counter({op: c for (who, op), c in by.items() if who == BENCH})
+            cuts_after = handlers_only(by)
+
+            # 3. the initial build of a rule a fifth of the customers match
             ordered = sorted(spend.values())
             threshold = max(1, ordered[int(len(ordered) * 0.8)])
             expected = sum(1 for v in spend.values() if v >= threshold)
@@ -266,7 +287,7 @@ def run(args: argparse.Namespace) -> None:
             build_requests = handlers_only(by)
             build_by = by_handler(by)
 
-            # 3. changes: one membership enters, or none changes
+            # 4. changes: one membership enters, or none changes
             vip_id, _ = build_segment(http, ctx, pipeline, "Tagged VIP",
                                       {"all": [{"field": "tags", "op": "contains", "value": VIP_TAG}]}, args.timeout)
             ids = rng.sample(sorted(spend), min(len(spend), 2 * args.changes))
@@ -309,6 +330,11 @@ def run(args: argparse.Namespace) -> None:
         console.print()
         console.print(f"[b]Tenant of {n} customers[/b] ({sum(1 for v in spend.values() if v)} with orders)")
         console.print(f"read back (gsi1 P METRICS, {read} items, median of {args.rounds}): baseline 1.00")
+        moved = int(recomputed["rescored"])
+        console.print(f"first cut points: {moved} of {n} customers rescored; time / read back = "
+                      f"{cuts_took / baseline:.1f}; requests: {fmt_num(cuts_own)} "
+                      f"(= {sum(cuts_own.values()) / max(1, moved):.2f} per rescored customer), then the "
+                      f"handlers {fmt_num(cuts_after)}")
         console.print(f"initial build: {n / took:.0f} customers/s; build / read back = {took / baseline:.1f}; "
                       f"member_count {int(built.member_count)} (expected {expected}: "
                       f"{'exact' if int(built.member_count) == expected else 'WRONG'})")
