@@ -236,6 +236,7 @@ def run(args: argparse.Namespace) -> None:
     counter, server_counter = ComponentCounter(), ServerCounter()
     counter.install()
     moto, stack, running, _ = start(counter, server_counter)
+    logging.getLogger("rapport.dev").setLevel(logging.WARNING)  # the local server's access log (set by start)
     try:
         import httpx
 

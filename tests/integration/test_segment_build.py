@@ -283,3 +283,29 @@ def test_the_schedule_recomputes_a_tenant_daily_and_a_new_one_at_once():
     assert cuts.due(catalogue("2026-05-31T12:00:00Z"), NOW)
     assert not cuts.due(catalogue("2026-06-01T11:30:00Z", with_cuts=False), NOW)  # no orders yet: hourly
     assert cuts.due(catalogue("2026-06-01T10:30:00Z", with_cuts=False), NOW)
+
+
+def test_the_sync_queue_runs_a_build_to_the_end_one_step_per_message(shop, event_pipeline, monkeypatch):
+    """build.start's message goes through app.sync_work (functions/sync.py), each step
+    queues the next, and the chain ends with the segment ready."""
+    from crm.segments import build
+
+    pages = {"n": 0}
+
+    class OnePageClock(build._Clock):
+        """Time for one page per step, so every page is a message of its own."""
+
+        def another(self) -> bool:
+            first = not getattr(self, "used", False)
+            self.used = True
+            pages["n"] += first
+            return first
+
+    monkeypatch.setattr(build, "_Clock", OnePageClock)
+    define(shop, "seg_queued", {"all": [{"field": "orders.count", "op": ">=", "value": 1}]})
+    assert event_pipeline.wait_idle(timeout=120)
+    item = state(shop, "seg_queued")
+    buyers = {cid for cid, p in shop.people.items() if p["orders"]}
+    assert item.status == "ready" and item.build["percent"] == 100
+    assert members(shop, "seg_queued") == buyers and item.member_count == len(buyers)
+    assert pages["n"] >= CUSTOMERS // PAGE  # a message per page: the chain went through the queue
