@@ -116,7 +116,7 @@ def facts(
     stored, ``scores`` what ``rfm.score_all`` returns."""
     data = profile.get("data") or {}
     addresses = data.get("addresses") or []
-    consent = {ch: (c or {}).get("status") for ch, c in (data.get("consent") or {}).items()}
+    consent = {ch: c.get("status") for ch, c in (data.get("consent") or {}).items() if isinstance(c, dict)}
     sources = set(data.get("external_ids") or {}) | set(data.get("source_created_at") or {})
     value = scores.get("ltv") or {}
     return {

@@ -22,6 +22,7 @@ from typing import Any
 from common.clock import iso
 from crm.segments.aggregate import instant
 
+MS = timedelta(milliseconds=1)
 DAY = timedelta(days=1)
 YEAR = timedelta(days=365)
 MIN_GAP = timedelta(days=7)  # a faster pace than weekly is not extrapolated to a year
@@ -77,6 +78,14 @@ def _days(agg: dict[str, Any], now: str) -> int:
     return (instant(now) - instant(agg["last_at"])) // DAY
 
 
+def measures(agg: dict[str, Any], now: str) -> dict[str, int] | None:
+    """What the cut points are computed from, per customer (None without orders):
+    whole days since the last order, order count, net spend."""
+    if not agg.get("count") or not agg.get("last_at"):
+        return None
+    return {"r": _days(agg, now), "f": int(agg["count"]), "m": int(agg.get("net_spend") or 0)}
+
+
 def _higher_better(value: float, cuts: list[float]) -> int:
     return 1 + sum(1 for c in cuts if value > c)
 
@@ -109,8 +118,8 @@ def _pace(agg: dict[str, Any]) -> tuple[int, timedelta] | None:
         gap = FIRST_GAP
     else:
         gap = (instant(agg["last_at"]) - instant(agg["first_at"])) / (count - 1)
-        gap = max(MIN_GAP, timedelta(milliseconds=gap // timedelta(milliseconds=1)))
-    return int(aov) * YEAR // gap, gap
+        gap = max(MIN_GAP, gap // MS * MS)
+    return int(aov) * (YEAR // MS) // (gap // MS), gap
 
 
 def _away(agg: dict[str, Any], gap: timedelta, now: str) -> int:

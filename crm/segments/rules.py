@@ -17,6 +17,7 @@ A missing field (absent, null) makes every condition false except ``!=`` (true) 
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -28,7 +29,7 @@ from dateutil.relativedelta import relativedelta
 from common import clock
 from common.clock import iso
 from crm.segments.aggregate import instant
-from crm.segments.fields import FIELDS, OPS, choices, field_type
+from crm.segments.fields import CHANNELS, FIELDS, OPS, choices, field_type
 
 MAX_CONDITIONS = 50
 MAX_DEPTH = 5
@@ -100,7 +101,9 @@ def _condition(node: Any, path: str, count: list[int]) -> dict[str, Any]:
         raise RuleError(path, '"field" must be a string')
     typ = field_type(field)
     if typ is None:
-        raise RuleError(path, f'unknown field "{field[:MAX_STRING]}"')
+        near = difflib.get_close_matches(field, [*FIELDS, *(f"consent.{c}" for c in CHANNELS)], n=1)
+        hint = f' (did you mean "{near[0]}"?)' if near else ""
+        raise RuleError(path, f'unknown field "{field[:MAX_STRING]}"{hint}')
     if not isinstance(op, str) or op not in ALL_OPS:
         shown = op[:MAX_STRING] if isinstance(op, str) else op
         raise RuleError(path, f'unknown op "{shown}" (one of {", ".join(sorted(ALL_OPS))})')
