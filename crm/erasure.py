@@ -208,7 +208,10 @@ def _save_blanked(item: Any, kind: schema.Kind) -> bool:
         except PutError as exc:
             if not condition_failed(exc):
                 raise
-            item.refresh(consistent_read=True)
+            try:
+                item.refresh(consistent_read=True)
+            except type(item).DoesNotExist:
+                return False  # deleted meanwhile (segment metrics: by the segments subscriber)
     raise RuntimeError(f"{item.pk} {item.sk} kept changing while it was being erased")
 
 

@@ -312,7 +312,9 @@ class MetricsItem(Item, discriminator="metrics"):
         "METRICS",
         "customer",
         pii=("facts",),
-        erasure="delete",
+        # blanked, not deleted, in the erasure's request: the segments subscriber then
+        # removes it with its memberships, counts and RFM cell (crm/segments/maintain.py)
+        erasure="blank",
         merge="recompute",
         events=True,
         export=True,
@@ -326,7 +328,8 @@ class MetricsItem(Item, discriminator="metrics"):
     large = BooleanAttribute(default=False)
     agg = JSONAttribute(default=dict)  # the aggregate: orders.count, orders.net_spend, ...
     scores = JSONAttribute(default=dict)  # {"r", "f", "m", "segment", "ltv": {...}, "vip"}
-    facts = JSONAttribute(default=dict)  # field name -> value, what rules are evaluated on
+    # field name -> value, what rules are evaluated on; None once an erasure blanked it
+    facts = JSONAttribute(default=dict, null=True)
     # segment id -> {"since": ISO time, "v": the rule's version, "name": the segment's name}
     memberships = JSONAttribute(default=dict)
     # segment ids whose change in this write was a build's (no segment.entered/exited)

@@ -240,7 +240,7 @@ class ErasureStatus(BaseModel):
 
 
 class OrdersAggregate(BaseModel):
-    count: int = Field(default=0, description="orders placed, cancelled ones included")
+    count: int = Field(default=0, description="orders placed and not cancelled, in any currency")
     net_spend: int = Field(
         default=0, description="minor units of `currency`: totals less refunds, cancelled orders excluded"
     )

@@ -78,7 +78,7 @@ def get(ctx: TenantContext, customer_id: str) -> Customer:
     from crm.segments.view import metrics_block
     from crm.storage import MetricsItem
 
-    for _ in range(MAX_HOPS + 1):
+    def read(customer_id: str) -> tuple[CustomerItem, Any]:
         if not ids.CUSTOMER_ID.match(customer_id):
             raise NotFound(f"customer {customer_id} not found")
         pk = records.profile_pk(ctx, customer_id)
@@ -86,12 +86,15 @@ def get(ctx: TenantContext, customer_id: str) -> Customer:
         profile = found.get(records.PROFILE)
         if not isinstance(profile, CustomerItem):
             raise NotFound(f"customer {customer_id} not found")
+        return profile, found.get("METRICS")
+
+    profile, metrics = read(customer_id)
+    for _ in range(MAX_HOPS):
         target = records.survivor(profile)
         if target is None:
             break
-        customer_id = target
+        profile, metrics = read(target)
     customer = records.to_customer(profile)
-    metrics = found.get("METRICS")
     if isinstance(metrics, MetricsItem) and profile.status == "active":
         customer.metrics = metrics_block(metrics)
     return customer

@@ -80,7 +80,7 @@ def _due_shard(ctx: TenantContext, customer_id: str) -> int:
 
 def _keys(ctx: TenantContext, customer_id: str, due_at: str | None) -> dict[str, Any]:
     """The index keys of a customer's ``METRICS``: always gsi1, gsi2 while something is due."""
-    due = {"gsi2pk": None, "gsi2sk": None}
+    due: dict[str, str | None] = {"gsi2pk": None, "gsi2sk": None}
     if due_at:
         due = {
             "gsi2pk": f"{DUE_PREFIX}{_due_shard(ctx, customer_id)}",
@@ -341,7 +341,8 @@ def commit_many(
     read) with its membership of ``segment_id`` as ``desired``, its member item, and one
     ADD of the segment's count per transaction; ``BUILD_TX`` customers per
     TransactWriteItems. The rule's next flip joins each customer's due time. ``quiet``:
-    no segment.entered/exited for these changes. On a lost race the customers of that
+    no segment.entered/exited for these changes (False: the events are derived from the
+    stream, but no timeline entries are written). On a lost race the customers of that
     transaction are read again (1 BatchGetItem), re-evaluated and retried. Returns
     members added - removed. Raises NotFound if the segment was deleted meanwhile."""
     cat = catalogue if isinstance(catalogue, Catalogue) else catalogue_of(catalogue)
@@ -376,7 +377,7 @@ def _commit_chunk(
         tx, delta = Tx(), 0
         for item, desired in rows:
             wanted = _member_change(item, segment_id, segment, desired, now)
-            flip = plan._iso(rules.next_flip(segment["rule"], item.facts or {}, now))
+            flip = plan.index_time(rules.next_flip(segment["rule"], item.facts or {}, now))
             due_at = min([t for t in (item.due_at, flip) if t], default=None)
             if wanted is None and due_at == item.due_at:
                 continue
@@ -384,7 +385,7 @@ def _commit_chunk(
             memberships = wanted if wanted is not None else dict(item.memberships or {})
             after = memberships.get(segment_id)
             item.memberships, item.due_at, item.updated_at = memberships, due_at, now
-            item.quiet = [segment_id] if quiet and wanted is not None else None
+            item.quiet = [segment_id] if quiet and wanted is not None else None  # type: ignore[list-item]
             for name, value in _keys(ctx, item.customer_id, due_at).items():
                 setattr(item, name, value)
             tx.save(item, role="metrics")

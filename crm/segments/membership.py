@@ -86,7 +86,7 @@ def grid_part(tx: Tx, ctx: TenantContext, old_cell: str | None, new_cell: str | 
     """Move the customer from one RFM grid cell to another (ADD -1, ADD +1)."""
     if old_cell == new_cell:
         return
-    actions: list[Any] = [RfmGridItem.kind.set(RfmGridItem)]  # type: ignore[arg-type]
+    actions: list[Any] = [RfmGridItem.kind.set(RfmGridItem)]
     for name, delta in ((old_cell, -1), (new_cell, 1)):
         if name:
             actions.append(NumberAttribute(attr_name=name).add(delta))
@@ -148,7 +148,7 @@ def write(
             else:
                 current[sid] = now
         item.memberships = dict(current)
-        item.quiet = sorted(sid for sid, _, _ in chunk if sid in quiet) or None
+        item.quiet = sorted(sid for sid, _, _ in chunk if sid in quiet) or None  # type: ignore[misc]
         after = None
         if remove and last:
             tx.delete(item, role="metrics")  # conditional on the version read

@@ -82,7 +82,7 @@ def memberships(
     return out
 
 
-def _iso(value: str | None) -> str | None:
+def index_time(value: str | None) -> str | None:
     """A time in the index's format (milliseconds, ``Z``), so due times sort as strings."""
     return iso(parse(value.replace("Z", "+00:00"))) if value else None
 
@@ -93,7 +93,7 @@ def due_at(
     """The next instant a rule's answer or a score may change with no new fact."""
     times = [rules.next_flip(s["rule"], facts, now) for s in segments.values()]
     times.append(rfm.next_change(agg, cuts, now))
-    found = [t for t in (_iso(t) for t in times) if t]
+    found = [t for t in (index_time(t) for t in times) if t]
     return min(found) if found else None
 
 

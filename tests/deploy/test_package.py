@@ -403,7 +403,7 @@ def test_iam_policy_is_least_privilege(template):
         expected = ([STREAM_ARN] if action in STREAM_ACTIONS
                     else [TABLE_ARN, INDEX_ARN] if action == "dynamodb:Query" else [TABLE_ARN])
         assert sorted(map(json.dumps, resources)) == sorted(map(json.dumps, expected)), action
-    queues = [{"Fn::GetAtt": [q, "Arn"]} for q in ("LoyaltyQueue", "TimelineQueue", "SyncQueue")]
+    queues = [{"Fn::GetAtt": [q, "Arn"]} for q in ("LoyaltyQueue", "TimelineQueue", "SyncQueue", "SegmentsQueue")]
     sqs = {a: sorted(map(json.dumps, r)) for a, r in granted.items() if a.startswith("sqs:")}
     sent = [q for q in queues if q["Fn::GetAtt"][0] != "TimelineQueue"]  # no event is routed there today
     assert sqs == {  # the dispatcher sends; Lambda receives and deletes for the consumers and
