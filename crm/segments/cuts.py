@@ -46,25 +46,16 @@ def due(catalogue: SegmentCatalogueItem | None, now: str) -> bool:
     return age >= (RETRY_EMPTY if catalogue.cuts is None else EVERY)
 
 
-def days_since(at: str, now: str) -> float:
-    """Whole days since ``at``, as R counts them (crm/segments/rfm.py)."""
-    return float(max(0, (clock.parse(now) - clock.parse(at)) // timedelta(days=1)))
-
-
 def figures(customers: list[_Customer], now: str) -> tuple[dict[str, list[float]] | None, float | None]:
-    """Pure: the cut points and VIP threshold of the customers with orders (None, None
-    without any)."""
+    """Pure: the cut points (of ``rfm.measures``, what the scores compare) and the VIP
+    threshold of the customers with orders (None, None without any)."""
     from crm.segments import rfm
 
-    buyers = [c for c in customers if int(c.agg.get("count") or 0) > 0 and c.agg.get("last_at")]
-    if not buyers:
+    measured = [(c, m) for c in customers if (m := rfm.measures(c.agg, now)) is not None]
+    if not measured:
         return None, None
-    cuts = {
-        "r": rfm.cut_points([days_since(c.agg["last_at"], now) for c in buyers]),
-        "f": rfm.cut_points([float(c.agg.get("count") or 0) for c in buyers]),
-        "m": rfm.cut_points([float(c.agg.get("net_spend") or 0) for c in buyers]),
-    }
-    threshold = rfm.vip_threshold([float(rfm.ltv(c.agg, now)["historical"]) for c in buyers])
+    cuts = {key: rfm.cut_points([float(m[key]) for _, m in measured]) for key in ("r", "f", "m")}
+    threshold = rfm.vip_threshold([float(rfm.ltv(c.agg, now)["historical"]) for c, _ in measured])
     return cuts, threshold
 
 
