@@ -2,14 +2,15 @@
 shifts (functions/segment_jobs.py), and once by a tenant's first build.
 
 ``recompute`` pages through gsi1 ``P METRICS`` (never a Scan: 1 Query per 1 MB of
-metrics), computes the quintile cut points of recency (days since the last order),
+metrics), computes the quintile cut points of recency (whole days since the last order),
 frequency (orders) and monetary value (net spend) over the customers with orders, and
-the VIP threshold over their historical lifetime value (crm/segments/rfm.py), stores
-them on the SegmentCatalogueItem (1 GetItem + 1 UpdateItem conditional on its version,
-re-read and retried on a race), then reconciles only the customers whose R, F, M or VIP
-changes under the new figures (``maintain.reconcile``: 1 BatchGetItem + 1
-TransactWriteItems each), and notes ``cuts_at`` (1 GetItem + 1 UpdateItem) once they all are. A customer's own changes rescore them at once in between; the
-cut points only move the boundaries.
+the VIP threshold (top 20 %) over every customer's historical lifetime value
+(crm/segments/rfm.py), and stores them on the SegmentCatalogueItem (1 GetItem + 1
+UpdateItem conditional on its version, re-read and retried on a race). Then it
+reconciles only the customers whose R, F, M or VIP changes under the new figures
+(``maintain.reconcile``: 1 BatchGetItem + 1 TransactWriteItems each) and notes
+``cuts_at`` (1 GetItem + 1 UpdateItem) once they all are. A customer's own changes
+rescore them at once in between; the cut points only move the boundaries.
 """
 
 from __future__ import annotations
@@ -47,15 +48,16 @@ def due(catalogue: SegmentCatalogueItem | None, now: str) -> bool:
 
 
 def figures(customers: list[_Customer], now: str) -> tuple[dict[str, list[float]] | None, float | None]:
-    """Pure: the cut points (of ``rfm.measures``, what the scores compare) and the VIP
-    threshold of the customers with orders (None, None without any)."""
+    """Pure: the cut points of the customers with orders (of ``rfm.measures``, what the
+    scores compare) and the VIP threshold of all of them; (None, None) without orders."""
     from crm.segments import rfm
 
     measured = [(c, m) for c in customers if (m := rfm.measures(c.agg, now)) is not None]
     if not measured:
         return None, None
     cuts = {key: rfm.cut_points([float(m[key]) for _, m in measured]) for key in ("r", "f", "m")}
-    threshold = rfm.vip_threshold([float(rfm.ltv(c.agg, now)["historical"]) for c, _ in measured])
+    # VIP: the top 20 % of all the tenant's customers (those without orders count, at 0)
+    threshold = rfm.vip_threshold([float(rfm.ltv(c.agg, now)["historical"]) for c in customers])
     return cuts, threshold
 
 
