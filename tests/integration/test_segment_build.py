@@ -285,6 +285,16 @@ def test_the_schedule_recomputes_a_tenant_daily_and_a_new_one_at_once():
     assert cuts.due(catalogue("2026-06-01T10:30:00Z", with_cuts=False), NOW)
 
 
+def test_the_daily_schedule_recomputes_each_tenant_once_a_day(shop):
+    from crm.storage import SegmentCatalogueItem
+    from functions import segment_jobs
+
+    later = "2026-06-03T12:00:00Z"  # two days after the last computation (NOW)
+    assert segment_jobs.run_cuts(now=later)["recomputed"] >= 1
+    assert SegmentCatalogueItem.get(shop.ctx.prefix, "SEGMENTS", consistent_read=True).cuts_at == later
+    segment_jobs.run_cuts(now="2026-06-03T13:00:00Z")  # an hour later: done for the day
+    assert SegmentCatalogueItem.get(shop.ctx.prefix, "SEGMENTS", consistent_read=True).cuts_at == later
+
 def test_the_sync_queue_runs_a_build_to_the_end_one_step_per_message(shop, event_pipeline, monkeypatch):
     """build.start's message goes through app.sync_work (functions/sync.py), each step
     queues the next, and the chain ends with the segment ready."""
