@@ -1,8 +1,9 @@
 """Local delivery of the events Lambda delivers in AWS, to the same handlers.
 
 In AWS, Lambda's event source mappings read the table's stream and the subscribers'
-queues and invoke ``app.dispatch``, ``app.loyalty_events``, ``app.timeline_events``;
-EventBridge invokes ``app.loyalty_schedule``. Locally (``rapport dev``) these pollers
+queues and invoke ``app.dispatch``, ``app.loyalty_events``, ``app.timeline_events``,
+``app.segments_events``; EventBridge invokes ``app.loyalty_schedule`` and
+``app.segments_schedule``. Locally (``rapport dev``) these pollers
 do it, each in a daemon thread, with events shaped as Lambda shapes them, and honour
 the answer as Lambda does (docs/architecture.md, "Local event delivery"):
 

@@ -53,11 +53,12 @@ def contributions(stored: dict[str, dict[str, Any]], orders: Iterable[dict[str, 
 
 
 def tenant_currency(current: str | None, contribs: dict[str, dict[str, Any]]) -> str | None:
-    """The catalogue's currency; unset, the currency of this customer's first order."""
+    """The catalogue's currency; unset, the currency of this customer's first order (not
+    cancelled, as the aggregate counts it, unless all are)."""
     if current:
         return current
-    dated = sorted((c.get("at") or "~", oid) for oid, c in contribs.items() if c.get("cur"))
-    return contribs[dated[0][1]]["cur"] if dated else None
+    dated = sorted((not c.get("live", True), c.get("at") or "~", oid) for oid, c in contribs.items() if c.get("cur"))
+    return contribs[dated[0][2]]["cur"] if dated else None
 
 
 def cell(scores: dict[str, Any] | None) -> str | None:

@@ -61,7 +61,7 @@ def _drain(sqs, url: str) -> None:
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
 
 
-def test_dlq_list_names_all_four_queues_and_fits_80_columns(dev_stack, aws_endpoint):
+def test_dlq_list_names_every_queue_and_fits_80_columns(dev_stack, aws_endpoint):
     sqs, queues = _sqs(dev_stack)
     sqs.send_message(QueueUrl=queues.dead_letter["sync"], MessageBody=json.dumps(
         {"type": "sync.run", "id": "msg-for-the-list", "connection_id": "con_x"}))
@@ -70,7 +70,7 @@ def test_dlq_list_names_all_four_queues_and_fits_80_columns(dev_stack, aws_endpo
         assert r.returncode == 0, r.stdout + r.stderr
         lines = r.stdout.splitlines()
         assert all(len(line) <= 80 for line in lines), r.stdout
-        for name in ("loyalty", "timeline", "sync", "stream"):
+        for name in ("loyalty", "timeline", "sync", "segments", "stream"):
             dlq = f"{dev_stack.table}-{name}-dlq"
             assert any(dlq in line for line in lines), (dlq, r.stdout)  # never cut or folded
         assert "sync.run msg-for-the-list" in r.stdout

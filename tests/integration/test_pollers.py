@@ -236,7 +236,7 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
     prefix, local = queues
     sqs = boto3.client("sqs")
     assert create_queues(sqs, prefix, visibility_timeout=1) == local
-    assert set(local.queues) == set(local.dead_letter) == {"loyalty", "timeline", "sync"}
+    assert set(local.queues) == set(local.dead_letter) == {"loyalty", "timeline", "sync", "segments"}
     for subscriber, url in local.queues.items():
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert url.endswith(f"/{prefix}-{subscriber}")
@@ -250,7 +250,8 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
         assert attributes["MessageRetentionPeriod"] == str(14 * 24 * 3600)
     assert local.env() == {"RAPPORT_QUEUE_LOYALTY_URL": local.queues["loyalty"],
                            "RAPPORT_QUEUE_TIMELINE_URL": local.queues["timeline"],
-                           "RAPPORT_QUEUE_SYNC_URL": local.queues["sync"]}
+                           "RAPPORT_QUEUE_SYNC_URL": local.queues["sync"],
+                           "RAPPORT_QUEUE_SEGMENTS_URL": local.queues["segments"]}
 
 
 def test_handled_messages_are_deleted_and_failed_ones_come_back(queues, started):

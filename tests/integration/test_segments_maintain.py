@@ -322,3 +322,59 @@ def test_concurrent_changes_of_many_customers_keep_the_count_exact(tenant):
         results = list(pool.map(lambda cid: maintain.reconcile(tenant.ctx, cid), cids * 2))
     assert sorted(c for r in results for c in r["entered"]) == ["seg_all"] * 12  # each entered once
     assert member_count(tenant.ctx, "seg_all") == 12 and members(tenant.ctx, "seg_all") == set(cids)
+
+
+def test_the_schedule_skips_a_suspended_tenant_and_stops_when_short_of_time(tenant):
+    """A suspended tenant's customers stay due and flip once it is active again; an
+    invocation about to time out leaves the rest due for the next run."""
+    from crm import tenants
+    from crm.segments import maintain
+    from functions import segments
+    from functions.idempotency import LocalContext
+
+    make_segment(tenant.ctx, "seg_quiet", "Quiet", {"all": [{"field": "orders.last_at", "op": "older_than", "value": "P5D"}]})
+    cid = tenant.create_customer(email="suspended-seg@example.com")["id"]
+    place_order(tenant, {"id": cid}, "sus-1", total=1000, paid_days_ago=1)
+    maintain.reconcile(tenant.ctx, cid)
+    last = datetime.fromisoformat(stored(tenant.ctx, cid).agg["last_at"].replace("Z", "+00:00"))
+    at = iso(last + timedelta(days=5, seconds=1))
+    tenants.set_status(tenant.ctx, "suspended")
+    try:
+        ran = segments.run_schedule(now=at)
+        assert ran.get("skipped", 0) >= 1 and stored(tenant.ctx, cid).memberships == {}
+    finally:
+        tenants.set_status(tenant.ctx, "active")
+    short = segments.run_schedule(now=at, lambda_context=LocalContext(remaining_ms=1_000))
+    assert short["stopped_early"] == 1 and stored(tenant.ctx, cid).memberships == {}
+    segments.run_schedule(now=at)
+    assert set(stored(tenant.ctx, cid).memberships) == {"seg_quiet"}
+
+
+def test_a_timeline_page_still_finds_the_next_one_with_metrics_in_the_range(tenant, deliver):
+    """PROFILE, ORDERS, METRICS and LOYALTY all sort above the entries: the first page of
+    the timeline reads past all four and still knows there is more."""
+    from crm.segments import maintain
+    from tests.integration.test_loyalty_360 import PROGRAM
+
+    assert tenant.http.put("/v1/loyalty/program", json=PROGRAM).status_code == 201
+    cid = tenant.create_customer(email="pages@example.com")["id"]
+    place_order(tenant, {"id": cid}, "pg-1", total=12000, paid_days_ago=3)
+    place_order(tenant, {"id": cid}, "pg-2", total=3000, paid_days_ago=2)
+    deliver()
+    maintain.reconcile(tenant.ctx, cid)
+    everything = tenant.http.get(f"/v1/customers/{cid}/events", params={"limit": 100}).json()["data"]
+    assert len(everything) >= 4 and stored(tenant.ctx, cid) is not None
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = tenant.http.get(f"/v1/customers/{cid}/events", params=params).json()
+        seen += page["data"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    assert [e["id"] for e in seen] == [e["id"] for e in everything]
+    for i in range(20):  # the 360 view still shows its 20 newest entries
+        assert tenant.http.post(f"/v1/customers/{cid}/events", json={"type": "note.added",
+                                                                     "summary": f"n{i}"}).status_code == 201
+    view = tenant.http.get(f"/v1/customers/{cid}/360").json()
+    assert len(view["timeline"]) == 20 and view["customer"]["metrics"] and view["loyalty"]
