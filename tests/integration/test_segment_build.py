@@ -157,8 +157,11 @@ GOLD_OR_REPEAT = {"any": [{"field": "tags", "op": "contains", "value": "gold"},
                           {"field": "orders.count", "op": ">=", "value": 2}]}
 
 
-def test_a_build_gives_the_exact_membership_and_shows_its_progress(shop):
+def test_a_build_gives_the_exact_membership_and_shows_its_progress(shop, tail):
     from crm.segments import build
+    from functions.dispatch import events_of
+
+    tail.records()  # the stream from here on
 
     define(shop, "seg_gold", GOLD_OR_REPEAT)
     assert state(shop, "seg_gold").status == "building"
@@ -179,6 +182,8 @@ def test_a_build_gives_the_exact_membership_and_shows_its_progress(shop):
     assert len(metrics(shop)) == CUSTOMERS  # the first build backfilled every customer's METRICS
     assert build.step(build.message(shop.id, "seg_gold", 1), OnePage()) is None  # a duplicate: nothing to do
     assert state(shop, "seg_gold").member_count == len(expected)
+    events = [e for r in tail.records() for e in events_of(r)]
+    assert not [e for e in events if e["type"].startswith("segment.")]  # a build is quiet: no entered/exited
 
 
 def test_a_crash_after_a_checkpoint_resumes_without_counting_twice(shop, monkeypatch):
