@@ -115,3 +115,12 @@ def billing_reconcile(event):
     from functions import billing as handler
 
     return handler.run_reconcile(lambda_context=event.context)
+
+
+@app.schedule("rate(1 hour)", name="segment_cuts")
+def segment_cuts(event):
+    """Each tenant's RFM cut points and VIP threshold: daily per tenant, within the hour for
+    a new one (functions/segment_jobs.py)."""
+    from functions import segment_jobs as handler
+
+    return handler.run_cuts(lambda_context=event.context)

@@ -10,6 +10,9 @@ Messages (JSON):
   parsed and written through the sink.
 - ``{"type": "erasure", "tenant_id", "customer_id"}``: an erasure's follow-up
   (functions/erasure.py).
+- ``{"type": "segment_build", "tenant_id", "segment_id", "version"}``: a step of a
+  segment's background build, or with ``"drop": true`` of a deleted segment's member
+  removal (functions/segment_jobs.py); a step out of time queues the next.
 
 The schedule reads the sparse ``SYNC_SCHEDULE`` index (connections whose next sync is
 due) and queues one message per connection (SQS batches of 10), skipping suspended
@@ -93,6 +96,10 @@ def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[
                 from functions import erasure
 
                 erasure.run(message)
+            elif message.get("type") == "segment_build":  # a segment's build or drop, one step
+                from functions import segment_jobs
+
+                segment_jobs.run_build(message, lambda_context)
             else:
                 raise ValueError(f"unknown sync message type {message.get('type')!r}")
         except Exception:

@@ -174,9 +174,16 @@ def _removal(ctx: TenantContext, read: _Read, customer_id: str) -> dict[str, Any
 
 
 def _measure(
-    ctx: TenantContext, read: _Read, customer_id: str, orders: Iterable[dict[str, Any]], now: str, rebuild: bool
+    ctx: TenantContext,
+    read: _Read,
+    customer_id: str,
+    orders: Iterable[dict[str, Any]],
+    now: str,
+    rebuild: bool,
+    backfill: bool = False,
 ) -> dict[str, Any]:
-    """Reconcile an active customer as read: the writes if anything changed."""
+    """Reconcile an active customer as read: the writes if anything changed. ``backfill``:
+    a new ``METRICS`` records memberships that already held (quiet: no events)."""
     assert read.profile is not None
     item = read.metrics
     fresh = item is None
@@ -209,6 +216,7 @@ def _measure(
     if m.currency and not catalogue.currency:
         currency = (read.catalogue, m.currency)
     gone = set(before) - set(catalogue.segments)  # deleted segments: dropped quietly
+    held = set(m.memberships) if fresh and backfill else set()  # a backfill announces nothing
     write(
         ctx,
         item,
@@ -217,7 +225,7 @@ def _measure(
         cells=(None if fresh else cell(item.scores), cell(m.scores)),
         currency=currency,
         counted=set(catalogue.segments),
-        quiet=gone,
+        quiet=gone | held,
     )
     return {
         "entered": sorted(set(m.memberships) - set(before)),
@@ -234,6 +242,7 @@ def _reconcile(
     now: str,
     rebuild: bool = False,
     follow: bool = True,
+    backfill: bool = False,
 ) -> dict[str, Any]:
     """``reconcile``; ``rebuild``: from the customer's orders read back; ``follow``: a
     merged customer's change goes on to its survivor."""
@@ -252,7 +261,7 @@ def _reconcile(
                         return result
                     target, rebuild = survivor, False  # a late event: the survivor's now
                     continue
-                measured = _measure(ctx, read, target, orders, now, rebuild)
+                measured = _measure(ctx, read, target, orders, now, rebuild, backfill)
                 if result is not None:  # the merged one's removal, then its survivor's change
                     measured = {**measured, "exited": result["exited"] + measured["exited"]}
                 return measured
@@ -278,10 +287,10 @@ def reconcile(
 
 
 def ensure(ctx: TenantContext, customer_id: str, now: str | None = None) -> MetricsItem | None:
-    """A customer's ``METRICS``, reconciled (created if missing: a backfill); None for
-    an erased, merged or missing customer. 1 BatchGetItem (+1 Query and 1
-    TransactWriteItems to create it)."""
-    item = _reconcile(ctx, customer_id, (), now or clock.now_iso(), follow=False).get("item")
+    """A customer's ``METRICS``, reconciled (created if missing: a backfill, whose
+    memberships held already, so no segment.entered); None for an erased, merged or
+    missing customer. 1 BatchGetItem (+1 Query and 1 TransactWriteItems to create it)."""
+    item = _reconcile(ctx, customer_id, (), now or clock.now_iso(), follow=False, backfill=True).get("item")
     return item if isinstance(item, MetricsItem) else None
 
 
