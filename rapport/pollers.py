@@ -29,6 +29,7 @@ that tests recording what the *functions* call can leave them out.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import threading
@@ -58,11 +59,31 @@ def is_plumbing(client: Any) -> bool:
     return getattr(client, _PLUMBING, False)
 
 
+@functools.lru_cache(maxsize=1)
+def _chalice_config() -> dict[str, Any]:
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads((Path(__file__).resolve().parent.parent / ".chalice" / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def configured_timeout(function_name: str) -> float:
+    """The function's timeout as .chalice/config.json gives it to Lambda (its own
+    ``lambda_timeout``, else the app's), so a handler that plans by its remaining time
+    (a build step, the RFM cut points) plans locally as it does in AWS."""
+    config = _chalice_config()
+    own = (config.get("lambda_functions") or {}).get(function_name) or {}
+    return float(own.get("lambda_timeout") or config.get("lambda_timeout") or 30)
+
+
 class LambdaContext:
     """The parts of Lambda's context object that handlers and Powertools read."""
 
     def __init__(self, function_name: str, region: str, account: str = "000000000000",
-                 timeout_seconds: float = 30, memory_mb: int = 512) -> None:
+                 timeout_seconds: float | None = None, memory_mb: int = 512) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:{region}:{account}:function:{function_name}"
@@ -70,6 +91,8 @@ class LambdaContext:
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "local"
+        if timeout_seconds is None:
+            timeout_seconds = configured_timeout(function_name)
         self._deadline = time.monotonic() + timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:

@@ -50,6 +50,7 @@ def demo_records(n: int = 50, seed: int = 7) -> list[dict]:
             "attributes": {"favourite_category": rng.choice(["shoes", "bags", "outerwear"]),
                            "newsletter_issues_read": rng.randint(0, 40)},
             "external_ids": {"shopify": str(7_000_000_000 + i)} if i % 2 == 0 else {},
+            "birth_date": f"{rng.randint(1960, 2004)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
         }
         record = {k: v for k, v in record.items() if v not in (None, {}, [])}
         records.append(record)
@@ -69,9 +70,10 @@ def seed_demo(name: str = "Demo Shop", customers: int = 50) -> tuple[str, str]:
     key = apikeys.create(ctx, "demo admin", ["admin"])
     rng = random.Random(11)
     now = datetime.now(timezone.utc)
+    records = _birthdays_this_week(demo_records(customers), now)
     results = []
     for start in range(0, customers, 100):
-        results += batch.upsert(ctx, demo_records(customers)[start:start + 100])
+        results += batch.upsert(ctx, records[start:start + 100])
     # The customers were just created, so their timelines go in as plain batch writes
     # (25 items a request) rather than one conditional transaction per entry.
     with EventItem.batch_write() as writer:
@@ -83,7 +85,41 @@ def seed_demo(name: str = "Demo Shop", customers: int = 50) -> tuple[str, str]:
                     type=kind, channel=channel, summary=summary, occurred_at=when)))
     _seed_program(ctx)
     _seed_orders(ctx, [r.id for r in results if r.id], rng, now)
+    _seed_segments(ctx)
     return tenant.id, key.secret
+
+
+def _birthdays_this_week(records: list[dict], now: datetime) -> list[dict]:
+    """Every ninth customer's birthday falls in the coming week (relative to today, so the
+    demo's "Birthday this week" segment is never empty)."""
+    for n, record in enumerate(records[::9]):
+        day = (now + timedelta(days=n % 7)).date()
+        if (day.month, day.day) == (2, 29):
+            day -= timedelta(days=1)
+        record["birth_date"] = f"{1975 + n}-{day.month:02d}-{day.day:02d}"
+    return records
+
+
+DEMO_SEGMENTS = [
+    ("VIPs", "the top 20 % by lifetime value", {"all": [{"field": "vip", "op": "=", "value": True}]}),
+    ("At risk", "used to buy often, not lately (RFM)",
+     {"all": [{"field": "rfm.segment", "op": "in", "value": ["At risk", "Can't lose them"]}]}),
+    ("Birthday this week", "email consent, birthday in the next 7 days",
+     {"all": [{"field": "birth_date", "op": "birthday_within", "value": 7},
+              {"field": "consent.email", "op": "=", "value": "granted"}]}),
+    ("Lapsed big spenders", "spent $250 or more, no order in 90 days",
+     {"all": [{"field": "orders.net_spend", "op": ">=", "value": 25000},
+              {"field": "orders.last_at", "op": "older_than", "value": "P90D"}]}),
+]
+
+
+def _seed_segments(ctx) -> None:
+    """Built in the background once the stack's pollers run, like any new segment."""
+    from crm.segments import service
+    from crm.segments.schemas import SegmentCreate
+
+    for name, description, rule in DEMO_SEGMENTS:
+        service.create(ctx, SegmentCreate(name=name, description=description, rule=rule))
 
 
 DEMO_PROGRAM = {

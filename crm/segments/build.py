@@ -44,6 +44,7 @@ QUEUE = "sync"
 PAGE = 200  # customers per page (one Query of gsi1, then one checkpoint)
 RESERVE_SECONDS = 10.0  # a step stops with at least this much of its invocation left
 DROP_PAGE = 100  # member items per Query when a deleted segment's members go
+STALL_SECONDS = 900  # a build with no checkpoint for this long is sent on again
 
 
 def segment_pk(ctx: TenantContext, segment_id: str) -> str:
@@ -100,6 +101,25 @@ def start(ctx: TenantContext, segment_id: str, rule_version: int) -> None:
             return  # deleted, or edited again (that edit starts its own build)
         raise
     queues.send(QUEUE, [message(ctx.tenant_id, segment_id, rule_version)])
+
+
+def resume_stalled(ctx: TenantContext, now: str | None = None) -> int:
+    """Send a step again for every build that has not checkpointed for ``STALL_SECONDS``:
+    its start's message was never sent (the API's write committed, the send failed) or
+    its chain ended in the sync queue's DLQ. The step resumes from the checkpoint, so a
+    build that was only slow loses nothing. 1 Query (gsi1 ``P SEGMENTS``) per tenant;
+    the hourly cut points schedule calls it. Returns the builds sent on."""
+    at = clock.parse(now or clock.now_iso())
+    stalled = [
+        item
+        for item in SegmentItem.gsi1.query(ctx.key("SEGMENTS"))
+        if isinstance(item, SegmentItem)
+        and item.status == "building"
+        and (at - clock.parse(item.updated_at)).total_seconds() >= STALL_SECONDS
+    ]
+    if stalled:
+        queues.send(QUEUE, [message(ctx.tenant_id, i.segment_id, int(i.rule_version)) for i in stalled])
+    return len(stalled)
 
 
 def _count(ctx: TenantContext) -> int:

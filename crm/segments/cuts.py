@@ -174,12 +174,14 @@ def run_all(
     now: str | None = None, *, force: bool = False, time_left: Callable[[], float] | None = None
 ) -> dict[str, int]:
     """The schedule: every tenant (gsi1 ``TENANTS``, 1 Query per 1 MB), 1 GetItem of each
-    catalogue, and ``recompute`` for those ``due``. Suspended tenants are skipped. With
+    catalogue, and ``recompute`` for those ``due``; for a tenant with segments, 1 Query
+    more to send stalled builds on (``build.resume_stalled``). Suspended tenants are skipped. With
     less than ``RESERVE_SECONDS`` left it stops: the next run goes on (the rest are still due)."""
+    from crm.segments import build
     from crm.storage import TenantItem
 
     at = now or clock.now_iso()
-    seen = recomputed = 0
+    seen = recomputed = resumed = 0
     for tenant in TenantItem.gsi1.query("TENANTS"):
         if not isinstance(tenant, TenantItem) or tenant.status != "active":
             continue
@@ -194,4 +196,6 @@ def run_all(
         if force or due(catalogue, at):
             recompute(ctx, at, time_left)
             recomputed += 1
-    return {"tenants": seen, "recomputed": recomputed}
+        if catalogue is not None and catalogue.segments:
+            resumed += build.resume_stalled(ctx, at)
+    return {"tenants": seen, "recomputed": recomputed, **({"builds_resumed": resumed} if resumed else {})}

@@ -9,6 +9,8 @@ what ``GET /v1/segments/{id}`` shows, and a step can be made to crash at a chose
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.conftest import Tenant
@@ -324,3 +326,31 @@ def test_the_sync_queue_runs_a_build_to_the_end_one_step_per_message(shop, event
     assert item.status == "ready" and item.build["percent"] == 100
     assert members(shop, "seg_queued") == buyers and item.member_count == len(buyers)
     assert pages["n"] >= CUSTOMERS // PAGE  # a message per page: the chain went through the queue
+
+
+def test_a_build_whose_message_was_lost_is_sent_on_by_the_schedule(shop, monkeypatch):
+    """The API's write committed but its build's message never left (or its chain ended in
+    the DLQ): the hourly schedule finds the build that stopped checkpointing and sends a
+    step again, which runs it to the end from where it was."""
+    from crm import clock, queues
+    from crm.segments import build, cuts
+
+    sent: list[dict] = []
+    monkeypatch.setattr(queues, "send", lambda queue, bodies, delay=0: sent.extend(bodies) or len(sent))
+    define(shop, "seg_lost", GOLD_OR_REPEAT)
+    sent.clear()  # the start's message: lost
+    assert state(shop, "seg_lost").status == "building"
+    now = clock.parse(clock.now_iso())
+    soon = clock.iso(now + timedelta(seconds=60))
+    later = clock.iso(now + timedelta(seconds=build.STALL_SECONDS + 60))
+    assert build.resume_stalled(shop.ctx, soon) == 0  # still within its time: not stalled
+    assert cuts.run_all(later).get("builds_resumed", 0) >= 1
+    resent = [m for m in sent if m.get("segment_id") == "seg_lost"]
+    assert resent == [build.message(shop.id, "seg_lost", 1)]
+    message: dict | None = resent[0]
+    while message is not None:
+        message = build.step(message, OnePage())
+    expected = gold_or_repeat(shop.people)
+    item = state(shop, "seg_lost")
+    assert item.status == "ready" and item.member_count == len(expected) == len(members(shop, "seg_lost"))
+    assert build.resume_stalled(shop.ctx, later) == 0  # ready: nothing to send on
