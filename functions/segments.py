@@ -6,10 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SCHEDULE_BATCH = 250  # customers per shard per run; the rest wait for the next run
-SKIP_HEADROOM = 4  # due rows read per shard: this many batches, so skipped ones do not starve others
-TIME_RESERVE_MS = 5_000  # stop taking customers when the invocation has less left
-
 Key = tuple[str, str]
 
 
@@ -31,15 +27,16 @@ def group(events: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
     return out
 
 
-def apply(key: Key, work: dict[str, Any], now: str | None = None) -> dict[str, Any]:
-    """One customer: ``on_merged`` for a merge, else a reconcile with the order states."""
+def apply(key: Key, work: dict[str, Any], now: str | None = None, read: Any = None) -> dict[str, Any]:
+    """One customer: ``on_merged`` for a merge, else a reconcile with the order states
+    (``read``: its first read, made for the whole batch)."""
     from crm.context import TenantContext
     from crm.segments import maintain
 
     ctx = TenantContext(key[0])
     if work["merged_into"]:
         return maintain.on_merged(ctx, key[1], work["merged_into"], now)
-    return maintain.reconcile(ctx, key[1], work["orders"], now)
+    return maintain.reconcile(ctx, key[1], work["orders"], now, read=read)
 
 
 def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[str, Any]:
@@ -58,6 +55,14 @@ def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[
             continue  # consume() reports it failed
     groups = group(events)
     done: dict[Key, BaseException | None] = {}
+    reads: dict[Key, Any] = {}
+    try:  # every customer's first read in one BatchGetItem (a failure: each reads its own)
+        from crm.context import TenantContext
+        from crm.segments import maintain
+
+        reads = maintain.read_many([(TenantContext(t), c) for (t, c), w in groups.items() if not w["merged_into"]])
+    except Exception:  # noqa: BLE001 - each customer's reconcile reads (and fails) on its own
+        reads = {}
 
     def handle(event: dict[str, Any]) -> None:
         data = event.get("data") or {}
@@ -66,7 +71,7 @@ def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[
             return
         if key not in done:
             try:
-                apply(key, groups[key])
+                apply(key, groups[key], read=reads.get(key))
                 done[key] = None
             except Exception as exc:  # noqa: BLE001 - kept to fail this customer's other messages too
                 done[key] = exc
@@ -77,33 +82,14 @@ def handle_batch(raw_event: dict[str, Any], lambda_context: Any = None) -> dict[
 
 
 def run_schedule(now: str | None = None, lambda_context: Any = None) -> dict[str, int]:
-    """Every customer whose next flip time has passed: 1 Query per shard on the sparse
-    due index, then each customer's reconcile (1 BatchGetItem + 1 TransactWriteItems).
-    A suspended tenant's customers are skipped (1 GetItem per tenant per run); they stay
-    due. Stops early when the invocation runs short of time; what is left is still due
-    at the next run."""
-    from connectors.connections import tenant_active
-    from crm import clock
-    from crm.context import TenantContext
+    """Every customer whose next flip time has passed (functions/due_sweep.py): 1 Query
+    per shard on the sparse due index, then each customer's reconcile (1 BatchGetItem +
+    1 TransactWriteItems); ``changed`` counts those whose memberships moved."""
     from crm.segments import maintain
+    from functions.due_sweep import sweep
 
-    at = now or clock.now_iso()
-    customers = changed = skipped = 0
-    active: dict[str, bool] = {}
-    for shard in range(maintain.DUE_SHARDS):
-        done = 0
-        for tenant, customer in list(maintain.due(shard, at, SCHEDULE_BATCH * SKIP_HEADROOM)):
-            if done >= SCHEDULE_BATCH:
-                break
-            ctx = TenantContext(tenant)
-            if not tenant_active(ctx, active):
-                skipped += 1
-                continue
-            if lambda_context is not None and lambda_context.get_remaining_time_in_millis() < TIME_RESERVE_MS:
-                return {"customers": customers, "changed": changed, "stopped_early": 1,
-                        **({"skipped": skipped} if skipped else {})}
-            result = maintain.reconcile(ctx, customer, now=at)
-            changed += int(bool(result["entered"] or result["exited"]))
-            customers += 1
-            done += 1
-    return {"customers": customers, "changed": changed, **({"skipped": skipped} if skipped else {})}
+    def work(ctx: Any, customer: str, at: str) -> int:
+        result = maintain.reconcile(ctx, customer, now=at)
+        return int(bool(result["entered"] or result["exited"]))
+
+    return sweep(maintain.DUE_SHARDS, maintain.due, work, "changed", now, lambda_context)

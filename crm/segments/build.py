@@ -29,7 +29,9 @@ from typing import Any
 
 from crm import clock, queues
 from crm.context import TenantContext
+from crm.customers import records
 from crm.errors import NotFound
+from crm.segments.membership import metrics_index, segment_pk
 from crm.storage import (
     CustomerItem,
     MetricsItem,
@@ -45,18 +47,6 @@ PAGE = 200  # customers per page (one Query of gsi1, then one checkpoint)
 RESERVE_SECONDS = 10.0  # a step stops with at least this much of its invocation left
 DROP_PAGE = 100  # member items per Query when a deleted segment's members go
 STALL_SECONDS = 900  # a build with no checkpoint for this long is sent on again
-
-
-def segment_pk(ctx: TenantContext, segment_id: str) -> str:
-    return ctx.key("SEG", segment_id)
-
-
-def metrics_index(ctx: TenantContext) -> str:
-    return ctx.key("METRICS")
-
-
-def customers_index(ctx: TenantContext) -> str:
-    return ctx.key("CUSTOMERS")
 
 
 def message(tenant_id: str, segment_id: str, version: int | None, *, drop: bool = False) -> dict[str, Any]:
@@ -103,16 +93,22 @@ def start(ctx: TenantContext, segment_id: str, rule_version: int) -> None:
     queues.send(QUEUE, [message(ctx.tenant_id, segment_id, rule_version)])
 
 
-def resume_stalled(ctx: TenantContext, now: str | None = None) -> int:
+def resume_stalled(ctx: TenantContext, now: str | None = None, segment_ids: list[str] | None = None) -> int:
     """Send a step again for every build that has not checkpointed for ``STALL_SECONDS``:
     its start's message was never sent (the API's write committed, the send failed) or
     its chain ended in the sync queue's DLQ. The step resumes from the checkpoint, so a
-    build that was only slow loses nothing. 1 Query (gsi1 ``P SEGMENTS``) per tenant;
-    the hourly cut points schedule calls it. Returns the builds sent on."""
+    build that was only slow loses nothing. 1 BatchGetItem of ``segment_ids`` (the
+    catalogue's), or 1 Query of gsi1 ``P SEGMENTS``; the cut points schedule calls it
+    for every tenant with segments. Returns the builds sent on."""
     at = clock.parse(now or clock.now_iso())
+    items = (
+        SegmentItem.batch_get([(segment_pk(ctx, sid), "SEGMENT") for sid in segment_ids])
+        if segment_ids is not None
+        else SegmentItem.gsi1.query(ctx.key("SEGMENTS"))
+    )
     stalled = [
         item
-        for item in SegmentItem.gsi1.query(ctx.key("SEGMENTS"))
+        for item in items
         if isinstance(item, SegmentItem)
         and item.status == "building"
         and (at - clock.parse(item.updated_at)).total_seconds() >= STALL_SECONDS
@@ -125,7 +121,7 @@ def resume_stalled(ctx: TenantContext, now: str | None = None) -> int:
 def _count(ctx: TenantContext) -> int:
     """The tenant's active customers when the usage counter has none yet (1 Query with
     Select COUNT per 1 MB of gsi1 ``P CUSTOMERS``)."""
-    return int(CustomerItem.gsi1.count(customers_index(ctx)))
+    return int(CustomerItem.gsi1.count(records.list_pk(ctx)))
 
 
 def drop(ctx: TenantContext, segment_id: str) -> None:
@@ -208,8 +204,8 @@ def _backfill(ctx: TenantContext, segment_id: str, state: dict[str, Any], budget
             return True
         started = time.monotonic()
         now = clock.now_iso()
-        start = _start_key(customers_index(ctx), state.get("cursor"), ctx, "PROFILE")
-        rows = CustomerItem.gsi1.query(customers_index(ctx), limit=PAGE, page_size=PAGE, last_evaluated_key=start)
+        start = _start_key(records.list_pk(ctx), state.get("cursor"), ctx, "PROFILE")
+        rows = CustomerItem.gsi1.query(records.list_pk(ctx), limit=PAGE, page_size=PAGE, last_evaluated_key=start)
         ids = [row.customer_id for row in rows]
         if ids:
             keys = [(ctx.key("C", cid), "METRICS") for cid in ids]

@@ -37,6 +37,11 @@ def segment_pk(ctx: TenantContext, segment_id: str) -> str:
     return ctx.key("SEG", segment_id)
 
 
+def metrics_index(ctx: TenantContext) -> str:
+    """gsi1 of every customer's ``METRICS`` in the tenant (builds, previews, cut points)."""
+    return ctx.key("METRICS")
+
+
 def member_sk(customer_id: str) -> str:
     return f"M#{customer_id}"
 

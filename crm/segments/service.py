@@ -33,6 +33,7 @@ from crm import clock, retry
 from crm.context import TenantContext
 from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
+from crm.segments.membership import metrics_index, segment_pk
 from crm.segments.schemas import (
     CustomerSegment,
     Preview,
@@ -72,16 +73,8 @@ PREVIEW_PAGE = 1000
 # --- keys ------------------------------------------------------------------------------
 
 
-def segment_pk(ctx: TenantContext, segment_id: str) -> str:
-    return ctx.key("SEG", segment_id)
-
-
 def list_pk(ctx: TenantContext) -> str:
     return ctx.key("SEGMENTS")
-
-
-def metrics_list_pk(ctx: TenantContext) -> str:
-    return ctx.key("METRICS")
 
 
 def new_id() -> str:
@@ -408,7 +401,7 @@ def preview(ctx: TenantContext, rule: Any, limit: int = 10, *, profiles: bool = 
     evaluated, matched, exact = 0, 0, True
     sample: list[str] = []
     rows = MetricsItem.gsi1.query(
-        metrics_list_pk(ctx),
+        metrics_index(ctx),
         attributes_to_get=["pk", "sk", "kind", "customer_id", "facts"],
         page_size=PREVIEW_PAGE,
     )

@@ -11,6 +11,9 @@ from tests.fakes.acme import AcmeServer
 from tests.plan_helpers import set_plan
 
 FREE_CUSTOMERS = 500
+# 500 customers pass through the dispatcher and the segments subscriber: on a loaded
+# 2-core machine that can take more than wait_idle's default 30 s
+IDLE = 120
 
 
 def _fill(tenant, n: int, start: int = 0) -> None:
@@ -27,9 +30,9 @@ def _is_plan_limit(body: dict, *, limit: str, usage: int, plan: str, upgrade_to:
 
 def test_creates_past_the_free_plan_get_402_per_request_and_per_record(tenant, event_pipeline) -> None:
     _fill(tenant, FREE_CUSTOMERS - 1)
-    assert event_pipeline.wait_idle()
+    assert event_pipeline.wait_idle(IDLE)
     assert tenant.http.post("/v1/customers", json={"email": "last@example.com"}).status_code == 201
-    assert event_pipeline.wait_idle()
+    assert event_pipeline.wait_idle(IDLE)
 
     r = tenant.http.post("/v1/customers", json={"email": "one-too-many@example.com"})
     assert r.status_code == 402, r.text
@@ -53,7 +56,7 @@ def test_creates_past_the_free_plan_get_402_per_request_and_per_record(tenant, e
 def test_a_downgrade_keeps_everything_readable_and_updatable(tenant, event_pipeline) -> None:
     set_plan(tenant, "starter")
     _fill(tenant, FREE_CUSTOMERS + 2)
-    assert event_pipeline.wait_idle()
+    assert event_pipeline.wait_idle(IDLE)
     set_plan(tenant, "free", status="canceled")  # the subscription ended: back to free
     listed = tenant.http.get("/v1/customers", params={"limit": 100})
     assert listed.status_code == 200 and len(listed.json()["data"]) == 100
@@ -96,7 +99,7 @@ def test_a_second_connection_on_free_gets_402(tenant, acme) -> None:
 
 def test_a_sync_past_the_limit_rejects_each_new_customer_and_succeeds(tenant, acme, event_pipeline) -> None:
     _fill(tenant, FREE_CUSTOMERS - 10)
-    assert event_pipeline.wait_idle()
+    assert event_pipeline.wait_idle(IDLE)
     conn = _connect(tenant, acme).json()
     r = tenant.http.post(f"/v1/connections/{conn['id']}/sync", json={"mode": "backfill"})
     assert r.status_code == 202, r.text
@@ -106,7 +109,7 @@ def test_a_sync_past_the_limit_rejects_each_new_customer_and_succeeds(tenant, ac
     assert (counts["read"], counts["created"], counts["rejected"]) == (30, 10, 20), counts
     assert run["rejected_total"] == 20
     assert all("free plan allows 500 customers" in x["reason"] for x in run["rejected"]), run["rejected"][:2]
-    assert event_pipeline.wait_idle()
+    assert event_pipeline.wait_idle(IDLE)
     from crm.billing import usage
 
     got = usage.summary(tenant.ctx)
@@ -123,7 +126,7 @@ def test_an_upgrade_is_honoured_at_once_although_the_key_is_cached(tenant, event
     from crm import apikeys
 
     _fill(tenant, FREE_CUSTOMERS)
-    assert event_pipeline.wait_idle()
+    assert event_pipeline.wait_idle(IDLE)
     monkeypatch.setenv("RAPPORT_KEY_CACHE_SECONDS", "60")
     apikeys.clear_cache()
     writer = httpx.Client(base_url=str(tenant.http.base_url), timeout=30,

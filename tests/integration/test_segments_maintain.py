@@ -18,8 +18,9 @@ from tests.loyalty_helpers import iso, place_order
 
 
 def make_segment(ctx, sid: str, name: str, rule: dict) -> None:
-    """A segment as the segments API stores it (another helper's): the SegmentItem and
-    its rule in the tenant's catalogue. Members come from maintenance only."""
+    """A segment as the segments API stores it, after its build on an empty tenant: the
+    SegmentItem (ready) and its rule in the tenant's catalogue (backfilled: from now on
+    every customer is measured). Members come from maintenance only."""
     from crm.segments import rules
     from crm.storage import SegmentCatalogueItem, SegmentItem
 
@@ -32,6 +33,7 @@ def make_segment(ctx, sid: str, name: str, rule: dict) -> None:
     except SegmentCatalogueItem.DoesNotExist:
         catalogue = SegmentCatalogueItem(ctx.prefix, "SEGMENTS")
     catalogue.segments = {**(catalogue.segments or {}), sid: {"name": name, "rule": normalized, "v": 1}}
+    catalogue.backfilled_at = catalogue.backfilled_at or now  # as after its (empty tenant's) first build
     catalogue.save()
 
 

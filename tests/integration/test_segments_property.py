@@ -16,7 +16,7 @@ The segments are written as the API stores them (tests/integration/test_segments
 ``make_segment``), ready and empty: this checks maintenance, and test_segment_build.py
 checks builds against the same kind of from-scratch count.
 
-``SEGMENT_EXAMPLES`` raises the number of examples (default 12).
+``SEGMENT_EXAMPLES`` raises the number of examples (default 8).
 """
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ def _sqs_event(events: list[dict]) -> dict:
                          "awsRegion": "us-east-1"} for i, e in enumerate(events)]}
 
 
-@settings(max_examples=int(os.environ.get("SEGMENT_EXAMPLES", 12)), deadline=None,
+@settings(max_examples=int(os.environ.get("SEGMENT_EXAMPLES", 8)), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=ops, rnd=st.randoms(use_true_random=False))
 def test_memberships_equal_a_from_scratch_evaluation(table, steps, rnd):
