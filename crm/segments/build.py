@@ -183,7 +183,7 @@ def _build_step(ctx: TenantContext, message_: dict[str, Any], budget: _Clock) ->
         if not catalogue.backfilled_at:
             if _backfill(ctx, segment_id, state, budget):
                 return dict(message_)  # out of time: the next step goes on from the checkpoint
-            _first_cuts(ctx, _mark_backfilled(ctx), budget)
+            _first_cuts(ctx, _mark_backfilled(ctx), budget, backfilled=True)
         elif catalogue.cuts is None:
             _first_cuts(ctx, catalogue, budget)
         state.update(phase="members", cursor=None)
@@ -366,12 +366,15 @@ def _mark_backfilled(ctx: TenantContext) -> SegmentCatalogueItem | None:
     raise RuntimeError("the segment catalogue kept changing while marking it backfilled")
 
 
-def _first_cuts(ctx: TenantContext, catalogue: SegmentCatalogueItem | None, budget: _Clock) -> None:
+def _first_cuts(
+    ctx: TenantContext, catalogue: SegmentCatalogueItem | None, budget: _Clock, *, backfilled: bool = False
+) -> None:
     """A tenant's first build computes its RFM cut points if it has none yet, so scores
     are the tenant's own the same day rather than the defaults until the schedule runs
     (customers it has no time to rescore are the schedule's within the hour: ``cuts_at``
-    stays unset until all are)."""
-    if catalogue is not None and catalogue.cuts is None:
+    stays unset until all are). Right after the backfill it recomputes them anyway: cut
+    points the schedule took from the first few orders would otherwise stand for a day."""
+    if catalogue is not None and (backfilled or catalogue.cuts is None):
         from crm.segments import cuts
 
         cuts.recompute(ctx, clock.now_iso(), budget.left, RESERVE_SECONDS)
