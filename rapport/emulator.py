@@ -72,6 +72,12 @@ INTERNALS = (
     Internal("moto.dynamodb.models.table.Table.set_stream_specification", source_has=("self.stream_shard",)),
     Internal("moto.dynamodb.models.table.StreamShard.__init__", source_has=("self.items",)),
     Internal("moto.dynamodb.models.dynamo_type.DynamoType.__init__", ("self", "type_as_dict")),
+    # make_queries_cheap: a table Query filters ``self.all_items()`` by hash key
+    Internal("moto.dynamodb.models.table.Table.query",
+             ("self", "hash_key", "range_comparison", "range_objs", "limit", "exclusive_start_key",
+              "scan_index_forward", "projection_expressions", "index_name"),
+             ("for item in self.all_items()", "item.hash_key == hash_key")),
+    Internal("moto.dynamodb.models.table.Table.all_items"),
     # start
     Internal("moto.server.ThreadedMotoServer.__init__", ("self", "ip_address", "port", "verbose")),
 )
@@ -271,6 +277,38 @@ def make_transactions_cheap() -> None:
     backend._rapport_cheap = True
 
 
+def make_queries_cheap() -> None:
+    """Idempotent: a Query on the table (not an index) reads only its partition.
+
+    moto answers every Query by walking every item of the table (``all_items()``) and
+    keeping those of the hash key: O(table), so a test run (one table for every test's
+    tenants) or a large bench tenant slows each 360 view, page and read-back down as the
+    table grows. The partition is ``table.items[hash_key]``, the same items in the same
+    order; moto's own code still sorts, pages, filters and projects them. Index queries
+    are unchanged (moto keeps no per-index structure to read instead). Needs the
+    serializing lock: the method is swapped on the instance for the call."""
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table, "_rapport_cheap_query", False):
+        return
+    original = Table.query
+
+    @functools.wraps(original)
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or not self.range_key_attr or hash_key is None:
+            return original(self, hash_key, *args, **kwargs)
+        partition = self.items.get(hash_key)
+        self.all_items = lambda: list(partition.values()) if isinstance(partition, dict) else []
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = query
+    Table._rapport_cheap_query = True
+
+
 FAST_SERIALIZED = frozenset({"BatchGetItem", "BatchWriteItem", "DeleteItem", "GetItem", "PutItem",
                              "Query", "TransactGetItems", "TransactWriteItems", "UpdateItem"})
 
@@ -359,6 +397,7 @@ def start(port: int) -> Any:
     make_dynamodb_serializable()
     make_transactions_cheap()
     make_streams_consistent()
+    make_queries_cheap()
     make_responses_fast(check=os.environ.get("RAPPORT_EMULATOR_CHECK") == "1")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

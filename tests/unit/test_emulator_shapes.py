@@ -83,3 +83,37 @@ def test_start_refuses_a_changed_moto_before_serving(changed_moto, monkeypatch):
         emulator.start(port)
     with socket.socket() as s:  # nothing was started on the port
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_cheap_query_answers_as_motos_own_over_the_whole_table():
+    """make_queries_cheap reads only the partition; moto's own Query (the wrapped
+    original) walks every item: pages, order, filters and absent keys must agree."""
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    emulator.make_queries_cheap()
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                               {"AttributeName": "sk", "AttributeType": "S"}],
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                    {"AttributeName": "sk", "KeyType": "RANGE"}])
+        for p in range(5):
+            for s in range(30):
+                ddb.put_item(TableName="t", Item={"pk": {"S": f"p{p}"}, "sk": {"S": f"s{s:03}"},
+                                                  "n": {"N": str(s % 7)}})
+        table = dynamodb_backends["123456789012"]["us-east-1"].tables["t"]
+        original = type(table).query.__wrapped__
+        for hash_key in ("p0", "p3", "absent"):
+            for args in [(None, [], 10, None, True, None), ("BEGINS_WITH", [DynamoType({"S": "s01"})], 4, None, False, None),
+                         (None, [], 7, {"pk": {"S": hash_key}, "sk": {"S": "s012"}}, True, None)]:
+                key = DynamoType({"S": hash_key})
+                cheap = table.query(key, *args)
+                assert "all_items" not in vars(table)  # the swap is undone
+                own = original(table, key, *args)
+                assert [i.to_json() for i in cheap[0]] == [i.to_json() for i in own[0]]
+                assert cheap[1:] == own[1:]
+        assert len(table.query(DynamoType({"S": "p1"}), None, [], 100, None, True, None)[0]) == 30
