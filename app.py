@@ -11,7 +11,20 @@ from chalice import Chalice
 
 from api.http import rate_limit_the_rest
 from api.problems import chalice_errors_as_problems
-from api.routes import api_keys, billing, connections, customers, identity, loyalty, meta, orders, segments
+from api.routes import (
+    api_keys,
+    billing,
+    campaigns,
+    connections,
+    customers,
+    email,
+    identity,
+    loyalty,
+    meta,
+    orders,
+    segments,
+    unsubscribe,
+)
 
 # configure_logs=False: Powertools' JSON logger writes to the same "rapport" logger; Chalice's
 # own stdout handler on it would print every error a second time (tests/unit/test_app_logging.py)
@@ -26,6 +39,9 @@ app.register_blueprint(connections.bp)
 app.register_blueprint(identity.bp)
 app.register_blueprint(billing.bp)
 app.register_blueprint(segments.bp)
+app.register_blueprint(email.bp)
+app.register_blueprint(campaigns.bp)
+app.register_blueprint(unsubscribe.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 
@@ -65,6 +81,24 @@ def segments_events(event):
     """Order, profile and loyalty events -> each customer's metrics and segment
     memberships (functions/segments.py); failures go back to the queue."""
     from functions import segments as handler
+
+    return handler.handle_batch(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue="rapport-email", batch_size=1, name="email_work")
+def email_work(event):
+    """A campaign's audience pages and recipient batches: exactly-once sends through SES,
+    throttled (functions/campaigns.py); failures go back to the queue."""
+    from functions import campaigns as handler
+
+    return handler.handle_batch(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue="rapport-delivery", batch_size=10, name="email_events")
+def email_events(event):
+    """SES events (through an EventBridge rule): stats, suppression, consent, timeline
+    (functions/email_events.py)."""
+    from functions import email_events as handler
 
     return handler.handle_batch(event.to_dict(), event.context)
 
@@ -124,3 +158,12 @@ def segment_cuts(event):
     from functions import segment_jobs as handler
 
     return handler.run_cuts(lambda_context=event.context)
+
+
+@app.schedule("rate(1 minute)", name="campaigns_schedule")
+def campaigns_schedule(event):
+    """Scheduled campaigns whose send_at has come, and stalled sends resumed
+    (functions/campaigns.py)."""
+    from functions import campaigns as handler
+
+    return handler.run_schedule(lambda_context=event.context)

@@ -17,8 +17,9 @@ from functools import lru_cache
 from typing import Any
 
 # sync: connector runs and webhooks (connectors/messages.py); segments: metrics and
-# memberships (functions/segments.py)
-SUBSCRIBERS = ("loyalty", "timeline", "sync", "segments")
+# memberships (functions/segments.py); email: campaign audience pages and sends
+# (functions/campaigns.py); delivery: SES's events through EventBridge (functions/email_events.py)
+SUBSCRIBERS = ("loyalty", "timeline", "sync", "segments", "email", "delivery")
 MAX_RECEIVES = 5
 
 

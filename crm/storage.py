@@ -410,6 +410,171 @@ class RfmGridItem(Item, discriminator="rfm_grid"):
     KIND = Kind("RFM grid counts (recency x frequency)", "P", "RFM", "tenant")
 
 
+class EmailSettingsItem(Item, discriminator="email_settings"):
+    """``T#<tenant>#`` / ``EMAIL``: the tenant's postal address (every marketing email
+    carries it), default sender and SES tenant name (crm/email)."""
+
+    KIND = Kind("email settings (postal address, default sender, SES tenant)", "P", "EMAIL", "tenant")
+
+    postal_address = UnicodeAttribute(null=True)
+    default_sender = UnicodeAttribute(null=True)  # an address of a verified identity
+    from_name = UnicodeAttribute(null=True)
+    reply_to = UnicodeAttribute(null=True)
+    ses_tenant = UnicodeAttribute(null=True)  # the SES tenant it sends as, where the account has them
+    updated_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+class SenderItem(Item, discriminator="email_sender"):
+    """``T#<tenant>#SENDERS`` / ``<identity>``: a domain or address identity created in
+    SES for the tenant, with the DKIM records to publish and its verification state."""
+
+    KIND = Kind("sender identity (domain or address, DKIM records, status)", "P SENDERS", "<identity, lower case>", "tenant")
+
+    identity = UnicodeAttribute()
+    type = UnicodeAttribute()  # domain | address
+    status = UnicodeAttribute(default="pending")  # pending | verified | failed
+    dkim = JSONAttribute(default=list)  # [{"name", "type": "CNAME", "value"}]
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class TemplateItem(Item, discriminator="email_template"):
+    """``T#<tenant>#TEMPLATES`` / ``<template id>``: an email template as saved: the
+    subject, the HTML with its CSS inlined and the text part (given or derived)."""
+
+    KIND = Kind("email template (subject, HTML with CSS inlined, text)", "P TEMPLATES", "<template id>", "tenant")
+
+    template_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    template_kind = UnicodeAttribute()  # marketing | transactional (the API's "kind")
+    subject = UnicodeAttribute()
+    html = UnicodeAttribute()  # CSS inlined at save
+    text = UnicodeAttribute()
+    text_derived = BooleanAttribute(default=False)  # derived from the HTML (none was given)
+    source_html = UnicodeAttribute(null=True)  # the HTML as given (before inlining)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class CampaignItem(Item, discriminator="campaign"):
+    """``T#<tenant>#CAMPAIGNS`` / ``<campaign id>``: a campaign, its state, audience
+    resolution checkpoint, progress and stats. Counters are ADDed by UpdateItems that
+    neither check nor bump ``version`` (the sender and the SES events handler). While
+    ``scheduled``, listed on gsi2 ``CAMPAIGN_DUE`` / ``<send_at>#<tenant>#<id>``."""
+
+    KIND = Kind(
+        "email campaign (state, progress, stats)",
+        "P CAMPAIGNS",
+        "<campaign id>",
+        "tenant",
+        gsi="gsi2 `CAMPAIGN_DUE` / `<send_at>#<tenant>#<id>` while scheduled",
+    )
+
+    campaign_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    template_id = UnicodeAttribute()
+    sender = UnicodeAttribute(null=True)
+    segment_id = UnicodeAttribute()
+    status = UnicodeAttribute(default="draft")  # draft | scheduled | sending | paused | sent | cancelled
+    send_at = UnicodeAttribute(null=True)
+    audience = JSONAttribute(default=dict)  # {"cursor", "pages", "resolved": bool}
+    total = NumberAttribute(default=0)
+    sent = NumberAttribute(default=0)
+    skipped = NumberAttribute(default=0)
+    failed = NumberAttribute(default=0)
+    delivered = NumberAttribute(default=0)
+    bounced = NumberAttribute(default=0)
+    complained = NumberAttribute(default=0)
+    opened = NumberAttribute(default=0)
+    clicked = NumberAttribute(default=0)
+    unsubscribed = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    started_at = UnicodeAttribute(null=True)
+    finished_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+class SendItem(Item, discriminator="email_send"):
+    """``T#<tenant>#SEND#<campaign id>`` / ``R#<customer id>``: one recipient's send,
+    put (``attribute_not_exists``) before the SES call and completed after it: the
+    exactly-once record (docs/email.md). Ids only, no address."""
+
+    KIND = Kind(
+        "email send record (ids, state, SES message id; no address)",
+        "P SEND#<campaign id>",
+        "R#<customer id>",
+        "tenant",
+        gsi="— (TTL 400 days)",
+    )
+
+    send_id = UnicodeAttribute()  # the campaign's id
+    customer_id = UnicodeAttribute()
+    state = UnicodeAttribute(default="sending")  # sending | sent | skipped | failed
+    attempt = NumberAttribute(default=1)
+    lease_until = UnicodeAttribute(null=True)  # while sending: another worker may take over after it
+    message_id = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)  # skipped or failed: why (no_consent, suppressed, ...)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class SuppressionItem(Item, discriminator="email_suppression"):
+    """``T#<tenant>#SUPPRESSED`` / ``<SHA-256 of the lower-cased address>``: an address
+    the tenant never sends marketing to again (a permanent bounce, a complaint, an
+    unsubscribe). The digest, not the address: it outlives an erasure without keeping
+    personal data in the clear."""
+
+    KIND = Kind("suppressed address (its SHA-256 only)", "P SUPPRESSED", "<sha256 of the address>", "tenant")
+
+    reason = UnicodeAttribute()  # bounce | complaint | unsubscribe | manual
+    detail = UnicodeAttribute(null=True)
+    message_id = UnicodeAttribute(null=True)
+    at = UnicodeAttribute()
+
+
+class EmailCapItem(Item, discriminator="email_cap"):
+    """``T#<tenant>#C#<customer>`` / ``C#EMAILCAP``: when the customer last got a
+    marketing email, for the frequency cap across campaigns and journeys. Sorts
+    below ``EV#``, outside the 360 range."""
+
+    KIND = Kind(
+        "frequency cap (last marketing email)",
+        "P C#<id>",
+        "C#EMAILCAP",
+        "customer",
+        erasure="delete",
+        merge="drop",
+    )
+
+    customer_id = UnicodeAttribute()
+    last_marketing_at = UnicodeAttribute()
+
+
+class EmailEventItem(Item, discriminator="email_event"):
+    """``T#<tenant>#EMAILEVT`` / ``<SES message id>#<event type>#<recipient digest>``: an
+    SES event already counted (de-duplication of redelivered events; TTL 30 days)."""
+
+    KIND = Kind("SES event guard (TTL 30 days)", "P EMAILEVT", "<message id>#<type>#<digest>", "tenant",
+                gsi="— (expires by TTL)")
+
+    at = UnicodeAttribute()
+
+
+class EmailRateItem(Item, discriminator="email_rate"):
+    """``EMAILRATE#<tenant id or ACCOUNT>`` / ``BUCKET``: a token bucket that every
+    sending Lambda draws from (the tenant's plan rate; the SES account's send rate)."""
+
+    KIND = Kind("send-rate token bucket (per tenant and for the SES account)", "EMAILRATE#<tenant or ACCOUNT>",
+                "BUCKET", "global")
+
+    tokens = NumberAttribute(default=0)
+    refilled_at = NumberAttribute(default=0)  # epoch milliseconds
+    rate = NumberAttribute(default=1)  # tokens per second
+
+
 class LedgerItem(Item, discriminator="ledger"):
     """``T#<tenant>#C#<customer>`` / ``B#LED#<seq>``: one append-only ledger entry."""
 

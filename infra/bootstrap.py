@@ -15,6 +15,7 @@ is delivered again about 2 s later, and reaches its DLQ after 5 failures in abou
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,4 +183,30 @@ def create_connector_resources(session: Any, prefix: str) -> dict[str, str]:
     env = connector_env(prefix)
     create_key(session.client("kms"), env["RAPPORT_KMS_KEY"])
     create_bucket(session.client("s3"), env["RAPPORT_UPLOADS_BUCKET"])
+    return env
+
+
+def email_env(prefix: str, public_url: str) -> dict[str, str]:
+    """What the email code reads locally: the API's public URL (unsubscribe links), a
+    link-signing secret made for this process, the SES configuration set and the domain
+    of each tenant's ready-verified dev sender (``hello@<tenant id>.example.test``)."""
+    import secrets
+
+    return {
+        "RAPPORT_PUBLIC_URL": public_url,
+        "RAPPORT_EMAIL_LINK_SECRET": os.environ.get("RAPPORT_EMAIL_LINK_SECRET") or secrets.token_urlsafe(32),
+        "RAPPORT_SES_CONFIGURATION_SET": prefix,
+        "RAPPORT_DEV_SENDER_DOMAIN": "example.test",
+    }
+
+
+def create_email_resources(session: Any, prefix: str, public_url: str) -> dict[str, str]:
+    """The SES configuration set (and, issue 13, its event destination) on the emulator;
+    return the email env."""
+    env = email_env(prefix, public_url)
+    client = session.client("sesv2")
+    try:
+        client.create_configuration_set(ConfigurationSetName=env["RAPPORT_SES_CONFIGURATION_SET"])
+    except client.exceptions.AlreadyExistsException:
+        pass
     return env

@@ -173,12 +173,13 @@ class DevStack:
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # request logs are for Lambda
         import boto3
 
-        from infra.bootstrap import create_connector_resources, create_queues, create_table
+        from infra.bootstrap import create_connector_resources, create_email_resources, create_queues, create_table
 
         create_table(boto3.client("dynamodb"), self.table)
         self.queues = create_queues(boto3.client("sqs"), self.table)  # named after the table
         env.configure_queues(self.queues.queues)
         os.environ.update(create_connector_resources(boto3.session.Session(), self.table))
+        os.environ.update(create_email_resources(boto3.session.Session(), self.table, f"http://127.0.0.1:{self.port}"))
         if self.stripe:
             self._start_stripe_double()
         tenant_id = api_key = None

@@ -95,10 +95,20 @@ def fresh_emulator(endpoint: str) -> None:
     create_key(_client("kms"), names["RAPPORT_KMS_KEY"])
     create_bucket(_client("s3"), names["RAPPORT_UPLOADS_BUCKET"])
     os.environ.update(names)
+    from infra.bootstrap import create_email_resources
+
+    public_url = os.environ.get("RAPPORT_PUBLIC_URL", "http://127.0.0.1")  # the dev stack's, once it started
+    os.environ.update(create_email_resources(_session(), TABLE, public_url))
     apikeys.clear_cache()
 
 
 _CLIENTS: dict = {}
+
+
+def _session():
+    import boto3
+
+    return boto3.session.Session()
 
 
 def _client(service: str):
