@@ -1,5 +1,17 @@
-"""Reading the table's DynamoDB stream from the emulator, as a test-side consumer."""
+"""Reading the table's DynamoDB stream from the emulator, as a test-side consumer, and
+the SQS batches subscribers receive, shaped as Lambda delivers them."""
 from __future__ import annotations
+
+import json
+
+
+def sqs_event(events: list[dict], queue: str = "rapport-x") -> dict:
+    """A subscriber's SQS batch of ``events`` (message bodies), shaped as Lambda delivers it."""
+    return {"Records": [{"messageId": f"m{i}", "receiptHandle": f"r{i}", "body": json.dumps(e),
+                         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                         "md5OfBody": "", "eventSource": "aws:sqs",
+                         "eventSourceARN": f"arn:aws:sqs:us-east-1:000000000000:{queue}",
+                         "awsRegion": "us-east-1"} for i, e in enumerate(events)]}
 
 
 class StreamTail:

@@ -13,13 +13,13 @@ request an event causes is counted. Then every message is delivered again, shuff
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 
 import pytest
 
 from tests.dynamo_calls import dynamodb_calls
+from tests.streams import sqs_event
 
 PROGRAM = {
     "earns_from": "2000-01-01T00:00:00Z", "currency": "EUR", "earn_rates": {"EUR": 1}, "rounding": "floor",
@@ -28,14 +28,6 @@ PROGRAM = {
     "return_window_days": 14, "expiry_months": 12, "expiring_notice_days": 14,
 }
 
-
-def _sqs_event(events: list[dict]) -> dict:
-    """A subscriber's SQS batch, shaped as Lambda delivers it."""
-    return {"Records": [{"messageId": f"m{i}", "receiptHandle": f"r{i}", "body": json.dumps(e),
-                         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-                         "md5OfBody": "", "eventSource": "aws:sqs",
-                         "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:rapport-x",
-                         "awsRegion": "us-east-1"} for i, e in enumerate(events)]}
 
 
 class Events:
@@ -63,7 +55,7 @@ class Events:
             routed.pop("segments", None)
             for name, batch in routed.items():
                 if batch:
-                    answer = handlers[name](_sqs_event(batch))
+                    answer = handlers[name](sqs_event(batch))
                     assert answer == {"batchItemFailures": []}, answer
                 sent[name] += batch
                 self.messages.setdefault(name, []).extend(batch)
@@ -128,7 +120,7 @@ def test_placed_paid_and_points_with_a_tier_change_cost_at_most_8_requests(world
     from functions import loyalty
 
     with dynamodb_calls() as calls:
-        loyalty.handle_batch(_sqs_event(again))
+        loyalty.handle_batch(sqs_event(again))
     assert calls == {"BatchGetItem": len(again)}, calls
     assert _timeline(tenant, cid) == entries
 

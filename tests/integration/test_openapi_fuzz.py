@@ -1,4 +1,4 @@
-"""schemathesis against the served OpenAPI document: every operation, 50 examples each,
+"""schemathesis against the served OpenAPI document: every operation, 25 examples each,
 and every built-in check (no 5xx; status codes, content types, response headers and
 bodies as documented; data the document rejects is rejected; unsupported methods get
 405; auth is not ignored; missing required headers are refused...).
@@ -103,10 +103,11 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-# 50 examples per operation (``FUZZ_EXAMPLES`` sets another count): ~2,300 requests, the
+# 25 examples per operation (``FUZZ_EXAMPLES`` sets another count; 50 until the segments and
+# email routes took the operations past 80, and the file past a third of the suite): ~2,500 requests, the
 # suite's longest file (docs/testing.md); a failing operation adds its shrinking. The same
 # examples on every run, so a red CI is reproducible; RAPPORT_FUZZ_RANDOM=1 explores new ones.
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 50)), deadline=None,
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 25)), deadline=None,
           suppress_health_check=list(HealthCheck), derandomize=not os.environ.get("RAPPORT_FUZZ_RANDOM"))
 def test_every_operation_conforms(case, fuzz_tenant, api_url, stripe_double):
     # stripe_double: the billing routes talk to the Stripe double (configured, as deployed)

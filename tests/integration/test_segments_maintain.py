@@ -149,9 +149,9 @@ def test_replayed_duplicated_and_reordered_order_events_give_the_same_result(ten
         assert maintain.reconcile(tenant.ctx, cid, [state])["written"] is False
     events = [{"id": f"order.x:{i}", "type": "order.paid", "tenant_id": tenant.id, "customer_id": cid,
                "occurred_at": s["data"]["placed_at"], "data": s} for i, s in enumerate(shuffled)]
-    from tests.integration.test_event_costs import _sqs_event
+    from tests.streams import sqs_event
 
-    assert segments.handle_batch(_sqs_event(events)) == {"batchItemFailures": []}
+    assert segments.handle_batch(sqs_event(events, "rapport-segments")) == {"batchItemFailures": []}
     again = stored(tenant.ctx, cid)
     assert again.version == version and again.agg == item.agg and again.memberships == {}
     assert member_count(tenant.ctx, "seg_spenders") == 0

@@ -20,7 +20,6 @@ checks builds against the same kind of from-scratch count.
 """
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.test_segments_maintain import make_segment
-from tests.streams import StreamTail
+from tests.streams import StreamTail, sqs_event
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +172,7 @@ class Run:
             batch = route(events)["segments"] * 2
             self.rnd.shuffle(batch)
             for n in range(0, len(batch), 10):
-                answer = segments.handle_batch(_sqs_event(batch[n:n + 10]))
+                answer = segments.handle_batch(sqs_event(batch[n:n + 10], "rapport-segments"))
                 assert answer == {"batchItemFailures": []}, answer
         segments.run_schedule(now=self.iso)
         self.check()
@@ -270,14 +269,6 @@ class Run:
         elif kind == "deliver":
             self.deliver()
 
-
-def _sqs_event(events: list[dict]) -> dict:
-    """The segments subscriber's Lambda event for a batch of messages."""
-    return {"Records": [{"messageId": f"m{i}", "receiptHandle": f"r{i}", "body": json.dumps(e),
-                         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-                         "md5OfBody": "", "eventSource": "aws:sqs",
-                         "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:rapport-segments",
-                         "awsRegion": "us-east-1"} for i, e in enumerate(events)]}
 
 
 @settings(max_examples=int(os.environ.get("SEGMENT_EXAMPLES", 8)), deadline=None,
