@@ -205,8 +205,11 @@ def create_email_resources(session: Any, prefix: str, public_url: str) -> dict[s
     return the email env."""
     env = email_env(prefix, public_url)
     client = session.client("sesv2")
+    from botocore.exceptions import ClientError
+
     try:
         client.create_configuration_set(ConfigurationSetName=env["RAPPORT_SES_CONFIGURATION_SET"])
-    except client.exceptions.AlreadyExistsException:
-        pass
+    except ClientError as exc:  # AWS: AlreadyExistsException; moto: ConfigurationSetAlreadyExistsException
+        if "AlreadyExists" not in exc.response.get("Error", {}).get("Code", ""):
+            raise
     return env
