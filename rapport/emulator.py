@@ -76,7 +76,10 @@ INTERNALS = (
     Internal("moto.dynamodb.models.table.Table.query",
              ("self", "hash_key", "range_comparison", "range_objs", "limit", "exclusive_start_key",
               "scan_index_forward", "projection_expressions", "index_name"),
-             ("for item in self.all_items()", "item.hash_key == hash_key")),
+             ("for item in self.all_items()", "item.hash_key == hash_key", "self.sorted_items(",
+              "self._item_comes_before_dct(", "reached_length_limit")),
+    Internal("moto.dynamodb.models.table.Table._generate_attr_to_sort_by",
+             source_has=("gsi_range_keys", "table_hash_key", "table_range_key")),
     Internal("moto.dynamodb.models.table.Table.all_items"),
     # start
     Internal("moto.server.ThreadedMotoServer.__init__", ("self", "ip_address", "port", "verbose")),
@@ -277,31 +280,108 @@ def make_transactions_cheap() -> None:
     backend._rapport_cheap = True
 
 
-def make_queries_cheap() -> None:
-    """Idempotent: a Query on the table (not an index) reads only its partition.
+def _gsi_window(table: Any, bound: Any) -> list[Any] | None:
+    """The few items of an index Query's page, found without moto's walk: the items of
+    the index partition (a pass over the table comparing plain strings), sorted by
+    (index range key, table hash key, table range key) as plain strings, the
+    exclusive start key found by bisection, then items up to ``Limit`` + 1 that meet the
+    range condition. ``None`` where the shortcut does not apply (not a string-keyed GSI
+    with one hash and at most one range attribute, or legacy KeyConditions): moto's
+    own walk answers."""
+    import bisect
 
-    moto answers every Query by walking every item of the table (``all_items()``) and
-    keeping those of the hash key: O(table), so a test run (one table for every test's
-    tenants) or a large bench tenant slows each 360 view, page and read-back down as the
-    table grows. The partition is ``table.items[hash_key]``, the same items in the same
-    order; moto's own code still sorts, pages, filters and projects them. Index queries
-    are unchanged (moto keeps no per-index structure to read instead). Needs the
-    serializing lock: the method is swapped on the instance for the call."""
+    a = bound.arguments
+    index = next((i for i in table.global_indexes if i.name == a.get("index_name")), None)
+    conditions = a.get("hash_key_conditions") or []
+    if (index is None or a.get("filter_kwargs") or a.get("consistent_read") or not table.range_key_attr
+            or len(conditions) != 1 or len(a.get("range_key_conditions") or []) > 1):
+        return None
+    hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+    ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
+    if len(hashes) != 1 or len(ranges) > 1 or conditions[0][0] != hashes[0] or conditions[0][1].type != "S":
+        return None
+    h, r = hashes[0], (ranges[0] if ranges else None)
+    th, tr = table.hash_key_attr, table.range_key_attr
+    wanted = conditions[0][1].value
+    keyed = []
+    for part in table.items.values():
+        for item in part.values():
+            value = item.attrs.get(h)
+            if value is None or value.value != wanted or value.type != "S":
+                continue
+            key = []
+            for name in (r, th, tr) if r else (th, tr):
+                v = item.attrs.get(name)
+                if v is None:
+                    break
+                if v.type != "S":
+                    return None
+                key.append(v.value)
+            else:
+                keyed.append((tuple(key), item))
+    keyed.sort(key=lambda pair: pair[0])
+    keys = [k for k, _ in keyed]
+    forward = a.get("scan_index_forward") is not False
+    start = a.get("exclusive_start_key")
+    if start:
+        try:
+            at = tuple(start[name]["S"] for name in ((r, th, tr) if r else (th, tr)))
+        except (KeyError, TypeError):
+            return None
+        ordered = keyed[bisect.bisect_right(keys, at):] if forward else keyed[:bisect.bisect_left(keys, at)][::-1]
+    else:
+        ordered = keyed if forward else keyed[::-1]
+    comparison, objs, limit = a.get("range_comparison"), a.get("range_objs"), a.get("limit")
+    window, matched = [], 0
+    for _, item in ordered:
+        window.append(item)
+        if not comparison or item.attrs[r or th].compare(comparison, objs):
+            matched += 1
+            if limit is not None and matched > limit:
+                break
+    return window
+
+
+def make_queries_cheap() -> None:
+    """Idempotent: a Query reads only what its page needs.
+
+    moto answers every Query by walking every item of the table (``all_items()``),
+    keeping those of the key, sorting them with moto's own comparison (Python code per
+    comparison) and walking past the exclusive start key: O(table) per page, so a bench
+    tenant of 100,000 customers took tens of seconds per page of 200 and a test run
+    slowed as its table grew. Here a table Query reads its partition
+    (``table.items[hash_key]``), and a GSI Query gets the page's window from
+    :func:`_gsi_window`; moto's own code then sorts, pages, filters and projects just
+    those items, so responses, ``LastEvaluatedKey`` and errors are moto's.
+    tests/unit/test_emulator_shapes.py compares both with moto's walk. Needs the
+    serializing lock: ``all_items`` is swapped on the instance for the call."""
+    import inspect as _inspect
+
     from moto.dynamodb.models.table import Table
 
     if getattr(Table, "_rapport_cheap_query", False):
         return
     original = Table.query
+    signature = _inspect.signature(original)
 
     @functools.wraps(original)
-    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        if index_name or not self.range_key_attr or hash_key is None:
-            return original(self, hash_key, *args, **kwargs)
-        partition = self.items.get(hash_key)
-        self.all_items = lambda: list(partition.values()) if isinstance(partition, dict) else []
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        hash_key = bound.arguments.get("hash_key")
+        if bound.arguments.get("index_name"):
+            window = _gsi_window(self, bound)
+            if window is None:
+                return original(*bound.args, **bound.kwargs)
+            bound.arguments["exclusive_start_key"] = None  # the window starts after it
+            items = window
+        elif self.range_key_attr and hash_key is not None:
+            partition = self.items.get(hash_key)
+            items = list(partition.values()) if isinstance(partition, dict) else []
+        else:
+            return original(*bound.args, **bound.kwargs)
+        self.all_items = lambda: items
         try:
-            return original(self, hash_key, *args, **kwargs)
+            return original(*bound.args, **bound.kwargs)
         finally:
             del self.all_items
 
