@@ -429,7 +429,9 @@ class SenderItem(Item, discriminator="email_sender"):
     """``T#<tenant>#SENDERS`` / ``<identity>``: a domain or address identity created in
     SES for the tenant, with the DKIM records to publish and its verification state."""
 
-    KIND = Kind("sender identity (domain or address, DKIM records, status)", "P SENDERS", "<identity, lower case>", "tenant")
+    KIND = Kind(
+        "sender identity (domain or address, DKIM records, status)", "P SENDERS", "<identity, lower case>", "tenant"
+    )
 
     identity = UnicodeAttribute()
     type = UnicodeAttribute()  # domain | address
@@ -557,8 +559,13 @@ class EmailEventItem(Item, discriminator="email_event"):
     """``T#<tenant>#EMAILEVT`` / ``<SES message id>#<event type>#<recipient digest>``: an
     SES event already counted (de-duplication of redelivered events; TTL 30 days)."""
 
-    KIND = Kind("SES event guard (TTL 30 days)", "P EMAILEVT", "<message id>#<type>#<digest>", "tenant",
-                gsi="— (expires by TTL)")
+    KIND = Kind(
+        "SES event guard (TTL 30 days)",
+        "P EMAILEVT",
+        "<message id>#<type>#<digest>",
+        "tenant",
+        gsi="— (expires by TTL)",
+    )
 
     at = UnicodeAttribute()
 
@@ -567,8 +574,12 @@ class EmailRateItem(Item, discriminator="email_rate"):
     """``EMAILRATE#<tenant id or ACCOUNT>`` / ``BUCKET``: a token bucket that every
     sending Lambda draws from (the tenant's plan rate; the SES account's send rate)."""
 
-    KIND = Kind("send-rate token bucket (per tenant and for the SES account)", "EMAILRATE#<tenant or ACCOUNT>",
-                "BUCKET", "global")
+    KIND = Kind(
+        "send-rate token bucket (per tenant and for the SES account)",
+        "EMAILRATE#<tenant or ACCOUNT>",
+        "BUCKET",
+        "global",
+    )
 
     tokens = NumberAttribute(default=0)
     refilled_at = NumberAttribute(default=0)  # epoch milliseconds
