@@ -10,8 +10,9 @@ version, so a campaign compiles once per container.
 A template is the tenant's code running in our process, so every render is bounded
 (docs/email.md, "Limits"):
 
-* time: :data:`RENDER_SECONDS` of wall clock per part, enforced by a line tracer on the
-  template's own frames (a loop with no call in it is still interrupted);
+* time: :data:`RENDER_SECONDS` of wall clock per part, checked at every call, operator,
+  filter and loop iteration (each ``{% for %}`` body starts with a check inserted at
+  compile time, so a loop with nothing in it is still interrupted);
 * size: no value it computes (``*``, ``~``, ``+``, ``%``, a filter's or a method's
   result) may exceed :data:`MAX_VALUE` characters or items, widths and repeat counts
   are checked before the operation runs (``"x" * 10**9`` never allocates), integers are
@@ -26,13 +27,12 @@ from __future__ import annotations
 
 import contextvars
 import re
-import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -64,9 +64,8 @@ _AMPLIFIERS = {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wor
 
 def _budget() -> _Budget:
     budget = _BUDGET.get()
-    if budget is None:  # outside render_parts (a test compiling directly): a fresh one
-        budget = _Budget(time.monotonic() + RENDER_SECONDS, MAX_RANGE)
-        _BUDGET.set(budget)
+    if budget is None:  # outside run() (a template rendered directly): limits per call only
+        return _Budget(time.monotonic() + RENDER_SECONDS, MAX_RANGE)
     return budget
 
 
@@ -142,9 +141,24 @@ class _Generator(CodeGenerator):
         self.write(")")
 
 
+LOOP_TICK = "_loop_tick"  # the global each loop body calls first
+
+
+def _loop_tick() -> str:
+    return ""  # the check is the sandbox's call(), which every call goes through
+
+
 class SafeEnvironment(ImmutableSandboxedEnvironment):
     code_generator_class = _Generator
     intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            tick = nodes.ExprStmt(nodes.Call(nodes.Name(LOOP_TICK, "load"), [], [], None, None))
+            tick.set_lineno(loop.lineno)
+            loop.body.insert(0, tick)
+        return tree
 
     def sized(self, value: Any) -> Any:
         _tick()
@@ -156,13 +170,13 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, _SIZED) and isinstance(times, int) and len(seq) * max(times, 0) > MAX_VALUE:
                     raise TemplateLimit(f"a repeated value would be longer than {MAX_VALUE}")
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                    raise TemplateLimit(f"a number the template computes is larger than {MAX_INT_BITS} bits")
+            ints = isinstance(left, int) and isinstance(right, int)
+            if ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise TemplateLimit(f"a number the template computes is larger than {MAX_INT_BITS} bits")
         elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
-                if right * max(left.bit_length(), 1) > MAX_INT_BITS:
-                    raise TemplateLimit(f"a number the template computes is larger than {MAX_INT_BITS} bits")
+            ints = isinstance(left, int) and isinstance(right, int) and abs(left) > 1
+            if ints and right * max(left.bit_length(), 1) > MAX_INT_BITS:
+                raise TemplateLimit(f"a number the template computes is larger than {MAX_INT_BITS} bits")
         elif operator == "%" and isinstance(left, str):
             _check_format(left)
         return _sized(super().call_binop(context, operator, left, right))
@@ -173,10 +187,10 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
             _check_format(value.__self__)  # str.format / format_map: the format string's widths
         return wrapped
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         _tick()
-        name = getattr(__obj, "__name__", "")
-        owner = getattr(__obj, "__self__", None)
+        name = getattr(obj, "__name__", "")
+        owner = getattr(obj, "__self__", None)
         if isinstance(owner, str):
             if name in _AMPLIFIERS:
                 _check_width(name, args, kwargs)
@@ -184,7 +198,7 @@ class SafeEnvironment(ImmutableSandboxedEnvironment):
                 _check_format(owner)
             if name == "replace" and len(args) >= 2:
                 _check_replace(owner, *args[:3])
-        return _sized(super().call(__context, __obj, *args, **kwargs))
+        return _sized(super().call(context, obj, *args, **kwargs))
 
 
 @lru_cache(maxsize=2)
@@ -195,6 +209,7 @@ def environment(html: bool) -> ImmutableSandboxedEnvironment:
     env = SafeEnvironment(undefined=StrictUndefined, autoescape=html)
     env.globals.pop("lipsum", None)  # lipsum(n=10**9): text without bound
     env.globals["range"] = _budget_range
+    env.globals[LOOP_TICK] = _loop_tick
     env.filters = {name: _guard_filter(name, f) for name, f in env.filters.items()}
     return env
 
@@ -211,27 +226,9 @@ def _compiled(key: tuple[str, int, str], source: str, html: bool) -> Any:
     return environment(html).from_string(source)
 
 
-def _tracer(deadline: float) -> Any:
-    """A ``sys.settrace`` function that follows only the template's own frames and raises
-    :class:`TemplateLimit` at the first line after ``deadline`` (a loop included)."""
-
-    def local(frame: Any, event: str, arg: Any) -> Any:
-        if time.monotonic() > deadline:
-            raise TemplateLimit(f"the template took longer than {RENDER_SECONDS:g} s to render")
-        return local
-
-    def calls(frame: Any, event: str, arg: Any) -> Any:
-        return local if frame.f_code.co_filename == TEMPLATE_FILE else None
-
-    return calls
-
-
 def run(template: Any, variables: dict[str, Any], seconds: float = RENDER_SECONDS) -> str:
     """Render a compiled template within the limits; raises jinja2's TemplateError."""
-    deadline = time.monotonic() + seconds
-    token = _BUDGET.set(_Budget(deadline, MAX_RANGE))
-    previous = sys.gettrace()
-    sys.settrace(_tracer(deadline))
+    token = _BUDGET.set(_Budget(time.monotonic() + seconds, MAX_RANGE))
     try:
         out: list[str] = []
         size = 0
@@ -246,7 +243,6 @@ def run(template: Any, variables: dict[str, Any], seconds: float = RENDER_SECOND
     except (OverflowError, MemoryError) as exc:
         raise TemplateLimit(f"the template computes a value too large: {exc}") from None
     finally:
-        sys.settrace(previous)
         _BUDGET.reset(token)
 
 

@@ -66,7 +66,11 @@ def _refresh(item: SenderItem) -> SenderItem:
     if status != item.status or dkim != (item.dkim or []):
         item.status, item.dkim, item.updated_at = status, dkim, clock.now_iso()
         item.update(
-            actions=[SenderItem.status.set(status), SenderItem.dkim.set(dkim), SenderItem.updated_at.set(item.updated_at)],
+            actions=[
+                SenderItem.status.set(status),
+                SenderItem.dkim.set(dkim),
+                SenderItem.updated_at.set(item.updated_at),
+            ],
             condition=SenderItem.pk.exists(),
         )
     return item

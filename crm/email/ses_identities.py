@@ -74,7 +74,9 @@ def get(identity: str) -> Found:
         answer = client.get_email_identity(EmailIdentity=identity)
     except client.exceptions.NotFoundException:
         raise IdentityMissing(identity) from None
-    return Found(status_of(answer), dkim_records(identity, answer.get("DkimAttributes")), _tenant_of(answer.get("Tags")))
+    return Found(
+        status_of(answer), dkim_records(identity, answer.get("DkimAttributes")), _tenant_of(answer.get("Tags"))
+    )
 
 
 def create(identity: str, tenant_id: str, *, fresh: bool = False) -> Found:
@@ -94,9 +96,7 @@ def create(identity: str, tenant_id: str, *, fresh: bool = False) -> Found:
                 raise IdentityTaken(identity)
             return found
     try:
-        answer = client.create_email_identity(
-            EmailIdentity=identity, Tags=[{"Key": TENANT_TAG, "Value": tenant_id}]
-        )
+        answer = client.create_email_identity(EmailIdentity=identity, Tags=[{"Key": TENANT_TAG, "Value": tenant_id}])
     except client.exceptions.AlreadyExistsException:
         found = get(identity)  # a race with another create
         if found.tenant != tenant_id:

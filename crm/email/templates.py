@@ -88,7 +88,8 @@ def _unsafe_attribute(attr: Any) -> bool:
 def _static_checks(part: str, ast: nodes.Template) -> None:
     """Unknown names, unsupported tags, sandbox escapes and loops visible in the source."""
     unknown = sorted(meta.find_undeclared_variables(ast) - set(variables.NAMES) - {"range", "dict", "namespace",
-                                                                                      "cycler", "joiner"})  # fmt: skip
+                                                                                      "cycler", "joiner",
+                                                                                      render.LOOP_TICK})  # fmt: skip
     if unknown:
         name = unknown[0]
         raise _invalid(
@@ -97,8 +98,9 @@ def _static_checks(part: str, ast: nodes.Template) -> None:
             "unknown_variable",
             _first_line(ast, name),
         )
-    for node in ast.find_all(_UNSUPPORTED):
-        raise _invalid(part, "include, import and extends are not supported", "template_unsupported", node.lineno)
+    for tag in ast.find_all(_UNSUPPORTED):
+        raise _invalid(part, "include, import and extends are not supported", "template_unsupported", tag.lineno)
+    node: Any
     for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Call)):
         names: list[Any] = []
         if isinstance(node, nodes.Getattr):
@@ -182,7 +184,9 @@ def _sample_value(schema: dict[str, Any], defs: dict[str, Any], depth: int = 0) 
         if props:
             return {k: _sample_value(v, defs, depth + 1) for k, v in props.items()}
         extra = schema.get("additionalProperties")
-        return _AnyKeys(_sample_value(extra, defs, depth + 1) if isinstance(extra, dict) else "sample")
+        if isinstance(extra, dict) and any(k in extra for k in ("type", "$ref", "anyOf", "properties")):
+            return _AnyKeys(_sample_value(extra, defs, depth + 1))
+        return _AnyKeys()
     if kind == "array":
         items = schema.get("items") or {}
         return [_sample_value(items, defs, depth + 1)] if depth <= 6 else []
@@ -199,15 +203,16 @@ def _sample_value(schema: dict[str, Any], defs: dict[str, Any], depth: int = 0) 
     return "sample"
 
 
-class _AnyKeys(dict):  # type: ignore[type-arg]
-    """A free-form object (attributes, external ids, an event) at save: any key is there."""
+class _AnyKeys(dict[str, Any]):
+    """A free-form object (attributes, an event) at save: any key is there, holding
+    ``value`` (None: another free-form object, so ``event.cart.total`` passes)."""
 
-    def __init__(self, value: Any = "sample") -> None:
+    def __init__(self, value: Any = None) -> None:
         super().__init__()
         self._value = value
 
     def __missing__(self, key: Any) -> Any:
-        return self._value
+        return _AnyKeys() if self._value is None else self._value
 
 
 @lru_cache(maxsize=1)
@@ -241,7 +246,7 @@ def inline_css(html: str) -> str:
         inside_tag = before.rfind("<") > before.rfind(">")
         return f"jinjaph{n}x" if inside_tag else f"<!--jinjaph{n}x-->"
 
-    masked = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", protect, html, flags=re.S)
+    masked = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", protect, html, flags=re.DOTALL)
     out = css_inline.inline(masked)
     for n, original in enumerate(saved):
         for token in (f'jinjaph{n}x=""', f"<!--jinjaph{n}x-->", f"jinjaph{n}x"):
