@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 MAX_SOURCE = 100_000  # characters of a template's HTML or text as given
 TemplateKind = Literal["marketing", "transactional"]
 TemplateName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Subject = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"[^\s]")]
-Source = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SOURCE, pattern=r"[^\s]")]
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Source = Annotated[str, StringConstraints(min_length=1, max_length=MAX_SOURCE)]
 # SES identities are ASCII (an internationalized domain in its xn-- form)
 DOMAIN_PATTERN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-LOCAL_PATTERN = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+# the local part: letters, digits and _ + - (dot-separated); no characters that need quoting in a URL
+LOCAL_PATTERN = r"[A-Za-z0-9_+-]{1,64}(?:\.[A-Za-z0-9_+-]{1,64})*"
 IDENTITY_PATTERN = rf"^(?:{LOCAL_PATTERN}@)?{DOMAIN_PATTERN}$"
 ADDRESS_PATTERN = rf"^{LOCAL_PATTERN}@{DOMAIN_PATTERN}$"
 Identity = Annotated[str, StringConstraints(max_length=254, pattern=IDENTITY_PATTERN)]

@@ -12,16 +12,18 @@ verified identity of this tenant?
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from crm import clock
 from crm.context import TenantContext
 from crm.email import ses_identities
-from crm.email.schemas_templates import Sender
+from crm.email.schemas_templates import IDENTITY_PATTERN, Sender
 from crm.errors import Conflict, NotFound
 from crm.storage import Item, SenderItem
 
 MAX_SENDERS = 50  # per tenant
+_IDENTITY = re.compile(IDENTITY_PATTERN)
 DEV_SENDER_LOCAL = "hello"
 
 
@@ -49,6 +51,8 @@ def _not_found(identity: str) -> NotFound:
 
 
 def _load(ctx: TenantContext, identity: str) -> SenderItem:
+    if len(identity) > 254 or not _IDENTITY.match(identity):
+        raise _not_found(identity)
     try:
         return SenderItem.get(list_pk(ctx), normalize(identity), consistent_read=True)
     except SenderItem.DoesNotExist:

@@ -69,10 +69,14 @@ def _tenant_of(tags: list[dict[str, str]] | None) -> str | None:
 
 def get(identity: str) -> Found:
     """1 GetEmailIdentity. Raises IdentityMissing."""
+    from botocore.exceptions import ClientError
+
     client = _client()
     try:
         answer = client.get_email_identity(EmailIdentity=identity)
-    except client.exceptions.NotFoundException:
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+            raise
         raise IdentityMissing(identity) from None
     return Found(
         status_of(answer), dkim_records(identity, answer.get("DkimAttributes")), _tenant_of(answer.get("Tags"))
