@@ -44,7 +44,20 @@ def create(name: str) -> Tenant:
         gsi1sk=tid,
     )
     item.save(condition=TenantItem.pk.does_not_exist())
+    _dev_sender(TenantContext(tid))
     return _to_tenant(item)
+
+
+def _dev_sender(ctx: TenantContext) -> None:
+    """Locally only (``rapport dev``, the tests): the tenant's ``hello@<tenant id>.<domain>``
+    sender, already verified in the emulator, as its default sender (crm/email/senders.py)."""
+    from crm import settings
+
+    domain = settings.dev_sender_domain()
+    if domain:
+        from crm.email import senders
+
+        senders.dev_sender(ctx, domain)
 
 
 def get(ctx: TenantContext) -> Tenant:
