@@ -31,6 +31,13 @@ from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.mod
     TimelineEventCreate,
     Timestamp,
 )
+from crm.email.schemas_campaigns import (  # noqa: F401 - re-exported for api.http.model()
+    Campaign,
+    CampaignCreate,
+    CampaignPage,
+    CampaignPatch,
+    CampaignSend,
+)
 from crm.identity_schemas import (  # noqa: F401 - re-exported for api.http.model()
     ConflictResolve,
     ConflictStatus,
@@ -69,7 +76,15 @@ from crm.segments.schemas import (  # noqa: F401 - re-exported for api.http.mode
 )
 
 Scope = Literal[
-    "customers:read", "customers:write", "orders:read", "orders:write", "segments:read", "segments:write", "admin"
+    "customers:read",
+    "customers:write",
+    "orders:read",
+    "orders:write",
+    "segments:read",
+    "segments:write",
+    "email:read",
+    "email:write",
+    "admin",
 ]
 assert set(SCOPES) == set(get_args(Scope))
 

@@ -13,6 +13,8 @@ SCOPES = (
     "orders:write",
     "segments:read",
     "segments:write",
+    "email:read",
+    "email:write",
     "admin",
 )
 # A scope grants itself and what it implies: admin can do anything, write implies read.
@@ -24,6 +26,8 @@ _IMPLIED = {
     "orders:read": {"orders:read"},
     "segments:write": {"segments:write", "segments:read"},
     "segments:read": {"segments:read"},
+    "email:write": {"email:write", "email:read"},
+    "email:read": {"email:read"},
 }
 
 

@@ -429,7 +429,9 @@ class SenderItem(Item, discriminator="email_sender"):
     """``T#<tenant>#SENDERS`` / ``<identity>``: a domain or address identity created in
     SES for the tenant, with the DKIM records to publish and its verification state."""
 
-    KIND = Kind("sender identity (domain or address, DKIM records, status)", "P SENDERS", "<identity, lower case>", "tenant")
+    KIND = Kind(
+        "sender identity (domain or address, DKIM records, status)", "P SENDERS", "<identity, lower case>", "tenant"
+    )
 
     identity = UnicodeAttribute()
     type = UnicodeAttribute()  # domain | address
@@ -490,6 +492,13 @@ class CampaignItem(Item, discriminator="campaign"):
     opened = NumberAttribute(default=0)
     clicked = NumberAttribute(default=0)
     unsubscribed = NumberAttribute(default=0)
+    deferred = NumberAttribute(default=0)  # recipients waiting for their frequency cap (ADD +1/-1)
+    # audience pages enqueued so far: the checkpoint's condition (crm/email/audience.py)
+    audience_pages = NumberAttribute(default=0)
+    progress_at = UnicodeAttribute(null=True)  # the audience's last checkpoint (stall detection)
+    paused_seconds = NumberAttribute(default=0)  # time spent paused (the rate leaves it out)
+    paused_at = UnicodeAttribute(null=True)
+    template_kind = UnicodeAttribute(null=True)  # the template's kind when the send started
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     started_at = UnicodeAttribute(null=True)
@@ -512,11 +521,12 @@ class SendItem(Item, discriminator="email_send"):
 
     send_id = UnicodeAttribute()  # the campaign's id
     customer_id = UnicodeAttribute()
-    state = UnicodeAttribute(default="sending")  # sending | sent | skipped | failed
+    state = UnicodeAttribute(default="sending")  # deferred | sending | sent | skipped | failed
     attempt = NumberAttribute(default=1)
     lease_until = UnicodeAttribute(null=True)  # while sending: another worker may take over after it
     message_id = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)  # skipped or failed: why (no_consent, suppressed, ...)
+    until = UnicodeAttribute(null=True)  # deferred (frequency cap): not before this instant
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
@@ -557,8 +567,13 @@ class EmailEventItem(Item, discriminator="email_event"):
     """``T#<tenant>#EMAILEVT`` / ``<SES message id>#<event type>#<recipient digest>``: an
     SES event already counted (de-duplication of redelivered events; TTL 30 days)."""
 
-    KIND = Kind("SES event guard (TTL 30 days)", "P EMAILEVT", "<message id>#<type>#<digest>", "tenant",
-                gsi="— (expires by TTL)")
+    KIND = Kind(
+        "SES event guard (TTL 30 days)",
+        "P EMAILEVT",
+        "<message id>#<type>#<digest>",
+        "tenant",
+        gsi="— (expires by TTL)",
+    )
 
     at = UnicodeAttribute()
 
@@ -567,8 +582,12 @@ class EmailRateItem(Item, discriminator="email_rate"):
     """``EMAILRATE#<tenant id or ACCOUNT>`` / ``BUCKET``: a token bucket that every
     sending Lambda draws from (the tenant's plan rate; the SES account's send rate)."""
 
-    KIND = Kind("send-rate token bucket (per tenant and for the SES account)", "EMAILRATE#<tenant or ACCOUNT>",
-                "BUCKET", "global")
+    KIND = Kind(
+        "send-rate token bucket (per tenant and for the SES account)",
+        "EMAILRATE#<tenant or ACCOUNT>",
+        "BUCKET",
+        "global",
+    )
 
     tokens = NumberAttribute(default=0)
     refilled_at = NumberAttribute(default=0)  # epoch milliseconds
