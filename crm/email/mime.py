@@ -18,6 +18,9 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 
 REF_HEADER = "X-Rapport-Ref"
+# lines up to RFC 5322's hard limit: a long List-Unsubscribe URL must stay one token as it
+# is (the default 78 would fold it into RFC 2047 encoded-words, which no client reads as a URL)
+POLICY = SMTP.clone(max_line_length=998)
 
 
 def build(
@@ -39,7 +42,7 @@ def build(
     Message-ID stable for one (campaign, recipient) so a re-send after a takeover is
     recognisably the same message."""
     domain = sender.rsplit("@", 1)[-1]
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = formataddr((from_name, sender)) if from_name else sender
     msg["To"] = str(Address(addr_spec=to))
     if reply_to:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -41,6 +42,7 @@ from crm.context import TenantContext
 
 BATCH = 20  # recipients per message: 5 keys each in one BatchGetItem (at most 100 keys)
 PAUSED_RECHECK_SECONDS = 60  # a paused campaign's batch comes back after this (+ jitter)
+STATUS_RECHECK_SECONDS = 0.5  # a batch re-reads its campaign's status this often while sending
 RECORD_TTL_DAYS = 400
 TEMPLATES, CAMPAIGNS, EMAIL_SETTINGS, CAP_SK = "TEMPLATES", "CAMPAIGNS", "EMAIL", "C#EMAILCAP"
 FINAL = frozenset({"sent", "skipped", "failed"})
@@ -179,6 +181,19 @@ def load_context(ctx: TenantContext, campaign_id: str, template_id: str) -> Cont
     )
 
 
+def current_status(ctx: TenantContext, campaign_id: str) -> str | None:
+    """The campaign's status now (1 GetItem of one attribute), None once deleted."""
+    from crm.storage import CampaignItem
+
+    try:
+        item = CampaignItem.get(
+            campaigns_pk(ctx), campaign_id, consistent_read=True, attributes_to_get=["status", "pk", "sk", "kind"]
+        )
+    except CampaignItem.DoesNotExist:
+        return None
+    return str(item.status)
+
+
 def tenant_rate(plan: Any) -> float:
     """The plan's emails per second (x ``RAPPORT_RATE_LIMIT_SCALE``, as the API's limits)."""
     from crm.billing import ratelimit
@@ -219,9 +234,9 @@ def read_recipients(ctx: TenantContext, campaign_id: str, customer_ids: list[str
         keys.append((record_pk(ctx, campaign_id), record_sk(cid)))
     rows: dict[str, dict[type, Any]] = {cid: {} for cid in customer_ids}
     for item in Item.batch_get(keys, consistent_read=True):
-        cid = getattr(item, "customer_id", None)
-        if cid in rows:
-            rows[str(cid)][type(item)] = item
+        owner = getattr(item, "customer_id", None)
+        if owner in rows:
+            rows[str(owner)][type(item)] = item
     digests: dict[str, str] = {}
     for cid, row in rows.items():
         profile = row.get(CustomerItem)
@@ -632,7 +647,18 @@ def process(ctx: TenantContext, campaign_id: str, template_id: str, customer_ids
         if granted < len(sends):
             out.later([r.facts.customer_id for r, _ in sends[granted:]], delay)
             sends = sends[:granted]
-        for r, _d in sends:
+        checked = time.monotonic()
+        for n, (r, _d) in enumerate(sends):
+            if time.monotonic() - checked > STATUS_RECHECK_SECONDS:
+                checked = time.monotonic()
+                status = current_status(ctx, campaign_id)
+                if status != "sending":  # paused or cancelled meanwhile: stop within a second
+                    rest = [x.facts.customer_id for x, _ in sends[n:]]
+                    if status == "paused":
+                        out.later(rest, PAUSED_RECHECK_SECONDS + random.randint(0, PAUSED_RECHECK_SECONDS))
+                    else:
+                        out.dropped = True
+                    break
             _send_one(ctx, c, r, marketing, cap_hours, out)
     except Gone:
         out.dropped = True
