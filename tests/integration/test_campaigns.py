@@ -10,6 +10,7 @@ accepts the send), the tenant's email settings, templates, and a segment's membe
 from __future__ import annotations
 
 import email
+import json
 import time
 from datetime import timedelta
 
@@ -341,3 +342,27 @@ def test_frequency_cap_defers_then_sends(tenant, event_pipeline):
     done = tenant.http.get(f"/v1/email/campaigns/{second['id']}").json()
     assert done["status"] == "sent" and done["progress"]["deferred"] == 0 and done["progress"]["sent"] == 2
     assert sorted(recipients(second["id"])) == sorted(f"c{i}.{tenant.id}@example.com" for i in range(2))
+
+
+def test_cli_list_show_watch(tenant, api_url, event_pipeline):
+    from typer.testing import CliRunner
+
+    from rapport.cli import app
+
+    setup_email(tenant)
+    c = new_campaign(tenant, make_template(tenant), make_segment(tenant, make_customers(tenant, 3)))
+    env = {"COLUMNS": "200", "RAPPORT_API_URL": "", "RAPPORT_API_KEY": ""}
+    key = tenant.key_with("email:read")
+
+    def run(*args: str):
+        return CliRunner().invoke(app, ["campaigns", *args, "--api", f"{api_url}/v1", "--key", key], env=env)
+
+    listed = run("list")
+    assert listed.exit_code == 0 and c["id"] in listed.output and "draft" in listed.output, listed.output
+    tenant.http.post(f"/v1/email/campaigns/{c['id']}/send", json={})
+    watched = run("watch", c["id"], "--interval", "0.2", "--timeout", "60")
+    assert watched.exit_code == 0, watched.output
+    assert "sent 3 of 3" in watched.output and "3/3" in watched.output
+    shown = run("show", c["id"], "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["progress"]["sent"] == 3
+    assert run("show", "cmp_" + "0" * 26).exit_code == 2  # a 404: the request was wrong
