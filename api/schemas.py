@@ -44,6 +44,13 @@ from crm.email.schemas_templates import (  # noqa: F401 - re-exported for api.ht
     TemplatePreview,
     TemplatePreviewRequest,
 )
+from crm.email.schemas_campaigns import (  # noqa: F401 - re-exported for api.http.model()
+    Campaign,
+    CampaignCreate,
+    CampaignPage,
+    CampaignPatch,
+    CampaignSend,
+)
 from crm.identity_schemas import (  # noqa: F401 - re-exported for api.http.model()
     ConflictResolve,
     ConflictStatus,

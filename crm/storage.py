@@ -492,6 +492,13 @@ class CampaignItem(Item, discriminator="campaign"):
     opened = NumberAttribute(default=0)
     clicked = NumberAttribute(default=0)
     unsubscribed = NumberAttribute(default=0)
+    deferred = NumberAttribute(default=0)  # recipients waiting for their frequency cap (ADD +1/-1)
+    # audience pages enqueued so far: the checkpoint's condition (crm/email/audience.py)
+    audience_pages = NumberAttribute(default=0)
+    progress_at = UnicodeAttribute(null=True)  # the audience's last checkpoint (stall detection)
+    paused_seconds = NumberAttribute(default=0)  # time spent paused (the rate leaves it out)
+    paused_at = UnicodeAttribute(null=True)
+    template_kind = UnicodeAttribute(null=True)  # the template's kind when the send started
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     started_at = UnicodeAttribute(null=True)
@@ -514,11 +521,12 @@ class SendItem(Item, discriminator="email_send"):
 
     send_id = UnicodeAttribute()  # the campaign's id
     customer_id = UnicodeAttribute()
-    state = UnicodeAttribute(default="sending")  # sending | sent | skipped | failed
+    state = UnicodeAttribute(default="sending")  # deferred | sending | sent | skipped | failed
     attempt = NumberAttribute(default=1)
     lease_until = UnicodeAttribute(null=True)  # while sending: another worker may take over after it
     message_id = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)  # skipped or failed: why (no_consent, suppressed, ...)
+    until = UnicodeAttribute(null=True)  # deferred (frequency cap): not before this instant
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 

@@ -1016,6 +1016,10 @@ def segments_show(segment_id: str = typer.Argument(..., help="a segment id (seg_
         out.print("No members.")
 
 
+from rapport.cli_campaigns import campaigns_app  # noqa: E402 - after _Api, which its commands use
+
+app.add_typer(campaigns_app, name="campaigns")
+
 def main() -> None:
     """The console script: a botocore error that no command handled (the endpoint went
     away mid-command, credentials expired) is one line, not a traceback."""

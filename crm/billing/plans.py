@@ -26,6 +26,10 @@ class Limits(BaseModel):
     connections: int | None = Field(ge=0)
     emails_per_month: int | None = Field(ge=0)
     requests_per_second: int = Field(ge=1)
+    # email campaigns (crm/email/throttle.py, crm/email/sending.py): the tenant's send rate
+    # and the frequency cap, hours between two marketing emails to one customer
+    email_per_second: int = Field(default=1, ge=1)
+    marketing_cap_hours: int = Field(default=16, ge=0)
 
 
 class Metered(BaseModel):
