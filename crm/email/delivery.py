@@ -65,7 +65,12 @@ SECTIONS = {
     "Subscription": "subscription",
 }
 STATS = {"Delivery": "delivered", "Bounce": "bounced", "Complaint": "complained", "Open": "opened", "Click": "clicked"}
-TIMELINE = {"Bounce": "email.bounced", "Complaint": "email.complained", "Open": "email.opened", "Click": "email.clicked"}
+TIMELINE = {
+    "Bounce": "email.bounced",
+    "Complaint": "email.complained",
+    "Open": "email.opened",
+    "Click": "email.clicked",
+}
 TAGS = ("rapport_tenant", "rapport_customer", "rapport_ref", "rapport_kind")
 GUARD_DAYS = 30  # an EmailEventItem is kept this long: SES redelivers within hours
 
@@ -208,7 +213,12 @@ def plan(record: dict[str, Any]) -> Plan:
         return Plan(**base, recipients=_addresses(section.get("recipients")) or destination, stat="delivered")
     if event_type == "Open":
         return Plan(
-            **base, recipients=destination, stat="opened", timeline="email.opened", summary="Opened the email", payload=ref
+            **base,
+            recipients=destination,
+            stat="opened",
+            timeline="email.opened",
+            summary="Opened the email",
+            payload=ref,
         )
     if event_type == "Click":
         link = section.get("link") if isinstance(section.get("link"), str) else None
@@ -271,8 +281,9 @@ def apply(p: Plan) -> Outcome:
     if p.revoke:
         out.revoked = revoke_consent(ctx, p.origin.customer_id, p.revoke, p.at, addresses=p.recipients)
     if p.timeline:
-        out.timeline = timeline(ctx, p.origin.customer_id, p.timeline, f"ses:{p.message_id}:{p.event_type}", p.at,
-                                p.summary, p.payload)
+        out.timeline = timeline(
+            ctx, p.origin.customer_id, p.timeline, f"ses:{p.message_id}:{p.event_type}", p.at, p.summary, p.payload
+        )
     return out
 
 
@@ -304,7 +315,7 @@ def add_once(ctx: Any, guard: str, campaign_id: str | None, stat: str, at: str) 
     for _ in range(2):
         tx = Tx()
         tx.save(item, EmailEventItem.pk.does_not_exist(), role="guard")
-        if with_campaign:
+        if with_campaign and campaign_id is not None:
             attribute = getattr(CampaignItem, stat)
             tx.update_key(
                 CampaignItem,
@@ -384,9 +395,7 @@ def revoke_consent(ctx: Any, customer_id: str, source: str, at: str, *, addresse
     return True
 
 
-def timeline(
-    ctx: Any, customer_id: str, type_: str, key: str, at: str, summary: str, payload: dict[str, Any]
-) -> bool:
+def timeline(ctx: Any, customer_id: str, type_: str, key: str, at: str, summary: str, payload: dict[str, Any]) -> bool:
     """The customer's timeline entry, written once per ``key`` (its id derives from it)."""
     from crm import clock
     from crm.customers import service
