@@ -193,3 +193,44 @@ def test_events_of_other_senders_change_nothing(tenant, event_pipeline, dev_stac
     dlq = dev_stack.queues.dead_letter["delivery"]
     depth = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert depth["ApproximateNumberOfMessages"] == "0"
+
+
+def send_raw(tenant, customer, ref, to=None, subject="Spring sale", kind="marketing") -> str:
+    """An email as crm/email/ses.py sends one: raw MIME with the rapport tags both as SES's
+    X-SES-MESSAGE-TAGS header and as EmailTags (which the emulator drops), through the
+    emulator's SES v2 ``send_email``. Returns SES's message id."""
+    import boto3
+    from email.message import EmailMessage
+
+    sender = f"hello@{tenant.id}.example.test"
+    boto3.client("ses").verify_email_identity(EmailAddress=sender)  # the dev sender, verified
+    tags = {"rapport_tenant": tenant.id, "rapport_customer": customer["id"], "rapport_ref": ref, "rapport_kind": kind}
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = f"Acme <{sender}>", to or customer["email"], subject
+    msg["X-SES-MESSAGE-TAGS"] = ", ".join(f"{k}={v}" for k, v in tags.items())
+    msg["X-Rapport-Ref"] = ref
+    msg.set_content("Hello")
+    msg.add_alternative("<p>Hello</p>", subtype="html")
+    answer = boto3.client("sesv2").send_email(
+        FromEmailAddress=sender, Destination={"ToAddresses": [to or customer["email"]]},
+        Content={"Raw": {"Data": msg.as_bytes()}}, ConfigurationSetName=TABLE,
+        EmailTags=[{"Name": k, "Value": v} for k, v in tags.items()])
+    return answer["MessageId"]
+
+
+def test_the_local_ses_double_publishes_what_ses_would(tenant, event_pipeline):
+    """rapport/ses_events.py: an email the emulator's SES accepted gets its Send and Delivery
+    events; SES's mailbox simulator addresses bounce and complain, as in AWS."""
+    cid = campaign(tenant)
+    ann = granted(tenant, "ann.local@example.com")
+    bouncer = granted(tenant, "bounce@simulator.amazonses.com")
+    complainer = granted(tenant, "complaint@simulator.amazonses.com")
+    for customer in (ann, bouncer, complainer):
+        send_raw(tenant, customer, cid)
+    assert event_pipeline.wait_idle(60)
+    got = stats(tenant, cid)
+    assert (got["delivered"], got["bounced"], got["complained"]) == (2, 1, 1)
+    assert consent(tenant, ann["id"])["status"] == "granted"
+    assert consent(tenant, bouncer["id"])["source"] == "bounce"
+    assert consent(tenant, complainer["id"])["source"] == "complaint"
+    assert suppressed(tenant, "bounce@simulator.amazonses.com").reason == "bounce"
