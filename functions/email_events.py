@@ -19,7 +19,9 @@ def handle(message: dict[str, Any]) -> None:
     try:
         plan = delivery.plan(delivery.record_of(message))
     except delivery.NotAnEvent as exc:
-        logger().warning("not an SES event: dropped", extra={"reason": str(exc), "detail_type": message.get("detail-type")})
+        logger().warning(
+            "not an SES event: dropped", extra={"reason": str(exc), "detail_type": message.get("detail-type")}
+        )
         return
     outcome = delivery.apply(plan)
     logger().info(

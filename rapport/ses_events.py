@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rapport.pollers import Poller, plumbing_client
@@ -44,7 +44,7 @@ ACCOUNT = "123456789012"
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def parse_tags(value: str | None) -> dict[str, list[str]]:
@@ -80,8 +80,7 @@ def records_for(sent: Any, configuration_set: str, region: str = "us-east-1") ->
         "ses:from-domain": [from_domain],
         "ses:caller-identity": ["rapport"],
     })
-    sent_at = datetime.fromisoformat(sent.sent_at.replace("Z", "+00:00")) if sent.sent_at else \
-        datetime.now(timezone.utc)
+    sent_at = datetime.fromisoformat(sent.sent_at) if sent.sent_at else datetime.now(UTC)
     headers = [{"name": k, "value": str(v)} for k, v in message.items()
                if k.upper() not in ("X-SES-MESSAGE-TAGS", "X-SES-CONFIGURATION-SET")]
     mail = {

@@ -199,8 +199,9 @@ def send_raw(tenant, customer, ref, to=None, subject="Spring sale", kind="market
     """An email as crm/email/ses.py sends one: raw MIME with the rapport tags both as SES's
     X-SES-MESSAGE-TAGS header and as EmailTags (which the emulator drops), through the
     emulator's SES v2 ``send_email``. Returns SES's message id."""
-    import boto3
     from email.message import EmailMessage
+
+    import boto3
 
     sender = f"hello@{tenant.id}.example.test"
     boto3.client("ses").verify_email_identity(EmailAddress=sender)  # the dev sender, verified

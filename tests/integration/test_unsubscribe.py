@@ -96,7 +96,7 @@ def test_one_click_post_without_a_key_unsubscribes_once(subscribed, anon, raw_ta
     entries = tenant.http.get(f"/v1/customers/{customer['id']}/events").json()["data"]
     assert [e["type"] for e in entries].count("email.unsubscribed") == 1
     after = partition_items(raw_table, tenant)
-    for again in (dict(content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK), {}):  # a retry, the page's button
+    for again in ({"content": b"List-Unsubscribe=One-Click", "headers": ONE_CLICK}, {}):  # a retry, the page's button
         r = anon.post(path, **again)
         assert r.status_code == 200 and "unsubscribed" in r.text
     assert partition_items(raw_table, tenant) == after  # nothing more: same consent, count, entries
@@ -158,7 +158,7 @@ def test_an_erased_customer_gets_the_page_and_nothing_changes(subscribed, anon, 
 def test_another_tenants_link_never_touches_this_tenant(subscribed, other_tenant, anon, raw_table):
     """A link names its tenant inside the signature: B's customer id under A's tenant id is
     a different (valid) link, to A's nobody; it changes nothing of B's."""
-    tenant, customer, cid = subscribed
+    tenant, _customer, cid = subscribed
     b_customer = other_tenant.create_customer(email="bee@example.com", consent={"email": {"status": "granted",
                                                                                           "source": "x"}})
     b_before = partition_items(raw_table, other_tenant)

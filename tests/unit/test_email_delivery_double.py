@@ -76,7 +76,7 @@ def test_the_outbox_renders_parts_and_headers():
     page = outbox.page([m, {**m, "html": "<script>alert(1)</script>\"'><b>x</b>"}])
     assert page.count('sandbox=""') == 2
     assert "<script>alert(1)" not in page  # escaped into srcdoc, run by nobody
-    status, headers, _ = outbox.respond("/_dev/nope", "")
+    status, _headers, _ = outbox.respond("/_dev/nope", "")
     assert status == 404
 
 
