@@ -44,6 +44,7 @@ class Operation:
     if_match: bool
     max_body: int
     idempotency_required: bool = False
+    form: bool = False  # an optional HTML-form body (not parsed; read ``Request.raw``)
 
 
 OPERATIONS: list[Operation] = []
@@ -67,6 +68,19 @@ class Request:
     if_match: int | None = None
     lambda_context: Any = None
     raw: bytes = b""  # the body as received (webhook signatures are over these bytes)
+
+
+HTML = "text/html"  # a response "model" that is an HTML page (``Result(200, Html(...))``)
+# a form's body: what browsers and mail clients POST (RFC 8058 one-click unsubscribe);
+# application/json too, which Chalice assumes for a request without a Content-Type
+FORM_CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data", "application/json"]
+
+
+@dataclass(frozen=True)
+class Html:
+    """A ``text/html`` body: a page for browsers (the public unsubscribe routes)."""
+
+    text: str
 
 
 @dataclass
@@ -127,9 +141,11 @@ def endpoint(
     idempotent: bool | str = False,
     if_match: bool = False,
     max_body: int = MAX_BODY_BYTES,
+    form: bool = False,
 ) -> Callable:
     """Declare a route. The handler takes a :class:`Request` and returns a :class:`Result`.
-    ``idempotent="required"``: the route refuses a request without ``Idempotency-Key``."""
+    ``idempotent="required"``: the route refuses a request without ``Idempotency-Key``.
+    ``form``: the route takes an optional HTML-form body, unparsed (``Request.raw``)."""
     auth_errors: tuple[int, ...] = (401, 403) if scope else ()
     input_errors: tuple[int, ...] = ((400, 413, 415, 422) if body else ()) + ((400, 422) if query else ())
     idem_errors: tuple[int, ...] = (409, 422) if idempotent else ()
@@ -152,11 +168,14 @@ def endpoint(
         if_match,
         max_body,
         idempotent == "required",
+        form,
     )
     OPERATIONS.append(op)
 
     def decorate(handler: Callable[[Request], Result]) -> Callable:
         content_types = ["application/json", "application/merge-patch+json"] if body else None
+        if form:
+            content_types = FORM_CONTENT_TYPES
         route_kwargs = {"methods": [method]}
         if content_types:
             route_kwargs["content_types"] = content_types
@@ -403,6 +422,9 @@ def _to_wire(result: Result) -> dict[str, Any]:
     headers = dict(result.headers)
     if result.body is None:
         return {"status": result.status, "body": "", "headers": headers}
+    if isinstance(result.body, Html):
+        headers.setdefault("Content-Type", "text/html; charset=utf-8")
+        return {"status": result.status, "body": result.body.text, "headers": headers}
     headers.setdefault("Content-Type", "application/json")
     return {"status": result.status, "body": _json(result.body), "headers": headers}
 

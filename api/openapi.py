@@ -66,13 +66,13 @@ def document() -> dict[str, Any]:
     from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
     from api import routes
-    from api.http import OPERATIONS, model
+    from api.http import FORM_CONTENT_TYPES, HTML, OPERATIONS, model
 
     routes.load_all()  # every route module registers its operations: OPERATIONS is complete
 
     names = {"Problem"}
     for op in OPERATIONS:
-        names.update(n for n in [op.body, *op.responses.values()] if n)
+        names.update(n for n in [op.body, *op.responses.values()] if n and n != HTML)
     modes: tuple[JsonSchemaMode, ...] = ("validation", "serialization")
     pairs = [(model(n), mode) for mode in modes for n in sorted(names)]
     key_map, top = models_json_schema(pairs, ref_template="#/components/schemas/{model}", schema_generator=_generator())
@@ -118,11 +118,15 @@ def document() -> dict[str, Any]:
         responses: dict[str, Any] = {}
         for status, name in op.responses.items():
             entry: dict[str, Any] = {"description": "success"}
-            if name:
+            if name == HTML:
+                entry["content"] = {HTML: {"schema": {"type": "string"}}}
+            elif name:
                 entry["content"] = {"application/json": {"schema": ref(name, "serialization")}}
             responses[str(status)] = entry
+        pages = HTML in op.responses.values()  # a browser's request gets its errors as a page too
         for status in op.errors:
-            responses[str(status)] = {"description": "problem details", "content": problem}
+            content = {**problem, HTML: {"schema": {"type": "string"}}} if pages else problem
+            responses[str(status)] = {"description": "problem details", "content": content}
         operation: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,
@@ -134,6 +138,12 @@ def document() -> dict[str, Any]:
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": ref(op.body, "validation")}},
+            }
+        if op.form:
+            form = {"type": "object", "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}
+            operation["requestBody"] = {
+                "required": False,
+                "content": {t: {"schema": form} for t in FORM_CONTENT_TYPES if t != "application/json"},
             }
         operation["security"] = [{"bearer": []}] if op.scope else []
         if op.scope:

@@ -201,15 +201,50 @@ def email_env(prefix: str, public_url: str) -> dict[str, str]:
 
 
 def create_email_resources(session: Any, prefix: str, public_url: str) -> dict[str, str]:
-    """The SES configuration set (and, issue 13, its event destination) on the emulator;
-    return the email env."""
+    """The SES configuration set on the emulator, and the EventBridge rule of
+    resources.json (``EmailEventsRule``: SES events of that configuration set -> the
+    ``delivery`` queue, which must exist: :func:`create_queues` first); return the email
+    env. The emulator's SES publishes no events: locally rapport/ses_events.py puts the
+    ones SES would on the bus."""
     env = email_env(prefix, public_url)
+    configuration_set = env["RAPPORT_SES_CONFIGURATION_SET"]
     client = session.client("sesv2")
     from botocore.exceptions import ClientError
 
     try:
-        client.create_configuration_set(ConfigurationSetName=env["RAPPORT_SES_CONFIGURATION_SET"])
+        client.create_configuration_set(ConfigurationSetName=configuration_set)
     except ClientError as exc:  # AWS: AlreadyExistsException; moto: ConfigurationSetAlreadyExistsException
         if "AlreadyExists" not in exc.response.get("Error", {}).get("Code", ""):
             raise
+    create_email_events_rule(session, prefix, configuration_set)
     return env
+
+
+def email_events_rule_name(prefix: str) -> str:
+    return f"{prefix}-email-events"
+
+
+def create_email_events_rule(session: Any, prefix: str, configuration_set: str) -> str:
+    """``EmailEventsRule`` on the emulator's default bus, its pattern as resources.json
+    declares it (the configuration set's name in place of its Ref), targeting the local
+    delivery queue. Idempotent (put_rule and put_targets overwrite); returns the rule's ARN."""
+    rule = _resources()["EmailEventsRule"]["Properties"]
+
+    def local(value: Any) -> Any:
+        if value == {"Ref": "EmailConfigurationSet"}:
+            return configuration_set
+        if isinstance(value, dict):
+            return {k: local(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [local(v) for v in value]
+        return value
+
+    sqs = session.client("sqs")
+    queue_url = sqs.get_queue_url(QueueName=local_queue_names(prefix)["delivery"].queue)["QueueUrl"]
+    events = session.client("events")
+    name = email_events_rule_name(prefix)
+    arn = events.put_rule(Name=name, EventPattern=json.dumps(local(rule["EventPattern"])), State=rule["State"],
+                          Description=rule["Description"])["RuleArn"]
+    [target] = rule["Targets"]
+    events.put_targets(Rule=name, Targets=[{"Id": target["Id"], "Arn": _arn(sqs, queue_url)}])
+    return arn

@@ -27,6 +27,8 @@ app.add_typer(dlq_app, name="dlq")
 billing_app = typer.Typer(help="Billing on Stripe (operator): reconcile tenants with Stripe.",
                           no_args_is_help=True)
 app.add_typer(billing_app, name="billing")
+from rapport.cli_outbox import outbox as _outbox  # noqa: E402  (`rapport outbox`, issue 13)
+app.command("outbox")(_outbox)
 console = Console()
 err = Console(stderr=True)
 

@@ -53,6 +53,17 @@ def _handler_class(base: type) -> type:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # http.server's own stderr lines: the access line above says it
 
+        def do_GET(self) -> None:
+            # /_dev/…: the dev server's own pages (the outbox), answered before the app, so
+            # the deployed app has no such path
+            if (self.path or "").startswith("/_dev/"):
+                from rapport import outbox
+
+                status, headers, body = outbox.respond(self.path, self.headers.get("Accept") or "")
+                self._send_http_response(status, headers, body)
+                return
+            base._generic_handle(self)
+
     return DevRequestHandler
 
 
@@ -180,6 +191,9 @@ class DevStack:
         env.configure_queues(self.queues.queues)
         os.environ.update(create_connector_resources(boto3.session.Session(), self.table))
         os.environ.update(create_email_resources(boto3.session.Session(), self.table, f"http://127.0.0.1:{self.port}"))
+        from rapport import outbox
+
+        outbox.install()  # the emulator's SES stamps each message's time (the outbox's sent_at)
         if self.stripe:
             self._start_stripe_double()
         tenant_id = api_key = None
@@ -218,10 +232,16 @@ class DevStack:
         from rapport.pollers import EventPipeline
 
         if self.pipeline is None:
-            self.pipeline = EventPipeline.for_chalice_app(
+            from rapport.ses_events import SesEventsDouble
+
+            pipeline = EventPipeline.for_chalice_app(
                 self._chalice_app, table=self.table, queues=self.queues.queues,
                 stream_dead_letter=self.queues.stream_dead_letter,
-                schedule_seconds=self.schedule_seconds, starting_position=starting_position).start()
+                schedule_seconds=self.schedule_seconds, starting_position=starting_position)
+            # the emulator's SES publishes no events: the double puts the ones SES would on the bus
+            pipeline.pollers.append(SesEventsDouble(os.environ.get("RAPPORT_SES_CONFIGURATION_SET", self.table),
+                                                    skip_existing=starting_position == "LATEST"))
+            self.pipeline = pipeline.start()
         return self.pipeline
 
     def stop_pollers(self) -> None:
