@@ -31,6 +31,13 @@ from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.mod
     TimelineEventCreate,
     Timestamp,
 )
+from crm.email.schemas_campaigns import (  # noqa: F401 - re-exported for api.http.model()
+    Campaign,
+    CampaignCreate,
+    CampaignPage,
+    CampaignPatch,
+    CampaignSend,
+)
 from crm.email.schemas_templates import (  # noqa: F401 - re-exported for api.http.model()
     EmailSettings,
     EmailSettingsPut,
@@ -43,13 +50,6 @@ from crm.email.schemas_templates import (  # noqa: F401 - re-exported for api.ht
     TemplatePatch,
     TemplatePreview,
     TemplatePreviewRequest,
-)
-from crm.email.schemas_campaigns import (  # noqa: F401 - re-exported for api.http.model()
-    Campaign,
-    CampaignCreate,
-    CampaignPage,
-    CampaignPatch,
-    CampaignSend,
 )
 from crm.identity_schemas import (  # noqa: F401 - re-exported for api.http.model()
     ConflictResolve,

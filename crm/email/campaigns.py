@@ -25,7 +25,7 @@ from ulid import ULID
 
 from crm import clock
 from crm.context import TenantContext
-from crm.email import audience, sending
+from crm.email import audience, senders, sending
 from crm.email.schemas_campaigns import (
     Campaign,
     CampaignCreate,
@@ -144,19 +144,6 @@ def list_(ctx: TenantContext, cursor: str | None, limit: int) -> Page:
 # --- checks -----------------------------------------------------------------------------------
 
 
-def sender_verified(ctx: TenantContext, address: str) -> bool:
-    """Whether ``address`` may send: its own identity or its domain's is verified
-    (SenderItem ``P SENDERS`` / identity, lower case): 1 BatchGetItem. H1's
-    ``crm.email.senders.verified`` is the same check; this one reads the items directly."""
-    from crm.storage import SenderItem
-
-    address = address.strip().lower()
-    domain = address.rsplit("@", 1)[-1]
-    pk = ctx.key("SENDERS")
-    found = SenderItem.batch_get([(pk, address), (pk, domain)], consistent_read=True)
-    return any(i.status == "verified" for i in found)
-
-
 def _references(ctx: TenantContext, template_id: str | None, segment_id: str | None) -> dict[str, Any]:
     """The template and segment named (1 BatchGetItem); 422 naming the missing one."""
     from crm.segments.membership import segment_pk
@@ -177,7 +164,7 @@ def _references(ctx: TenantContext, template_id: str | None, segment_id: str | N
 
 
 def _check_sender(ctx: TenantContext, sender: str | None) -> None:
-    if sender and not sender_verified(ctx, sender):
+    if sender and not senders.verified(ctx, sender):
         raise Invalid(
             f"sender {sender} is not a verified identity of the tenant (POST /v1/email/senders)",
             field="sender",
@@ -313,7 +300,7 @@ def send(ctx: TenantContext, campaign_id: str, send_at: Any = None) -> Campaign:
                 field="sender",
                 code="no_sender",
             )
-    if not sender_verified(ctx, sender):
+    if not senders.verified(ctx, sender):
         raise Conflict(
             f"sender {sender} is not verified: sending from it is refused (GET /v1/email/senders)",
             field="sender",
