@@ -283,3 +283,101 @@ def test_billing_routes_never_reach_another_tenant(api_url, stripe_double, raw_t
     assert billing(b)["plan"] == "growth"
     assert partition_items(raw_table, a) == a_items  # B's webhooks touched nothing of A's
     assert billing(a)["plan"] == "starter"
+
+
+MISSING_TEMPLATE = "tpl_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+MISSING_CAMPAIGN = "cmp_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+EMAIL_HTML = '<p>Hi {{ customer.name.given | default("there") }}</p><p>{{ postal_address }}</p>' \
+             '<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
+EMAIL_ROUTES = [
+    ("GET", "/v1/email/templates/{template}", None),
+    ("PATCH", "/v1/email/templates/{template}", {"name": "taken by b"}),
+    ("DELETE", "/v1/email/templates/{template}", None),
+    ("POST", "/v1/email/templates/{template}/preview", {"customer_id": "{customer}"}),
+    ("GET", "/v1/email/campaigns/{campaign}", None),
+    ("PATCH", "/v1/email/campaigns/{campaign}", {"name": "taken by b"}),
+    ("DELETE", "/v1/email/campaigns/{campaign}", None),
+    ("POST", "/v1/email/campaigns/{campaign}/send", {}),
+    ("POST", "/v1/email/campaigns/{campaign}/pause", None),
+    ("POST", "/v1/email/campaigns/{campaign}/resume", None),
+    ("POST", "/v1/email/campaigns/{campaign}/cancel", None),
+    ("GET", "/v1/email/senders/{sender}", None),
+    ("DELETE", "/v1/email/senders/{sender}", None),
+]
+
+
+@pytest.fixture(scope="module")
+def email_world(api_url, raw_table):
+    """A's email settings, a template, a sender domain and a draft campaign to A's segment;
+    B has its own settings (the dev sender every tenant gets) and nothing else."""
+    import types
+
+    from crm.segments import service
+
+    a, b = Tenant(api_url, "Email A"), Tenant(api_url, "Email B")
+    customer = a.create_customer(email="ann@email-a.example")["id"]
+    sender = a.http.get("/v1/email/settings").json()["default_sender"]
+    assert a.http.put("/v1/email/settings", json={"postal_address": "1 A Street", "default_sender": sender}
+                      ).status_code == 200
+    template = a.http.post("/v1/email/templates", json={"name": "A only", "kind": "marketing", "subject": "Hi",
+                                                        "html": EMAIL_HTML}).json()["id"]
+    domain = f"{a.id.lower().replace('_', '-')}.example"
+    assert a.http.post("/v1/email/senders", json={"identity": domain}).status_code == 201
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(service, "_build", lambda: types.SimpleNamespace(start=lambda *a: None, drop=lambda *a: None))
+        segment = a.http.post("/v1/segments", json={"name": "A only", "rule": VIP}).json()["id"]
+    campaign = a.http.post("/v1/email/campaigns", json={"name": "A only", "template_id": template,
+                                                        "segment_id": segment})
+    assert campaign.status_code == 201, campaign.text
+    return {"a": a, "b": b, "customer": customer, "template": template, "campaign": campaign.json()["id"],
+            "sender": domain, "a_items": partition_items(raw_table, a)}
+
+
+def _fill(value, ids):
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(EMAIL_ROUTES))
+def test_b_cannot_touch_a_email_by_id(email_world, route):
+    """Templates, their preview (for A's customer too), campaigns and their actions, sender
+    identities: B's key on A's ids answers as on ids nobody has."""
+    w, (method, template, body) = email_world, route
+    a_ids = {"template": w["template"], "campaign": w["campaign"], "sender": w["sender"], "customer": w["customer"]}
+    missing = {"template": MISSING_TEMPLATE, "campaign": MISSING_CAMPAIGN, "sender": "nobody-here.example",
+               "customer": MISSING_CUSTOMER}
+    on_a = w["b"].http.request(method, _fill(template, a_ids), json=_fill(body, a_ids))
+    on_missing = w["b"].http.request(method, _fill(template, missing), json=_fill(body, missing))
+    assert on_a.status_code == 404, (method, template, on_a.text)
+    assert _shape(on_a) == _shape(on_missing)
+
+
+def test_b_email_lists_settings_and_previews_are_its_own(email_world, raw_table):
+    """B's lists never show A's templates, campaigns or senders; B's settings are B's; B's
+    own template cannot be previewed for A's customer; B's campaign cannot use A's template;
+    after all of it A's items are as they were."""
+    w = email_world
+    a, b = w["a"], w["b"]
+    assert b.http.get("/v1/email/templates").json()["data"] == []
+    assert b.http.get("/v1/email/campaigns").json()["data"] == []
+    assert w["sender"] not in {s["identity"] for s in b.http.get("/v1/email/senders").json()["data"]}
+    assert b.http.get("/v1/email/settings").json().get("postal_address") != "1 A Street"
+    a_cursor = a.http.get("/v1/email/templates", params={"limit": 1}).json().get("next_cursor")
+    if a_cursor:
+        assert b.http.get("/v1/email/templates", params={"cursor": a_cursor}).json()["data"] == []
+    own = b.http.post("/v1/email/templates", json={"name": "B's", "kind": "transactional", "subject": "Hi",
+                                                   "html": "<p>{{ customer.email }}</p>"}).json()["id"]
+    on_a = b.http.post(f"/v1/email/templates/{own}/preview", json={"customer_id": w["customer"]})
+    on_missing = b.http.post(f"/v1/email/templates/{own}/preview", json={"customer_id": MISSING_CUSTOMER})
+    assert on_a.status_code in (404, 422) and _shape(on_a) == _shape(on_missing)
+    with_a_template = b.http.post("/v1/email/campaigns", json={"name": "probe", "template_id": w["template"],
+                                                               "segment_id": MISSING_SEGMENT})
+    assert with_a_template.status_code == 422
+    for route in EMAIL_ROUTES:  # every write again, then A is unchanged
+        if route[0] != "GET":
+            test_b_cannot_touch_a_email_by_id.hypothesis.inner_test(w, route)
+    assert partition_items(raw_table, a) == w["a_items"]
