@@ -39,6 +39,15 @@ class PreconditionFailed(DomainError):
     code = "precondition_failed"
 
 
+def stale_version(if_match: int, current: int | None) -> PreconditionFailed:
+    """The one answer to an If-Match that lost: clients re-read ``current_version``."""
+    return PreconditionFailed(
+        f"If-Match {if_match} does not match the current version {current}",
+        field=EXPECTED_VERSION,
+        current_version=current,
+    )
+
+
 class Invalid(DomainError):
     code = "validation_error"
 

@@ -33,7 +33,7 @@ from crm.email.schemas_campaigns import (
     CampaignProgress,
     CampaignStats,
 )
-from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, stale_version
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import CampaignItem, condition_failed
 
@@ -199,9 +199,7 @@ def create(ctx: TenantContext, body: CampaignCreate) -> Campaign:
 
 def _stale(if_match: int | None, item: CampaignItem) -> None:
     if if_match is not None and if_match != int(item.version or 0):
-        raise PreconditionFailed(
-            f"the campaign is at version {item.version}, not {if_match}", field="If-Match", code="stale_version"
-        )
+        raise stale_version(if_match, int(item.version or 0))
 
 
 def _invalid_transition(item: CampaignItem, action: str) -> Conflict:

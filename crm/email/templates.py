@@ -34,7 +34,7 @@ from crm.email.schemas_templates import (
     TemplatePatch,
     TemplatePreview,
 )
-from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed
+from crm.errors import Conflict, Invalid, NotFound, stale_version
 from crm.paging import Page, decode_cursor, encode_cursor
 from crm.storage import TemplateItem, condition_failed
 
@@ -394,14 +394,6 @@ def create(ctx: TenantContext, body: TemplateCreate) -> Template:
     return to_template(item)
 
 
-def _precondition(if_match: int, current: int | None) -> PreconditionFailed:
-    return PreconditionFailed(
-        f"If-Match {if_match} does not match the current version {current}",
-        field=EXPECTED_VERSION,
-        current_version=current,
-    )
-
-
 def update(ctx: TenantContext, template_id: str, body: TemplatePatch, if_match: int | None = None) -> Template:
     """1 GetItem + 1 PutItem conditional on the version read (a concurrent change: read
     again, or 412 with If-Match). The whole template is validated again."""
@@ -411,7 +403,7 @@ def update(ctx: TenantContext, template_id: str, body: TemplatePatch, if_match: 
     for _ in retry.backoff():
         item = load(ctx, template_id)
         if if_match is not None and item.version != if_match:
-            raise _precondition(if_match, item.version)
+            raise stale_version(if_match, item.version)
         kind = body.kind or item.template_kind
         subject = body.subject or item.subject
         source = body.html or item.source_html or item.html
@@ -435,7 +427,7 @@ def update(ctx: TenantContext, template_id: str, body: TemplatePatch, if_match: 
             if not condition_failed(exc):
                 raise
             if if_match is not None:
-                raise _precondition(if_match, None) from None
+                raise stale_version(if_match, None) from None
     raise Conflict("the template is being changed by many requests at once; retry", code="transaction_conflict")
 
 
@@ -445,13 +437,13 @@ def delete(ctx: TenantContext, template_id: str, if_match: int | None = None) ->
 
     item = load(ctx, template_id)
     if if_match is not None and item.version != if_match:
-        raise _precondition(if_match, item.version)
+        raise stale_version(if_match, item.version)
     try:
         item.delete()
     except DeleteError as exc:
         if not condition_failed(exc):
             raise
-        raise _precondition(if_match if if_match is not None else int(item.version or 0), None) from None
+        raise stale_version(if_match if if_match is not None else int(item.version or 0), None) from None
 
 
 # --- preview ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ulid import ULID
 
 from crm import clock, retry
 from crm.context import TenantContext
-from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed
+from crm.errors import Conflict, Invalid, NotFound, stale_version
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.segments.membership import metrics_index, segment_pk
 from crm.segments.schemas import (
@@ -287,14 +287,6 @@ def create(ctx: TenantContext, body: SegmentCreate) -> Segment:
     return to_segment(item)
 
 
-def _precondition(if_match: int, current: int | None) -> PreconditionFailed:
-    return PreconditionFailed(
-        f"If-Match {if_match} does not match the current version {current}",
-        field=EXPECTED_VERSION,
-        current_version=current,
-    )
-
-
 def update(ctx: TenantContext, segment_id: str, body: SegmentPatch, if_match: int | None = None) -> Segment:
     """1 GetItem + 1 UpdateItem (a description alone) or + 1 GetItem (the catalogue) +
     1 TransactWriteItems (a name or a rule); a new rule bumps ``rule_version``, sets
@@ -304,7 +296,7 @@ def update(ctx: TenantContext, segment_id: str, body: SegmentPatch, if_match: in
     for _ in retry.backoff():
         item = _load(ctx, segment_id)
         if if_match is not None and item.version != if_match:
-            raise _precondition(if_match, item.version)
+            raise stale_version(if_match, item.version)
         now = clock.now_iso()
         name = body.name if body.name is not None else item.name
         description = body.description if "description" in given else item.description
@@ -342,7 +334,7 @@ def update(ctx: TenantContext, segment_id: str, body: SegmentPatch, if_match: in
             if if_match is not None and segment_moved:
                 current = _load(ctx, segment_id).version
                 if current != if_match:
-                    raise _precondition(if_match, current) from None
+                    raise stale_version(if_match, current) from None
             continue
         break
     else:
@@ -362,7 +354,7 @@ def delete(ctx: TenantContext, segment_id: str, if_match: int | None = None) -> 
     for _ in retry.backoff():
         item = _load(ctx, segment_id)
         if if_match is not None and item.version != if_match:
-            raise _precondition(if_match, item.version)
+            raise stale_version(if_match, item.version)
         cat = catalogue(ctx)
         tx = Tx()
         tx.delete(item, SegmentItem.pk.exists(), role="segment", add_version_condition=if_match is not None)

@@ -44,7 +44,8 @@ def subscribe(t: Tenant, double, plan="starter") -> dict:
 def test_a_new_tenant_is_on_free(tenant, stripe_double):
     b = billing(tenant)
     assert (b["plan"], b["status"], b["grace_until"]) == ("free", "free", None)
-    assert b["limits"] == {"customers": 500, "connections": 1, "emails_per_month": 1000, "requests_per_second": 10}
+    assert b["limits"] == {"customers": 500, "connections": 1, "emails_per_month": 1000, "requests_per_second": 10,
+                           "email_per_second": 2, "marketing_cap_hours": 16}
     assert b["features"] == [] and b["checkout"] is None
 
 

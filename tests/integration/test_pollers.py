@@ -236,7 +236,7 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
     prefix, local = queues
     sqs = boto3.client("sqs")
     assert create_queues(sqs, prefix, visibility_timeout=1) == local
-    assert set(local.queues) == set(local.dead_letter) == {"loyalty", "timeline", "sync", "segments"}
+    assert set(local.queues) == set(local.dead_letter) == {"loyalty", "timeline", "sync", "segments", "email", "delivery"}
     for subscriber, url in local.queues.items():
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert url.endswith(f"/{prefix}-{subscriber}")
@@ -251,7 +251,9 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
     assert local.env() == {"RAPPORT_QUEUE_LOYALTY_URL": local.queues["loyalty"],
                            "RAPPORT_QUEUE_TIMELINE_URL": local.queues["timeline"],
                            "RAPPORT_QUEUE_SYNC_URL": local.queues["sync"],
-                           "RAPPORT_QUEUE_SEGMENTS_URL": local.queues["segments"]}
+                           "RAPPORT_QUEUE_SEGMENTS_URL": local.queues["segments"],
+                           "RAPPORT_QUEUE_EMAIL_URL": local.queues["email"],
+                           "RAPPORT_QUEUE_DELIVERY_URL": local.queues["delivery"]}
 
 
 def test_handled_messages_are_deleted_and_failed_ones_come_back(queues, started):

@@ -127,6 +127,7 @@ def test_an_oversized_delivery_gets_413(hooked, anon):
 
 def test_webhook_url_is_absolute_from_the_host_or_the_configured_url(hooked, monkeypatch):
     tenant, cid = hooked
+    monkeypatch.delenv("RAPPORT_PUBLIC_URL", raising=False)  # the dev stack sets one for email links
     r = tenant.http.get(f"/v1/connections/{cid}", headers={"Host": "abc123.execute-api.eu-west-1.amazonaws.com",
                                                             "X-Forwarded-Proto": "https"})
     assert r.json()["webhook_url"] == f"https://abc123.execute-api.eu-west-1.amazonaws.com/api/v1/hooks/{cid}"
