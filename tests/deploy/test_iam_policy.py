@@ -3,7 +3,7 @@
 Every route is driven over HTTP against moto's server (the shared fixtures), and the
 events those requests cause are delivered to app.py's event handlers by the local
 pollers (rapport/pollers.py), as Lambda would: the table's stream to the dispatcher, the
-subscribers' queues to their consumers. Every DynamoDB, SQS, KMS and S3 call the functions make
+subscribers' queues to their consumers. Every DynamoDB, SQS, KMS, S3 and SES call the functions make
 meanwhile is recorded at botocore (PynamoDB, the Powertools idempotency layer and boto3
 all go through ``BaseClient._make_api_call``; the pollers' own clients are left out) and
 translated into the IAM actions and resources AWS authorizes: a TransactWriteItems is
@@ -35,6 +35,11 @@ TABLE = {"Fn::GetAtt": ["RapportTable", "Arn"]}
 INDEXES = {"Fn::Sub": "${RapportTable.Arn}/index/*"}
 STREAM = {"Fn::GetAtt": ["RapportTable", "StreamArn"]}
 KINDS = {json.dumps(TABLE): "table", json.dumps(INDEXES): "index", json.dumps(STREAM): "stream"}
+# SES v2 resources: the tenants' sender identities, and the configuration set every send names
+IDENTITIES = {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*"}
+CONFIGURATION_SET = {"Fn::Sub": "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+                                "configuration-set/${EmailConfigurationSet}"}
+SES_KINDS = {json.dumps(IDENTITIES): "identity", json.dumps(CONFIGURATION_SET): "configuration-set"}
 # the IAM action of each SQS API call (the batch calls have none of their own)
 SQS_ACTIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
                "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
@@ -64,6 +69,8 @@ def _granted() -> set[tuple[str, str]]:
                     granted.add((action, KINDS[json.dumps(resource)]))
                 elif action.startswith("sqs:"):
                     granted.add((action, _queue(resource)))
+                elif action.startswith("ses:"):
+                    granted.add((action, SES_KINDS[json.dumps(resource)]))
                 elif action.startswith("kms:"):
                     granted.add((action, resource["Fn::GetAtt"][0]))
                 elif action == "s3:ListBucket":  # an erasure's follow-up lists the tenant's uploads
@@ -87,6 +94,18 @@ def _other_authorization(service: str, operation: str, params: dict) -> tuple[st
         return f"kms:{operation}", "ConnectionsKey"
     assert (params.get("Key") or params.get("Prefix") or "").startswith("uploads/"), (operation, params)
     return f"s3:{S3_ACTIONS[operation]}", "uploads"
+
+
+def _ses_authorizations(operation: str, params: dict) -> list[tuple[str, str]]:
+    """SES v2 authorizes a send on the sending identity and on the configuration set; a
+    CreateEmailIdentity with tags is also ses:TagResource on the identity."""
+    if operation == "SendEmail":
+        assert params.get("ConfigurationSetName"), "every send names the configuration set (events)"
+        return [("ses:SendEmail", "identity"), ("ses:SendEmail", "configuration-set")]
+    out = [(f"ses:{operation}", "identity")]
+    if operation == "CreateEmailIdentity" and params.get("Tags"):
+        out.append(("ses:TagResource", "identity"))
+    return out
 
 
 def _event_source_needs() -> set[tuple[str, str]]:
@@ -151,7 +170,7 @@ def recorded(api_url, monkeypatch):
 
     def spy(self, operation_name, api_params):
         service = self.meta.service_model.service_name
-        if service in ("dynamodb", "sqs", "kms", "s3") and not is_plumbing(self):
+        if service in ("dynamodb", "sqs", "kms", "s3", "sesv2") and not is_plumbing(self):
             with lock:
                 calls.append((service, operation_name,
                               json.loads(json.dumps(api_params, default=str))))
@@ -168,7 +187,8 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     http = tenant.http
 
     def call(op_id, method, path, expect, **kw):
-        r = (anon if op_id in ("health", "index") else http).request(method, path, **kw)
+        r = (anon if op_id in ("health", "index", "showUnsubscribe", "unsubscribe") else http).request(
+            method, path, **kw)
         assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
         if op_id:
             served.add(op_id)
@@ -263,6 +283,7 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     call("exportCustomer", "GET", f"/v1/customers/{b['id']}/export", 200)
     call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)  # + its follow-up (sync queue)
     _drive_segments(call, a["id"])
+    _drive_email(call, tenant)
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,
                json={"name": "ci", "scopes": ["customers:read"]}).json()
@@ -299,6 +320,72 @@ def _drive_segments(call, customer_id: str) -> None:
     call("getRfmGrid", "GET", "/v1/segments/rfm", 200)
     gone = call(None, "POST", "/v1/segments", 201, json={"name": "IAM gone", "rule": vip}).json()
     call("deleteSegment", "DELETE", f"/v1/segments/{gone['id']}", 204)
+
+
+def _drive_email(call, tenant) -> None:
+    """Email: templates (a transaction with the name's claim), a preview, settings, a sender
+    identity in SES (CreateEmailIdentity with the tenant's tag, GetEmailIdentity, delete),
+    a campaign sent to a one-customer segment (the email queue, SES SendEmail with the
+    configuration set), a second one held by the frequency cap so it can be paused,
+    resumed and cancelled, and the recipient's one-click unsubscribe."""
+    import time
+
+    from crm.email import links
+
+    html = '<p>Hi {{ customer.name.given }}</p><a href="{{ unsubscribe_url }}">stop</a> {{ postal_address }}'
+    who = call(None, "POST", "/v1/customers", 201, json={
+        "email": "iam-mail@example.com", "name": {"given": "Mai"}, "tags": ["iam-mail"],
+        "consent": {"email": {"status": "granted", "source": "form"}}}).json()
+    tpl = call("createEmailTemplate", "POST", "/v1/email/templates", 201,
+               json={"name": "IAM hello", "kind": "marketing", "subject": "Hi {{ customer.name.given }}",
+                     "html": html}).json()
+    path = f"/v1/email/templates/{tpl['id']}"
+    call("listEmailTemplates", "GET", "/v1/email/templates", 200)
+    call("getEmailTemplate", "GET", path, 200)
+    call("updateEmailTemplate", "PATCH", path, 200, json={"subject": "Hello {{ customer.name.given }}"})
+    call("previewEmailTemplate", "POST", path + "/preview", 200, json={"customer_id": who["id"]})
+    gone = call(None, "POST", "/v1/email/templates", 201, json={"name": "IAM gone", "subject": "s", "html": html,
+                                                                  "kind": "transactional"}).json()
+    call("deleteEmailTemplate", "DELETE", f"/v1/email/templates/{gone['id']}", 204)
+    settings = call("getEmailSettings", "GET", "/v1/email/settings", 200).json()
+    call("putEmailSettings", "PUT", "/v1/email/settings", 200,
+         json={"postal_address": "1 Main St", "default_sender": settings["default_sender"]})
+    own = f"iam.{tenant.id}.example".lower()
+    call("createEmailSender", "POST", "/v1/email/senders", 201, json={"identity": own})
+    call("listEmailSenders", "GET", "/v1/email/senders", 200)
+    call("getEmailSender", "GET", f"/v1/email/senders/{own}", 200)
+    call("deleteEmailSender", "DELETE", f"/v1/email/senders/{own}", 204)
+    seg = call(None, "POST", "/v1/segments", 201, json={
+        "name": "IAM mail", "rule": {"all": [{"field": "tags", "op": "contains", "value": "iam-mail"}]}}).json()
+
+    def until(path: str, done: tuple[str, ...]) -> dict:
+        deadline = time.monotonic() + 60
+        while (body := call(None, "GET", path, 200).json())["status"] not in done:
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        return body
+
+    until(f"/v1/segments/{seg['id']}", ("ready",))
+    c = call("createCampaign", "POST", "/v1/email/campaigns", 201,
+             json={"name": "IAM one", "template_id": tpl["id"], "segment_id": seg["id"]}).json()
+    cpath = f"/v1/email/campaigns/{c['id']}"
+    call("listCampaigns", "GET", "/v1/email/campaigns", 200)
+    call("updateCampaign", "PATCH", cpath, 200, json={"name": "IAM first"})
+    call("sendCampaign", "POST", cpath + "/send", 200, json={})
+    assert until(cpath, ("sent",))["progress"]["sent"] == 1
+    call("getCampaign", "GET", cpath, 200)
+    held = call(None, "POST", "/v1/email/campaigns", 201,
+                json={"name": "IAM two", "template_id": tpl["id"], "segment_id": seg["id"]}).json()
+    hpath = f"/v1/email/campaigns/{held['id']}"
+    call(None, "POST", hpath + "/send", 200, json={})  # the frequency cap defers it: still sending
+    call("pauseCampaign", "POST", hpath + "/pause", 200)
+    call("resumeCampaign", "POST", hpath + "/resume", 200)
+    call("cancelCampaign", "POST", hpath + "/cancel", 200)
+    call("deleteCampaign", "DELETE", hpath, 204)
+    unsubscribe = f"/v1/unsubscribe/{links.token(tenant.id, who['id'], c['id'])}"
+    call("showUnsubscribe", "GET", unsubscribe, 200)
+    call("unsubscribe", "POST", unsubscribe, 200, content=b"List-Unsubscribe=One-Click",
+         headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
 def _drive_connections(call, tenant) -> None:
@@ -413,6 +500,9 @@ def test_policy_allows_every_call_and_nothing_unused(tenant, anon, stripe_double
                 used[(action, kind)] += 1
         elif service == "sqs":
             used[_sqs_authorization(operation, params)] += 1
+        elif service == "sesv2":
+            for pair in _ses_authorizations(operation, params):
+                used[pair] += 1
         else:
             used[_other_authorization(service, operation, params)] += 1
     if "createUpload" in served:

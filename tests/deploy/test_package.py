@@ -403,9 +403,12 @@ def test_iam_policy_is_least_privilege(template):
         expected = ([STREAM_ARN] if action in STREAM_ACTIONS
                     else [TABLE_ARN, INDEX_ARN] if action == "dynamodb:Query" else [TABLE_ARN])
         assert sorted(map(json.dumps, resources)) == sorted(map(json.dumps, expected)), action
-    queues = [{"Fn::GetAtt": [q, "Arn"]} for q in ("LoyaltyQueue", "TimelineQueue", "SyncQueue", "SegmentsQueue")]
+    queues = [{"Fn::GetAtt": [q, "Arn"]} for q in ("LoyaltyQueue", "TimelineQueue", "SyncQueue", "SegmentsQueue",
+                                                   "EmailQueue", "DeliveryQueue")]
     sqs = {a: sorted(map(json.dumps, r)) for a, r in granted.items() if a.startswith("sqs:")}
-    sent = [q for q in queues if q["Fn::GetAtt"][0] != "TimelineQueue"]  # no event is routed there today
+    # no event is routed to the timeline today; SES's events reach the delivery queue through
+    # EventBridge (its queue policy), not through the functions
+    sent = [q for q in queues if q["Fn::GetAtt"][0] not in ("TimelineQueue", "DeliveryQueue")]
     assert sqs == {  # the dispatcher sends; Lambda receives and deletes for the consumers and
                      # sends a stream batch it gave up on to the stream DLQ
         "sqs:SendMessage": sorted(map(json.dumps, sent + [STREAM_DLQ_ARN])),
@@ -424,7 +427,15 @@ def test_iam_policy_is_least_privilege(template):
     # listing the bucket is allowed for the uploads prefix only (the Condition checked above)
     assert s3 == {"s3:PutObject": uploads, "s3:GetObject": uploads,
                   "s3:ListBucket": [{"Fn::GetAtt": ["UploadsBucket", "Arn"]}]}
-    assert set(granted) == set(dynamodb) | set(sqs) | set(logs) | set(kms) | set(s3)
+    # SES: sends name the stack's configuration set; sender identities are the tenants' own
+    # (each tagged with its tenant, crm/email/ses_identities.py), so only identity ARNs
+    arn = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:"
+    identities = {"Fn::Sub": arn + "identity/*"}
+    ses = {a: r for a, r in granted.items() if a.startswith("ses:")}
+    assert ses == {"ses:SendEmail": [identities, {"Fn::Sub": arn + "configuration-set/${EmailConfigurationSet}"}],
+                   **{f"ses:{a}": [identities] for a in ("CreateEmailIdentity", "TagResource", "GetEmailIdentity",
+                                                          "DeleteEmailIdentity")}}
+    assert set(granted) == set(dynamodb) | set(sqs) | set(logs) | set(kms) | set(s3) | set(ses)
 
 
 def test_iam_actions_exist(template):
