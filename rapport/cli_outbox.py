@@ -14,7 +14,7 @@ err = Console(stderr=True)
 
 def outbox(limit: int = typer.Option(10, "--limit", min=1, help="how many of the latest emails"),
            as_json: bool = typer.Option(False, "--json", help="print JSON (a list, newest first)"),
-           api_url: str = typer.Option("http://127.0.0.1:8000", "--api-url", envvar="RAPPORT_API_URL",
+           api_url: str = typer.Option("http://127.0.0.1:8000", "--api", "--api-url", envvar="RAPPORT_API_URL",
                                        help="the running `rapport dev` (the 'Rapport API' URL it prints)")) -> None:
     """The latest emails sent through the local stack (rapport dev only), newest first."""
     import httpx

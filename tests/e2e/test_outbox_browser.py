@@ -141,7 +141,7 @@ def test_the_outbox_page_shows_the_email_rendered_in_a_browser(dev, tmp_path):
     printed = subprocess.run([RAPPORT, "outbox", "--json", "--api-url", dev.info["Rapport API"]],
                              capture_output=True, text=True, env=_env(), timeout=60, check=True)
     assert [m["subject"] for m in json.loads(printed.stdout)] == [SUBJECT]
-    table = subprocess.run([RAPPORT, "outbox", "--limit", "5", "--api-url", dev.base],
+    table = subprocess.run([RAPPORT, "outbox", "--limit", "5", "--api", dev.base],
                            capture_output=True, text=True, env={**_env(), "COLUMNS": "200"}, timeout=60, check=True)
     assert "Spring sale" in table.stdout and "ann@example.com" in table.stdout and "cmp_01ARZ" in table.stdout
     assert os.path.getsize(shot) > 10_000
