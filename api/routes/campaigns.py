@@ -106,7 +106,8 @@ def update_campaign(req: Request) -> Result:
     operation_id="deleteCampaign",
     tag=TAG,
     scope=WRITE,
-    summary="Delete a draft or cancelled campaign; If-Match with a stale ETag gets 412; " + _409,
+    summary="Delete a draft, sent or cancelled campaign (later SES events of its emails count nowhere); "
+    "If-Match with a stale ETag gets 412; " + _409,
     responses={204: None},
     errors=(400, 404, 409, 412),
     if_match=True,

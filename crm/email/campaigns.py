@@ -9,7 +9,7 @@
     draft | scheduled | sending | paused --cancel--> cancelled
 
 Any other transition is 409 ``invalid_transition``. PATCH only while draft; DELETE only
-draft or cancelled. Storage: ``T#<tenant>#CAMPAIGNS`` / ``<campaign id>`` (CampaignItem);
+draft, sent or cancelled. Storage: ``T#<tenant>#CAMPAIGNS`` / ``<campaign id>`` (CampaignItem);
 while scheduled or sending it is on gsi2 ``CAMPAIGN_DUE`` / ``<when>#<tenant>#<id>``
 (when to start it, or when to check a send for a stall: functions/campaigns.py).
 Each transition is one conditional UpdateItem on the status read, so two racing
@@ -44,7 +44,7 @@ TRANSITIONS = {
     "resume": ("paused",),
     "cancel": ("draft", "scheduled", "sending", "paused"),
 }
-DELETABLE = ("draft", "cancelled")
+DELETABLE = ("draft", "sent", "cancelled")
 
 
 def new_id() -> str:
@@ -242,13 +242,13 @@ def update(ctx: TenantContext, campaign_id: str, patch: CampaignPatch, if_match:
 
 
 def delete(ctx: TenantContext, campaign_id: str, if_match: int | None) -> None:
-    """1 GetItem + 1 conditional DeleteItem (draft or cancelled). Its send records
+    """1 GetItem + 1 conditional DeleteItem (draft, sent or cancelled). Its send records
     expire by TTL."""
     item = load(ctx, campaign_id)
     _stale(if_match, item)
     if item.status not in DELETABLE:
         raise Conflict(
-            f"only a draft or cancelled campaign can be deleted; this one is {item.status} (cancel it first)",
+            f"only a draft, sent or cancelled campaign can be deleted; this one is {item.status} (cancel it first)",
             code="invalid_transition",
             campaign_status=item.status,
         )
@@ -284,20 +284,35 @@ def send(ctx: TenantContext, campaign_id: str, send_at: Any = None) -> Campaign:
         found = _references(ctx, item.template_id, item.segment_id)
     except Invalid as exc:
         raise Conflict(exc.detail, field=exc.field, code=exc.extra.get("code", "reference_missing")) from None
-    sender: str | None = item.sender
-    if not sender:
-        from crm.storage import EmailSettingsItem
+    segment = found["segment"]
+    if getattr(segment, "status", None) != "ready":
+        # its members are still being written: the audience would be whoever is there so far
+        raise Conflict(
+            f"segment {item.segment_id} is {getattr(segment, 'status', None)}: send once it is ready "
+            "(GET /v1/segments/{id})",
+            field="segment_id",
+            code="segment_not_ready",
+        )
+    from crm.storage import EmailSettingsItem
 
-        try:
-            sender = EmailSettingsItem.get(ctx.prefix, sending.EMAIL_SETTINGS, consistent_read=True).default_sender
-        except EmailSettingsItem.DoesNotExist:
-            sender = None
-        if not sender:
-            raise Conflict(
-                "the campaign has no sender and the tenant no default sender (PUT /v1/email/settings)",
-                field="sender",
-                code="no_sender",
-            )
+    try:
+        settings_item: Any = EmailSettingsItem.get(ctx.prefix, sending.EMAIL_SETTINGS, consistent_read=True)
+    except EmailSettingsItem.DoesNotExist:
+        settings_item = None
+    kind = getattr(found["template"], "template_kind", None) or "marketing"
+    if kind == "marketing" and not getattr(settings_item, "postal_address", None):
+        raise Conflict(
+            "a marketing email must show the sender's postal address: set it first (PUT /v1/email/settings)",
+            field="postal_address",
+            code="postal_address_missing",
+        )
+    sender: str | None = item.sender or getattr(settings_item, "default_sender", None)
+    if not sender:
+        raise Conflict(
+            "the campaign has no sender and the tenant no default sender (PUT /v1/email/settings)",
+            field="sender",
+            code="no_sender",
+        )
     if not senders.verified(ctx, sender):
         raise Conflict(
             f"sender {sender} is not verified: sending from it is refused (GET /v1/email/senders)",
@@ -306,7 +321,6 @@ def send(ctx: TenantContext, campaign_id: str, send_at: Any = None) -> Campaign:
         )
     now = clock.now()
     at = clock.iso(now)
-    kind = getattr(found["template"], "template_kind", None) or "marketing"
     common = [CampaignItem.updated_at.set(at), CampaignItem.template_kind.set(kind)]
     if send_at is not None and send_at > now:
         when = clock.iso(send_at)

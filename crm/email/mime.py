@@ -36,11 +36,13 @@ def build(
     from_name: str | None = None,
     reply_to: str | None = None,
     message_key: str | None = None,
+    ses_tags: str | None = None,
 ) -> bytes:
     """The message's bytes (CRLF line ends). ``unsubscribe_url``: a marketing email's
     one-click link (None: transactional, no List-Unsubscribe). ``message_key`` makes the
     Message-ID stable for one (campaign, recipient) so a re-send after a takeover is
-    recognisably the same message."""
+    recognisably the same message. ``ses_tags``: the ``X-SES-MESSAGE-TAGS`` header
+    (crm/email/ses.py ``Tags.header``)."""
     domain = sender.rsplit("@", 1)[-1]
     msg = EmailMessage(policy=POLICY)
     msg["From"] = formataddr((from_name, sender)) if from_name else sender
@@ -52,6 +54,8 @@ def build(
     msg["Message-ID"] = f"<{message_key}@{domain}>" if message_key else make_msgid(domain=domain)
     msg["MIME-Version"] = "1.0"
     msg[REF_HEADER] = ref
+    if ses_tags:
+        msg["X-SES-MESSAGE-TAGS"] = ses_tags
     if unsubscribe_url:
         msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"

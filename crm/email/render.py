@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, TemplateRuntimeError, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -242,6 +242,11 @@ def run(template: Any, variables: dict[str, Any], seconds: float = RENDER_SECOND
         raise TemplateLimit("the template recurses too deeply") from None
     except (OverflowError, MemoryError) as exc:
         raise TemplateLimit(f"the template computes a value too large: {exc}") from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        # what one customer's data can make a sound template do ({{ 1 / n }} with n = 0,
+        # "%d" % text): a TemplateError like the others, so that recipient fails alone
+        # instead of the whole batch being retried until it is dead-lettered
+        raise TemplateRuntimeError(f"{type(exc).__name__}: {exc}") from None
     finally:
         _BUDGET.reset(token)
 

@@ -555,6 +555,14 @@ class Outcome:
             self.requeue.append((ids, max(0, min(MAX_SQS_DELAY, delay))))
 
 
+def message_tags(ctx: TenantContext, c: Context, customer_id: str) -> Any:
+    """The SES message tags of one recipient's email (``crm.email.ses.Tags``): how its
+    delivery events find the campaign and the customer again."""
+    from crm.email import ses
+
+    return ses.Tags(ctx.tenant_id, customer_id, c.campaign.campaign_id, "marketing" if c.marketing else "transactional")
+
+
 def render_message(ctx: TenantContext, c: Context, recipient: Recipient, now: datetime) -> tuple[bytes, str]:
     """The raw MIME for one recipient, and the sender it goes from."""
     from crm.email import links, mime, render, variables
@@ -585,6 +593,7 @@ def render_message(ctx: TenantContext, c: Context, recipient: Recipient, now: da
         from_name=getattr(settings, "from_name", None),
         reply_to=getattr(settings, "reply_to", None),
         message_key=f"{campaign.campaign_id}.{recipient.facts.customer_id}",
+        ses_tags=message_tags(ctx, c, recipient.facts.customer_id).header(),
     )
     return raw, sender
 
@@ -692,7 +701,7 @@ def _send_one(ctx: TenantContext, c: Context, r: Recipient, marketing: bool, cap
     except Capped:  # another campaign or journey took the cap slot since the read
         out.later([cid], 5)
         return
-    tags = ses.Tags(ctx.tenant_id, cid, campaign_id, "marketing" if marketing else "transactional")
+    tags = message_tags(ctx, c, cid)
     try:
         message_id = ses_send(sender, r.facts.email or "", raw, tags)
     except ses.Permanent as exc:

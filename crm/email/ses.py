@@ -24,8 +24,11 @@ def client() -> Any:
     import boto3
     from botocore.config import Config
 
-    # a short, bounded call: the send record's lease outlives the Lambda, not this
-    return boto3.client("sesv2", config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 2}))
+    # a short, bounded call, and one attempt: botocore would retry a read timeout, and a
+    # SendEmail SES accepted but answered slowly would go out again. The sender decides
+    # instead: an SES error releases the lease (retried later), no answer keeps it until
+    # it expires (docs/campaigns.md, "Exactly once")
+    return boto3.client("sesv2", config=Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 1}))
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,12 @@ class Tags:
             {"Name": "rapport_ref", "Value": self.ref},
             {"Name": "rapport_kind", "Value": self.kind},
         ]
+
+    def header(self) -> str:
+        """The same tags as SES's ``X-SES-MESSAGE-TAGS`` header of a raw message. SES uses
+        the API's tags when both are given (and removes the header); the local SES events
+        double (rapport/ses_events.py) reads the header, as moto drops the API's."""
+        return ", ".join(f"{t['Name']}={t['Value']}" for t in self.ses())
 
 
 def send_raw(sender: str, to: str, raw: bytes, tags: Tags) -> str:

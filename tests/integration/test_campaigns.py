@@ -46,7 +46,7 @@ def make_template(tenant: Tenant, kind: str = "marketing") -> str:
     return r.json()["id"]
 
 
-def make_segment(tenant: Tenant, customer_ids: list[str]) -> str:
+def make_segment(tenant: Tenant, customer_ids: list[str], status: str = "ready") -> str:
     from ulid import ULID
 
     from crm import clock
@@ -55,7 +55,7 @@ def make_segment(tenant: Tenant, customer_ids: list[str]) -> str:
 
     sid, now = f"seg_{ULID()}", clock.now_iso()
     pk = segment_pk(tenant.ctx, sid)
-    SegmentItem(pk, "SEGMENT", segment_id=sid, name=f"S {sid[-6:]}", status="ready", gsi1pk=tenant.ctx.key("SEGMENTS"),
+    SegmentItem(pk, "SEGMENT", segment_id=sid, name=f"S {sid[-6:]}", status=status, gsi1pk=tenant.ctx.key("SEGMENTS"),
                 gsi1sk=sid, member_count=len(customer_ids), created_at=now, updated_at=now).save()
     with SegmentMemberItem.batch_write() as batch:
         for cid in customer_ids:
@@ -177,6 +177,16 @@ def test_create_validate_list_patch_delete(tenant):
     other = Tenant(str(tenant.http.base_url), "Other")
     assert other.http.get(f"/v1/email/campaigns/{made[1]['id']}").status_code == 404
     assert other.http.post(f"/v1/email/campaigns/{made[1]['id']}/cancel").status_code == 404
+    # not sent while the segment is building (a partial audience) or without a postal address
+    building = new_campaign(tenant, tpl, make_segment(tenant, [], status="building"))
+    r = tenant.http.post(f"/v1/email/campaigns/{building['id']}/send", json={})
+    assert r.status_code == 409 and r.json()["code"] == "segment_not_ready" and r.json()["field"] == "segment_id"
+    settings = tenant.http.get("/v1/email/settings").json()
+    tenant.http.put("/v1/email/settings", json={"default_sender": settings["default_sender"]})  # address cleared
+    r = tenant.http.post(f"/v1/email/campaigns/{made[1]['id']}/send", json={})
+    assert r.status_code == 409 and r.json()["code"] == "postal_address_missing", r.text
+    for still in (building, made[1]):
+        assert tenant.http.get(f"/v1/email/campaigns/{still['id']}").json()["status"] == "draft"
 
 
 def test_send_reaches_every_consented_member_exactly_once(tenant, event_pipeline):
@@ -210,6 +220,19 @@ def test_send_reaches_every_consented_member_exactly_once(tenant, event_pipeline
     reasons = {cid: r.reason for cid, r in records.items() if r.state == "skipped"}
     assert reasons == {denied[0]: "no_consent", denied[1]: "no_consent", unknown[0]: "no_consent",
                        bounced[0]: "suppressed"}
+    # SES's delivery events find the campaign by the message's tags (the local SES double
+    # publishes them through EventBridge to the delivery queue)
+    from rapport.ses_events import parse_tags
+
+    to = int(message["To"].split(".")[0][1:])  # c<i>.<tenant>@example.com
+    assert parse_tags(message["X-SES-MESSAGE-TAGS"]) == {
+        "rapport_tenant": [tenant.id], "rapport_customer": [consented[to]], "rapport_ref": [c["id"]],
+        "rapport_kind": ["marketing"]}
+    deadline = time.monotonic() + 30
+    while (stats := tenant.http.get(f"/v1/email/campaigns/{c['id']}").json()["stats"])["delivered"] < 6:
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+    assert stats["delivered"] == 6 and stats["bounced"] == 0, stats
     # a redelivered batch (or a duplicate message) sends nothing more and counts nothing more
     from functions import campaigns as handler
 
@@ -217,8 +240,10 @@ def test_send_reaches_every_consented_member_exactly_once(tenant, event_pipeline
                             "customers": consented + denied})
     assert len(recipients(c["id"])) == 6
     assert tenant.http.get(f"/v1/email/campaigns/{c['id']}").json()["progress"]["sent"] == 6
+    # final: not cancelled, but it can be deleted
     assert tenant.http.post(f"/v1/email/campaigns/{c['id']}/cancel").status_code == 409
-    assert tenant.http.delete(f"/v1/email/campaigns/{c['id']}").status_code == 409
+    assert tenant.http.delete(f"/v1/email/campaigns/{c['id']}").status_code == 204
+    assert tenant.http.get(f"/v1/email/campaigns/{c['id']}").status_code == 404
 
 
 def test_pause_resume_cancel(tenant, event_pipeline, monkeypatch):

@@ -95,6 +95,21 @@ def test_render_refuses_at_send_what_the_data_makes_unbounded():
         render.render_parts(("tpl", 2), "{{ c.nope }}", "", "", {"c": {}})
 
 
+@pytest.mark.parametrize("source, values", [
+    ("{{ 100 / n }}", {"n": 0}),                 # one customer's zero
+    ("{{ '%d' % s }}", {"s": "text"}),           # a format the data does not fit
+    ("{{ s | round }}", {"s": "text"}),          # a filter the data does not fit
+])
+def test_what_the_data_breaks_is_a_template_error(source, values):
+    """A sound template one customer's data breaks fails as a TemplateError, the error the
+    sender records as that recipient's failure (crm/email/sending.py), not the batch's."""
+    from jinja2 import TemplateError
+
+    with pytest.raises(TemplateError) as caught:
+        render.render_parts(("tpl", 3), source, "", "", values)
+    assert type(caught.value).__name__ == "TemplateRuntimeError", caught.value
+
+
 def test_marketing_needs_unsubscribe_and_postal_address():
     for missing in ("unsubscribe_url", "postal_address"):
         html = FOOTER.replace("{{ " + missing + " }}", "")
