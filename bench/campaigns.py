@@ -87,30 +87,26 @@ def setup_env() -> Any:
 def seed(n: int) -> dict[str, Any]:
     """A tenant, its sender, settings, template, ``n`` consented customers (+ n/10 not)
     and a segment of them all; written directly, not counted."""
-    import boto3
     from ulid import ULID
 
     from crm import clock, tenants
     from crm.context import TenantContext
     from crm.customers import records
+    from crm.email import settings as email_settings
+    from crm.email.schemas_templates import EmailSettingsPut
     from crm.segments.membership import segment_pk
     from crm.storage import (
         CustomerItem,
-        EmailSettingsItem,
         SegmentItem,
         SegmentMemberItem,
-        SenderItem,
         TemplateItem,
     )
 
     t = tenants.create("Bench shop")
     ctx = TenantContext(t.id)
     now = clock.now_iso()
-    sender = f"hello@{t.id}.example.test"
-    SenderItem(ctx.key("SENDERS"), sender, identity=sender, type="address", status="verified",
-               created_at=now, updated_at=now).save()
-    boto3.client("ses").verify_email_identity(EmailAddress=sender)
-    EmailSettingsItem(ctx.prefix, "EMAIL", postal_address="1 Bench Way", default_sender=sender, updated_at=now).save()
+    sender = f"hello@{t.id}.example.test"  # the dev sender every local tenant gets, verified
+    email_settings.put(ctx, EmailSettingsPut(postal_address="1 Bench Way", default_sender=sender))
     tid = f"tpl_{ULID()}"
     TemplateItem(ctx.key("TEMPLATES"), tid, template_id=tid, name="Bench", template_kind="marketing",
                  subject="{{ customer.name.given }}, spring is here",
@@ -298,18 +294,18 @@ def main() -> None:
             fired[cid] = step
             raise Killed(step)
 
-    def acquire_(ctx, campaign_id, f, **kw):  # noqa: ANN001, ANN202
+    def acquire_(ctx, campaign_id, f, **kw):
         die(f.customer_id, "before_record")
         attempt = acquire(ctx, campaign_id, f, **kw)
         die(f.customer_id, "after_record")
         return attempt
 
-    def ses_send_(sender, to, raw, tags):  # noqa: ANN001, ANN202
+    def ses_send_(sender, to, raw, tags):
         message_id = ses_send(sender, to, raw, tags)
         die(tags.customer_id, "after_ses")
         return message_id
 
-    def complete_(ctx, campaign_id, customer_id, attempt, message_id, now):  # noqa: ANN001, ANN202
+    def complete_(ctx, campaign_id, customer_id, attempt, message_id, now):
         die(customer_id, "before_completion")
         return complete(ctx, campaign_id, customer_id, attempt, message_id, now)
 
