@@ -422,8 +422,8 @@ def _excerpt(text: str, width: int = 60) -> str:
 
 @dlq_app.command("list")
 def dlq_list(subscriber: Optional[str] = typer.Argument(
-                 None, help="loyalty, timeline, sync or stream (the stream's on-failure queue); "
-                            "all four without"),
+                 None, help="loyalty, timeline, sync, segments, email, delivery or stream (the stream's "
+                            "on-failure queue); all of them without"),
              limit: int = typer.Option(10, "--limit", min=0, help="messages to show per DLQ"),
              endpoint_url: Optional[str] = EndpointOpt, table: str = DlqPrefixOpt,
              stack: Optional[str] = StackOpt) -> None:
@@ -497,7 +497,8 @@ def _print_stream_records(messages: list[dict]) -> int:
 
 
 @dlq_app.command("redrive")
-def dlq_redrive(subscriber: str = typer.Argument(..., help="loyalty, timeline or sync (or stream: see below)"),
+def dlq_redrive(subscriber: str = typer.Argument(..., help="loyalty, timeline, sync, segments, email or delivery "
+                                                                  "(or stream: see below)"),
                 max_messages: Optional[int] = typer.Option(None, "--max", min=1,
                                                            help="move at most N messages"),
                 yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
