@@ -217,6 +217,8 @@ class LabelledHandlers:
         self.step_records: list[dict] = []  # stream records since the last take()
         self.all_records: list[dict] = []   # every stream record of the run
         for poller in pipeline.pollers:
+            if not hasattr(poller, "function_name"):  # the SES events double: AWS's work, no function
+                continue
             poller.handler = self._wrap(poller.function_name, poller.handler,
                                         isinstance(poller, StreamPoller))
 
