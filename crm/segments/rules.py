@@ -202,6 +202,18 @@ def _canonical_duration(path: str, value: str) -> str:
     return text
 
 
+def canonical_duration(value: str, path: str = "duration") -> str:
+    """An ISO 8601 duration validated and canonical (``P1W`` stays, ``p90d`` is ``P90D``):
+    the rule language's durations, shared with journeys' waits; :class:`RuleError` naming
+    ``path`` otherwise."""
+    return _canonical_duration(path, value)
+
+
+def add_duration(dt: datetime, duration: str) -> datetime:
+    """``dt`` plus a canonical duration (calendar months and years, as rules count them)."""
+    return _plus(dt, duration)
+
+
 @lru_cache(maxsize=1024)
 def _duration(text: str) -> relativedelta:
     m = _DURATION.match(text)
