@@ -382,6 +382,21 @@ def _drive_email(call, tenant) -> None:
     call("resumeCampaign", "POST", hpath + "/resume", 200)
     call("cancelCampaign", "POST", hpath + "/cancel", 200)
     call("deleteCampaign", "DELETE", hpath, 204)
+    # its deferred batch waits on the queue for SQS's longest delay (15 min) only to be
+    # dropped then (the campaign is gone): clear it, so the pipeline can be idle
+    from rapport.pollers import plumbing_client
+
+    sqs, queue = plumbing_client("sqs"), os.environ["RAPPORT_QUEUE_EMAIL_URL"]
+    deadline = time.monotonic() + 30
+    while True:
+        sqs.purge_queue(QueueUrl=queue)
+        time.sleep(1)  # a batch in flight may re-queue its deferral once more
+        counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        if not any(int(v) for v in counts.values()):
+            break
+        assert time.monotonic() < deadline, counts
     unsubscribe = f"/v1/unsubscribe/{links.token(tenant.id, who['id'], c['id'])}"
     call("showUnsubscribe", "GET", unsubscribe, 200)
     call("unsubscribe", "POST", unsubscribe, 200, content=b"List-Unsubscribe=One-Click",
