@@ -19,6 +19,7 @@ from api.routes import (
     customers,
     email,
     identity,
+    journeys,
     loyalty,
     meta,
     orders,
@@ -42,6 +43,7 @@ app.register_blueprint(segments.bp)
 app.register_blueprint(email.bp)
 app.register_blueprint(campaigns.bp)
 app.register_blueprint(unsubscribe.bp)
+app.register_blueprint(journeys.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 
@@ -81,6 +83,15 @@ def segments_events(event):
     """Order, profile and loyalty events -> each customer's metrics and segment
     memberships (functions/segments.py); failures go back to the queue."""
     from functions import segments as handler
+
+    return handler.handle_batch(event.to_dict(), event.context)
+
+
+@app.on_sqs_message(queue="rapport-journeys", batch_size=10, name="journeys_events")
+def journeys_events(event):
+    """Domain events -> journey runs started and ended; birthday backfills
+    (functions/journeys.py); failures go back to the queue."""
+    from functions import journeys as handler
 
     return handler.handle_batch(event.to_dict(), event.context)
 
@@ -165,5 +176,13 @@ def campaigns_schedule(event):
     """Scheduled campaigns whose send_at has come, and stalled sends resumed
     (functions/campaigns.py)."""
     from functions import campaigns as handler
+
+    return handler.run_schedule(lambda_context=event.context)
+
+
+@app.schedule("rate(1 minute)", name="journeys_schedule")
+def journeys_schedule(event):
+    """Journey runs whose due time has come: their next steps (functions/journeys.py)."""
+    from functions import journeys as handler
 
     return handler.run_schedule(lambda_context=event.context)

@@ -58,6 +58,15 @@ from crm.identity_schemas import (  # noqa: F401 - re-exported for api.http.mode
     IdentitySettings,
     IdentitySettingsFields,
 )
+from crm.journeys.api_schemas import (  # noqa: F401 - re-exported for api.http.model()
+    CheckoutStart,
+    Journey,
+    JourneyPage,
+    JourneyPatch,
+    JourneyRunPage,
+    StartedCheckout,
+)
+from crm.journeys.schemas import JourneyDefinition  # noqa: F401 - re-exported for api.http.model()
 from crm.loyalty.schemas import (  # noqa: F401 - re-exported for api.http.model()
     AdjustmentCreate,
     LedgerEntry,

@@ -55,6 +55,7 @@ TYPES = frozenset(
         "tier.changed",
         "segment.entered",
         "segment.exited",
+        "checkout.started",
     }
 )
 
@@ -233,5 +234,21 @@ def _metrics(old: dict | None, new: dict | None) -> list[Event]:
     return events
 
 
-_BY_KIND = {"order": _order, "customer": _customer, "loyalty": _loyalty, "ledger": _ledger, "metrics": _metrics}
+def _checkout(old: dict | None, new: dict | None) -> list[Event]:
+    """A started checkout (``POST /v1/checkouts``): its insert is the news; the id is the
+    checkout's, so a replay or a repeated POST is the same event."""
+    if new is None or old is not None:
+        return []
+    data = {"customer_id": new["customer_id"], "checkout_id": new["checkout_id"], **(new.get("data") or {})}
+    return [_event("checkout.started", f"{new['customer_id']}:{new['checkout_id']}", new, new["started_at"], data)]
+
+
+_BY_KIND = {
+    "order": _order,
+    "customer": _customer,
+    "loyalty": _loyalty,
+    "ledger": _ledger,
+    "metrics": _metrics,
+    "checkout": _checkout,
+}
 KINDS = frozenset(_BY_KIND)  # items of other kinds never stand for an event

@@ -421,6 +421,7 @@ class EmailSettingsItem(Item, discriminator="email_settings"):
     from_name = UnicodeAttribute(null=True)
     reply_to = UnicodeAttribute(null=True)
     ses_tenant = UnicodeAttribute(null=True)  # the SES tenant it sends as, where the account has them
+    time_zone = UnicodeAttribute(null=True)  # IANA; journeys' birthdays and wait-until (None: UTC)
     updated_at = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
@@ -592,6 +593,78 @@ class EmailRateItem(Item, discriminator="email_rate"):
     tokens = NumberAttribute(default=0)
     refilled_at = NumberAttribute(default=0)  # epoch milliseconds
     rate = NumberAttribute(default=1)  # tokens per second
+
+
+class JourneyItem(Item, discriminator="journey"):
+    """``T#<tenant>#JOURNEYS`` / ``<journey id>``: a journey's definition (docs/journeys.md)
+    and its run counters, ADDed by the runner without checking or bumping ``version``."""
+
+    KIND = Kind("journey (definition, status, run counters)", "P JOURNEYS", "<journey id>", "tenant")
+
+    journey_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    status = UnicodeAttribute(default="draft")  # draft | active | paused | archived
+    definition = JSONAttribute(default=dict)  # crm/journeys/schemas.JourneyDefinition, as validated
+    started = NumberAttribute(default=0)
+    completed = NumberAttribute(default=0)
+    exited = NumberAttribute(default=0)
+    emails = NumberAttribute(default=0)  # send steps recorded sent
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class JourneyRunItem(Item, discriminator="journey_run"):
+    """``T#<tenant>#C#<customer>`` / ``C#JRUN#<journey id>#<occurrence digest>``: one
+    customer's run of a journey (crm/journeys/plan.Run as ``state``), written conditionally
+    on ``version``. A birthday journey's schedule for the customer is a run of occurrence
+    ``next-birthday`` (``state.birthday``). While due, listed on gsi2 ``JOURNEY_DUE#<0-3>``
+    / ``<due at>#<tenant>#<customer>``. Sorts below ``EV#``: outside the 360 range."""
+
+    KIND = Kind(
+        "journey run (step, status, due time, sends; ids only)",
+        "P C#<id>",
+        "C#JRUN#<journey id>#<digest>",
+        "customer",
+        pii=("event",),
+        erasure="delete",
+        merge="drop",
+        gsi="gsi2 `JOURNEY_DUE#<0-3>` / `<due at>#<tenant>#<id>` while due",
+    )
+
+    customer_id = UnicodeAttribute()
+    journey_id = UnicodeAttribute()
+    status = UnicodeAttribute()  # waiting | sending | done | exited | scheduled (a birthday's)
+    step = NumberAttribute(default=0)  # the sender's ConditionCheck: still sending this step
+    due_at = UnicodeAttribute(null=True)
+    state = JSONAttribute(default=dict)  # the planner's Run
+    event = JSONAttribute(null=True)  # the trigger event templates see ({{ event }})
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class CheckoutItem(Item, discriminator="checkout"):
+    """``T#<tenant>#C#<customer>`` / ``C#CHECKOUT#<checkout id>``: a started checkout
+    (``POST /v1/checkouts``); its insert is the ``checkout.started`` event. Put once
+    (``attribute_not_exists``): a repeated POST is the same checkout."""
+
+    KIND = Kind(
+        "started checkout (cart total, items, URL)",
+        "P C#<id>",
+        "C#CHECKOUT#<checkout id>",
+        "customer",
+        pii=("data",),
+        erasure="delete",
+        merge="drop",
+        events=True,
+        export=True,
+    )
+
+    customer_id = UnicodeAttribute()
+    checkout_id = UnicodeAttribute()
+    started_at = UnicodeAttribute()
+    data = JSONAttribute(default=dict)  # {"currency", "total", "url", "items": [...]}
+    created_at = UnicodeAttribute()
 
 
 class LedgerItem(Item, discriminator="ledger"):

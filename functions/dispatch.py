@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crm.events import TYPES
+
 ROUTES: dict[str, frozenset[str]] = {
     "loyalty": frozenset({"order.paid", "order.refunded", "order.updated"}),
     # Nothing: every event with a timeline entry writes it in its fact's own transaction
@@ -25,6 +27,10 @@ ROUTES: dict[str, frozenset[str]] = {
             "points.redeemed", "points.expired", "points.adjusted", "points.reversed",
         }
     ),
+    # what starts a journey run (its trigger) or ends one (an exit event): any event a
+    # journey may name (crm/journeys/schemas.py EXIT_EVENTS); the handler reads the
+    # tenant's journeys once per batch and stops there when it has none
+    "journeys": TYPES,
 }
 
 

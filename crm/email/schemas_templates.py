@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 MAX_SOURCE = 100_000  # characters of a template's HTML or text as given
 TemplateKind = Literal["marketing", "transactional"]
@@ -79,6 +80,18 @@ class TemplatePreview(BaseModel):
     warnings: list[str] = Field(description="e.g. no postal address set yet (a placeholder stands in)")
 
 
+def _check_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}", value) or len(value) > 64:
+        raise ValueError("must be an IANA time zone such as Europe/Paris or America/New_York")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Paris)") from None
+    return value
+
+
 class EmailSettingsPut(_Strict):
     """The whole settings: a field left out is cleared."""
 
@@ -91,6 +104,11 @@ class EmailSettingsPut(_Strict):
     from_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                                 pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None  # fmt: skip
     reply_to: Address | None = None
+    time_zone: Annotated[str, AfterValidator(_check_zone)] | None = Field(
+        default=None,
+        description="an IANA time zone such as Europe/Paris: journeys' birthdays and wait-until times are "
+        "read in it (absent: UTC)",
+    )
 
 
 class EmailSettings(BaseModel):
@@ -99,6 +117,7 @@ class EmailSettings(BaseModel):
     from_name: str | None
     reply_to: str | None
     ses_tenant: str | None = Field(description="the SES tenant the tenant sends as (null where not used)")
+    time_zone: str = Field(default="UTC", description="journeys' time zone (birthdays, wait until)")
     updated_at: str | None
     version: int
 

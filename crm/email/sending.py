@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -304,8 +305,12 @@ class Capped(Exception):
 
 
 def _campaign_add(tx: Any, ctx: TenantContext, campaign_id: str, **counts: int) -> None:
+    """ADD a campaign's counters in ``tx``; a journey's send (ref ``jrn_…``) has no
+    campaign item: its run counts (crm/journeys/runner.py)."""
     from crm.storage import CampaignItem
 
+    if not campaign_id.startswith("cmp_"):
+        return
     actions = [getattr(CampaignItem, name).add(n) for name, n in counts.items() if n]
     if actions:
         tx.update_key(CampaignItem, campaigns_pk(ctx), campaign_id, actions, CampaignItem.pk.exists(), role="campaign")
@@ -355,7 +360,7 @@ def _run(tx: Any) -> None:
     try:
         tx.run()
     except Cancelled as exc:
-        if exc.failed_role("campaign"):
+        if exc.failed_role("campaign", "run"):  # deleted, or the journey run moved on (exited)
             raise Gone() from None
         if exc.failed_role("cap"):
             raise Capped() from None
@@ -424,10 +429,21 @@ def defer(ctx: TenantContext, campaign_id: str, f: Facts, until: str, now: str) 
     _run(tx)
 
 
-def acquire(ctx: TenantContext, campaign_id: str, f: Facts, *, marketing: bool, cap_hours: float, now: datetime) -> int:
+def acquire(
+    ctx: TenantContext,
+    campaign_id: str,
+    f: Facts,
+    *,
+    marketing: bool,
+    cap_hours: float,
+    now: datetime,
+    guard: Callable[[Any], None] | None = None,
+) -> int:
     """The record into ``sending`` with a lease, before the SES call: 1 TransactWriteItems
     (conditional on the state read; with the frequency cap's reservation for a first
-    marketing send). Returns the attempt number this worker holds."""
+    marketing send). ``guard`` adds a part to the transaction (a journey's ConditionCheck
+    that its run is still at the step, role ``run``: :class:`Gone` when it moved on).
+    Returns the attempt number this worker holds."""
     from crm.storage import EmailCapItem, SendItem
     from crm.tx import Tx
 
@@ -469,6 +485,8 @@ def acquire(ctx: TenantContext, campaign_id: str, f: Facts, *, marketing: bool, 
             threshold = clock.iso(now - timedelta(hours=cap_hours))
             condition = EmailCapItem.pk.does_not_exist() | (EmailCapItem.last_marketing_at <= threshold)
         tx.save(cap, condition, role="cap")
+    if guard is not None:
+        guard(tx)
     _run(tx)
     return attempt
 
@@ -563,8 +581,11 @@ def message_tags(ctx: TenantContext, c: Context, customer_id: str) -> Any:
     return ses.Tags(ctx.tenant_id, customer_id, c.campaign.campaign_id, "marketing" if c.marketing else "transactional")
 
 
-def render_message(ctx: TenantContext, c: Context, recipient: Recipient, now: datetime) -> tuple[bytes, str]:
-    """The raw MIME for one recipient, and the sender it goes from."""
+def render_message(
+    ctx: TenantContext, c: Context, recipient: Recipient, now: datetime, event: dict[str, Any] | None = None
+) -> tuple[bytes, str]:
+    """The raw MIME for one recipient, and the sender it goes from (``event``: a journey's
+    trigger, ``{{ event }}`` in the template)."""
     from crm.email import links, mime, render, variables
 
     campaign = c.campaign
@@ -575,7 +596,7 @@ def render_message(ctx: TenantContext, c: Context, recipient: Recipient, now: da
         variables.build(
             customer_json(recipient),
             {"id": ctx.tenant_id, "name": c.tenant_name},
-            None,
+            event,
             unsubscribe,
             (getattr(settings, "postal_address", None) or ""),
         ),

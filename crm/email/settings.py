@@ -25,13 +25,14 @@ def load(ctx: TenantContext) -> EmailSettingsItem | None:
 def to_settings(item: EmailSettingsItem | None) -> EmailSettings:
     if item is None:
         return EmailSettings(postal_address=None, default_sender=None, from_name=None, reply_to=None,
-                             ses_tenant=None, updated_at=None, version=0)  # fmt: skip
+                             ses_tenant=None, time_zone="UTC", updated_at=None, version=0)  # fmt: skip
     return EmailSettings(
         postal_address=item.postal_address,
         default_sender=item.default_sender,
         from_name=item.from_name,
         reply_to=item.reply_to,
         ses_tenant=item.ses_tenant,
+        time_zone=item.time_zone or "UTC",
         updated_at=item.updated_at,
         version=int(item.version or 0),
     )
@@ -60,6 +61,7 @@ def put(ctx: TenantContext, body: EmailSettingsPut) -> EmailSettings:
     item.default_sender = default
     item.from_name = body.from_name
     item.reply_to = body.reply_to.lower() if body.reply_to else None
+    item.time_zone = body.time_zone
     item.updated_at = clock.now_iso()
     try:
         item.save()  # conditional on the version read

@@ -52,13 +52,17 @@ def test_a_builds_quiet_changes_are_no_events_but_the_others_in_the_write_are():
     assert derive(None, metrics({"seg_vip": VIP}, quiet=["seg_vip"])) == []
 
 
-def test_segment_events_have_timeline_entries_and_reach_no_subscriber_queue_of_their_own():
+def test_segment_events_have_timeline_entries_and_reach_only_the_journeys_queue():
+    """Never the segments subscriber (its own writes' news); journeys, whose
+    ``segment.entered`` trigger starts runs."""
     from crm import timeline
     from crm.context import TenantContext
     from functions.dispatch import ROUTES
 
     assert {"segment.entered", "segment.exited"} <= timeline.TYPES
-    assert not any({"segment.entered", "segment.exited"} & types for types in ROUTES.values())
+    assert not any({"segment.entered", "segment.exited"} & types for name, types in ROUTES.items()
+                   if name != "journeys")
+    assert {"segment.entered", "segment.exited"} <= ROUTES["journeys"]
     ctx = TenantContext("t0000000000aa")
     entries = timeline.of_change(ctx, "cus_1", metrics({"seg_vip": VIP}), metrics({"seg_lapsed": LAPSED}))
     summaries = sorted(e.data["summary"] for e in entries)
