@@ -30,6 +30,7 @@ SECTIONS = {
     "ledger": "ledger",
     "loyalty": "loyalty",
     "identity_conflict": "conflicts",
+    "checkout": "checkouts",
 }
 _KEYS = {"pk", "sk", "kind", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "ttl"}
 IDENTITY_FIELDS = ("email", "phone", "external_ids", "previous_emails", "aliases")

@@ -390,12 +390,16 @@ def _birth_date(value: Any) -> date | None:
 
 
 def schedule_birthday(ctx: TenantContext, customer_id: str, journey_id: str, trigger: BirthdayTrigger,
-                      born: date, tz: str, after: datetime) -> JourneyRunItem:  # fmt: skip
-    """The customer's next birthday of the journey on the due index (1 PutItem)."""
+                      born: date, tz: str, after: datetime,
+                      existing: JourneyRunItem | None = None) -> JourneyRunItem:  # fmt: skip
+    """The customer's next birthday of the journey on the due index, to save (a PutItem
+    conditional on ``existing``'s version, or on there being none)."""
     year, at = plan.next_birthday(born, trigger, tz, after)
     item = JourneyRunItem(_pk(ctx, customer_id), birthday_sk(journey_id), customer_id=customer_id,
                           journey_id=journey_id, status="scheduled", step=0, event=None,
                           state={"born": born.isoformat(), "year": year, "tz": tz})  # fmt: skip
+    if existing is not None and existing.version is not None:  # a backfill's BatchWriteItem sets none
+        item.version = existing.version
     item.updated_at = clock.now_iso()
     _index(ctx, item, clock.iso(at))
     return item
@@ -425,12 +429,12 @@ def _birthdays_follow(ctx: TenantContext, customer_id: str, journeys: Journeys, 
         existing = schedules.get(jid)
         if born is None:
             if existing is not None:
-                existing.delete()
+                _delete(existing)
             continue
         if existing is not None and (existing.state or {}).get("born") == born.isoformat():
             continue
         assert isinstance(spec.trigger, BirthdayTrigger)
-        schedule_birthday(ctx, customer_id, jid, spec.trigger, born, tz, clock.now()).save()
+        _put(schedule_birthday(ctx, customer_id, jid, spec.trigger, born, tz, clock.now(), existing))
 
 
 def _time_zone(ctx: TenantContext) -> str:
@@ -447,7 +451,7 @@ def _birthday_due(ctx: TenantContext, item: JourneyRunItem, journeys: Journeys) 
     state = dict(item.state or {})
     born = _birth_date(state.get("born"))
     if found is None or born is None or not isinstance(found[1].trigger, BirthdayTrigger):
-        item.delete()  # the journey is gone (or no longer a birthday one)
+        _delete(item)  # the journey is gone (or no longer a birthday one)
         return
     spec = found[1]
     trigger = spec.trigger
@@ -461,7 +465,25 @@ def _birthday_due(ctx: TenantContext, item: JourneyRunItem, journeys: Journeys) 
                 if r.journey_id == item.journey_id and r.status != "scheduled"]  # fmt: skip
         _start(ctx, journey, event, mine, clock.now(), journeys)
     after = plan.birthday_start(born, year, trigger, tz)
-    schedule_birthday(ctx, item.customer_id, item.journey_id, trigger, born, _time_zone(ctx), after).save()
+    _put(schedule_birthday(ctx, item.customer_id, item.journey_id, trigger, born, _time_zone(ctx), after, item))
+
+
+def _delete(item: JourneyRunItem) -> None:
+    try:
+        item.delete()
+    except Exception as exc:
+        if not condition_failed(exc):
+            raise
+
+
+def _put(item: JourneyRunItem) -> None:
+    """Save a schedule; losing the race to another writer of it (a duplicate message, the
+    schedule and an event at once) is fine: theirs is as new."""
+    try:
+        item.save()
+    except Exception as exc:
+        if not condition_failed(exc):
+            raise
 
 
 def queue_backfill(ctx: TenantContext, journey_id: str) -> None:
