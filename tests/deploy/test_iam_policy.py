@@ -284,6 +284,7 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)  # + its follow-up (sync queue)
     _drive_segments(call, a["id"])
     _drive_email(call, tenant)
+    _drive_journeys(call)
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,
                json={"name": "ci", "scopes": ["customers:read"]}).json()
@@ -401,6 +402,40 @@ def _drive_email(call, tenant) -> None:
     call("showUnsubscribe", "GET", unsubscribe, 200)
     call("unsubscribe", "POST", unsubscribe, 200, content=b"List-Unsubscribe=One-Click",
          headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _drive_journeys(call) -> None:
+    """Journeys: a cart abandonment journey started by a checkout two hours old (the
+    journeys queue, its run, a transactional email through SES, the customer's update),
+    a birthday journey's activation (the backfill's Query and BatchWriteItem), pause,
+    delete; the schedule's due-index Query runs on the pipeline's ticks."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    who = call(None, "POST", "/v1/customers", 201, json={
+        "email": "iam-cart@example.com", "birth_date": "1990-05-17"}).json()
+    tpl = call(None, "POST", "/v1/email/templates", 201, json={
+        "name": "IAM cart", "kind": "transactional", "subject": "Your cart",
+        "html": "<p>Back to <a href='{{ event.data.url }}'>your cart</a></p>"}).json()
+    steps = [{"type": "send_email", "template_id": tpl["id"]}, {"type": "update", "add_tags": ["iam-cart"]}]
+    j = call("createJourney", "POST", "/v1/journeys", 201, json={
+        "name": "IAM cart", "status": "active", "trigger": {"type": "checkout.started"}, "steps": steps}).json()
+    path = f"/v1/journeys/{j['id']}"
+    call("listJourneys", "GET", "/v1/journeys", 200)
+    call("getJourney", "GET", path, 200)
+    started = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    call("recordCheckout", "POST", "/v1/checkouts", 201, json={
+        "customer_id": who["id"], "checkout_id": "iam-1", "started_at": started, "url": "https://shop.example/c"})
+    deadline = time.monotonic() + 60
+    runs = f"/v1/customers/{who['id']}/journeys"
+    while not [r for r in call("listCustomerJourneyRuns", "GET", runs, 200).json()["data"] if r["status"] == "done"]:
+        assert time.monotonic() < deadline, "the cart journey did not finish"
+        time.sleep(0.2)
+    birthday = call(None, "POST", "/v1/journeys", 201, json={
+        "name": "IAM birthday", "status": "active", "trigger": {"type": "birthday"}, "steps": steps}).json()
+    call("updateJourney", "PATCH", path, 200, json={"status": "paused"})
+    call("deleteJourney", "DELETE", path, 204)
+    call(None, "GET", f"/v1/journeys/{birthday['id']}", 200)
 
 
 def _drive_connections(call, tenant) -> None:

@@ -314,3 +314,25 @@ def test_birthdays_in_the_tenant_time_zone(tenant, event_pipeline):
     assert int(schedule(before["id"]).state["year"]) == year + 1 and schedule(before["id"]).due_at > clock.now_iso()
     # unused fields stay out of what the API shows
     assert "event" not in json.dumps(run)
+
+
+def test_what_an_event_costs_the_journeys_handler(tenant):
+    """A batch of a tenant without journeys: 1 Query (its journeys), nothing more; with an
+    active journey the event triggers nothing of: + 1 Query (the customer's runs)."""
+    from functions import journeys as handler
+    from tests.dynamo_calls import dynamodb_calls
+    from tests.streams import sqs_event
+
+    cid = tenant.create_customer(email=f"cost.{tenant.id}@example.com".lower())["id"]
+    events = [{"id": f"customer.updated:{cid}:{n}", "type": "customer.updated", "tenant_id": tenant.id,
+               "customer_id": cid, "occurred_at": "2026-01-01T00:00:00Z", "data": {"changed": ["tags"]}}
+              for n in range(5)]
+    with dynamodb_calls() as calls:
+        assert handler.handle_batch(sqs_event(events, "rapport-journeys")) == {"batchItemFailures": []}
+    assert dict(calls) == {"Query": 1}
+    setup_email(tenant)
+    new_journey(tenant, trigger={"type": "checkout.started"},
+                steps=[{"type": "send_email", "template_id": make_template(tenant)}])
+    with dynamodb_calls() as calls:
+        assert handler.handle_batch(sqs_event(events, "rapport-journeys")) == {"batchItemFailures": []}
+    assert dict(calls) == {"Query": 1 + len(events)}

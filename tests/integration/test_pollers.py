@@ -236,7 +236,8 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
     prefix, local = queues
     sqs = boto3.client("sqs")
     assert create_queues(sqs, prefix, visibility_timeout=1) == local
-    assert set(local.queues) == set(local.dead_letter) == {"loyalty", "timeline", "sync", "segments", "email", "delivery"}
+    assert set(local.queues) == set(local.dead_letter) == {"loyalty", "timeline", "sync", "segments", "email", "delivery",
+                                                             "journeys"}
     for subscriber, url in local.queues.items():
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert url.endswith(f"/{prefix}-{subscriber}")

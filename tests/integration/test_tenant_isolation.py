@@ -287,6 +287,7 @@ def test_billing_routes_never_reach_another_tenant(api_url, stripe_double, raw_t
 
 MISSING_TEMPLATE = "tpl_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 MISSING_CAMPAIGN = "cmp_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+MISSING_JOURNEY = "jrn_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 EMAIL_HTML = '<p>Hi {{ customer.name.given | default("there") }}</p><p>{{ postal_address }}</p>' \
              '<a href="{{ unsubscribe_url }}">Unsubscribe</a>'
 EMAIL_ROUTES = [
@@ -303,6 +304,11 @@ EMAIL_ROUTES = [
     ("POST", "/v1/email/campaigns/{campaign}/cancel", None),
     ("GET", "/v1/email/senders/{sender}", None),
     ("DELETE", "/v1/email/senders/{sender}", None),
+    ("GET", "/v1/journeys/{journey}", None),
+    ("PATCH", "/v1/journeys/{journey}", {"name": "taken by b", "status": "active"}),
+    ("DELETE", "/v1/journeys/{journey}", None),
+    ("GET", "/v1/customers/{customer}/journeys", None),
+    ("POST", "/v1/checkouts", {"customer_id": "{customer}", "checkout_id": "b-probe"}),
 ]
 
 
@@ -329,8 +335,11 @@ def email_world(api_url, raw_table):
     campaign = a.http.post("/v1/email/campaigns", json={"name": "A only", "template_id": template,
                                                         "segment_id": segment})
     assert campaign.status_code == 201, campaign.text
+    journey = a.http.post("/v1/journeys", json={"name": "A only", "trigger": {"type": "checkout.started"},
+                                                "steps": [{"type": "send_email", "template_id": template}]})
+    assert journey.status_code == 201, journey.text
     return {"a": a, "b": b, "customer": customer, "template": template, "campaign": campaign.json()["id"],
-            "sender": domain, "a_items": partition_items(raw_table, a)}
+            "journey": journey.json()["id"], "sender": domain, "a_items": partition_items(raw_table, a)}
 
 
 def _fill(value, ids):
@@ -345,11 +354,13 @@ def _fill(value, ids):
 @given(route=st.sampled_from(EMAIL_ROUTES))
 def test_b_cannot_touch_a_email_by_id(email_world, route):
     """Templates, their preview (for A's customer too), campaigns and their actions, sender
-    identities: B's key on A's ids answers as on ids nobody has."""
+    identities, journeys, a customer's journey runs, a checkout for A's customer: B's key
+    on A's ids answers as on ids nobody has."""
     w, (method, template, body) = email_world, route
-    a_ids = {"template": w["template"], "campaign": w["campaign"], "sender": w["sender"], "customer": w["customer"]}
+    a_ids = {"template": w["template"], "campaign": w["campaign"], "sender": w["sender"], "customer": w["customer"],
+             "journey": w["journey"]}
     missing = {"template": MISSING_TEMPLATE, "campaign": MISSING_CAMPAIGN, "sender": "nobody-here.example",
-               "customer": MISSING_CUSTOMER}
+               "customer": MISSING_CUSTOMER, "journey": MISSING_JOURNEY}
     on_a = w["b"].http.request(method, _fill(template, a_ids), json=_fill(body, a_ids))
     on_missing = w["b"].http.request(method, _fill(template, missing), json=_fill(body, missing))
     assert on_a.status_code == 404, (method, template, on_a.text)
@@ -364,6 +375,10 @@ def test_b_email_lists_settings_and_previews_are_its_own(email_world, raw_table)
     a, b = w["a"], w["b"]
     assert b.http.get("/v1/email/templates").json()["data"] == []
     assert b.http.get("/v1/email/campaigns").json()["data"] == []
+    assert b.http.get("/v1/journeys").json()["data"] == []
+    b_journey = b.http.post("/v1/journeys", json={"name": "probe", "trigger": {"type": "customer.created"},
+                                                  "steps": [{"type": "send_email", "template_id": w["template"]}]})
+    assert b_journey.status_code == 422 and b_journey.json()["code"] == "template_not_found"  # A's template
     assert w["sender"] not in {s["identity"] for s in b.http.get("/v1/email/senders").json()["data"]}
     assert b.http.get("/v1/email/settings").json().get("postal_address") != "1 A Street"
     a_cursor = a.http.get("/v1/email/templates", params={"limit": 1}).json().get("next_cursor")
