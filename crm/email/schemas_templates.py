@@ -80,10 +80,13 @@ class TemplatePreview(BaseModel):
     warnings: list[str] = Field(description="e.g. no postal address set yet (a placeholder stands in)")
 
 
+ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]{0,30}(/[A-Za-z0-9_+\-]{1,30}){0,2}$"
+
+
 def _check_zone(value: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}", value) or len(value) > 64:
+    if not re.fullmatch(ZONE_PATTERN, value):
         raise ValueError("must be an IANA time zone such as Europe/Paris or America/New_York")
     try:
         ZoneInfo(value)
@@ -104,7 +107,7 @@ class EmailSettingsPut(_Strict):
     from_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
                                                 pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None  # fmt: skip
     reply_to: Address | None = None
-    time_zone: Annotated[str, AfterValidator(_check_zone)] | None = Field(
+    time_zone: Annotated[str, StringConstraints(pattern=ZONE_PATTERN), AfterValidator(_check_zone)] | None = Field(
         default=None,
         description="an IANA time zone such as Europe/Paris: journeys' birthdays and wait-until times are "
         "read in it (absent: UTC)",

@@ -126,7 +126,7 @@ class WaitStep(_Strict):
     type: Literal["wait"]
     duration: str | None = Field(default=None, description=DURATION_DESCRIPTION)
     until: str | None = Field(
-        default=None, description='a local time of day "HH:MM" (24 h, tenant\'s time zone): the next one from now'
+        default=None, json_schema_extra={"pattern": _TIME_OF_DAY.pattern}, description='a local time of day "HH:MM" (24 h, tenant\'s time zone): the next one from now'
     )
 
     @field_validator("duration")
@@ -210,7 +210,12 @@ class Exit(_Strict):
     or after the run's trigger, whenever it arrives; a send not yet recorded is cancelled.
     The rule is checked on the customer's facts before every step that is due."""
 
-    events: list[str] = Field(default_factory=list, max_length=20, description="event types, e.g. order.placed")
+    events: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="event types, e.g. order.placed",
+        json_schema_extra={"items": {"type": "string", "enum": sorted(EXIT_EVENTS)}},
+    )
     rule: dict[str, JsonValue] | None = Field(default=None, description=RULE_DESCRIPTION)
 
     @field_validator("events")
@@ -275,10 +280,12 @@ class JourneyDefinition(_Strict):
     exit: Exit = Field(default_factory=Exit)
     reentry: Reentry = Field(default_factory=lambda: ReentryAlways(type="always"))
 
-    @model_validator(mode="after")
-    def _steps(self) -> JourneyDefinition:
-        n = len(self.steps)
-        for i, step in enumerate(self.steps):
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[Any]) -> list[Any]:
+        """Rules parsed, and targets only forward (an error names the step)."""
+        n = len(steps)
+        for i, step in enumerate(steps):
             if not isinstance(step, ConditionStep):
                 continue
             step.rule = _parse_rule(step.rule, f"steps[{i}].rule")
@@ -289,7 +296,7 @@ class JourneyDefinition(_Strict):
                         f'steps[{i}].{name}: {target} is not a later step ({later}); use "next" or "exit" '
                         "(a journey never loops back)"
                     )
-        return self
+        return steps
 
     def template_ids(self) -> set[str]:
         """Every template the journey sends (the handler reads their kinds: the cap)."""

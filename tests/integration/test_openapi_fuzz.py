@@ -64,6 +64,12 @@ BEYOND_THE_SCHEMA = {
     "template_id": "a template of the tenant (stored state)",
     "segment_id": "a segment of the tenant (stored state)",
     "send_at": "a date-time between 1900-01-02 and 9998-12-31 in UTC",
+    "started_at": "a date-time between 1900-01-02 and 9998-12-31 in UTC",
+    "time_zone": "a zone of the IANA tz database (zoneinfo), not only its name's shape",
+    "duration": "an ISO 8601 duration longer than zero and at most 100 years in all (crm/segments/rules.py)",
+    "wait": "a journey's wait has exactly one of duration and until",
+    "update": "a journey's update step changes something, and never adds and removes one tag",
+    "steps": "a condition step's then/else name a later step (a journey never loops back): across fields",
 }
 
 
