@@ -26,6 +26,7 @@ MAX_UPDATE_ITEMS = 20
 CHECKOUT_STARTED = "checkout.started"
 # what may end a run: the domain events (crm/events.py) and a started checkout
 EXIT_EVENTS = frozenset(TYPES | {CHECKOUT_STARTED})
+_EXIT_ENUM: list[JsonValue] = sorted(EXIT_EVENTS)  # the OpenAPI's enum of exit.events
 _TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DURATION_DESCRIPTION = "an ISO 8601 duration such as PT1H, P3D or P1W (at most 100 years)"
 RULE_DESCRIPTION = (
@@ -126,7 +127,9 @@ class WaitStep(_Strict):
     type: Literal["wait"]
     duration: str | None = Field(default=None, description=DURATION_DESCRIPTION)
     until: str | None = Field(
-        default=None, json_schema_extra={"pattern": _TIME_OF_DAY.pattern}, description='a local time of day "HH:MM" (24 h, tenant\'s time zone): the next one from now'
+        default=None,
+        json_schema_extra={"pattern": _TIME_OF_DAY.pattern},
+        description='a local time of day "HH:MM" (24 h, tenant\'s time zone): the next one from now',
     )
 
     @field_validator("duration")
@@ -214,7 +217,7 @@ class Exit(_Strict):
         default_factory=list,
         max_length=20,
         description="event types, e.g. order.placed",
-        json_schema_extra={"items": {"type": "string", "enum": sorted(EXIT_EVENTS)}},
+        json_schema_extra={"items": {"type": "string", "enum": _EXIT_ENUM}},
     )
     rule: dict[str, JsonValue] | None = Field(default=None, description=RULE_DESCRIPTION)
 
