@@ -26,7 +26,7 @@ MAX_UPDATE_ITEMS = 20
 CHECKOUT_STARTED = "checkout.started"
 # what may end a run: the domain events (crm/events.py) and a started checkout
 EXIT_EVENTS = frozenset(TYPES | {CHECKOUT_STARTED})
-_EXIT_ENUM: list[JsonValue] = sorted(EXIT_EVENTS)  # the OpenAPI's enum of exit.events
+_EXIT_ENUM: list[JsonValue] = [*sorted(EXIT_EVENTS)]  # the OpenAPI's enum of exit.events
 _TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 DURATION_DESCRIPTION = "an ISO 8601 duration such as PT1H, P3D or P1W (at most 100 years)"
 RULE_DESCRIPTION = (
