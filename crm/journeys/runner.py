@@ -138,7 +138,7 @@ def handle_event(ctx: TenantContext, event: dict[str, Any], cache: dict[str, Jou
     journeys = journeys_of(ctx, cache)
     out = {"started": 0, "exited": 0}
     customer_id = event.get("customer_id") or (event.get("data") or {}).get("customer_id")
-    if not journeys or not customer_id:
+    if not journeys or not customer_id or not _plan_runs_journeys(ctx):
         return out
     event = {**event, "customer_id": customer_id}
     now = clock.now()
@@ -186,6 +186,14 @@ def _start(ctx: TenantContext, journey: plan.Journey, event: dict[str, Any], min
     if outcome.run.due_at and clock.parse(outcome.run.due_at) <= clock.now():
         advance(ctx, item, journeys)
     return 1
+
+
+def _plan_runs_journeys(ctx: TenantContext) -> bool:
+    """A tenant whose plan no longer includes journeys (a downgrade) starts and ends no
+    runs; its due runs hold (:func:`advance`). The billing item, cached per container."""
+    from crm.billing import limits
+
+    return limits.plan_of(ctx).allows("journeys")
 
 
 def _event_for_template(event: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +251,10 @@ def advance(ctx: TenantContext, item: JourneyRunItem, journeys: Journeys) -> Non
             continue
         journey = plan.Journey(run.journey_id, found[1])
         view, settings, reads = _read(ctx, run.customer_id, found[1])
+        if not reads[0].plan.allows("journeys"):  # downgraded: a due run holds, as if paused
+            if not run.finished and run.due_at and clock.parse(run.due_at) <= now:
+                _save(ctx, current, replace(run, due_at=clock.iso(now + plan.PAUSED_RECHECK)))
+            return
         outcome = plan.on_due(journey, run, view, now, settings)
         if outcome.run == run:
             return

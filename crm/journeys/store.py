@@ -173,8 +173,18 @@ def _activated(ctx: TenantContext, item: JourneyItem, spec: JourneyDefinition, b
 # --- writes -------------------------------------------------------------------------------
 
 
+def _plan_allows(ctx: TenantContext, spec: JourneyDefinition) -> None:
+    """Running journeys is a plan feature (docs/billing.md): a draft can be written on
+    any plan, activating one needs a plan with ``journeys`` (402 ``feature_not_in_plan``)."""
+    if spec.status == "active":
+        from crm.billing import limits
+
+        limits.require_feature(ctx, "journeys")
+
+
 def create(ctx: TenantContext, spec: JourneyDefinition) -> Journey:
     """1 BatchGetItem (templates, segment) [+ the senders' reads] + 1 PutItem."""
+    _plan_allows(ctx, spec)
     check_references(ctx, spec)
     now = clock.now_iso()
     journey_id = f"jrn_{ULID()}"
@@ -211,6 +221,8 @@ def update(ctx: TenantContext, journey_id: str, patch: JourneyPatch, if_match: i
     if spec.status not in TRANSITIONS[before]:
         raise Conflict(f"a journey that is {before} cannot become {spec.status}", code="invalid_transition",
                        journey_status=before, allowed=sorted(TRANSITIONS[before]))  # fmt: skip
+    if spec.status != before:
+        _plan_allows(ctx, spec)
     check_references(ctx, spec)
     item.name, item.status, item.definition = spec.name, spec.status, dump(spec)
     item.updated_at = clock.now_iso()

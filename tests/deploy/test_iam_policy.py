@@ -284,7 +284,7 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     call("eraseCustomer", "DELETE", f"/v1/customers/{b['id']}", 200)  # + its follow-up (sync queue)
     _drive_segments(call, a["id"])
     _drive_email(call, tenant)
-    _drive_journeys(call)
+    _drive_journeys(call, tenant)
     call("listApiKeys", "GET", "/v1/api-keys", 200)
     key = call("createApiKey", "POST", "/v1/api-keys", 201,
                json={"name": "ci", "scopes": ["customers:read"]}).json()
@@ -404,7 +404,7 @@ def _drive_email(call, tenant) -> None:
          headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
-def _drive_journeys(call) -> None:
+def _drive_journeys(call, tenant) -> None:
     """Journeys: a cart abandonment journey started by a checkout two hours old (the
     journeys queue, its run, a transactional email through SES, the customer's update),
     a birthday journey's activation (the backfill's Query and BatchWriteItem), pause,
@@ -412,6 +412,10 @@ def _drive_journeys(call) -> None:
     import time
     from datetime import UTC, datetime, timedelta
 
+    from crm.storage import BillingItem
+    from tests.plan_helpers import set_plan
+
+    set_plan(tenant, "growth")  # journeys are a plan feature; back to none (free) at the end
     who = call(None, "POST", "/v1/customers", 201, json={
         "email": "iam-cart@example.com", "birth_date": "1990-05-17"}).json()
     tpl = call(None, "POST", "/v1/email/templates", 201, json={
@@ -436,6 +440,7 @@ def _drive_journeys(call) -> None:
     call("updateJourney", "PATCH", path, 200, json={"status": "paused"})
     call("deleteJourney", "DELETE", path, 204)
     call(None, "GET", f"/v1/journeys/{birthday['id']}", 200)
+    BillingItem(tenant.ctx.prefix, "BILLING").delete()
 
 
 def _drive_connections(call, tenant) -> None:
