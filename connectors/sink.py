@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.sdk.base import CustomerRecord, OrderRecord, Rejected
+from connectors.sdk.base import CheckoutRecord, CustomerRecord, OrderRecord, Rejected
 from crm.context import TenantContext
 
 CHUNK = 100
@@ -79,7 +79,7 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
     return ids
 
 
-def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord],
+def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord] | list[CheckoutRecord],
             conflicts: dict[int, str] | None = None) -> dict[int, str | None]:
     """The customer id of each order's buyer (embedded record, else the guest's email);
     ``conflicts`` gets {order position: conflict id} of buyers held back for a conflict."""
@@ -162,4 +162,38 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
                     out.reject(stream, o.external_id, reason, errors)
                 else:
                     out.add(r.status)
+    checkouts = [r for r in records if isinstance(r, CheckoutRecord)]
+    if checkouts:
+        _checkouts(ctx, source, stream, checkouts, out)
     return out
+
+
+def _checkouts(ctx: TenantContext, source: str, stream: str, checkouts: list[CheckoutRecord], out: Outcome) -> None:
+    """Each checkout's buyer resolved as an order's, then the checkout recorded once
+    (``<source>:<external id>``; crm/journeys/checkouts.py): created, or unchanged."""
+    from pydantic import ValidationError
+
+    from crm.errors import DomainError
+    from crm.journeys import checkouts as service
+    from crm.journeys.api_schemas import CheckoutStart
+
+    buyers = _buyers(ctx, source, checkouts)
+    for i, c in enumerate(checkouts):
+        cid = buyers.get(i)
+        if cid is None:
+            out.reject(stream, c.external_id, "the checkout's buyer could not be resolved to one customer")
+            continue
+        try:
+            body = CheckoutStart.model_validate({
+                "customer_id": cid, "checkout_id": f"{source}:{c.external_id}"[:100], "started_at": c.started_at,
+                "currency": c.currency, "total": c.total, "url": c.url,
+                "items": [{"sku": line.sku[:100], "name": line.name[:300], "quantity": line.quantity,
+                           "unit_price": line.unit_price} for line in c.lines[:100]]})
+            recorded = service.record(ctx, body)
+        except ValidationError as exc:
+            out.reject(stream, c.external_id, f"invalid checkout: {exc.errors()[0].get('msg')}")
+            continue
+        except DomainError as exc:
+            out.reject(stream, c.external_id, str(exc))
+            continue
+        out.add("created" if recorded.created else "unchanged")

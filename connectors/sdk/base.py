@@ -74,6 +74,24 @@ class OrderRecord:
 
 
 @dataclass
+class CheckoutRecord:
+    """A checkout the buyer started and has not completed (cart abandonment journeys
+    start from it, docs/journeys.md). Recorded once per ``external_id``: a later read of
+    the same checkout changes nothing. The buyer is resolved as an order's is."""
+
+    external_id: str
+    updated_at: str
+    started_at: str
+    currency: str | None = None
+    total: int | None = None
+    url: str | None = None  # where the buyer resumes it (https only)
+    lines: list[OrderLine] = field(default_factory=list)
+    customer: CustomerRecord | None = None
+    email: str | None = None
+    guest_profile: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Rejected:
     """A vendor record the connector could not map; the run reports it with the reason."""
 
@@ -81,7 +99,7 @@ class Rejected:
     reason: str
 
 
-Record = CustomerRecord | OrderRecord | Rejected
+Record = CustomerRecord | OrderRecord | CheckoutRecord | Rejected
 
 R = TypeVar("R")
 MALFORMED = (ValueError, TypeError, KeyError, AttributeError)  # what a record of an unexpected shape raises

@@ -29,6 +29,7 @@ PAGE_SIZE = 250  # Shopify's maximum ``limit``
 ORDER_TOPICS = {"orders/create", "orders/updated", "orders/paid", "orders/cancelled",
                 "orders/fulfilled", "orders/partially_fulfilled"}
 CUSTOMER_TOPICS = {"customers/create", "customers/update", "customers/enable", "customers/disable"}
+CHECKOUT_TOPICS = {"checkouts/create", "checkouts/update"}  # started checkouts: cart abandonment
 
 
 class ShopifyConfig(BaseModel):
@@ -163,7 +164,8 @@ class Shopify(Connector):
     def parse_webhook(self, config: ShopifyConfig, headers: dict[str, str], body: bytes) -> WebhookDelivery:
         topic = (header(headers, "X-Shopify-Topic") or "").strip()
         map_item = (partial(mapping.order, channels=config.channels) if topic in ORDER_TOPICS
-                    else mapping.customer if topic in CUSTOMER_TOPICS else None)
+                    else mapping.customer if topic in CUSTOMER_TOPICS
+                    else mapping.checkout if topic in CHECKOUT_TOPICS else None)
         delivery = json_delivery(self.webhook_delivery_id(headers, body), topic, body, map_item)
         delivery.records = [self._reread(config, r) for r in delivery.records]
         return delivery

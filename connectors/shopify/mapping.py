@@ -27,7 +27,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.sdk import fields
-from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord, RefundRecord, Rejected, rejecting
+from connectors.sdk.base import (
+    CheckoutRecord,
+    CustomerRecord,
+    OrderLine,
+    OrderRecord,
+    RefundRecord,
+    Rejected,
+    rejecting,
+)
 from connectors.sdk.money import currency_code, minor_units
 
 PAID = {"paid", "partially_refunded", "refunded"}
@@ -249,3 +257,46 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
         fulfilled_at=_fulfilled_at(o, updated_at), cancelled_at=fields.utc(o.get("cancelled_at")),
         cancel_reason=fields.text(o.get("cancel_reason"), 500) if o.get("cancelled_at") else None,
         refunds=refunds)
+
+
+def checkout(c: Any) -> CheckoutRecord | Rejected | None:
+    """A ``checkouts/create`` or ``checkouts/update`` body (the Admin API's checkout,
+    shopify_python_api's test/fixtures/abandoned_checkout.json): the ``token`` is its id
+    (the numeric ``id`` as a fallback), ``abandoned_checkout_url`` where the buyer resumes
+    it. A completed checkout is an order by now: None (nothing to record)."""
+    if not isinstance(c, dict):
+        return Rejected(None, "shopify checkout body is not an object")
+    ext = str(c.get("token") or c.get("id") or "")
+    if not ext:
+        return Rejected(None, "shopify checkout without a token or an id")
+    if c.get("completed_at"):
+        return None
+    return rejecting("shopify checkout", ext, lambda: _checkout(c, ext))
+
+
+def _checkout(c: Mapping[str, Any], ext: str) -> CheckoutRecord | Rejected:
+    started_at = fields.utc(c.get("created_at"))
+    updated_at = fields.utc(c.get("updated_at") or c.get("created_at"))
+    if started_at is None or updated_at is None:
+        return Rejected(ext, "shopify checkout without created_at")
+    currency = currency_code(c.get("currency"))
+    lines = []
+    for li in c.get("line_items") or []:
+        quantity = int(li.get("quantity") or 0)
+        if quantity <= 0 or currency is None:
+            continue
+        sku = _sku(li)
+        lines.append(OrderLine(sku=sku, name=fields.text(li.get("title") or li.get("name"), 200) or sku,
+                               quantity=quantity, unit_price=minor_units(li.get("price"), currency)))
+    total = minor_units(c.get("total_price"), currency) if currency and c.get("total_price") is not None else None
+    url = c.get("abandoned_checkout_url")
+    buyer = customer(c["customer"]) if isinstance(c.get("customer"), dict) and c["customer"].get("id") else None
+    if isinstance(buyer, Rejected):
+        buyer = None
+    email = None if buyer else fields.email(c.get("email"))
+    if buyer is None and email is None:
+        return Rejected(ext, "the checkout has neither a customer nor a valid email: the buyer cannot be identified")
+    return CheckoutRecord(
+        external_id=ext, updated_at=updated_at, started_at=started_at, currency=currency, total=total,
+        url=url if isinstance(url, str) and url.startswith("https://") and len(url) <= 2000 else None,
+        lines=lines, customer=buyer, email=email)

@@ -104,6 +104,49 @@ def test_customer_webhooks_create_and_update_the_profile(hooked, anon, event_pip
     assert found["name"]["given"] == "Renamed" and found["external_ids"]["shopify"] == "8123"
 
 
+def test_a_checkout_webhook_records_the_started_checkout_once_and_starts_cart_journeys(hooked, anon,
+                                                                                      event_pipeline):
+    """Shopify's checkouts/create (shopify_python_api's abandoned checkout, unchanged):
+    the buyer is resolved as an order's, the checkout recorded once (a checkouts/update of
+    the same token changes nothing; a completed one is an order's business), and an
+    active cart abandonment journey starts its run from it."""
+    from pathlib import Path
+
+    tenant, cid = hooked
+    set_plan(tenant, "growth")
+    checkout = json.loads((Path(__file__).resolve().parents[1] / "fakes" / "fixtures"
+                           / "shopify_abandoned_checkout.json").read_text())["checkout"]
+    template = tenant.http.post("/v1/email/templates", json={
+        "name": "Cart", "kind": "transactional", "subject": "Your cart",
+        "html": "<a href='{{ event.data.url }}'>{{ event.data.total }}</a>"}).json()["id"]
+    settings = tenant.http.get("/v1/email/settings").json()
+    tenant.http.put("/v1/email/settings", json={"default_sender": settings["default_sender"]})
+    journey = tenant.http.post("/v1/journeys", json={
+        "name": "Cart", "status": "active", "trigger": {"type": "checkout.started"},
+        "steps": [{"type": "send_email", "template_id": template}]})
+    assert journey.status_code == 201, journey.text
+    headers, body = FakeShopify.webhook("checkouts/create", checkout, SECRET)
+    assert _post(anon, cid, headers, body).status_code == 202
+    again = {**checkout, "updated_at": "2012-10-12T08:00:00-04:00", "total_price": "1.00"}
+    headers, body = FakeShopify.webhook("checkouts/update", again, SECRET)
+    assert _post(anon, cid, headers, body).status_code == 202
+    done = {**checkout, "token": "completed-one", "completed_at": "2012-10-12T08:00:00-04:00"}
+    headers, body = FakeShopify.webhook("checkouts/update", done, SECRET)
+    assert _post(anon, cid, headers, body).status_code == 202
+    assert event_pipeline.wait_idle(timeout=60)
+    [bob] = tenant.http.get("/v1/customers/lookup", params={"email": "bob.norman@hostmail.com"}).json()["data"]
+    assert bob["external_ids"]["shopify"] == "207119551"
+    export = tenant.http.get(f"/v1/customers/{bob['id']}/export", params={"limit": 100}).json()
+    [recorded] = export["sections"]["checkouts"]
+    assert recorded["checkout_id"] == "shopify:2a1ace52255252df566af0faaedfbfa7"
+    assert recorded["data"]["total"] == 40994 and recorded["data"]["currency"] == "USD"
+    assert recorded["data"]["url"].startswith("https://checkout.local/orders/690933842/")
+    assert [i["sku"] for i in recorded["data"]["items"]] == ["IPOD2008RED", "IPOD2008PINK"]
+    [run] = tenant.http.get(f"/v1/customers/{bob['id']}/journeys").json()["data"]
+    assert run["occurrence"] == "shopify:2a1ace52255252df566af0faaedfbfa7"
+    assert run["status"] == "done" and [s["state"] for s in run["sends"]] == ["sent"]
+
+
 def test_hooks_for_unknown_or_webhookless_connections_are_404(hooked, anon, tenant):
     set_plan(tenant, "starter")  # more connections (or customers) than free allows
     _, cid = hooked
