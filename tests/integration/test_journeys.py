@@ -354,3 +354,47 @@ def test_what_an_event_costs_the_journeys_handler(tenant):
         assert handler.handle_batch(sqs_event(events, "rapport-journeys")) == {"batchItemFailures": []}
     assert calls.pop("Query") == 1 + len(events)
     assert dict(calls) in ({}, {"GetItem": 1})  # the plan, cached per container
+
+
+def test_segment_entries_tier_changes_and_expiring_points_start_runs(tenant, event_pipeline):
+    """The other triggers, from the events the pipeline derives: a customer tagged into a
+    segment (segment.entered), a paid order lifting the tier (tier.changed, only to the
+    tier named), points flagged as expiring (points.expiring, one run per lot)."""
+    from crm.journeys import runner
+
+    setup_email(tenant)
+    template = make_template(tenant, kind="transactional")
+    send = [{"type": "send_email", "template_id": template}]
+    program = {"currency": "EUR", "earn_rates": {"EUR": 1}, "earns_from": "2000-01-01T00:00:00Z",
+               "return_window_days": 0, "tier_basis": "spend",
+               "tiers": [{"name": "Bronze", "threshold": 0}, {"name": "Gold", "threshold": 5000}]}
+    assert tenant.http.put("/v1/loyalty/program", json=program).status_code == 201
+    segment = tenant.http.post("/v1/segments", json={
+        "name": "VIPs", "rule": {"field": "tags", "op": "contains", "value": "vip"}}).json()["id"]
+    wait_for(lambda: tenant.http.get(f"/v1/segments/{segment}").json()["status"] == "ready")
+    entered = new_journey(tenant, trigger={"type": "segment.entered", "segment_id": segment}, steps=send)
+    gold = new_journey(tenant, trigger={"type": "tier.changed", "to": "Gold"}, steps=send)
+    silver = new_journey(tenant, trigger={"type": "tier.changed", "to": "Silver"}, steps=send)
+    cid = consented(tenant)["id"]
+    assert tenant.http.patch(f"/v1/customers/{cid}", json={"tags": ["vip"]}).status_code == 200
+    r = tenant.http.post("/v1/orders", json={
+        "customer": {"id": cid}, "source": "shop", "external_id": f"gold-{cid}", "channel": "web",
+        "currency": "EUR", "placed_at": datetime.now(UTC).isoformat(), "total": 6000,
+        "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 6000}]})
+    assert r.status_code == 201, r.text
+    assert tenant.http.post(f"/v1/orders/{r.json()['id']}/pay", json={}).status_code == 200
+    assert event_pipeline.wait_idle(90)
+    by_journey = {run["journey_id"]: run for run in wait_for(lambda: len(runs(tenant, cid)) >= 2 and runs(tenant, cid))}
+    assert set(by_journey) == {entered["id"], gold["id"]}  # not silver's: the change was to Gold
+    assert all(run["status"] == "done" for run in by_journey.values())
+    assert len(journey_messages(entered["id"])) == 1 and len(journey_messages(gold["id"])) == 1
+    assert journey_messages(silver["id"]) == []
+    # points.expiring, as the loyalty schedule derives it: one run per lot, once
+    expiring = new_journey(tenant, trigger={"type": "points.expiring", "days_before": 7}, steps=send)
+    event = {"id": f"points.expiring:{cid}:lot1", "type": "points.expiring", "tenant_id": tenant.id,
+             "customer_id": cid, "occurred_at": datetime.now(UTC).isoformat(),
+             "data": {"customer_id": cid, "lot": "lot1", "points": 60,
+                      "expires_at": (datetime.now(UTC) + timedelta(days=3)).isoformat()}}
+    assert runner.handle_event(tenant.ctx, event)["started"] == 1
+    assert runner.handle_event(tenant.ctx, event)["started"] == 0
+    assert len(journey_messages(expiring["id"])) == 1
