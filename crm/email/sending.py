@@ -693,7 +693,19 @@ def process(ctx: TenantContext, campaign_id: str, template_id: str, customer_ids
     except Gone:
         out.dropped = True
         out.requeue.clear()
+    finally:
+        count_sent(ctx, out.sent)
     return out
+
+
+def count_sent(ctx: TenantContext, n: int) -> None:
+    """The month's ``emails_sent`` usage counter (GET /v1/billing): 1 UpdateItem per batch
+    that sent any. After the sends: a crash in between leaves them uncounted (an
+    undercount, never a double count of one email)."""
+    if n:
+        from crm.billing import usage
+
+        usage.add(ctx, "emails_sent", n)
 
 
 def _send_one(ctx: TenantContext, c: Context, r: Recipient, marketing: bool, cap_hours: float, out: Outcome) -> None:

@@ -114,4 +114,5 @@ def send(ctx: TenantContext, run_key: tuple[str, str], send: plan.Send, reads: R
     except BotoCoreError:  # no answer: it may have been sent; the lease stands until it expires
         return Result("wait", clock.iso(now + timedelta(seconds=sending.lease_seconds())))
     sending.complete(ctx, ref, cid, attempt, message_id, clock.now_iso())
+    sending.count_sent(ctx, 1)
     return Result("sent")

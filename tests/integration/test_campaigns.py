@@ -209,6 +209,7 @@ def test_send_reaches_every_consented_member_exactly_once(tenant, event_pipeline
     assert done["finished_at"] and done["progress"]["rate"] > 0
     got = recipients(c["id"])
     assert sorted(got) == sorted(f"c{i}.{tenant.id}@example.com" for i in range(6))  # once each
+    assert tenant.http.get("/v1/billing").json()["usage"]["emails_sent"] == 6  # the month's usage
     message = sent_messages(c["id"])[0]
     assert message["From"] == sender_of(tenant) and message["Subject"].startswith("Hi Ann")
     assert message["List-Unsubscribe"].startswith("<http") and "/v1/unsubscribe/" in message["List-Unsubscribe"]

@@ -155,6 +155,7 @@ def test_welcome_journey_sends_once_and_updates_the_customer(tenant, event_pipel
     assert [s["state"] for s in run["sends"]] == ["sent"]
     stats = tenant.http.get(f"/v1/journeys/{j['id']}").json()["stats"]
     assert stats == {"started": 1, "active": 0, "completed": 1, "exited": 0, "emails": 1}
+    assert tenant.http.get("/v1/billing").json()["usage"]["emails_sent"] == 1  # the month's usage
     # the same customer.created again (a redelivery): no second run, no second email
     event = {"id": f"customer.created:{customer['id']}", "type": "customer.created", "tenant_id": tenant.id,
              "customer_id": customer["id"], "occurred_at": customer["created_at"],
