@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,3 +46,20 @@ def decode_cursor(cursor: str | None, kind: str) -> str | None:
     except (ValueError, KeyError, TypeError):
         pass
     raise Invalid("cursor is malformed or belongs to a different list", field="cursor")
+
+
+def by_sort_key(model: Any, pk: str, kind: str, id_pattern: re.Pattern[str], cursor: str | None,
+                limit: int) -> tuple[list[Any], str | None]:  # fmt: skip
+    """One page of a partition whose sort key is the item's id (templates, campaigns,
+    journeys: oldest first, ids being ULIDs): 1 Query of ``limit + 1`` items. The cursor is
+    the last id, checked against ``id_pattern``. Returns (items, next cursor)."""
+    after = decode_cursor(cursor, kind)
+    start = None
+    if after is not None:
+        if not id_pattern.match(after):
+            raise Invalid("cursor is malformed or belongs to a different list", field="cursor")
+        start = start_key(pk=pk, sk=after)
+    rows = list(model.query(pk, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(kind, rows[-1].sk) if more and rows else None)

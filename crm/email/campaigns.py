@@ -34,7 +34,7 @@ from crm.email.schemas_campaigns import (
     CampaignStats,
 )
 from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, stale_version
-from crm.paging import Page, decode_cursor, encode_cursor, start_key
+from crm.paging import Page, by_sort_key
 from crm.storage import CampaignItem, condition_failed
 
 CAMPAIGN_ID = re.compile(r"^cmp_[0-9A-HJKMNP-TV-Z]{26}$")
@@ -127,17 +127,7 @@ def get(ctx: TenantContext, campaign_id: str) -> Campaign:
 
 def list_(ctx: TenantContext, cursor: str | None, limit: int) -> Page:
     """1 Query of ``P CAMPAIGNS`` (by id: oldest first)."""
-    pk = sending.campaigns_pk(ctx)
-    after = decode_cursor(cursor, "campaign")
-    start = None
-    if after is not None:
-        if not CAMPAIGN_ID.match(after):
-            raise Invalid("cursor is malformed or belongs to a different list", field="cursor")
-        start = start_key(pk=pk, sk=after)
-    rows = list(CampaignItem.query(pk, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor("campaign", rows[-1].campaign_id) if more and rows else None
+    rows, nxt = by_sort_key(CampaignItem, sending.campaigns_pk(ctx), "campaign", CAMPAIGN_ID, cursor, limit)
     return Page([to_campaign(r) for r in rows if r.name], nxt)
 
 

@@ -35,7 +35,7 @@ from crm.email.schemas_templates import (
     TemplatePreview,
 )
 from crm.errors import Conflict, Invalid, NotFound, stale_version
-from crm.paging import Page, decode_cursor, encode_cursor
+from crm.paging import Page
 from crm.storage import TemplateItem, condition_failed
 
 TEMPLATE_ID = re.compile(TEMPLATE_ID_PATTERN)
@@ -343,19 +343,9 @@ def get(ctx: TenantContext, template_id: str) -> Template:
 
 def list_(ctx: TenantContext, cursor: str | None, limit: int) -> Page:
     """1 Query of ``P TEMPLATES`` (by id: oldest first)."""
-    from crm.paging import start_key
+    from crm.paging import by_sort_key
 
-    pk = list_pk(ctx)
-    after = decode_cursor(cursor, "template")
-    start = None
-    if after is not None:
-        if not TEMPLATE_ID.match(after):
-            raise Invalid("cursor is malformed or belongs to a different list", field="cursor")
-        start = start_key(pk=pk, sk=after)
-    rows = list(TemplateItem.query(pk, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor("template", rows[-1].template_id) if more and rows else None
+    rows, nxt = by_sort_key(TemplateItem, list_pk(ctx), "template", TEMPLATE_ID, cursor, limit)
     return Page([to_template(r) for r in rows], nxt)
 
 

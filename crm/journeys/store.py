@@ -17,7 +17,7 @@ from crm.context import TenantContext
 from crm.errors import Conflict, Invalid, NotFound, PreconditionFailed, stale_version
 from crm.journeys.api_schemas import Journey, JourneyPatch, JourneyStats
 from crm.journeys.schemas import BirthdayTrigger, JourneyDefinition, SegmentEnteredTrigger, SendEmailStep
-from crm.paging import Page, decode_cursor, encode_cursor, start_key
+from crm.paging import Page, by_sort_key
 from crm.storage import JourneyItem, condition_failed
 
 JOURNEY_ID = re.compile(r"^jrn_[0-9A-HJKMNP-TV-Z]{26}$")
@@ -108,17 +108,7 @@ def active(ctx: TenantContext) -> list[tuple[JourneyItem, JourneyDefinition]]:
 
 def list_(ctx: TenantContext, cursor: str | None, limit: int) -> Page:
     """1 Query of ``P JOURNEYS`` (by id: oldest first)."""
-    key = pk(ctx)
-    after = decode_cursor(cursor, "journey")
-    start = None
-    if after is not None:
-        if not JOURNEY_ID.match(after):
-            raise Invalid("cursor is malformed or belongs to a different list", field="cursor")
-        start = start_key(pk=key, sk=after)
-    rows = list(JourneyItem.query(key, limit=limit + 1, page_size=limit + 1, last_evaluated_key=start))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor("journey", rows[-1].journey_id) if more and rows else None
+    rows, nxt = by_sort_key(JourneyItem, pk(ctx), "journey", JOURNEY_ID, cursor, limit)
     return Page([to_journey(r) for r in rows if r.name], nxt)
 
 
