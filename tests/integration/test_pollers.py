@@ -254,7 +254,8 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
                            "RAPPORT_QUEUE_SYNC_URL": local.queues["sync"],
                            "RAPPORT_QUEUE_SEGMENTS_URL": local.queues["segments"],
                            "RAPPORT_QUEUE_EMAIL_URL": local.queues["email"],
-                           "RAPPORT_QUEUE_DELIVERY_URL": local.queues["delivery"]}
+                           "RAPPORT_QUEUE_DELIVERY_URL": local.queues["delivery"],
+                           "RAPPORT_QUEUE_JOURNEYS_URL": local.queues["journeys"]}
 
 
 def test_handled_messages_are_deleted_and_failed_ones_come_back(queues, started):
