@@ -105,6 +105,10 @@ def seed(n: int) -> dict[str, Any]:
     t = tenants.create("Bench shop")
     ctx = TenantContext(t.id)
     now = clock.now_iso()
+    from crm.storage import BillingItem
+
+    # the scale plan: no monthly email allowance stops a 10,000-recipient campaign
+    BillingItem(ctx.prefix, "BILLING", plan="scale", status="active", updated_at=now).save()
     sender = f"hello@{t.id}.example.test"  # the dev sender every local tenant gets, verified
     email_settings.put(ctx, EmailSettingsPut(postal_address="1 Bench Way", default_sender=sender))
     tid = f"tpl_{ULID()}"

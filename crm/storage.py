@@ -499,6 +499,7 @@ class CampaignItem(Item, discriminator="campaign"):
     progress_at = UnicodeAttribute(null=True)  # the audience's last checkpoint (stall detection)
     paused_seconds = NumberAttribute(default=0)  # time spent paused (the rate leaves it out)
     paused_at = UnicodeAttribute(null=True)
+    paused_reason = UnicodeAttribute(null=True)  # plan_limit: paused by the sender (the month's allowance)
     template_kind = UnicodeAttribute(null=True)  # the template's kind when the send started
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()

@@ -75,6 +75,7 @@ def to_campaign(item: CampaignItem) -> Campaign:
         segment_id=item.segment_id,
         sender=item.sender,
         status=item.status,  # type: ignore[arg-type]
+        paused_reason=item.paused_reason if item.status == "paused" else None,
         send_at=item.send_at,
         progress=CampaignProgress(
             total=n(item.total),
@@ -378,6 +379,7 @@ def pause(ctx: TenantContext, campaign_id: str) -> Campaign:
         [
             CampaignItem.status.set("paused"),
             CampaignItem.paused_at.set(at),
+            CampaignItem.paused_reason.remove(),
             CampaignItem.updated_at.set(at),
             CampaignItem.gsi2pk.remove(),
             CampaignItem.gsi2sk.remove(),
@@ -392,6 +394,12 @@ def resume(ctx: TenantContext, campaign_id: str) -> Campaign:
     item = load(ctx, campaign_id)
     if item.status not in TRANSITIONS["resume"]:
         raise _invalid_transition(item, "resume")
+    from crm.billing import limits
+    from crm.email import allowance
+
+    plan = limits.plan_of(ctx, fresh=True)
+    if allowance.remaining(ctx, plan) == 0:  # paused by the allowance, or would be at once
+        raise allowance.refusal(ctx, plan)
     now = clock.now()
     paused = (now - clock.parse(item.paused_at)).total_seconds() if item.paused_at else 0.0
     _transition(
@@ -401,6 +409,7 @@ def resume(ctx: TenantContext, campaign_id: str) -> Campaign:
             CampaignItem.status.set("sending"),
             CampaignItem.paused_seconds.add(round(max(0.0, paused), 3)),
             CampaignItem.paused_at.remove(),
+            CampaignItem.paused_reason.remove(),
             CampaignItem.updated_at.set(clock.iso(now)),
             CampaignItem.gsi2pk.set(audience.DUE_PK),
             CampaignItem.gsi2sk.set(audience.next_check(ctx, campaign_id)),

@@ -79,6 +79,11 @@ class Campaign(BaseModel):
     segment_id: str
     sender: str | None = Field(description="null: the tenant's default sender")
     status: Status
+    paused_reason: str | None = Field(
+        default=None,
+        description="plan_limit: the sender paused it, the month's email allowance being used up "
+        "(resume once the plan allows more or the month turns); null when paused by a user",
+    )
     send_at: str | None = None
     progress: CampaignProgress
     stats: CampaignStats

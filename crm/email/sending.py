@@ -673,6 +673,16 @@ def process(ctx: TenantContext, campaign_id: str, template_id: str, customer_ids
                 except LostRace:
                     out.later([r.facts.customer_id], 1)
             return out
+        from crm.email import allowance
+
+        room = allowance.remaining(ctx, c.plan)
+        if room is not None and room < len(sends):  # the month's allowance: send what fits, pause
+            out.later([r.facts.customer_id for r, _ in sends[room:]],
+                      PAUSED_RECHECK_SECONDS + random.randint(0, PAUSED_RECHECK_SECONDS))  # fmt: skip
+            sends = sends[:room]
+            pause_for_allowance(ctx, campaign_id)
+            if not sends:
+                return out
         granted, delay = throttle.take(ctx.tenant_id, tenant_rate(c.plan), len(sends))
         if granted < len(sends):
             out.later([r.facts.customer_id for r, _ in sends[granted:]], delay)
@@ -696,6 +706,23 @@ def process(ctx: TenantContext, campaign_id: str, template_id: str, customer_ids
     finally:
         count_sent(ctx, out.sent)
     return out
+
+
+def pause_for_allowance(ctx: TenantContext, campaign_id: str) -> None:
+    """``sending`` -> ``paused`` with ``paused_reason: plan_limit`` (1 conditional
+    UpdateItem; nothing when it is no longer sending): its other batches wait as for a
+    user's pause, and GET shows why."""
+    from crm.storage import CampaignItem
+
+    at = clock.now_iso()
+    try:
+        update_campaign(ctx, campaign_id, [
+            CampaignItem.status.set("paused"), CampaignItem.paused_at.set(at),
+            CampaignItem.paused_reason.set("plan_limit"), CampaignItem.updated_at.set(at),
+            CampaignItem.gsi2pk.remove(), CampaignItem.gsi2sk.remove(),
+        ], CampaignItem.status == "sending")  # fmt: skip
+    except LostRace:
+        pass
 
 
 def count_sent(ctx: TenantContext, n: int) -> None:

@@ -80,6 +80,10 @@ def send(ctx: TenantContext, run_key: tuple[str, str], send: plan.Send, reads: R
         except sending.LostRace:
             return Result("wait", clock.iso(now + timedelta(seconds=1)))
         return Result(state, reason=reason)
+    from crm.email import allowance
+
+    if allowance.remaining(ctx, reads.plan) == 0:  # the month's allowance is used up: wait
+        return Result("defer", clock.iso(allowance.retry_at(now)), reason="plan_limit")
     granted, delay = throttle.take(ctx.tenant_id, sending.tenant_rate(reads.plan), 1)
     if not granted:
         return Result("wait", clock.iso(now + timedelta(seconds=delay)))

@@ -387,3 +387,29 @@ def test_cli_list_show_watch(tenant, api_url, event_pipeline):
     shown = run("show", c["id"], "--json")
     assert shown.exit_code == 0 and json.loads(shown.stdout)["progress"]["sent"] == 3
     assert run("show", "cmp_" + "0" * 26).exit_code == 2  # a 404: the request was wrong
+
+
+def test_the_months_email_allowance_pauses_a_campaign_until_the_plan_allows_more(tenant, event_pipeline):
+    """The free plan's 1,000 emails a month, 998 used: 2 go out, the campaign pauses itself
+    (paused_reason plan_limit), resume is 402 until an upgrade, then the rest go out once."""
+    from crm.billing import usage
+    from tests.plan_helpers import set_plan
+
+    setup_email(tenant)
+    usage.add(tenant.ctx, "emails_sent", 998)
+    people = make_customers(tenant, 5)
+    c = new_campaign(tenant, make_template(tenant), make_segment(tenant, people))
+    assert tenant.http.post(f"/v1/email/campaigns/{c['id']}/send", json={}).status_code == 200
+    paused = wait_status(tenant, c["id"], ("paused",))
+    assert paused["paused_reason"] == "plan_limit" and paused["progress"]["sent"] == 2
+    assert len(recipients(c["id"])) == 2
+    refused = tenant.http.post(f"/v1/email/campaigns/{c['id']}/resume")
+    assert refused.status_code == 402 and refused.json()["code"] == "plan_limit"
+    assert refused.json()["limit"] == "emails_per_month" and refused.json()["upgrade_to"] == "starter"
+    set_plan(tenant, "starter")
+    resumed = tenant.http.post(f"/v1/email/campaigns/{c['id']}/resume")
+    assert resumed.status_code == 200 and resumed.json()["paused_reason"] is None
+    done = wait_status(tenant, c["id"], ("sent",), timeout=120)
+    assert done["progress"]["sent"] == 5 and sorted(recipients(c["id"])) == sorted(
+        f"c{i}.{tenant.id}@example.com" for i in range(5))
+    assert tenant.http.get("/v1/billing").json()["usage"]["emails_sent"] == 1003

@@ -399,3 +399,26 @@ def test_segment_entries_tier_changes_and_expiring_points_start_runs(tenant, eve
     assert runner.handle_event(tenant.ctx, event)["started"] == 1
     assert runner.handle_event(tenant.ctx, event)["started"] == 0
     assert len(journey_messages(expiring["id"])) == 1
+
+
+def test_a_journey_email_waits_for_the_months_allowance(tenant, event_pipeline):
+    from crm import clock
+    from crm.billing import usage
+    from crm.journeys import runner
+    from tests.plan_helpers import set_plan
+
+    setup_email(tenant)
+    usage.add(tenant.ctx, "emails_sent", 200_000)  # the growth plan's month, used up
+    j = new_journey(tenant, trigger={"type": "customer.created"},
+                    steps=[{"type": "send_email", "template_id": make_template(tenant, kind="transactional")}])
+    cid = consented(tenant)["id"]
+    assert event_pipeline.wait_idle(60)
+    [run] = runs(tenant, cid)
+    assert run["status"] == "waiting" and run["step"] == 0 and run["sends"] == []
+    assert clock.now() < clock.parse(run["due_at"]) <= clock.now() + timedelta(hours=1)  # looks again within the hour
+    assert journey_messages(j["id"]) == []
+    set_plan(tenant, "scale")  # no monthly limit: the next look sends it
+    [item] = runner.customer_runs(tenant.ctx, cid)
+    assert runner._save(tenant.ctx, item, replace(runner.to_run(item), due_at=clock.now_iso()))
+    assert runner.run_due(tenant.ctx, cid, clock.now_iso()) == 1
+    assert len(journey_messages(j["id"])) == 1 and runs(tenant, cid)[0]["status"] == "done"
