@@ -202,6 +202,9 @@ def require_feature(ctx: TenantContext, feature: plans.Feature) -> None:
     plan = plan_of(ctx)
     if plan.allows(feature):
         return
+    plan = plan_of(ctx, fresh=True)  # not refused by a plan cached from before an upgrade
+    if plan.allows(feature):
+        return
     up = next((p for p in plans.sold() if p.allows(feature)), None)
     raise PaymentRequired(
         f"the {plan.name} plan does not include {feature}" + (f"; the {up.name} plan does" if up else ""),

@@ -567,6 +567,7 @@ class Outcome:
     done: int = 0
     requeue: list[tuple[list[str], int]] = field(default_factory=list)
     dropped: bool = False  # the campaign is gone, cancelled or finished: nothing to do
+    allowance_used: bool = False  # the month's email allowance ran out: the campaign pauses after the sends
 
     def later(self, ids: list[str], delay: int) -> None:
         if ids:
@@ -676,11 +677,11 @@ def process(ctx: TenantContext, campaign_id: str, template_id: str, customer_ids
         from crm.email import allowance
 
         room = allowance.remaining(ctx, c.plan)
-        if room is not None and room < len(sends):  # the month's allowance: send what fits, pause
+        if room is not None and room < len(sends):  # the month's allowance: send what fits, then pause
             out.later([r.facts.customer_id for r, _ in sends[room:]],
                       PAUSED_RECHECK_SECONDS + random.randint(0, PAUSED_RECHECK_SECONDS))  # fmt: skip
             sends = sends[:room]
-            pause_for_allowance(ctx, campaign_id)
+            out.allowance_used = True
             if not sends:
                 return out
         granted, delay = throttle.take(ctx.tenant_id, tenant_rate(c.plan), len(sends))
@@ -705,6 +706,8 @@ def process(ctx: TenantContext, campaign_id: str, template_id: str, customer_ids
         out.requeue.clear()
     finally:
         count_sent(ctx, out.sent)
+        if out.allowance_used:
+            pause_for_allowance(ctx, campaign_id)
     return out
 
 

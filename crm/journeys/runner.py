@@ -193,7 +193,8 @@ def _plan_runs_journeys(ctx: TenantContext) -> bool:
     runs; its due runs hold (:func:`advance`). The billing item, cached per container."""
     from crm.billing import limits
 
-    return limits.plan_of(ctx).allows("journeys")
+    # a cached plan may predate an upgrade: read it afresh before ignoring an event
+    return limits.plan_of(ctx).allows("journeys") or limits.plan_of(ctx, fresh=True).allows("journeys")
 
 
 def _event_for_template(event: dict[str, Any]) -> dict[str, Any]:
