@@ -22,6 +22,7 @@ from typing import Any
 
 from crm import clock
 from crm.context import TenantContext
+from crm.errors import Conflict
 from crm.storage import MetricsItem, SegmentCatalogueItem, condition_failed
 
 PAGE = 500  # METRICS items per Query page
@@ -95,8 +96,10 @@ def recompute(
     """Recompute and store the tenant's cut points and VIP threshold, then reconcile the
     customers whose scores move; ``cuts_at`` is written last, once all of them are, so a
     run out of time (less than ``reserve`` seconds left, default ``RESERVE_SECONDS``) is due again and the next one
-    rescores the rest (those already rescored no longer move). Returns ``{"customers",
-    "buyers", "cuts", "vip_threshold", "rescored", "complete"}``. A tenant without orders
+    rescores the rest (those already rescored no longer move). A customer the segments
+    subscriber is reconciling at that moment (a transaction conflict) is left to it (it
+    reads the new cut points) and the run counts as incomplete. Returns ``{"customers",
+    "buyers", "cuts", "vip_threshold", "rescored", "busy", "complete"}``. A tenant without orders
     keeps the default cut points (only ``cuts_at`` is noted, on an existing catalogue)."""
     from crm.segments import maintain
 
@@ -117,10 +120,15 @@ def recompute(
         )
     pending = moved(customers, cuts, threshold, at) if cuts is not None else []
     rescored = 0
+    busy = 0
     for customer_id in pending:
         if time_left is not None and time_left() < (RESERVE_SECONDS if reserve is None else reserve):
             break
-        maintain.reconcile(ctx, customer_id, now=at)
+        try:
+            maintain.reconcile(ctx, customer_id, now=at)
+        except Conflict:  # the segments subscriber is reconciling it now (with these cut points)
+            busy += 1  # the run is not complete: the next one rescores it if it still moves
+            continue
         rescored += 1
     complete = rescored == len(pending)
     if complete:
@@ -131,6 +139,7 @@ def recompute(
         "cuts": cuts,
         "vip_threshold": threshold,
         "rescored": rescored,
+        "busy": busy,
         "complete": complete,
     }
 

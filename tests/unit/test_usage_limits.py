@@ -63,10 +63,19 @@ def test_meter_identifiers_are_per_tenant_meter_and_hour() -> None:
     assert meter.identifier("tabc", "rapport_customers", meter.window(at)) == "tabc:rapport_customers:2026-12-01T05"
 
 
-def test_a_feature_outside_the_plan_is_a_402_naming_the_plan_that_has_it() -> None:
+def test_a_feature_outside_the_plan_is_a_402_naming_the_plan_that_has_it(monkeypatch) -> None:
     from crm.billing.limits import require_feature
     from crm.context import PlanState, TenantContext
     from crm.errors import PaymentRequired
+    from crm.storage import BillingItem
+
+    fresh_reads = []
+
+    def no_billing_item(*args, **kwargs):  # the fresh read before refusing: still free
+        fresh_reads.append(kwargs.get("consistent_read"))
+        raise BillingItem.DoesNotExist()
+
+    monkeypatch.setattr(BillingItem, "get", no_billing_item)
 
     growth = TenantContext("tabcdefghijkl", key_id="k1", billing=PlanState("growth", "active"))
     require_feature(growth, "journeys")
@@ -74,6 +83,7 @@ def test_a_feature_outside_the_plan_is_a_402_naming_the_plan_that_has_it() -> No
         require_feature(TenantContext("tabcdefghijkl", key_id="k1"), "journeys")
     assert caught.value.extra == {"code": "feature_not_in_plan", "feature": "journeys", "plan": "free",
                                   "upgrade_to": "growth"}
+    assert fresh_reads == [True]  # refused only after reading the plan afresh (a cached key may predate an upgrade)
 
 
 def test_a_plan_change_keeps_the_pending_count() -> None:
