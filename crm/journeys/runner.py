@@ -122,10 +122,10 @@ def _count_end(ctx: TenantContext, before: plan.Run, after: plan.Run) -> None:
 
 
 def journeys_of(ctx: TenantContext, cache: dict[str, Journeys] | None = None) -> Journeys:
-    """The tenant's non-draft journeys by id (1 Query; once per tenant per ``cache``)."""
+    """The tenant's journeys by id (1 Query; once per tenant per ``cache``)."""
     if cache is not None and ctx.tenant_id in cache:
         return cache[ctx.tenant_id]
-    found = {item.journey_id: (item, spec) for item, spec in store.active(ctx)}
+    found = {item.journey_id: (item, spec) for item, spec in store.all_of(ctx)}
     if cache is not None:
         cache[ctx.tenant_id] = found
     return found
@@ -242,7 +242,7 @@ def advance(ctx: TenantContext, item: JourneyRunItem, journeys: Journeys) -> Non
         run = to_run(current)
         found = journeys.get(run.journey_id)
         now = clock.now()
-        if found is None:  # deleted (or back to draft): the run ends
+        if found is None:  # deleted: the run ends
             if run.finished:
                 return
             ended = replace(run, status="exited", reason="deleted", due_at=None, ended_at=clock.iso(now))

@@ -96,14 +96,10 @@ def get(ctx: TenantContext, journey_id: str) -> Journey:
     return to_journey(load(ctx, journey_id))
 
 
-def active(ctx: TenantContext) -> list[tuple[JourneyItem, JourneyDefinition]]:
-    """The tenant's journeys that runs follow (every status but draft: a paused journey's
-    runs hold, an archived one's end): 1 Query of ``P JOURNEYS``."""
-    out = []
-    for item in JourneyItem.query(pk(ctx), consistent_read=True):
-        if item.name and item.status != "draft":
-            out.append((item, definition_of(item)))
-    return out
+def all_of(ctx: TenantContext) -> list[tuple[JourneyItem, JourneyDefinition]]:
+    """The tenant's journeys, as runs follow them (only an active one starts runs; a paused
+    or draft one's due runs hold, an archived one's end): 1 Query of ``P JOURNEYS``."""
+    return [(item, definition_of(item)) for item in JourneyItem.query(pk(ctx), consistent_read=True) if item.name]
 
 
 def list_(ctx: TenantContext, cursor: str | None, limit: int) -> Page:
