@@ -269,8 +269,15 @@ def test_pause_resume_cancel(tenant, event_pipeline, monkeypatch):
     r = tenant.http.post(f"/v1/email/campaigns/{c['id']}/pause")
     assert r.status_code == 200 and r.json()["status"] == "paused", r.text
     assert tenant.http.post(f"/v1/email/campaigns/{c['id']}/pause").status_code == 409
-    time.sleep(1.2)  # a batch in flight sees the pause within half a second
-    at_pause = len(recipients(c["id"]))
+    # a batch in flight sees the pause at its next status check (every half a second of
+    # sending): wait until nothing new has gone out for 1.5 s (on a loaded machine a send
+    # can take longer than the check's period)
+    at_pause, quiet_since, deadline = len(recipients(c["id"])), time.monotonic(), time.monotonic() + 20
+    while time.monotonic() - quiet_since < 1.5:
+        assert time.monotonic() < deadline, "the campaign kept sending after its pause"
+        time.sleep(0.1)
+        if (n := len(recipients(c["id"]))) != at_pause:
+            at_pause, quiet_since = n, time.monotonic()
     time.sleep(2.5)  # paused batches come back (about every second here) and park again
     assert len(recipients(c["id"])) == at_pause < 45
     r = tenant.http.post(f"/v1/email/campaigns/{c['id']}/resume")

@@ -36,12 +36,15 @@ def test_racing_patches_without_if_match_lose_no_update(tenant):
         with _client(tenant) as http:
             return http.patch(f"/v1/customers/{c['id']}", json={"attributes": {f"k{i}": i}}).status_code
 
-    with ThreadPoolExecutor(50) as pool:
-        codes = list(pool.map(patch, range(50)))
+    # 30 at once, as the orders below: with 50 on a loaded 2-core machine a writer could
+    # spend the retry budget (crm/retry.py, 15 s) waiting for the emulator
+    racers = 30
+    with ThreadPoolExecutor(racers) as pool:
+        codes = list(pool.map(patch, range(racers)))
     final = tenant.http.get(f"/v1/customers/{c['id']}").json()
-    assert codes == [200] * 50  # no If-Match: a lost race is retried, never a 412
-    assert set(final["attributes"]) == {f"k{i}" for i in range(50)}  # no update lost
-    assert final["version"] == 51
+    assert codes == [200] * racers  # no If-Match: a lost race is retried, never a 412
+    assert set(final["attributes"]) == {f"k{i}" for i in range(racers)}  # no update lost
+    assert final["version"] == racers + 1
 
 
 def test_racing_orders_of_one_customer_all_succeed(tenant):
