@@ -18,8 +18,11 @@ from typing import Any
 _EXPORTS = {
     **dict.fromkeys(
         (
+            "AccountRecord",
+            "CheckoutRecord",
             "Connector",
             "CustomerRecord",
+            "InvoiceRecord",
             "OrderLine",
             "OrderRecord",
             "Page",

@@ -27,6 +27,24 @@ class CustomerRecord:
     updated_at: str
     profile: dict[str, Any] = field(default_factory=dict)
     created_at: str | None = None  # when the vendor first saw the person (kept per source)
+    # a contact of a B2B account: the account's external id in the same source, and the
+    # person's role there ("Purchasing", "Accounts Payable"...). None: not linked by this record
+    account: str | None = None
+    role: str | None = None
+
+
+@dataclass
+class AccountRecord:
+    """A company (a B2B account) as an ERP knows it. ``profile`` holds AccountPatch fields
+    (name, tax_id, addresses, payment_terms, credit_limit in minor units, currency, tags,
+    email, phone, website, attributes) without ``external_ids``: the sink adds
+    ``{source: external_id}``. Its people arrive as :class:`CustomerRecord` s naming it
+    in ``account``."""
+
+    external_id: str
+    updated_at: str
+    profile: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
 
 
 @dataclass
@@ -71,6 +89,35 @@ class OrderRecord:
     cancelled_at: str | None = None
     cancel_reason: str | None = None
     refunds: list[RefundRecord] = field(default_factory=list)
+    account: str | None = None  # a B2B order: the account's external id in the same source
+
+
+@dataclass
+class InvoiceRecord:
+    """An invoice in its current vendor state (ERP sales invoices). Amounts are integers
+    in the currency's minor units; ``outstanding`` is what is still owed (the account's
+    balance is the sum over its open invoices). A cancelled invoice (ERPNext docstatus 2,
+    Odoo state ``cancel``) has ``status`` ``cancelled`` and owes nothing. Like orders, an
+    older version never overwrites a newer one (``updated_at``)."""
+
+    external_id: str
+    updated_at: str
+    number: str
+    currency: str
+    issued_at: str
+    total: int
+    outstanding: int
+    status: Literal["draft", "open", "paid", "cancelled"] = "open"
+    due_at: str | None = None
+    payment_terms: str | None = None
+    account: str | None = None  # the billed company's external id (same source)
+    customer: CustomerRecord | None = None  # the billed person (or the account's contact)
+    email: str | None = None
+    order: str | None = None  # the sales order's external id (same source), when known
+    lines: list[OrderLine] = field(default_factory=list)
+    tax: int = 0
+    paid_at: str | None = None
+    cancelled_at: str | None = None
 
 
 @dataclass
@@ -99,7 +146,7 @@ class Rejected:
     reason: str
 
 
-Record = CustomerRecord | OrderRecord | CheckoutRecord | Rejected
+Record = CustomerRecord | AccountRecord | OrderRecord | InvoiceRecord | CheckoutRecord | Rejected
 
 R = TypeVar("R")
 MALFORMED = (ValueError, TypeError, KeyError, AttributeError)  # what a record of an unexpected shape raises
