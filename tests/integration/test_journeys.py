@@ -78,6 +78,23 @@ def wait_for(check, timeout: float = 30):
         time.sleep(0.2)
 
 
+def _checkout(tenant: Tenant, customer_id: str, checkout_id: str, started: datetime) -> dict:
+    r = tenant.http.post("/v1/checkouts", json={
+        "customer_id": customer_id, "checkout_id": checkout_id, "started_at": started.isoformat(),
+        "currency": "EUR", "total": 4200, "url": "https://shop.example/cart/1",
+        "items": [{"sku": "tea", "name": "Green tea", "quantity": 2, "unit_price": 2100}]})
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def _order(tenant: Tenant, customer_id: str, n: int, placed: datetime) -> None:
+    r = tenant.http.post("/v1/orders", json={
+        "customer": {"id": customer_id}, "source": "shopify", "external_id": f"o-{customer_id}-{n}",
+        "channel": "web", "currency": "EUR", "placed_at": placed.isoformat(), "total": 4200,
+        "lines": [{"sku": "tea", "name": "Green tea", "quantity": 2, "unit_price": 2100}]})
+    assert r.status_code == 201, r.text
+
+
 def test_crud_validation_and_status(tenant):
     setup_email(tenant)
     template = make_template(tenant)
@@ -133,6 +150,74 @@ def test_crud_validation_and_status(tenant):
     assert tenant.http.get("/v1/journeys/jrn_nope").status_code == 404
 
 
+def test_an_exit_that_reaches_the_run_first_beats_the_send_to_its_record(tenant):
+    """The run is ``sending`` (its step's email emitted, not yet recorded) when the order
+    arrives: the exit wins, the sender's acquire fails its ConditionCheck, nothing is sent."""
+    from crm import clock
+    from crm.journeys import plan, runner, sender, store
+
+    setup_email(tenant)
+    template = make_template(tenant)
+    j = new_journey(tenant, trigger={"type": "checkout.started", "wait": "PT1H"},
+                    steps=[{"type": "send_email", "template_id": template}])
+    cid = consented(tenant)["id"]
+    spec = store.definition_of(store.load(tenant.ctx, j["id"]))
+    journey = plan.Journey(j["id"], spec)
+    started = clock.now() - timedelta(hours=2)
+    trigger = {"id": f"checkout.started:{cid}:c1", "type": "checkout.started", "customer_id": cid,
+               "occurred_at": clock.iso(started), "data": {"checkout_id": "c1"}}
+    outcome = plan.start(journey, trigger, [], clock.now())
+    item = runner.new_item(tenant.ctx, outcome.run, trigger)
+    item.save()
+    view, settings, (base, templates) = runner._read(tenant.ctx, cid, spec)
+    due = plan.on_due(journey, outcome.run, view, clock.now(), settings)
+    [send] = [a for a in due.actions if isinstance(a, plan.Send)]
+    assert runner._save(tenant.ctx, item, due.run)  # the run is sending at step 0
+    order = {"id": "order.placed:o1", "type": "order.placed", "customer_id": cid,
+             "occurred_at": clock.iso(started + timedelta(minutes=30)), "data": {}}
+    assert runner.handle_event(tenant.ctx, order)["exited"] == 1
+    reads = type(base)(template=templates[template], settings=base.settings, tenant_name="", plan=base.plan)
+    result = sender.send(tenant.ctx, (item.pk, item.sk), send, reads, trigger, clock.now())
+    assert result.state == "gone"
+    assert journey_messages(j["id"]) == []
+    [run] = runs(tenant, cid)
+    assert run["status"] == "exited" and run["reason"] == "order.placed"
+
+
+def test_what_an_event_costs_the_journeys_handler(tenant):
+    """A batch of a tenant without journeys: 1 Query (its journeys), nothing more; with an
+    active journey the event triggers nothing of: + 1 Query (the customer's runs)."""
+    from functions import journeys as handler
+    from tests.dynamo_calls import dynamodb_calls
+    from tests.streams import sqs_event
+
+    cid = tenant.create_customer(email=f"cost.{tenant.id}@example.com".lower())["id"]
+    events = [{"id": f"customer.updated:{cid}:{n}", "type": "customer.updated", "tenant_id": tenant.id,
+               "customer_id": cid, "occurred_at": "2026-01-01T00:00:00Z", "data": {"changed": ["tags"]}}
+              for n in range(5)]
+    with dynamodb_calls() as calls:
+        assert handler.handle_batch(sqs_event(events, "rapport-journeys")) == {"batchItemFailures": []}
+    assert dict(calls) == {"Query": 1}
+    setup_email(tenant)
+    new_journey(tenant, trigger={"type": "checkout.started"},
+                steps=[{"type": "send_email", "template_id": make_template(tenant)}])
+    with dynamodb_calls() as calls:
+        assert handler.handle_batch(sqs_event(events, "rapport-journeys")) == {"batchItemFailures": []}
+    assert calls.pop("Query") == 1 + len(events)
+    assert dict(calls) in ({}, {"GetItem": 1})  # the plan, cached per container
+
+
+@pytest.fixture(scope="module")
+def event_pipeline(dev_stack):
+    """One pipeline for the module (starting and stopping the pollers per test cost more
+    than the tests): the tests that drive the handlers themselves come first in the file,
+    before it starts, so nothing delivers their writes behind their back."""
+    pipeline = dev_stack.start_pollers(starting_position="LATEST")
+    assert pipeline.wait_started(), "the pollers did not start"
+    yield pipeline
+    dev_stack.stop_pollers()
+
+
 def test_welcome_journey_sends_once_and_updates_the_customer(tenant, event_pipeline):
     """customer.created starts the run at once: one email with the customer's name, the
     tag added, the run done; the same event delivered again starts nothing."""
@@ -162,23 +247,6 @@ def test_welcome_journey_sends_once_and_updates_the_customer(tenant, event_pipel
              "data": {"customer_id": customer["id"]}}
     assert runner.handle_event(tenant.ctx, event) == {"started": 0, "exited": 0}
     assert len(journey_messages(j["id"])) == 1 and len(runs(tenant, customer["id"])) == 1
-
-
-def _checkout(tenant: Tenant, customer_id: str, checkout_id: str, started: datetime) -> dict:
-    r = tenant.http.post("/v1/checkouts", json={
-        "customer_id": customer_id, "checkout_id": checkout_id, "started_at": started.isoformat(),
-        "currency": "EUR", "total": 4200, "url": "https://shop.example/cart/1",
-        "items": [{"sku": "tea", "name": "Green tea", "quantity": 2, "unit_price": 2100}]})
-    assert r.status_code in (200, 201), r.text
-    return r.json()
-
-
-def _order(tenant: Tenant, customer_id: str, n: int, placed: datetime) -> None:
-    r = tenant.http.post("/v1/orders", json={
-        "customer": {"id": customer_id}, "source": "shopify", "external_id": f"o-{customer_id}-{n}",
-        "channel": "web", "currency": "EUR", "placed_at": placed.isoformat(), "total": 4200,
-        "lines": [{"sku": "tea", "name": "Green tea", "quantity": 2, "unit_price": 2100}]})
-    assert r.status_code == 201, r.text
 
 
 def test_cart_abandonment_sends_without_an_order_and_an_order_cancels_it(tenant, event_pipeline):
@@ -217,40 +285,6 @@ def test_cart_abandonment_sends_without_an_order_and_an_order_cancels_it(tenant,
     export = tenant.http.get(f"/v1/customers/{abandoned}/export", params={"limit": 100}).json()
     [checkout] = export["sections"]["checkouts"]  # the customer's data export carries the cart
     assert checkout["checkout_id"] == "chk-1" and checkout["data"]["url"] == "https://shop.example/cart/1"
-
-
-def test_an_exit_that_reaches_the_run_first_beats_the_send_to_its_record(tenant):
-    """The run is ``sending`` (its step's email emitted, not yet recorded) when the order
-    arrives: the exit wins, the sender's acquire fails its ConditionCheck, nothing is sent."""
-    from crm import clock
-    from crm.journeys import plan, runner, sender, store
-
-    setup_email(tenant)
-    template = make_template(tenant)
-    j = new_journey(tenant, trigger={"type": "checkout.started", "wait": "PT1H"},
-                    steps=[{"type": "send_email", "template_id": template}])
-    cid = consented(tenant)["id"]
-    spec = store.definition_of(store.load(tenant.ctx, j["id"]))
-    journey = plan.Journey(j["id"], spec)
-    started = clock.now() - timedelta(hours=2)
-    trigger = {"id": f"checkout.started:{cid}:c1", "type": "checkout.started", "customer_id": cid,
-               "occurred_at": clock.iso(started), "data": {"checkout_id": "c1"}}
-    outcome = plan.start(journey, trigger, [], clock.now())
-    item = runner.new_item(tenant.ctx, outcome.run, trigger)
-    item.save()
-    view, settings, (base, templates) = runner._read(tenant.ctx, cid, spec)
-    due = plan.on_due(journey, outcome.run, view, clock.now(), settings)
-    [send] = [a for a in due.actions if isinstance(a, plan.Send)]
-    assert runner._save(tenant.ctx, item, due.run)  # the run is sending at step 0
-    order = {"id": "order.placed:o1", "type": "order.placed", "customer_id": cid,
-             "occurred_at": clock.iso(started + timedelta(minutes=30)), "data": {}}
-    assert runner.handle_event(tenant.ctx, order)["exited"] == 1
-    reads = type(base)(template=templates[template], settings=base.settings, tenant_name="", plan=base.plan)
-    result = sender.send(tenant.ctx, (item.pk, item.sk), send, reads, trigger, clock.now())
-    assert result.state == "gone"
-    assert journey_messages(j["id"]) == []
-    [run] = runs(tenant, cid)
-    assert run["status"] == "exited" and run["reason"] == "order.placed"
 
 
 def test_the_frequency_cap_defers_a_journey_email_and_never_drops_it(tenant, event_pipeline):
@@ -332,29 +366,6 @@ def test_birthdays_in_the_tenant_time_zone(tenant, event_pipeline):
     assert int(schedule(before["id"]).state["year"]) == year + 1 and schedule(before["id"]).due_at > clock.now_iso()
     # unused fields stay out of what the API shows
     assert "event" not in json.dumps(run)
-
-
-def test_what_an_event_costs_the_journeys_handler(tenant):
-    """A batch of a tenant without journeys: 1 Query (its journeys), nothing more; with an
-    active journey the event triggers nothing of: + 1 Query (the customer's runs)."""
-    from functions import journeys as handler
-    from tests.dynamo_calls import dynamodb_calls
-    from tests.streams import sqs_event
-
-    cid = tenant.create_customer(email=f"cost.{tenant.id}@example.com".lower())["id"]
-    events = [{"id": f"customer.updated:{cid}:{n}", "type": "customer.updated", "tenant_id": tenant.id,
-               "customer_id": cid, "occurred_at": "2026-01-01T00:00:00Z", "data": {"changed": ["tags"]}}
-              for n in range(5)]
-    with dynamodb_calls() as calls:
-        assert handler.handle_batch(sqs_event(events, "rapport-journeys")) == {"batchItemFailures": []}
-    assert dict(calls) == {"Query": 1}
-    setup_email(tenant)
-    new_journey(tenant, trigger={"type": "checkout.started"},
-                steps=[{"type": "send_email", "template_id": make_template(tenant)}])
-    with dynamodb_calls() as calls:
-        assert handler.handle_batch(sqs_event(events, "rapport-journeys")) == {"batchItemFailures": []}
-    assert calls.pop("Query") == 1 + len(events)
-    assert dict(calls) in ({}, {"GetItem": 1})  # the plan, cached per container
 
 
 def test_segment_entries_tier_changes_and_expiring_points_start_runs(tenant, event_pipeline):
