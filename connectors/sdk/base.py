@@ -118,6 +118,10 @@ class InvoiceRecord:
     tax: int = 0
     paid_at: str | None = None
     cancelled_at: str | None = None
+    # a credit note (ERPNext ``is_return``, Odoo ``out_refund``): ``total`` and ``outstanding``
+    # are negative or zero (what is owed back), so summing open invoices nets it out
+    credit_note: bool = False
+    return_against: str | None = None  # the credited invoice's external id (same source), when known
 
 
 @dataclass
@@ -193,6 +197,9 @@ class WebhookDelivery:
     delivery_id: str
     topic: str
     records: list[Record]
+    # why a verified delivery carries no record (e.g. the vendor could not be read again
+    # for it): the next sync catches up; logged, never an error
+    note: str | None = None
 
 
 class Stream:
