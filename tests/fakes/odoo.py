@@ -495,10 +495,9 @@ class FakeOdoo(FakeVendor):
     def _match(self, model: str, row: dict[str, Any], domain: list[Any]) -> bool:
         stack: list[bool] = []
         for term in reversed(domain or []):
-            if term == "&":
-                stack.append(stack.pop() and stack.pop())
-            elif term == "|":
-                stack.append(stack.pop() | stack.pop())
+            if term in ("&", "|"):
+                first, second = stack.pop(), stack.pop()  # both operands, always
+                stack.append(first and second if term == "&" else first or second)
             elif term == "!":
                 stack.append(not stack.pop())
             else:
@@ -657,7 +656,7 @@ class FakeOdoo(FakeVendor):
             self.calls.append(call)
         if method == "POST" and path.startswith("/json/2/") and self.api == "json2":
             return self._json2(path, headers, body)
-        if method == "POST" and path == "/jsonrpc":
+        if method == "POST" and path == "/jsonrpc" and self.api in ("json2", "jsonrpc"):
             return self._jsonrpc(body)
         return Reply(404, None)
 
