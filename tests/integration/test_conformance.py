@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from rapport_acme import Acme, AcmeConfig
+from rapport_acme import Acme, AcmeConfig, Contacts
 
 from connectors.csvfile import Config as CsvConfig
 from connectors.csvfile import CsvFile
-from connectors.sdk.base import ReadContext
+from connectors.sdk.base import Page, ReadContext
 from connectors.sdk.conformance import ConformanceAdapter, ConnectorConformance, Mode
+from connectors.sdk.errors import CheckFailed, VendorError
 from connectors.shopify import Shopify, ShopifyConfig
 from connectors.woocommerce import WooCommerce, WooCommerceConfig
 from tests.fakes import FakeShop
@@ -181,3 +182,61 @@ class TestCsvConformance(ConnectorConformance):
 
 class TestAcmeConformance(ConnectorConformance):
     adapter = AcmeAdapter
+
+
+# the kit fails what it must: broken variants of the partner example --------------------
+
+class ForgetfulContacts(Contacts):
+    """Checkpoints without the overlap's ``seen``: the next window reads its tail again."""
+
+    def read(self, rc: ReadContext, state: dict[str, Any]) -> Any:
+        for page in super().read(rc, state):
+            yield Page(page.records, {**page.state, "seen": {}})
+
+
+class ForgetfulAcme(Acme):
+    streams = (ForgetfulContacts,)
+
+
+class OpaqueCheckAcme(Acme):
+    """Wraps a refusal without its status or cause: POST .../check could only say ``vendor``."""
+
+    def check(self, config: Any, client: Any) -> None:
+        try:
+            client.get("/v2/me")
+        except VendorError:
+            raise CheckFailed("Acme said no") from None
+
+
+def kit_failure(adapter: type[ConformanceAdapter], check: str) -> str:
+    """The kit's verdict on ``adapter``'s connector for ``check``: its assertion message."""
+    suite = type("Suite", (ConnectorConformance,), {"adapter": adapter})()
+    try:
+        suite.setup_method(None)  # a declaration is judged here, before any check runs
+    except AssertionError as exc:
+        return str(exc)
+    try:
+        getattr(suite, check)()
+    except AssertionError as exc:
+        return str(exc)
+    finally:
+        suite.teardown_method(None)
+    raise AssertionError(f"{check} passed a broken connector")
+
+
+def test_the_kit_fails_a_connector_that_reads_its_overlap_again():
+    adapter = type("A", (AcmeAdapter,), {"connector": ForgetfulAcme})
+    assert "resumed after page" in kit_failure(adapter, "test_resume")
+    assert "read although unchanged" in kit_failure(adapter, "test_incremental")
+
+
+def test_the_kit_fails_a_check_that_hides_a_refusal():
+    adapter = type("A", (AcmeAdapter,), {"connector": OpaqueCheckAcme})
+    assert "classified 'vendor'" in kit_failure(adapter, "test_auth")
+
+
+def test_the_kit_refuses_a_declaration_a_connector_cannot_make():
+    adapter = type("A", (AcmeAdapter,), {"not_applicable": {"auth": "we would rather not"}})
+    assert "only by a file connector" in kit_failure(adapter, "test_auth")
+    adapter = type("A", (AcmeAdapter,), {"not_applicable": {"paging": "too many pages"}})
+    assert "apply to every connector" in kit_failure(adapter, "test_paging")
