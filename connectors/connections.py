@@ -487,7 +487,7 @@ def check(ctx: TenantContext, connection_id: str):
     works; 422 ``check_failed`` with the vendor's reason (its status, never its body)
     otherwise. Never a 5xx: whatever goes wrong is the config's or the vendor's answer."""
     from connectors.schemas import CheckResult
-    from connectors.sdk.errors import RateLimited, VendorError
+    from connectors.sdk.errors import RateLimited, VendorError, check_error
 
     item, _ = load(ctx, connection_id)
     cls = connector(item.connector)
@@ -505,8 +505,7 @@ def check(ctx: TenantContext, connection_id: str):
         client = conn.client(config)
         conn.check(config, client)
     except VendorError as exc:
-        # a connector may wrap the client's error without its status: the cause has it
-        cause = exc.__cause__ if exc.status is None and isinstance(exc.__cause__, VendorError) else exc
+        cause = check_error(exc)  # a connector may wrap the client's error without its status
         raise failed(str(exc), cause.kind, cause.status) from None
     except RateLimited as exc:
         raise failed(f"{cls.title or cls.name} is rate limiting: {exc}", "rate_limited") from None

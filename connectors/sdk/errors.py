@@ -37,3 +37,11 @@ class RateLimited(Exception):
 
 class WebhookRejected(Exception):
     """A push delivery failed verification (missing or forged signature): 401, nothing parsed."""
+
+
+def check_error(exc: VendorError) -> VendorError:
+    """The error a failed ``check`` is classified by: a connector may wrap the client's
+    error without its status (``raise CheckFailed("...") from exc``); then the cause, which
+    has it. ``POST /v1/connections/{id}/check`` answers with its ``kind`` and ``status``."""
+    cause = exc.__cause__
+    return cause if exc.status is None and isinstance(cause, VendorError) else exc

@@ -116,11 +116,15 @@ class Window:
         self.started = None
 
     def state(self) -> dict[str, Any]:
+        """A snapshot: reading the next page must not change a checkpoint already handed
+        out (a run that fails after fetching a page saves the previous page's state; if
+        ``seen`` were shared, it would hold the failed page's records and the resumed run
+        would skip them as read)."""
         return {
             "cursor": self.cursor,
             "since": self.since,
             "page": self.page,
             "high": self.high,
             "started": self.started,
-            "seen": self.seen,
+            "seen": dict(self.seen),
         }

@@ -7,8 +7,13 @@ customers and 10,000 orders are generated in milliseconds. Common knobs:
 
 - ``throttle_every(n, retry_after)``: every n-th request answers 429 with ``Retry-After``;
 - ``throttle_next(count, retry_after)``: the next ``count`` requests answer 429;
-- ``fail_next(count, status=500)`` / ``fail_every(n, status=500)``: server errors;
-- ``requests`` / ``served`` / ``throttled`` / ``failed``: counters, ``log``: (method, path+query).
+- ``fail_next(count, status=500, headers=None)`` / ``fail_every(n, status=500)``: errors
+  (5xx, 401/403 with the vendor's error body, 429 with the given ``Retry-After``);
+  ``clear_faults()`` ends every injected fault;
+- ``max_page_size``: serve at most this many records a page whatever the client asks (a
+  test control: many pages from few records; the paging links and totals follow it);
+- ``requests`` / ``served`` / ``throttled`` / ``failed``: counters, ``log``: (method, path+query),
+  ``calls``: :class:`Call` s (method, path, query, headers) to assert what was sent.
 
 :class:`FakeShop` adds a shop's customers and orders (compact :class:`Rec` s rendered on
 request) and the vendor-side writes: ``seed``, ``add_*``, ``update_*``.
@@ -20,7 +25,7 @@ import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
@@ -45,6 +50,15 @@ class Reply:
         self.status, self.body, self.headers = status, body, dict(headers or {})
 
 
+class Call(NamedTuple):
+    """One request as the fake received it (faults included)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
 class FakeVendor:
     """Start/stop, counters and fault injection; subclasses implement ``route``."""
 
@@ -55,10 +69,12 @@ class FakeVendor:
         self.throttled = 0
         self.failed = 0
         self.log: list[tuple[str, str]] = []
+        self.calls: list[Call] = []
+        self.max_page_size: int | None = None  # serve at most this many a page (a test control)
         self._throttle_every: tuple[int, str] | None = None
         self._throttle_next: list[str] = []
         self._fail_every: tuple[int, int] | None = None
-        self._fail_next: list[int] = []
+        self._fail_next: list[tuple[int, dict[str, str]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -75,17 +91,43 @@ class FakeVendor:
         with self.lock:
             self._fail_every = (n, status) if n else None
 
-    def fail_next(self, count: int, status: int = 500) -> None:
+    def fail_next(self, count: int, status: int = 500, headers: dict[str, str] | None = None) -> None:
+        """The next ``count`` requests answer ``status`` with ``headers`` (429: the vendor's
+        throttle body, ``Retry-After`` from ``headers``; 401/403: its refusal), then normal."""
         with self.lock:
-            self._fail_next.extend([status] * count)
+            self._fail_next.extend([(status, dict(headers or {}))] * count)
+
+    def clear_faults(self) -> None:
+        """End every injected fault (pending ``*_next`` ones and the ``*_every`` patterns)."""
+        with self.lock:
+            self._throttle_next.clear()
+            self._fail_next.clear()
+            self._throttle_every = self._fail_every = None
+
+    def page_size(self, asked: int) -> int:
+        """What a page holds when the client asks for ``asked``: capped by ``max_page_size``."""
+        return min(asked, self.max_page_size) if self.max_page_size else asked
 
     def reset_counters(self) -> None:
         with self.lock:
             self.requests = self.served = self.throttled = self.failed = 0
             self.log.clear()
+            self.calls.clear()
 
     def throttle_reply(self, retry_after: str) -> Reply:
         return Reply(429, {"errors": "Too many requests"}, {"Retry-After": retry_after})
+
+    def error_body(self, status: int) -> Any:
+        """The vendor's body for an injected error status (subclasses: the vendor's words)."""
+        return {"errors": "Internal Server Error" if status >= 500 else "Unauthorized" if status == 401
+                else "Forbidden" if status == 403 else "Error"}
+
+    def fault_reply(self, status: int, headers: dict[str, str]) -> Reply:
+        if status == 429:
+            reply = self.throttle_reply(headers.get("Retry-After", "1"))
+            reply.headers.update(headers)
+            return reply
+        return Reply(status, self.error_body(status), headers)
 
     # lifecycle -------------------------------------------------------------------------
     @property
@@ -99,6 +141,9 @@ class FakeVendor:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY the body waits for
+            # the client's delayed ACK (~40 ms a request on Linux)
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:  # noqa: N802
                 self._handle("GET")
@@ -125,7 +170,7 @@ class FakeVendor:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -147,23 +192,24 @@ class FakeVendor:
             self.requests += 1
             n = self.requests
             self.log.append((method, target))
+            parts = urlsplit(target)
+            query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            self.calls.append(Call(method, parts.path, query, dict(headers.items())))
             fault: Reply | None = None
             if self._throttle_next:
                 fault = self.throttle_reply(self._throttle_next.pop(0))
             elif self._throttle_every and n % self._throttle_every[0] == 0:
                 fault = self.throttle_reply(self._throttle_every[1])
             elif self._fail_next:
-                fault = Reply(self._fail_next.pop(0), {"errors": "Internal Server Error"})
+                fault = self.fault_reply(*self._fail_next.pop(0))
             elif self._fail_every and n % self._fail_every[0] == 0:
-                fault = Reply(self._fail_every[1], {"errors": "Internal Server Error"})
+                fault = self.fault_reply(self._fail_every[1], {})
             if fault is not None:
                 if fault.status == 429:
                     self.throttled += 1
                 else:
                     self.failed += 1
                 return fault
-        parts = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
             reply = self.route(method, parts.path, query, headers)
         except Exception as exc:  # a bug in the fake must show, not hang the client
@@ -221,22 +267,34 @@ class FakeShop(FakeVendor):
         return self._buyer(kind, i)
 
     def seed(self, customers: int = 0, orders: int = 0, *,
-             updated_at: str | Callable[[int], str] | None = None) -> None:
+             updated_at: str | Sequence[str] | Callable[[int], str] | None = None) -> dict[str, list[int]]:
         """Generate ``customers`` then ``orders`` (order i bought by customer i mod n).
-        ``updated_at``: one ISO time for all (boundary timestamps) or a function of i."""
+        ``updated_at``: one ISO time for all (boundary timestamps: many records sharing one
+        time), a function of i (the record's index in its kind), or a list with one time per
+        record generated (of the one kind seeded). Returns the new ids by kind."""
+        new: dict[str, list[int]] = {"customers": [], "orders": []}
         with self.lock:
             start = self.now
             for kind, count in (("customers", customers), ("orders", orders)):
                 table, ids = getattr(self, kind), self._ids[kind]
                 id0 = self.first_ids[kind]
-                for i in range(len(ids), len(ids) + count):
+                first = len(ids)
+                for i in range(first, first + count):
                     created = start + i + 1
-                    updated = created if updated_at is None else epoch(
-                        updated_at if isinstance(updated_at, str) else updated_at(i))
+                    if updated_at is None:
+                        updated = created
+                    elif isinstance(updated_at, str):
+                        updated = epoch(updated_at)
+                    elif callable(updated_at):
+                        updated = epoch(updated_at(i))
+                    else:
+                        updated = epoch(updated_at[i - first])
                     rec = Rec(id0 + i, i, created, updated, self._seed_buyer(kind, i))
                     table[rec.id] = rec
                     ids.append(rec.id)
+                    new[kind].append(rec.id)
                     self.now = max(self.now, created, updated)
+        return new
 
     def add_customer(self, **fields: Any) -> int:
         return self._add("customers", fields)

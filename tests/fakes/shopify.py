@@ -12,8 +12,12 @@ created_at/updated_at and amounts varied; every other field is the fixture's. Be
 - cursor pagination: ``page_info`` is an opaque token carrying the last id and the filters;
   with it any parameter other than ``limit`` is refused (400), like Shopify; ``Link`` has
   ``rel="next"`` and ``rel="previous"`` URLs;
-- fault injection and counters from :class:`tests.fakes.FakeVendor`, records and
-  vendor-side writes from :class:`tests.fakes.FakeShop`.
+- fault injection, ``max_page_size``, counters and the request log from
+  :class:`tests.fakes.FakeVendor` (401/403 answer Shopify's error bodies), records and
+  vendor-side writes from :class:`tests.fakes.FakeShop`;
+- webhooks: :meth:`FakeShopify.delivery` signs a delivery of a record as Shopify does
+  (``forged_delivery`` with another secret); sending the same headers and body again is
+  a replay (Shopify's retries keep ``X-Shopify-Webhook-Id``).
 """
 from __future__ import annotations
 
@@ -94,6 +98,13 @@ class FakeShopify(FakeShop):
         return Reply(429, {"errors": "Exceeded 2 calls per second for api client. Reduce request "
                                      "rates to resume uninterrupted service."},
                      {"Retry-After": retry_after})
+
+    def error_body(self, status: int) -> Any:
+        if status == 401:
+            return {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
+        if status == 403:
+            return {"errors": "[API] This action requires merchant approval for read_customers scope."}
+        return super().error_body(status)
 
     def route(self, method: str, path: str, query: dict[str, str], headers: Any) -> Reply:
         prefix = f"/admin/api/{self.version}/"
@@ -180,12 +191,13 @@ class FakeShopify(FakeShop):
                     return o.get("cancelled_at") is not None
                 return False
 
+            size = self.page_size(limit)
             if cursor.get("dir") == "prev":
                 before = bisect.bisect_left(ids, cursor["id"])
-                picked = list(_take(match, reversed(ids[:before]), limit))[::-1]
+                picked = list(_take(match, reversed(ids[:before]), size))[::-1]
             else:
                 after = bisect.bisect_right(ids, cursor.get("id", -1))
-                picked = list(_take(match, iter(ids[after:]), limit))
+                picked = list(_take(match, iter(ids[after:]), size))
             page = [self.render(kind, table[i]) for i in picked]
             more_after = bool(picked) and next(_take(match, iter(ids[bisect.bisect_right(ids, picked[-1]):]), 1), None) is not None
             more_before = bool(picked) and next(_take(match, reversed(ids[:bisect.bisect_left(ids, picked[0])]), 1), None) is not None
@@ -202,6 +214,19 @@ class FakeShopify(FakeShop):
         return Reply(200, {kind: page}, headers)
 
     # webhooks ---------------------------------------------------------------------------
+    TOPICS = {"customers": "customers/update", "orders": "orders/updated"}
+
+    def delivery(self, kind: str, id: int, secret: str, *, webhook_id: str | None = None) -> tuple[dict[str, str], bytes]:
+        """A delivery of record ``id`` of ``kind`` as it is now, signed with ``secret`` (a
+        fresh ``X-Shopify-Webhook-Id`` unless given). Send it twice to replay it."""
+        with self.lock:
+            payload = self.render(kind, getattr(self, kind)[id])
+        return self.webhook(self.TOPICS[kind], payload, secret, webhook_id=webhook_id)
+
+    def forged_delivery(self, kind: str, id: int) -> tuple[dict[str, str], bytes]:
+        """The same delivery signed with a secret that is not the shop's."""
+        return self.delivery(kind, id, "forged-" + uuid.uuid4().hex)
+
     @staticmethod
     def webhook(topic: str, payload: Any, secret: str, *, webhook_id: str | None = None,
                 shop: str = "fake.myshopify.com") -> tuple[dict[str, str], bytes]:

@@ -16,9 +16,12 @@ Behaviour: HTTP Basic auth with the consumer key/secret (or ``consumer_key`` and
 (default name) and no date filter at all (like WooCommerce: unknown parameters are
 ignored); orders: ``orderby`` date|id|modified (default date), ``order`` (default desc),
 ``status`` (default any), ``modified_after`` inclusive, read in the site's time zone
-(UTC-3, like the examples) unless ``dates_are_gmt=true``. Fault injection and counters
-come from :class:`tests.fakes.FakeVendor`, records and vendor-side writes from
-:class:`tests.fakes.FakeShop`.
+(UTC-3, like the examples) unless ``dates_are_gmt=true``. Fault injection (401/403 with
+WooCommerce's error bodies), ``max_page_size`` (``X-WP-TotalPages`` and the links follow
+it), counters and the request log come from :class:`tests.fakes.FakeVendor`, records and
+vendor-side writes from :class:`tests.fakes.FakeShop`. Webhooks: :meth:`FakeWooCommerce.delivery`
+signs a delivery of a record as WooCommerce does (``forged_delivery`` with another secret);
+the same headers and body sent again are a replay (same ``X-WC-Webhook-Delivery-ID``).
 """
 from __future__ import annotations
 
@@ -209,6 +212,18 @@ class FakeWooCommerce(FakeShop):
         return Reply(429, {"code": "too_many_requests", "message": "Too many requests.",
                            "data": {"status": 429}}, {"Retry-After": retry_after})
 
+    def error_body(self, status: int) -> Any:
+        if status == 401:
+            return {"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources.",
+                    "data": {"status": 401}}
+        if status == 403:
+            return {"code": "woocommerce_rest_cannot_view", "message": "Sorry, you cannot list resources.",
+                    "data": {"status": 403}}
+        if status >= 500:
+            return {"code": "internal_server_error", "message": "There has been a critical error on this "
+                    "website.", "data": {"status": status}}
+        return super().error_body(status)
+
     def _authorized(self, query: dict[str, str], headers: Any) -> bool:
         auth = headers.get("Authorization") or ""
         if auth.startswith("Basic "):
@@ -273,8 +288,9 @@ class FakeWooCommerce(FakeShop):
                                    "data": {"status": 400}})
             recs.sort(key=key, reverse=order == "desc")
             total = len(recs)
-            pages = math.ceil(total / per_page)
-            chosen = recs[(page - 1) * per_page: page * per_page]
+            size = self.page_size(per_page)
+            pages = math.ceil(total / size)
+            chosen = recs[(page - 1) * size: page * size]
             body = [self.render(resource, r) for r in chosen]
         headers_out = {"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)}
         links = []
@@ -288,6 +304,20 @@ class FakeWooCommerce(FakeShop):
         return Reply(200, body, headers_out)
 
     # webhooks --------------------------------------------------------------------------
+    TOPICS = {"customers": "customer.updated", "orders": "order.updated"}
+
+    def delivery(self, kind: str, id: int, secret: str, *,
+                 delivery_id: str | None = None) -> tuple[dict[str, str], bytes]:
+        """A delivery of record ``id`` of ``kind`` as it is now, signed with ``secret`` (a
+        fresh ``X-WC-Webhook-Delivery-ID`` unless given). Send it twice to replay it."""
+        with self.lock:
+            payload = self.render(kind, getattr(self, kind)[id])
+        return self.webhook(self.TOPICS[kind], payload, secret, delivery_id=delivery_id)
+
+    def forged_delivery(self, kind: str, id: int) -> tuple[dict[str, str], bytes]:
+        """The same delivery signed with a secret that is not the store's."""
+        return self.delivery(kind, id, "forged-" + uuid.uuid4().hex)
+
     @staticmethod
     def webhook(topic: str, payload: Any, secret: str, *, delivery_id: str | None = None,
                 webhook_id: int = 7) -> tuple[dict[str, str], bytes]:

@@ -162,6 +162,20 @@ def test_a_window_interrupted_mid_way_resumes_at_its_page_and_keeps_its_cursor()
     assert done["cursor"] == "2026-01-03T00:00:00.000Z" and done["page"] is None
 
 
+def test_a_checkpoint_is_not_changed_by_reading_the_next_page():
+    """Regression (found by the conformance kit): a page's state shared ``seen`` with the
+    window, so fetching the next page added that page's records to the checkpoint already
+    handed out. A run failing between the fetch and the write saved it, and the resumed run
+    skipped the failed page's records as read: lost."""
+    w = Window(None)
+    first = w.advance([R("a", "2026-01-01T10:00:00Z")], "page-2")
+    kept = json.loads(json.dumps(first))
+    w.advance([R("b", "2026-01-01T10:00:01Z")], "page-3")
+    assert first == kept
+    resumed = Window(first)
+    assert [r.external_id for r in resumed.fresh([R("b", "2026-01-01T10:00:01Z")])] == ["b"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 20),  # how far the clock moves before the batch
                           st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 9)), max_size=6)),
