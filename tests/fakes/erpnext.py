@@ -27,7 +27,7 @@ Test controls (fakes.md): :meth:`put` / :meth:`touch` write documents with chose
 ``modified`` times (many may share one), :meth:`deny` refuses a DocType to the API user,
 ``max_page_length`` caps a positive ``limit_page_length`` (Frappe itself has no cap),
 ``fail_next`` / ``throttle_next`` (429 with ``Retry-After``) from :class:`FakeVendor`,
-``calls`` logs method, path, query and headers, :meth:`webhook` builds signed, forged and
+``doc_calls`` logs method, unquoted path, query and headers, :meth:`webhook` builds signed, forged and
 replayable deliveries.
 """
 
@@ -162,7 +162,7 @@ class FakeFrappe(FakeVendor):
                                 for n, c in COUNTRIES}
         self.denied: set[str] = set()
         self.max_page_length: int | None = None
-        self.calls: list[dict[str, Any]] = []  # method, path, query, headers of every request
+        self.doc_calls: list[dict[str, Any]] = []  # every request: method, unquoted path, query, lower-case headers
 
     # vendor-side writes -------------------------------------------------------------------
     def tick(self) -> str:
@@ -234,7 +234,7 @@ class FakeFrappe(FakeVendor):
     def route(self, method: str, path: str, query: dict[str, str], headers: Any) -> Reply:
         path = unquote(path)
         with self.lock:
-            self.calls.append({"method": method, "path": path, "query": dict(query),
+            self.doc_calls.append({"method": method, "path": path, "query": dict(query),
                                "headers": {k.lower(): v for k, v in headers.items()}})
         user = self._user(headers)
         if method != "GET":

@@ -30,7 +30,7 @@ Behaviour:
   ``seed_partners`` / ``seed_orders`` / ``seed_invoices`` (many records sharing one
   ``write_date``), ``touch`` (a later vendor-side change), ``no_api_plan`` (the database's
   plan has no external API), and :class:`tests.fakes.FakeVendor`'s ``fail_next`` /
-  ``throttle_next`` / counters; ``calls`` logs every request (api, path, headers, body).
+  ``throttle_next`` / counters; ``rpc_calls`` logs every request (api, path, headers, body).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ class FakeOdoo(FakeVendor):
         self.plan_allows_api = True
         self.tables: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in FIELDS}
         self._next = {m: 1 for m in FIELDS}
-        self.calls: list[dict[str, Any]] = []
+        self.rpc_calls: list[dict[str, Any]] = []  # with the body (the base's ``calls`` has none)
         self._local = threading.local()
         self.tables["res.company"][1] = {
             "id": 1,
@@ -653,7 +653,7 @@ class FakeOdoo(FakeVendor):
             "body": body,
         }
         with self.lock:
-            self.calls.append(call)
+            self.rpc_calls.append(call)
         if method == "POST" and path.startswith("/json/2/") and self.api == "json2":
             return self._json2(path, headers, body)
         if method == "POST" and path == "/jsonrpc" and self.api in ("json2", "jsonrpc"):

@@ -61,7 +61,7 @@ def b2b(fake: FakeFrappe) -> None:
 
 
 def list_calls(fake: FakeFrappe, doctype: str) -> list[dict]:
-    return [c for c in fake.calls if c["path"] == f"/api/resource/{doctype}"]
+    return [c for c in fake.doc_calls if c["path"] == f"/api/resource/{doctype}"]
 
 
 # every stream ---------------------------------------------------------------------------
@@ -104,8 +104,8 @@ def test_requests_carry_the_token_explicit_fields_and_keyset_filters_never_an_of
     rc, _ = context(site, "backfill")
     for stream in (Customers, Contacts, Addresses, SalesOrders, SalesInvoices):
         read_stream(stream, rc)
-    assert all(c["headers"].get("authorization") == f"token {KEY}:{SECRET}" for c in site.calls)
-    lists = [c for c in site.calls if c["path"].startswith("/api/resource/")]
+    assert all(c["headers"].get("authorization") == f"token {KEY}:{SECRET}" for c in site.doc_calls)
+    lists = [c for c in site.doc_calls if c["path"].startswith("/api/resource/")]
     assert lists and all("limit_start" not in c["query"] for c in lists)
     assert all(json.loads(c["query"]["fields"]) != ["*"] for c in lists)
     orders = list_calls(site, "Sales Order")
@@ -116,7 +116,7 @@ def test_requests_carry_the_token_explicit_fields_and_keyset_filters_never_an_of
     # child tables: one listing of the child DocType for the page, not one GET per order
     items = list_calls(site, "Sales Order Item")
     assert len(items) == 1 and items[0]["query"]["parent"] == "Sales Order"
-    assert not [c for c in site.calls if c["path"].startswith("/api/resource/Sales Order/")]
+    assert not [c for c in site.doc_calls if c["path"].startswith("/api/resource/Sales Order/")]
 
 
 def test_site_time_zone_is_asked_unless_configured(site):
@@ -125,12 +125,12 @@ def test_site_time_zone_is_asked_unless_configured(site):
     records, state, _ = read_stream(Customers, rc)
     assert records[0].updated_at == "2024-03-01T04:30:00.250Z"  # 10:00 in Kolkata
     assert state["cursor"] == "2024-03-01T04:30:00.250Z"
-    assert sum(c["path"].endswith("get_time_zone") for c in site.calls) == 1
-    site.calls.clear()
+    assert sum(c["path"].endswith("get_time_zone") for c in site.doc_calls) == 1
+    site.doc_calls.clear()
     rc, _ = context(site, "backfill", time_zone="UTC")
     records, _, _ = read_stream(Customers, rc)
     assert records[0].updated_at == "2024-03-01T10:00:00.250Z"
-    assert not [c for c in site.calls if c["path"].endswith("get_time_zone")]
+    assert not [c for c in site.doc_calls if c["path"].endswith("get_time_zone")]
     with pytest.raises(ValidationError, match="IANA"):
         config(site, time_zone="Mars/Olympus")
 
@@ -303,12 +303,12 @@ def test_webhook_records_come_only_from_the_keyed_re_read(site):
     headers, body = site.webhook("Customer", "Acme GmbH", HOOK_SECRET,
                                  body={"doctype": "Customer", "name": "Acme GmbH", "customer_name": "Evil Corp",
                                        "tax_id": "XX000"})
-    site.calls.clear()
+    site.doc_calls.clear()
     delivery = connector.parse_webhook(cfg, headers, body)
     (record,) = delivery.records
     assert isinstance(record, AccountRecord) and record.profile["name"] == "Acme GmbH"
     assert record.profile["tax_id"] == "DE811907980"
-    assert site.calls[0]["path"] == "/api/resource/Customer/Acme GmbH"  # the keyed GET
+    assert site.doc_calls[0]["path"] == "/api/resource/Customer/Acme GmbH"  # the keyed GET
     assert delivery.delivery_id.startswith("sha256:") and delivery.topic == "Customer"
 
     # a replay of an old delivery writes the document as it is now, never the old state

@@ -163,7 +163,7 @@ def test_requests_are_authenticated_explicit_and_keyset_paged(fake):
     rc, _ = context(fake)
     for stream in (Partners, SaleOrders, Invoices):
         read_stream(stream, rc)
-    calls = [c for c in fake.calls if c["api"] is not None]
+    calls = [c for c in fake.rpc_calls if c["api"] is not None]
     for c in calls:
         assert c["headers"]["x-odoo-database"] == DATABASE
         assert c["headers"]["authorization"] == f"bearer {API_KEY}"
