@@ -71,14 +71,9 @@ class AccountPatch(AccountFields):
     """PATCH: given fields replace (null removes); ``attributes`` and ``external_ids`` merge
     key by key, a key set to null is removed (JSON Merge Patch). The name cannot be removed."""
 
+    name: AccountName = Field(default=None, description="cannot be null: an account keeps a name")  # type: ignore[assignment]
     attributes: Annotated[dict[str, JsonValue | None], Field(json_schema_extra=_ATTRIBUTES_SCHEMA)] | None = None
     external_ids: dict[Source, ExternalId | None] | None = Field(default=None, max_length=20)  # type: ignore[assignment]
-
-    @model_validator(mode="after")
-    def _keeps_name(self) -> AccountPatch:
-        if "name" in self.model_fields_set and self.name is None:
-            raise ValueError("name cannot be removed (give a new one)")
-        return self
 
 
 class Account(BaseModel):
