@@ -12,6 +12,7 @@ from chalice import Chalice
 from api.http import rate_limit_the_rest
 from api.problems import chalice_errors_as_problems
 from api.routes import (
+    accounts,
     api_keys,
     billing,
     campaigns,
@@ -19,6 +20,7 @@ from api.routes import (
     customers,
     email,
     identity,
+    invoices,
     journeys,
     loyalty,
     meta,
@@ -44,6 +46,8 @@ app.register_blueprint(email.bp)
 app.register_blueprint(campaigns.bp)
 app.register_blueprint(unsubscribe.bp)
 app.register_blueprint(journeys.bp)
+app.register_blueprint(accounts.bp)
+app.register_blueprint(invoices.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 

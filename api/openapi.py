@@ -19,6 +19,8 @@ _PATH_PATTERNS = {
     "order_id": r"^ord_[0-9A-Z]{26}$",
     "conflict_id": r"^cfl_[0-9a-f]{24}$",
     "segment_id": r"^seg_[0-9A-Z]{26}$",
+    "account_id": r"^acc_[0-9A-Z]{26}$",
+    "invoice_id": r"^inv_[0-9A-Z]{26}$",
 }
 
 

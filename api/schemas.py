@@ -362,3 +362,44 @@ class Billing(BaseModel):
 class BillingWebhookResult(BaseModel):
     status: Literal["applied", "duplicate", "ignored"]
     event_id: str
+
+
+# -- B2B accounts and invoices (crm/accounts, docs/accounts.md) ----------------------------
+
+from crm.accounts.keys import ACCOUNT_ID_PATTERN
+from crm.accounts.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    Account,
+    Account360,
+    AccountCreate,
+    AccountList,
+    AccountPage,
+    AccountPatch,
+    Contact,
+    ContactLink,
+    ContactPage,
+    Invoice,
+    InvoicePage,
+    InvoiceStatus,
+)
+
+
+class AccountListQuery(PageQuery):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="a prefix of the name; case, accents and punctuation are ignored (results in name order)",
+    )
+
+
+class AccountLookupQuery(_Strict):
+    source: Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class InvoiceListQuery(PageQuery):
+    account_id: Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)] | None = Field(
+        default=None, description="the account's invoices"
+    )
+    customer_id: Annotated[str, StringConstraints(pattern=r"^cus_[0-9A-Z]{26}$")] | None = Field(
+        default=None, description="the customer's invoices (not with account_id)"
+    )
+    status: InvoiceStatus | None = Field(default=None, description="draft, open, paid or cancelled")

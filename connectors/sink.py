@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.sdk.base import CheckoutRecord, CustomerRecord, OrderRecord, Rejected
+from connectors.sdk.base import AccountRecord, CheckoutRecord, CustomerRecord, InvoiceRecord, OrderRecord, Rejected
 from crm.context import TenantContext
 
 CHUNK = 100
@@ -79,7 +79,7 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
     return ids
 
 
-def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord] | list[CheckoutRecord],
+def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord] | list[CheckoutRecord] | list[InvoiceRecord],
             conflicts: dict[int, str] | None = None) -> dict[int, str | None]:
     """The customer id of each order's buyer (embedded record, else the guest's email);
     ``conflicts`` gets {order position: conflict id} of buyers held back for a conflict."""
@@ -91,7 +91,7 @@ def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord] | list[Ch
             key, rec = f"x:{o.customer.external_id}", o.customer
         elif o.email:
             key, rec = f"e:{o.email.strip().lower()}", CustomerRecord(
-                None, o.updated_at, {**(o.guest_profile or {}), "email": o.email})
+                None, o.updated_at, {**(getattr(o, "guest_profile", None) or {}), "email": o.email})
         else:
             continue
         if key in by_key:  # one buyer in several orders of the page: resolved once, newest data
@@ -130,16 +130,32 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
     for r in records:
         if isinstance(r, Rejected):
             out.reject(stream, r.external_id, r.reason)
+    companies = [r for r in records if isinstance(r, AccountRecord)]
+    if companies:  # first: the contacts, orders and invoices of this page name them
+        from connectors import sink_accounts
+
+        sink_accounts.accounts(ctx, source, stream, companies, out)
     if customers:
-        _customers(ctx, source, stream, customers, out)
+        resolved = _customers(ctx, source, stream, customers, out)
+        contacts = [(resolved[i], r) for i, r in enumerate(customers) if r.account and resolved.get(i)]
+        if contacts:
+            from connectors import sink_accounts
+
+            sink_accounts.contacts(ctx, source, stream, contacts, out)  # type: ignore[arg-type]
     if orders:
+        from connectors import sink_accounts
         from crm.orders import imports
 
         held: dict[int, str] = {}
         buyers = _buyers(ctx, source, orders, held)
+        account_ids = sink_accounts.account_ids(ctx, source, [o.account for o in orders if o.account])
         ready, positions = [], []
         for i, o in enumerate(orders):
             cid = buyers.get(i)
+            if cid is None and i not in held and o.account and o.customer is None and not o.email:
+                # a company's order without a contact person: the account keeps it
+                out.add(sink_accounts.account_order(ctx, source, account_ids[o.account], o, None, None))
+                continue
             if cid is None and i in held:
                 out.add("conflict")
                 out.rejected.append({"stream": stream, "external_id": o.external_id, "conflict_id": held[i],
@@ -151,7 +167,7 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
                 out.reject(stream, o.external_id, "the order's buyer could not be resolved to one "
                            "customer (no customer record or email, an invalid one, or an identity conflict)")
                 continue
-            ready.append(_order_dict(o, cid))
+            ready.append({**_order_dict(o, cid), **({"account_id": account_ids[o.account]} if o.account else {})})
             positions.append(o)
         for start in range(0, len(ready), CHUNK):
             results = imports.import_orders(ctx, source, ready[start:start + CHUNK])
@@ -162,6 +178,14 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
                     out.reject(stream, o.external_id, reason, errors)
                 else:
                     out.add(r.status)
+                    if o.account:  # the account's brief of its contact's order
+                        sink_accounts.account_order(ctx, source, account_ids[o.account], o, r.order_id,
+                                                    ready[start + r.index]["customer_id"])
+    invoices = [r for r in records if isinstance(r, InvoiceRecord)]
+    if invoices:
+        from connectors import sink_accounts
+
+        sink_accounts.invoices(ctx, source, stream, invoices, out, _buyers(ctx, source, invoices))
     checkouts = [r for r in records if isinstance(r, CheckoutRecord)]
     if checkouts:
         _checkouts(ctx, source, stream, checkouts, out)

@@ -23,8 +23,17 @@ from crm.storage import CustomerItem, EventItem, LoyaltyItem, LoyaltyProgramItem
 TIMELINE_IN_360 = 20
 
 
+class AccountRef(BaseModel):
+    """The account the customer is a contact of (crm/accounts)."""
+
+    id: str
+    name: str | None = None
+    role: str | None = None
+
+
 class Customer360(BaseModel):
     customer: Customer
+    account: AccountRef | None = Field(default=None, description="the B2B account the customer is a contact of")
     loyalty: Loyalty | None = None
     recent_orders: list[OrderSummary] | None = Field(description="null when the key lacks the orders:read scope")
     timeline: list[TimelineEvent]
@@ -35,9 +44,10 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     customer's ``metrics`` block: orders aggregate, RFM, lifetime value, VIP, segments),
     ``LOYALTY`` (the points book) and the newest ``EV#`` entries are adjacent in the
     customer's item collection,
-    read newest first. +1 GetItem of the program when the customer has a points book:
-    the loyalty block is exactly what ``GET …/loyalty`` answers (tier progress, lots,
-    what fell due since the last write), and both need the program for that."""
+    read newest first. +1 BatchGetItem when the customer has a points book (the program:
+    the loyalty block is exactly what ``GET …/loyalty`` answers, tier progress, lots,
+    what fell due since the last write, and both need the program for that) or is a
+    contact of an account (its name), both in that one request: at most 2 requests."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
     # the 4 items above the timeline (PROFILE, ORDERS, METRICS, LOYALTY), then its entries
@@ -51,20 +61,53 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     metrics = next((r for r in rows if isinstance(r, MetricsItem)), None)
     if metrics is not None and rows[0].status == "active":
         customer.metrics = metrics_block(metrics)
+    account_id = (rows[0].data or {}).get("account_id") if rows[0].status == "active" else None
+    extra = _extra(ctx, bool(book), account_id)
+    account = None
+    if account_id:
+        named = extra.get("account")
+        account = AccountRef(
+            id=account_id,
+            name=(named.data or {}).get("name") if named is not None else None,
+            role=(rows[0].data or {}).get("account_role"),
+        )
     return Customer360(
         customer=customer,
+        account=account,
         recent_orders=[OrderSummary.model_validate(r) for r in recent],
-        loyalty=_loyalty(ctx, book) if book else None,
+        loyalty=_loyalty(book, extra.get("program")) if book else None,
         timeline=events[:TIMELINE_IN_360],
     )
 
 
-def _loyalty(ctx: TenantContext, item: LoyaltyItem) -> Loyalty:
-    """The balance as of now, as crm.loyalty.service.view computes it (1 GetItem)."""
-    try:
-        program = LoyaltyProgramItem.get(program_pk(ctx), PROGRAM, consistent_read=True).data
-    except LoyaltyProgramItem.DoesNotExist:
-        program = None
+def _extra(ctx: TenantContext, program: bool, account_id: str | None) -> dict[str, Any]:
+    """1 BatchGetItem of what the 360 needs beyond the partition: the loyalty program
+    and the customer's account (its name); none when it needs neither."""
+    from crm.storage import AccountItem, Item
+
+    wanted: dict[tuple[str, str], str] = {}
+    if program:
+        wanted[(program_pk(ctx), PROGRAM)] = "program"
+    if account_id:
+        wanted[(ctx.key("A", account_id), "PROFILE")] = "account"
+    if not wanted:
+        return {}
+    out: dict[str, Any] = {}
+    for item in Item.batch_get(list(wanted), consistent_read=True):
+        name = wanted.get((item.pk, item.sk))
+        if (
+            name == "program"
+            and isinstance(item, LoyaltyProgramItem)
+            or name == "account"
+            and isinstance(item, AccountItem)
+        ):
+            out[name] = item
+    return out
+
+
+def _loyalty(item: LoyaltyItem, program_item: LoyaltyProgramItem | None) -> Loyalty:
+    """The balance as of now, as crm.loyalty.service.view computes it."""
+    program = program_item.data if program_item is not None else None
     book = Book(item.book, program)
     at = clock.now_iso()
     book.catch_up(at)

@@ -271,3 +271,13 @@ def _idempotency(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
 
 register("identity_conflict", _conflicts)
 register("idempotency", _idempotency)
+
+
+def _account_contacts(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
+    """The erased customer's contact links to B2B accounts (crm/accounts/contacts.py)."""
+    from crm.accounts import contacts
+
+    return contacts.erase_links(ctx, customer_id, terms)
+
+
+register("account_contact", _account_contacts)

@@ -31,6 +31,7 @@ SECTIONS = {
     "loyalty": "loyalty",
     "identity_conflict": "conflicts",
     "checkout": "checkouts",
+    "customer_invoice": "invoices",
 }
 _KEYS = {"pk", "sk", "kind", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "ttl"}
 IDENTITY_FIELDS = ("email", "phone", "external_ids", "previous_emails", "aliases")

@@ -111,6 +111,10 @@ def merged_profile(survivor: dict[str, Any], other: dict[str, Any], other_id: st
     for name in ("name", "birth_date", "gender", "locale"):
         if out.get(name) is None and other.get(name) is not None:
             out[name] = other[name]
+    if not out.get("account_id") and other.get("account_id"):  # a B2B contact: the link (crm/accounts)
+        for name in ("account_id", "account_role", "account_link"):
+            if other.get(name) is not None:
+                out[name] = other[name]
     for name in ("attributes", "consent"):
         merged = {**(other.get(name) or {}), **(out.get(name) or {})}
         if merged:
@@ -284,11 +288,15 @@ def _mark(ctx: TenantContext, survivor: CustomerItem, other: CustomerItem) -> bo
 
 def _run(ctx: TenantContext, survivor_id: str, other_id: str) -> Customer:
     """Steps 2-7 for a pair marked ``merging``; every step is idempotent."""
+    from crm.accounts import contacts as account_contacts
+    from crm.accounts import invoices as account_invoices
     from crm.loyalty import service as loyalty
 
     counts = _count(ctx, survivor_id, other_id)
-    _identities(ctx, survivor_id, other_id)
+    other_data, survivor_data = _identities(ctx, survivor_id, other_id)
+    account_contacts.on_merge(ctx, survivor_id, other_id, other_data, survivor_data)
     _move_orders(ctx, survivor_id, other_id)
+    account_invoices.on_merge(ctx, survivor_id, other_id)
     for model, prefix, keep in families():  # timeline entries, redemption guards, …
         _move_family(ctx, model, prefix, survivor_id, other_id, keep_existing=keep)
     _recompute_recent(ctx, survivor_id, other_id)
@@ -332,9 +340,9 @@ def _count(ctx: TenantContext, survivor_id: str, other_id: str) -> dict[str, int
     raise Conflict("the customers changed concurrently; retry", code="transaction_conflict")
 
 
-def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
+def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> tuple[dict, dict]:
     """Step 3: the other's guards and lookup entries name the survivor; its profile
-    fields are merged into the survivor's."""
+    fields are merged into the survivor's. Returns (the other's data, the survivor's)."""
     from pynamodb.exceptions import PutError
 
     other = _load(ctx, other_id)
@@ -378,6 +386,7 @@ def _identities(ctx: TenantContext, survivor_id: str, other_id: str) -> None:
     else:
         raise Conflict("the survivor changed concurrently; retry", code="transaction_conflict")
     _move_search_entries(ctx, survivor_id, survivor.data or {}, other_id, data)
+    return data, survivor.data or {}
 
 
 def _move_search_entries(
@@ -493,6 +502,10 @@ STEPS = {
     "ledger": "_copy_ledger",
     # recomputed from the survivor's orders by the segments subscriber on customer.merged
     "metrics": "segments.maintain.on_merged",
+    # B2B accounts (crm/accounts): the contact link follows the survivor's profile, and the
+    # other's invoices become the survivor's in all their copies
+    "account_contact": "accounts.contacts.on_merge",
+    "customer_invoice": "accounts.invoices.on_merge",
 }
 
 

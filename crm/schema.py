@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Owner = Literal["tenant", "customer", "connection", "global"]
+Owner = Literal["tenant", "customer", "account", "connection", "global"]
 # erasure: delete the item; blank the ``pii`` attributes (or the personal keys inside a
 # JSON attribute, see ``pii``); keep it (it holds no personal data)
 Erasure = Literal["delete", "blank", "keep"]

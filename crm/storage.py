@@ -788,3 +788,178 @@ class UsageItem(Item, discriminator="usage"):
     meter_pending = UnicodeAttribute(null=True)
     meter_pending_value = NumberAttribute(null=True)
     metered_period_pending = UnicodeAttribute(null=True)
+
+
+# --- B2B accounts (crm/accounts; docs/accounts.md) ----------------------------------------
+# An account's items share its partition ``P A#<account id>``: ``PROFILE``, ``SUMMARY``
+# (balance and the latest orders and invoices in brief), its contacts (``CONTACT#``), and
+# below them its orders and invoices, so GET /v1/accounts/{id}/360 reads the profile, the
+# summary and the contacts with one Query (sk >= ``CONTACT#``, newest first).
+
+
+class AccountItem(Item, discriminator="account"):
+    """``T#<tenant>#A#<account>`` / ``PROFILE``: a company. Listed on gsi1 ``P ACCOUNTS`` /
+    ``<id>`` and, once it has a name, on gsi2 ``P ACCOUNTS#NAME`` / ``<normalised name>#<id>``
+    (prefix search). A ``stub`` was created from a reference (a contact, an order or an
+    invoice naming the account's external id) before the account's own record arrived."""
+
+    KIND = Kind(
+        "B2B account (company profile; a stub until its own record arrives)",
+        "P A#<id>",
+        "PROFILE",
+        "account",
+        gsi="gsi1 `P ACCOUNTS` / `<id>`; gsi2 `P ACCOUNTS#NAME` / `<normalised name>#<id>`",
+    )
+
+    account_id = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    stub = BooleanAttribute(default=False)
+    data = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class AccountSummaryItem(Item, discriminator="account_summary"):
+    """``T#<tenant>#A#<account>`` / ``SUMMARY``: what open invoices owe per currency and the
+    10 latest orders and invoices in brief, written in the transaction of each invoice or
+    order write (conditional on ``version``)."""
+
+    KIND = Kind(
+        "account summary (balance per currency, 10 latest orders and invoices)", "P A#<id>", "SUMMARY", "account"
+    )
+
+    account_id = UnicodeAttribute()
+    balance = JSONAttribute(default=dict)  # currency -> minor units still owed on open invoices
+    open_invoices = NumberAttribute(default=0)
+    orders = JSONAttribute(default=list)  # AccountOrder dicts, newest placed first
+    invoices = JSONAttribute(default=list)  # InvoiceSummary dicts, newest issued first
+    updated_at = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+class ContactItem(Item, discriminator="account_contact"):
+    """``T#<tenant>#A#<account>`` / ``CONTACT#<customer>``: a customer is a contact of the
+    account, with a role. The customer's profile carries ``account_id``/``account_role``
+    too (at most one account), written in the same transaction. gsi1 ``P CONTACT#<customer>``
+    finds a customer's link without the profile (the erasure follow-up)."""
+
+    KIND = Kind(
+        "account contact (a customer's link to an account, with a role)",
+        "P A#<id>",
+        "CONTACT#<customer id>",
+        "customer",
+        pii=("role",),
+        erasure="delete",
+        merge="move",
+        gsi="gsi1 `P CONTACT#<customer id>` / `<account id>`",
+    )
+
+    account_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    role = UnicodeAttribute(null=True)
+    source = UnicodeAttribute(default="api")  # api, or the connector that linked it
+    source_updated_at = UnicodeAttribute(null=True)  # the vendor's time of that link
+    linked_at = UnicodeAttribute()
+
+
+class AccountOrderItem(Item, discriminator="account_order"):
+    """``T#<tenant>#A#<account>`` / ``A#ORD#<source>#<external id>``: an order of the account.
+    A contact's order is a brief pointing at the customer's order (``order_id``); an order
+    no contact person placed is kept here whole (lines, totals, vendor state)."""
+
+    KIND = Kind(
+        "account order (a brief of a contact's order, or the whole order when no contact placed it)",
+        "P A#<id>",
+        "A#ORD#<source>#<external id>",
+        "account",
+    )
+
+    account_id = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class InvoiceItem(Item, discriminator="invoice"):
+    """``T#<tenant>#INV#<invoice>`` / ``INVOICE``: an invoice (written by connectors). Listed
+    newest first on gsi1 ``P INVOICES`` / ``<issued_at>#<id>`` and per status on gsi2
+    ``P INVOICES#<status>`` / the same. Copies sit in its account's and its customer's
+    partitions (``A#INV#<issued_at>#<id>``), written in the same transaction."""
+
+    KIND = Kind(
+        "invoice (home copy)",
+        "P INV#<id>",
+        "INVOICE",
+        "tenant",
+        gsi="gsi1 `P INVOICES` / `<issued_at>#<id>`; gsi2 `P INVOICES#<status>` / `<issued_at>#<id>`",
+    )
+
+    invoice_id = UnicodeAttribute()
+    account_id = UnicodeAttribute(null=True)
+    customer_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+    def serialize(self, null_check: bool = True) -> dict[str, dict[str, Any]]:
+        """Both indexes follow the status and issue date on every write path."""
+        if self.invoice_id and self.data.get("issued_at"):
+            tenant = self.pk.split("INV#", 1)[0]
+            self.gsi1pk, self.gsi1sk = f"{tenant}INVOICES", f"{self.data['issued_at']}#{self.invoice_id}"
+            self.gsi2pk, self.gsi2sk = f"{tenant}INVOICES#{self.status}", self.gsi1sk
+        return super().serialize(null_check=null_check)
+
+
+class AccountInvoiceItem(Item, discriminator="account_invoice"):
+    """``T#<tenant>#A#<account>`` / ``A#INV#<issued_at>#<invoice>``: the account's copy of an
+    invoice (GET /v1/invoices?account_id= is one Query, newest first)."""
+
+    KIND = Kind("an account's invoice (copy, by issue date)", "P A#<id>", "A#INV#<issued_at>#<invoice id>", "account")
+
+    invoice_id = UnicodeAttribute()
+    account_id = UnicodeAttribute(null=True)
+    customer_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class CustomerInvoiceItem(Item, discriminator="customer_invoice"):
+    """``T#<tenant>#C#<customer>`` / ``A#INV#<issued_at>#<invoice>``: the billed customer's
+    copy of an invoice (GET /v1/invoices?customer_id= is one Query; the export lists it).
+    A financial record without personal data: kept on erasure, like orders."""
+
+    KIND = Kind(
+        "a customer's invoice (copy, by issue date)",
+        "P C#<id>",
+        "A#INV#<issued_at>#<invoice id>",
+        "customer",
+        merge="move",
+        export=True,
+    )
+
+    invoice_id = UnicodeAttribute()
+    account_id = UnicodeAttribute(null=True)
+    customer_id = UnicodeAttribute(null=True)
+    status = UnicodeAttribute()
+    data = JSONAttribute(default=dict)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class AccountGuardItem(Item, discriminator="account_guard"):
+    """``T#<tenant>#U#<account or invoice>#<source>#<external id>`` / ``U``: at most one
+    account (or invoice) per external id of a source; names its id."""
+
+    KIND = Kind(
+        "external-id guard of an account or an invoice",
+        "P U#<account or invoice>#<source>#<external id>",
+        "U",
+        "account",
+    )
+
+    target_id = UnicodeAttribute()

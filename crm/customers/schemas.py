@@ -320,6 +320,10 @@ class Customer(BaseModel):
         default=None, description="identities merged in that do not fit the profile's fields"
     )
     version: int
+    account_id: str | None = Field(
+        default=None, description="the B2B account the customer is a contact of (POST /v1/accounts/{id}/contacts)"
+    )
+    account_role: str | None = Field(default=None, description="their role at that account")
     metrics: CustomerMetrics | None = Field(
         default=None,
         description="on GET /v1/customers/{id} and the 360 view: orders aggregate, RFM, lifetime "

@@ -57,6 +57,7 @@ docs/performance.md), with G = ⌈orders / 100⌉:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,6 +95,7 @@ MAX_RECORDS = 250
 MAX_TRANSACTION_ITEMS = 100
 _ORDER_FIELDS = ("external_id", "channel", "currency", "lines", "discount", "shipping", "tax", "total", "placed_at")
 _STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds", "updated_at")
+_ACCOUNT_FIELDS = ("account_id",)  # a B2B order's account (crm/accounts), set when the order is placed
 
 
 @dataclass
@@ -136,6 +138,7 @@ class _Record:
     cancel: CancellationCreate | None
     refunds: list[tuple[RefundCreate, datetime | None]]
     updated_at: str | None = None  # the vendor's version of the order
+    account_id: str | None = None  # a B2B order: the account it was placed for
 
 
 def _errors(exc: ValidationError, prefix: str = "", rename: dict[str, str] | None = None) -> list[dict]:
@@ -152,7 +155,7 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
     errors = [
         {"field": k, "message": "Extra inputs are not permitted", "type": "extra_forbidden"}
         for k in raw
-        if k not in _ORDER_FIELDS + _STATE_FIELDS
+        if k not in _ORDER_FIELDS + _STATE_FIELDS + _ACCOUNT_FIELDS
     ]
     order = paid = fulfilled = cancel = None
     cancelled_at = None
@@ -238,9 +241,14 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
             updated_at = clock.iso(stamp) if stamp is not None else None
         except ValidationError as exc:
             errors += _errors(exc, rename={"cancelled_at": "updated_at"})
+    account_id = raw.get("account_id")
+    if account_id is not None and not (
+        isinstance(account_id, str) and re.match(r"^acc_[0-9A-HJKMNP-TV-Z]{26}$", account_id)
+    ):
+        errors.append({"field": "account_id", "message": "must be an account id (acc_…)", "type": "value_error"})
     if errors or order is None:
         return errors
-    return _Record(order, raw["customer_id"], paid, fulfilled, cancelled_at, cancel, refunds, updated_at)
+    return _Record(order, raw["customer_id"], paid, fulfilled, cancelled_at, cancel, refunds, updated_at, account_id)
 
 
 def import_orders(ctx: TenantContext, source: str, records: list[dict]) -> list[ImportResult]:
@@ -426,6 +434,8 @@ def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
     )
     if rec.updated_at:
         data["source_updated_at"] = rec.updated_at
+    if rec.account_id:
+        data["account_id"] = rec.account_id
     status = "placed"  # _parse refused the vendor states the machine cannot reach
     if rec.paid:
         data["paid_at"] = clock.iso(rec.paid.paid_at) if rec.paid.paid_at else now

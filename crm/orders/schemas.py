@@ -195,6 +195,7 @@ class Order(BaseModel):
     loyalty: OrderLoyalty | None = None
     revision: int = Field(default=0, description="how many times the vendor edited the order after it was placed")
     edited_at: str | None = None
+    account_id: str | None = Field(default=None, description="a B2B order: the account it was placed for")
     created_at: str
     updated_at: str
     version: int

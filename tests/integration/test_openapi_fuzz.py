@@ -73,6 +73,8 @@ BEYOND_THE_SCHEMA = {
     "wait": "a journey's wait has exactly one of duration and until",
     "update": "a journey's update step changes something, and never adds and removes one tag",
     "steps": "a condition step's then/else name a later step (a journey never loops back): across fields",
+    "customer_id": "GET /v1/invoices: account_id and customer_id do not combine",
+    "name": "GET /v1/accounts: a name prefix holds a letter or a digit (JSON Schema's classes are ASCII-only)",
 }
 
 

@@ -396,3 +396,79 @@ def test_b_email_lists_settings_and_previews_are_its_own(email_world, raw_table)
         if route[0] != "GET":
             test_b_cannot_touch_a_email_by_id.hypothesis.inner_test(w, route)
     assert partition_items(raw_table, a) == w["a_items"]
+
+
+# --- B2B accounts and invoices (issue 14, docs/accounts.md) ----------------------------------
+
+MISSING_ACCOUNT = "acc_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+MISSING_INVOICE = "inv_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+ACCOUNT_ROUTES = [
+    ("GET", "/v1/accounts/{account}", None),
+    ("PATCH", "/v1/accounts/{account}", {"name": "taken by b"}),
+    ("GET", "/v1/accounts/{account}/contacts", None),
+    ("POST", "/v1/accounts/{account}/contacts", {"customer_id": "{customer}"}),
+    ("DELETE", "/v1/accounts/{account}/contacts/{customer}", None),
+    ("GET", "/v1/accounts/{account}/360", None),
+    ("GET", "/v1/invoices/{invoice}", None),
+]
+
+
+@pytest.fixture(scope="module")
+def account_world(api_url, raw_table):
+    """A's account with a contact, a B2B order and an open invoice (through the sink, as a
+    connector writes them); B has an account and a customer of its own."""
+    from connectors import sink
+    from connectors.sdk.base import InvoiceRecord, OrderLine, OrderRecord
+
+    a, b = Tenant(api_url, "Accounts A"), Tenant(api_url, "Accounts B")
+    account = a.http.post("/v1/accounts", json={"name": "Secret Corp", "external_ids": {"erpnext": "A-ONLY"}}).json()
+    customer = a.create_customer(email="contact@secret.example")["id"]
+    assert a.http.post(f"/v1/accounts/{account['id']}/contacts", json={"customer_id": customer}).status_code == 201
+    line = [OrderLine("s", "n", 1, 1000)]
+    sink.write(a.ctx, "erpnext", "test", [
+        OrderRecord("A-SO", "2026-03-01T10:00:00Z", "web", "EUR", "2026-03-01T09:00:00Z", line, 1000, account="A-ONLY"),
+        InvoiceRecord("A-INV", "2026-03-01T10:00:00Z", "A-INV", "EUR", "2026-03-01T00:00:00Z", 1000, 1000,
+                      account="A-ONLY")])
+    invoice = a.http.get("/v1/invoices", params={"account_id": account["id"]}).json()["data"][0]["id"]
+    b.http.post("/v1/accounts", json={"name": "Secret B", "external_ids": {"erpnext": "B-ONLY"}})
+    b_customer = b.create_customer(email="own@accounts-b.example")["id"]
+    return {"a": a, "b": b, "account": account["id"], "customer": customer, "invoice": invoice,
+            "b_customer": b_customer, "a_items": partition_items(raw_table, a)}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(ACCOUNT_ROUTES), own_customer=st.booleans())
+def test_b_cannot_touch_a_accounts_or_invoices_by_id(account_world, route, own_customer):
+    """Every account and invoice route by id: B's key on A's account (with A's customer, or
+    B's own) or invoice answers as on ids nobody has."""
+    w, (method, template, body) = account_world, route
+    customer = w["b_customer"] if own_customer else w["customer"]
+    a_ids = {"account": w["account"], "customer": customer, "invoice": w["invoice"]}
+    missing = {"account": MISSING_ACCOUNT, "customer": customer, "invoice": MISSING_INVOICE}
+    on_a = w["b"].http.request(method, _fill(template, a_ids), json=_fill(body, a_ids))
+    on_missing = w["b"].http.request(method, _fill(template, missing), json=_fill(body, missing))
+    assert on_a.status_code == 404, (method, template, on_a.text)
+    assert _shape(on_a) == _shape(on_missing)
+
+
+def test_b_account_lists_lookups_searches_and_invoices_never_include_a(account_world, raw_table):
+    w = account_world
+    a, b = w["a"], w["b"]
+    assert [x["name"] for x in b.http.get("/v1/accounts").json()["data"]] == ["Secret B"]
+    assert b.http.get("/v1/accounts", params={"name": "secret"}).json()["data"][0]["name"] == "Secret B"
+    assert len(b.http.get("/v1/accounts", params={"name": "secret"}).json()["data"]) == 1
+    assert b.http.get("/v1/accounts/lookup", params={"source": "erpnext", "external_id": "A-ONLY"}
+                      ).json()["data"] == []
+    for params in ({}, {"status": "open"}, {"account_id": w["account"]}, {"customer_id": w["customer"]}):
+        assert b.http.get("/v1/invoices", params=params).json()["data"] == [], params
+    assert a.http.get("/v1/invoices", params={"account_id": w["account"]}).json()["data"]  # what B cannot see
+    a_cursor = a.http.get("/v1/accounts", params={"limit": 1, "name": "s"}).json()["next_cursor"]
+    if a_cursor:
+        assert b.http.get("/v1/accounts", params={"cursor": a_cursor}).status_code == 422
+    # B's customer by A's external id is B's own: no 409 naming A's account
+    own = b.http.post("/v1/accounts", json={"name": "Mine", "external_ids": {"erpnext": "A-ONLY"}})
+    assert own.status_code == 201
+    for route in ACCOUNT_ROUTES:  # every write again, then A is unchanged
+        if route[0] != "GET":
+            test_b_cannot_touch_a_accounts_or_invoices_by_id.hypothesis.inner_test(w, route, False)
+    assert partition_items(raw_table, a) == w["a_items"]

@@ -77,7 +77,7 @@ def test_the_360_sort_order(schema):
     inside = {k for k, p in prefixes.items() if records.EVENT_PREFIX <= p <= records.PROFILE}
     assert inside == {"event", "loyalty", "metrics", "recent_orders", "customer"}
     below = {k for k, p in prefixes.items() if p < records.EVENT_PREFIX}
-    assert below == {"order", "ledger", "redemption", "email_cap", "checkout", "journey_run"}
+    assert below == {"order", "ledger", "redemption", "email_cap", "checkout", "journey_run", "customer_invoice"}
     for name in below:  # A#..., B#..., C#...: every key of theirs sorts below EV#
         assert prefixes[name][0] in "ABC" and prefixes[name][:2] + "\uffff" < records.EVENT_PREFIX
     # every sort key in the partition begins with its kind's prefix, and no two overlap

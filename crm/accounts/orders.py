@@ -1,0 +1,82 @@
+"""An account's orders: one ``A#ORD#<source>#<external id>`` item per order in the account's
+partition, and the 10 latest in brief on its ``SUMMARY`` (the 360 reads them for free).
+
+A contact's order is a Rapport order in the customer's partition (loyalty, timeline and
+segments follow it as any order) and carries ``account_id``; the account's item is its
+brief (``order_id``, ``customer_id``). An order the company placed without a contact
+person has no customer to belong to: the account's item keeps it whole (lines, totals,
+the vendor's state), and ``customer_id`` is null. Both are written by the sink in the
+vendor's current state; an older ``updated_at`` than the stored one changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crm import clock, retry
+from crm.accounts import keys
+from crm.context import TenantContext
+from crm.storage import AccountOrderItem, AccountSummaryItem, Item
+from crm.tx import Cancelled, Tx
+
+RECENT_KEPT = 10
+BRIEF = ("order_id", "customer_id", "source", "external_id", "channel", "status", "currency", "total", "placed_at")
+
+
+def with_brief(recent: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The RECENT_KEPT newest orders by placing time, ``entry`` in place (by its vendor id)."""
+    kept = {(b["source"], b["external_id"]): b for b in recent}
+    kept[(entry["source"], entry["external_id"])] = entry
+    return sorted(kept.values(), key=lambda b: (b["placed_at"], b["external_id"]), reverse=True)[:RECENT_KEPT]
+
+
+def record(ctx: TenantContext, account_id: str, data: dict[str, Any]) -> str:
+    """Write one order of the account (``data``: source, external_id, status, currency,
+    total, placed_at, source_updated_at, and order_id/customer_id or the whole order).
+    1 BatchGetItem + 1 TransactWriteItems (item and summary, both by version); returns
+    created, updated or unchanged."""
+    pk = keys.account_pk(ctx, account_id)
+    sk = keys.order_sk(data["source"], data["external_id"])
+    for _ in retry.backoff(8):
+        found = {i.sk: i for i in Item.batch_get([(pk, sk), (pk, keys.SUMMARY)], consistent_read=True)}
+        item, summary = found.get(sk), found.get(keys.SUMMARY)
+        if isinstance(item, AccountOrderItem):
+            seen = (item.data or {}).get("source_updated_at")
+            if seen and data.get("source_updated_at") and data["source_updated_at"] < seen:
+                return "unchanged"
+            merged = {**data, **{k: v for k, v in (item.data or {}).items() if k in ("order_id", "customer_id") and v
+                                 and not data.get(k)}}  # fmt: skip
+            if merged == item.data:
+                return "unchanged"
+            data = merged
+        if not isinstance(summary, AccountSummaryItem):
+            summary = AccountSummaryItem(pk, keys.SUMMARY, account_id=account_id, balance={}, open_invoices=0,
+                                         orders=[], invoices=[])  # fmt: skip
+        now = clock.now_iso()
+        is_new = not isinstance(item, AccountOrderItem)
+        order = item if isinstance(item, AccountOrderItem) else AccountOrderItem(pk, sk, account_id=account_id)
+        order.data, order.updated_at = data, now
+        summary.orders = with_brief(list(summary.orders or []), {k: data.get(k) for k in BRIEF})
+        summary.updated_at = now
+        tx = Tx()
+        tx.save(order, role="order")
+        tx.save(summary, role="summary")
+        try:
+            tx.run()
+            return "created" if is_new else "updated"
+        except Cancelled:
+            continue
+    return "error"
+
+
+def vendor_status(paid_at: Any, fulfilled_at: Any, cancelled_at: Any, refunded: int, total: int) -> str:
+    """The order's state as Rapport's lifecycle names it (crm/orders/states.py)."""
+    if cancelled_at:
+        return "cancelled"
+    if refunded and refunded >= total:
+        return "refunded"
+    if refunded:
+        return "partially_refunded"
+    if fulfilled_at:
+        return "fulfilled"
+    return "paid" if paid_at else "placed"
