@@ -121,17 +121,26 @@ def fuzz_tenant(api_url):
     return t
 
 
-# the operations test_openapi_fuzz_marketing.py fuzzes (two files: two workers share the
-# suite's longest work); this file has the others
-MARKETING = r"^(/v1)?/(segments|email|journeys|checkouts)"
+# the operations the other fuzz files take (several files: several workers share the
+# suite's longest work): test_openapi_fuzz_marketing.py and test_openapi_fuzz_b2b.py; this
+# file has the rest
+GROUPS = {
+    "marketing": r"^(/v1)?/(segments|email|journeys|checkouts)",
+    "b2b": r"^(/v1)?/(accounts|invoices|shipments)",
+}
 
 
-def lazy_schema(*, marketing: bool):
-    """The served document (fixture ``api_schema``), narrowed to this file's half;
-    ``FUZZ_PATHS=regex`` narrows it further (while working on a route). The filters are the
-    lazy schema's: schemathesis replaces a fixture schema's own when it loads it."""
+def lazy_schema(group: str = ""):
+    """The served document (fixture ``api_schema``), narrowed to one file's group (``""``:
+    what no group takes); ``FUZZ_PATHS=regex`` narrows it further (while working on a
+    route). The filters are the lazy schema's: schemathesis replaces a fixture schema's own
+    when it loads it."""
     lazy = schemathesis.pytest.from_fixture("api_schema")
-    lazy = lazy.include(path_regex=MARKETING) if marketing else lazy.exclude(path_regex=MARKETING)
+    if group:
+        lazy = lazy.include(path_regex=GROUPS[group])
+    else:
+        for regex in GROUPS.values():
+            lazy = lazy.exclude(path_regex=regex)
     only = os.environ.get("FUZZ_PATHS")
     return lazy.include(path_regex=only) if only else lazy
 
@@ -148,7 +157,7 @@ def api_schema(api_url, fuzz_tenant):
     return schemathesis.openapi.from_url(f"{api_url}/v1/openapi.json")
 
 
-schema = lazy_schema(marketing=False)
+schema = lazy_schema()
 
 
 @schema.parametrize()

@@ -1,6 +1,6 @@
-"""The OpenAPI fuzz's other half: the segments, email, journeys and checkout operations,
-with the same checks and examples as test_openapi_fuzz.py (which has the rest, and the
-reasons of the rules beyond the schema). Two files, so two workers share the suite's
+"""The OpenAPI fuzz of the segments, email, journeys and checkout operations, with the
+same checks and examples as test_openapi_fuzz.py (which has the rest, and the reasons of
+the rules beyond the schema). Several files, so several workers share the suite's
 longest work."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.integration.test_openapi_fuzz import (  # noqa: F401 - fixtures: this
 )
 
 pytestmark = pytest.mark.slow
-schema = lazy_schema(marketing=True)
+schema = lazy_schema("marketing")
 
 
 @schema.parametrize()
