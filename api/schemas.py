@@ -362,3 +362,11 @@ class Billing(BaseModel):
 class BillingWebhookResult(BaseModel):
     status: Literal["applied", "duplicate", "ignored"]
     event_id: str
+
+
+from crm.shipments.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    Shipment,
+    ShipmentCreate,
+    ShipmentListQuery,
+    ShipmentPage,
+)
