@@ -38,7 +38,7 @@ from crm.tx import Cancelled, Tx
 RECENT_KEPT = 5
 SEEN_EVENTS_KEPT = 20
 ORDER_PARCELS_KEPT = 20  # an order's parcels in brief (more are still tracked, not listed there)
-STOP_POLLING_AFTER = timedelta(days=60)  # a tracker silent this long is left alone
+STOP_POLLING_AFTER = timedelta(days=90)  # registered this long ago and still not arrived: lost, left alone
 
 
 def poll_interval() -> timedelta:
@@ -210,9 +210,9 @@ def for_order(ctx: TenantContext, order_id: str) -> list[Shipment]:
 
 def _due(item: ShipmentItem, now: str) -> None:
     """List a non-terminal shipment on the sparse re-poll index; drop a terminal one (or
-    one silent for STOP_POLLING_AFTER)."""
-    silent = item.status_at is not None and clock.parse(item.status_at) < clock.parse(now) - STOP_POLLING_AFTER
-    if item.status in status.TERMINAL or (silent and item.provider):
+    one registered more than STOP_POLLING_AFTER ago: a parcel that is lost)."""
+    stale = clock.parse(item.created_at) < clock.parse(now) - STOP_POLLING_AFTER
+    if item.status in status.TERMINAL or stale:
         item.due_at = item.gsi2pk = item.gsi2sk = None
         return
     item.due_at = clock.iso(clock.parse(now) + poll_interval())
