@@ -4,8 +4,11 @@ records (streams, webhooks) folded into shipments, e-commerce fulfilments regist
 same way, and the re-poll schedule's work. crm never calls a vendor; this module does,
 with the connection's decrypted config (docs/shipping.md).
 
-Requests: ``create`` = 1 BatchGetItem (the connection) + 1 KMS Decrypt (cached) + the
-provider's POST + crm.shipments.service.register (4 requests new, 2 a repeat).
+Requests (measured in tests/integration/test_shipments.py): ``create`` of a new parcel =
+5 GetItem (the tracking number, the order's pointer and the order, then register's
+tracking number and order pointer) + 2 BatchGetItem (the connection; the shipment's
+partition) + 1 TransactWriteItems, plus 1 KMS Decrypt (cached) and the provider's POST;
+a repeat = 2 GetItem + 2 BatchGetItem and no provider call.
 """
 
 from __future__ import annotations

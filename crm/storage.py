@@ -795,8 +795,9 @@ class ShipmentItem(Item, discriminator="shipment"):
     customer's orders (crm/shipments): carrier, tracking number, status, the checkpoint
     history (ordered by checkpoint time, each kept once), the provider's tracker. Below
     the timeline, like orders. While not terminal (delivered, returned, failed), gsi2
-    ``SHIPMENT_DUE#<shard>`` / ``<due at>#<tenant>#<customer>#<shipment>`` lists it for
-    the re-poll schedule (a sparse, cross-tenant index read only by it)."""
+    ``SHIPMENT_DUE#<shard>`` / ``<due at>#<tenant>#<shipment>`` lists it for the re-poll
+    schedule (a sparse, cross-tenant index read only by it; the item's own key names the
+    customer, so a merge's move needs no rewrite of it)."""
 
     KIND = Kind(
         "shipment (carrier, tracking number, status, checkpoints, provider tracker)",
@@ -808,7 +809,7 @@ class ShipmentItem(Item, discriminator="shipment"):
         merge="move",
         events=True,
         export=True,
-        gsi="gsi2 `SHIPMENT_DUE#0` / `<due at>#<tenant>#<id>#<shipment>` while not terminal",
+        gsi="gsi2 `SHIPMENT_DUE#0` / `<due at>#<tenant>#<shipment id>` while not terminal",
     )
 
     shipment_id = UnicodeAttribute()

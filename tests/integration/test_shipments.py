@@ -326,3 +326,34 @@ def test_another_tenant_never_sees_a_shipment(shop, other_tenant, raw_table):
                                               "connection_id": con})
     assert on_a.status_code == 422 and on_a.json()["code"] == "connection_not_found"
     assert partition_items(raw_table, tenant) == before
+
+
+def test_request_counts_of_register_update_and_repeat(shop, easypost):
+    """The counts docs/performance.md gives ("Shipments")."""
+    from connectors import shipping
+    from crm.shipments import service
+    from crm.shipments.schemas import ShipmentCreate
+
+    tenant, con, _, order_id = shop
+    body = ShipmentCreate(order_id=order_id, carrier="USPS", tracking_number="9400123", connection_id=con)
+    shipping.create(tenant.ctx, body)  # warms the connection's config cache (KMS)
+    body2 = body.model_copy(update={"tracking_number": "9400124"})
+    with dynamodb_calls() as calls:
+        shipping.create(tenant.ctx, body2)
+    # tracking number, the order (pointer + order), the connection, then the provider; then the
+    # registration: tracking number, order pointer, one batch of the partition, the transaction
+    assert calls == {"GetItem": 5, "BatchGetItem": 2, "TransactWriteItems": 1}
+    with dynamodb_calls() as calls:
+        shipping.create(tenant.ctx, body2)  # a repeat: found by tracking number
+    assert calls == {"GetItem": 2, "BatchGetItem": 2}
+    easypost.scan("9400124", "in_transit", "2025-05-10T08:00:00Z")
+    record = easypost.by_code("9400124")
+    from connectors.easypost import mapping
+
+    tracker = shipping.to_tracker(mapping.tracker(record), con, "easypost")
+    with dynamodb_calls() as calls:
+        assert service.apply(tenant.ctx, tracker).status == "updated"
+    assert calls == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+    with dynamodb_calls() as calls:
+        assert service.apply(tenant.ctx, tracker).status == "unchanged"
+    assert calls == {"GetItem": 1, "BatchGetItem": 1}
