@@ -73,6 +73,9 @@ BEYOND_THE_SCHEMA = {
     "wait": "a journey's wait has exactly one of duration and until",
     "update": "a journey's update step changes something, and never adds and removes one tag",
     "steps": "a condition step's then/else name a later step (a journey never loops back): across fields",
+    "order_id": "an order of the tenant (stored state)",
+    "connection_id": "a shipping connection of the tenant (stored state)",
+    "tracking_number": "a number the shipping provider accepts (the provider's state)",
 }
 
 
