@@ -26,6 +26,7 @@ from api.routes import (
     meta,
     orders,
     segments,
+    shipments,
     unsubscribe,
 )
 
@@ -48,6 +49,7 @@ app.register_blueprint(unsubscribe.bp)
 app.register_blueprint(journeys.bp)
 app.register_blueprint(accounts.bp)
 app.register_blueprint(invoices.bp)
+app.register_blueprint(shipments.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 
@@ -188,5 +190,14 @@ def campaigns_schedule(event):
 def journeys_schedule(event):
     """Journey runs whose due time has come: their next steps (functions/journeys.py)."""
     from functions import journeys as handler
+
+    return handler.run_schedule(lambda_context=event.context)
+
+
+@app.schedule("rate(15 minutes)", name="shipments_schedule")
+def shipments_schedule(event):
+    """Re-poll non-terminal shipments whose provider has said nothing for a while, and
+    create the trackers of imported parcels (functions/shipments.py)."""
+    from functions import shipments as handler
 
     return handler.run_schedule(lambda_context=event.context)

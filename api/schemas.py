@@ -403,3 +403,11 @@ class InvoiceListQuery(PageQuery):
         default=None, description="the customer's invoices (not with account_id)"
     )
     status: InvoiceStatus | None = Field(default=None, description="draft, open, paid or cancelled")
+
+
+from crm.shipments.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    Shipment,
+    ShipmentCreate,
+    ShipmentListQuery,
+    ShipmentPage,
+)

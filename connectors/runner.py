@@ -214,7 +214,7 @@ def _execute(ctx: TenantContext, item: Any, state: SyncStateItem, run: RunItem, 
             pages = iter(stream_cls().read(rc, stream_state))
             page = next(pages, None)
             while page is not None:
-                written = sink.write(ctx, source, name, page.records)
+                written = sink.write(ctx, source, name, page.records, connection_id=item.connection_id)
                 if page.records:  # the plan's connector_records counter: one ADD per page
                     from crm.billing import usage
 

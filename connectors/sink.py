@@ -13,7 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.sdk.base import AccountRecord, CheckoutRecord, CustomerRecord, InvoiceRecord, OrderRecord, Rejected
+from connectors.sdk.base import (
+    AccountRecord,
+    CheckoutRecord,
+    CustomerRecord,
+    InvoiceRecord,
+    OrderRecord,
+    Rejected,
+    ShipmentRecord,
+)
 from crm.context import TenantContext
 
 CHUNK = 100
@@ -121,8 +129,11 @@ def _order_dict(o: OrderRecord, customer_id: str) -> dict[str, Any]:
             "refunds": [{k: v for k, v in vars(r).items() if v is not None} for r in o.refunds]}
 
 
-def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> Outcome:
-    """Write one page of a stream's records; never raises for a bad record."""
+def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
+          connection_id: str | None = None) -> Outcome:
+    """Write one page of a stream's records; never raises for a bad record. Shipping
+    providers' records update their shipments (connectors/shipping.py); an order's
+    fulfilment parcels register theirs."""
     out = Outcome()
     out.counts["read"] = len(records)
     customers = [r for r in records if isinstance(r, CustomerRecord)]
@@ -169,6 +180,7 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
                 continue
             ready.append({**_order_dict(o, cid), **({"account_id": account_ids[o.account]} if o.account else {})})
             positions.append(o)
+        parcels: list[tuple[str, Any]] = []
         for start in range(0, len(ready), CHUNK):
             results = imports.import_orders(ctx, source, ready[start:start + CHUNK])
             for r in results:
@@ -181,6 +193,10 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
                     if o.account:  # the account's brief of its contact's order
                         sink_accounts.account_order(ctx, source, account_ids[o.account], o, r.order_id,
                                                     ready[start + r.index]["customer_id"])
+                    if o.tracking and r.order_id:
+                        parcels.extend((r.order_id, p) for p in o.tracking)
+        if parcels:
+            _parcels(ctx, source, parcels)
     invoices = [r for r in records if isinstance(r, InvoiceRecord)]
     if invoices:
         from connectors import sink_accounts
@@ -189,7 +205,28 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any]) -> O
     checkouts = [r for r in records if isinstance(r, CheckoutRecord)]
     if checkouts:
         _checkouts(ctx, source, stream, checkouts, out)
+    shipments = [r for r in records if isinstance(r, ShipmentRecord)]
+    if shipments:
+        from connectors import shipping
+
+        shipping.write(ctx, connection_id, source, shipments, out)
     return out
+
+
+def _parcels(ctx: TenantContext, source: str, parcels: list[tuple[str, Any]]) -> None:
+    """Register the imported orders' parcels not registered yet (1 BatchGetItem per 100
+    to find them; a re-read page registers nothing again)."""
+    from connectors import shipping
+    from crm.shipments import service
+
+    known = service.known(ctx, [p.tracking_number for _, p in parcels])
+    by_order: dict[str, list[Any]] = {}
+    for order_id, p in parcels:
+        if p.tracking_number not in known:
+            known.add(p.tracking_number)
+            by_order.setdefault(order_id, []).append(p)
+    for order_id, todo in by_order.items():
+        shipping.register_fulfilments(ctx, source, order_id, todo)
 
 
 def _checkouts(ctx: TenantContext, source: str, stream: str, checkouts: list[CheckoutRecord], out: Outcome) -> None:

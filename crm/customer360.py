@@ -18,7 +18,16 @@ from crm.loyalty.schemas import Loyalty
 from crm.loyalty.service import PROGRAM, _view, program_pk
 from crm.orders.schemas import OrderSummary
 from crm.segments.view import metrics_block
-from crm.storage import CustomerItem, EventItem, LoyaltyItem, LoyaltyProgramItem, MetricsItem, RecentOrdersItem
+from crm.shipments.schemas import ShipmentBrief
+from crm.storage import (
+    CustomerItem,
+    EventItem,
+    LoyaltyItem,
+    LoyaltyProgramItem,
+    MetricsItem,
+    RecentOrdersItem,
+    RecentShipmentsItem,
+)
 
 TIMELINE_IN_360 = 20
 
@@ -36,12 +45,15 @@ class Customer360(BaseModel):
     account: AccountRef | None = Field(default=None, description="the B2B account the customer is a contact of")
     loyalty: Loyalty | None = None
     recent_orders: list[OrderSummary] | None = Field(description="null when the key lacks the orders:read scope")
+    recent_shipments: list[ShipmentBrief] | None = Field(
+        default=None, description="the 5 latest shipments in brief; null when the key lacks the orders:read scope"
+    )
     timeline: list[TimelineEvent]
 
 
 def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
-    """1 Query: ``PROFILE``, ``ORDERS`` (the 10 latest in brief), ``METRICS`` (the
-    customer's ``metrics`` block: orders aggregate, RFM, lifetime value, VIP, segments),
+    """1 Query: ``PROFILE``, ``PARCELS`` (the 5 latest shipments in brief), ``ORDERS`` (the
+    10 latest in brief), ``METRICS`` (the customer's ``metrics`` block: orders aggregate, RFM, lifetime value, VIP, segments),
     ``LOYALTY`` (the points book) and the newest ``EV#`` entries are adjacent in the
     customer's item collection,
     read newest first. +1 BatchGetItem when the customer has a points book (the program:
@@ -50,11 +62,12 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
     contact of an account (its name), both in that one request: at most 2 requests."""
     if not ids.CUSTOMER_ID.match(customer_id):
         raise NotFound(f"customer {customer_id} not found")
-    # the 4 items above the timeline (PROFILE, ORDERS, METRICS, LOYALTY), then its entries
-    rows = timeline_query(ctx, customer_id, TIMELINE_IN_360 + 4, None)
+    # the 5 items above the timeline (PROFILE, PARCELS, ORDERS, METRICS, LOYALTY), then its entries
+    rows = timeline_query(ctx, customer_id, TIMELINE_IN_360 + 5, None)
     if not rows or not isinstance(rows[0], CustomerItem):
         raise NotFound(f"customer {customer_id} not found")
     recent: list[dict[str, Any]] = next((r.recent for r in rows if isinstance(r, RecentOrdersItem)), [])
+    parcels: list[dict[str, Any]] = next((r.recent for r in rows if isinstance(r, RecentShipmentsItem)), [])
     book = next((r for r in rows if isinstance(r, LoyaltyItem) and r.book), None)
     events = [records.to_event(r) for r in rows[1:] if isinstance(r, EventItem)]
     customer = records.to_customer(rows[0])
@@ -75,6 +88,7 @@ def view_360(ctx: TenantContext, customer_id: str) -> Customer360:
         customer=customer,
         account=account,
         recent_orders=[OrderSummary.model_validate(r) for r in recent],
+        recent_shipments=[ShipmentBrief.model_validate(r) for r in parcels],
         loyalty=_loyalty(book, extra.get("program")) if book else None,
         timeline=events[:TIMELINE_IN_360],
     )

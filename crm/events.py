@@ -37,6 +37,19 @@ _POINTS_EVENTS = {
 }
 
 
+# a shipment's statuses that are news (shipment.<status>); pre_transit is where it starts
+_SHIPMENT_NEWS = (
+    "registered",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "available_for_pickup",
+    "return_to_sender",
+    "failure",
+    "exception",
+)
+
+
 # Every event type derive() emits (docs/architecture.md has what each stands for).
 TYPES = frozenset(
     {
@@ -56,6 +69,7 @@ TYPES = frozenset(
         "segment.entered",
         "segment.exited",
         "checkout.started",
+        *(f"shipment.{s}" for s in _SHIPMENT_NEWS),
     }
 )
 
@@ -243,6 +257,39 @@ def _checkout(old: dict | None, new: dict | None) -> list[Event]:
     return [_event("checkout.started", f"{new['customer_id']}:{new['checkout_id']}", new, new["started_at"], data)]
 
 
+def _shipment(old: dict | None, new: dict | None) -> list[Event]:
+    """A parcel registered (its insert) and each status it reaches, by checkpoint time:
+    ``shipment.<status>:<shipment>:<status_at>``, so a replay or a re-poll that finds
+    the same status is the same event. A merge's copy of a shipment that had moved on
+    (``updated_at`` after ``created_at``) stands for no new fact."""
+    if new is None:
+        return []
+    sid = new["shipment_id"]
+    last = (new.get("checkpoints") or [{}])[-1]
+    data = {
+        "shipment_id": sid,
+        "order_id": new["order_id"],
+        "customer_id": new["customer_id"],
+        "carrier": new["carrier"],
+        "tracking_number": new["tracking_number"],
+        "status": new["status"],
+        "status_at": new.get("status_at"),
+        "message": last.get("message"),
+        "location": last.get("location"),
+    }
+    events = []
+    if old is None:
+        if new.get("updated_at") != new.get("created_at"):
+            return []
+        events.append(_event("shipment.registered", sid, new, new["created_at"], data))
+    elif old.get("status") == new["status"] and old.get("status_at") == new.get("status_at"):
+        return []
+    if new["status"] in _SHIPMENT_NEWS and (old or {}).get("status") != new["status"]:
+        at = new.get("status_at") or new["updated_at"]
+        events.append(_event(f"shipment.{new['status']}", f"{sid}:{at}", new, at, data))
+    return events
+
+
 _BY_KIND = {
     "order": _order,
     "customer": _customer,
@@ -250,5 +297,6 @@ _BY_KIND = {
     "ledger": _ledger,
     "metrics": _metrics,
     "checkout": _checkout,
+    "shipment": _shipment,
 }
 KINDS = frozenset(_BY_KIND)  # items of other kinds never stand for an event

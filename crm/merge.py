@@ -291,6 +291,7 @@ def _run(ctx: TenantContext, survivor_id: str, other_id: str) -> Customer:
     from crm.accounts import contacts as account_contacts
     from crm.accounts import invoices as account_invoices
     from crm.loyalty import service as loyalty
+    from crm.shipments import service as shipments
 
     counts = _count(ctx, survivor_id, other_id)
     other_data, survivor_data = _identities(ctx, survivor_id, other_id)
@@ -300,6 +301,7 @@ def _run(ctx: TenantContext, survivor_id: str, other_id: str) -> Customer:
     for model, prefix, keep in families():  # timeline entries, redemption guards, …
         _move_family(ctx, model, prefix, survivor_id, other_id, keep_existing=keep)
     _recompute_recent(ctx, survivor_id, other_id)
+    shipments.recompute_recent(ctx, survivor_id, other_id)
     base, entries = loyalty.combine(ctx, survivor_id, other_id, clock.now_iso())
     _copy_ledger(ctx, survivor_id, other_id, base)
     return _finish(ctx, survivor_id, other_id, {**counts, "ledger_entries": entries})
@@ -498,6 +500,7 @@ STEPS = {
     "order": "_move_orders",
     "order_pointer": "_move_orders",
     "recent_orders": "_recompute_recent",
+    "recent_shipments": "shipments.recompute_recent",
     "loyalty": "loyalty.combine",
     "ledger": "_copy_ledger",
     # recomputed from the survivor's orders by the segments subscriber on customer.merged

@@ -963,3 +963,70 @@ class AccountGuardItem(Item, discriminator="account_guard"):
     )
 
     target_id = UnicodeAttribute()
+
+
+class ShipmentItem(Item, discriminator="shipment"):
+    """``T#<tenant>#C#<customer>`` / ``A#SHP#<shipment id>``: a parcel of one of the
+    customer's orders (crm/shipments): carrier, tracking number, status, the checkpoint
+    history (ordered by checkpoint time, each kept once), the provider's tracker. Below
+    the timeline, like orders. While not terminal (delivered, returned, failed), gsi2
+    ``SHIPMENT_DUE#<shard>`` / ``<due at>#<tenant>#<shipment>`` lists it for the re-poll
+    schedule (a sparse, cross-tenant index read only by it; the item's own key names the
+    customer, so a merge's move needs no rewrite of it)."""
+
+    KIND = Kind(
+        "shipment (carrier, tracking number, status, checkpoints, provider tracker)",
+        "P C#<id>",
+        "A#SHP#<shipment id>",
+        "customer",
+        pii=("checkpoints",),
+        erasure="delete",
+        merge="move",
+        events=True,
+        export=True,
+        gsi="gsi2 `SHIPMENT_DUE#0` / `<due at>#<tenant>#<shipment id>` while not terminal",
+    )
+
+    shipment_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    carrier = UnicodeAttribute()
+    tracking_number = UnicodeAttribute()
+    status = UnicodeAttribute(default="pre_transit")
+    status_at = UnicodeAttribute(null=True)  # the checkpoint time of the current status
+    checkpoints = JSONAttribute(default=list)  # [{"at", "status", "message", "location", "detail", "key"}]
+    # the provider's tracker: {"connection_id", "connector", "tracker_id", "url", "status_detail", "est_delivery_at"}
+    provider = JSONAttribute(null=True)
+    shipped_at = UnicodeAttribute(null=True)
+    delivered_at = UnicodeAttribute(null=True)
+    source_updated_at = UnicodeAttribute(null=True)  # the provider's updated_at last applied
+    seen_events = ListAttribute(of=UnicodeAttribute, null=True)  # the provider's latest event ids
+    due_at = UnicodeAttribute(null=True)  # next re-poll (None: terminal)
+    source = UnicodeAttribute(default="api")  # api | the e-commerce connector that imported it
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+
+class ShipmentPointerItem(Item, discriminator="shipment_pointer"):
+    """``T#<tenant>#SHP#<shipment id>`` / ``S``: whose collection holds the shipment. The
+    shipment id is derived from the tracking number (crm/shipments/keys.py), so this is
+    also the guard that one tracking number is one shipment, and the lookup by tracking
+    number is one GetItem (no scan, no index)."""
+
+    KIND = Kind("shipment pointer and tracking-number guard", "P SHP#<shipment id>", "S", "customer")
+
+    customer_id = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+
+
+class RecentShipmentsItem(Item, discriminator="recent_shipments"):
+    """``T#<tenant>#C#<customer>`` / ``PARCELS``: the customer's 5 latest shipments in
+    brief. It sorts between ``ORDERS`` and ``PROFILE``, inside the 360 range, so the 360
+    Query reads it for free."""
+
+    KIND = Kind("latest shipments (5, in brief)", "P C#<id>", "PARCELS", "customer", merge="recompute")
+
+    customer_id = UnicodeAttribute()
+    recent = JSONAttribute(default=list)
+    version = VersionAttribute()

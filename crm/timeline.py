@@ -112,6 +112,11 @@ def describe(event: dict[str, Any]) -> tuple[str, dict[str, Any], str | None]:
         else:
             text = f"Order {d['order_id']} {what}: {_money(o['total'], o['currency'])}"
         return text, payload, o.get("channel")
+    if type_.startswith("shipment."):
+        what = "registered" if type_ == "shipment.registered" else d["status"].replace("_", " ")
+        where = f" ({d['location']})" if d.get("location") and type_ != "shipment.registered" else ""
+        payload = {k: d[k] for k in ("shipment_id", "order_id", "carrier", "tracking_number", "status") if d.get(k)}
+        return f"Parcel {d['tracking_number']} ({d['carrier']}) of order {d['order_id']}: {what}{where}", payload, None
     if type_ in ("segment.entered", "segment.exited"):
         verb = "Entered" if type_ == "segment.entered" else "Left"
         return (

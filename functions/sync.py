@@ -62,7 +62,7 @@ def run(message: dict[str, Any], lambda_context: Any = None) -> str:
 
 def hook(message: dict[str, Any]) -> dict[str, int]:
     from connectors import connections, sink
-    from connectors.sdk.base import OrderRecord
+    from connectors.sdk.base import OrderRecord, ShipmentRecord
     from crm.context import TenantContext
 
     ctx = TenantContext(message["tenant_id"])
@@ -74,10 +74,13 @@ def hook(message: dict[str, Any]) -> dict[str, int]:
     delivery = cls().parse_webhook(config, message["headers"], base64.b64decode(message["body"]))
     streams: dict[str, list] = {}
     for record in delivery.records:
-        streams.setdefault("orders" if isinstance(record, OrderRecord) else "customers", []).append(record)
+        name = ("orders" if isinstance(record, OrderRecord)
+                else "shipments" if isinstance(record, ShipmentRecord) else "customers")
+        streams.setdefault(name, []).append(record)
     counts: dict[str, int] = {}
     for stream, records in streams.items():
-        for key, value in sink.write(ctx, cls.source(config), stream, records).counts.items():
+        written = sink.write(ctx, cls.source(config), stream, records, connection_id=item.connection_id)
+        for key, value in written.counts.items():
             counts[key] = counts.get(key, 0) + value
     return counts
 

@@ -301,7 +301,7 @@ def customer_360(req: Request) -> Result:
 
     view = view_360(req.ctx, req.params["customer_id"])
     if not req.ctx.allows("orders:read"):  # customers:read alone does not show orders
-        view = view.model_copy(update={"recent_orders": None})
+        view = view.model_copy(update={"recent_orders": None, "recent_shipments": None})
     return Result(200, view)
 
 

@@ -65,6 +65,17 @@ class OrderLine:
 
 
 @dataclass
+class OrderTracking:
+    """A fulfilment's parcel as an e-commerce order carries it: the carrier (as the shop
+    names it, e.g. "UPS", "DHL Express") and the tracking number. The sink registers a
+    shipment for each, the way ``POST /v1/shipments`` does (docs/shipping.md)."""
+
+    tracking_number: str
+    carrier: str | None = None
+    shipped_at: str | None = None  # when the fulfilment was created, when the shop says
+
+
+@dataclass
 class OrderRecord:
     """An order in its current vendor state. The sink places it if new and then moves it
     (pay, fulfil, refund, cancel) until Rapport's copy matches, so a record read twice,
@@ -90,6 +101,7 @@ class OrderRecord:
     cancel_reason: str | None = None
     refunds: list[RefundRecord] = field(default_factory=list)
     account: str | None = None  # a B2B order: the account's external id in the same source
+    tracking: list[OrderTracking] = field(default_factory=list)  # its fulfilments' parcels
 
 
 @dataclass
@@ -142,6 +154,64 @@ class CheckoutRecord:
     guest_profile: dict[str, Any] = field(default_factory=dict)
 
 
+SHIPMENT_STATUSES = (
+    "pre_transit",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "available_for_pickup",
+    "return_to_sender",
+    "failure",
+    "exception",
+)
+ShipmentStatus = Literal[
+    "pre_transit",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "available_for_pickup",
+    "return_to_sender",
+    "failure",
+    "exception",
+]
+
+
+@dataclass
+class ShipmentCheckpoint:
+    """One scan of a parcel (a carrier event). ``at`` is when it happened (UTC), not when
+    it arrived; ``key`` is the provider's id of the checkpoint when it has one (AfterShip's
+    ``hash``), else the sink derives one from the time, status, message and location, so
+    the same checkpoint read twice (a webhook and a re-poll) is kept once."""
+
+    at: str
+    status: ShipmentStatus
+    message: str | None = None
+    location: str | None = None
+    detail: str | None = None  # the provider's finer status (EasyPost status_detail, AfterShip subtag)
+    key: str | None = None
+
+
+@dataclass
+class ShipmentRecord:
+    """A tracker as a shipping provider (EasyPost, AfterShip) knows it, in Rapport's
+    statuses. ``external_id`` is the provider's tracker id; the shipment is found by its
+    tracking number (registered with ``POST /v1/shipments`` or from an e-commerce
+    fulfilment), else by ``order_id`` when the provider kept Rapport's order id as the
+    tracker's reference. ``event_id`` is the provider event that carried it (webhooks)."""
+
+    external_id: str
+    updated_at: str
+    tracking_number: str
+    carrier: str
+    status: ShipmentStatus
+    checkpoints: list[ShipmentCheckpoint] = field(default_factory=list)
+    status_detail: str | None = None
+    est_delivery_at: str | None = None
+    url: str | None = None  # the public tracking page, when the provider gives one
+    order_id: str | None = None
+    event_id: str | None = None
+
+
 @dataclass
 class Rejected:
     """A vendor record the connector could not map; the run reports it with the reason."""
@@ -150,7 +220,7 @@ class Rejected:
     reason: str
 
 
-Record = CustomerRecord | AccountRecord | OrderRecord | InvoiceRecord | CheckoutRecord | Rejected
+Record = CustomerRecord | AccountRecord | OrderRecord | InvoiceRecord | CheckoutRecord | ShipmentRecord | Rejected
 
 R = TypeVar("R")
 MALFORMED = (ValueError, TypeError, KeyError, AttributeError)  # what a record of an unexpected shape raises
@@ -241,6 +311,25 @@ class Connector:
         raise WebhookRejected(f"{self.name} does not accept webhooks")
 
     def parse_webhook(self, config: Any, headers: dict[str, str], body: bytes) -> WebhookDelivery:
+        raise NotImplementedError
+
+    # shipping providers (kind ``scm``): trackers created and read one by one, for
+    # POST /v1/shipments and the re-poll schedule (crm never calls a vendor; see
+    # connectors/shipping.py)
+    tracking: ClassVar[bool] = False
+
+    def create_tracker(
+        self, config: Any, client: Any, tracking_number: str, carrier: str | None, reference: str | None
+    ) -> ShipmentRecord:
+        """Ask the provider to track a parcel (``reference``: Rapport's order id, kept by
+        providers that take one). Idempotent at the provider: the same parcel again
+        answers its existing tracker. Raises ``VendorError`` when the provider refuses."""
+        raise NotImplementedError
+
+    def fetch_tracker(
+        self, config: Any, client: Any, tracker_id: str, tracking_number: str, carrier: str
+    ) -> ShipmentRecord:
+        """The tracker as the provider has it now (the re-poll of a non-terminal shipment)."""
         raise NotImplementedError
 
     def reread(self, config: Any, path: str) -> Any:

@@ -33,6 +33,22 @@ Secret = Annotated[
 ]
 
 
+def printable(value: str) -> str:
+    """A secret that never travels in a header (a webhook signing secret) may be any
+    printable text, accents included (EasyPost's golden vector signs with "sécret"); no
+    line breaks, no spaces around it. The message never repeats the value."""
+    if not value.isprintable() or value != value.strip():
+        raise ValueError("must be printable text without spaces around it or line breaks")
+    return value
+
+
+TextSecret = Annotated[
+    str,
+    Field(min_length=1, max_length=512, json_schema_extra={SECRET_MARK: True, "writeOnly": True}),
+    AfterValidator(printable),
+]
+
+
 def _is_mark(meta: Any) -> bool:
     return (
         isinstance(meta, FieldInfo)

@@ -19,7 +19,10 @@ for one bad record. Rules (docs/connectors.md, "Shopify"):
 - consent: ``email_marketing_consent`` → email, ``sms_marketing_consent`` → sms, each at its
   ``consent_updated_at``; ``created_at`` is the person's first-seen time at Shopify;
 - a body that is an order (``line_items``...) is never read as a customer, whatever the
-  webhook's (unsigned) topic header says.
+  webhook's (unsigned) topic header says;
+- parcels: each fulfilment not cancelled or failed carries its ``tracking_numbers`` (else
+  ``tracking_number``) with ``tracking_company`` as the carrier: the sink registers a
+  shipment for each (docs/shipping.md).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from connectors.sdk.base import (
     CustomerRecord,
     OrderLine,
     OrderRecord,
+    OrderTracking,
     RefundRecord,
     Rejected,
     rejecting,
@@ -199,6 +203,22 @@ def _fulfilled_at(o: Mapping[str, Any], updated_at: str) -> str | None:
     return max(done) if done else updated_at
 
 
+def _tracking(o: Mapping[str, Any]) -> list[OrderTracking]:
+    """The parcels of the order's live fulfilments (a cancelled, failed or errored one
+    shipped nothing), each tracking number once."""
+    out: dict[str, OrderTracking] = {}
+    for f in o.get("fulfillments") or []:
+        if not isinstance(f, dict) or f.get("status") in ("cancelled", "failure", "error"):
+            continue
+        numbers = f.get("tracking_numbers") or ([f["tracking_number"]] if f.get("tracking_number") else [])
+        for number in numbers:
+            text = fields.text(number, 64)
+            if text and text not in out:
+                out[text] = OrderTracking(tracking_number=text, carrier=fields.text(f.get("tracking_company"), 64),
+                                          shipped_at=fields.utc(f.get("created_at")))
+    return list(out.values())
+
+
 def order(o: Any, channels: Mapping[str, str] | None = None) -> OrderRecord | Rejected:
     oid = o.get("id") if isinstance(o, dict) else None
     if oid in (None, ""):
@@ -256,7 +276,7 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
         shipping=shipping, tax=tax, customer=buyer, email=email, paid_at=paid_at,
         fulfilled_at=_fulfilled_at(o, updated_at), cancelled_at=fields.utc(o.get("cancelled_at")),
         cancel_reason=fields.text(o.get("cancel_reason"), 500) if o.get("cancelled_at") else None,
-        refunds=refunds)
+        refunds=refunds, tracking=_tracking(o))
 
 
 def checkout(c: Any) -> CheckoutRecord | Rejected | None:

@@ -19,7 +19,11 @@ record becomes :class:`Rejected` with the reason. Rules (docs/connectors.md, "Wo
   guest → ``billing.email``, whose billing name, phone and address fill what the profile
   lacks;
 - ``date_created_gmt`` is a customer's first-seen time at the store; a body that is an
-  order (``line_items``) is never read as a customer.
+  order (``line_items``) is never read as a customer;
+- parcels: WooCommerce itself keeps no tracking numbers; where the official Shipment
+  Tracking extension wrote them (``meta_data`` ``_wc_shipment_tracking_items``: a list of
+  ``tracking_provider`` or ``custom_tracking_provider``, ``tracking_number``,
+  ``date_shipped`` in epoch seconds) each becomes a parcel the sink registers.
 """
 from __future__ import annotations
 
@@ -27,7 +31,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectors.sdk import fields
-from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord, RefundRecord, Rejected, rejecting
+from connectors.sdk.base import (
+    CustomerRecord,
+    OrderLine,
+    OrderRecord,
+    OrderTracking,
+    RefundRecord,
+    Rejected,
+    rejecting,
+)
 from connectors.sdk.money import currency_code, minor_units
 
 UNPAID = {"pending", "failed", "checkout-draft", "on-hold"}
@@ -212,4 +224,27 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
         fulfilled_at=fulfilled_at,
         cancelled_at=updated_at if status == "cancelled" else None,
         cancel_reason="cancelled in WooCommerce" if status == "cancelled" else None,
-        refunds=refunds)
+        refunds=refunds, tracking=_tracking(o))
+
+
+def _tracking(o: Mapping[str, Any]) -> list[OrderTracking]:
+    """Parcels from the Shipment Tracking extension's order meta, when the store has it."""
+    out: dict[str, OrderTracking] = {}
+    for meta in o.get("meta_data") or []:
+        if not isinstance(meta, dict) or meta.get("key") != "_wc_shipment_tracking_items":
+            continue
+        for item in meta.get("value") or []:
+            if not isinstance(item, dict):
+                continue
+            number = fields.text(item.get("tracking_number"), 64)
+            if not number or number in out:
+                continue
+            shipped = item.get("date_shipped")
+            shipped_at = None
+            if str(shipped or "").isdigit():
+                from datetime import UTC, datetime
+
+                shipped_at = datetime.fromtimestamp(int(shipped), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            carrier = fields.text(item.get("tracking_provider") or item.get("custom_tracking_provider"), 64)
+            out[number] = OrderTracking(tracking_number=number, carrier=carrier, shipped_at=shipped_at)
+    return list(out.values())

@@ -521,7 +521,7 @@ def record_event(ctx: TenantContext, customer_id: str, key: str, body: TimelineE
 
 
 def timeline_query(ctx: TenantContext, customer_id: str, limit: int, after: str | None) -> list[Any]:
-    """Newest first: the profile (sk PROFILE), the recent orders (sk ORDERS), the segment
+    """Newest first: the profile (sk PROFILE), the latest shipments (sk PARCELS), the recent orders (sk ORDERS), the segment
     metrics (sk METRICS), the points book (sk LOYALTY), then the EV# entries. Orders (sk A#ORD#...) and ledger entries
     (B#LED#...) sort below this range. From the top (``after`` None), a merged
     customer's profile leads to its survivor's rows (+1 Query)."""
@@ -562,9 +562,9 @@ def list_events(ctx: TenantContext, customer_id: str, *, limit: int, cursor: str
         after = decode_cursor(cursor, kind)
     if after is not None and not after.startswith(records.EVENT_PREFIX):
         raise Invalid("cursor is malformed", field="cursor")
-    # page 1 also holds the profile, the recent orders, the segment metrics and the
-    # points book, above EV#
-    rows = timeline_query(ctx, customer_id, limit + 5, after)
+    # page 1 also holds the profile, the latest shipments, the recent orders, the segment
+    # metrics and the points book, above EV#
+    rows = timeline_query(ctx, customer_id, limit + 6, after)
     if after is None:
         if not rows or not isinstance(rows[0], CustomerItem):
             raise NotFound(f"customer {customer_id} not found")

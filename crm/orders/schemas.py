@@ -171,6 +171,17 @@ class OrderLoyalty(BaseModel):
     first: bool = False
 
 
+class OrderParcel(BaseModel):
+    """One of the order's shipments in brief."""
+
+    id: str
+    carrier: str
+    tracking_number: str
+    status: str
+    shipped_at: str | None = None
+    delivered_at: str | None = None
+
+
 class Order(BaseModel):
     id: str
     customer_id: str
@@ -196,6 +207,11 @@ class Order(BaseModel):
     revision: int = Field(default=0, description="how many times the vendor edited the order after it was placed")
     edited_at: str | None = None
     account_id: str | None = Field(default=None, description="a B2B order: the account it was placed for")
+    shipped_at: str | None = Field(default=None, description="when its first parcel left (docs/shipping.md)")
+    delivered_at: str | None = Field(default=None, description="when its last parcel arrived, all of them delivered")
+    shipments: list[OrderParcel] = Field(
+        default=[], description="its parcels in brief (GET …/shipments has them whole)"
+    )
     created_at: str
     updated_at: str
     version: int

@@ -294,6 +294,7 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
         _drive_billing(call, stripe_double)
     _drive_connections(call, tenant)
     _drive_csv_import(call)
+    _drive_shipments(call)
     served.add("openapi")
     return served
 
@@ -483,6 +484,32 @@ def _drive_connections(call, tenant) -> None:
         "updated_at": "2026-01-01T00:00:00-05:00", "created_at": "2026-01-01T00:00:00-05:00"}, "s")
     call("receiveWebhook", "POST", f"/v1/hooks/{shop['id']}", 202, headers=headers, content=body)
     call(None, "POST", f"/v1/hooks/{shop['id']}", 200, headers=headers, content=body)  # a replay
+
+
+def _drive_shipments(call) -> None:
+    """A parcel registered through an EasyPost connection (the tracker created at its fake),
+    found by tracking number, by id and by order, and a signed tracker webhook written by
+    sync_work (the schedule's index Query runs on the pipeline's ticks)."""
+    from tests.fakes.easypost import FakeEasyPost
+
+    with FakeEasyPost() as fake:
+        con = call(None, "POST", "/v1/connections", 201, json={
+            "connector": "easypost", "name": "iam-ship",
+            "config": {"api_key": fake.api_key, "webhook_secret": "s", "base_url": fake.url + "/v2"}}).json()["id"]
+        who = call(None, "POST", "/v1/customers", 201, json={"email": "iam-ship@example.com"}).json()["id"]
+        order = call(None, "POST", "/v1/orders", 201, json={
+            "customer": {"id": who}, "source": "pos", "external_id": "iam-ship", "channel": "web", "currency": "EUR",
+            "placed_at": "2026-01-01T00:00:00Z", "total": 100,
+            "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 100}]}).json()["id"]
+        body = {"order_id": order, "carrier": "USPS", "tracking_number": "IAM0001", "connection_id": con}
+        sid = call("createShipment", "POST", "/v1/shipments", 201, json=body).json()["id"]
+        call(None, "POST", "/v1/shipments", 200, json=body)  # a repeat
+        call("findShipments", "GET", "/v1/shipments", 200, params={"tracking_number": "IAM0001"})
+        call("getShipment", "GET", f"/v1/shipments/{sid}", 200)
+        call("listOrderShipments", "GET", f"/v1/orders/{order}/shipments", 200)
+        fake.scan("IAM0001", "delivered", "2026-01-03T00:00:00Z")
+        headers, payload = fake.signed_webhook("s", "IAM0001")
+        call(None, "POST", f"/v1/hooks/{con}", 202, headers=headers, content=payload)
 
 
 def _drive_billing(call, double) -> None:

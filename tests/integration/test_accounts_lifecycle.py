@@ -59,7 +59,7 @@ def test_a_merged_away_customers_invoices_become_the_survivors(tenant):
 
 
 def test_erasure_drops_the_contact_link_and_keeps_the_invoice_without_personal_data(tenant, raw_table):
-    from crm.customers import service
+    from functions import erasure
 
     acme = _account(tenant, "Acme Erase")
     cid = tenant.create_customer(email="erase-me@example.com", external_ids={"erpnext": "P-E"})["id"]
@@ -69,7 +69,7 @@ def test_erasure_drops_the_contact_link_and_keeps_the_invoice_without_personal_d
                       customer=CustomerRecord("P-E", "2026-03-01T10:00:00Z", {"email": "erase-me@example.com"}))])
     assert tenant.http.delete(f"/v1/customers/{cid}").status_code == 200
     assert _contacts(tenant, acme) == []  # the link waiting for the follow-up is not shown
-    service.finish_erasure(tenant.ctx, cid)  # the follow-up (functions/erasure.py)
+    erasure.run({"type": "erasure", "tenant_id": tenant.id, "customer_id": cid})  # the follow-up, as queued
     from tests.conftest import partition_items
 
     items = partition_items(raw_table, tenant)

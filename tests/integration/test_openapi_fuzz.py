@@ -75,6 +75,9 @@ BEYOND_THE_SCHEMA = {
     "steps": "a condition step's then/else name a later step (a journey never loops back): across fields",
     "customer_id": "GET /v1/invoices: account_id and customer_id do not combine",
     "name": "GET /v1/accounts: a name prefix holds a letter or a digit (JSON Schema's classes are ASCII-only)",
+    "order_id": "an order of the tenant (stored state)",
+    "connection_id": "a shipping connection of the tenant (stored state)",
+    "tracking_number": "a number the shipping provider accepts (the provider's state)",
 }
 
 

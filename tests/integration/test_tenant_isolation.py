@@ -472,3 +472,52 @@ def test_b_account_lists_lookups_searches_and_invoices_never_include_a(account_w
         if route[0] != "GET":
             test_b_cannot_touch_a_accounts_or_invoices_by_id.hypothesis.inner_test(w, route, False)
     assert partition_items(raw_table, a) == w["a_items"]
+MISSING_SHIPMENT = "shp_AAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+
+def test_b_cannot_reach_a_shipments(api_url, raw_table):
+    """The shipment routes (issue 14 §4): with B's key, A's shipment, A's order's shipments,
+    A's tracking number and A's shipping connection answer exactly as ids nobody has, and
+    A's items are untouched."""
+    from tests.fakes.easypost import FakeEasyPost
+
+    a, b = Tenant(api_url, "Ship A"), Tenant(api_url, "Ship B")
+    with FakeEasyPost() as fake:
+        con = a.http.post("/v1/connections", json={"connector": "easypost", "name": "a only", "config": {
+            "api_key": fake.api_key, "base_url": fake.url + "/v2"}}).json()["id"]
+        cid = a.create_customer(email="ship@a.example")["id"]
+        order = a.http.post("/v1/orders", json={
+            "customer": {"id": cid}, "source": "pos", "external_id": "ship-a", "channel": "web", "currency": "EUR",
+            "placed_at": "2026-02-01T10:00:00Z", "total": 100,
+            "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 100}]}).json()["id"]
+        shipment = a.http.post("/v1/shipments", json={"order_id": order, "carrier": "USPS",
+                                                      "tracking_number": "A0SHIP001", "connection_id": con})
+        assert shipment.status_code == 201, shipment.text
+        sid = shipment.json()["id"]
+        a_items = partition_items(raw_table, a)
+        b_cid = b.create_customer(email="ship@b.example")["id"]
+        b_order = b.http.post("/v1/orders", json={
+            "customer": {"id": b_cid}, "source": "pos", "external_id": "ship-b", "channel": "web", "currency": "EUR",
+            "placed_at": "2026-02-01T10:00:00Z", "total": 100,
+            "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 100}]}).json()["id"]
+        pairs = [
+            (("GET", f"/v1/shipments/{sid}", None), ("GET", f"/v1/shipments/{MISSING_SHIPMENT}", None)),
+            (("GET", f"/v1/orders/{order}/shipments", None), ("GET", f"/v1/orders/{MISSING_ORDER}/shipments", None)),
+            (("POST", "/v1/shipments", {"order_id": order, "carrier": "USPS", "tracking_number": "B0SHIP001",
+                                        "connection_id": con}),
+             ("POST", "/v1/shipments", {"order_id": MISSING_ORDER, "carrier": "USPS", "tracking_number": "B0SHIP001",
+                                        "connection_id": con})),
+            (("POST", "/v1/shipments", {"order_id": b_order, "carrier": "USPS", "tracking_number": "B0SHIP002",
+                                        "connection_id": con}),
+             ("POST", "/v1/shipments", {"order_id": b_order, "carrier": "USPS", "tracking_number": "B0SHIP002",
+                                        "connection_id": "con_01ARZ3NDEKTSV4RRFFQ69G5FAV"})),
+        ]
+        for (method, path, body), (m2, p2, body2) in pairs:
+            on_a = b.http.request(method, path, json=body)
+            on_missing = b.http.request(m2, p2, json=body2)
+            assert on_a.status_code in (404, 422), (path, on_a.text)
+            assert _shape(on_a) == _shape(on_missing) and on_a.json().get("field") == on_missing.json().get("field")
+        assert b.http.get("/v1/shipments", params={"tracking_number": "A0SHIP001"}).json()["data"] == []
+        assert a.http.get("/v1/shipments", params={"tracking_number": "A0SHIP001"}).json()["data"][0]["id"] == sid
+        assert partition_items(raw_table, a) == a_items
+        assert len(fake.sent("POST", "/v2/trackers")) == 1  # only A's own registration reached the provider

@@ -71,13 +71,14 @@ def test_the_360_sort_order(schema):
 
     prefixes = schema.customer_sort_prefixes()
     assert prefixes["customer"] == records.PROFILE and prefixes["event"] == records.EVENT_PREFIX
-    assert "EV#" < "LOYALTY" < "METRICS" < "ORDERS" < "PROFILE"
+    assert "EV#" < "LOYALTY" < "METRICS" < "ORDERS" < "PARCELS" < "PROFILE"
     assert (prefixes["event"] < prefixes["loyalty"] < prefixes["metrics"] < prefixes["recent_orders"]
-            < prefixes["customer"])
+            < prefixes["recent_shipments"] < prefixes["customer"])
     inside = {k for k, p in prefixes.items() if records.EVENT_PREFIX <= p <= records.PROFILE}
-    assert inside == {"event", "loyalty", "metrics", "recent_orders", "customer"}
+    assert inside == {"event", "loyalty", "metrics", "recent_orders", "recent_shipments", "customer"}
     below = {k for k, p in prefixes.items() if p < records.EVENT_PREFIX}
-    assert below == {"order", "ledger", "redemption", "email_cap", "checkout", "journey_run", "customer_invoice"}
+    assert below == {"order", "ledger", "redemption", "email_cap", "checkout", "journey_run", "customer_invoice",
+                     "shipment"}
     for name in below:  # A#..., B#..., C#...: every key of theirs sorts below EV#
         assert prefixes[name][0] in "ABC" and prefixes[name][:2] + "\uffff" < records.EVENT_PREFIX
     # every sort key in the partition begins with its kind's prefix, and no two overlap
@@ -141,5 +142,5 @@ def test_merge_handles_every_kind_it_is_declared_to_move(schema):
 
     assert merge.unhandled() == []
     moved = {schema.name_of(m): (prefix, keep) for m, prefix, keep in merge.families()}
-    assert moved == {"event": ("EV#", False), "redemption": ("B#RDM#", True)}
+    assert moved == {"event": ("EV#", False), "redemption": ("B#RDM#", True), "shipment": ("A#SHP#", False)}
     assert set(merge.STEPS) <= set(schema.kinds())

@@ -1,0 +1,1 @@
+"""Shipments: parcels of orders, tracked by a shipping provider (docs/shipping.md)."""
