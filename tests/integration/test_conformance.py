@@ -13,8 +13,10 @@ from typing import Any, ClassVar
 
 from rapport_acme import Acme, AcmeConfig, Contacts
 
+from connectors.aftership import AfterShip
 from connectors.csvfile import Config as CsvConfig
 from connectors.csvfile import CsvFile
+from connectors.easypost import EasyPost
 from connectors.sdk.base import Page, ReadContext
 from connectors.sdk.conformance import ConformanceAdapter, ConnectorConformance, Mode
 from connectors.sdk.errors import CheckFailed, VendorError
@@ -22,6 +24,8 @@ from connectors.shopify import Shopify, ShopifyConfig
 from connectors.woocommerce import WooCommerce, WooCommerceConfig
 from tests.fakes import FakeShop
 from tests.fakes.acme import AcmeServer
+from tests.fakes.aftership import FakeAfterShip
+from tests.fakes.easypost import FakeEasyPost
 from tests.fakes.shopify import FakeShopify
 from tests.fakes.uploads import MAPPING, UPLOAD_ID, FakeUploads
 from tests.fakes.woocommerce import FakeWooCommerce
@@ -240,3 +244,90 @@ def test_the_kit_refuses_a_declaration_a_connector_cannot_make():
     assert "only by a file connector" in kit_failure(adapter, "test_auth")
     adapter = type("A", (AcmeAdapter,), {"not_applicable": {"paging": "too many pages"}})
     assert "apply to every connector" in kit_failure(adapter, "test_paging")
+
+
+# shipping (issue 14 §4): trackers as the carriers' APIs list them -------------------------
+
+class CarrierAdapter(ConformanceAdapter):
+    """EasyPost's and AfterShip's fakes (tests/fakes/carriers.py): one tracker per seeded
+    time, external id = the provider's tracker id."""
+
+    stream = "shipments"
+    prefix: ClassVar[str]
+
+    def make(self) -> Any:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.fake = self.make()
+        self.fake.start()
+        self.fake.set_page_size(self.page_size)
+
+    def stop(self) -> None:
+        self.fake.stop()
+
+    def seed(self, updated_at: Sequence[str]) -> list[str]:
+        return [self.fake.add(f"{self.prefix}{100000 + len(self._trackers()) + 1}", updated_at=at)["id"]
+                for at in updated_at]
+
+    def _trackers(self) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def update(self, external_id: str, updated_at: str) -> None:
+        with self.fake.lock:
+            tracker = self._trackers()[external_id]
+            tracker["updated_at"] = updated_at.replace(".000Z", "Z")
+            if "last_updated_at" in tracker:
+                tracker["last_updated_at"] = tracker["updated_at"]
+
+    def fail_next(self, count: int, status: int, headers: dict[str, str] | None = None) -> None:
+        self.fake.fail_next_with(count, status, headers)
+
+    def clear_faults(self) -> None:
+        with self.fake.lock:
+            self.fake._faults.clear()
+
+    def webhook(self, external_id: str, *, forged: bool = False) -> tuple[dict[str, str], bytes]:
+        number = self._trackers()[external_id][self.number_field]
+        return self.fake.forged_webhook(number) if forged else self.fake.signed_webhook(SECRET, number)
+
+    number_field: ClassVar[str]
+
+
+class EasyPostShipments(CarrierAdapter):
+    connector = EasyPost
+    prefix = "EZ"
+    number_field = "tracking_code"
+
+    def make(self) -> Any:
+        return FakeEasyPost()
+
+    def _trackers(self) -> dict[str, dict[str, Any]]:
+        return self.fake.trackers
+
+    def config(self) -> Any:
+        return EasyPost.Config(api_key=self.fake.api_key, webhook_secret=SECRET, base_url=self.fake.url + "/v2")
+
+
+class AfterShipShipments(CarrierAdapter):
+    connector = AfterShip
+    prefix = "AS"
+    number_field = "tracking_number"
+
+    def make(self) -> Any:
+        return FakeAfterShip()
+
+    def _trackers(self) -> dict[str, dict[str, Any]]:
+        return self.fake.trackings
+
+    def config(self) -> Any:
+        return AfterShip.Config(api_key=self.fake.api_key, webhook_secret=SECRET,
+                                base_url=self.fake.url + "/tracking/2026-07")
+
+
+class TestEasyPostConformance(ConnectorConformance):
+    adapter = EasyPostShipments
+
+
+class TestAfterShipConformance(ConnectorConformance):
+    adapter = AfterShipShipments
