@@ -27,6 +27,7 @@ from crm.shipments.schemas import Shipment, ShipmentCreate
 log = logging.getLogger(__name__)
 RETRY_AFTER_OUTAGE = timedelta(minutes=30)
 RETRY_WITHOUT_CONNECTION = timedelta(days=1)
+CALL_TIMEOUT = 8.0  # seconds per provider request (connect: 5 s)
 
 
 def to_tracker(record: ShipmentRecord, connection_id: str | None, connector: str | None) -> service.Tracker:
@@ -79,7 +80,9 @@ def _call(cls: Any, ctx: TenantContext, item: Any, action: str, *args: Any) -> S
 
     config = connections.config_of(ctx, item)
     conn = cls()
-    client = conn.client(config)
+    # bounded: an API request must answer within API Gateway's 29 s, and the re-poll
+    # postpones a provider that cannot answer now rather than spend its run backing off
+    client = conn.client(config, retries=1, max_wait=0, timeout=CALL_TIMEOUT)
     try:
         return getattr(conn, action)(config, client, *args)
     except RateLimited as exc:
