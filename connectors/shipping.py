@@ -14,6 +14,7 @@ a repeat = 2 GetItem + 2 BatchGetItem and no provider call.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ def to_tracker(record: ShipmentRecord, connection_id: str | None, connector: str
         url=record.url,
         order_id=record.order_id,
         event_id=record.event_id,
+        order_ref=record.order_ref,
         connection_id=connection_id,
         connector=connector,
     )
@@ -121,9 +123,10 @@ def create(ctx: TenantContext, body: ShipmentCreate) -> tuple[Shipment, bool]:
 def write(ctx: TenantContext, connection_id: str | None, connector: str | None, records: list[ShipmentRecord],
           out: Any) -> None:
     """A page of provider records (a stream page, a webhook): each updates its shipment."""
+    find_order = order_finder(ctx)
     for record in records:
         try:
-            outcome = service.apply(ctx, to_tracker(record, connection_id, connector))
+            outcome = service.apply(ctx, to_tracker(record, connection_id, connector), find_order)
         except DomainError as exc:
             out.reject("shipments", record.external_id, str(exc))
             continue
@@ -131,6 +134,31 @@ def write(ctx: TenantContext, connection_id: str | None, connector: str | None, 
             out.reject("shipments", record.external_id, outcome.reason or "rejected")
         else:
             out.add(outcome.status)
+
+
+def order_finder(ctx: TenantContext) -> Callable[[str], str | None]:
+    """Resolves the shop's own order id a provider kept (AfterShip's ``order_id``) to a
+    Rapport order: the order with that external id in one of the tenant's connected
+    sources (Shopify, WooCommerce, an ERP...). Asked only for a tracker no shipment is
+    registered for: 1 Query of the connections (once per page), then 1-2 GetItem per
+    source tried."""
+    from crm.orders import filters
+
+    sources: list[str] | None = None
+
+    def find(ref: str) -> str | None:
+        nonlocal sources
+        if sources is None:
+            listed = connections.list_connections(ctx, limit=100, cursor=None).items
+            sources = sorted({c.connector for c in listed
+                              if not getattr(connections.connector(c.connector), "tracking", False)})
+        for source in sources:
+            found = filters.by_external_id(ctx, source, ref).items
+            if found:
+                return found[0].id
+        return None
+
+    return find
 
 
 def register_fulfilments(ctx: TenantContext, source: str, order_id: str, parcels: list[OrderTracking]) -> int:

@@ -197,7 +197,9 @@ class ShipmentRecord:
     statuses. ``external_id`` is the provider's tracker id; the shipment is found by its
     tracking number (registered with ``POST /v1/shipments`` or from an e-commerce
     fulfilment), else by ``order_id`` when the provider kept Rapport's order id as the
-    tracker's reference. ``event_id`` is the provider event that carried it (webhooks)."""
+    tracker's reference, else by ``order_ref``: the shop's own order id the provider kept
+    (an order's external id in one of the tenant's connected sources). ``event_id`` is
+    the provider event that carried it (webhooks)."""
 
     external_id: str
     updated_at: str
@@ -210,6 +212,7 @@ class ShipmentRecord:
     url: str | None = None  # the public tracking page, when the provider gives one
     order_id: str | None = None
     event_id: str | None = None
+    order_ref: str | None = None
 
 
 @dataclass

@@ -14,6 +14,7 @@ Layout (``P = T#<tenant>#``):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -61,6 +62,7 @@ class Tracker:
     est_delivery_at: str | None = None
     url: str | None = None
     order_id: str | None = None  # Rapport's order id, when the provider kept it as reference
+    order_ref: str | None = None  # else the shop's own order id the provider kept (``find_order`` resolves it)
     event_id: str | None = None
     connection_id: str | None = None
     connector: str | None = None
@@ -427,9 +429,10 @@ def register(
     raise Conflict("the order is being changed by many requests at once; retry", code="transaction_conflict")
 
 
-def apply(ctx: TenantContext, tracker: Tracker) -> Outcome:
+def apply(ctx: TenantContext, tracker: Tracker, find_order: Callable[[str], str | None] | None = None) -> Outcome:
     """A provider's news about a parcel (a webhook, a stream page, a re-poll). Linked by
-    tracking number (else by the order id the provider kept); a delivery already applied
+    tracking number, else by the order id the provider kept (Rapport's, or the shop's own
+    ``order_ref``, which ``find_order`` resolves to an order id); a delivery already applied
     (its event id) or carrying nothing new writes nothing. 1 GetItem + 1 BatchGetItem
     (+1 TransactWriteItems when something changed)."""
     from crm import ids
@@ -439,18 +442,20 @@ def apply(ctx: TenantContext, tracker: Tracker) -> Outcome:
     for _ in retry.backoff():
         pointer = _pointer(ctx, sid)
         if pointer is None:
-            if tracker.order_id and ids.ORDER_ID.match(tracker.order_id):
+            order_id = tracker.order_id if tracker.order_id and ids.ORDER_ID.match(tracker.order_id) else None
+            if order_id is None and tracker.order_ref and find_order is not None:
+                order_id = find_order(tracker.order_ref)
+            if order_id:
                 try:
-                    shipment, created = register(
-                        ctx, tracker.order_id, tracker.carrier, tracker.tracking_number, tracker=tracker
-                    )
+                    shipment, created = register(ctx, order_id, tracker.carrier, tracker.tracking_number, tracker=tracker)
                 except DomainError as exc:
                     return Outcome("rejected", reason=f"tracking number {tracker.tracking_number}: {exc.detail}")
                 return Outcome("created" if created else "updated", shipment)
             return Outcome(
                 "rejected",
-                reason=f"no shipment is registered for tracking number {tracker.tracking_number}: register it "
-                "with POST /v1/shipments (or import the order's fulfilment)",
+                reason=f"no shipment is registered for tracking number {tracker.tracking_number}"
+                + (f" and no order of a connected source has the id {tracker.order_ref!r}" if tracker.order_ref else "")
+                + ": register it with POST /v1/shipments (or import the order's fulfilment)",
             )
         got = _load(ctx, pointer.customer_id, sid, pointer.order_id)
         item = got.get("shipment")

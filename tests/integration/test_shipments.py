@@ -357,3 +357,40 @@ def test_request_counts_of_register_update_and_repeat(shop, easypost):
     with dynamodb_calls() as calls:
         assert service.apply(tenant.ctx, tracker).status == "unchanged"
     assert calls == {"GetItem": 1, "BatchGetItem": 1}
+
+
+def test_a_tracker_the_merchant_gave_the_shops_order_id_links_to_that_order(tenant, aftership):
+    """AfterShip trackings created outside Rapport (by the shop's own app) keep the shop's
+    order id: a sync links each to the order of that external id in one of the tenant's
+    connected sources, registering the shipment; an id no connected source has is
+    rejected with a reason naming it."""
+    from tests.connector_helpers import wait_run
+    from tests.fakes.woocommerce import FakeWooCommerce
+    from tests.plan_helpers import set_plan
+
+    set_plan(tenant, "starter")  # a shop and a carrier: two connections
+    con = _connection(tenant, "aftership", aftership, AS_SECRET, "/tracking/2026-07")
+    with FakeWooCommerce() as woo:
+        r = tenant.http.post("/v1/connections", json={"connector": "woocommerce", "name": "shop", "config": {
+            "store_url": woo.url, "consumer_key": woo.key, "consumer_secret": woo.secret}})
+        assert r.status_code == 201, r.text
+    customer = tenant.create_customer(email="ref@ship.example")
+    r = tenant.http.post("/v1/orders", json={
+        "customer": {"id": customer["id"]}, "source": "woocommerce", "external_id": "5001", "channel": "web",
+        "currency": "EUR", "placed_at": "2025-05-01T10:00:00Z", "total": 1000,
+        "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 1000}]})
+    assert r.status_code == 201, r.text
+    order_id = r.json()["id"]
+    aftership.add("777000000001", "dhl", order_id="5001")
+    aftership.add("777000000002", "dhl", order_id="no-such-order")
+    run = tenant.http.post(f"/v1/connections/{con}/sync", json={"mode": "backfill"}).json()
+    from connectors import runner
+
+    runner.run_to_end(tenant.ctx, con, run["id"])
+    done = wait_run(tenant, con, run["id"])
+    counts = done["streams"]["shipments"]
+    assert (counts["created"], counts["rejected"]) == (1, 1), done
+    assert "'no-such-order'" in done["rejected"][0]["reason"]
+    [shipment] = tenant.http.get(f"/v1/orders/{order_id}/shipments").json()["data"]
+    assert (shipment["tracking_number"], shipment["carrier"]) == ("777000000001", "dhl")
+    assert shipment["customer_id"] == customer["id"]
