@@ -447,7 +447,9 @@ def apply(ctx: TenantContext, tracker: Tracker, find_order: Callable[[str], str 
                 order_id = find_order(tracker.order_ref)
             if order_id:
                 try:
-                    shipment, created = register(ctx, order_id, tracker.carrier, tracker.tracking_number, tracker=tracker)
+                    shipment, created = register(
+                        ctx, order_id, tracker.carrier, tracker.tracking_number, tracker=tracker
+                    )
                 except DomainError as exc:
                     return Outcome("rejected", reason=f"tracking number {tracker.tracking_number}: {exc.detail}")
                 return Outcome("created" if created else "updated", shipment)
