@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.connector_helpers import wait_run
 from tests.fakes.erpnext import FakeFrappe, address_doc, contact_doc, customer_doc, sales_invoice_doc, sales_order_doc
 from tests.fakes.odoo import API_KEY, DATABASE, FakeOdoo
 
@@ -25,14 +26,17 @@ def connect(tenant, connector: str, config: dict) -> str:
     return r.json()["id"]
 
 
-def sync(tenant, cid: str, mode: str) -> dict:
+def sync(tenant, cid: str, mode: str, *, queued: bool = False) -> dict:
     """POST …/sync (202, the queued run), the run executed as the sync queue's consumer
-    would (in process, re-queued while paused), then the run as GET …/runs/{id} shows it."""
+    would (in process, re-queued while paused; ``queued``: by the event pipeline's own
+    consumer), then the run as GET …/runs/{id} shows it."""
     from connectors import runner
 
     r = tenant.http.post(f"/v1/connections/{cid}/sync", json={"mode": mode})
     assert r.status_code == 202, r.text
     run_id = r.json()["id"]
+    if queued:
+        return wait_run(tenant, cid, run_id)
     runner.run_to_end(tenant.ctx, cid, run_id, sleep=lambda s: None, client_options={"sleep": lambda s: None})
     run = tenant.http.get(f"/v1/connections/{cid}/runs/{run_id}").json()
     assert run["status"] == "succeeded", run
@@ -301,3 +305,134 @@ def test_odoo_books_arrive_in_the_360_and_follow_the_database(tenant, odoo_serve
     again = sync(tenant, cid, "backfill")
     assert counts(again) == {"partners": (0, 0, 5, 0), "sale_orders": (0, 0, 3, 0), "invoices": (0, 0, 3, 0)}
     assert lookup(tenant, "accounts", "odoo", str(ids["company"]))["balance"] == {"EUR": -12100}
+
+
+# ERPNext webhooks: hints that re-read ------------------------------------------------------
+
+
+def hook(site: FakeFrappe, doctype: str, name: str, secret: str = HOOK_SECRET) -> tuple[dict, bytes]:
+    """A delivery as the documented webhook sends it: ``{"doctype", "name", "modified"}``."""
+    return site.webhook(doctype, name, secret, modified=site.docs[doctype][name]["modified"])
+
+
+def test_an_erpnext_invoice_webhook_is_a_hint_the_worker_confirms(tenant, site, anon, raw_table, event_pipeline):
+    from tests.conftest import partition_items
+
+    erp_books(site)
+    cid = connect(tenant, "erpnext", erpnext_config(site))
+    assert sync(tenant, cid, "backfill", queued=True)["status"] == "succeeded"
+    globex = lookup(tenant, "accounts", "erpnext", "Globex AG")
+    site.put(sales_invoice_doc("ACC-SINV-2024-00020", "Globex AG", outstanding=120.0, posting_date="2024-03-10"))
+
+    # forged (another secret) or unsigned: 401, nothing written
+    assert event_pipeline.wait_idle(timeout=60)
+    before = partition_items(raw_table, tenant)
+    headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00020", secret="not-the-secret")
+    r = anon.post(f"/v1/hooks/{cid}", headers=headers, content=body)
+    assert r.status_code == 401 and r.json()["code"] == "invalid_signature"
+    r = anon.post(f"/v1/hooks/{cid}", headers={"Content-Type": "application/json"}, content=body)
+    assert r.status_code == 401
+    assert event_pipeline.wait_idle(timeout=60)
+    assert partition_items(raw_table, tenant) == before
+
+    # signed: 202 at once; the worker reads the invoice again from the site and writes that
+    headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00020")
+    r = anon.post(f"/v1/hooks/{cid}", headers=headers, content=body)
+    assert r.status_code == 202 and r.json()["status"] == "queued", r.text
+    assert event_pipeline.wait_idle(timeout=60)
+    [new] = [i for i in tenant.http.get("/v1/invoices", params={"account_id": globex["id"]}).json()["data"]]
+    assert (new["number"], new["status"], new["outstanding"]) == ("ACC-SINV-2024-00020", "open", 12000)
+    assert lookup(tenant, "accounts", "erpnext", "Globex AG")["balance"] == {"EUR": 12000}
+    assert [i["number"] for i in view(tenant, globex["id"])["recent_invoices"]] == ["ACC-SINV-2024-00020"]
+
+    # the same delivery again: acknowledged as a duplicate, nothing written
+    before = partition_items(raw_table, tenant)
+    r = anon.post(f"/v1/hooks/{cid}", headers=headers, content=body)
+    assert r.status_code == 200 and r.json()["status"] == "duplicate"
+    assert event_pipeline.wait_idle(timeout=60)
+    assert partition_items(raw_table, tenant) == before
+
+    # the invoice is paid at the site: its next delivery names the new `modified`, so it is
+    # not taken for a replay, and the re-read brings the payment
+    site.touch("Sales Invoice", "ACC-SINV-2024-00020", outstanding_amount=0.0, status="Paid")
+    headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00020")
+    assert anon.post(f"/v1/hooks/{cid}", headers=headers, content=body).status_code == 202
+    assert event_pipeline.wait_idle(timeout=60)
+    paid = tenant.http.get(f"/v1/invoices/{new['id']}").json()
+    assert (paid["status"], paid["outstanding"]) == ("paid", 0)
+    assert lookup(tenant, "accounts", "erpnext", "Globex AG")["balance"] == {}
+
+    # an old delivery replayed under new bytes (a signed body claiming an older state):
+    # the re-read writes the site's current state, never the body's
+    headers, body = site.webhook("Sales Invoice", "ACC-SINV-2024-00020", HOOK_SECRET,
+                                 body={"doctype": "Sales Invoice", "name": "ACC-SINV-2024-00020",
+                                       "modified": "2024-03-01 00:00:00", "outstanding_amount": 120.0})
+    assert anon.post(f"/v1/hooks/{cid}", headers=headers, content=body).status_code == 202
+    assert event_pipeline.wait_idle(timeout=60)
+    assert tenant.http.get(f"/v1/invoices/{new['id']}").json()["status"] == "paid"
+
+    # a delivery for an account and one for a contact land where the sync puts them
+    site.touch("Customer", "Globex AG", payment_terms="Net 90")
+    site.put(contact_doc("Hank Scorpio-Globex AG", "Hank", "Scorpio", customer="Globex AG",
+                         email="hank@globex.example", designation="CEO"))
+    for doctype, name in (("Customer", "Globex AG"), ("Contact", "Hank Scorpio-Globex AG")):
+        headers, body = hook(site, doctype, name)
+        assert anon.post(f"/v1/hooks/{cid}", headers=headers, content=body).status_code == 202
+    assert event_pipeline.wait_idle(timeout=60)
+    globex360 = view(tenant, globex["id"])
+    assert globex360["account"]["payment_terms"] == "Net 90"
+    assert [(c["email"], c["role"]) for c in globex360["contacts"]] == [("hank@globex.example", "CEO")]
+    # and none of that made a second account or invoice
+    assert len(tenant.http.get("/v1/accounts").json()["data"]) == 2
+    assert len(tenant.http.get("/v1/invoices", params={"account_id": globex["id"]}).json()["data"]) == 1
+
+
+def test_a_webhook_the_site_cannot_confirm_writes_nothing_and_logs_why(tenant, site, raw_table, monkeypatch):
+    """The worker's side of a delivery (functions/sync.py ``hook``), run in process: the
+    re-read fails (the site answers 503), so nothing is written and the note is logged;
+    records of every kind are written and reported under their own stream."""
+    from connectors import messages
+    from functions import sync as worker
+    from tests.conftest import partition_items
+
+    erp_books(site)
+    cid = connect(tenant, "erpnext", erpnext_config(site))
+    logged: list[tuple[str, dict]] = []
+
+    class Recorder:
+        def info(self, msg, extra=None):
+            logged.append((msg, extra or {}))
+
+        warning = info
+
+    monkeypatch.setattr(worker, "logger", lambda: Recorder())
+    headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00001")
+    message = messages.hook_message(tenant.id, cid, "sha256:test", {k.lower(): v for k, v in headers.items()}, body)
+    before = partition_items(raw_table, tenant)
+    site.fail_next(1, status=503)
+    assert worker.hook(message) == {}
+    assert partition_items(raw_table, tenant) == before
+    [(msg, extra)] = logged
+    assert msg == "webhook delivery carries no records" and extra["topic"] == "Sales Invoice"
+    assert "could not read Sales Invoice ACC-SINV-2024-00001 again" in extra["note"] and extra["connection_id"] == cid
+
+    # the site answers again: the invoice, its stub account and its buyer are written
+    logged.clear()
+    counts_ = worker.hook(message)
+    assert counts_["created"] == 1 and counts_["rejected"] == 0 and logged == []
+    acme = lookup(tenant, "accounts", "erpnext", "Acme GmbH")
+    assert acme["stub"] is True and acme["balance"] == {"EUR": 33975}  # the account's own record follows
+    # a record the sink refuses is logged with its reason
+    site.touch("Sales Invoice", "ACC-SINV-2024-00002", currency="EURO")
+    headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00002")
+    worker.hook(messages.hook_message(tenant.id, cid, "sha256:test2", headers, body))
+    [(msg, extra)] = logged
+    assert msg == "webhook record not written" and extra["stream"] == extra["topic"] == "Sales Invoice"
+    assert extra["external_id"] == "ACC-SINV-2024-00002" and "ISO 4217" in extra["reason"]
+    # an invoice the sink refuses is reported under the invoices it is
+    logged.clear()
+    site.put(sales_invoice_doc("ACC-SINV-2024-00030", None))  # names no customer: it would belong to no one
+    headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00030")
+    assert worker.hook(messages.hook_message(tenant.id, cid, "sha256:test3", headers, body))["rejected"] == 1
+    [(msg, extra)] = logged
+    assert extra["stream"] == "invoices" and "belong to no one" in extra["reason"]
