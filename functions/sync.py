@@ -92,8 +92,9 @@ def hook(message: dict[str, Any]) -> dict[str, int]:
     delivery = cls().parse_webhook(config, message["headers"], base64.b64decode(message["body"]))
     where = {"tenant_id": ctx.tenant_id, "connection_id": message["connection_id"],
              "delivery_id": message.get("delivery_id"), "topic": delivery.topic}  # fmt: skip
-    if delivery.note:  # why a verified delivery writes nothing (a hint the vendor could not confirm…)
-        logger().info("webhook delivery carries no records", extra={**where, "note": delivery.note})
+    if delivery.note:  # why a verified delivery writes nothing, or what to fix in the vendor's settings
+        logger().info("webhook delivery note", extra={**where, "note": delivery.note,
+                                                      "records": len(delivery.records)})
     streams: dict[str, list] = {}
     for record in delivery.records:
         streams.setdefault(hook_stream(record, delivery.topic), []).append(record)

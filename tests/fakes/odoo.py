@@ -584,9 +584,10 @@ class FakeOdoo(FakeVendor):
             )
         with self.lock:
             if method == "search_read":
-                rows = self._search(
-                    model, kwargs.get("domain"), kwargs.get("offset") or 0, kwargs.get("limit"), kwargs.get("order")
-                )
+                limit = kwargs.get("limit")
+                if self.max_page_size and model not in ("res.company",):  # the kit's cap (fakes.md)
+                    limit = self.page_size(limit) if limit else self.max_page_size
+                rows = self._search(model, kwargs.get("domain"), kwargs.get("offset") or 0, limit, kwargs.get("order"))
                 return self._render(model, rows, kwargs.get("fields"))
             if method == "search_count":
                 return len(self._search(model, kwargs.get("domain")))
