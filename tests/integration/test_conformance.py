@@ -194,7 +194,7 @@ class ERPNextAdapter(ConformanceAdapter):
 
     @staticmethod
     def site_time(updated_at: str) -> datetime:
-        return datetime.fromisoformat(updated_at.replace("Z", "+00:00")).astimezone(ZoneInfo(TIME_ZONE)).replace(
+        return datetime.fromisoformat(updated_at).astimezone(ZoneInfo(TIME_ZONE)).replace(
             tzinfo=None)
 
     def document(self, name: str) -> dict[str, Any]:

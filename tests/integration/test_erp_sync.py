@@ -310,14 +310,25 @@ def test_odoo_books_arrive_in_the_360_and_follow_the_database(tenant, odoo_serve
 # ERPNext webhooks: hints that re-read ------------------------------------------------------
 
 
+# what a webhook could write: the records of the sink, their guards and the delivery guard
+# (not the aggregates the pipeline's own schedules recompute from the clock: RFM, segments)
+WRITTEN = {"customer", "event", "guard", "order", "order_pointer", "recent_orders", "identity_conflict", "account",
+           "account_summary", "account_contact", "account_order", "invoice", "account_invoice", "customer_invoice",
+           "account_guard", "hook_delivery"}
+
+
+def stored(raw_table, tenant) -> list[dict]:
+    from tests.conftest import partition_items
+
+    return [i for i in partition_items(raw_table, tenant) if i.get("kind") in WRITTEN]
+
+
 def hook(site: FakeFrappe, doctype: str, name: str, secret: str = HOOK_SECRET) -> tuple[dict, bytes]:
     """A delivery as the documented webhook sends it: ``{"doctype", "name", "modified"}``."""
     return site.webhook(doctype, name, secret, modified=site.docs[doctype][name]["modified"])
 
 
 def test_an_erpnext_invoice_webhook_is_a_hint_the_worker_confirms(tenant, site, anon, raw_table, event_pipeline):
-    from tests.conftest import partition_items
-
     erp_books(site)
     cid = connect(tenant, "erpnext", erpnext_config(site))
     assert sync(tenant, cid, "backfill", queued=True)["status"] == "succeeded"
@@ -326,14 +337,14 @@ def test_an_erpnext_invoice_webhook_is_a_hint_the_worker_confirms(tenant, site, 
 
     # forged (another secret) or unsigned: 401, nothing written
     assert event_pipeline.wait_idle(timeout=60)
-    before = partition_items(raw_table, tenant)
+    before = stored(raw_table, tenant)
     headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00020", secret="not-the-secret")
     r = anon.post(f"/v1/hooks/{cid}", headers=headers, content=body)
     assert r.status_code == 401 and r.json()["code"] == "invalid_signature"
     r = anon.post(f"/v1/hooks/{cid}", headers={"Content-Type": "application/json"}, content=body)
     assert r.status_code == 401
     assert event_pipeline.wait_idle(timeout=60)
-    assert partition_items(raw_table, tenant) == before
+    assert stored(raw_table, tenant) == before
 
     # signed: 202 at once; the worker reads the invoice again from the site and writes that
     headers, body = hook(site, "Sales Invoice", "ACC-SINV-2024-00020")
@@ -346,11 +357,11 @@ def test_an_erpnext_invoice_webhook_is_a_hint_the_worker_confirms(tenant, site, 
     assert [i["number"] for i in view(tenant, globex["id"])["recent_invoices"]] == ["ACC-SINV-2024-00020"]
 
     # the same delivery again: acknowledged as a duplicate, nothing written
-    before = partition_items(raw_table, tenant)
+    before = stored(raw_table, tenant)
     r = anon.post(f"/v1/hooks/{cid}", headers=headers, content=body)
     assert r.status_code == 200 and r.json()["status"] == "duplicate"
     assert event_pipeline.wait_idle(timeout=60)
-    assert partition_items(raw_table, tenant) == before
+    assert stored(raw_table, tenant) == before
 
     # the invoice is paid at the site: its next delivery names the new `modified`, so it is
     # not taken for a replay, and the re-read brings the payment
@@ -443,3 +454,61 @@ def test_a_webhook_the_site_cannot_confirm_writes_nothing_and_logs_why(tenant, s
     assert worker.hook(messages.hook_message(tenant.id, cid, "sha256:test3", headers, body))["rejected"] == 1
     [(msg, extra)] = logged
     assert extra["stream"] == "invoices" and "belong to no one" in extra["reason"]
+
+
+# merge, erasure and export after a real sync ---------------------------------------------
+
+
+def test_a_synced_contact_merged_erased_and_exported_keeps_the_declared_rules(tenant, site):
+    """What a sync adds to tests/integration/test_accounts_lifecycle.py: the link and the
+    invoices were written by the connector (source erpnext, vendor stamps), and the next
+    syncs must respect what merge and erasure did."""
+    import connectors.erasure  # noqa: F401  (registers the connectors' erasure hooks, as functions/erasure.py)
+    from crm.customers import service
+
+    erp_books(site)
+    cid = connect(tenant, "erpnext", erpnext_config(site))
+    sync(tenant, cid, "backfill")
+    acme = lookup(tenant, "accounts", "erpnext", "Acme GmbH")
+    synced = lookup(tenant, "customers", "erpnext", "contact:Max Mustermann-Acme GmbH")
+
+    # merge: Max, known before under his private email, absorbs the synced contact
+    survivor = tenant.create_customer(email="max.private@example.com", name={"given": "Max"})["id"]
+    r = tenant.http.post(f"/v1/customers/{survivor}/merge", json={"other_id": synced["id"]})
+    assert r.status_code == 200, r.text
+    merged = tenant.http.get(f"/v1/customers/{survivor}").json()
+    assert (merged["account_id"], merged["account_role"]) == (acme["id"], "Purchasing")
+    assert merged["external_ids"]["erpnext"] == "contact:Max Mustermann-Acme GmbH"
+    assert {c["customer_id"] for c in view(tenant, acme["id"])["contacts"]} == {
+        survivor, lookup(tenant, "customers", "erpnext", "contact:Erika Muster-Acme GmbH")["id"]}
+    mine = tenant.http.get("/v1/invoices", params={"customer_id": survivor}).json()["data"]
+    assert [i["number"] for i in mine] == ["ACC-SINV-2024-00001"]
+    # the site changes Max's role: the next sync finds the survivor, makes no one new
+    site.touch("Contact", "Max Mustermann-Acme GmbH", designation="Head of Purchasing")
+    run = sync(tenant, cid, "incremental")
+    assert counts(run)["contacts"] == (0, 1, 0, 0) and run["rejected"] == []
+    assert lookup(tenant, "customers", "erpnext", "contact:Max Mustermann-Acme GmbH")["id"] == survivor
+    assert tenant.http.get(f"/v1/customers/{survivor}").json()["account_role"] == "Head of Purchasing"
+    assert len([c for c in view(tenant, acme["id"])["contacts"] if c["email"] and "max" in c["email"]]) == 1
+
+    # export: the profile's account link and the invoices the sync wrote
+    page = tenant.http.get(f"/v1/customers/{survivor}/export").json()
+    assert (page["profile"]["account_id"], page["profile"]["account_role"]) == (acme["id"], "Head of Purchasing")
+    assert [i["data"]["number"] for i in page["sections"]["invoices"]] == ["ACC-SINV-2024-00001"]
+
+    # erasure: the link goes, the invoice stays (a financial record); the account is untouched
+    assert tenant.http.delete(f"/v1/customers/{survivor}").status_code == 200
+    service.finish_erasure(tenant.ctx, survivor)
+    assert survivor not in {c["customer_id"] for c in view(tenant, acme["id"])["contacts"]}
+    assert [i["number"] for i in tenant.http.get("/v1/invoices", params={"customer_id": survivor}).json()["data"]] \
+        == ["ACC-SINV-2024-00001"]
+    assert lookup(tenant, "accounts", "erpnext", "Acme GmbH")["balance"] == acme["balance"]
+    # Max is still a contact at the site: the next backfill brings him back as a new
+    # customer (erase him at the ERP too, docs/accounts.md); his old order stays with the
+    # erased customer and the run says so, naming both
+    again = sync(tenant, cid, "backfill")
+    assert counts(again)["contacts"] == (1, 0, 1, 0)
+    back = lookup(tenant, "customers", "erpnext", "contact:Max Mustermann-Acme GmbH")
+    assert back["id"] != survivor and back["account_id"] == acme["id"]
+    [kept] = again["rejected"]
+    assert kept["external_id"] == "SAL-ORD-2024-00001" and survivor in kept["reason"] and back["id"] in kept["reason"]
