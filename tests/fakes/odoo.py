@@ -29,7 +29,8 @@ Behaviour:
 - Test controls: ``add_company`` / ``add_person`` / ``add_order`` / ``add_invoice``,
   ``seed_partners`` / ``seed_orders`` / ``seed_invoices`` (many records sharing one
   ``write_date``), ``touch`` (a later vendor-side change), ``no_api_plan`` (the database's
-  plan has no external API), and :class:`tests.fakes.FakeVendor`'s ``fail_next`` /
+  plan has no external API), ``max_page_size`` (``search_read`` returns at most that many,
+  as the conformance kit asks), and :class:`tests.fakes.FakeVendor`'s ``fail_next`` /
   ``throttle_next`` / counters; ``rpc_calls`` logs every request (api, path, headers, body).
 """
 
