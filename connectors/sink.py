@@ -53,9 +53,11 @@ def _reason(result: Any) -> tuple[str, list[dict[str, Any]]]:
 
 def _customers(ctx: TenantContext, source: str, stream: str, records: list[CustomerRecord],
                out: Outcome | None, fill_only: bool = False,
-               conflicts: dict[int, str] | None = None) -> dict[int, str | None]:
+               conflicts: dict[int, str] | None = None,
+               statuses: dict[int, str] | None = None) -> dict[int, str | None]:
     """Resolve and upsert; returns {position: customer id or None}; ``conflicts`` gets
-    {position: conflict id} of the records held back for an identity conflict."""
+    {position: conflict id} of the records held back for an identity conflict, ``statuses``
+    {position: created | updated | unchanged | conflict | error}."""
     from crm import identity
 
     ids: dict[int, str | None] = {}
@@ -68,6 +70,8 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
             fill_only=fill_only)
         for r, rec in zip(results, chunk, strict=True):
             ids[start + r.index] = r.customer_id
+            if statuses is not None:
+                statuses[start + r.index] = r.status
             if r.status == "conflict" and conflicts is not None and r.conflict_id:
                 conflicts[start + r.index] = r.conflict_id
             if out is None:
@@ -147,8 +151,9 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
 
         sink_accounts.accounts(ctx, source, stream, companies, out)
     if customers:
-        resolved = _customers(ctx, source, stream, customers, out)
-        contacts = [(resolved[i], r) for i, r in enumerate(customers) if r.account and resolved.get(i)]
+        statuses: dict[int, str] = {}
+        resolved = _customers(ctx, source, stream, customers, out, statuses=statuses)
+        contacts = [(resolved[i], r, statuses.get(i)) for i, r in enumerate(customers) if r.account and resolved.get(i)]
         if contacts:
             from connectors import sink_accounts
 

@@ -42,17 +42,24 @@ def accounts(ctx: TenantContext, source: str, stream: str, records: list[Account
             out.add(done.status)
 
 
-def contacts(ctx: TenantContext, source: str, stream: str, people: list[tuple[str, CustomerRecord]], out: Any) -> None:
-    """Link each resolved customer to the account its record names (the customer itself was
-    counted by the customers' upsert; a link that fails is reported among the rejected
-    with its reason, not counted twice)."""
+def contacts(
+    ctx: TenantContext, source: str, stream: str, people: list[tuple[str, CustomerRecord, str | None]], out: Any
+) -> None:
+    """Link each resolved customer to the account its record names. The customer itself
+    was counted by the customers' upsert (its status is the tuple's third item); a contact
+    whose profile is unchanged but whose link moved to another account or changed its role
+    counts as updated instead (the run shows the move). A link that fails is reported
+    among the rejected with its reason, not counted twice."""
     from crm.accounts import contacts as service
     from crm.errors import DomainError
 
-    ids = account_ids(ctx, source, [r.account for _, r in people if r.account])
-    for cid, r in people:
+    ids = account_ids(ctx, source, [r.account for _, r, _ in people if r.account])
+    for cid, r, counted in people:
         try:
-            service.link(ctx, ids[r.account or ""], cid, r.role, source=source, source_updated_at=r.updated_at)
+            done = service.link(ctx, ids[r.account or ""], cid, r.role, source=source, source_updated_at=r.updated_at)
+            if counted == "unchanged" and done.status != "unchanged":
+                out.counts["unchanged"] -= 1
+                out.add("updated")
         except DomainError as exc:
             out.rejected.append(
                 {
@@ -121,6 +128,7 @@ def invoices(ctx: TenantContext, source: str, stream: str, records: list[Invoice
                 "number": r.number, "status": r.status, "currency": r.currency, "issued_at": r.issued_at,
                 "due_at": r.due_at, "payment_terms": r.payment_terms, "total": r.total, "outstanding": r.outstanding,
                 "tax": r.tax, "paid_at": r.paid_at, "cancelled_at": r.cancelled_at,
+                "credit_note": r.credit_note, "return_against": r.return_against,
                 "lines": [{k: v for k, v in vars(line).items() if v is not None} for line in r.lines]})  # fmt: skip
         except ValidationError as exc:
             errors = field_errors(exc)

@@ -480,6 +480,23 @@ def webhook_target(body: bytes) -> tuple[str, str] | None:
     return None
 
 
+UNVERSIONED = (
+    'the webhook\'s body has no "modified": add "modified": "{{ doc.modified }}" to its JSON '
+    "(docs/connectors.md, ERPNext), else later changes of this document within 7 days look like replays "
+    "and are dropped until the next sync"
+)
+
+
+def webhook_versioned(body: bytes) -> bool:
+    """Whether the body names the document's version (``modified``): the delivery id is the
+    body's digest, so without it every delivery of a document is the same delivery."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and bool(data.get("modified"))
+
+
 class ERPNext(Connector):
     name = "erpnext"
     kind = "erp"
@@ -488,6 +505,7 @@ class ERPNext(Connector):
     Config = ERPNextConfig
     streams = (Customers, Contacts, Addresses, SalesOrders, SalesInvoices)
     webhooks = True
+    webhook_hints = True  # Frappe's signature carries no id or time: a delivery is only a hint
 
     def client(self, config: ERPNextConfig, **options: Any) -> Client:
         """``options`` go to :class:`Client` (``sleep``, ``time_left``, ``max_wait``...)."""
@@ -560,6 +578,8 @@ class ERPNext(Connector):
             note = f"could not read {doctype} {name} again ({exc}): the next sync brings it"
             _log.warning("erpnext webhook re-read failed", extra={"doctype": doctype, "reason": str(exc)[:200]})
             return WebhookDelivery(delivery_id, doctype, [], note=note)
+        if not webhook_versioned(body):
+            return WebhookDelivery(delivery_id, doctype, records, note=UNVERSIONED)
         return WebhookDelivery(delivery_id, doctype, records)
 
     def _reread(self, site: Site, doctype: str, name: str) -> list[Record]:

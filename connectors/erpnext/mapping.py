@@ -22,7 +22,7 @@ unmappable document becomes :class:`Rejected` with the reason. Rules (docs/conne
 - ``Sales Order``: drafts (docstatus 0) are skipped (not orders yet); cancelled (2) →
   ``cancelled_at`` = ``modified``; ``account`` when the customer is a company; the buyer is
   ``contact_person`` (``contact:<name>``), else the individual customer, else
-  ``contact_email``; a company's order with none of them is rejected;
+  ``contact_email``; a company's order with none of them has no buyer: the account keeps it;
 - ``Sales Invoice``: draft → ``draft``, cancelled → ``cancelled`` owing nothing, else ``open``
   while ``outstanding_amount`` is not zero and ``paid`` when it is; a return (``is_return``,
   a credit note) keeps its negative total and outstanding and is marked ``credit_note``, so
@@ -391,12 +391,9 @@ def _order(
             f"({subtotal}) and taxes ({tax}) in minor units",
         )
     account, buyer, email = _buyer(doc, companies, updated_at)
-    if buyer is None and email is None:
-        return Rejected(
-            ext,
-            f"customer {doc.get('customer')!r} is a company and the order names no contact_person "
-            "or contact_email: the buyer cannot be identified",
-        )
+    if account is None and buyer is None and email is None:
+        return Rejected(ext, "the sales order names no customer: the buyer cannot be identified")
+    # a company's order without a contact person or email belongs to the account alone
     cancelled = int(doc.get("docstatus") or 0) == 2
     delivered = not cancelled and _number(doc.get("per_delivered")) >= 100
     order_type = str(doc.get("order_type") or "")

@@ -101,6 +101,9 @@ class _OdooStream(Stream):
     model: ClassVar[str]
     fields: ClassVar[list[str]]
     domain: ClassVar[list[Any]] = []
+    # Odoo returns ``limit`` rows unless fewer remain, so a short page ends the window
+    # (no empty probe). The conformance kit sets its own page size on a subclass.
+    page_size: ClassVar[int] = PAGE_SIZE
 
     def map_page(self, client: OdooClient, items: list[dict[str, Any]]) -> list[Any]:
         raise NotImplementedError
@@ -116,14 +119,14 @@ class _OdooStream(Stream):
                 domain=[*self.domain, *keyset(window.since, after)],
                 fields=self.fields,
                 order=ORDER,
-                limit=PAGE_SIZE,
+                limit=self.page_size,
             )
             if not isinstance(items, list):
                 raise VendorError(f"{self.model}.search_read: the answer is not a list")
             items = [i for i in items if isinstance(i, dict)]
             records = [r for r in self.map_page(client, items) if r is not None]
             next_page = None
-            if len(items) >= PAGE_SIZE:
+            if len(items) >= self.page_size:
                 last = items[-1]
                 if not isinstance(last.get("write_date"), str) or not isinstance(last.get("id"), int):
                     raise VendorError(f"{self.model}.search_read: a record without write_date or id")

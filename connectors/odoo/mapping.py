@@ -277,7 +277,8 @@ def buyer(
 ) -> tuple[CustomerRecord | None, str | None, str | None]:
     """``(customer, account, email)`` of a document's ``partner_id``, from the page's one
     batched read of its partners (``BUYER_FIELDS``): a company's contact → the person and
-    the company; a company itself → the account and its email (no person); a lone person
+    the company; a company itself → the account alone (the account keeps the document:
+    a person is never made of the company's own email, docs/accounts.md); a lone person
     → the person."""
     m = many2one(partner_id)
     if m is None:
@@ -285,7 +286,7 @@ def buyer(
     p = partners.get(m[0]) or {}
     commercial = ref(p.get("commercial_partner_id")) or ref(p.get("parent_id"))
     if p.get("is_company"):
-        return None, str(m[0]), fields.email(value(p.get("email")))
+        return None, str(m[0]), None
     person = CustomerRecord(external_id=str(m[0]), updated_at=updated_at, profile={})
     account = commercial if commercial and commercial != str(m[0]) else None
     return person, account, None
@@ -450,4 +451,5 @@ def _invoice(m: Mapping[str, Any], ext: str, partners: Mapping[int, Mapping[str,
         email=email,
         tax=tax,
         cancelled_at=updated_at if status == "cancelled" else None,
+        credit_note=sign < 0,
     )

@@ -271,7 +271,8 @@ class WebhookDelivery:
     topic: str
     records: list[Record]
     # why a verified delivery carries no record (e.g. the vendor could not be read again
-    # for it): the next sync catches up; logged, never an error
+    # for it: the next sync catches up), or what the tenant should fix in the vendor's
+    # webhook settings; logged by the worker, never an error
     note: str | None = None
 
 
@@ -298,6 +299,11 @@ class Connector:
     Config: ClassVar[type[BaseModel]]
     streams: ClassVar[tuple[type[Stream], ...]] = ()
     webhooks: ClassVar[bool] = False
+    # True when a verified delivery is only a hint (its signature carries no id or time, as
+    # Frappe's): the records come from reading the vendor again, never from the body, and a
+    # delivery the vendor cannot confirm carries none (``note`` says why). The conformance
+    # kit checks either promise.
+    webhook_hints: ClassVar[bool] = False
 
     def client(self, config: Any) -> Any:
         """The HTTP client for this vendor (base URL, auth). None for file connectors."""

@@ -58,7 +58,11 @@ The checks (method names; ``CHECKS`` holds one line each):
 - ``webhooks``: a signed delivery is accepted (with the lower-cased headers the intake
   passes) and parses to the record; forged (another secret), tampered (another body)
   and unsigned (signature headers removed) ones are rejected; a replay has the same
-  delivery id; a delivery of the record changed since has another.
+  delivery id; a delivery of the record changed since has another. Then where the
+  records come from, as the connector declares (``Connector.webhook_hints``): a hint's
+  come from the vendor read again (a delivery from before a change parses to the
+  current version; with the vendor failing it parses to nothing, with a ``note``); a
+  delivery that carries its record parses to it even while the vendor cannot be read.
 
 A check that cannot apply is reported as SKIPPED with the reason, never passed in
 silence, and only by declaration: ``webhooks`` when the connector declares ``webhooks =
@@ -88,7 +92,8 @@ CHECKS = {
     "throttling": "429 + Retry-After: slept the vendor's seconds, or paused (RateLimited) and resumed",
     "auth": "401/403: check raises CheckFailed (auth), a read raises kind auth, no retry",
     "server_errors": "5xx retried; a vendor that keeps failing ends the read as kind vendor",
-    "webhooks": "signed accepted, forged/tampered/unsigned rejected, a replay keeps its delivery id",
+    "webhooks": "signed accepted, forged/tampered/unsigned rejected, a replay keeps its delivery id; "
+    "records from the vendor's current state (hints) or the body, as declared",
 }
 # what an adapter may declare not applicable, with a reason, and only for a file connector
 DECLARABLE = ("incremental", "throttling", "auth", "server_errors")
@@ -484,5 +489,28 @@ class ConnectorConformance:
         assert replay == delivery_id, "a replayed delivery must keep its delivery id"
         kit.adapter.update(xid, at(60))
         changed_headers, changed_body = kit.adapter.webhook(xid)
-        changed = conn.webhook_delivery_id({k.lower(): v for k, v in changed_headers.items()}, changed_body)
+        changed_lowered = {k.lower(): v for k, v in changed_headers.items()}
+        changed = conn.webhook_delivery_id(changed_lowered, changed_body)
         assert changed != delivery_id, "a delivery of the changed record must not pass for a replay"
+
+        # where a delivery's records come from: the vendor read again (a hint), or the body
+        changed_kept = {k: v for k, v in changed_lowered.items() if k.startswith("x-") or k in PARSE_HEADERS}
+        current = conn.parse_webhook(config, changed_kept, changed_body).records
+        kit.adapter.fail_next(50, 503)  # the vendor cannot be read now
+        try:
+            down = conn.parse_webhook(config, kept, body)
+        finally:
+            kit.adapter.clear_faults()
+        if kit.cls.webhook_hints:
+            stale = conn.parse_webhook(config, kept, body).records  # the delivery from before the change
+            assert [getattr(r, "updated_at", None) for r in stale] == [
+                getattr(r, "updated_at", None) for r in current
+            ], "a hint's records come from the vendor's current state, never from the (older) delivery"
+            assert down.records == [] and down.note, (
+                f"a hint the vendor cannot confirm must write nothing and say why: {down.records!r}, {down.note!r}"
+            )
+        else:
+            assert [r.external_id for r in down.records] == [xid], (
+                f"{kit.cls.name} declares webhook_hints = False: a delivery carries its record and parses "
+                f"to it while the vendor cannot be read, but parsed {down.records!r} (note {down.note!r})"
+            )

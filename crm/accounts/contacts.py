@@ -28,7 +28,7 @@ LINK_FIELDS = ("account_id", "account_role", "account_link")
 @dataclass
 class Linked:
     contact: Contact | None
-    status: str  # created | updated | unchanged
+    status: str  # created | updated (moved, or another role) | unchanged
 
 
 def to_contact(item: ContactItem, profile: CustomerItem | None) -> Contact:
@@ -157,7 +157,12 @@ def link(
             tx.run()
         except Cancelled:
             continue  # the profile changed meanwhile: read again
-        status = "created" if not isinstance(contact, ContactItem) else "updated"
+        if not isinstance(contact, ContactItem):
+            status = "created"
+        elif current == account_id and contact.role == role:
+            status = "unchanged"  # only the vendor's stamp moved: nothing a user sees changed
+        else:
+            status = "updated"
         return Linked(to_contact(item, profile), status)
     raise Conflict("the customer is being changed by many requests at once; retry", code="transaction_conflict")
 

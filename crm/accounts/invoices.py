@@ -53,13 +53,14 @@ def owed(status: str | None, data: dict[str, Any] | None, account_id: str | None
 
 def overdue(status: str, data: dict[str, Any], now: str | None = None) -> bool:
     due = data.get("due_at")
-    return bool(status == "open" and due and data.get("outstanding") and due < (now or clock.now_iso()))
+    # a credit note (negative outstanding) is owed by the seller: never overdue
+    return bool(status == "open" and due and (data.get("outstanding") or 0) > 0 and due < (now or clock.now_iso()))
 
 
 def brief(invoice_id: str, status: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"id": invoice_id, "number": data["number"], "status": status, "currency": data["currency"],
             "total": data["total"], "outstanding": data["outstanding"], "issued_at": data["issued_at"],
-            "due_at": data.get("due_at")}  # fmt: skip
+            "due_at": data.get("due_at"), **({"credit_note": True} if data.get("credit_note") else {})}  # fmt: skip
 
 
 def with_brief(recent: list[dict[str, Any]], entry: dict[str, Any] | None, drop: str | None = None) -> list[dict]:

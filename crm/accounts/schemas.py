@@ -37,6 +37,8 @@ Role = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
 ]
 InvoiceStatus = Literal["draft", "open", "paid", "cancelled"]
+# a credit note's amounts are negative (what is owed back): the account's balance is the plain sum
+SignedMoney = Annotated[int, Field(ge=-(10**12), le=10**12, description="minor units; negative on a credit note")]
 OrderState = Literal["placed", "paid", "fulfilled", "cancelled", "partially_refunded", "refunded"]
 
 
@@ -165,6 +167,7 @@ class InvoiceSummary(BaseModel):
     outstanding: int
     issued_at: str
     due_at: str | None = None
+    credit_note: bool = Field(default=False, description="a credit note: total and outstanding are negative")
 
 
 class Invoice(BaseModel):
@@ -190,6 +193,8 @@ class Invoice(BaseModel):
     lines: list[LineItem] = []
     paid_at: str | None = None
     cancelled_at: str | None = None
+    credit_note: bool = Field(default=False, description="a credit note (a return): amounts negative, owed back")
+    return_against: str | None = Field(default=None, description="the credited invoice's external id, when known")
     source_updated_at: str | None = Field(default=None, description="the vendor's time of this version")
     created_at: str
     updated_at: str
@@ -225,16 +230,27 @@ class InvoiceWrite(_Strict):
     issued_at: Timestamp
     due_at: Timestamp | None = None
     payment_terms: PaymentTerms | None = None
-    total: Money
-    outstanding: Money
-    tax: Money = 0
+    total: SignedMoney
+    outstanding: SignedMoney
+    tax: SignedMoney = 0
     lines: list[LineItem] = Field(default=[], max_length=250)
     paid_at: Timestamp | None = None
     cancelled_at: Timestamp | None = None
+    credit_note: bool = False
+    return_against: Annotated[str, StringConstraints(min_length=1, max_length=140)] | None = None
 
     @model_validator(mode="after")
     def _owed(self) -> InvoiceWrite:
-        if self.outstanding > self.total:
+        """An invoice owes at most its total; a credit note (ERPNext return, Odoo refund)
+        owes back at most its total, so all its amounts are negative or zero."""
+        sign = -1 if self.credit_note else 1
+        for name in ("total", "outstanding", "tax"):
+            if sign * getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name} {getattr(self, name)} must be {'at most' if self.credit_note else 'at least'} 0 "
+                    f"on {'a credit note' if self.credit_note else 'an invoice'}"
+                )
+        if sign * self.outstanding > sign * self.total:
             raise ValueError(f"outstanding {self.outstanding} exceeds the total {self.total}")
         return self
 

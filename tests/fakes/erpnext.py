@@ -353,12 +353,15 @@ class FakeFrappe(FakeVendor):
 
     # webhooks -----------------------------------------------------------------------------
     @staticmethod
-    def webhook(doctype: str, name: str, secret: str, *, body: Any = None) -> tuple[dict[str, str], bytes]:
+    def webhook(doctype: str, name: str, secret: str, *, body: Any = None,
+                modified: str | None = None) -> tuple[dict[str, str], bytes]:
         """Headers and raw body of a delivery as Frappe sends it: the body is ``json.dumps`` of
-        the webhook's data (by default the documented ``{"doctype", "name"}``), and
-        ``X-Frappe-Webhook-Signature`` its base64 HMAC-SHA256 with ``secret`` (a wrong secret
-        gives a forged one; sending the same pair twice is a replay)."""
-        data = body if body is not None else {"doctype": doctype, "name": name}
+        the webhook's data (by default ``{"doctype", "name"}``, plus ``modified`` when given, as
+        docs/connectors.md has the webhook's JSON send it), and ``X-Frappe-Webhook-Signature``
+        its base64 HMAC-SHA256 with ``secret`` (a wrong secret gives a forged one; sending the
+        same pair twice is a replay)."""
+        data = body if body is not None else {"doctype": doctype, "name": name,
+                                              **({"modified": modified} if modified else {})}
         raw = data if isinstance(data, bytes) else json.dumps(data).encode()
         signature = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode()
         return {"Content-Type": "application/json", "X-Frappe-Webhook-Signature": signature}, raw

@@ -29,7 +29,8 @@ Behaviour:
 - Test controls: ``add_company`` / ``add_person`` / ``add_order`` / ``add_invoice``,
   ``seed_partners`` / ``seed_orders`` / ``seed_invoices`` (many records sharing one
   ``write_date``), ``touch`` (a later vendor-side change), ``no_api_plan`` (the database's
-  plan has no external API), and :class:`tests.fakes.FakeVendor`'s ``fail_next`` /
+  plan has no external API), ``max_page_size`` (``search_read`` returns at most that many,
+  as the conformance kit asks), and :class:`tests.fakes.FakeVendor`'s ``fail_next`` /
   ``throttle_next`` / counters; ``rpc_calls`` logs every request (api, path, headers, body).
 """
 
@@ -584,9 +585,10 @@ class FakeOdoo(FakeVendor):
             )
         with self.lock:
             if method == "search_read":
-                rows = self._search(
-                    model, kwargs.get("domain"), kwargs.get("offset") or 0, kwargs.get("limit"), kwargs.get("order")
-                )
+                limit = kwargs.get("limit")
+                if self.max_page_size and model not in ("res.company",):  # the kit's cap (fakes.md)
+                    limit = self.page_size(limit) if limit else self.max_page_size
+                rows = self._search(model, kwargs.get("domain"), kwargs.get("offset") or 0, limit, kwargs.get("order"))
                 return self._render(model, rows, kwargs.get("fields"))
             if method == "search_count":
                 return len(self._search(model, kwargs.get("domain")))

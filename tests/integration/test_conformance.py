@@ -9,7 +9,9 @@ Each adapter is the connector's fake behind the kit's nine methods; docs/connect
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from rapport_acme import Acme, AcmeConfig, Contacts
 
@@ -17,6 +19,8 @@ from connectors.aftership import AfterShip
 from connectors.csvfile import Config as CsvConfig
 from connectors.csvfile import CsvFile
 from connectors.easypost import EasyPost
+from connectors.erpnext import ERPNext, ERPNextConfig
+from connectors.odoo import Odoo, OdooConfig
 from connectors.sdk.base import Page, ReadContext
 from connectors.sdk.conformance import ConformanceAdapter, ConnectorConformance, Mode
 from connectors.sdk.errors import CheckFailed, VendorError
@@ -26,6 +30,11 @@ from tests.fakes import FakeShop
 from tests.fakes.acme import AcmeServer
 from tests.fakes.aftership import FakeAfterShip
 from tests.fakes.easypost import FakeEasyPost
+from tests.fakes.erpnext import TIME_ZONE, FakeFrappe, customer_doc, sales_invoice_doc
+from tests.fakes.odoo import API_KEY as ODOO_KEY
+from tests.fakes.odoo import DATABASE as ODOO_DATABASE
+from tests.fakes.odoo import LOGIN as ODOO_LOGIN
+from tests.fakes.odoo import FakeOdoo
 from tests.fakes.shopify import FakeShopify
 from tests.fakes.uploads import MAPPING, UPLOAD_ID, FakeUploads
 from tests.fakes.woocommerce import FakeWooCommerce
@@ -164,6 +173,135 @@ class AcmeAdapter(ConformanceAdapter):
         self.server.clear_faults()
 
 
+class ERPNextAdapter(ConformanceAdapter):
+    """ERPNext's fake site (tests/fakes/erpnext.py) in its own time zone (Asia/Kolkata):
+    the kit's UTC times are written as the site's naive wall times, as Frappe keeps them.
+    The site serves at most ``page_size`` rows whatever the connector asks (a proxy's
+    limit): the connector's keyset paging must not take a short page for the last."""
+
+    connector = ERPNext
+    stream = "customers"
+    doctype: ClassVar[str] = "Customer"
+
+    def start(self) -> None:
+        self.site = FakeFrappe()
+        self.site.max_page_length = self.page_size
+        self.site.start()
+        self.count = 0
+
+    def stop(self) -> None:
+        self.site.stop()
+
+    def config(self) -> ERPNextConfig:
+        return ERPNextConfig(base_url=self.site.url, api_key=self.site.key, api_secret=self.site.secret,
+                             webhook_secret=SECRET)
+
+    @staticmethod
+    def site_time(updated_at: str) -> datetime:
+        return datetime.fromisoformat(updated_at).astimezone(ZoneInfo(TIME_ZONE)).replace(
+            tzinfo=None)
+
+    def document(self, name: str) -> dict[str, Any]:
+        return customer_doc(name)
+
+    def seed(self, updated_at: Sequence[str]) -> list[str]:
+        names = []
+        for at in updated_at:
+            self.count += 1
+            name = f"{self.doctype} {self.count:05d}"  # names sort in seeding order: the tie-break
+            self.site.put(self.document(name), self.site_time(at))
+            names.append(name)
+        return names
+
+    def update(self, external_id: str, updated_at: str) -> None:
+        self.site.touch(self.doctype, external_id, self.site_time(updated_at))
+
+    def fail_next(self, count: int, status: int, headers: dict[str, str] | None = None) -> None:
+        self.site.fail_next(count, status, headers)
+
+    def clear_faults(self) -> None:
+        self.site.clear_faults()
+
+    def webhook(self, external_id: str, *, forged: bool = False) -> tuple[dict[str, str], bytes]:
+        """The documented body, ``{"doctype", "name", "modified"}``: a hint the connector
+        confirms by reading the document again (the kit checks the record it parses to)."""
+        modified = self.site.docs[self.doctype][external_id]["modified"]
+        return self.site.webhook(self.doctype, external_id, "forged-secret" if forged else SECRET, modified=modified)
+
+
+class ERPNextInvoices(ERPNextAdapter):
+    stream = "sales_invoices"
+    doctype = "Sales Invoice"
+
+    def start(self) -> None:
+        super().start()
+        self.site.put(customer_doc("Acme GmbH"), datetime(2024, 1, 1))
+
+    def document(self, name: str) -> dict[str, Any]:
+        return sales_invoice_doc(name, "Acme GmbH")
+
+
+class KitOdoo(Odoo):
+    """Odoo with the kit's page size: Odoo returns ``limit`` rows unless fewer remain, so
+    the connector ends a window on a short page; the kit's capped fake would look like
+    the end with the production size (200), so the streams ask for the kit's size."""
+
+    streams = tuple(type(s.__name__, (s,), {"page_size": ConformanceAdapter.page_size}) for s in Odoo.streams)
+
+
+class OdooPartners(ConformanceAdapter):
+    """Odoo's fake (JSON-2, an Odoo 19) capped at ``page_size`` rows a page; Odoo sends no
+    signed webhooks (``webhooks = False``: the kit verifies every delivery is refused)."""
+
+    connector = KitOdoo
+    stream = "partners"
+    api: ClassVar[str] = "json2"
+
+    def start(self) -> None:
+        self.fake = FakeOdoo(self.api)
+        self.fake.max_page_size = self.page_size
+        self.fake.start()
+        self.count = 0
+
+    def stop(self) -> None:
+        self.fake.stop()
+
+    def config(self) -> OdooConfig:
+        return OdooConfig(base_url=self.fake.url, database=ODOO_DATABASE, api_key=ODOO_KEY,
+                          username=ODOO_LOGIN if self.api == "jsonrpc" else None)
+
+    def add(self, write_date: str) -> int:
+        self.count += 1
+        return self.fake.add_company(f"Company {self.count:05d}", write_date=write_date)
+
+    def seed(self, updated_at: Sequence[str]) -> list[str]:
+        return [str(self.add(at)) for at in updated_at]  # ids ascend: the tie-break on id
+
+    def update(self, external_id: str, updated_at: str) -> None:
+        self.fake.touch(self.model, int(external_id), write_date=updated_at)
+
+    model: ClassVar[str] = "res.partner"
+
+    def fail_next(self, count: int, status: int, headers: dict[str, str] | None = None) -> None:
+        self.fake.fail_next(count, status, headers)
+
+    def clear_faults(self) -> None:
+        self.fake.clear_faults()
+
+
+class OdooInvoices(OdooPartners):
+    stream = "invoices"
+    model = "account.move"
+    api = "jsonrpc"  # an Odoo 17, over execute_kw
+
+    def start(self) -> None:
+        super().start()
+        self.partner = self.fake.add_company("Billed GmbH", write_date="2024-01-01T00:00:00Z")
+
+    def add(self, write_date: str) -> int:
+        return self.fake.add_invoice(self.partner, 100.0, write_date=write_date)
+
+
 class TestShopifyCustomersConformance(ConnectorConformance):
     adapter = ShopifyCustomers
 
@@ -178,6 +316,22 @@ class TestWooCommerceCustomersConformance(ConnectorConformance):
 
 class TestWooCommerceOrdersConformance(ConnectorConformance):
     adapter = WooOrders
+
+
+class TestERPNextCustomersConformance(ConnectorConformance):
+    adapter = ERPNextAdapter
+
+
+class TestERPNextInvoicesConformance(ConnectorConformance):
+    adapter = ERPNextInvoices
+
+
+class TestOdooPartnersConformance(ConnectorConformance):
+    adapter = OdooPartners
+
+
+class TestOdooInvoicesConformance(ConnectorConformance):
+    adapter = OdooInvoices
 
 
 class TestCsvConformance(ConnectorConformance):
@@ -331,3 +485,33 @@ class TestEasyPostConformance(ConnectorConformance):
 
 class TestAfterShipConformance(ConnectorConformance):
     adapter = AfterShipShipments
+class UnversionedHooks(ERPNextAdapter):
+    """Frappe webhooks set up with the body ``{"doctype", "name"}`` alone."""
+
+    def webhook(self, external_id: str, *, forged: bool = False) -> tuple[dict[str, str], bytes]:
+        return self.site.webhook(self.doctype, external_id, "forged-secret" if forged else SECRET)
+
+
+class HintShopify(Shopify):
+    """Claims its deliveries are hints, but falls back on the body when the shop is down."""
+
+    webhook_hints = True
+
+
+class TrustingERPNext(ERPNext):
+    """Claims its deliveries carry their records, but writes nothing while the site is down."""
+
+    webhook_hints = False
+
+
+def test_the_kit_fails_webhooks_whose_deliveries_of_a_changed_record_look_like_replays():
+    # the body's digest is the delivery id: without `modified` every delivery of a document
+    # is the same one, and the intake drops later changes as duplicates (docs/connectors.md)
+    assert "must not pass for a replay" in kit_failure(UnversionedHooks, "test_webhooks")
+
+
+def test_the_kit_holds_a_connector_to_where_it_says_webhook_records_come_from():
+    adapter = type("A", (ShopifyCustomers,), {"connector": HintShopify})
+    assert "must write nothing and say why" in kit_failure(adapter, "test_webhooks")
+    adapter = type("A", (ERPNextAdapter,), {"connector": TrustingERPNext})
+    assert "declares webhook_hints = False" in kit_failure(adapter, "test_webhooks")

@@ -202,7 +202,7 @@ def _kw(c: dict) -> dict:
 
 
 def test_a_second_shared_by_more_records_than_a_page_loses_and_repeats_nothing(fake, monkeypatch):
-    monkeypatch.setattr(odoo, "PAGE_SIZE", 50)
+    monkeypatch.setattr(odoo._OdooStream, "page_size", 50)
     company = fake.add_company("Bulk Import AG", write_date="2024-03-01T11:59:59Z")
     people = fake.seed_partners(130, write_date=TIE, parent=company)
     later = fake.add_person("After The Import", write_date="2024-03-01T12:00:01Z")
@@ -222,7 +222,7 @@ def test_a_second_shared_by_more_records_than_a_page_loses_and_repeats_nothing(f
 
 
 def test_every_checkpoint_resumes_exactly(fake, monkeypatch):
-    monkeypatch.setattr(odoo, "PAGE_SIZE", 40)
+    monkeypatch.setattr(odoo._OdooStream, "page_size", 40)
     company = fake.add_company("Resume GmbH", write_date="2024-03-01T11:00:00Z")
     fake.seed_orders(60, company, write_date=TIE)
     fake.seed_orders(30, company, write_date="2024-03-01T12:00:02Z")
