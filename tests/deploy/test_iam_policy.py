@@ -295,6 +295,7 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     _drive_connections(call, tenant)
     _drive_csv_import(call)
     _drive_shipments(call)
+    _drive_accounts(call, tenant)
     served.add("openapi")
     return served
 
@@ -510,6 +511,34 @@ def _drive_shipments(call) -> None:
         fake.scan("IAM0001", "delivered", "2026-01-03T00:00:00Z")
         headers, payload = fake.signed_webhook("s", "IAM0001")
         call(None, "POST", f"/v1/hooks/{con}", 202, headers=headers, content=payload)
+
+
+def _drive_accounts(call, tenant) -> None:
+    """B2B accounts: create (guards in a transaction), get, a PATCH with If-Match, list,
+    the name search (gsi2) and the external-id lookup, a contact linked, listed and
+    unlinked, the account 360 (Query + BatchGetItem), and invoices (written by the sink as
+    an ERP sync writes them) listed by account and read by id."""
+    from connectors import sink
+    from connectors.sdk.base import InvoiceRecord
+
+    acc = call("createAccount", "POST", "/v1/accounts", 201, headers={"Idempotency-Key": "acc1"},
+               json={"name": "IAM Corp", "external_ids": {"erpnext": "IAM-C"}}).json()
+    path = f"/v1/accounts/{acc['id']}"
+    call("getAccount", "GET", path, 200)
+    call("updateAccount", "PATCH", path, 200, headers={"If-Match": f'"{acc["version"]}"'},
+         json={"payment_terms": "Net 30"})
+    call("listAccounts", "GET", "/v1/accounts", 200)
+    call(None, "GET", "/v1/accounts", 200, params={"name": "iam"})
+    call("lookupAccounts", "GET", "/v1/accounts/lookup", 200, params={"source": "erpnext", "external_id": "IAM-C"})
+    who = call(None, "POST", "/v1/customers", 201, json={"email": "iam-contact@example.com"}).json()["id"]
+    call("linkAccountContact", "POST", path + "/contacts", 201, json={"customer_id": who, "role": "Buyer"})
+    call("listAccountContacts", "GET", path + "/contacts", 200)
+    sink.write(tenant.ctx, "erpnext", "sales_invoices", [InvoiceRecord(
+        "IAM-INV", "2026-01-02T00:00:00Z", "IAM-INV", "EUR", "2026-01-01T00:00:00Z", 1000, 1000, account="IAM-C")])
+    call("getAccount360", "GET", path + "/360", 200)
+    invoices = call("listInvoices", "GET", "/v1/invoices", 200, params={"account_id": acc["id"]}).json()["data"]
+    call("getInvoice", "GET", f"/v1/invoices/{invoices[0]['id']}", 200)
+    call("unlinkAccountContact", "DELETE", f"{path}/contacts/{who}", 204)
 
 
 def _drive_billing(call, double) -> None:
