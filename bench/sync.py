@@ -1,14 +1,16 @@
-"""Connector sync throughput: records per second through a Shopify backfill on one core
-(fetch, parse, map, resolve identities, write), as a ratio against a baseline that only
-parses the same vendor JSON; and DynamoDB requests per 100 records synced.
+"""Connector sync throughput: records per second through a connector's backfill on one
+core (fetch, parse, map, resolve identities, write), as a ratio against a baseline that
+only parses the same vendor JSON; and DynamoDB requests per 100 records synced.
 
-Setup: the local emulator (rapport/emulator.py, in this process) and the fake Shopify
-(tests/fakes/shopify.py, which replays shopify_python_api's fixtures) with N customers
-and N orders (each order with its buyer embedded). Then, in the same run:
+``--connector shopify|woocommerce|erpnext|odoo|all`` (default shopify). Setup: the local
+emulator (rapport/emulator.py, in this process) and the connector's fake vendor
+(tests/fakes/*.py: vendor-shaped payloads) seeded with about N records of each kind (each
+connector's heading says what). Then, per connector, in the same run:
 
-1. baseline: ``json.loads`` of every page body the sync will fetch (fetched once
-   beforehand, so no HTTP), i.e. only parsing the vendor JSON;
-2. map: parsing + the connector's mapping into Rapport records (no writes);
+1. baseline: ``json.loads`` of every vendor reply a backfill reads (recorded once by a
+   read-only pass through the connector's streams, so no HTTP), i.e. only parsing;
+2. map: parsing + the connector's paging and mapping into Rapport records, its streams
+   read again over the recorded replies (no network, no writes);
 3. sync: a backfill run through ``connectors.runner`` (HTTP to the fake vendor, mapping,
    identity resolution, batch writes, checkpoints), then an incremental run that finds
    nothing new, then a re-run backfill (every record unchanged).
@@ -18,9 +20,10 @@ answers from its own threads, so its work (moto's, not DynamoDB's) is left out, 
 everything Rapport does per record (botocore serialization included) is in. Each figure
 is printed as a ratio to the baseline, never as an absolute claim. DynamoDB requests
 are counted with botocore hooks (bench/requests_per_operation.py's ClientCounter).
+Records the sink does not write (yet) are read and mapped, and said so under the tables.
 
-    python3 -m uv run python bench/sync.py              # N = 2000, about a minute
-    python3 -m uv run python bench/sync.py --records 500
+    python3 -m uv run python bench/sync.py              # Shopify, N = 2000, about a minute
+    python3 -m uv run python bench/sync.py --connector all --records 500
 """
 from __future__ import annotations
 
@@ -29,7 +32,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -40,24 +46,119 @@ from bench.requests_per_operation import ClientCounter, ServerCounter, fmt, star
 TABLE = "rapport-bench-sync"
 
 
-def fetch_pages(shop) -> list[bytes]:
-    """Every page body a backfill fetches, in order (for the parse-only baseline)."""
-    import httpx
+@dataclass
+class Vendor:
+    """A connector's fake vendor for the bench: ``start(n)`` returns the running fake
+    (a context manager, already entered) seeded with about ``n`` records of each kind,
+    and the connection config that reaches it."""
 
-    from connectors.sdk.paging import link_next
-
-    bodies = []
-    with httpx.Client(headers={"X-Shopify-Access-Token": shop.token}) as http:
-        for kind in ("customers", "orders"):
-            url = f"{shop.url}/admin/api/2024-04/{kind}.json?limit=250" + ("&status=any" if kind == "orders" else "")
-            while url:
-                r = http.get(url)
-                bodies.append(r.content)
-                url = link_next(r)
-    return bodies
+    connector: str
+    what: str  # what ``--records n`` seeds, for the heading
+    start: Callable[[int], tuple[Any, dict[str, Any]]]
 
 
-def warm_up(url: str, token: str) -> None:
+def _shopify(n: int) -> tuple[Any, dict[str, Any]]:
+    from tests.fakes.shopify import FakeShopify
+
+    shop = FakeShopify().__enter__()
+    shop.seed(customers=n, orders=n)
+    return shop, {"shop_url": shop.url, "access_token": shop.token}
+
+
+def _woocommerce(n: int) -> tuple[Any, dict[str, Any]]:
+    from tests.fakes.woocommerce import FakeWooCommerce
+
+    shop = FakeWooCommerce().__enter__()
+    shop.seed(customers=n, orders=n)
+    return shop, {"store_url": shop.url, "consumer_key": shop.key, "consumer_secret": shop.secret}
+
+
+def _erpnext(n: int) -> tuple[Any, dict[str, Any]]:
+    """n customers (every other one a company, with a contact and an address), a
+    submitted sales order and a sales invoice per customer."""
+    from tests.fakes import erpnext as fake
+
+    site = fake.FakeFrappe().__enter__()
+    for i in range(n):
+        name = f"Customer {i:05d}"
+        company = i % 2 == 0
+        site.put(fake.customer_doc(name, company=company, email_id=f"buyer.{i}@example.com"))
+        if company:
+            site.put(fake.contact_doc(f"Contact {i:05d}-{name}", "Max", f"Muster{i}", customer=name,
+                                      email=f"contact.{i}@example.com"))
+            site.put(fake.address_doc(f"{name}-Billing", customer=name))
+        contact = f"Contact {i:05d}-{name}" if company else None  # a company's order names its buyer
+        site.put(fake.sales_order_doc(f"SAL-ORD-2024-{i:05d}", name, contact=contact))
+        site.put(fake.sales_invoice_doc(f"ACC-SINV-2024-{i:05d}", name, order=f"SAL-ORD-2024-{i:05d}"))
+    return site, {"base_url": site.url, "api_key": site.key, "api_secret": site.secret}
+
+
+def _odoo(n: int) -> tuple[Any, dict[str, Any]]:
+    """n/10 companies with 9 contacts each, and per company 10 sale orders and 10 invoices."""
+    from tests.fakes import odoo as fake
+
+    server = fake.FakeOdoo("json2").__enter__()
+    for c in range(max(1, n // 10)):
+        stamp = fake.odoo_time(fake.epoch(fake.BASE_TIME) + 60 + c)
+        company = server.add_company(f"Company {c:05d}", write_date=stamp, email=f"office.{c}@example.com")
+        for p in range(9):
+            server.add_person(f"Person {c:05d}-{p} Example", parent=company, write_date=stamp,
+                              email=f"person.{c}.{p}@example.com")
+        server.seed_orders(10, company, write_date=stamp)
+        server.seed_invoices(10, company, write_date=stamp)
+    return server, {"base_url": server.url, "database": server.database, "api_key": server.key}
+
+
+VENDORS = {
+    "shopify": Vendor("shopify", "{n} customers + {n} orders (each with its buyer embedded)", _shopify),
+    "woocommerce": Vendor("woocommerce", "{n} customers + {n} orders", _woocommerce),
+    "erpnext": Vendor("erpnext", "{n} customers (half companies, with a contact and an address), "
+                      "{n} sales orders, {n} sales invoices", _erpnext),
+    "odoo": Vendor("odoo", "{n} partners (a company per 10), {n} sale orders, {n} invoices", _odoo),
+}
+
+
+def reader(connector: str, config: dict[str, Any]) -> Callable[..., int]:
+    """``read(record=None, replay=None)``: every page of a backfill's streams, read and
+    mapped as the runner reads them, with no writes; returns the number of records.
+    ``record`` collects the vendor's replies; ``replay`` answers from such a list instead
+    of the network (parse + map only). The HTTP client is made once, outside any timing."""
+    from connectors import connections
+    from connectors.sdk.base import ReadContext
+
+    cls = connections.connector(connector)
+    cfg = cls.Config.model_validate(config)
+    client = cls().client(cfg)
+    send = client.request
+
+    def key(method: str, url: str, kwargs: dict[str, Any]) -> str:
+        return json.dumps([method, url, kwargs], sort_keys=True, default=str)
+
+    def read(record: list[Any] | None = None, replay: list[Any] | None = None) -> int:
+        if replay is not None:  # by request, in order: a client may skip what it cached (Odoo's API version)
+            replies: dict[str, list[Any]] = {}
+            for k, response in replay:
+                replies.setdefault(k, []).append(response)
+            client.request = lambda method, url, **kwargs: replies[key(method, url, kwargs)].pop(0)
+        else:
+            def recording(method: str, url: str, **kwargs: Any) -> Any:
+                response = send(method, url, **kwargs)
+                if record is not None:
+                    record.append((key(method, url, kwargs), response))
+                return response
+
+            client.request = recording
+        rc = ReadContext(config=cfg, client=client, mode="backfill")
+        records = 0
+        for stream_cls in cls.streams:
+            for page in stream_cls().read(rc, {"cursor": None}):
+                records += len(page.records)
+        return records
+
+    return read
+
+
+def warm_up(vendor: Vendor) -> None:
     """A small sync under another tenant, before anything is measured: it imports every
     module a sync loads lazily and fills the key and plan caches' code paths."""
     from connectors import connections, runner
@@ -65,15 +166,15 @@ def warm_up(url: str, token: str) -> None:
     from crm import tenants
     from crm.context import TenantContext
     from crm.storage import BillingItem
-    from tests.fakes.shopify import FakeShopify
 
-    with FakeShopify() as small:
-        small.seed(customers=5, orders=5)
-        ctx = TenantContext(tenants.create("warm-up").id)
+    small, config = vendor.start(10)
+    try:
+        ctx = TenantContext(tenants.create(f"warm-up {vendor.connector}").id)
         BillingItem(ctx.prefix, "BILLING", plan="scale", status="active", updated_at="2026-01-01T00:00:00Z").save()
-        conn = connections.create(ctx, ConnectionCreate(
-            connector="shopify", name="warm-up", config={"shop_url": small.url, "access_token": small.token}))
+        conn = connections.create(ctx, ConnectionCreate(connector=vendor.connector, name="warm-up", config=config))
         runner.run_to_end(ctx, conn.id, connections.start_run(ctx, conn.id, "backfill", "cli").id)
+    finally:
+        small.__exit__(None, None, None)
 
 
 def best_of(times: int, work) -> float:
@@ -86,29 +187,121 @@ def best_of(times: int, work) -> float:
     return best
 
 
-def map_all(bodies: list[bytes], mapping) -> None:
-    for body in (json.loads(b) for b in bodies):
-        for c in body.get("customers", []):
-            mapping.customer(c)
-        for o in body.get("orders", []):
-            mapping.order(o, {})
-
-
 def per_record(seconds: float, records: int) -> float:
     return seconds / records if records else float("nan")
 
 
+@dataclass
+class Measured:
+    vendor: Vendor
+    n: int
+    records: int  # what a backfill reads
+    replies: int  # vendor replies parsed by the baseline
+    baseline: float  # CPU seconds: json.loads of every reply
+    mapped: float  # CPU seconds: parse + map (replayed replies, no writes)
+    rows: list[tuple[str, Any, int, float, Any]] = field(default_factory=list)  # label, run, read, cpu, calls
+
+
+def measure(vendor: Vendor, n: int, counter: ClientCounter, server_counter: ServerCounter) -> Measured:
+    from connectors import connections, runner
+    from connectors.schemas import ConnectionCreate
+    from crm import tenants
+    from crm.context import TenantContext
+    from crm.storage import BillingItem
+
+    fake, config = vendor.start(n)
+    try:
+        read = reader(vendor.connector, config)
+        replies: list[Any] = []
+        records = read(record=replies)
+        bodies = [r.content for _, r in replies if r.content]
+        # the least CPU of a few repetitions: one pass over a few MB is short enough for
+        # a scheduler hiccup to move it, and every figure is a ratio to it
+        baseline = best_of(5, lambda: [json.loads(b) for b in bodies])
+        mapped = best_of(3, lambda: read(replay=replies))
+        out = Measured(vendor, n, records, len(bodies), baseline, mapped)
+
+        warm_up(vendor)  # imports are a cold start's cost (bench/cold_start.py), not a sync's
+        ctx = TenantContext(tenants.create(f"bench {vendor.connector}").id)
+        # the scale plan: the free plan's 500 customers would reject the rest of a larger run
+        BillingItem(ctx.prefix, "BILLING", plan="scale", status="active", updated_at="2026-01-01T00:00:00Z").save()
+        conn = connections.create(ctx, ConnectionCreate(connector=vendor.connector, name="bench", config=config))
+        for label, mode in (("backfill (all new)", "backfill"), ("incremental (nothing new)", "incremental"),
+                            ("backfill again (all unchanged)", "backfill")):
+            run_id = connections.start_run(ctx, conn.id, mode, "cli").id
+            counter.take()
+            server_counter.take()
+            cpu = time.thread_time()
+            runner.run_to_end(ctx, conn.id, run_id)
+            cpu = time.thread_time() - cpu
+            calls, _ = counter.take()
+            arrived = server_counter.take()
+            if sum(calls.values()) != sum(arrived.values()):
+                raise SystemExit(f"counted {sum(calls.values())} requests but the emulator received "
+                                 f"{sum(arrived.values())}")
+            run = connections.get_run(ctx, conn.id, run_id)
+            if run.status != "succeeded":
+                raise SystemExit(f"{vendor.connector} {label}: the run {run.status}: {run.error_detail}")
+            got = sum(s.read for s in run.streams.values())
+            out.rows.append((label, run, got, cpu, calls))
+    finally:
+        fake.__exit__(None, None, None)
+    return out
+
+
+def report(console: Any, m: Measured) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]{m.vendor.connector} backfill of " + m.vendor.what.format(n=m.n) + f"[/] "
+                  f"({m.records} records in {m.replies} vendor replies)\n")
+    t = Table(title=f"{m.vendor.connector}: CPU per record of the sync thread, as a ratio to parsing the vendor JSON")
+    for col in ("work", "records", "× parse-only"):
+        t.add_column(col, justify="right" if col != "work" else "left")
+    base = per_record(m.baseline, m.records)
+    t.add_row("parse the vendor JSON (baseline)", str(m.records), "1.0×")
+    t.add_row("parse + map to Rapport records", str(m.records), f"{per_record(m.mapped, m.records) / base:.1f}×")
+    for label, _run, read, cpu, _ in m.rows:
+        t.add_row(f"sync: {label}", str(read), f"{per_record(cpu, read) / base:.1f}×" if read else
+                  f"(no records; {cpu * 1000:.0f} ms CPU in all)")
+    console.print(t)
+    console.print(f"(the baseline: {m.baseline * 1000:.0f} ms of CPU to parse {m.replies} replies)")
+    console.print(f"So one core syncs about 1/{per_record(m.rows[0][3], m.rows[0][2]) / base:.0f} of the records "
+                  "per second it could only parse; the rest of a sync's time is the vendor and DynamoDB.\n")
+
+    r = Table(title=f"{m.vendor.connector}: DynamoDB requests per 100 records synced")
+    for col in ("run", "records", "requests", "per 100", "by operation"):
+        r.add_column(col, justify="right" if col in ("records", "requests", "per 100") else "left")
+    for label, _run, read, _cpu, calls in m.rows:
+        total = sum(calls.values())
+        r.add_row(label, str(read), str(total), f"{100 * total / read:.1f}" if read else "-", fmt(calls))
+    console.print(r)
+    for label, run, *_ in m.rows:
+        if any(s.rejected or s.conflicts for s in run.streams.values()):
+            raise SystemExit(f"{m.vendor.connector} {label}: records were rejected, so the figures would not be "
+                             f"a sync's: {run.rejected[:3] if hasattr(run, 'rejected') else ''}")
+        console.print(f"{label}: " + ", ".join(
+            f"{name} created {s.created} updated {s.updated} unchanged {s.unchanged} rejected {s.rejected}"
+            for name, s in run.streams.items()))
+    label, run, read, *_ = m.rows[0]
+    idle = {name: s.read - s.created - s.updated - s.unchanged - s.rejected - s.conflicts
+            for name, s in run.streams.items()}
+    if any(idle.values()):
+        console.print(f"[yellow]Not written by this branch's sink (read and mapped only, so the sync figures are "
+                      f"not yet a full sync's): {', '.join(f'{k} {v}' for k, v in idle.items() if v)}[/]")
+    console.print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=2000, help="customers and as many orders")
+    parser.add_argument("--records", type=int, default=2000, help="records of each kind (see each connector's line)")
+    parser.add_argument("--connector", choices=[*VENDORS, "all"], default="shopify")
     args = parser.parse_args()
-    n = args.records
 
     counter, server_counter = ClientCounter(), ServerCounter()
     counter.install()
     moto, _, _ = start_emulator(server_counter, TABLE, key_cache_seconds=60)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("RAPPORT_LOCAL_DEV", "1")  # the fake shop is on loopback, which deployments refuse (SSRF guard)
+    os.environ.setdefault("RAPPORT_LOCAL_DEV", "1")  # the fakes are on loopback, which deployments refuse (SSRF guard)
     import boto3
 
     from infra.bootstrap import create_connector_resources, create_table
@@ -116,84 +309,32 @@ def main() -> None:
     create_table(boto3.client("dynamodb"), TABLE)
     os.environ.update(create_connector_resources(boto3.session.Session(), TABLE))
 
-    from connectors import connections, runner
-    from connectors.schemas import ConnectionCreate
-    from connectors.shopify import mapping
-    from crm import tenants
-    from crm.context import TenantContext
-    from crm.storage import BillingItem
-    from tests.fakes.shopify import FakeShopify
-
-    with FakeShopify() as shop:
-        shop.seed(customers=n, orders=n)
-        bodies = fetch_pages(shop)
-        records = 2 * n
-
-        # the least CPU of a few repetitions: one pass over a few MB is short enough for
-        # a scheduler hiccup to move it, and every figure is a ratio to it
-        baseline = best_of(5, lambda: [json.loads(b) for b in bodies])
-        mapped = best_of(3, lambda: map_all(bodies, mapping))
-
-        warm_up(shop.url, shop.token)  # imports are a cold start's cost (bench/cold_start.py), not a sync's
-        ctx = TenantContext(tenants.create("bench").id)
-        # the scale plan: the free plan's 500 customers would reject the rest of a larger run
-        BillingItem(ctx.prefix, "BILLING", plan="scale", status="active", updated_at="2026-01-01T00:00:00Z").save()
-        conn = connections.create(ctx, ConnectionCreate(
-            connector="shopify", name="bench", config={"shop_url": shop.url, "access_token": shop.token}))
-        counter.take()
-        server_counter.take()
-
-        rows = []
-        for label, mode in (("backfill (all new)", "backfill"), ("incremental (nothing new)", "incremental"),
-                            ("backfill again (all unchanged)", "backfill")):
-            run_id = connections.start_run(ctx, conn.id, mode, "cli").id
-            counter.take()
-            server_counter.take()
-            cpu, wall = time.thread_time(), time.perf_counter()
-            runner.run_to_end(ctx, conn.id, run_id)
-            cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-            calls, _ = counter.take()
-            arrived = server_counter.take()
-            run = connections.get_run(ctx, conn.id, run_id)
-            read = sum(s.read for s in run.streams.values())
-            rows.append((label, run, read, cpu, wall, calls, arrived))
-    moto.stop()
-
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]Shopify backfill of {n} customers + {n} orders[/] "
-                  f"({len(bodies)} vendor pages of up to 250 records)\n")
-    t = Table(title="CPU per record of the sync thread, as a ratio to parsing the vendor JSON")
-    for col in ("work", "records", "× parse-only"):
-        t.add_column(col, justify="right" if col != "work" else "left")
-    base = per_record(baseline, records)
-    t.add_row("parse the vendor JSON (baseline)", str(records), "1.0×")
-    t.add_row("parse + map to Rapport records", str(records), f"{per_record(mapped, records) / base:.1f}×")
-    for label, run, read, cpu, wall, calls, arrived in rows:
-        t.add_row(f"sync: {label}", str(read), f"{per_record(cpu, read) / base:.1f}×" if read else
-                  f"(no records; {cpu * 1000:.0f} ms CPU in all)")
-    console.print(t)
-    console.print(f"(the baseline: {baseline * 1000:.0f} ms of CPU to parse {len(bodies)} pages)")
-    console.print(f"So one core syncs about 1/{per_record(rows[0][3], rows[0][2]) / base:.0f} of the records per "
-                  "second it could only parse; the rest of a sync's time is the vendor and DynamoDB.\n")
-
-    r = Table(title="DynamoDB requests per 100 records synced")
-    for col in ("run", "records", "requests", "per 100", "by operation"):
-        r.add_column(col, justify="right" if col in ("records", "requests", "per 100") else "left")
-    for label, run, read, cpu, wall, calls, arrived in rows:
-        total = sum(calls.values())
-        if total != sum(arrived.values()):
-            raise SystemExit(f"counted {total} requests but the emulator received {sum(arrived.values())}")
-        r.add_row(label, str(read), str(total), f"{100 * total / read:.1f}" if read else "-", fmt(calls))
-    console.print(r)
-    for label, run, *_ in rows:
-        if any(s.rejected or s.conflicts for s in run.streams.values()):
-            raise SystemExit(f"{label}: records were rejected, so the figures would not be a sync's")
-        console.print(f"{label}: " + ", ".join(
-            f"{name} created {s.created} updated {s.updated} unchanged {s.unchanged} rejected {s.rejected}"
-            for name, s in run.streams.items()))
+    chosen = list(VENDORS) if args.connector == "all" else [args.connector]
+    done = []
+    try:
+        for name in chosen:
+            m = measure(VENDORS[name], args.records, counter, server_counter)
+            report(console, m)
+            done.append(m)
+    finally:
+        moto.stop()
+    if len(done) > 1:
+        t = Table(title="Every connector: CPU per record as a ratio to parsing its vendor's JSON; "
+                        "DynamoDB requests per 100 records")
+        for col in ("connector", "records", "parse + map", "backfill", "backfill again", "requests/100 (backfill)",
+                    "requests/100 (again)"):
+            t.add_column(col, justify="left" if col == "connector" else "right")
+        for m in done:
+            base = per_record(m.baseline, m.records)
+            new, again = m.rows[0], m.rows[2]
+            t.add_row(m.vendor.connector, str(m.records), f"{per_record(m.mapped, m.records) / base:.1f}×",
+                      f"{per_record(new[3], new[2]) / base:.1f}×", f"{per_record(again[3], again[2]) / base:.1f}×",
+                      f"{100 * sum(new[4].values()) / new[2]:.1f}", f"{100 * sum(again[4].values()) / again[2]:.1f}")
+        console.print(t)
 
 
 if __name__ == "__main__":

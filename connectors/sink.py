@@ -4,7 +4,7 @@ The same crm services back the API, so a synced customer or order is validated, 
 and evented exactly like one created by a client (loyalty points follow paid orders).
 
 Per page: the customers (and the buyers embedded in orders) go through
-``crm.identity.upsert`` in chunks of 100, then the orders through
+``crm.identity.upsert`` (a page per call), then the orders through
 ``crm.orders.imports.import_orders`` with the resolved customer ids. Each record ends as
 created, updated, unchanged, conflict or rejected (with the reason).
 """
@@ -24,7 +24,7 @@ from connectors.sdk.base import (
 )
 from crm.context import TenantContext
 
-CHUNK = 100
+CHUNK = 250  # a whole vendor page per call: the identity settings read once, transactions packed across it
 
 
 @dataclass
@@ -53,11 +53,12 @@ def _reason(result: Any) -> tuple[str, list[dict[str, Any]]]:
 
 def _customers(ctx: TenantContext, source: str, stream: str, records: list[CustomerRecord],
                out: Outcome | None, fill_only: bool = False,
-               conflicts: dict[int, str] | None = None,
-               statuses: dict[int, str] | None = None) -> dict[int, str | None]:
+               conflicts: dict[int, str] | None = None, statuses: dict[int, str] | None = None,
+               profiles: dict[str, Any] | None = None) -> dict[int, str | None]:
     """Resolve and upsert; returns {position: customer id or None}; ``conflicts`` gets
     {position: conflict id} of the records held back for an identity conflict, ``statuses``
-    {position: created | updated | unchanged | conflict | error}."""
+    {position: created | updated | unchanged | conflict | error}, ``profiles`` {customer id:
+    profile} as resolution left them (the order import need not read them)."""
     from crm import identity
 
     ids: dict[int, str | None] = {}
@@ -72,6 +73,8 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
             ids[start + r.index] = r.customer_id
             if statuses is not None:
                 statuses[start + r.index] = r.status
+            if profiles is not None and r.customer_id and r.profile is not None:
+                profiles[r.customer_id] = r.profile
             if r.status == "conflict" and conflicts is not None and r.conflict_id:
                 conflicts[start + r.index] = r.conflict_id
             if out is None:
@@ -92,7 +95,7 @@ def _customers(ctx: TenantContext, source: str, stream: str, records: list[Custo
 
 
 def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord] | list[CheckoutRecord] | list[InvoiceRecord],
-            conflicts: dict[int, str] | None = None) -> dict[int, str | None]:
+            conflicts: dict[int, str] | None = None, profiles: dict[str, Any] | None = None) -> dict[int, str | None]:
     """The customer id of each order's buyer (embedded record, else the guest's email);
     ``conflicts`` gets {order position: conflict id} of buyers held back for a conflict."""
     people: list[CustomerRecord] = []
@@ -117,7 +120,7 @@ def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord] | list[Ch
     # an order's copy of its buyer is a snapshot (Shopify's says orders_count 0): it finds
     # or creates the customer and fills gaps, but never overwrites the customers stream
     held: dict[int, str] = {}
-    resolved = _customers(ctx, source, "orders", people, None, fill_only=True, conflicts=held)
+    resolved = _customers(ctx, source, "orders", people, None, fill_only=True, conflicts=held, profiles=profiles)
     if conflicts is not None:
         conflicts.update({i: held[j] for i, j in slot.items() if j in held})
     return {i: resolved.get(j) for i, j in slot.items()}
@@ -163,7 +166,8 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
         from crm.orders import imports
 
         held: dict[int, str] = {}
-        buyers = _buyers(ctx, source, orders, held)
+        profiles: dict[str, Any] = {}
+        buyers = _buyers(ctx, source, orders, held, profiles)
         account_ids = sink_accounts.account_ids(ctx, source, [o.account for o in orders if o.account])
         ready, positions = [], []
         for i, o in enumerate(orders):
@@ -187,7 +191,7 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
             positions.append(o)
         parcels: list[tuple[str, Any]] = []
         for start in range(0, len(ready), CHUNK):
-            results = imports.import_orders(ctx, source, ready[start:start + CHUNK])
+            results = imports.import_orders(ctx, source, ready[start:start + CHUNK], profiles=profiles)
             for r in results:
                 o = positions[start + r.index]
                 if r.status == "error":

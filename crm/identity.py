@@ -123,6 +123,9 @@ class Resolution:
     error: DomainError | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
     conflict_id: str | None = None
+    # the profile as this call last read or wrote it (created, updated, unchanged): a
+    # caller writing beside it next (the sink's order import) need not read it again
+    profile: CustomerItem | None = field(default=None, repr=False, compare=False)
 
 
 # --- settings ------------------------------------------------------------------
@@ -550,6 +553,7 @@ class _Round:
         self.phones: dict[str, set[str]] = {}  # e164 -> customers listed under it (read)
         self.plans: dict[str, _Plan] = {}  # customer id -> plan, in first-touch order
         self.conflicts: dict[str, IdentityConflictItem] = {}
+        self.unwritten: set[str] = set()  # customers whose planned write failed
         self.order: tuple[str, ...] = DEFAULT_ORDER
 
     # -- reads --
@@ -625,6 +629,12 @@ class _Round:
         deferred += self._write()
         for item in self.conflicts.values():
             _save_conflict(item)
+        for i in pending:
+            r = self.results[i]
+            if r is not None and r.customer_id and r.status in ("created", "updated", "unchanged"):
+                plan = self.plans.get(r.customer_id)
+                if r.customer_id not in self.unwritten:
+                    r.profile = plan.item if plan is not None else self.profiles.get(r.customer_id)
         return sorted(deferred)
 
     def _conflict(
@@ -773,6 +783,8 @@ class _Round:
             writes.append((plan, ProfileWrite.plan(self.ctx, item, plan.old, plan.data, is_new=plan.old is None)))
         deferred: list[int] = []
         for plan, w, exc in execute_packed(writes):
+            if exc is not None:
+                self.unwritten.add(w.item.customer_id)
             if exc is None:
                 for i, status, by, conflict in plan.records:
                     if conflict is not None:

@@ -35,7 +35,8 @@ def text(value: Any, limit: int = 200, *, unescape: bool = False) -> str | None:
     out = str(value).strip()
     if unescape:
         out = html.unescape(out).strip()
-    out = "".join(ch for ch in out if ch >= " " or ch == "\t")
+    if not out.isprintable():  # the usual text has no control character: no per-character pass
+        out = "".join(ch for ch in out if ch >= " " or ch == "\t")
     return out[:limit] or None
 
 

@@ -40,7 +40,8 @@ docs/performance.md), with G = ⌈orders / 100⌉:
 
 - reads: the orders' guards in G BatchGetItem; then one BatchGetItem per 100 keys of:
   the existing orders the guards name, and for the customers with new orders their
-  profile, ``ORDERS`` and points book, plus the program;
+  profile (unless the caller passes it: the sink's buyers were just resolved), ``ORDERS``
+  and points book, plus the program;
 - writes, new orders: TransactWriteItems packed to at most 100 items: per customer a
   ConditionCheck of the profile (still active) and ``ORDERS``, plus 3 items per order
   (guard, order, pointer) and its timeline entries (``order.placed``, and
@@ -58,6 +59,7 @@ docs/performance.md), with G = ⌈orders / 100⌉:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -251,9 +253,13 @@ def _parse(raw: Any, source: str) -> _Record | list[dict[str, Any]]:
     return _Record(order, raw["customer_id"], paid, fulfilled, cancelled_at, cancel, refunds, updated_at, account_id)
 
 
-def import_orders(ctx: TenantContext, source: str, records: list[dict]) -> list[ImportResult]:
+def import_orders(
+    ctx: TenantContext, source: str, records: list[dict], *, profiles: Mapping[str, CustomerItem] | None = None
+) -> list[ImportResult]:
     """Import up to 250 orders of ``source``; one ImportResult per record, in order.
-    Request counts: the module docstring."""
+    Request counts: the module docstring. ``profiles``: customers' profiles the caller has
+    just read or written consistently (the sink's buyers, from identity resolution), not
+    read again; the transaction still checks each customer is active."""
     import re
 
     if not isinstance(source, str) or not re.match(SOURCE_PATTERN, source):
@@ -278,17 +284,25 @@ def import_orders(ctx: TenantContext, source: str, records: list[dict]) -> list[
             xid = parsed[i].order.external_id
             (later if xid in seen else now_).append(i)
             seen.add(xid)
-        _run(ctx, source, {i: parsed[i] for i in now_}, results, retry=True)
+        _run(ctx, source, {i: parsed[i] for i in now_}, results, retry=True, profiles=profiles)
         pending = later
     return [r for r in results if r is not None]
 
 
-def _customer_keys(ctx: TenantContext, cid: str) -> list[tuple[str, str]]:
+def _customer_keys(ctx: TenantContext, cid: str, known: Mapping[str, CustomerItem]) -> list[tuple[str, str]]:
     pk = customer_keys.profile_pk(ctx, cid)
-    return [(pk, customer_keys.PROFILE), (pk, service.RECENT), (pk, LOYALTY)]
+    return [*([] if cid in known else [(pk, customer_keys.PROFILE)]), (pk, service.RECENT), (pk, LOYALTY)]
 
 
-def _run(ctx: TenantContext, source: str, batch: dict[int, _Record], results: list, *, retry: bool) -> None:
+def _run(
+    ctx: TenantContext,
+    source: str,
+    batch: dict[int, _Record],
+    results: list,
+    *,
+    retry: bool,
+    profiles: Mapping[str, CustomerItem] | None = None,
+) -> None:
     guards = {i: service._guard_pk(ctx, source, r.order.external_id) for i, r in batch.items()}
     found = {g.pk: g for g in GuardItem.batch_get([(pk, "U") for pk in guards.values()], consistent_read=True)}
     existing = {i: found[pk] for i, pk in guards.items() if pk in found}
@@ -296,10 +310,15 @@ def _run(ctx: TenantContext, source: str, batch: dict[int, _Record], results: li
     customers = sorted({batch[i].customer_id for i in new})
     keys = [(customer_keys.profile_pk(ctx, g.customer_id), service._order_sk(g.order_id)) for g in existing.values()]
     if new:
-        keys += [k for cid in customers for k in _customer_keys(ctx, cid)] + [(program_pk(ctx), PROGRAM)]
+        keys += [k for cid in customers for k in _customer_keys(ctx, cid, profiles or {})] + [
+            (program_pk(ctx), PROGRAM)
+        ]
     items = (
         {(it.pk, it.sk): it for it in Item.batch_get(list(dict.fromkeys(keys)), consistent_read=True)} if keys else {}
     )
+    for cid in customers:
+        if profiles and cid in profiles:
+            items[(customer_keys.profile_pk(ctx, cid), customer_keys.PROFILE)] = profiles[cid]
     for i, guard in existing.items():
         stored = items.get((customer_keys.profile_pk(ctx, guard.customer_id), service._order_sk(guard.order_id)))
         results[i] = _converge(ctx, i, batch[i], guard, stored)

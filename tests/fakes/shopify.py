@@ -86,8 +86,9 @@ class FakeShopify(FakeShop):
             buyer = self.customers[rec.buyer]
             first, last, email = self._person(buyer.n)
             o["email"] = email
+            # the buyer embedded in an order is that customer, times included (Shopify's is)
             o["customer"].update(id=buyer.id, email=email, first_name=first, last_name=last,
-                                 updated_at=shopify_time(buyer.updated))
+                                 created_at=shopify_time(buyer.created), updated_at=shopify_time(buyer.updated))
             o["billing_address"].update(first_name=first, last_name=last, name=f"{first} {last}")
         if rec.override:
             o.update(rec.override)
