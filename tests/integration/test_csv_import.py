@@ -15,7 +15,7 @@ MAPPING = {"Id": "external_id", "E-mail": "email", "First name": "name.given", "
            "Street": "address.line1", "City": "address.city", "Zip": "address.postal_code",
            "Country": "address.country", "Tags": "tags", "Newsletter": "consent.email",
            "Plan": "attributes.plan"}
-ROWS = 1200
+ROWS = 600  # two pages of PAGE_ROWS (500), the second one partial
 # data row i (1-based) is spreadsheet row i + 1: the header is row 1
 BAD_EMAIL, NO_ID, BAD_COUNTRY, DUPLICATE = 7, 13, 21, 42  # i % 100 == these are invalid
 
@@ -91,7 +91,7 @@ def test_a_csv_file_is_imported_row_by_row_and_a_reimport_changes_nothing(tenant
     counts = run["streams"]["customers"]
     assert counts["total"] == ROWS and counts["read"] == ROWS and counts["done"]
     assert (counts["created"], counts["updated"], counts["unchanged"]) == (VALID, 0, 0)
-    assert counts["rejected"] == ROWS - VALID == run["rejected_total"] == len(run["rejected"]) == 48
+    assert counts["rejected"] == ROWS - VALID == run["rejected_total"] == len(run["rejected"]) == 24
     reasons = {r["external_id"]: r["reason"] for r in run["rejected"]}
     assert set(reasons) == {f"row {i + 1}" for i in range(1, ROWS + 1) if invalid(i)}
     assert reasons["row 8"].startswith("row 8: column E-mail: not a valid email address")
@@ -124,7 +124,7 @@ def test_a_csv_file_is_imported_row_by_row_and_a_reimport_changes_nothing(tenant
     again = sync(tenant, conn["id"], upload(tenant, conn["id"], make_csv()))
     assert again["status"] == "succeeded", again
     c = again["streams"]["customers"]
-    assert (c["read"], c["created"], c["updated"], c["unchanged"], c["rejected"]) == (ROWS, 0, 0, VALID, 48)
+    assert (c["read"], c["created"], c["updated"], c["unchanged"], c["rejected"]) == (ROWS, 0, 0, VALID, 24)
     assert event_pipeline.wait_idle(timeout=60)
     assert customer_items(raw_table, tenant) == before
 
