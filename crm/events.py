@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crm.shipments.status import STATUSES
+
 Event = dict[str, Any]
 _POINTS_EVENTS = {
     "pending": "points.earned",
@@ -38,16 +40,7 @@ _POINTS_EVENTS = {
 
 
 # a shipment's statuses that are news (shipment.<status>); pre_transit is where it starts
-_SHIPMENT_NEWS = (
-    "registered",
-    "in_transit",
-    "out_for_delivery",
-    "delivered",
-    "available_for_pickup",
-    "return_to_sender",
-    "failure",
-    "exception",
-)
+_SHIPMENT_NEWS = ("registered", *(s for s in STATUSES if s != "pre_transit"))
 
 
 # Every event type derive() emits (docs/architecture.md has what each stands for).

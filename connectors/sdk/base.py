@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import BaseModel
 
@@ -154,16 +154,8 @@ class CheckoutRecord:
     guest_profile: dict[str, Any] = field(default_factory=dict)
 
 
-SHIPMENT_STATUSES = (
-    "pre_transit",
-    "in_transit",
-    "out_for_delivery",
-    "delivered",
-    "available_for_pickup",
-    "return_to_sender",
-    "failure",
-    "exception",
-)
+# the SDK stands alone (a partner imports it without crm): crm/shipments/status.py has the
+# same list, and tests/unit/test_shipment_status.py checks they agree
 ShipmentStatus = Literal[
     "pre_transit",
     "in_transit",
@@ -174,6 +166,7 @@ ShipmentStatus = Literal[
     "failure",
     "exception",
 ]
+SHIPMENT_STATUSES: tuple[str, ...] = get_args(ShipmentStatus)
 
 
 @dataclass

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from crm.shipments.keys import TRACKING_NUMBER
+from crm.shipments.status import Status
 
-Status = Literal[
-    "pre_transit",
-    "in_transit",
-    "out_for_delivery",
-    "delivered",
-    "available_for_pickup",
-    "return_to_sender",
-    "failure",
-    "exception",
-]
 TrackingNumber = Annotated[str, StringConstraints(pattern=TRACKING_NUMBER)]
 Carrier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
 

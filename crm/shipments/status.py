@@ -18,9 +18,9 @@ tests/unit/test_shipment_status.py).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal, get_args
 
-STATUSES = (
+Status = Literal[
     "pre_transit",
     "in_transit",
     "out_for_delivery",
@@ -29,7 +29,8 @@ STATUSES = (
     "return_to_sender",
     "failure",
     "exception",
-)
+]
+STATUSES: tuple[str, ...] = get_args(Status)
 # no more news will come: not re-polled
 TERMINAL = frozenset({"delivered", "return_to_sender", "failure"})
 # the parcel has left the sender
