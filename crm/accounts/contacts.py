@@ -203,16 +203,15 @@ def _add(tx: Tx, plan: _LinkPlan) -> None:
 def link_many(ctx: TenantContext, source: str, links: list[tuple[str, str, str | None, str | None]],
               ) -> list[Linked | DomainError]:  # fmt: skip
     """A connector's page of links, ``(account id, customer id, role, vendor time)``, as
-    :func:`link` makes them one by one. 1 BatchGetItem per 100 keys (the accounts, the
-    profiles, the contact items), then the links that change something packed into
+    :func:`link` makes them one by one. 1 BatchGetItem per 100 keys (the profiles, the
+    contact items), then the links that change something packed into
     TransactWriteItems of up to 100 items (one check of each account per transaction);
     an unchanged link writes nothing. A link the batch cannot decide (a merged or erased
-    customer, an unknown account, the same customer twice) or whose transaction was
-    cancelled is made alone by :func:`link`; its error is returned in its place."""
+    customer, the same customer twice) or whose transaction was cancelled (an unknown
+    account among them) is made alone by :func:`link`; its error is returned in its place."""
     wanted: list[tuple[str, str]] = []
-    for aid, cid, _, _ in links:
-        apk = keys.account_pk(ctx, aid)
-        wanted += [(apk, keys.PROFILE), (records.profile_pk(ctx, cid), records.PROFILE), (apk, keys.contact_sk(cid))]
+    for aid, cid, _, _ in links:  # the accounts are not read: each transaction checks them
+        wanted += [(records.profile_pk(ctx, cid), records.PROFILE), (keys.account_pk(ctx, aid), keys.contact_sk(cid))]
     found: dict[tuple[str, str], Any] = {}
     for keyed in packing.chunks(list(dict.fromkeys(wanted)), 100):
         found.update({(i.pk, i.sk): i for i in Item.batch_get(keyed, consistent_read=True)})
@@ -222,8 +221,8 @@ def link_many(ctx: TenantContext, source: str, links: list[tuple[str, str, str |
     groups: dict[str, list[tuple[int, _LinkPlan]]] = {}
     for n, (aid, cid, role, at) in enumerate(links):
         apk = keys.account_pk(ctx, aid)
-        account, profile = found.get((apk, keys.PROFILE)), found.get((records.profile_pk(ctx, cid), records.PROFILE))
-        if (cid in taken or not isinstance(account, AccountItem) or not isinstance(profile, CustomerItem)
+        profile = found.get((records.profile_pk(ctx, cid), records.PROFILE))
+        if (cid in taken or not keys.ACCOUNT_ID.match(aid) or not isinstance(profile, CustomerItem)
                 or profile.status != "active" or records.survivor(profile)):  # fmt: skip
             alone.append(n)
             continue

@@ -14,6 +14,8 @@ person is an invoice of the account alone; a private buyer's is the customer's a
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,31 +127,23 @@ class _State:
     summaries: dict[str, AccountSummaryItem | None] = field(default_factory=dict)
 
 
-def upsert(ctx: TenantContext, source: str, incoming: list[IncomingInvoice]) -> list[Written]:
+def upsert(ctx: TenantContext, source: str, incoming: list[IncomingInvoice], *, rounds: int = ATTEMPTS,
+           ) -> list[Written]:  # fmt: skip
     """Write a page of invoices of ``source``. Reads: 1 BatchGetItem per 100 guards, then
-    1 BatchGetItem per 100 keys of the homes, the accounts' summaries and the billed
-    orders' guards. Writes: the changed invoices' items (home, its copies, guard when new)
+    1 per 100 homes; only for the invoices that change, 1 per 100 keys of their accounts'
+    summaries and the guards of the orders they bill not linked yet. Writes: the changed invoices' items (home, its copies, guard when new)
     packed into TransactWriteItems of up to 100 items, grouped by account so that each
     account's SUMMARY is written once per transaction with the sum of what its invoices
     move (conditional on its version). A version not newer than the stored one, or the
-    same: ``unchanged``, no write. A cancelled transaction (a concurrent writer) is
-    written again invoice by invoice from fresh reads; so is an invoice that moves from
-    one account to another."""
+    same: ``unchanged``, no write. A cancelled transaction (a concurrent writer): its
+    accounts' groups are read and written again (``rounds`` times at most, then invoice
+    by invoice); an invoice that moves from one account to another is written alone."""
     guard_pks = [keys.guard_pk(ctx, "invoice", source, i.external_id) for i in incoming]
     guards: dict[str, str] = {}
     for chunk in packing.chunks([(pk, keys.GUARD) for pk in dict.fromkeys(guard_pks)], 100):
         for g in AccountGuardItem.batch_get(chunk, consistent_read=True):
             guards[g.pk] = g.target_id
-    order_key = {i.order_external_id: ctx.key("U", "order", source, i.order_external_id) for i in incoming
-                 if i.order_external_id}  # fmt: skip
-    accounts = list(dict.fromkeys(i.account_id for i in incoming if i.account_id))
-    wanted: list[tuple[str, str]] = [(keys.invoice_pk(ctx, iid), keys.HOME) for iid in guards.values()]
-    wanted += [(keys.account_pk(ctx, a), keys.SUMMARY) for a in accounts]
-    wanted += [(pk, "U") for pk in order_key.values()]
-    found: dict[tuple[str, str], Any] = {}
-    for chunk in packing.chunks(list(dict.fromkeys(wanted)), 100):
-        found.update({(i.pk, i.sk): i for i in Item.batch_get(chunk, consistent_read=True)})
-    state = _State({a: found.get((keys.account_pk(ctx, a), keys.SUMMARY)) for a in accounts})
+    found = _batch(ctx, [(keys.invoice_pk(ctx, iid), keys.HOME) for iid in guards.values()])
     newest: dict[str, int] = {}  # the same invoice twice in a page: its newest version is written
     for n, inv in enumerate(incoming):
         j = newest.get(inv.external_id)
@@ -157,7 +151,7 @@ def upsert(ctx: TenantContext, source: str, incoming: list[IncomingInvoice]) -> 
             newest[inv.external_id] = n
     out: list[Written | None] = [None] * len(incoming)
     fallback: list[int] = []
-    groups: dict[str | None, list[_Plan]] = {}
+    homes: dict[int, InvoiceItem | None] = {}
     for n, (inv, gpk) in enumerate(zip(incoming, guard_pks, strict=True)):
         if newest[inv.external_id] != n:
             continue
@@ -166,19 +160,36 @@ def upsert(ctx: TenantContext, source: str, incoming: list[IncomingInvoice]) -> 
         if iid and not isinstance(home, InvoiceItem):
             fallback.append(n)  # a guard without its home: the single path sorts it out
             continue
-        order_guard = found.get((order_key[inv.order_external_id], "U")) if inv.order_external_id else None
+        if not inv.order_external_id or (home is not None and (home.data or {}).get("order_id")):
+            decided = _decide(source, inv, home, None)  # no order to look up: decided by the home alone
+            if isinstance(decided, Written):
+                out[n] = decided
+                continue
+        homes[n] = home
+    # what only a change needs: the accounts' summaries, and the guards of orders not linked yet
+    order_key = {n: ctx.key("U", "order", source, str(incoming[n].order_external_id)) for n in homes
+                 if incoming[n].order_external_id}  # fmt: skip
+    accounts = list(dict.fromkeys(a for n in homes if (a := incoming[n].account_id)))
+    found = _batch(ctx, [*((keys.account_pk(ctx, a), keys.SUMMARY) for a in accounts),
+                         *((pk, "U") for pk in order_key.values())])  # fmt: skip
+    state = _State({a: found.get((keys.account_pk(ctx, a), keys.SUMMARY)) for a in accounts})
+    groups: dict[str | None, list[_Plan]] = {}
+    for n, home in homes.items():
+        inv, gpk = incoming[n], guard_pks[n]
+        order_guard = found.get((order_key[n], "U")) if n in order_key else None
         order_id = order_guard.order_id if isinstance(order_guard, GuardItem) else None
         decided = _decide(source, inv, home, order_id)
         if isinstance(decided, Written):
             out[n] = decided
             continue
-        plan = _prepare(ctx, n, inv, gpk, iid, home, *decided)
+        plan = _prepare(ctx, n, inv, gpk, guards.get(gpk), home, *decided)
         touched = {a for a in (plan.old[0] if plan.old else None, plan.item.account_id) if a}
         if len(touched) > 1:
             fallback.append(n)  # moves between accounts: rare, written alone
             continue
         groups.setdefault(next(iter(touched), None), []).append(plan)
     failed: set[str] = set()
+    again: list[int] = []
     for unit, ok in packing.run(_units(ctx, state, groups), skip=lambda u: u.key in failed):
         if ok:
             for plan in unit.members:
@@ -186,13 +197,28 @@ def upsert(ctx: TenantContext, source: str, incoming: list[IncomingInvoice]) -> 
             continue
         if unit.key is not None:
             failed.add(unit.key)  # its summary as held here is no longer the stored one
-        fallback.extend(plan.index for plan in unit.members)
+        again.extend(plan.index for plan in unit.members)
+    if again and rounds > 1:  # a concurrent writer: those accounts' groups again, from fresh reads
+        time.sleep(random.uniform(0, 0.05 * 2 ** (ATTEMPTS - rounds)))
+        for n, written in zip(again, upsert(ctx, source, [incoming[n] for n in again], rounds=rounds - 1),
+                              strict=True):  # fmt: skip
+            out[n] = written
+    else:
+        fallback += again
     for n in sorted(fallback):
         out[n] = _fresh(ctx, source, incoming[n], guard_pks[n])
     for n, inv in enumerate(incoming):
         if out[n] is None:
             out[n] = Written("unchanged", out[newest[inv.external_id]].invoice_id)  # type: ignore[union-attr]
     return out  # type: ignore[return-value]
+
+
+def _batch(ctx: TenantContext, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """1 BatchGetItem per 100 keys (none for none)."""
+    found: dict[tuple[str, str], Any] = {}
+    for chunk in packing.chunks(list(dict.fromkeys(wanted)), 100):
+        found.update({(i.pk, i.sk): i for i in Item.batch_get(chunk, consistent_read=True)})
+    return found
 
 
 @dataclass

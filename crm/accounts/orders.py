@@ -66,17 +66,13 @@ def record(ctx: TenantContext, account_id: str, data: dict[str, Any]) -> str:
 
 def record_many(ctx: TenantContext, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """Write a page of account orders (``(account id, data)`` as :func:`record` takes).
-    1 BatchGetItem per 100 keys (the orders and their accounts' summaries), then the
-    changed orders packed into TransactWriteItems of up to 100 items, each account's
+    1 BatchGetItem per 100 orders, then per 100 summaries of the accounts whose orders
+    changed, then the changed orders packed into TransactWriteItems of up to 100 items, each account's
     SUMMARY once per transaction with all its orders' briefs; an unchanged order (older or
     the same) writes nothing. A cancelled transaction's orders are written again one by
     one (:func:`record`, fresh reads)."""
     keyed = [(keys.account_pk(ctx, a), keys.order_sk(d["source"], d["external_id"])) for a, d in entries]
-    accounts = list(dict.fromkeys(a for a, _ in entries))
-    wanted = list(dict.fromkeys([*keyed, *((keys.account_pk(ctx, a), keys.SUMMARY) for a in accounts)]))
-    found: dict[tuple[str, str], Any] = {}
-    for chunk in packing.chunks(wanted, 100):
-        found.update({(i.pk, i.sk): i for i in Item.batch_get(chunk, consistent_read=True)})
+    found = _batch(keyed)
     newest: dict[tuple[str, str], int] = {}  # the same order twice in a page: its newest version
     for n, ((_, data), key) in enumerate(zip(entries, keyed, strict=True)):
         j = newest.get(key)
@@ -96,7 +92,7 @@ def record_many(ctx: TenantContext, entries: list[tuple[str, dict[str, Any]]]) -
         order = item if isinstance(item, AccountOrderItem) else AccountOrderItem(pk, sk, account_id=account_id)
         order.data, order.updated_at = merged, now
         groups.setdefault(account_id, []).append((n, order, is_new))
-    summaries = {a: found.get((keys.account_pk(ctx, a), keys.SUMMARY)) for a in accounts}
+    summaries = {i.account_id: i for i in _batch([(keys.account_pk(ctx, a), keys.SUMMARY) for a in groups]).values()}
 
     def builder(account_id: str, chunk: list[tuple[int, AccountOrderItem, bool]]) -> Any:
         def build(tx: Tx) -> None:
@@ -126,6 +122,14 @@ def record_many(ctx: TenantContext, entries: list[tuple[str, dict[str, Any]]]) -
         if not ok:
             failed.add(unit.key)
     return out
+
+
+def _batch(wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """1 BatchGetItem per 100 keys (none for none)."""
+    found: dict[tuple[str, str], Any] = {}
+    for chunk in packing.chunks(list(dict.fromkeys(wanted)), 100):
+        found.update({(i.pk, i.sk): i for i in Item.batch_get(chunk, consistent_read=True)})
+    return found
 
 
 def _merged(item: Any, data: dict[str, Any]) -> dict[str, Any] | None:
