@@ -170,11 +170,14 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
         buyers = _buyers(ctx, source, orders, held, profiles)
         account_ids = sink_accounts.account_ids(ctx, source, [o.account for o in orders if o.account])
         ready, positions = [], []
+        kept: list[tuple[str, dict[str, Any]]] = []  # the accounts' items, written at once below
+        counted: list[bool] = []  # whether the account's item is what the run counts for the order
         for i, o in enumerate(orders):
             cid = buyers.get(i)
             if cid is None and i not in held and o.account and o.customer is None and not o.email:
                 # a company's order without a contact person: the account keeps it
-                out.add(sink_accounts.account_order(ctx, source, account_ids[o.account], o, None, None))
+                kept.append((account_ids[o.account], sink_accounts.account_order(source, o, None, None)))
+                counted.append(True)
                 continue
             if cid is None and i in held:
                 out.add("conflict")
@@ -200,10 +203,14 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
                 else:
                     out.add(r.status)
                     if o.account:  # the account's brief of its contact's order
-                        sink_accounts.account_order(ctx, source, account_ids[o.account], o, r.order_id,
-                                                    ready[start + r.index]["customer_id"])
+                        kept.append((account_ids[o.account], sink_accounts.account_order(
+                            source, o, r.order_id, ready[start + r.index]["customer_id"])))
+                        counted.append(False)
                     if o.tracking and r.order_id:
                         parcels.extend((r.order_id, p) for p in o.tracking)
+        for status, counts in zip(sink_accounts.account_orders(ctx, kept), counted, strict=True):
+            if counts:
+                out.add(status)
         if parcels:
             _parcels(ctx, source, parcels)
     invoices = [r for r in records if isinstance(r, InvoiceRecord)]

@@ -31,11 +31,14 @@ def accounts(ctx: TenantContext, source: str, stream: str, records: list[Account
     for r in records:  # the same account twice in a page: its newest version
         if r.external_id not in latest or r.updated_at >= latest[r.external_id].updated_at:
             latest[r.external_id] = r
+    newest = [r for r in records if latest[r.external_id] is r]
+    results = service.upsert_many(ctx, source, [(r.external_id, r.updated_at, dict(r.profile or {})) for r in newest])
+    done_of = {id(r): done for r, done in zip(newest, results, strict=True)}
     for r in records:
         if latest[r.external_id] is not r:
             out.add("unchanged")
             continue
-        done = service.upsert(ctx, source, r.external_id, r.updated_at, dict(r.profile or {}))
+        done = done_of[id(r)]
         if done.status == "error":
             out.reject(stream, r.external_id, done.error or "invalid account", done.errors)
         else:
@@ -54,27 +57,25 @@ def contacts(
     from crm.errors import DomainError
 
     ids = account_ids(ctx, source, [r.account for _, r, _ in people if r.account])
-    for cid, r, counted in people:
-        try:
-            done = service.link(ctx, ids[r.account or ""], cid, r.role, source=source, source_updated_at=r.updated_at)
-            if counted == "unchanged" and done.status != "unchanged":
-                out.counts["unchanged"] -= 1
-                out.add("updated")
-        except DomainError as exc:
+    links = [(ids[r.account or ""], cid, r.role, r.updated_at) for cid, r, _ in people]
+    for (_, r, counted), done in zip(people, service.link_many(ctx, source, links), strict=True):
+        if isinstance(done, DomainError):
             out.rejected.append(
                 {
                     "stream": stream,
                     "external_id": r.external_id,
                     "errors": [],
-                    "reason": f"the contact's link to account {r.account} was not written: {exc}",
+                    "reason": f"the contact's link to account {r.account} was not written: {done}",
                 }
             )
+        elif counted == "unchanged" and done.status != "unchanged":
+            out.counts["unchanged"] -= 1
+            out.add("updated")
 
 
-def account_order(ctx: TenantContext, source: str, account_id: str, o: OrderRecord, order_id: str | None,
-                  customer_id: str | None) -> str:  # fmt: skip
+def account_order(source: str, o: OrderRecord, order_id: str | None, customer_id: str | None) -> dict[str, Any]:
     """The account's item for an order (crm/accounts/orders.py): the brief of a contact's
-    order, or the whole order when the company ordered without a contact person."""
+    order, or the whole order when the company ordered without a contact person (pure)."""
     from crm.accounts import orders
 
     refunded = sum(r.amount for r in o.refunds)
@@ -101,7 +102,15 @@ def account_order(ctx: TenantContext, source: str, account_id: str, o: OrderReco
             cancelled_at=o.cancelled_at,
             refunded_amount=refunded,
         )
-    return orders.record(ctx, account_id, data)
+    return data
+
+
+def account_orders(ctx: TenantContext, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """A page's account orders (account id, :func:`account_order` data) written at once:
+    created, updated or unchanged each (crm.accounts.orders.record_many)."""
+    from crm.accounts import orders
+
+    return orders.record_many(ctx, entries) if entries else []
 
 
 def invoices(ctx: TenantContext, source: str, stream: str, records: list[InvoiceRecord], out: Any,

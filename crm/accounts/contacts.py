@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm import clock, retry
-from crm.accounts import keys
+from crm.accounts import keys, packing
 from crm.accounts.schemas import Contact
 from crm.context import TenantContext
 from crm.customers import records
-from crm.errors import Conflict, Gone, NotFound
+from crm.errors import Conflict, DomainError, Gone, NotFound
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import AccountItem, ContactItem, CustomerItem, Item
 from crm.tx import Cancelled, Tx
@@ -99,72 +99,170 @@ def link(
         raise NotFound(f"customer {customer_id} not found", field="customer_id")
     for _ in retry.backoff():
         account, profile, contact = _customer(ctx, account_id, customer_id)
-        cid = profile.customer_id
-        data = dict(profile.data or {})
-        current, current_link = data.get("account_id"), data.get("account_link") or {}
-        if (
-            source != "api"
-            and current_link.get("source") == source
-            and source_updated_at
-            and (current_link.get("updated_at") or "") > source_updated_at
-        ):
-            return Linked(to_contact(contact, profile) if contact else None, "unchanged")  # an older record
-        if current and current != account_id and source == "api":
-            raise Conflict(
-                f"customer {cid} is a contact of account {current}; remove them there first "
-                f"(DELETE /v1/accounts/{current}/contacts/{cid})",
-                field="customer_id",
-                code="contact_of_another_account",
-                account_id=current,
-            )
-        stamp = {"source": source, "updated_at": source_updated_at} if source != "api" else None
-        if (
-            current == account_id
-            and isinstance(contact, ContactItem)
-            and contact.role == role
-            and (stamp is None or current_link == stamp)
-        ):
-            return Linked(to_contact(contact, profile), "unchanged")
-        now = clock.now_iso()
-        new = {k: v for k, v in data.items() if k not in LINK_FIELDS}
-        new["account_id"] = account_id
-        if role:
-            new["account_role"] = role
-        if stamp:
-            new["account_link"] = stamp
-        profile.data, profile.updated_at = new, now
-        records.set_list_keys(ctx, profile)
-        item = ContactItem(
-            keys.account_pk(ctx, account_id),
-            keys.contact_sk(cid),
-            account_id=account_id,
-            customer_id=cid,
-            role=role,
-            source=source,
-            source_updated_at=source_updated_at,
-            linked_at=contact.linked_at if isinstance(contact, ContactItem) else now,
-            gsi1pk=keys.contact_index(ctx, cid),
-            gsi1sk=account_id,
-        )
+        plan = _plan(ctx, account_id, profile, contact, role, source, source_updated_at)
+        if isinstance(plan, Linked):
+            return plan
         tx = Tx()
         tx.check(AccountItem, account.pk, keys.PROFILE, AccountItem.pk.exists(), role="account")
-        tx.save(profile, CustomerItem.status == "active", role="customer")
-        tx.save(item, role="contact")
-        if current and current != account_id:  # a connector moved the contact
-            tx.delete(ContactItem(keys.account_pk(ctx, current), keys.contact_sk(cid)), role="old",
-                      add_version_condition=False)  # fmt: skip
+        _add(tx, plan)
         try:
             tx.run()
         except Cancelled:
             continue  # the profile changed meanwhile: read again
-        if not isinstance(contact, ContactItem):
-            status = "created"
-        elif current == account_id and contact.role == role:
-            status = "unchanged"  # only the vendor's stamp moved: nothing a user sees changed
-        else:
-            status = "updated"
-        return Linked(to_contact(item, profile), status)
+        return plan.linked()
     raise Conflict("the customer is being changed by many requests at once; retry", code="transaction_conflict")
+
+
+@dataclass
+class _LinkPlan:
+    """A link to write: the profile (changed in place), the contact item, the old
+    account's contact item to delete on a move, and the status the run shows."""
+
+    profile: CustomerItem
+    item: ContactItem
+    moved_from: ContactItem | None
+    status: str
+
+    @property
+    def size(self) -> int:
+        return 3 if self.moved_from else 2
+
+    def linked(self) -> Linked:
+        return Linked(to_contact(self.item, self.profile), self.status)
+
+
+def _plan(ctx: TenantContext, account_id: str, profile: CustomerItem, contact: Any, role: str | None, source: str,
+          source_updated_at: str | None) -> Linked | _LinkPlan:  # fmt: skip
+    """``unchanged`` (an older record, or nothing to change) or the writes of the link;
+    through the API, a customer of another account is a 409 (pure)."""
+    cid = profile.customer_id
+    data = dict(profile.data or {})
+    current, current_link = data.get("account_id"), data.get("account_link") or {}
+    if (
+        source != "api"
+        and current_link.get("source") == source
+        and source_updated_at
+        and (current_link.get("updated_at") or "") > source_updated_at
+    ):
+        return Linked(to_contact(contact, profile) if contact else None, "unchanged")  # an older record
+    if current and current != account_id and source == "api":
+        raise Conflict(
+            f"customer {cid} is a contact of account {current}; remove them there first "
+            f"(DELETE /v1/accounts/{current}/contacts/{cid})",
+            field="customer_id",
+            code="contact_of_another_account",
+            account_id=current,
+        )
+    stamp = {"source": source, "updated_at": source_updated_at} if source != "api" else None
+    if (
+        current == account_id
+        and isinstance(contact, ContactItem)
+        and contact.role == role
+        and (stamp is None or current_link == stamp)
+    ):
+        return Linked(to_contact(contact, profile), "unchanged")
+    now = clock.now_iso()
+    new = {k: v for k, v in data.items() if k not in LINK_FIELDS}
+    new["account_id"] = account_id
+    if role:
+        new["account_role"] = role
+    if stamp:
+        new["account_link"] = stamp
+    profile.data, profile.updated_at = new, now
+    records.set_list_keys(ctx, profile)
+    item = ContactItem(
+        keys.account_pk(ctx, account_id),
+        keys.contact_sk(cid),
+        account_id=account_id,
+        customer_id=cid,
+        role=role,
+        source=source,
+        source_updated_at=source_updated_at,
+        linked_at=contact.linked_at if isinstance(contact, ContactItem) else now,
+        gsi1pk=keys.contact_index(ctx, cid),
+        gsi1sk=account_id,
+    )
+    if not isinstance(contact, ContactItem):
+        status = "created"
+    elif current == account_id and contact.role == role:
+        status = "unchanged"  # only the vendor's stamp moved: nothing a user sees changed
+    else:
+        status = "updated"
+    moved = bool(current) and current != account_id  # a connector moved the contact
+    old = ContactItem(keys.account_pk(ctx, str(current)), keys.contact_sk(cid)) if moved else None
+    return _LinkPlan(profile, item, old, status)
+
+
+def _add(tx: Tx, plan: _LinkPlan) -> None:
+    tx.save(plan.profile, CustomerItem.status == "active", role="customer")
+    tx.save(plan.item, role="contact")
+    if plan.moved_from is not None:
+        tx.delete(plan.moved_from, role="old", add_version_condition=False)
+
+
+def link_many(ctx: TenantContext, source: str, links: list[tuple[str, str, str | None, str | None]],
+              ) -> list[Linked | DomainError]:  # fmt: skip
+    """A connector's page of links, ``(account id, customer id, role, vendor time)``, as
+    :func:`link` makes them one by one. 1 BatchGetItem per 100 keys (the profiles, the
+    contact items), then the links that change something packed into
+    TransactWriteItems of up to 100 items (one check of each account per transaction);
+    an unchanged link writes nothing. A link the batch cannot decide (a merged or erased
+    customer, the same customer twice) or whose transaction was cancelled (an unknown
+    account among them) is made alone by :func:`link`; its error is returned in its place."""
+    wanted: list[tuple[str, str]] = []
+    for aid, cid, _, _ in links:  # the accounts are not read: each transaction checks them
+        wanted += [(records.profile_pk(ctx, cid), records.PROFILE), (keys.account_pk(ctx, aid), keys.contact_sk(cid))]
+    found: dict[tuple[str, str], Any] = {}
+    for keyed in packing.chunks(list(dict.fromkeys(wanted)), 100):
+        found.update({(i.pk, i.sk): i for i in Item.batch_get(keyed, consistent_read=True)})
+    out: list[Linked | DomainError | None] = [None] * len(links)
+    alone: list[int] = []
+    taken: set[str] = set()
+    groups: dict[str, list[tuple[int, _LinkPlan]]] = {}
+    for n, (aid, cid, role, at) in enumerate(links):
+        apk = keys.account_pk(ctx, aid)
+        profile = found.get((records.profile_pk(ctx, cid), records.PROFILE))
+        if (cid in taken or not keys.ACCOUNT_ID.match(aid) or not isinstance(profile, CustomerItem)
+                or profile.status != "active" or records.survivor(profile)):  # fmt: skip
+            alone.append(n)
+            continue
+        taken.add(cid)
+        plan = _plan(ctx, aid, profile, found.get((apk, keys.contact_sk(cid))), role, source, at)
+        if isinstance(plan, Linked):
+            out[n] = plan
+        else:
+            groups.setdefault(aid, []).append((n, plan))
+
+    def builder(aid: str, chunk: list[tuple[int, _LinkPlan]]) -> Any:
+        def build(tx: Tx) -> None:
+            tx.check(AccountItem, keys.account_pk(ctx, aid), keys.PROFILE, AccountItem.pk.exists(), role="account")
+            for _, plan in chunk:
+                _add(tx, plan)
+
+        return build
+
+    units: list[packing.Unit] = []
+    for aid, group in groups.items():
+        chunk: list[tuple[int, _LinkPlan]] = []
+        for entry in [*group, None]:
+            if chunk and (entry is None or 1 + sum(p.size for _, p in chunk) + entry[1].size > packing.MAX_ITEMS):
+                units.append(packing.Unit(1 + sum(p.size for _, p in chunk), builder(aid, chunk), aid, chunk))
+                chunk = []
+            if entry is not None:
+                chunk.append(entry)
+    for unit, ok in packing.run(units):
+        for n, plan in unit.members:
+            if ok:
+                out[n] = plan.linked()
+            else:
+                alone.append(n)
+    for n in sorted(alone):
+        aid, cid, role, at = links[n]
+        try:
+            out[n] = link(ctx, aid, cid, role, source=source, source_updated_at=at)
+        except DomainError as exc:
+            out[n] = exc
+    return out  # type: ignore[return-value]
 
 
 def unlink(ctx: TenantContext, account_id: str, customer_id: str) -> None:

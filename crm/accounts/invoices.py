@@ -14,11 +14,13 @@ person is an invoice of the account alone; a private buyer's is the customer's a
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from crm import clock, retry
-from crm.accounts import keys
+from crm.accounts import keys, packing
 from crm.accounts.schemas import Invoice, InvoiceSummary, InvoiceWrite
 from crm.context import TenantContext
 from crm.customers import records
@@ -125,39 +127,177 @@ class _State:
     summaries: dict[str, AccountSummaryItem | None] = field(default_factory=dict)
 
 
-def upsert(ctx: TenantContext, source: str, incoming: list[IncomingInvoice]) -> list[Written]:
+def upsert(ctx: TenantContext, source: str, incoming: list[IncomingInvoice], *, rounds: int = ATTEMPTS,
+           ) -> list[Written]:  # fmt: skip
     """Write a page of invoices of ``source``. Reads: 1 BatchGetItem per 100 guards, then
-    1 BatchGetItem per 100 keys of the homes, the accounts' summaries and the billed
-    orders' guards; writes: 1 TransactWriteItems per invoice changed (home, its copies,
-    guard when new, the summaries whose balance or latest invoices it moves). A version
-    not newer than the stored one: ``unchanged``, no write."""
-    out: list[Written] = []
+    1 per 100 homes; only for the invoices that change, 1 per 100 keys of their accounts'
+    summaries and the guards of the orders they bill not linked yet. Writes: the changed invoices' items (home, its copies, guard when new)
+    packed into TransactWriteItems of up to 100 items, grouped by account so that each
+    account's SUMMARY is written once per transaction with the sum of what its invoices
+    move (conditional on its version). A version not newer than the stored one, or the
+    same: ``unchanged``, no write. A cancelled transaction (a concurrent writer): its
+    accounts' groups are read and written again (``rounds`` times at most, then invoice
+    by invoice); an invoice that moves from one account to another is written alone."""
     guard_pks = [keys.guard_pk(ctx, "invoice", source, i.external_id) for i in incoming]
     guards: dict[str, str] = {}
-    for start in range(0, len(guard_pks), 100):
-        chunk = [(pk, keys.GUARD) for pk in guard_pks[start : start + 100]]
+    for chunk in packing.chunks([(pk, keys.GUARD) for pk in dict.fromkeys(guard_pks)], 100):
         for g in AccountGuardItem.batch_get(chunk, consistent_read=True):
             guards[g.pk] = g.target_id
-    wanted: list[tuple[str, str]] = [(keys.invoice_pk(ctx, iid), keys.HOME) for iid in guards.values()]
-    wanted += [(keys.account_pk(ctx, a), keys.SUMMARY) for a in {i.account_id for i in incoming if i.account_id}]
-    wanted += [(ctx.key("U", "order", source, i.order_external_id), "U") for i in incoming if i.order_external_id]
-    found: dict[tuple[str, str], Any] = {}
-    wanted = list(dict.fromkeys(wanted))
-    for start in range(0, len(wanted), 100):
-        found.update({(i.pk, i.sk): i for i in Item.batch_get(wanted[start : start + 100], consistent_read=True)})
-    state = _State({a: found.get((keys.account_pk(ctx, a), keys.SUMMARY)) for a in {i.account_id for i in incoming if i.account_id}})  # fmt: skip
-    for inv, gpk in zip(incoming, guard_pks, strict=True):
+    found = _batch(ctx, [(keys.invoice_pk(ctx, iid), keys.HOME) for iid in guards.values()])
+    newest: dict[str, int] = {}  # the same invoice twice in a page: its newest version is written
+    for n, inv in enumerate(incoming):
+        j = newest.get(inv.external_id)
+        if j is None or inv.updated_at >= incoming[j].updated_at:
+            newest[inv.external_id] = n
+    out: list[Written | None] = [None] * len(incoming)
+    fallback: list[int] = []
+    homes: dict[int, InvoiceItem | None] = {}
+    for n, (inv, gpk) in enumerate(zip(incoming, guard_pks, strict=True)):
+        if newest[inv.external_id] != n:
+            continue
         iid = guards.get(gpk)
         home = found.get((keys.invoice_pk(ctx, iid), keys.HOME)) if iid else None
-        order_guard = (
-            found.get((ctx.key("U", "order", source, inv.order_external_id), "U")) if inv.order_external_id else None
-        )
+        if iid and not isinstance(home, InvoiceItem):
+            fallback.append(n)  # a guard without its home: the single path sorts it out
+            continue
+        if not inv.order_external_id or (home is not None and (home.data or {}).get("order_id")):
+            decided = _decide(source, inv, home, None)  # no order to look up: decided by the home alone
+            if isinstance(decided, Written):
+                out[n] = decided
+                continue
+        homes[n] = home
+    # what only a change needs: the accounts' summaries, and the guards of orders not linked yet
+    order_key = {n: ctx.key("U", "order", source, str(incoming[n].order_external_id)) for n in homes
+                 if incoming[n].order_external_id}  # fmt: skip
+    accounts = list(dict.fromkeys(a for n in homes if (a := incoming[n].account_id)))
+    found = _batch(ctx, [*((keys.account_pk(ctx, a), keys.SUMMARY) for a in accounts),
+                         *((pk, "U") for pk in order_key.values())])  # fmt: skip
+    state = _State({a: found.get((keys.account_pk(ctx, a), keys.SUMMARY)) for a in accounts})
+    groups: dict[str | None, list[_Plan]] = {}
+    for n, home in homes.items():
+        inv, gpk = incoming[n], guard_pks[n]
+        order_guard = found.get((order_key[n], "U")) if n in order_key else None
         order_id = order_guard.order_id if isinstance(order_guard, GuardItem) else None
-        written = _one(ctx, source, inv, gpk, iid, home if isinstance(home, InvoiceItem) else None, order_id, state)
-        if written.invoice_id:
-            guards[gpk] = written.invoice_id
-        out.append(written)
-    return out
+        decided = _decide(source, inv, home, order_id)
+        if isinstance(decided, Written):
+            out[n] = decided
+            continue
+        plan = _prepare(ctx, n, inv, gpk, guards.get(gpk), home, *decided)
+        touched = {a for a in (plan.old[0] if plan.old else None, plan.item.account_id) if a}
+        if len(touched) > 1:
+            fallback.append(n)  # moves between accounts: rare, written alone
+            continue
+        groups.setdefault(next(iter(touched), None), []).append(plan)
+    failed: set[str] = set()
+    again: list[int] = []
+    for unit, ok in packing.run(_units(ctx, state, groups), skip=lambda u: u.key in failed):
+        if ok:
+            for plan in unit.members:
+                out[plan.index] = Written("created" if plan.is_new else "updated", plan.item.invoice_id)
+            continue
+        if unit.key is not None:
+            failed.add(unit.key)  # its summary as held here is no longer the stored one
+        again.extend(plan.index for plan in unit.members)
+    if again and rounds > 1:  # a concurrent writer: those accounts' groups again, from fresh reads
+        time.sleep(random.uniform(0, 0.05 * 2 ** (ATTEMPTS - rounds)))
+        for n, written in zip(again, upsert(ctx, source, [incoming[n] for n in again], rounds=rounds - 1),
+                              strict=True):  # fmt: skip
+            out[n] = written
+    else:
+        fallback += again
+    for n in sorted(fallback):
+        out[n] = _fresh(ctx, source, incoming[n], guard_pks[n])
+    for n, inv in enumerate(incoming):
+        if out[n] is None:
+            out[n] = Written("unchanged", out[newest[inv.external_id]].invoice_id)  # type: ignore[union-attr]
+    return out  # type: ignore[return-value]
+
+
+def _batch(ctx: TenantContext, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """1 BatchGetItem per 100 keys (none for none)."""
+    found: dict[tuple[str, str], Any] = {}
+    for chunk in packing.chunks(list(dict.fromkeys(wanted)), 100):
+        found.update({(i.pk, i.sk): i for i in Item.batch_get(chunk, consistent_read=True)})
+    return found
+
+
+@dataclass
+class _Plan:
+    """One invoice's new version, ready to go into a transaction (all but the summary)."""
+
+    index: int
+    item: InvoiceItem
+    old: tuple | None
+    is_new: bool
+    parts: list[Any]  # callables adding the home, copies, stale copies, guard to a Tx
+    size: int
+
+
+def _decide(source: str, inv: IncomingInvoice, home: InvoiceItem | None, order_id: str | None,
+            ) -> Written | tuple[dict[str, Any], str]:  # fmt: skip
+    """``unchanged`` (older or the same as stored), else the data and status to write."""
+    if home is not None:
+        seen = (home.data or {}).get("source_updated_at")
+        if seen and inv.updated_at < seen:
+            return Written("unchanged", home.invoice_id)  # older than what Rapport holds
+        order_id = order_id or (home.data or {}).get("order_id")
+    data = stored_data(source, inv.external_id, inv.body, inv.updated_at, order_id, inv.order_external_id)
+    status = inv.body.status
+    if home is not None and home.data == data and home.status == status and (
+        home.account_id, home.customer_id) == (inv.account_id, inv.customer_id):  # fmt: skip
+        return Written("unchanged", home.invoice_id)
+    return data, status
+
+
+def _units(ctx: TenantContext, state: _State, groups: dict[str | None, list[_Plan]]) -> list[packing.Unit]:
+    """An account's plans in units of at most 99 items plus its SUMMARY (built when sent,
+    so a second unit of the account carries on from the first one's summary); invoices
+    of no account (a private buyer's) in units without a summary."""
+    units: list[packing.Unit] = []
+    for account, plans in groups.items():
+        room = packing.MAX_ITEMS - (1 if account else 0)
+        chunk: list[_Plan] = []
+        for plan in [*plans, None]:
+            if chunk and (plan is None or sum(p.size for p in chunk) + plan.size > room):
+                units.append(packing.Unit(sum(p.size for p in chunk) + (1 if account else 0),
+                                          _builder(ctx, state, account, chunk), account, chunk))  # fmt: skip
+                chunk = []
+            if plan is not None:
+                chunk.append(plan)
+    return units
+
+
+def _builder(ctx: TenantContext, state: _State, account: str | None, plans: list[_Plan]) -> Any:
+    def build(tx: Tx) -> None:
+        for plan in plans:
+            for part in plan.parts:
+                part(tx)
+        touched: dict[str, AccountSummaryItem] = {}  # the unit's one account: the deltas add up
+        for plan in plans:
+            touched.update((s.account_id, s) for s in _summaries(ctx, state, plan.item, plan.old))
+        now = clock.now_iso()
+        for summary in touched.values():
+            summary.updated_at = now
+            tx.save(summary, role="summary")
+
+    return build
+
+
+def _fresh(ctx: TenantContext, source: str, inv: IncomingInvoice, guard_pk: str) -> Written:
+    """One invoice written alone from fresh reads (GetItems), with the single path's retries."""
+    iid = _guard_target(guard_pk)
+    try:
+        home = InvoiceItem.get(keys.invoice_pk(ctx, iid), keys.HOME, consistent_read=True) if iid else None
+    except InvoiceItem.DoesNotExist:
+        home = None
+    order_id = None
+    if inv.order_external_id:
+        try:
+            order_id = GuardItem.get(ctx.key("U", "order", source, inv.order_external_id), "U",
+                                     consistent_read=True).order_id  # fmt: skip
+        except GuardItem.DoesNotExist:
+            pass
+    return _one(ctx, source, inv, guard_pk, iid, home, order_id, _State())
 
 
 def _summary(ctx: TenantContext, state: _State, account_id: str) -> AccountSummaryItem:
@@ -175,16 +315,10 @@ def _summary(ctx: TenantContext, state: _State, account_id: str) -> AccountSumma
 def _one(ctx: TenantContext, source: str, inv: IncomingInvoice, guard_pk: str, iid: str | None,
          home: InvoiceItem | None, order_id: str | None, state: _State) -> Written:  # fmt: skip
     for _ in retry.backoff(ATTEMPTS):
-        if home is not None:
-            seen = (home.data or {}).get("source_updated_at")
-            if seen and inv.updated_at < seen:
-                return Written("unchanged", home.invoice_id)  # older than what Rapport holds
-            order_id = order_id or (home.data or {}).get("order_id")
-        data = stored_data(source, inv.external_id, inv.body, inv.updated_at, order_id, inv.order_external_id)
-        status = inv.body.status
-        if home is not None and home.data == data and home.status == status and (
-            home.account_id, home.customer_id) == (inv.account_id, inv.customer_id):  # fmt: skip
-            return Written("unchanged", home.invoice_id)
+        decided = _decide(source, inv, home, order_id)
+        if isinstance(decided, Written):
+            return decided
+        data, status = decided
         try:
             return _commit(ctx, inv, guard_pk, iid, home, data, status, state)
         except Cancelled:
@@ -211,36 +345,43 @@ def _guard_target(guard_pk: str) -> str | None:
 def _commit(ctx: TenantContext, inv: IncomingInvoice, guard_pk: str, iid: str | None, home: InvoiceItem | None,
             data: dict[str, Any], status: str, state: _State) -> Written:  # fmt: skip
     """1 TransactWriteItems."""
-    from crm.storage import AccountGuardItem
-
-    now = clock.now_iso()
-    is_new = home is None
+    plan = _prepare(ctx, 0, inv, guard_pk, iid, home, data, status)
     tx = Tx()
-    if is_new:
-        iid = iid or keys.invoice_id()
-        tx.save(
-            AccountGuardItem(guard_pk, keys.GUARD, target_id=iid), AccountGuardItem.pk.does_not_exist(), role="guard"
-        )
-        item = InvoiceItem(keys.invoice_pk(ctx, iid), keys.HOME, invoice_id=iid, created_at=now)
-    else:
-        item = home  # type: ignore[assignment]
-        iid = item.invoice_id
-    old = (item.account_id, item.customer_id, item.status, dict(item.data or {})) if not is_new else None
-    item.account_id, item.customer_id, item.status, item.data, item.updated_at = (
-        inv.account_id, inv.customer_id, status, data, now)  # fmt: skip
-    tx.save(item, role="home")  # new: must not exist; else conditional on the version read
-    copies = _copies(ctx, item)
-    for stale in _copies_of_old(ctx, item, old):
-        if (stale.pk, stale.sk) not in {(c.pk, c.sk) for c in copies}:
-            tx.delete(stale, role="stale_copy", add_version_condition=False)
-    for copy in copies:
-        tx.save(copy, role="copy")
-    touched = _summaries(ctx, state, item, old)
-    for summary in touched:
+    for part in plan.parts:
+        part(tx)
+    now = clock.now_iso()
+    for summary in _summaries(ctx, state, plan.item, plan.old):
         summary.updated_at = now
         tx.save(summary, role="summary")
     tx.run()
-    return Written("created" if is_new else "updated", iid)
+    return Written("created" if plan.is_new else "updated", plan.item.invoice_id)
+
+
+def _prepare(ctx: TenantContext, index: int, inv: IncomingInvoice, guard_pk: str, iid: str | None,
+             home: InvoiceItem | None, data: dict[str, Any], status: str) -> _Plan:  # fmt: skip
+    """The new version of the home (changed in place) and the parts that write it."""
+    now = clock.now_iso()
+    is_new = home is None
+    parts: list[Any] = []
+    if is_new:
+        iid = iid or keys.invoice_id()
+        guard = AccountGuardItem(guard_pk, keys.GUARD, target_id=iid)
+        parts.append(lambda tx: tx.save(guard, AccountGuardItem.pk.does_not_exist(), role="guard"))
+        item = InvoiceItem(keys.invoice_pk(ctx, iid), keys.HOME, invoice_id=iid, created_at=now)
+    else:
+        item = home  # type: ignore[assignment]
+    old = (item.account_id, item.customer_id, item.status, dict(item.data or {})) if not is_new else None
+    item.account_id, item.customer_id, item.status, item.data, item.updated_at = (
+        inv.account_id, inv.customer_id, status, data, now)  # fmt: skip
+    parts.append(lambda tx: tx.save(item, role="home"))  # new: must not exist; else conditional on the version
+    copies = _copies(ctx, item)
+    fresh = {(c.pk, c.sk) for c in copies}
+    for stale in _copies_of_old(ctx, item, old):
+        if (stale.pk, stale.sk) not in fresh:
+            parts.append(lambda tx, stale=stale: tx.delete(stale, role="stale_copy", add_version_condition=False))
+    for copy in copies:
+        parts.append(lambda tx, copy=copy: tx.save(copy, role="copy"))
+    return _Plan(index, item, old, is_new, parts, len(parts))
 
 
 def _copies(ctx: TenantContext, item: InvoiceItem) -> list[Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm import clock, retry
-from crm.accounts import keys
+from crm.accounts import keys, packing
 from crm.accounts.schemas import Account, AccountCreate, AccountFields, AccountPatch
 from crm.context import TenantContext
 from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed, stale_version
@@ -203,21 +203,28 @@ def _write(ctx: TenantContext, item: AccountItem, old: dict[str, Any] | None, *,
     """1 TransactWriteItems: the profile (new: must not exist; else conditional on its
     version) with the guards of its external ids added and removed."""
     tx = Tx()
-    tx.save(item, AccountItem.pk.does_not_exist() if is_new else None, role="profile")
-    before, after = guards(ctx, old or {}), guards(ctx, item.data or {})
-    for pk, field in after.items():
-        if pk not in before:
-            tx.save(AccountGuardItem(pk, keys.GUARD, target_id=item.account_id),
-                    AccountGuardItem.pk.does_not_exist(), role=field)  # fmt: skip
-    for pk, field in before.items():
-        if pk not in after:
-            tx.delete(AccountGuardItem(pk, keys.GUARD, target_id=item.account_id),
-                      AccountGuardItem.target_id == item.account_id, role=field,
-                      add_version_condition=False)  # fmt: skip
+    for part in _parts(ctx, item, old, is_new=is_new):
+        part(tx)
     try:
         tx.run()
     except Cancelled as exc:
         raise _explain(ctx, exc) from None
+
+
+def _parts(ctx: TenantContext, item: AccountItem, old: dict[str, Any] | None, *, is_new: bool) -> list[Any]:
+    """What :func:`_write` sends, as callables adding each item to a Tx."""
+    parts: list[Any] = [lambda tx: tx.save(item, AccountItem.pk.does_not_exist() if is_new else None, role="profile")]
+    before, after = guards(ctx, old or {}), guards(ctx, item.data or {})
+    for pk, field in after.items():
+        if pk not in before:
+            guard = AccountGuardItem(pk, keys.GUARD, target_id=item.account_id)
+            parts.append(lambda tx, g=guard, f=field: tx.save(g, AccountGuardItem.pk.does_not_exist(), role=f))
+    for pk, field in before.items():
+        if pk not in after:
+            guard = AccountGuardItem(pk, keys.GUARD, target_id=item.account_id)
+            parts.append(lambda tx, g=guard, f=field: tx.delete(g, AccountGuardItem.target_id == item.account_id,
+                                                                 role=f, add_version_condition=False))  # fmt: skip
+    return parts
 
 
 def new_item(ctx: TenantContext, data: dict[str, Any], now: str, *, stub: bool = False) -> AccountItem:
@@ -268,18 +275,32 @@ def resolve(ctx: TenantContext, source: str, external_ids: list[str]) -> dict[st
     """external id -> account id, creating a stub account for each one not known yet
     (order independence: a contact, order or invoice may arrive before its account's
     record, which later fills the stub). 1 BatchGetItem per 100 ids + 1
-    TransactWriteItems per stub created."""
+    TransactWriteItems per 50 stubs created (a stub and its guard); a transaction
+    cancelled (a stub created concurrently) makes its stubs one by one."""
     wanted = list(dict.fromkeys(x for x in external_ids if x))
     out: dict[str, str] = {}
-    for start in range(0, len(wanted), 100):
-        chunk = wanted[start : start + 100]
+    for chunk in packing.chunks(wanted, 100):
         pks = {keys.guard_pk(ctx, "account", source, x): x for x in chunk}
         for g in AccountGuardItem.batch_get([(pk, keys.GUARD) for pk in pks], consistent_read=True):
             out[pks[g.pk]] = g.target_id
-    for xid in wanted:
-        if xid not in out:
-            out[xid] = _stub(ctx, source, xid)
+    now = clock.now_iso()
+    stubs = [(xid, new_item(ctx, {"external_ids": {source: xid}}, now, stub=True)) for xid in wanted if xid not in out]
+    units = [packing.Unit(2, _adder(ctx, item), None, [(xid, item)]) for xid, item in stubs]
+    for unit, ok in packing.run(units):
+        for xid, item in unit.members:
+            out[xid] = item.account_id if ok else _stub(ctx, source, xid)
     return out
+
+
+def _adder(ctx: TenantContext, item: AccountItem) -> Any:
+    """Adds a new account's profile and its guards to a transaction (as :func:`_write`)."""
+    parts = _parts(ctx, item, None, is_new=True)
+
+    def add(tx: Tx) -> None:
+        for part in parts:
+            part(tx)
+
+    return add
 
 
 def _stub(ctx: TenantContext, source: str, external_id: str) -> str:
@@ -302,10 +323,8 @@ class Upserted:
     errors: list[dict[str, Any]] | None = None
 
 
-def upsert(ctx: TenantContext, source: str, external_id: str, updated_at: str, profile: dict[str, Any]) -> Upserted:
-    """An account record of a connector: created, filled (a stub) or updated by its
-    external id; an older ``updated_at`` than the one last applied from this source
-    changes nothing. 1 GetItem (guard) + 1 BatchGetItem + 1 TransactWriteItems."""
+def _patch(source: str, external_id: str, profile: dict[str, Any]) -> AccountPatch | Upserted:
+    """The record as a patch that sets its external id, or the error that rejects it."""
     from pydantic import ValidationError
 
     from crm.errors import field_errors
@@ -313,18 +332,57 @@ def upsert(ctx: TenantContext, source: str, external_id: str, updated_at: str, p
     if "external_ids" in (profile or {}):
         return Upserted("error", error="external_ids are the sink's to set", errors=[])
     try:
-        patch = AccountPatch.model_validate({**(profile or {}), "external_ids": {source: external_id}})
+        return AccountPatch.model_validate({**(profile or {}), "external_ids": {source: external_id}})
     except ValidationError as exc:
         errs = field_errors(exc)
         return Upserted("error", error=f"invalid account: {errs[0]['field']}: {errs[0]['message']}", errors=errs)
+
+
+def _created(ctx: TenantContext, source: str, updated_at: str, patch: AccountPatch) -> AccountItem | Upserted:
+    if not patch.name:
+        return Upserted("error", error="an account needs a name", errors=[])
+    data = new_data(patch)
+    data["source_updated_at"] = {source: updated_at}
+    return new_item(ctx, data, clock.now_iso())
+
+
+def _applied(ctx: TenantContext, source: str, updated_at: str, patch: AccountPatch, item: AccountItem,
+             ) -> Upserted | tuple[dict[str, Any], str]:  # fmt: skip
+    """The record applied to the stored ``item`` (changed in place): its old data and the
+    status, or ``unchanged`` (an older or the same version) or an error: no write."""
+    aid = item.account_id
+    old = item.data or {}
+    seen = (old.get("source_updated_at") or {}).get(source)
+    if seen and updated_at < seen:
+        return Upserted("unchanged", aid)
+    data = patched_data(old, patch)
+    same = data == old and not item.stub
+    if same and seen == updated_at:
+        return Upserted("unchanged", aid)
+    if not data.get("name"):
+        return Upserted("error", aid, error="an account needs a name", errors=[])
+    # the stamp advances even when nothing else changed, so a late older version
+    # cannot undo this one
+    data["source_updated_at"] = {**(old.get("source_updated_at") or {}), source: updated_at}
+    was_stub = bool(item.stub)
+    item.data, item.stub, item.updated_at = data, False, clock.now_iso()
+    set_index_keys(ctx, item)
+    return old, "unchanged" if same else "created" if was_stub else "updated"
+
+
+def upsert(ctx: TenantContext, source: str, external_id: str, updated_at: str, profile: dict[str, Any]) -> Upserted:
+    """An account record of a connector: created, filled (a stub) or updated by its
+    external id; an older ``updated_at`` than the one last applied from this source
+    changes nothing. 1 GetItem (guard) + 1 BatchGetItem + 1 TransactWriteItems."""
+    patch = _patch(source, external_id, profile)
+    if isinstance(patch, Upserted):
+        return patch
     for _ in retry.backoff():
         aid = find(ctx, source, external_id)
         if aid is None:
-            if not patch.name:
-                return Upserted("error", error="an account needs a name", errors=[])
-            data = new_data(patch)
-            data["source_updated_at"] = {source: updated_at}
-            item = new_item(ctx, data, clock.now_iso())
+            item = _created(ctx, source, updated_at, patch)
+            if isinstance(item, Upserted):
+                return item
             try:
                 _write(ctx, item, None, is_new=True)
                 return Upserted("created", item.account_id)
@@ -334,27 +392,79 @@ def upsert(ctx: TenantContext, source: str, external_id: str, updated_at: str, p
             item, _ = load(ctx, aid)
         except NotFound:
             continue
-        old = item.data or {}
-        seen = (old.get("source_updated_at") or {}).get(source)
-        if seen and updated_at < seen:
-            return Upserted("unchanged", aid)
-        data = patched_data(old, patch)
-        same = data == old and not item.stub
-        if same and seen == updated_at:
-            return Upserted("unchanged", aid)
-        if not data.get("name"):
-            return Upserted("error", aid, error="an account needs a name", errors=[])
-        # the stamp advances even when nothing else changed, so a late older version
-        # cannot undo this one
-        data["source_updated_at"] = {**(old.get("source_updated_at") or {}), source: updated_at}
-        was_stub = bool(item.stub)
-        item.data, item.stub, item.updated_at = data, False, clock.now_iso()
-        set_index_keys(ctx, item)
+        applied = _applied(ctx, source, updated_at, patch, item)
+        if isinstance(applied, Upserted):
+            return applied
+        old, status = applied
         try:
             _write(ctx, item, old, is_new=False)
-            return Upserted("unchanged" if same else "created" if was_stub else "updated", aid)
+            return Upserted(status, aid)
         except (PreconditionFailed, Conflict) as exc:
             if isinstance(exc, Conflict) and exc.extra.get("code") == "duplicate_account":
                 return Upserted("error", aid, error=exc.detail, errors=[])
             continue
     return Upserted("error", error="the account kept changing concurrently; sync again", errors=[])
+
+
+def upsert_many(ctx: TenantContext, source: str, incoming: list[tuple[str, str, dict[str, Any]]]) -> list[Upserted]:
+    """A page of account records, ``(external id, updated_at, profile)``, each as
+    :func:`upsert` writes it: 1 BatchGetItem per 100 guards + 1 BatchGetItem per 100
+    profiles of the known ones, then the accounts that change packed into
+    TransactWriteItems of up to 100 items; an unchanged record writes nothing. A record
+    whose transaction was cancelled (or the batch cannot decide) goes through
+    :func:`upsert` alone."""
+    out: list[Upserted | None] = [None] * len(incoming)
+    patches: dict[int, AccountPatch] = {}
+    seen: set[str] = set()
+    alone: list[int] = []
+    for n, (xid, _, profile) in enumerate(incoming):
+        patch = _patch(source, xid, profile)
+        if isinstance(patch, Upserted):
+            out[n] = patch
+        elif xid in seen:
+            alone.append(n)  # the same account twice: after the first
+        else:
+            seen.add(xid)
+            patches[n] = patch
+    gpks = {n: keys.guard_pk(ctx, "account", source, incoming[n][0]) for n in patches}
+    held: dict[str, str] = {}
+    for chunk in packing.chunks([(pk, keys.GUARD) for pk in gpks.values()], 100):
+        held.update((g.pk, g.target_id) for g in AccountGuardItem.batch_get(chunk, consistent_read=True))
+    profiles: dict[str, Any] = {}
+    for chunk in packing.chunks([(keys.account_pk(ctx, a), keys.PROFILE) for a in dict.fromkeys(held.values())], 100):
+        profiles.update((i.pk, i) for i in Item.batch_get(chunk, consistent_read=True))
+    units: list[packing.Unit] = []
+    for n, patch in patches.items():
+        xid, updated_at, _ = incoming[n]
+        aid = held.get(gpks[n])
+        if aid is None:
+            created = _created(ctx, source, updated_at, patch)
+            if isinstance(created, Upserted):
+                out[n] = created
+                continue
+            parts, item, status = _parts(ctx, created, None, is_new=True), created, "created"
+        else:
+            item = profiles.pop(keys.account_pk(ctx, aid), None)  # popped: one record per account here
+            if not isinstance(item, AccountItem):
+                alone.append(n)
+                continue
+            applied = _applied(ctx, source, updated_at, patch, item)
+            if isinstance(applied, Upserted):
+                out[n] = applied
+                continue
+            parts, status = _parts(ctx, item, applied[0], is_new=False), applied[1]
+
+        def build(tx: Tx, parts: list[Any] = parts) -> None:
+            for part in parts:
+                part(tx)
+
+        units.append(packing.Unit(len(parts), build, None, [(n, item.account_id, status)]))
+    for unit, ok in packing.run(units):
+        for n, aid, status in unit.members:
+            if ok:
+                out[n] = Upserted(status, aid)
+            else:
+                alone.append(n)
+    for n in sorted(alone):
+        out[n] = upsert(ctx, source, *incoming[n])
+    return out  # type: ignore[return-value]
