@@ -217,7 +217,7 @@ class Run:
         assert (view.available, view.pending, view.tier) == (m.available, m.pending, m.tier(self.iso))
 
 
-@settings(max_examples=int(os.environ.get("LOYALTY_EXAMPLES", 40)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=int(os.environ.get("LOYALTY_EXAMPLES", 25)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(ops=steps, rnd=st.randoms(use_true_random=False))
 def test_points_match_the_reference_model_under_duplicate_shuffled_delivery(world, ops, rnd):

@@ -21,7 +21,7 @@ schema = lazy_schema("b2b")
 
 
 @schema.parametrize()
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "3")), deadline=None,
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "2")), deadline=None,
           suppress_health_check=list(HealthCheck), derandomize=not os.environ.get("RAPPORT_FUZZ_RANDOM"))
 def test_every_b2b_operation_conforms(case, fuzz_tenant, api_url):  # noqa: F811
     call_and_check(case, fuzz_tenant, api_url)

@@ -21,7 +21,7 @@ schema = lazy_schema("marketing")
 
 
 @schema.parametrize()
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "3")), deadline=None,
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "2")), deadline=None,
           suppress_health_check=list(HealthCheck), derandomize=not os.environ.get("RAPPORT_FUZZ_RANDOM"))
 def test_every_marketing_operation_conforms(case, fuzz_tenant, api_url):  # noqa: F811
     call_and_check(case, fuzz_tenant, api_url)
