@@ -86,7 +86,32 @@ def seed_demo(name: str = "Demo Shop", customers: int = 50) -> tuple[str, str]:
     _seed_program(ctx)
     _seed_orders(ctx, [r.id for r in results if r.id], rng, now)
     _seed_segments(ctx)
+    _seed_account(ctx, [r.id for r in results if r.id][:2], now)
     return tenant.id, key.secret
+
+
+def _seed_account(ctx, contacts: list[str], now: datetime) -> None:
+    """A B2B account as an ERP sync leaves it (docs/accounts.md): two of the demo
+    customers as its contacts, an open and a paid invoice, so its balance shows."""
+    from connectors import sink
+    from connectors.sdk.base import InvoiceRecord, OrderLine
+    from crm.accounts import contacts as account_contacts
+    from crm.accounts import service as accounts
+    from crm.accounts.schemas import AccountCreate
+
+    account = accounts.create(ctx, AccountCreate(
+        name="Acme Café GmbH", tax_id="DE123456789", payment_terms="Net 30", credit_limit=500000,
+        currency="EUR", email="ap@acme.example", external_ids={"erpnext": "CUST-0001"}))
+    for customer_id, role in zip(contacts, ("Purchasing", "Accounts Payable"), strict=False):
+        account_contacts.link(ctx, account.id, customer_id, role)
+    at = (now - timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [OrderLine("COFFEE-5KG", "Espresso beans, 5 kg", 4, 6250)]
+    sink.write(ctx, "erpnext", "sales_invoices", [
+        InvoiceRecord("ACC-SINV-0001", at, "ACC-SINV-0001", "EUR", at, 29750, 29750, account="CUST-0001",
+                      lines=lines, tax=4750, payment_terms="Net 30",
+                      due_at=(now + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        InvoiceRecord("ACC-SINV-0000", at, "ACC-SINV-0000", "EUR", at, 29750, 0, status="paid",
+                      account="CUST-0001", lines=lines, tax=4750, paid_at=at)])
 
 
 def _birthdays_this_week(records: list[dict], now: datetime) -> list[dict]:
