@@ -77,6 +77,7 @@ class FakeVendor:
         self._fail_next: list[tuple[int, dict[str, str]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._local = threading.local()  # the request body, for routes that read one (POST, PUT)
 
     # fault injection -----------------------------------------------------------------
     def throttle_every(self, n: int | None, retry_after: float | str = 1) -> None:
@@ -151,11 +152,13 @@ class FakeVendor:
             def do_POST(self) -> None:  # noqa: N802
                 self._handle("POST")
 
+            def do_PUT(self) -> None:  # noqa: N802
+                self._handle("PUT")
+
             def _handle(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                reply = fake._dispatch(method, self.path, self.headers)
+                raw = self.rfile.read(length) if length else b""
+                reply = fake.serve(method, self.path, self.headers, raw)
                 data = b"" if reply.body is None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -187,6 +190,17 @@ class FakeVendor:
         self.stop()
 
     # dispatch --------------------------------------------------------------------------
+    def serve(self, method: str, target: str, headers: Any, raw: bytes) -> Reply:
+        """One request as the server received it: the body is kept for the route
+        (``request_body()``), then faults, counters and ``route`` (``_dispatch``). A fake
+        with its own request log and faults overrides this."""
+        self._local.body = raw
+        return self._dispatch(method, target, headers)
+
+    def request_body(self) -> bytes:
+        """The body of the request being routed (on the server's thread)."""
+        return getattr(self._local, "body", b"")
+
     def _dispatch(self, method: str, target: str, headers: Any) -> Reply:
         with self.lock:
             self.requests += 1

@@ -6,10 +6,8 @@ answered with any status and headers (fakes.md: 429 with ``Retry-After``, 5xx, 4
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,7 +32,7 @@ class Fault:
 
 
 def iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class FakeCarrier(FakeVendor):
@@ -64,44 +62,9 @@ class FakeCarrier(FakeVendor):
             return [r for r in self.requests_log if (method is None or r.method == method) and path_part in r.path]
 
     # server ---------------------------------------------------------------------------
-    def start(self) -> "FakeCarrier":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._serve("GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                self._serve("POST")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                self._serve("PUT")
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                reply = fake._serve(method, self.path, dict(self.headers.items()), raw)
-                data = b"" if reply.body is None else json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def _serve(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> Reply:
+    def serve(self, method: str, target: str, headers: Any, raw: bytes) -> Reply:
+        """Its own request log (with the parsed body) and faults (any status, headers and
+        body), instead of FakeVendor's."""
         parts = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         try:

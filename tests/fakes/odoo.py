@@ -37,9 +37,7 @@ Behaviour:
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 from tests.fakes import FakeVendor, Reply, epoch
@@ -207,7 +205,6 @@ class FakeOdoo(FakeVendor):
         self.tables: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in FIELDS}
         self._next = {m: 1 for m in FIELDS}
         self.rpc_calls: list[dict[str, Any]] = []  # with the body (the base's ``calls`` has none)
-        self._local = threading.local()
         self.tables["res.company"][1] = {
             "id": 1,
             "name": "Rapport Test Company",
@@ -603,46 +600,11 @@ class FakeOdoo(FakeVendor):
             return self._render(model, [table[i] for i in ids or []], kwargs.get("fields"))
 
     # HTTP ------------------------------------------------------------------------------
-    def start(self) -> FakeOdoo:
-        """Like :meth:`FakeVendor.start`, keeping the request body (Odoo's APIs are POSTs)."""
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                fake._local.body = self.rfile.read(length) if length else b""
-                reply = fake._dispatch(method, self.path, self.headers)
-                data = b"" if reply.body is None else json.dumps(reply.body).encode()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
     def __enter__(self) -> Self:
         return self.start()
 
     def route(self, method: str, path: str, query: dict[str, str], headers: Any) -> Reply:
-        raw = getattr(self._local, "body", b"")
+        raw = self.request_body()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
