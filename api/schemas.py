@@ -81,6 +81,7 @@ from crm.orders.schemas import (  # noqa: F401 - re-exported for api.http.model(
     FulfilmentCreate,
     Order,
     OrderCreate,
+    OrderNumber,
     OrderStatus,
     PaymentCreate,
     RefundCreate,
@@ -177,6 +178,10 @@ class OrderListQuery(PageQuery):
     )
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
         default=None, description="with source"
+    )
+    number: OrderNumber | None = Field(
+        default=None,
+        description="the orders with this shop order number (`#1001` and `1001` are the same), of every source",
     )
 
 

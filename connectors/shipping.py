@@ -14,7 +14,6 @@ a repeat = 2 GetItem + 2 BatchGetItem and no provider call.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -47,6 +46,7 @@ def to_tracker(record: ShipmentRecord, connection_id: str | None, connector: str
         order_id=record.order_id,
         event_id=record.event_id,
         order_ref=record.order_ref,
+        order_number=record.order_number,
         connection_id=connection_id,
         connector=connector,
     )
@@ -136,26 +136,40 @@ def write(ctx: TenantContext, connection_id: str | None, connector: str | None, 
             out.add(outcome.status)
 
 
-def order_finder(ctx: TenantContext) -> Callable[[str], str | None]:
-    """Resolves the shop's own order id a provider kept (AfterShip's ``order_id``) to a
-    Rapport order: the order with that external id in one of the tenant's connected
-    sources (Shopify, WooCommerce, an ERP...). Asked only for a tracker no shipment is
-    registered for: 1 Query of the connections (once per page), then 1-2 GetItem per
-    source tried."""
+def order_finder(ctx: TenantContext) -> service.OrderFinder:
+    """Resolves what a provider kept of the shop's order to a Rapport order: the shop's own
+    order id (AfterShip's ``order_id``), the order with that external id in one of the
+    tenant's connected sources (Shopify, WooCommerce, an ERP...); else the order number
+    the buyer knows (AfterShip's ``order_number``, ``#1001`` = ``1001``) when exactly one
+    order has it: several (two shops both at ``#1001``) is a clear refusal, not a guess.
+    Asked only for a tracker no shipment is registered for: by id 1 Query of the
+    connections (once per page), then 1-2 GetItem per source tried; by number 1 Query
+    (+1 BatchGetItem)."""
     from crm.orders import filters
 
     sources: list[str] | None = None
 
-    def find(ref: str) -> str | None:
+    def find(ref: str | None, number: str | None) -> str | None:
         nonlocal sources
-        if sources is None:
-            listed = connections.list_connections(ctx, limit=100, cursor=None).items
-            sources = sorted({c.connector for c in listed
-                              if not getattr(connections.connector(c.connector), "tracking", False)})
-        for source in sources:
-            found = filters.by_external_id(ctx, source, ref).items
-            if found:
-                return found[0].id
+        if ref:
+            if sources is None:
+                listed = connections.list_connections(ctx, limit=100, cursor=None).items
+                sources = sorted({c.connector for c in listed
+                                  if not getattr(connections.connector(c.connector), "tracking", False)})
+            for source in sources:
+                found = filters.by_external_id(ctx, source, ref).items
+                if found:
+                    return found[0].id
+        if number:
+            orders = filters.by_number(ctx, number).items
+            if len(orders) > 1:
+                raise Conflict(
+                    f"order number {number!r} names {len(orders)} orders "
+                    f"({', '.join(sorted(f'{o.source} {o.external_id}' for o in orders))}); register the "
+                    "shipment with POST /v1/shipments and the order's id",
+                    field="order_number", code="ambiguous_order_number")
+            if orders:
+                return orders[0].id
         return None
 
     return find

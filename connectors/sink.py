@@ -127,7 +127,7 @@ def _buyers(ctx: TenantContext, source: str, orders: list[OrderRecord] | list[Ch
 
 
 def _order_dict(o: OrderRecord, customer_id: str) -> dict[str, Any]:
-    return {"external_id": o.external_id, "customer_id": customer_id, "channel": o.channel,
+    return {"external_id": o.external_id, "number": o.number, "customer_id": customer_id, "channel": o.channel,
             "currency": o.currency, "placed_at": o.placed_at,
             "lines": [{k: v for k, v in vars(line).items() if v is not None} for line in o.lines],
             "discount": o.discount, "shipping": o.shipping, "tax": o.tax, "total": o.total,

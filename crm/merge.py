@@ -407,7 +407,7 @@ def _move_search_entries(
 
 def _move_orders(ctx: TenantContext, survivor_id: str, other_id: str) -> int:
     """Step 4, orders: 1 Query + 1 TransactWriteItems per 25 orders."""
-    from crm.orders.service import ORDER_PREFIX
+    from crm.orders.service import ORDER_PREFIX, order_guard
 
     s_pk, o_pk = records.profile_pk(ctx, survivor_id), records.profile_pk(ctx, other_id)
     moved = 0
@@ -444,12 +444,7 @@ def _move_orders(ctx: TenantContext, survivor_id: str, other_id: str) -> int:
             tx.delete(order, role="order")  # conditional on the version read
             tx.save(OrderPointerItem(ctx.key("O", order.order_id), "O", customer_id=survivor_id), role="pointer")
             tx.save(
-                GuardItem(
-                    ctx.key("U", "order", order.data["source"], order.data["external_id"]),
-                    "U",
-                    customer_id=survivor_id,
-                    order_id=order.order_id,
-                ),
+                order_guard(ctx, order.data, survivor_id, order.order_id),
                 GuardItem.customer_id.is_in(other_id, survivor_id) | GuardItem.pk.does_not_exist(),
                 role="guard",
             )

@@ -203,7 +203,9 @@ class EventItem(Item, discriminator="event"):
 
 
 class GuardItem(Item, discriminator="guard"):
-    """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer (or order) per value."""
+    """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer (or order) per value.
+    An order's guard is also listed under the shop's order number, when the order has one
+    (crm/orders/service.py ``order_guard``)."""
 
     KIND = Kind(
         "unique guard (email, external id; an order's source id)",
@@ -213,6 +215,7 @@ class GuardItem(Item, discriminator="guard"):
         pii=("pk",),
         erasure="delete",
         merge="move",
+        gsi="gsi1 `P ORDERNO#<number>` / `<order id>` (an order's guard, when the order has a number)",
     )
 
     customer_id = UnicodeAttribute()

@@ -55,7 +55,7 @@ def create_order(req: Request) -> Result:
     tag=TAG,
     scope=READ,
     summary="Orders newest first, for the tenant or one customer, by placing date; by status; "
-    "or the one order of source + external_id",
+    "the one order of source + external_id; or the orders with a shop order number",
     query="OrderListQuery",
     responses={200: "OrderPage"},
     errors=(404, 422),
@@ -69,7 +69,11 @@ def list_orders(req: Request) -> Result:
     if (q.source is None) != (q.external_id is None):
         missing, given = ("external_id", "source") if q.external_id is None else ("source", "external_id")
         raise Invalid(f"{missing} is required with {given}", field=missing)
-    if q.source is not None:
+    if q.number is not None:
+        if q.source is not None:
+            raise Invalid("number cannot be combined with source and external_id; use one or the other", field="number")
+        page = filters.by_number(req.ctx, q.number, customer_id=q.customer_id, status=q.status, **window)
+    elif q.source is not None:
         page = filters.by_external_id(
             req.ctx, q.source, q.external_id, customer_id=q.customer_id, status=q.status, **window
         )

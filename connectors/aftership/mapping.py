@@ -114,9 +114,9 @@ def _tracking(t: dict[str, Any], tid: str, event_id: str | None) -> ShipmentReco
         url=fields.text(t.get("courier_tracking_link"), 500),
         order_id=order_id if order_id and order_id.startswith(ORDER_ID) else None,
         event_id=event_id,
-        # the shop's own order id (else its order number) as the merchant gave it to AfterShip
-        order_ref=(order_id if order_id and not order_id.startswith(ORDER_ID) else None)
-        or fields.text(t.get("order_number"), 64),
+        # the shop's own order id and its order number, as the merchant gave them to AfterShip
+        order_ref=order_id if order_id and not order_id.startswith(ORDER_ID) else None,
+        order_number=fields.order_number(t.get("order_number")),
     )
 
 

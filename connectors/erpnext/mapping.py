@@ -413,6 +413,7 @@ def _order(
         fulfilled_at=updated_at if delivered else None,
         cancelled_at=updated_at if cancelled else None,
         cancel_reason="cancelled in ERPNext" if cancelled else None,
+        number=fields.order_number(doc.get("name")),
     )
 
 

@@ -387,6 +387,7 @@ def _order(
         email=email,
         account=account,
         cancelled_at=updated_at if cancelled else None,
+        number=fields.order_number(value(o.get("name"))),
     )
 
 

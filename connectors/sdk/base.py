@@ -102,6 +102,7 @@ class OrderRecord:
     refunds: list[RefundRecord] = field(default_factory=list)
     account: str | None = None  # a B2B order: the account's external id in the same source
     tracking: list[OrderTracking] = field(default_factory=list)  # its fulfilments' parcels
+    number: str | None = None  # the order number the buyer knows (fields.order_number): shipments link by it
 
 
 @dataclass
@@ -191,8 +192,10 @@ class ShipmentRecord:
     tracking number (registered with ``POST /v1/shipments`` or from an e-commerce
     fulfilment), else by ``order_id`` when the provider kept Rapport's order id as the
     tracker's reference, else by ``order_ref``: the shop's own order id the provider kept
-    (an order's external id in one of the tenant's connected sources). ``event_id`` is
-    the provider event that carried it (webhooks)."""
+    (an order's external id in one of the tenant's connected sources), else by
+    ``order_number``: the order number the buyer knows (``#1001``, the same as ``1001``),
+    when exactly one of the tenant's orders has it. ``event_id`` is the provider event that
+    carried it (webhooks)."""
 
     external_id: str
     updated_at: str
@@ -206,6 +209,7 @@ class ShipmentRecord:
     order_id: str | None = None
     event_id: str | None = None
     order_ref: str | None = None
+    order_number: str | None = None
 
 
 @dataclass

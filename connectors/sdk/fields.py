@@ -40,6 +40,14 @@ def text(value: Any, limit: int = 200, *, unescape: bool = False) -> str | None:
     return out[:limit] or None
 
 
+def order_number(value: Any) -> str | None:
+    """The shop's order number as the buyer knows it (``#1001``), or None: cut to 64
+    characters, and None when nothing is left but ``#`` (Rapport would refuse it, and a
+    number is never worth refusing the order for)."""
+    out = text(value, 64)
+    return out if out and out.lstrip("#").strip() else None
+
+
 def email(value: Any) -> str | None:
     raw = text(value, 254)
     return None if raw is None else _email(raw)

@@ -276,7 +276,7 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
         shipping=shipping, tax=tax, customer=buyer, email=email, paid_at=paid_at,
         fulfilled_at=_fulfilled_at(o, updated_at), cancelled_at=fields.utc(o.get("cancelled_at")),
         cancel_reason=fields.text(o.get("cancel_reason"), 500) if o.get("cancelled_at") else None,
-        refunds=refunds, tracking=_tracking(o))
+        refunds=refunds, tracking=_tracking(o), number=fields.order_number(o.get("name")))
 
 
 def checkout(c: Any) -> CheckoutRecord | Rejected | None:

@@ -224,7 +224,7 @@ def _order(o: Mapping[str, Any], ext: str, channels: Mapping[str, str] | None) -
         fulfilled_at=fulfilled_at,
         cancelled_at=updated_at if status == "cancelled" else None,
         cancel_reason="cancelled in WooCommerce" if status == "cancelled" else None,
-        refunds=refunds, tracking=_tracking(o))
+        refunds=refunds, tracking=_tracking(o), number=fields.order_number(o.get("number")))
 
 
 def _tracking(o: Mapping[str, Any]) -> list[OrderTracking]:

@@ -5,11 +5,15 @@
   the same ``placed_since`` / ``placed_before`` bounds as the tenant list.
 - By ``(source, external_id)``: the order's unique guard ``P U#order#<source>#<id>``
   names it (1 GetItem), then the order (1 GetItem): a page of 0 or 1 order.
+- By ``number`` (the shop's order number, ``#1001`` = ``1001``): the guards of the orders
+  with that number are listed on gsi1 ``P ORDERNO#<number>`` (1 Query), then the orders
+  (1 BatchGetItem): every source's order with that number, at most 100, oldest first.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from crm import ids
 from crm.context import TenantContext
@@ -17,6 +21,8 @@ from crm.customers import records
 from crm.errors import Invalid
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import GuardItem, OrderItem
+
+MAX_BY_NUMBER = 100  # orders sharing one number (one per source, in practice)
 
 
 def by_status(
@@ -71,7 +77,6 @@ def by_external_id(
     placed_before: datetime | None = None,
 ) -> Page:
     """2 GetItem (1 when no order has that id); other filters apply to the one order."""
-    from crm.customers.service import survivor_id
     from crm.orders.service import _guard_pk, _order_sk, to_order
 
     try:
@@ -82,15 +87,53 @@ def by_external_id(
     except (GuardItem.DoesNotExist, OrderItem.DoesNotExist):
         return Page([], None)
     order = to_order(item)
+    return Page([order] if _matches(ctx, order, customer_id, status, placed_since, placed_before) else [], None)
+
+
+def by_number(
+    ctx: TenantContext,
+    number: str,
+    *,
+    customer_id: str | None = None,
+    status: str | None = None,
+    placed_since: datetime | None = None,
+    placed_before: datetime | None = None,
+) -> Page:
+    """1 Query on gsi1 (+1 BatchGetItem when an order has the number)."""
+    from crm.orders.service import _order_sk, number_index, to_order
+    from crm.storage import Item
+
+    guards = [
+        g
+        for g in Item.gsi1.query(number_index(ctx, number), limit=MAX_BY_NUMBER, page_size=MAX_BY_NUMBER)
+        if isinstance(g, GuardItem) and g.order_id
+    ]
+    if not guards:
+        return Page([], None)
+    keys = [(records.profile_pk(ctx, g.customer_id), _order_sk(g.order_id)) for g in guards]
+    found = [i for i in OrderItem.batch_get(keys, consistent_read=True) if isinstance(i, OrderItem)]
+    orders = sorted((to_order(i) for i in found), key=lambda o: o.id)
+    return Page([o for o in orders if _matches(ctx, o, customer_id, status, placed_since, placed_before)], None)
+
+
+def _matches(
+    ctx: TenantContext,
+    order: Any,
+    customer_id: str | None,
+    status: str | None,
+    placed_since: datetime | None,
+    placed_before: datetime | None,
+) -> bool:
+    """The list's other filters, applied to an order found by its key."""
+    from crm.customers.service import survivor_id
+
     if (
         customer_id is not None
         and customer_id != order.customer_id
         and survivor_id(ctx, customer_id) != order.customer_id
     ):
-        return Page([], None)
+        return False
     if status is not None and order.status != status:
-        return Page([], None)
+        return False
     placed = datetime.fromisoformat(order.placed_at)
-    if (placed_since and placed < placed_since) or (placed_before and placed >= placed_before):
-        return Page([], None)
-    return Page([order], None)
+    return not ((placed_since and placed < placed_since) or (placed_before and placed >= placed_before))

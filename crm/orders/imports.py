@@ -95,7 +95,18 @@ from crm.tx import Cancelled, Tx
 
 MAX_RECORDS = 250
 MAX_TRANSACTION_ITEMS = 100
-_ORDER_FIELDS = ("external_id", "channel", "currency", "lines", "discount", "shipping", "tax", "total", "placed_at")
+_ORDER_FIELDS = (
+    "external_id",
+    "number",
+    "channel",
+    "currency",
+    "lines",
+    "discount",
+    "shipping",
+    "tax",
+    "total",
+    "placed_at",
+)
 _STATE_FIELDS = ("customer_id", "paid_at", "fulfilled_at", "cancelled_at", "cancel_reason", "refunds", "updated_at")
 _ACCOUNT_FIELDS = ("account_id",)  # a B2B order's account (crm/accounts), set when the order is placed
 
@@ -444,7 +455,9 @@ class _Chunk:
 def _data(rec: _Record, now: str) -> tuple[str, dict[str, Any]]:
     """The order's status and stored data in the vendor's state (as create + the moves write it)."""
     body = rec.order
-    data = body.model_dump(mode="json", exclude={"customer", "placed_at"})
+    data = body.model_dump(
+        mode="json", exclude={"customer", "placed_at"} | ({"number"} if body.number is None else set())
+    )
     data.update(
         subtotal=sum(line.quantity * line.unit_price for line in body.lines),
         placed_at=clock.iso(body.placed_at),
@@ -597,12 +610,7 @@ def _commit(ctx: TenantContext, source: str, group: list[_Chunk]) -> bool:
         for _, order in chunk.orders:
             oid = order.order_id
             tx.save(
-                GuardItem(
-                    service._guard_pk(ctx, source, order.data["external_id"]),
-                    "U",
-                    customer_id=chunk.customer_id,
-                    order_id=oid,
-                ),
+                service.order_guard(ctx, order.data, chunk.customer_id, oid),
                 GuardItem.pk.does_not_exist(),
                 role="guard",
             )

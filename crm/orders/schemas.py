@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +24,29 @@ OrderStatus = Literal["placed", "paid", "fulfilled", "cancelled", "partially_ref
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Money = Annotated[int, Field(ge=0, le=10**12, description="minor units, e.g. cents")]
 MAX_LINES = 250
+
+
+def _has_number(value: str) -> str:
+    if not number_key(value):
+        raise ValueError("an order number needs more than '#' and blanks")
+    return value
+
+
+OrderNumber = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_has_number),
+    Field(
+        description="the order's number as the shop shows it to the buyer (Shopify `#1001`, Odoo "
+        "`S00012`); shipments whose provider kept only the number link by it (docs/shipping.md)"
+    ),
+]
+
+
+def number_key(number: str) -> str:
+    """An order number as it is looked up: without surrounding blanks or a leading ``#``, case
+    folded, so a carrier's ``1001`` finds the shop's ``#1001``."""
+    return number.strip().lstrip("#").strip().casefold()
 
 
 class _Strict(BaseModel):
@@ -85,6 +109,7 @@ class OrderCreate(_Strict):
     tax: Money = 0
     total: Money
     placed_at: Timestamp
+    number: OrderNumber | None = None
 
     @field_validator("placed_at")
     @classmethod
@@ -187,6 +212,7 @@ class Order(BaseModel):
     customer_id: str
     source: str
     external_id: str
+    number: str | None = Field(default=None, description="the shop's order number, as the buyer knows it")
     channel: OrderChannel
     currency: str
     lines: list[LineItem]

@@ -31,6 +31,7 @@ from crm.orders.schemas import (
     OrderSummary,
     PaymentCreate,
     RefundCreate,
+    number_key,
 )
 from crm.paging import Page, decode_cursor, encode_cursor, start_key
 from crm.storage import (
@@ -55,6 +56,23 @@ def _order_sk(order_id: str) -> str:
 
 def _guard_pk(ctx: TenantContext, source: str, external_id: str) -> str:
     return ctx.key("U", "order", source, external_id)
+
+
+def number_index(ctx: TenantContext, number: str) -> str:
+    """gsi1 ``P ORDERNO#<number key>``: the guards of the orders that carry this number."""
+    return ctx.key("ORDERNO", number_key(number))
+
+
+def order_guard(ctx: TenantContext, data: dict[str, Any], customer_id: str, order_id: str) -> GuardItem:
+    """The order's unique guard (source + external id). With the shop's order number it is
+    also listed on gsi1 under the number, so finding an order by number costs no item of
+    its own: the guard is written in the order's transaction anyway."""
+    guard = GuardItem(
+        _guard_pk(ctx, data["source"], data["external_id"]), "U", customer_id=customer_id, order_id=order_id
+    )
+    if data.get("number"):
+        guard.gsi1pk, guard.gsi1sk = number_index(ctx, data["number"]), order_id
+    return guard
 
 
 def to_order(item: OrderItem) -> Order:
@@ -136,7 +154,9 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
     now = clock.now_iso()
     oid = ids.order_id(body.placed_at)
     subtotal = sum(line.quantity * line.unit_price for line in body.lines)
-    data = body.model_dump(mode="json", exclude={"customer", "placed_at"})
+    data = body.model_dump(
+        mode="json", exclude={"customer", "placed_at"} | ({"number"} if body.number is None else set())
+    )
     data.update(subtotal=subtotal, placed_at=clock.iso(body.placed_at), refunded_amount=0, refunds=[])
     pk = records.profile_pk(ctx, customer_id)
     for _ in retry.backoff():  # a lost race re-reads after a backoff (crm/retry.py)
@@ -169,9 +189,7 @@ def create(ctx: TenantContext, body: OrderCreate) -> tuple[Order, bool]:
         entries = timeline.of_change(ctx, customer_id, None, timeline.image(order, "order"))
         tx = Tx()
         tx.check(CustomerItem, pk, records.PROFILE, CustomerItem.status == "active", role="customer")
-        tx.save(
-            GuardItem(guard_pk, "U", customer_id=customer_id, order_id=oid), GuardItem.pk.does_not_exist(), role="guard"
-        )
+        tx.save(order_guard(ctx, data, customer_id, oid), GuardItem.pk.does_not_exist(), role="guard")
         tx.save(order, OrderItem.pk.does_not_exist(), role="order")
         tx.save(
             OrderPointerItem(ctx.key("O", oid), "O", customer_id=customer_id),

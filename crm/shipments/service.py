@@ -63,6 +63,7 @@ class Tracker:
     url: str | None = None
     order_id: str | None = None  # Rapport's order id, when the provider kept it as reference
     order_ref: str | None = None  # else the shop's own order id the provider kept (``find_order`` resolves it)
+    order_number: str | None = None  # else the order number the buyer knows (``#1001``), resolved the same way
     event_id: str | None = None
     connection_id: str | None = None
     connector: str | None = None
@@ -429,10 +430,14 @@ def register(
     raise Conflict("the order is being changed by many requests at once; retry", code="transaction_conflict")
 
 
-def apply(ctx: TenantContext, tracker: Tracker, find_order: Callable[[str], str | None] | None = None) -> Outcome:
+OrderFinder = Callable[[str | None, str | None], str | None]  # (shop's order id, order number) → order id
+
+
+def apply(ctx: TenantContext, tracker: Tracker, find_order: OrderFinder | None = None) -> Outcome:
     """A provider's news about a parcel (a webhook, a stream page, a re-poll). Linked by
     tracking number, else by the order id the provider kept (Rapport's, or the shop's own
-    ``order_ref``, which ``find_order`` resolves to an order id); a delivery already applied
+    ``order_ref``), else by the shop's ``order_number``: ``find_order`` resolves those two
+    to an order id (connectors/shipping.py ``order_finder``); a delivery already applied
     (its event id) or carrying nothing new writes nothing. 1 GetItem + 1 BatchGetItem
     (+1 TransactWriteItems when something changed)."""
     from crm import ids
@@ -443,8 +448,8 @@ def apply(ctx: TenantContext, tracker: Tracker, find_order: Callable[[str], str 
         pointer = _pointer(ctx, sid)
         if pointer is None:
             order_id = tracker.order_id if tracker.order_id and ids.ORDER_ID.match(tracker.order_id) else None
-            if order_id is None and tracker.order_ref and find_order is not None:
-                order_id = find_order(tracker.order_ref)
+            if order_id is None and (tracker.order_ref or tracker.order_number) and find_order is not None:
+                order_id = find_order(tracker.order_ref, tracker.order_number)
             if order_id:
                 try:
                     shipment, created = register(
@@ -457,6 +462,7 @@ def apply(ctx: TenantContext, tracker: Tracker, find_order: Callable[[str], str 
                 "rejected",
                 reason=f"no shipment is registered for tracking number {tracker.tracking_number}"
                 + (f" and no order of a connected source has the id {tracker.order_ref!r}" if tracker.order_ref else "")
+                + (f" or the number {tracker.order_number!r}" if tracker.order_number else "")
                 + ": register it with POST /v1/shipments (or import the order's fulfilment)",
             )
         got = _load(ctx, pointer.customer_id, sid, pointer.order_id)

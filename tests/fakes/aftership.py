@@ -63,7 +63,7 @@ class FakeAfterShip(FakeCarrier):
             return self.now
 
     def add(self, tracking_number: str, slug: str = "fedex", *, order_id: str | None = None,
-            updated_at: str | None = None, tag: str = "Pending") -> dict[str, Any]:
+            order_number: str | None = None, updated_at: str | None = None, tag: str = "Pending") -> dict[str, Any]:
         with self.lock:
             n = next(self._ids)
             created = self.tick()
@@ -71,6 +71,7 @@ class FakeAfterShip(FakeCarrier):
             t = copy.deepcopy(self._template)
             t.update(id=f"{n:024x}", tracking_number=tracking_number, slug=slug, tag=tag,
                      subtag=f"{tag}_001", subtag_message=tag, active=True, order_id=order_id,
+                     order_number=order_number,
                      created_at=_stamp(created), updated_at=_stamp(updated), last_updated_at=_stamp(updated),
                      return_to_sender=False, shipment_delivery_date=None, checkpoints=[])
             self.trackings[t["id"]] = t
@@ -171,5 +172,6 @@ class FakeAfterShip(FakeCarrier):
         if self.by_number(number) is not None:
             return Reply(400, {"meta": {"code": 4003, "message": "Tracking already exists.", "type": "BadRequest"},
                                "data": {"tracking": {"id": self.by_number(number)["id"]}}})
-        t = self.add(number, body.get("slug") or "fedex", order_id=body.get("order_id"))
+        t = self.add(number, body.get("slug") or "fedex", order_id=body.get("order_id"),
+                     order_number=body.get("order_number"))
         return Reply(201, {"meta": {"code": 201}, "data": copy.deepcopy(t)})

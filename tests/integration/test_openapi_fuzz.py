@@ -76,6 +76,7 @@ BEYOND_THE_SCHEMA = {
     "customer_id": "GET /v1/invoices: account_id and customer_id do not combine",
     "name": "GET /v1/accounts: a name prefix holds a letter or a digit (JSON Schema's classes are ASCII-only)",
     "order_id": "an order of the tenant (stored state)",
+    "number": "GET /v1/orders: an order number does not combine with source and external_id (across parameters)",
     "connection_id": "a shipping connection of the tenant (stored state)",
     "tracking_number": "a number the shipping provider accepts (the provider's state)",
 }

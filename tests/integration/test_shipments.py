@@ -394,3 +394,50 @@ def test_a_tracker_the_merchant_gave_the_shops_order_id_links_to_that_order(tena
     [shipment] = tenant.http.get(f"/v1/orders/{order_id}/shipments").json()["data"]
     assert (shipment["tracking_number"], shipment["carrier"]) == ("777000000001", "dhl")
     assert shipment["customer_id"] == customer["id"]
+
+
+def test_a_tracker_with_only_the_order_number_links_to_the_one_order_of_that_number(tenant, aftership):
+    """A merchant often gives the carrier app only the number the buyer sees (Shopify's
+    ``#1001``): the sync links such a tracking to the one order with that number, whether
+    written ``#1001`` or ``1001``; a number two orders share is refused with a reason that
+    names both, never guessed; GET /v1/orders?number= finds the orders by number."""
+    import copy
+
+    from connectors import runner, sink
+    from connectors.shopify import mapping
+    from tests.connector_helpers import wait_run
+    from tests.fakes import fixture
+
+    con = _connection(tenant, "aftership", aftership, AS_SECRET, "/tracking/2026-07")
+    order = copy.deepcopy(fixture("shopify", "python_api_order.json")["order"])
+    order.update(fulfillments=[], name="#1001")
+    assert sink.write(tenant.ctx, "shopify", "orders", [mapping.order(order)]).counts["created"] == 1
+    [shop_order] = tenant.http.get("/v1/orders", params={"number": "1001"}).json()["data"]
+    assert (shop_order["source"], shop_order["number"]) == ("shopify", "#1001")
+    assert tenant.http.get("/v1/orders", params={"number": "#1001 "}).json()["data"] == [shop_order]
+    _, pos_one = _order(tenant, "pos-1")
+    customer = tenant.create_customer(email="twice@ship.example")
+    for source in ("pos", "marketplace"):  # the same number in two channels
+        r = tenant.http.post("/v1/orders", json={
+            "customer": {"id": customer["id"]}, "source": source, "external_id": "x-7", "number": "#2002",
+            "channel": "web", "currency": "EUR", "placed_at": "2025-05-01T10:00:00Z", "total": 1000,
+            "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 1000}]})
+        assert r.status_code == 201, r.text
+    assert len(tenant.http.get("/v1/orders", params={"number": "2002"}).json()["data"]) == 2
+    for query in ({"number": "#"}, {"number": "2002", "source": "pos", "external_id": "x-7"}):
+        bad = tenant.http.get("/v1/orders", params=query)
+        assert (bad.status_code, bad.json().get("field") or bad.json()["errors"][0]["field"]) == (422, "number"), bad.text
+
+    aftership.add("888000000001", "ups", order_number="1001")
+    aftership.add("888000000002", "ups", order_number="#2002")
+    aftership.add("888000000003", "ups", order_number="#9999")
+    run = tenant.http.post(f"/v1/connections/{con}/sync", json={"mode": "backfill"}).json()
+    runner.run_to_end(tenant.ctx, con, run["id"])
+    done = wait_run(tenant, con, run["id"])
+    assert (done["streams"]["shipments"]["created"], done["streams"]["shipments"]["rejected"]) == (1, 2), done
+    reasons = " | ".join(r["reason"] for r in done["rejected"])
+    assert "order number '#2002' names 2 orders (marketplace x-7, pos x-7)" in reasons
+    assert "or the number '#9999'" in reasons
+    [shipment] = tenant.http.get(f"/v1/orders/{shop_order['id']}/shipments").json()["data"]
+    assert (shipment["tracking_number"], shipment["carrier"]) == ("888000000001", "ups")
+    assert tenant.http.get(f"/v1/orders/{pos_one}/shipments").json()["data"] == []
