@@ -11,7 +11,7 @@ def iso(dt: datetime) -> str:
 
 def place_order(tenant, customer: dict, ext: str, *, total: int = 10000,
                 paid_days_ago: float | None = None, channel: str = "web", category: str | None = None,
-                statuses: tuple[int, ...] = (201,)) -> dict:
+                statuses: tuple[int, ...] = (201,), number: str | None = None) -> dict:
     """POST /v1/orders for ``customer`` (an id, email or external id reference), one line of
     ``total``; paid ``paid_days_ago`` days ago when given (placed just before). ``statuses``:
     what the POST may answer (200 for a repeat of an existing order)."""
@@ -20,7 +20,8 @@ def place_order(tenant, customer: dict, ext: str, *, total: int = 10000,
     line = {"sku": "S-" + ext, "name": "Item", **({"category": category} if category is not None else {}),
             "quantity": 1, "unit_price": total}
     body = {"customer": customer, "source": "shop", "external_id": ext, "channel": channel,
-            "currency": "EUR", "placed_at": iso(placed), "total": total, "lines": [line]}
+            "currency": "EUR", "placed_at": iso(placed), "total": total, "lines": [line],
+            **({"number": number} if number else {})}
     r = tenant.http.post("/v1/orders", json=body)
     assert r.status_code in statuses, r.text
     order = r.json()

@@ -68,7 +68,7 @@ def _pair(shop):
     place(shop, {"id": s["id"]}, "s-1", total=12000, paid_days_ago=40)   # active 120 + 50
     place(shop, {"id": o["id"]}, "o-1", total=10000, paid_days_ago=40)   # active 100 + 50
     refunded = place(shop, {"id": o["id"]}, "o-2", total=8000, paid_days_ago=2)  # pending 80
-    place(shop, {"id": o["id"]}, "o-3", total=3000)                      # placed, unpaid
+    place(shop, {"id": o["id"]}, "o-3", total=3000, number="#O-3")       # placed, unpaid
     r = shop.http.post(f"/v1/orders/{refunded['id']}/refunds", json={"amount": 2000})
     assert r.status_code == 200, r.text
     for cid, n in ((s["id"], 2), (o["id"], 3)):
@@ -142,6 +142,8 @@ def test_merge_moves_everything_once_and_the_other_id_resolves_to_the_survivor(s
     assert every(shop, "/v1/orders", customer_id=oid) == orders
     for o in before[oid]["orders"]:
         assert get(shop, f"/v1/orders/{o['id']}")["customer_id"] == sid
+    [numbered] = get(shop, "/v1/orders", number="o-3")["data"]  # the moved order's guard keeps its number
+    assert (numbered["external_id"], numbered["customer_id"], numbered["number"]) == ("o-3", sid, "#O-3")
     c360 = get(shop, f"/v1/customers/{oid}/360")
     assert c360["customer"]["id"] == sid and len(c360["recent_orders"]) == 4
     assert c360["loyalty"]["available"] == after["available"]
