@@ -124,12 +124,8 @@ def write(ctx: TenantContext, connection_id: str | None, connector: str | None, 
           out: Any) -> None:
     """A page of provider records (a stream page, a webhook): each updates its shipment."""
     find_order = order_finder(ctx)
-    for record in records:
-        try:
-            outcome = service.apply(ctx, to_tracker(record, connection_id, connector), find_order)
-        except DomainError as exc:
-            out.reject("shipments", record.external_id, str(exc))
-            continue
+    trackers = [to_tracker(record, connection_id, connector) for record in records]
+    for record, outcome in zip(records, service.apply_page(ctx, trackers, find_order), strict=True):
         if outcome.status == "rejected":
             out.reject("shipments", record.external_id, outcome.reason or "rejected")
         else:

@@ -441,3 +441,71 @@ def test_a_tracker_with_only_the_order_number_links_to_the_one_order_of_that_num
     [shipment] = tenant.http.get(f"/v1/orders/{shop_order['id']}/shipments").json()["data"]
     assert (shipment["tracking_number"], shipment["carrier"]) == ("888000000001", "ups")
     assert tenant.http.get(f"/v1/orders/{pos_one}/shipments").json()["data"] == []
+
+
+def _page_world(tenant, easypost) -> list:
+    """Two customers, three orders, four registered parcels (no tracker yet); a page of
+    provider records that brings each its tracker (one twice, later on the page) and names
+    a number nobody registered."""
+    from connectors import shipping
+    from connectors.easypost import mapping
+    from crm.shipments import service
+
+    _, first = _order(tenant, "pg-1", "pg1@ship.example")
+    customer = tenant.http.get(f"/v1/orders/{first}").json()["customer_id"]
+    r = tenant.http.post("/v1/orders", json={
+        "customer": {"id": customer}, "source": "pos", "external_id": "pg-2", "channel": "web",
+        "currency": "EUR", "placed_at": "2025-05-02T10:00:00Z", "total": 1000,
+        "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 1000}]})
+    second = r.json()["id"]
+    _, other = _order(tenant, "pg-3", "pg3@ship.example")
+    for order_id, number in ((first, "PG01"), (first, "PG02"), (second, "PG03"), (other, "PG04")):
+        service.register(tenant.ctx, order_id, "USPS", number)
+    for number in ("PG01", "PG02", "PG03", "PG04", "PG05"):
+        easypost.add(number, "USPS")
+    easypost.scan("PG01", "in_transit", "2025-05-10T08:00:00Z")
+    easypost.scan("PG03", "out_for_delivery", "2025-05-10T09:00:00Z")
+    easypost.scan("PG04", "delivered", "2025-05-10T10:00:00Z")
+    page = [mapping.tracker(easypost.by_code(n)) for n in ("PG01", "PG02", "PG03", "PG04", "PG05")]
+    easypost.scan("PG01", "delivered", "2025-05-11T08:00:00Z")
+    page.append(mapping.tracker(easypost.by_code("PG01")))  # the same parcel again, later, on the page
+    return [shipping.to_tracker(r, None, "easypost") for r in page]
+
+
+def test_a_page_of_trackers_shares_its_reads_and_ends_as_one_by_one_would(tenant, other_tenant):
+    """A sync page goes through ``apply_page``: the reads of the page's registered parcels
+    are shared (2 BatchGetItem for the page), each change is its own transaction (two
+parcels of one customer and one order: each sees the other's write), and the
+    result (every shipment, order and customer timeline) is what applying the records one
+    by one gives; re-applying the page writes nothing and reads in two requests (plus the
+    one the unregistered number costs)."""
+    from crm.shipments import service
+
+    states = []
+    for who, together in ((tenant, True), (other_tenant, False)):
+        with FakeEasyPost() as easypost:
+            trackers = _page_world(who, easypost)
+        if together:
+            with dynamodb_calls() as calls:
+                outcomes = service.apply_page(who.ctx, trackers)
+            assert calls == {"BatchGetItem": 2, "TransactWriteItems": 5, "GetItem": 1}, calls  # GetItem: PG05
+        else:
+            outcomes = [service.apply(who.ctx, t) for t in trackers]
+        assert [o.status for o in outcomes] == ["updated"] * 4 + ["rejected", "updated"]
+        shipments = sorted((s for n in ("PG01", "PG02", "PG03", "PG04")
+                            for s in who.http.get("/v1/shipments", params={"tracking_number": n}).json()["data"]),
+                           key=lambda s: s["tracking_number"])
+        orders = {o["external_id"]: (o.get("shipped_at"), o.get("delivered_at"))
+                  for o in who.http.get("/v1/orders").json()["data"]}
+        timeline = sorted((e["type"], e["payload"].get("tracking_number")) for c in {s["customer_id"] for s in shipments}
+                          for e in who.http.get(f"/v1/customers/{c}/events").json()["data"]
+                          if e["type"].startswith("shipment."))
+        states.append(([(s["tracking_number"], s["status"], len(s["checkpoints"])) for s in shipments],
+                       orders, timeline))
+        if together:
+            with dynamodb_calls() as calls:
+                again = service.apply_page(who.ctx, trackers)
+            assert [o.status for o in again] == ["unchanged"] * 4 + ["rejected", "unchanged"]
+            assert calls == {"BatchGetItem": 2, "GetItem": 1}, calls
+    assert states[0] == states[1]
+    assert states[0][0][0][1] == "delivered" and states[0][1]["pg-3"][1] is not None
