@@ -30,7 +30,7 @@ from tests.fakes import FakeShop
 from tests.fakes.acme import AcmeServer
 from tests.fakes.aftership import FakeAfterShip
 from tests.fakes.easypost import FakeEasyPost
-from tests.fakes.erpnext import TIME_ZONE, FakeFrappe, customer_doc, sales_invoice_doc
+from tests.fakes.erpnext import TIME_ZONE, FakeFrappe, customer_doc, sales_invoice_doc, sales_order_doc
 from tests.fakes.odoo import API_KEY as ODOO_KEY
 from tests.fakes.odoo import DATABASE as ODOO_DATABASE
 from tests.fakes.odoo import LOGIN as ODOO_LOGIN
@@ -241,6 +241,21 @@ class ERPNextInvoices(ERPNextAdapter):
         return sales_invoice_doc(name, "Acme GmbH")
 
 
+class ERPNextOrders(ERPNextAdapter):
+    """Sales Orders: each page's child tables (the items) are read in one listing per page,
+    so a page boundary, a tie on ``modified`` or a resume must not lose or repeat an order."""
+
+    stream = "sales_orders"
+    doctype = "Sales Order"
+
+    def start(self) -> None:
+        super().start()
+        self.site.put(customer_doc("Acme GmbH"), datetime(2024, 1, 1))
+
+    def document(self, name: str) -> dict[str, Any]:
+        return sales_order_doc(name, "Acme GmbH")
+
+
 class KitOdoo(Odoo):
     """Odoo with the kit's page size: Odoo returns ``limit`` rows unless fewer remain, so
     the connector ends a window on a short page; the kit's capped fake would look like
@@ -302,6 +317,20 @@ class OdooInvoices(OdooPartners):
         return self.fake.add_invoice(self.partner, 100.0, write_date=write_date)
 
 
+class OdooOrders(OdooPartners):
+    """``sale.order`` with its lines (read in one batch per page), over JSON-2."""
+
+    stream = "sale_orders"
+    model = "sale.order"
+
+    def start(self) -> None:
+        super().start()
+        self.partner = self.fake.add_company("Buyer GmbH", write_date="2024-01-01T00:00:00Z")
+
+    def add(self, write_date: str) -> int:
+        return self.fake.add_order(self.partner, write_date=write_date)
+
+
 class TestShopifyCustomersConformance(ConnectorConformance):
     adapter = ShopifyCustomers
 
@@ -324,6 +353,14 @@ class TestERPNextCustomersConformance(ConnectorConformance):
 
 class TestERPNextInvoicesConformance(ConnectorConformance):
     adapter = ERPNextInvoices
+
+
+class TestERPNextOrdersConformance(ConnectorConformance):
+    adapter = ERPNextOrders
+
+
+class TestOdooOrdersConformance(ConnectorConformance):
+    adapter = OdooOrders
 
 
 class TestOdooPartnersConformance(ConnectorConformance):
