@@ -2,7 +2,7 @@
 core (fetch, parse, map, resolve identities, write), as a ratio against a baseline that
 only parses the same vendor JSON; and DynamoDB requests per 100 records synced.
 
-``--connector shopify|woocommerce|erpnext|odoo|all`` (default shopify). Setup: the local
+``--connector shopify|woocommerce|erpnext|odoo|easypost|aftership|all`` (default shopify). Setup: the local
 emulator (rapport/emulator.py, in this process) and the connector's fake vendor
 (tests/fakes/*.py: vendor-shaped payloads) seeded with about N records of each kind (each
 connector's heading says what). Then, per connector, in the same run:
@@ -17,7 +17,11 @@ connector's heading says what). Then, per connector, in the same run:
 
 Time is CPU time of the thread that runs the sync (``time.thread_time``): the emulator
 answers from its own threads, so its work (moto's, not DynamoDB's) is left out, while
-everything Rapport does per record (botocore serialization included) is in. Each figure
+everything Rapport does per record (botocore serialization included) is in. The share
+spent inside the client libraries is printed beside it: botocore's ``_make_api_call``
+(building, signing, sending and parsing each DynamoDB request) and PynamoDB's attribute
+containers (items to DynamoDB's attribute maps and back): what the requests and items a
+sync writes cost before any of Rapport's own code runs. Each figure
 is printed as a ratio to the baseline, never as an absolute claim. DynamoDB requests
 are counted with botocore hooks (bench/requests_per_operation.py's ClientCounter).
 Records the sink does not write (yet) are read and mapped, and said so under the tables.
@@ -31,6 +35,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +60,8 @@ class Vendor:
     connector: str
     what: str  # what ``--records n`` seeds, for the heading
     start: Callable[[int], tuple[Any, dict[str, Any]]]
+    # what the tenant holds before the runs (a carrier's trackers link to orders), not timed
+    prepare: Callable[[Any, Any, int], None] | None = None
 
 
 def _shopify(n: int) -> tuple[Any, dict[str, Any]]:
@@ -109,12 +116,65 @@ def _odoo(n: int) -> tuple[Any, dict[str, Any]]:
     return server, {"base_url": server.url, "database": server.database, "api_key": server.key}
 
 
+def _shop_orders(ctx: Any, n: int) -> list[str]:
+    """n orders of a shop, numbered #1001…, each with its buyer, written by the sink as a
+    shop's sync writes them; their Rapport ids in order."""
+    from connectors import sink
+    from connectors.sdk.base import CustomerRecord, OrderLine, OrderRecord
+
+    stamp = "2026-01-01T10:00:00Z"
+    ids: list[str] = []
+    for start in range(0, n, 250):
+        page = [OrderRecord(external_id=str(5000 + i), updated_at=stamp, channel="web", currency="EUR",
+                            placed_at=stamp, lines=[OrderLine(sku="s", name="n", quantity=1, unit_price=1000)],
+                            total=1000, paid_at=stamp, number=f"#{1001 + i}",
+                            customer=CustomerRecord(str(9000 + i), stamp, {"email": f"buyer.{i}@example.com"}))
+                for i in range(start, min(n, start + 250))]
+        sink.write(ctx, "shop", "orders", page)
+    from crm.orders import filters
+
+    for i in range(n):
+        ids.append(filters.by_external_id(ctx, "shop", str(5000 + i)).items[0].id)
+    return ids
+
+
+def _easypost(n: int) -> tuple[Any, dict[str, Any]]:
+    """n trackers, each registered for a shop order (``prepare``) before the runs."""
+    from tests.fakes.easypost import FakeEasyPost
+
+    fake = FakeEasyPost().__enter__()
+    fake.seed(n)
+    return fake, {"api_key": fake.api_key, "webhook_secret": "bench-secret", "base_url": fake.url + "/v2"}
+
+
+def _register_trackers(ctx: Any, fake: Any, n: int) -> None:
+    from crm.shipments import service
+
+    for order_id, tracker in zip(_shop_orders(ctx, n), list(fake.trackers.values()), strict=False):
+        service.register(ctx, order_id, tracker["carrier"], tracker["tracking_code"])
+
+
+def _aftership(n: int) -> tuple[Any, dict[str, Any]]:
+    """n trackings that kept only the shop's order number (#1001…), each linked by it."""
+    from tests.fakes.aftership import FakeAfterShip
+
+    fake = FakeAfterShip().__enter__()
+    for i in range(n):
+        fake.add(f"AS{100000000001 + i}", "dhl", order_number=f"#{1001 + i}")
+    return fake, {"api_key": fake.api_key, "webhook_secret": "bench-secret",
+                  "base_url": fake.url + "/tracking/2026-07"}
+
+
 VENDORS = {
     "shopify": Vendor("shopify", "{n} customers + {n} orders (each with its buyer embedded)", _shopify),
     "woocommerce": Vendor("woocommerce", "{n} customers + {n} orders", _woocommerce),
     "erpnext": Vendor("erpnext", "{n} customers (half companies, with a contact and an address), "
                       "{n} sales orders, {n} sales invoices", _erpnext),
     "odoo": Vendor("odoo", "{n} partners (a company per 10), {n} sale orders, {n} invoices", _odoo),
+    "easypost": Vendor("easypost", "{n} trackers, each registered for a shop order beforehand (not timed)",
+                       _easypost, lambda ctx, fake, n: _register_trackers(ctx, fake, n)),
+    "aftership": Vendor("aftership", "{n} trackings that kept only the shop's order number (the orders "
+                        "written beforehand, not timed)", _aftership, lambda ctx, fake, n: _shop_orders(ctx, n)),
 }
 
 
@@ -177,6 +237,52 @@ def warm_up(vendor: Vendor) -> None:
         small.__exit__(None, None, None)
 
 
+class CPUMeter:
+    """Thread CPU the sync's thread spends inside some functions (the outermost call only,
+    so a nested container is not counted twice). ``take()`` returns the seconds since the
+    last take."""
+
+    def __init__(self, *targets: tuple[Any, str]) -> None:
+        self.thread = threading.get_ident()
+        self.spent = 0.0
+        self.depth = 0
+        for owner, name in targets:
+            self._wrap(owner, name)
+
+    def _wrap(self, owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+        meter = self
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() != meter.thread or meter.depth:
+                return original(*args, **kwargs)
+            meter.depth += 1
+            started = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                meter.spent += time.thread_time() - started
+                meter.depth -= 1
+
+        setattr(owner, name, timed)
+
+    def take(self) -> float:
+        spent, self.spent = self.spent, 0.0
+        return spent
+
+
+def client_meters() -> dict[str, CPUMeter]:
+    """botocore: every DynamoDB request's serialization, endpoint rules, signing, HTTP and
+    response parsing (``_make_api_call``); PynamoDB: turning model instances into
+    DynamoDB's attribute maps and back (its attribute containers)."""
+    from botocore.client import BaseClient
+    from pynamodb.attributes import AttributeContainer
+
+    return {"botocore": CPUMeter((BaseClient, "_make_api_call")),
+            "pynamodb": CPUMeter((AttributeContainer, "_container_serialize"),
+                                 (AttributeContainer, "_container_deserialize"))}
+
+
 def best_of(times: int, work) -> float:
     """The least thread CPU time of ``times`` runs of ``work()``."""
     best = float("inf")
@@ -199,10 +305,12 @@ class Measured:
     replies: int  # vendor replies parsed by the baseline
     baseline: float  # CPU seconds: json.loads of every reply
     mapped: float  # CPU seconds: parse + map (replayed replies, no writes)
-    rows: list[tuple[str, Any, int, float, Any]] = field(default_factory=list)  # label, run, read, cpu, calls
+    # label, run, read, cpu, calls, cpu inside the client libraries (botocore, pynamodb)
+    rows: list[tuple[str, Any, int, float, Any, dict[str, float]]] = field(default_factory=list)
 
 
-def measure(vendor: Vendor, n: int, counter: ClientCounter, server_counter: ServerCounter) -> Measured:
+def measure(vendor: Vendor, n: int, counter: ClientCounter, server_counter: ServerCounter,
+            meters: dict[str, CPUMeter]) -> Measured:
     from connectors import connections, runner
     from connectors.schemas import ConnectionCreate
     from crm import tenants
@@ -226,14 +334,19 @@ def measure(vendor: Vendor, n: int, counter: ClientCounter, server_counter: Serv
         # the scale plan: the free plan's 500 customers would reject the rest of a larger run
         BillingItem(ctx.prefix, "BILLING", plan="scale", status="active", updated_at="2026-01-01T00:00:00Z").save()
         conn = connections.create(ctx, ConnectionCreate(connector=vendor.connector, name="bench", config=config))
+        if vendor.prepare is not None:
+            vendor.prepare(ctx, fake, n)
         for label, mode in (("backfill (all new)", "backfill"), ("incremental (nothing new)", "incremental"),
                             ("backfill again (all unchanged)", "backfill")):
             run_id = connections.start_run(ctx, conn.id, mode, "cli").id
             counter.take()
             server_counter.take()
+            for meter in meters.values():
+                meter.take()
             cpu = time.thread_time()
             runner.run_to_end(ctx, conn.id, run_id)
             cpu = time.thread_time() - cpu
+            inside = {name: meter.take() for name, meter in meters.items()}
             calls, _ = counter.take()
             arrived = server_counter.take()
             if sum(calls.values()) != sum(arrived.values()):
@@ -243,7 +356,7 @@ def measure(vendor: Vendor, n: int, counter: ClientCounter, server_counter: Serv
             if run.status != "succeeded":
                 raise SystemExit(f"{vendor.connector} {label}: the run {run.status}: {run.error_detail}")
             got = sum(s.read for s in run.streams.values())
-            out.rows.append((label, run, got, cpu, calls))
+            out.rows.append((label, run, got, cpu, calls, inside))
     finally:
         fake.__exit__(None, None, None)
     return out
@@ -260,9 +373,14 @@ def report(console: Any, m: Measured) -> None:
     base = per_record(m.baseline, m.records)
     t.add_row("parse the vendor JSON (baseline)", str(m.records), "1.0×")
     t.add_row("parse + map to Rapport records", str(m.records), f"{per_record(m.mapped, m.records) / base:.1f}×")
-    for label, _run, read, cpu, _ in m.rows:
+    for label, _run, read, cpu, _, inside in m.rows:
         t.add_row(f"sync: {label}", str(read), f"{per_record(cpu, read) / base:.1f}×" if read else
                   f"(no records; {cpu * 1000:.0f} ms CPU in all)")
+        if read:
+            t.add_row("  of which in botocore (building, signing, sending, parsing requests)", str(read),
+                      f"{per_record(inside['botocore'], read) / base:.1f}×")
+            t.add_row("  of which in PynamoDB (items to attribute maps and back)", str(read),
+                      f"{per_record(inside['pynamodb'], read) / base:.1f}×")
     console.print(t)
     console.print(f"(the baseline: {m.baseline * 1000:.0f} ms of CPU to parse {m.replies} replies)")
     console.print(f"So one core syncs about 1/{per_record(m.rows[0][3], m.rows[0][2]) / base:.0f} of the records "
@@ -271,7 +389,7 @@ def report(console: Any, m: Measured) -> None:
     r = Table(title=f"{m.vendor.connector}: DynamoDB requests per 100 records synced")
     for col in ("run", "records", "requests", "per 100", "by operation"):
         r.add_column(col, justify="right" if col in ("records", "requests", "per 100") else "left")
-    for label, _run, read, _cpu, calls in m.rows:
+    for label, _run, read, _cpu, calls, _ in m.rows:
         total = sum(calls.values())
         r.add_row(label, str(read), str(total), f"{100 * total / read:.1f}" if read else "-", fmt(calls))
     console.print(r)
@@ -299,6 +417,7 @@ def main() -> None:
 
     counter, server_counter = ClientCounter(), ServerCounter()
     counter.install()
+    meters = client_meters()
     moto, _, _ = start_emulator(server_counter, TABLE, key_cache_seconds=60)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("RAPPORT_LOCAL_DEV", "1")  # the fakes are on loopback, which deployments refuse (SSRF guard)
@@ -312,12 +431,12 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 132))  # the summary table has 8 columns
     chosen = list(VENDORS) if args.connector == "all" else [args.connector]
     done = []
     try:
         for name in chosen:
-            m = measure(VENDORS[name], args.records, counter, server_counter)
+            m = measure(VENDORS[name], args.records, counter, server_counter, meters)
             report(console, m)
             done.append(m)
     finally:
@@ -325,14 +444,16 @@ def main() -> None:
     if len(done) > 1:
         t = Table(title="Every connector: CPU per record as a ratio to parsing its vendor's JSON; "
                         "DynamoDB requests per 100 records")
-        for col in ("connector", "records", "parse + map", "backfill", "backfill again", "requests/100 (backfill)",
-                    "requests/100 (again)"):
+        for col in ("connector", "records", "parse + map", "backfill", "of which botocore + PynamoDB",
+                    "backfill again", "requests/100 (backfill)", "requests/100 (again)"):
             t.add_column(col, justify="left" if col == "connector" else "right")
         for m in done:
             base = per_record(m.baseline, m.records)
             new, again = m.rows[0], m.rows[2]
             t.add_row(m.vendor.connector, str(m.records), f"{per_record(m.mapped, m.records) / base:.1f}×",
-                      f"{per_record(new[3], new[2]) / base:.1f}×", f"{per_record(again[3], again[2]) / base:.1f}×",
+                      f"{per_record(new[3], new[2]) / base:.1f}×",
+                      f"{per_record(sum(new[5].values()), new[2]) / base:.1f}×",
+                      f"{per_record(again[3], again[2]) / base:.1f}×",
                       f"{100 * sum(new[4].values()) / new[2]:.1f}", f"{100 * sum(again[4].values()) / again[2]:.1f}")
         console.print(t)
 
