@@ -79,6 +79,10 @@ class Tx:
     def __len__(self) -> int:
         return len(self._parts)
 
+    def extend(self, other: Tx) -> None:
+        """Add ``other``'s parts (one record's share of a packed transaction, crm/packing.py)."""
+        self._parts.extend(other._parts)
+
     def _add(self, role: str, kind: str, item: Any, op: Callable[[Any], None]) -> None:
         self._parts.append((Part(role, kind, item), op))
 

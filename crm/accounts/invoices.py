@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm import clock, retry
-from crm.accounts import keys, packing
+from crm import clock, packing, retry
+from crm.accounts import keys
 from crm.accounts.schemas import Invoice, InvoiceSummary, InvoiceWrite
 from crm.context import TenantContext
 from crm.customers import records

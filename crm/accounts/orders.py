@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm import clock, retry
-from crm.accounts import keys, packing
+from crm import clock, packing, retry
+from crm.accounts import keys
 from crm.context import TenantContext
 from crm.storage import AccountOrderItem, AccountSummaryItem, Item
 from crm.tx import Cancelled, Tx

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from crm import clock, retry
-from crm.accounts import keys, packing
+from crm import clock, packing, retry
+from crm.accounts import keys
 from crm.accounts.schemas import Account, AccountCreate, AccountFields, AccountPatch
 from crm.context import TenantContext
 from crm.errors import EXPECTED_VERSION, Conflict, Invalid, NotFound, PreconditionFailed, stale_version

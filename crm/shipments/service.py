@@ -310,6 +310,25 @@ def _write(
     """One TransactWriteItems: the shipment (conditional on its version, or new), its
     pointer when new, the order when its parcels changed, PARCELS, and the timeline
     entries the change derives (on the customer's timeline while it is active)."""
+    tx = Tx()
+    _stage(tx, ctx, got, item, before, now, pointer, pointer_was)
+    tx.run()
+
+
+MAX_STAGED = 7  # what _stage adds at most: pointer, shipment, order, PARCELS, a check, 2 timeline entries
+
+
+def _stage(
+    tx: Tx,
+    ctx: TenantContext,
+    got: dict[str, Any],
+    item: ShipmentItem,
+    before: dict[str, Any] | None,
+    now: str,
+    pointer: ShipmentPointerItem | None = None,
+    pointer_was: str | None = None,
+) -> None:
+    """``_write``'s parts, added to ``tx`` (a packed page's transaction, or its own)."""
     order, profile = got.get("order"), got.get("profile")
     recent = got.get("recent")
     if not isinstance(recent, RecentShipmentsItem):
@@ -317,7 +336,6 @@ def _write(
     item.updated_at = now
     _due(item, now)
     recent.recent = _with(recent.recent or [], item, RECENT_KEPT)
-    tx = Tx()
     if pointer is not None:
         cond = (
             ShipmentPointerItem.pk.does_not_exist()
@@ -335,7 +353,6 @@ def _write(
     tx.save(recent, role="recent")
     whose = timeline.target(profile)
     timeline.add(tx, ctx, whose, timeline.of_change(ctx, whose, before, timeline.image(item, "shipment")))
-    tx.run()
 
 
 def known(ctx: TenantContext, tracking_numbers: list[str]) -> set[str]:
@@ -471,34 +488,51 @@ def apply(ctx: TenantContext, tracker: Tracker, find_order: OrderFinder | None =
     raise Conflict("the shipment is being changed by many writers at once; retry", code="transaction_conflict")
 
 
-def _apply_known(ctx: TenantContext, tracker: Tracker, got: dict[str, Any]) -> Outcome | None:
-    """A tracker applied to its registered shipment, as ``_load`` read it; None when the
-    write lost a race (read again and retry)."""
+def _staged(ctx: TenantContext, tracker: Tracker, got: dict[str, Any]) -> tuple[Outcome, Tx | None]:
+    """A tracker applied in memory to its registered shipment as ``_load`` read it: the
+    outcome, and the transaction's parts when something changed (the outcome's shipment
+    is then the one before the write: the caller answers it once committed)."""
     item = got.get("shipment")
     if not isinstance(item, ShipmentItem):
-        return Outcome("rejected", reason=f"the shipment of tracking number {tracker.tracking_number} was erased")
+        return Outcome("rejected", reason=f"the shipment of tracking number {tracker.tracking_number} was erased"), None
     if tracker.event_id and tracker.event_id in (item.seen_events or []):
-        return Outcome("unchanged", to_shipment(item))
+        return Outcome("unchanged", to_shipment(item)), None
     before = timeline.image(item, "shipment")
     now = clock.now_iso()
     if not _apply_tracker(item, tracker, now):
-        return Outcome("unchanged", to_shipment(item))
+        return Outcome("unchanged", to_shipment(item)), None
+    tx = Tx()
+    _stage(tx, ctx, got, item, before, now)
+    return Outcome("updated"), tx
+
+
+def _apply_known(ctx: TenantContext, tracker: Tracker, got: dict[str, Any]) -> Outcome | None:
+    """A tracker applied to its registered shipment, as ``_load`` read it; None when the
+    write lost a race (read again and retry)."""
+    outcome, tx = _staged(ctx, tracker, got)
+    if tx is None:
+        return outcome
     try:
-        _write(ctx, got, item, before, now)
+        tx.run()
     except Cancelled:
         return None
-    return Outcome("updated", to_shipment(item))
+    return Outcome("updated", to_shipment(got["shipment"]))
 
 
 def apply_page(ctx: TenantContext, trackers: list[Tracker], find_order: OrderFinder | None = None) -> list[Outcome]:
     """A page of trackers (a sync's stream page), each as :func:`apply` would, with the
-    reads shared: the pointers in 1 BatchGetItem per 100 and the registered shipments'
-    items (shipment, order, PARCELS, profile) in 1 BatchGetItem per 100 keys, so an
-    unchanged tracker costs no request of its own and a changed one its transaction.
-    Trackers of one customer share the items read; a lost race, a merged customer or an
-    unregistered tracking number falls back to :func:`apply` (which reads again), and
-    that customer's later trackers too. A tracker's own error (an order number several
-    orders share) is its outcome, ``rejected`` with the reason; the others go on."""
+    reads shared and the writes packed: the pointers in 1 BatchGetItem per 100, the
+    registered shipments' items (shipment, order, PARCELS, profile) in 1 BatchGetItem
+    per 100 keys, and the changes of many customers' parcels in one TransactWriteItems
+    (at most 100 items; one customer's parcels never share one, so each is built on what
+    the one before committed). An unchanged tracker costs no request of its own.
+
+    A cancelled transaction writes nothing: its trackers, and every later one of their
+    customers, go through :func:`apply` (fresh reads, its retries) in page order, as do
+    unregistered tracking numbers (linked through ``find_order``) and parcels of a merged
+    customer. A tracker's own error (an order number several orders share) is its
+    outcome, ``rejected`` with the reason; the others go on."""
+    from crm import packing
     from crm.errors import DomainError
 
     sids = [keys.shipment_id(t.tracking_number) for t in trackers]
@@ -514,36 +548,59 @@ def apply_page(ctx: TenantContext, trackers: list[Tracker], find_order: OrderFin
             pk = records.profile_pk(ctx, where.customer_id)
             item_keys += [(pk, keys.sk(sid)), (pk, "A#ORD#" + where.order_id), (pk, keys.RECENT), (pk, records.PROFILE)]
     unique = list(dict.fromkeys(item_keys))
-    items = {(i.pk, i.sk): i for i in Item.batch_get(unique, consistent_read=True)} if unique else {}
-    dirty: set[str] = set()  # customers whose items read above may be stale
+    items: dict[tuple[str, str], Any] = (
+        {(i.pk, i.sk): i for i in Item.batch_get(unique, consistent_read=True)} if unique else {}
+    )
+
+    outcomes: dict[int, Outcome] = {}
+    staged: dict[int, dict[str, Any]] = {}  # the index's got, once its parts are in a transaction
+
+    def unit(i: int, tracker: Tracker, sid: str, where: ShipmentPointerItem) -> packing.Unit:
+        pk = records.profile_pk(ctx, where.customer_id)
+        if items.get((pk, keys.RECENT)) is None:  # one new PARCELS per customer, shared by its parcels
+            items[(pk, keys.RECENT)] = RecentShipmentsItem(pk, keys.RECENT, customer_id=where.customer_id, recent=[])
+        got = {  # the same instances for every parcel of the customer: each builds on the last commit
+            "shipment": items.get((pk, keys.sk(sid))),
+            "order": items.get((pk, "A#ORD#" + where.order_id)),
+            "recent": items[(pk, keys.RECENT)],
+            "profile": items.get((pk, records.PROFILE)),
+            "customer_id": where.customer_id,
+            "pk": pk,
+        }
+
+        def build(tx: Tx) -> None:  # when its transaction is built: after the customer's previous one committed
+            outcome, parts = _staged(ctx, tracker, got)
+            outcomes[i] = outcome
+            if parts is not None:
+                tx.extend(parts)
+                staged[i] = got
+
+        return packing.Unit(MAX_STAGED, build, key=pk, members=[i])
+
+    dirty: set[str | None] = set()  # customers whose items read above may be stale: the rest go one by one
+    units = []
+    for i, (tracker, sid) in enumerate(zip(trackers, sids, strict=True)):
+        where = located[sid]
+        if where is not None and isinstance(
+            items.get((records.profile_pk(ctx, where.customer_id), keys.sk(sid))), ShipmentItem
+        ):  # else erased, merged away or new: apply reads again
+            units.append(unit(i, tracker, sid, where))
+    for done, committed in packing.run(units, skip=lambda u: u.key in dirty):
+        [i] = done.members
+        if not committed:
+            outcomes.pop(i, None)
+            staged.pop(i, None)
+            dirty.add(done.key)
+        elif i in staged:
+            outcomes[i] = Outcome("updated", to_shipment(staged[i]["shipment"]))
     out: list[Outcome] = []
-    for tracker, sid in zip(trackers, sids, strict=True):
-        p = located[sid]
-        outcome = None
-        if p is not None and p.customer_id not in dirty:
-            pk = records.profile_pk(ctx, p.customer_id)
-            got = {
-                "shipment": items.get((pk, keys.sk(sid))),
-                "order": items.get((pk, "A#ORD#" + p.order_id)),
-                "recent": items.get((pk, keys.RECENT)),
-                "profile": items.get((pk, records.PROFILE)),
-                "customer_id": p.customer_id,
-                "pk": pk,
-            }
-            if isinstance(got["shipment"], ShipmentItem):  # else erased or merged away: apply reads again
-                outcome = _apply_known(ctx, tracker, got)
-                if got["recent"] is None and outcome is not None and outcome.status == "updated":
-                    dirty.add(p.customer_id)  # PARCELS was written new: the next write must read it
-            if outcome is None:
-                dirty.add(p.customer_id)
-        if outcome is None:
+    for i, tracker in enumerate(trackers):
+        if i not in outcomes:
             try:
-                outcome = apply(ctx, tracker, find_order)
+                outcomes[i] = apply(ctx, tracker, find_order)
             except DomainError as exc:
-                outcome = Outcome("rejected", reason=str(exc))
-            if outcome.shipment is not None:
-                dirty.add(outcome.shipment.customer_id)
-        out.append(outcome)
+                outcomes[i] = Outcome("rejected", reason=str(exc))
+        out.append(outcomes[i])
     return out
 
 
