@@ -298,28 +298,11 @@ def _order_change(order: OrderItem, item: ShipmentItem) -> bool:
     return True
 
 
-def _write(
-    ctx: TenantContext,
-    got: dict[str, Any],
-    item: ShipmentItem,
-    before: dict[str, Any] | None,
-    now: str,
-    pointer: ShipmentPointerItem | None = None,
-    pointer_was: str | None = None,
-) -> None:
-    """One TransactWriteItems: the shipment (conditional on its version, or new), its
-    pointer when new, the order when its parcels changed, PARCELS, and the timeline
-    entries the change derives (on the customer's timeline while it is active)."""
-    tx = Tx()
-    _stage(tx, ctx, got, item, before, now, pointer, pointer_was)
-    tx.run()
-
-
 MAX_STAGED = 7  # what _stage adds at most: pointer, shipment, order, PARCELS, a check, 2 timeline entries
 
 
 def _stage(
-    tx: Tx,
+    tx: Tx | None,
     ctx: TenantContext,
     got: dict[str, Any],
     item: ShipmentItem,
@@ -328,7 +311,12 @@ def _stage(
     pointer: ShipmentPointerItem | None = None,
     pointer_was: str | None = None,
 ) -> None:
-    """``_write``'s parts, added to ``tx`` (a packed page's transaction, or its own)."""
+    """A shipment's write: the shipment (conditional on its version, or new), its pointer
+    when new, the order when its parcels changed, PARCELS, and the timeline entries the
+    change derives (on the customer's timeline while it is active). Added to ``tx`` (a
+    packed page's transaction); without one, sent as its own TransactWriteItems."""
+    own = tx is None
+    tx = Tx() if tx is None else tx
     order, profile = got.get("order"), got.get("profile")
     recent = got.get("recent")
     if not isinstance(recent, RecentShipmentsItem):
@@ -353,6 +341,8 @@ def _stage(
     tx.save(recent, role="recent")
     whose = timeline.target(profile)
     timeline.add(tx, ctx, whose, timeline.of_change(ctx, whose, before, timeline.image(item, "shipment")))
+    if own:
+        tx.run()
 
 
 def known(ctx: TenantContext, tracking_numbers: list[str]) -> set[str]:
@@ -402,7 +392,7 @@ def register(
                     before, now = timeline.image(existing, "shipment"), clock.now_iso()
                     if _apply_tracker(existing, tracker, now):
                         try:
-                            _write(ctx, got, existing, before, now)
+                            _stage(None, ctx, got, existing, before, now)
                         except Cancelled:
                             continue
                 return to_shipment(existing), False
@@ -440,7 +430,7 @@ def register(
             keys.pointer_pk(ctx, sid), keys.POINTER_SK, customer_id=got["customer_id"], order_id=order_id
         )
         try:
-            _write(ctx, got, item, None, now, pointer=new_pointer, pointer_was=pointer_was)
+            _stage(None, ctx, got, item, None, now, pointer=new_pointer, pointer_was=pointer_was)
             return to_shipment(item), True
         except Cancelled:
             continue  # a concurrent registration or a change of the order: re-read
