@@ -16,6 +16,7 @@ from api.routes import (
     api_keys,
     billing,
     campaigns,
+    changes,
     connections,
     customers,
     email,
@@ -50,6 +51,7 @@ app.register_blueprint(journeys.bp)
 app.register_blueprint(accounts.bp)
 app.register_blueprint(invoices.bp)
 app.register_blueprint(shipments.bp)
+app.register_blueprint(changes.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 

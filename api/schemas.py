@@ -107,6 +107,7 @@ Scope = Literal[
     "segments:write",
     "email:read",
     "email:write",
+    "changes:read",
     "admin",
 ]
 assert set(SCOPES) == set(get_args(Scope))
@@ -416,3 +417,38 @@ from crm.shipments.schemas import (  # noqa: F401 - re-exported for api.http.mod
     ShipmentListQuery,
     ShipmentPage,
 )
+
+# --- the change feed (crm/changes.py) ---------------------------------------------------
+
+
+class ChangeListQuery(_Strict):
+    cursor: Cursor | None = Field(
+        default=None,
+        description="where to read on from: a previous page's next_cursor; 'now' for the current end; "
+        "none for the oldest change kept",
+    )
+    types: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None, description="comma-separated event types: exact ('order.paid'), 'order.*' or '*'"
+    )
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class ChangeObject(BaseModel):
+    type: str = Field(description="order, customer, loyalty, segment_membership, checkout or shipment")
+    id: str
+
+
+class Change(BaseModel):
+    id: str = Field(description="the event's id: the same on every delivery and replay")
+    type: str
+    occurred_at: str = Field(description="when the fact happened (at the vendor, for imported facts)")
+    committed_at: str = Field(description="when the change entered the feed")
+    object: ChangeObject
+    customer_id: str | None
+    data: dict[str, JsonValue] = Field(description="the object's new state, or the fields that changed")
+
+
+class ChangePage(BaseModel):
+    data: list[Change]
+    next_cursor: str = Field(description="always present: read on from here (poll it later when has_more is false)")
+    has_more: bool = Field(description="more changes are there already")

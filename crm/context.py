@@ -15,6 +15,7 @@ SCOPES = (
     "segments:write",
     "email:read",
     "email:write",
+    "changes:read",
     "admin",
 )
 # A scope grants itself and what it implies: admin can do anything, write implies read.
@@ -28,6 +29,7 @@ _IMPLIED = {
     "segments:read": {"segments:read"},
     "email:write": {"email:write", "email:read"},
     "email:read": {"email:read"},
+    "changes:read": {"changes:read"},
 }
 
 

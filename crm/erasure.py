@@ -281,3 +281,13 @@ def _account_contacts(ctx: TenantContext, customer_id: str, terms: Terms) -> int
 
 
 register("account_contact", _account_contacts)
+
+
+def _changes(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
+    """The data of the erased customer's changes still in the change feed (crm/changes.py)."""
+    from crm import changes
+
+    return changes.erase(ctx, customer_id)
+
+
+register("change", _changes)

@@ -202,6 +202,49 @@ class EventItem(Item, discriminator="event"):
     created_at = UnicodeAttribute()
 
 
+class ChangeItem(Item, discriminator="change"):
+    """``T#<tenant>#CHANGES`` / ``<seq>``: one domain event in the tenant's change feed
+    (crm/changes.py). ``seq`` is 16 digits, strictly increasing per tenant and close to
+    the commit's time in microseconds, so a cursor is also a time."""
+
+    KIND = Kind(
+        "change feed entry (a domain event, kept for the retention period)",
+        "P CHANGES",
+        "<seq>",
+        "tenant",
+        pii=("data",),
+        erasure="blank",
+    )
+
+    change_id = UnicodeAttribute()  # the event's id (``order.paid:<order id>``)
+    type = UnicodeAttribute()
+    occurred_at = UnicodeAttribute()
+    committed_at = UnicodeAttribute()
+    object_type = UnicodeAttribute()
+    object_id = UnicodeAttribute()
+    customer_id = UnicodeAttribute(null=True)
+    data = JSONAttribute(default=dict)
+
+
+class ChangeGuardItem(Item, discriminator="change_guard"):
+    """``T#<tenant>#CHG#<event id>`` / ``CHG``: the event is in the feed, at ``seq``: a
+    redelivered or replayed stream record finds it and adds nothing."""
+
+    KIND = Kind("change feed guard (one per event id)", "P CHG#<event id>", "CHG", "tenant")
+
+    seq = UnicodeAttribute()
+
+
+class ChangeHeadItem(Item, discriminator="change_head"):
+    """``T#<tenant>#`` / ``CHANGES``: the feed's last ``seq``. Every append moves it with a
+    condition on the value it read, so two writers of one tenant take turns and the seqs
+    become visible in the order they were given."""
+
+    KIND = Kind("change feed head (the last seq)", "P", "CHANGES", "tenant")
+
+    seq = UnicodeAttribute()
+
+
 class GuardItem(Item, discriminator="guard"):
     """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer (or order) per value.
     An order's guard is also listed under the shop's order number, when the order has one

@@ -119,18 +119,29 @@ def count_usage(records: list[dict[str, Any]]) -> int:
 def handle(raw_event: dict[str, Any]) -> dict[str, Any]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-    from crm import queues
+    from crm import changes, queues
 
     derived: list[dict[str, Any]] = []
     handled: list[dict[str, Any]] = []
+    failed: list[bool] = []
 
     def record_handler(record: Any) -> None:
-        derived.extend(events_of(record.raw_event))
+        # Lambda retries a shard from its first failed record: the records after it are
+        # failed too, so nothing after a failure reaches the feed before it (per-object order)
+        if failed:
+            raise RuntimeError("an earlier record of this batch failed")
+        try:
+            derived.extend(events_of(record.raw_event))
+        except Exception:
+            failed.append(True)
+            raise
         handled.append(record.raw_event)
 
     processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
     response = process_partial_response(event=raw_event, record_handler=record_handler,
                                         processor=processor)
+    # the feed first: a subscriber or a webhook never hears of a change the feed lacks
+    changes.append(derived)
     for subscriber, events in route(derived).items():
         queues.send(subscriber, events)
     count_usage(handled)

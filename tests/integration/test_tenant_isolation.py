@@ -225,6 +225,25 @@ def test_a_cursor_cannot_reach_another_tenant(world):
     assert not set(world["a_customers"]) & {c["id"] for c in page["data"]}
 
 
+def test_b_change_feed_never_holds_a_changes(world, api_url):
+    """GET /v1/changes: A's changes (appended as the dispatcher does) are never in B's
+    feed, from its start, from 'now', or from a cursor of A's feed. (Another A: the
+    world's A must stay unchanged.)"""
+    from crm import changes
+
+    a, b = Tenant(api_url, "Feed A"), world["b"]
+    a_customers = [a.create_customer(email=f"feed{i}@a.example")["id"] for i in range(3)]
+    start = a.http.get("/v1/changes", params={"cursor": "now"}).json()["next_cursor"]
+    changes.append([{"id": f"customer.updated:{cid}:99", "type": "customer.updated", "tenant_id": a.id,
+                     "customer_id": cid, "occurred_at": "2026-02-01T00:00:00.000Z",
+                     "data": {"customer_id": cid, "changed": ["tags"]}} for cid in a_customers])
+    a_page = a.http.get("/v1/changes", params={"cursor": start, "limit": 1}).json()
+    assert a_page["data"] and a_page["data"][0]["customer_id"] in a_customers
+    for cursor in (None, start, a_page["next_cursor"], "now"):
+        page = b.http.get("/v1/changes", params={"cursor": cursor} if cursor else {}).json()
+        assert not {c["customer_id"] for c in page["data"]} & set(a_customers)
+
+
 def test_a_data_is_unchanged_after_all_of_b_attempts(world, raw_table):
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, CUSTOMER_ROUTES[2], 0)  # a DELETE
     test_b_cannot_touch_a_by_id.hypothesis.inner_test(world, KEY_ROUTES[1], 0)  # a rotate

@@ -81,8 +81,12 @@ def test_the_dispatcher_reports_an_undecodable_record_and_routes_the_rest(monkey
     from crm import queues
     from functions import dispatch
 
+    from crm import changes
+
     sent = {}
     monkeypatch.setattr(queues, "send", lambda name, events: sent.setdefault(name, list(events)))
+    fed: list[dict] = []
+    monkeypatch.setattr(changes, "append", fed.extend)
     good = {"eventID": "1", "eventName": "INSERT", "dynamodb": {"SequenceNumber": "100", "NewImage": {
         "kind": {"S": "order"}, "pk": {"S": T + "C#cus_1"}, "sk": {"S": "A#ORD#ord_1"},
         "order_id": {"S": "ord_1"}, "customer_id": {"S": "cus_1"}, "status": {"S": "placed"},
@@ -92,9 +96,13 @@ def test_the_dispatcher_reports_an_undecodable_record_and_routes_the_rest(monkey
     bad = {"eventID": "2", "eventName": "INSERT", "dynamodb": {"SequenceNumber": "101", "NewImage": {
         "kind": {"S": "order"}, "pk": {"S": T + "C#cus_1"}, "sk": {"S": "A#ORD#ord_2"},
         "data": {"S": "{not json"}}}}
-    answer = dispatch.handle({"Records": [good, bad]})
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "101"}]}
+    after = {**good, "eventID": "3", "dynamodb": {**good["dynamodb"], "SequenceNumber": "102"}}
+    answer = dispatch.handle({"Records": [good, bad, after]})
+    # Lambda retries the shard from 101: 102 is failed too, so nothing after the bad record
+    # reaches the feed (or a subscriber) before it does
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "101"}, {"itemIdentifier": "102"}]}
     assert [e["id"] for e in sent["loyalty"]] == ["order.paid:ord_1"] and sent["timeline"] == []
+    assert [e["id"] for e in fed] == ["order.placed:ord_1", "order.paid:ord_1"]  # the feed first, the same events
 
 
 def test_every_timeline_fact_writes_its_entry_itself_and_is_never_routed_to_the_timeline_queue():
