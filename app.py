@@ -196,6 +196,23 @@ def journeys_schedule(event):
     return handler.run_schedule(lambda_context=event.context)
 
 
+@app.on_sqs_message(queue="rapport-webhooks", batch_size=1, name="webhooks_work")
+def webhooks_work(event):
+    """New changes fanned out to the tenant's webhook endpoints, and due deliveries
+    attempted (functions/webhooks.py); failures go back to the queue."""
+    from functions import webhooks as handler
+
+    return handler.handle_batch(event.to_dict(), lambda_context=event.context)
+
+
+@app.schedule("rate(1 minute)", name="webhooks_schedule")
+def webhooks_schedule(event):
+    """Webhook deliveries whose next attempt is due, handed to the worker (functions/webhooks.py)."""
+    from functions import webhooks as handler
+
+    return handler.run_schedule(lambda_context=event.context)
+
+
 @app.schedule("rate(15 minutes)", name="shipments_schedule")
 def shipments_schedule(event):
     """Re-poll non-terminal shipments whose provider has said nothing for a while, and

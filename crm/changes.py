@@ -271,6 +271,62 @@ def page(
     return [as_change(i) for i in items], encode(after), bool(last_key)
 
 
+def entries_after(ctx: TenantContext, after: int, limit: int) -> tuple[list[Any], int | None]:
+    """Up to ``limit`` entries after seq ``after`` (1 Query) and the last one's seq (None
+    when there are none): the webhook fan-out's read."""
+    from crm.storage import ChangeItem
+
+    rows = list(ChangeItem.query(ctx.key("CHANGES"), ChangeItem.sk > seq_str(after), limit=limit, page_size=limit))
+    return rows, (int(rows[-1].sk) if rows else None)
+
+
+def entries(ctx: TenantContext, seqs: list[str]) -> dict[str, dict[str, Any]]:
+    """The changes at ``seqs`` as the feed shows them: 1 BatchGetItem per 100."""
+    from crm.storage import ChangeItem
+
+    keys = [(ctx.key("CHANGES"), s) for s in dict.fromkeys(seqs)]
+    return {item.sk: as_change(item) for item in ChangeItem.batch_get(keys)} if keys else {}
+
+
+def entries_by_id(ctx: TenantContext, change_ids: list[str]) -> list[Any]:
+    """The entries of these event ids still kept, in feed order: 1 BatchGetItem of their
+    guards + 1 of the entries (per 100)."""
+    from crm.storage import ChangeGuardItem, ChangeItem
+
+    guards = ChangeGuardItem.batch_get([(ctx.key("CHG", i), "CHG") for i in dict.fromkeys(change_ids)])
+    keys = [(ctx.key("CHANGES"), g.seq) for g in guards]
+    return sorted(ChangeItem.batch_get(keys), key=lambda e: e.sk) if keys else []
+
+
+def entries_between(ctx: TenantContext, since: str | None, until: str | None, most: int) -> list[Any]:
+    """The entries committed in [since, until) (ISO times; seq is the commit time in
+    microseconds): Queries of the feed, at most ``most`` entries."""
+    from crm.storage import ChangeItem
+
+    oldest = horizon(_now_us(), retention_days())
+    low = max(_us(since) if since else oldest, oldest)
+    high = _us(until) if until else _now_us() + 1
+    if high <= low:
+        raise Invalid("until must be after since (and inside the retention period)", field="until")
+    rows = ChangeItem.query(
+        ctx.key("CHANGES"), ChangeItem.sk.between(seq_str(low), seq_str(high - 1)), limit=most + 1
+    )
+    found = list(rows)
+    if len(found) > most:
+        raise Invalid(f"more than {most} changes in that range: replay a shorter one", field="since")
+    return found
+
+
+def _us(iso: str) -> int:
+    try:
+        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"not a time: {iso!r}", field="since") from None
+    if moment.tzinfo is None:
+        raise Invalid("a time needs its timezone (Z or +hh:mm)", field="since")
+    return int(moment.timestamp() * 1_000_000)
+
+
 def erase(ctx: TenantContext, customer_id: str) -> int:
     """Blank the data of a customer's changes still kept (erasure's follow-up): Queries
     over the retention period filtered on the customer (a job, not a request path: 1

@@ -19,8 +19,9 @@ from typing import Any
 # sync: connector runs and webhooks (connectors/messages.py); segments: metrics and
 # memberships (functions/segments.py); email: campaign audience pages and sends
 # (functions/campaigns.py); delivery: SES's events through EventBridge (functions/email_events.py);
-# journeys: runs started and ended by events, birthday backfills (functions/journeys.py)
-SUBSCRIBERS = ("loyalty", "timeline", "sync", "segments", "email", "delivery", "journeys")
+# journeys: runs started and ended by events, birthday backfills (functions/journeys.py);
+# webhooks: new changes to fan out to a tenant's endpoints, deliveries due (functions/webhooks.py)
+SUBSCRIBERS = ("loyalty", "timeline", "sync", "segments", "email", "delivery", "journeys", "webhooks")
 MAX_RECEIVES = 5
 
 

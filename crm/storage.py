@@ -245,6 +245,40 @@ class ChangeHeadItem(Item, discriminator="change_head"):
     seq = UnicodeAttribute()
 
 
+class WebhookCursorItem(Item, discriminator="webhook_cursor"):
+    """``T#<tenant>#WHE#<endpoint>`` / ``CURSOR``: how far into the change feed the endpoint's
+    deliveries were made (crm/webhooks/deliveries.py), and who is making them (a lease)."""
+
+    KIND = Kind("webhook endpoint's feed cursor and fan-out lease", "P WHE#<endpoint id>", "CURSOR", "tenant")
+
+    seq = UnicodeAttribute()
+    lease_until = UnicodeAttribute(null=True)
+
+
+class WebhookDeliveryItem(Item, discriminator="webhook_delivery"):
+    """``T#<tenant>#WHE#<endpoint>`` / ``D#<seq>``: one change's delivery to one endpoint and
+    its attempts (the delivery log, kept 30 days). While an attempt is due it is listed on
+    gsi2 ``WEBHOOK_DUE#0`` / ``<due at>#<tenant>#<endpoint>#<seq>`` for the retry sweep."""
+
+    KIND = Kind(
+        "webhook delivery (status, attempts with response excerpts), kept 30 days",
+        "P WHE#<endpoint id>",
+        "D#<seq>",
+        "tenant",
+        gsi="gsi2 `WEBHOOK_DUE#0` / `<due at>#<tenant>#<endpoint id>#<seq>` while an attempt is due",
+    )
+
+    endpoint_id = UnicodeAttribute()
+    change_id = UnicodeAttribute()  # the webhook-id: the same on every attempt and replay
+    type = UnicodeAttribute()
+    seq = UnicodeAttribute()
+    status = UnicodeAttribute()  # pending | delivered | failed
+    attempts = JSONAttribute(default=list)  # [{"at", "status", "latency_ms", "excerpt", "error"}]
+    due_at = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
 class GuardItem(Item, discriminator="guard"):
     """``T#<tenant>#U#<kind>#<value>`` / ``U``: at most one customer (or order) per value.
     An order's guard is also listed under the shop's order number, when the order has one

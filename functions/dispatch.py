@@ -141,7 +141,11 @@ def handle(raw_event: dict[str, Any]) -> dict[str, Any]:
     response = process_partial_response(event=raw_event, record_handler=record_handler,
                                         processor=processor)
     # the feed first: a subscriber or a webhook never hears of a change the feed lacks
-    changes.append(derived)
+    appended = changes.append(derived)
+    if appended:  # then the tenants' webhook endpoints hear of them (functions/webhooks.py)
+        from functions import webhooks
+
+        webhooks.wake(sorted(appended))
     for subscriber, events in route(derived).items():
         queues.send(subscriber, events)
     count_usage(handled)
