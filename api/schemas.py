@@ -107,6 +107,8 @@ Scope = Literal[
     "segments:write",
     "email:read",
     "email:write",
+    "webhooks:read",
+    "webhooks:write",
     "admin",
 ]
 assert set(SCOPES) == set(get_args(Scope))
@@ -415,4 +417,13 @@ from crm.shipments.schemas import (  # noqa: F401 - re-exported for api.http.mod
     ShipmentCreate,
     ShipmentListQuery,
     ShipmentPage,
+)
+from crm.webhooks.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointPage,
+    WebhookEndpointPatch,
+    WebhookEndpointWithSecret,
+    WebhookSecretRotation,
+    WebhookTestResult,
 )

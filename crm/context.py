@@ -15,6 +15,8 @@ SCOPES = (
     "segments:write",
     "email:read",
     "email:write",
+    "webhooks:read",
+    "webhooks:write",
     "admin",
 )
 # A scope grants itself and what it implies: admin can do anything, write implies read.
@@ -28,6 +30,10 @@ _IMPLIED = {
     "segments:read": {"segments:read"},
     "email:write": {"email:write", "email:read"},
     "email:read": {"email:read"},
+    # webhooks:write chooses where the tenant's events (customer data) are sent: grant it
+    # as deliberately as customers:read (docs/webhooks.md)
+    "webhooks:write": {"webhooks:write", "webhooks:read"},
+    "webhooks:read": {"webhooks:read"},
 }
 
 

@@ -114,8 +114,8 @@ class WebhookEndpoint(BaseModel):
 class WebhookEndpointWithSecret(WebhookEndpoint):
     secret: str | None = Field(
         description="whsec_ + base64 of 24 random bytes: shown in this answer only (create, rotate); Rapport "
-        "keeps it sealed with KMS. null in an Idempotency-Key replay of the create, which never stores it "
-        "(rotate the secret to get a new one)"
+        "keeps it sealed with KMS. null in an Idempotency-Key replay (of a create or a rotation), which "
+        "never stores it: rotate the secret to get a new one"
     )
 
 
