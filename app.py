@@ -29,6 +29,7 @@ from api.routes import (
     segments,
     shipments,
     unsubscribe,
+    webhooks,
 )
 
 # configure_logs=False: Powertools' JSON logger writes to the same "rapport" logger; Chalice's
@@ -52,6 +53,7 @@ app.register_blueprint(accounts.bp)
 app.register_blueprint(invoices.bp)
 app.register_blueprint(shipments.bp)
 app.register_blueprint(changes.bp)
+app.register_blueprint(webhooks.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 

@@ -25,6 +25,9 @@ from api.problems import from_domain, from_validation, problem
 MAX_BODY_BYTES = 64 * 1024
 # an ETag from a response ("3" or W/"3"), tolerated without its quotes (3), or *
 IF_MATCH_PATTERN = r'^(?:W/)?(?P<q>"?)(?P<version>[0-9]{1,12})(?P=q)$|^\*$'
+# routes whose key is read afresh on every request (no 60 s key cache): a revoked key
+# loses them at once. admin; and webhooks:write, which chooses where events are sent
+FRESH_KEY_SCOPES = ("admin", "webhooks:write")
 MAX_JSON_DEPTH = 32  # objects and arrays nested deeper than this are refused (422 too_deep)
 
 
@@ -88,6 +91,9 @@ class Result:
     status: int
     body: Any = None  # a pydantic model, a dict/list, or None for 204
     headers: dict[str, str] = field(default_factory=dict)
+    # what an Idempotency-Key replay answers instead of ``body``: a body holding a
+    # one-time secret (a webhook endpoint's) is never stored, its replay omits the secret
+    replay_body: Any = None
 
 
 def _json(body: Any) -> str:
@@ -277,7 +283,7 @@ def _serve(
     ctx = None
     if op.scope:
         try:
-            ctx = apikeys.authenticate(_bearer(headers), fresh=op.scope == "admin")
+            ctx = apikeys.authenticate(_bearer(headers), fresh=op.scope in FRESH_KEY_SCOPES)
         except DomainError:
             _rate_limit(request, None, limited)  # a wrong key is limited by its source
             raise
@@ -426,7 +432,13 @@ def _to_wire(result: Result) -> dict[str, Any]:
         headers.setdefault("Content-Type", "text/html; charset=utf-8")
         return {"status": result.status, "body": result.body.text, "headers": headers}
     headers.setdefault("Content-Type", "application/json")
-    return {"status": result.status, "body": _json(result.body), "headers": headers}
+    wire = {"status": result.status, "body": _json(result.body), "headers": headers}
+    if result.replay_body is not None:
+        wire[REPLAY_BODY] = _json(result.replay_body)
+    return wire
+
+
+REPLAY_BODY = "replay_body"  # the wire dict's stored-instead body (api/idempotency.py)
 
 
 def rate_limit_the_rest(event: Any, get_response: Any) -> Response:

@@ -4,7 +4,9 @@ Records live in the same table under the tenant (``T#<tenant>#IDEM`` / hash) and
 expire after 24 h through the table's TTL. A retry with the same key and the same
 request returns the first response (with ``Idempotent-Replayed: true``); the same
 key with a different request gets 422; one still in flight gets 409. Errors are
-not stored, so a request that failed validation can be corrected and retried.
+not stored, so a request that failed validation can be corrected and retried. A
+result with a ``replay_body`` (api/http.py ``Result``) is stored with that body instead
+of its own: the first answer may hold a secret the replay must not (a webhook endpoint's).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from api.http import REPLAY_BODY
 from crm import settings
 from crm.aws import dynamodb_client
 from crm.errors import Conflict, Invalid
@@ -51,13 +54,20 @@ def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) 
     if req.lambda_context is not None:  # lets an in-flight record expire with the invocation
         config.register_lambda_context(req.lambda_context)
     replayed = {"value": True}
+    first: dict[str, dict] = {}
 
     @idempotent_function(
         data_keyword_argument="data", persistence_store=store, config=config, key_prefix=op.operation_id
     )
     def execute(data: dict) -> dict:
         replayed["value"] = False
-        return call()
+        result = call()
+        if REPLAY_BODY not in result:
+            return result
+        # the first caller gets the whole answer; the record (and so every replay) gets
+        # the replay body: a one-time secret is never stored in the table
+        first["result"] = {k: v for k, v in result.items() if k != REPLAY_BODY}
+        return {**first["result"], "body": result[REPLAY_BODY]}
 
     request = {"path": req.params, "body": hashlib.sha256(raw_body).hexdigest()}
     try:
@@ -76,4 +86,4 @@ def run(op: Any, req: Any, key: str, raw_body: bytes, call: Callable[[], dict]) 
         ) from None
     if replayed["value"]:
         result = {**result, "headers": {**result["headers"], "Idempotent-Replayed": "true"}}
-    return result
+    return first.get("result", result)

@@ -108,6 +108,8 @@ Scope = Literal[
     "email:read",
     "email:write",
     "changes:read",
+    "webhooks:read",
+    "webhooks:write",
     "admin",
 ]
 assert set(SCOPES) == set(get_args(Scope))
@@ -418,6 +420,8 @@ from crm.shipments.schemas import (  # noqa: F401 - re-exported for api.http.mod
     ShipmentPage,
 )
 
+from crm.webhooks.schemas import (  # noqa: F401 - re-exported for api.http.model()
+
 # --- the change feed (crm/changes.py) ---------------------------------------------------
 
 
@@ -452,3 +456,11 @@ class ChangePage(BaseModel):
     data: list[Change]
     next_cursor: str = Field(description="always present: read on from here (poll it later when has_more is false)")
     has_more: bool = Field(description="more changes are there already")
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointPage,
+    WebhookEndpointPatch,
+    WebhookEndpointWithSecret,
+    WebhookSecretRotation,
+    WebhookTestResult,
+)

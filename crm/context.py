@@ -16,6 +16,8 @@ SCOPES = (
     "email:read",
     "email:write",
     "changes:read",
+    "webhooks:read",
+    "webhooks:write",
     "admin",
 )
 # A scope grants itself and what it implies: admin can do anything, write implies read.
@@ -30,6 +32,10 @@ _IMPLIED = {
     "email:write": {"email:write", "email:read"},
     "email:read": {"email:read"},
     "changes:read": {"changes:read"},
+    # webhooks:write chooses where the tenant's events (customer data) are sent: grant it
+    # as deliberately as customers:read (docs/webhooks.md)
+    "webhooks:write": {"webhooks:write", "webhooks:read"},
+    "webhooks:read": {"webhooks:read"},
 }
 
 

@@ -1110,3 +1110,38 @@ class RecentShipmentsItem(Item, discriminator="recent_shipments"):
     customer_id = UnicodeAttribute()
     recent = JSONAttribute(default=list)
     version = VersionAttribute()
+
+
+# --- outbound webhooks (crm/webhooks; docs/webhooks.md) ----------------------------------
+
+
+class WebhookEndpointItem(Item, discriminator="webhook_endpoint"):
+    """``T#<tenant>#WEBHOOKS`` / ``<endpoint id>``: where the tenant's events are sent
+    (crm/webhooks/endpoints.py): URL, event type patterns, state, and its signing secrets
+    sealed with KMS (the current one and those still overlapping after a rotation). One
+    partition per tenant, at most ``endpoints.MAX_ENDPOINTS`` items: the delivery engine
+    reads the enabled ones with one consistent Query. The engine's bookkeeping
+    (``failing_since``, ``healthy_at``, a disable) are UpdateItems that bump ``version``."""
+
+    KIND = Kind(
+        "outbound webhook endpoint (URL, event types, state, KMS-sealed signing secrets)",
+        "P WEBHOOKS",
+        "<endpoint id>",
+        "tenant",
+    )
+
+    endpoint_id = UnicodeAttribute()
+    url = UnicodeAttribute()
+    types = ListAttribute(of=UnicodeAttribute)
+    description = UnicodeAttribute(null=True)
+    enabled = BooleanAttribute(default=True)
+    ordered = BooleanAttribute(default=False)
+    disabled_reason = UnicodeAttribute(null=True)  # manual | gone_410 | failing_5_days
+    failing_since = UnicodeAttribute(null=True)  # the first failure of the current streak
+    healthy_at = UnicodeAttribute(null=True)  # the last mark_healthy: an older failure is stale
+    # {"format": "kms", "blob"} of {"current": "whsec_…", "previous": [{"secret", "expires_at"}]}
+    sealed = JSONAttribute(default=dict)
+    overlap_until = UnicodeAttribute(null=True)  # when the last overlapping old secret stops signing
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()

@@ -89,7 +89,8 @@ S3_ACTIONS = {"HeadObject": "GetObject", "GetObject": "GetObject", "PutObject": 
 
 
 def _other_authorization(service: str, operation: str, params: dict) -> tuple[str, str]:
-    """KMS on the connections key, S3 on the uploads prefix."""
+    """KMS on the connections key (connections' and webhook endpoints' secrets), S3 on the
+    uploads prefix."""
     if service == "kms":
         return f"kms:{operation}", "ConnectionsKey"
     assert (params.get("Key") or params.get("Prefix") or "").startswith("uploads/"), (operation, params)
@@ -296,8 +297,26 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     _drive_csv_import(call)
     _drive_shipments(call)
     _drive_accounts(call, tenant)
+    _drive_webhooks(call)
     served.add("openapi")
     return served
+
+
+def _drive_webhooks(call) -> None:
+    """Webhook endpoints (issue 15): the secret sealed (KMS Encrypt) and opened (Decrypt)
+    for a signed test ping to a receiver on loopback, a rotation, a patch and a delete."""
+    from tests.webhook_receiver import Receiver
+
+    with Receiver() as receiver:
+        hook = call("createWebhookEndpoint", "POST", "/v1/webhooks/endpoints", 201,
+                    json={"url": f"{receiver.url}/hooks", "types": ["order.*"]}).json()
+        path = f"/v1/webhooks/endpoints/{hook['id']}"
+        call("listWebhookEndpoints", "GET", "/v1/webhooks/endpoints", 200)
+        call("getWebhookEndpoint", "GET", path, 200)
+        assert call("testWebhookEndpoint", "POST", f"{path}/test", 200).json()["ok"]
+        call("rotateWebhookSecret", "POST", f"{path}/rotate-secret", 200, json={"overlap_seconds": 60})
+        call("updateWebhookEndpoint", "PATCH", path, 200, json={"enabled": False})
+        call("deleteWebhookEndpoint", "DELETE", path, 204)
 
 
 def _drive_segments(call, customer_id: str) -> None:

@@ -79,6 +79,8 @@ BEYOND_THE_SCHEMA = {
     "number": "GET /v1/orders: an order number does not combine with source and external_id (across parameters)",
     "connection_id": "a shipping connection of the tenant (stored state)",
     "tracking_number": "a number the shipping provider accepts (the provider's state)",
+    "url": "a webhook endpoint: https to a public host (not a literal private, loopback or link-local address "
+           "in any spelling; plain http only to loopback in local development: docs/webhooks.md)",
 }
 
 

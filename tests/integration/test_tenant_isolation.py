@@ -540,3 +540,40 @@ def test_b_cannot_reach_a_shipments(api_url, raw_table):
         assert a.http.get("/v1/shipments", params={"tracking_number": "A0SHIP001"}).json()["data"][0]["id"] == sid
         assert partition_items(raw_table, a) == a_items
         assert len(fake.sent("POST", "/v2/trackers")) == 1  # only A's own registration reached the provider
+
+
+MISSING_WEBHOOK_ENDPOINT = "whe_01ARZ3NDEKTSV4RRFFQ69G5FAV"
+WEBHOOK_ROUTES = [
+    ("GET", "/v1/webhooks/endpoints/{id}", None),
+    ("PATCH", "/v1/webhooks/endpoints/{id}", {"url": "https://b.example.com/steal", "types": ["*"]}),
+    ("DELETE", "/v1/webhooks/endpoints/{id}", None),
+    ("POST", "/v1/webhooks/endpoints/{id}/rotate-secret", {"overlap_seconds": 0}),
+    ("POST", "/v1/webhooks/endpoints/{id}/test", None),
+]
+
+
+def test_b_cannot_touch_a_webhook_endpoints(api_url, raw_table):
+    """Every webhook endpoint route (issue 15): B's key on A's endpoint answers as on an id
+    nobody has (404, same problem), B's list never shows A's, a cursor of A's list pages
+    B's own, and A's endpoints (and sealed secrets) are unchanged after all of it."""
+    a, b = Tenant(api_url, "Hooks A"), Tenant(api_url, "Hooks B")
+    a_ids = [a.http.post("/v1/webhooks/endpoints", json={"url": f"https://a{i}.example.com/hooks",
+                                                          "types": ["order.*"]}).json()["id"] for i in range(2)]
+    a_items = partition_items(raw_table, a)
+    b.http.post("/v1/webhooks/endpoints", json={"url": "https://b.example.com/hooks", "types": ["*"]})
+    for method, template, body in WEBHOOK_ROUTES:
+        on_a = b.http.request(method, template.format(id=a_ids[0]), json=body)
+        on_missing = b.http.request(method, template.format(id=MISSING_WEBHOOK_ENDPOINT), json=body)
+        assert on_a.status_code == 404, (method, template, on_a.text)
+        assert _shape(on_a) == _shape(on_missing)
+    listed = b.http.get("/v1/webhooks/endpoints").json()["data"]
+    assert not set(a_ids) & {e["id"] for e in listed} and len(listed) == 1
+    cursor = a.http.get("/v1/webhooks/endpoints", params={"limit": 1}).json()["next_cursor"]
+    page = b.http.get("/v1/webhooks/endpoints", params={"cursor": cursor})
+    assert page.status_code == 200 and not set(a_ids) & {e["id"] for e in page.json()["data"]}
+    from crm.webhooks import endpoints
+
+    assert not endpoints.disable(b.ctx, a_ids[0], "manual")  # the engine's calls take the tenant too
+    assert not endpoints.mark_failing(b.ctx, a_ids[0], "2026-01-01T00:00:00.000Z")
+    assert partition_items(raw_table, a) == a_items
+    assert {e["id"] for e in a.http.get("/v1/webhooks/endpoints").json()["data"]} == set(a_ids)

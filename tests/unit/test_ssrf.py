@@ -141,3 +141,27 @@ def test_a_connection_saved_in_local_development_cannot_reach_loopback_deployed(
     r = tenant.http.post(f"/v1/connections/{cid}/check")
     assert r.status_code == 422 and r.json()["error"] == "config" and INTERNAL not in r.text, r.text
     assert internal.requests == before
+
+
+# 127.0.0.1 and the metadata service's 169.254.169.254 in the spellings inet_aton (and so
+# getaddrinfo and curl) accept: the save-time check once read only the dotted-quad ones
+NUMERIC_SPELLINGS = ["2130706433", "0177.0.0.1", "0x7f.1", "127.1", "[::ffff:127.0.0.1]", "[::1]",
+                     "2852039166", "0251.0376.0251.0376", "[::ffff:a9fe:a9fe]", "0xa9.0xfe.0xa9.0xfe"]
+
+
+@pytest.mark.parametrize("host", NUMERIC_SPELLINGS)
+def test_every_spelling_of_loopback_and_the_metadata_address_is_refused(deployed, host):
+    with pytest.raises(ValidationError) as exc:
+        ShopifyConfig.model_validate({"shop_url": f"https://{host}", "access_token": "t"})
+    assert "shop_url" in str(exc.value)
+    with pytest.raises(net.BlockedAddress):
+        net.check_host(host)
+    with pytest.raises(net.BlockedAddress):  # at connect time too, without asking DNS
+        net.resolve(host.strip("[]"), 443)
+
+
+def test_numeric_spellings_of_public_addresses_still_pass(deployed):
+    assert net.literal("134744072") == "8.8.8.8" and net.literal("0x8.0x8.0x8.0x8") == "8.8.8.8"
+    net.check_host("134744072")
+    net.check_host("8.8.8.8")
+    assert net.literal("shop.example.com") is None and net.literal("1.2.3.4.5") is None
