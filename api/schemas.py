@@ -419,8 +419,20 @@ from crm.shipments.schemas import (  # noqa: F401 - re-exported for api.http.mod
     ShipmentListQuery,
     ShipmentPage,
 )
-
 from crm.webhooks.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    WebhookDelivery,
+    WebhookDeliveryPage,
+    WebhookDeliveryQuery,
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointPage,
+    WebhookEndpointPatch,
+    WebhookEndpointWithSecret,
+    WebhookReplay,
+    WebhookReplayResult,
+    WebhookSecretRotation,
+    WebhookTestResult,
+)
 
 # --- the change feed (crm/changes.py) ---------------------------------------------------
 
@@ -456,11 +468,3 @@ class ChangePage(BaseModel):
     data: list[Change]
     next_cursor: str = Field(description="always present: read on from here (poll it later when has_more is false)")
     has_more: bool = Field(description="more changes are there already")
-    WebhookEndpoint,
-    WebhookEndpointCreate,
-    WebhookEndpointPage,
-    WebhookEndpointPatch,
-    WebhookEndpointWithSecret,
-    WebhookSecretRotation,
-    WebhookTestResult,
-)

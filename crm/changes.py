@@ -53,6 +53,7 @@ _OBJECTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "segment": ("segment_membership", ("segment_id", "customer_id")),
     "checkout": ("checkout", ("checkout_id",)),
     "shipment": ("shipment", ("shipment_id",)),
+    "webhook": ("webhook_endpoint", ("endpoint_id",)),
 }
 
 
@@ -308,9 +309,7 @@ def entries_between(ctx: TenantContext, since: str | None, until: str | None, mo
     high = _us(until) if until else _now_us() + 1
     if high <= low:
         raise Invalid("until must be after since (and inside the retention period)", field="until")
-    rows = ChangeItem.query(
-        ctx.key("CHANGES"), ChangeItem.sk.between(seq_str(low), seq_str(high - 1)), limit=most + 1
-    )
+    rows = ChangeItem.query(ctx.key("CHANGES"), ChangeItem.sk.between(seq_str(low), seq_str(high - 1)), limit=most + 1)
     found = list(rows)
     if len(found) > most:
         raise Invalid(f"more than {most} changes in that range: replay a shorter one", field="since")
@@ -319,7 +318,7 @@ def entries_between(ctx: TenantContext, since: str | None, until: str | None, mo
 
 def _us(iso: str) -> int:
     try:
-        moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(iso)
     except ValueError:
         raise Invalid(f"not a time: {iso!r}", field="since") from None
     if moment.tzinfo is None:

@@ -63,6 +63,7 @@ TYPES = frozenset(
         "segment.exited",
         "checkout.started",
         *(f"shipment.{s}" for s in _SHIPMENT_NEWS),
+        "webhook.endpoint_disabled",
     }
 )
 
@@ -283,6 +284,20 @@ def _shipment(old: dict | None, new: dict | None) -> list[Event]:
     return events
 
 
+def _webhook_endpoint(old: dict | None, new: dict | None) -> list[Event]:
+    """An endpoint the delivery engine disabled (a 410, or 5 days of failures): the
+    tenant hears of it in the feed (a manual disable is the tenant's own doing)."""
+    if not old or not new or not old.get("enabled") or new.get("enabled"):
+        return []
+    reason = new.get("disabled_reason")
+    if reason not in ("gone_410", "failing_5_days"):
+        return []
+    eid = new["endpoint_id"]
+    data = {"endpoint_id": eid, "reason": reason, "failing_since": new.get("failing_since")}
+    at = new.get("updated_at") or ""
+    return [_event("webhook.endpoint_disabled", f"{eid}:{new.get('version')}", new, at, data)]
+
+
 _BY_KIND = {
     "order": _order,
     "customer": _customer,
@@ -291,5 +306,6 @@ _BY_KIND = {
     "metrics": _metrics,
     "checkout": _checkout,
     "shipment": _shipment,
+    "webhook_endpoint": _webhook_endpoint,
 }
 KINDS = frozenset(_BY_KIND)  # items of other kinds never stand for an event

@@ -253,6 +253,8 @@ class WebhookCursorItem(Item, discriminator="webhook_cursor"):
 
     seq = UnicodeAttribute()
     lease_until = UnicodeAttribute(null=True)
+    # an ordered endpoint's mark: every delivery below this seq is done (delivered or given up)
+    ordered_from = UnicodeAttribute(null=True)
 
 
 class WebhookDeliveryItem(Item, discriminator="webhook_delivery"):
@@ -1128,6 +1130,7 @@ class WebhookEndpointItem(Item, discriminator="webhook_endpoint"):
         "P WEBHOOKS",
         "<endpoint id>",
         "tenant",
+        events=True,
     )
 
     endpoint_id = UnicodeAttribute()

@@ -187,3 +187,45 @@ def ping_endpoint(req: Request) -> Result:
             error=attempt.error,
         ),
     )
+
+
+@endpoint(
+    bp,
+    f"{_ID}/deliveries",
+    "GET",
+    operation_id="listWebhookDeliveries",
+    tag=TAG,
+    scope=READ,
+    summary="The endpoint's delivery log, newest first, kept 30 days: each change's status and its attempts "
+    "(time, status, latency, the answer's first 200 characters, the error in words); 1 Query",
+    query="WebhookDeliveryQuery",
+    responses={200: "WebhookDeliveryPage"},
+    errors=(404,),
+)
+def list_deliveries(req: Request) -> Result:
+    from crm.webhooks import deliveries
+
+    q = req.query
+    data, cursor = deliveries.log(req.ctx, req.params["endpoint_id"], q.status, q.cursor, q.limit)
+    return Result(200, {"data": data, "next_cursor": cursor})
+
+
+@endpoint(
+    bp,
+    f"{_ID}/replay",
+    "POST",
+    operation_id="replayWebhookDeliveries",
+    tag=TAG,
+    scope=WRITE,
+    summary="Send changes again, with the same webhook-id (receivers de-duplicate): by event_ids (at most 100) or "
+    "committed in since/until (at most 10,000). 202: they are due now; the log shows the new attempts",
+    body="WebhookReplay",
+    responses={202: "WebhookReplayResult"},
+    errors=(404,),
+)
+def replay(req: Request) -> Result:
+    from crm.webhooks import deliveries
+
+    b = req.body
+    count = deliveries.replay(req.ctx, req.params["endpoint_id"], b.event_ids, b.since, b.until)
+    return Result(202, {"replayed": count})

@@ -53,16 +53,24 @@ LEASE_SECONDS = 100  # the worker's timeout is 120 s
 PAGE = 100
 PER_TX = 99  # deliveries + the cursor: TransactWriteItems' limit is 100
 PARALLEL = 8  # attempts in flight per endpoint (not ordered)
+ORDERED_PAGE = 20  # an ordered drain often stops after a few: read its queue in small pages
 DUE_PK = "WEBHOOK_DUE#0"
 STATUSES = ("pending", "delivered", "failed")
 
 
 class Attempt(Protocol):
-    status: int | None
-    latency_ms: int
-    excerpt: str
-    retry_after: float | None
-    error: str | None
+    """What a send answers (connectors/outbound.py ``Attempt``)."""
+
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def latency_ms(self) -> int: ...
+    @property
+    def excerpt(self) -> str: ...
+    @property
+    def retry_after(self) -> float | None: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 Send = Callable[[str, dict[str, str], str], Attempt]
@@ -136,9 +144,9 @@ def _ttl() -> datetime:
     return _now() + timedelta(days=LOG_DAYS)
 
 
-def _lease(ctx: TenantContext, endpoint_id: str) -> str | None:
-    """Take the endpoint's lease (1 UpdateItem); the cursor's seq, or None when another
-    worker holds it."""
+def _lease(ctx: TenantContext, endpoint_id: str) -> Any:
+    """Take the endpoint's lease (1 UpdateItem); the cursor item as it now is, or None
+    when another worker holds it."""
     from crm.storage import WebhookCursorItem, condition_failed
 
     now = _now()
@@ -147,7 +155,7 @@ def _lease(ctx: TenantContext, endpoint_id: str) -> str | None:
         item.update(
             actions=[
                 WebhookCursorItem.lease_until.set(_iso(now + timedelta(seconds=LEASE_SECONDS))),
-                WebhookCursorItem.kind.set("webhook_cursor"),
+                WebhookCursorItem.kind.set(WebhookCursorItem),
             ],
             condition=WebhookCursorItem.lease_until.does_not_exist() | (WebhookCursorItem.lease_until < _iso(now)),
         )
@@ -155,7 +163,7 @@ def _lease(ctx: TenantContext, endpoint_id: str) -> str | None:
         if condition_failed(exc):
             return None
         raise
-    return getattr(item, "seq", None) or ""
+    return item
 
 
 def _release(ctx: TenantContext, endpoint_id: str) -> None:
@@ -173,9 +181,10 @@ def fan_out(ctx: TenantContext, endpoint: Any, send: Send) -> int | None:
     were fanned out, or None when another worker holds the endpoint's lease."""
     from crm import changes
 
-    cursor = _lease(ctx, endpoint.id)
-    if cursor is None:
+    leased = _lease(ctx, endpoint.id)
+    if leased is None:
         return None
+    cursor = getattr(leased, "seq", None)
     made = 0
     try:
         if cursor:
@@ -194,7 +203,7 @@ def fan_out(ctx: TenantContext, endpoint: Any, send: Send) -> int | None:
             if not endpoint.ordered:
                 _attempt_all(ctx, endpoint, created, send)
         if endpoint.ordered:
-            drain_ordered(ctx, endpoint, send)
+            drain_ordered(ctx, endpoint, send, getattr(leased, "ordered_from", None))
     finally:
         _release(ctx, endpoint.id)
     return made
@@ -264,8 +273,22 @@ def _attempt_all(ctx: TenantContext, endpoint: Any, items: list[Any], send: Send
         return
     secrets = _secrets(ctx, endpoint)
     bodies = _bodies(ctx, [i.seq for i in items])
-    with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
-        list(pool.map(lambda i: attempt(ctx, endpoint, i, bodies.get(i.seq), secrets, send), items))
+    try:
+        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(items))) as pool:
+            list(pool.map(lambda i: attempt(ctx, endpoint, i, bodies.get(i.seq), secrets, send), items))
+    finally:
+        _record(items)
+
+
+def _record(items: list[Any]) -> None:
+    """The attempts' outcomes, written whole: 1 BatchWriteItem per 25 deliveries (the
+    caller holds the endpoint's lease, or claimed each delivery). A crash before this
+    write repeats the attempts later (receivers de-duplicate on ``webhook-id``)."""
+    from crm.storage import WebhookDeliveryItem
+
+    with WebhookDeliveryItem.batch_write() as batch:
+        for item in items:
+            batch.save(item)
 
 
 def _secrets(ctx: TenantContext, endpoint: Any) -> list[str]:
@@ -285,9 +308,9 @@ def _bodies(ctx: TenantContext, seqs: Iterable[str]) -> dict[str, str]:
 
 
 def attempt(ctx: TenantContext, endpoint: Any, item: Any, body: str | None, secrets: list[str], send: Send) -> str:
-    """One attempt of one delivery (signed now), recorded on the delivery (1 UpdateItem);
-    the endpoint's health follows. Returns the delivery's status."""
-    from crm.storage import WebhookDeliveryItem
+    """One attempt of one delivery (signed now), recorded on ``item`` in memory (the
+    caller writes it with :func:`_record`); the endpoint's health follows. Returns the
+    delivery's status."""
     from crm.webhooks import endpoints, signing
 
     now = _now()
@@ -305,81 +328,109 @@ def attempt(ctx: TenantContext, endpoint: Any, item: Any, body: str | None, secr
         "excerpt": result.excerpt,
         "error": result.error,
     }
-    actions = [
-        WebhookDeliveryItem.attempts.set([*(item.attempts or []), log]),
-        WebhookDeliveryItem.status.set(out.status),
-        WebhookDeliveryItem.updated_at.set(_iso(now)),
-    ]
-    if out.due_at:
-        due_sk = _due_sk(ctx, endpoint.id, out.due_at, item.seq)
-        actions += [
-            WebhookDeliveryItem.due_at.set(out.due_at),
-            WebhookDeliveryItem.gsi2pk.set(DUE_PK),
-            WebhookDeliveryItem.gsi2sk.set(due_sk),
-        ]
-    else:
-        actions += [
-            WebhookDeliveryItem.due_at.remove(),
-            WebhookDeliveryItem.gsi2pk.remove(),
-            WebhookDeliveryItem.gsi2sk.remove(),
-        ]
-    item.update(actions=actions)
+    # recorded in memory; the caller writes a page of them at once (``_record``)
+    item.attempts = [*(item.attempts or []), log]
+    item.status = out.status
+    item.updated_at = _iso(now)
+    item.due_at = out.due_at
+    item.gsi2pk = DUE_PK if out.due_at else None
+    item.gsi2sk = _due_sk(ctx, endpoint.id, out.due_at, item.seq) if out.due_at else None
+    # the endpoint's health: written when it changes (the copy in hand follows, so a
+    # drain or a page of attempts writes it once, not per delivery)
     if out.status == "delivered":
         if endpoint.failing_since:
             endpoints.mark_healthy(ctx, endpoint.id)
+            endpoint.failing_since = None
     elif out.disable:
         endpoints.disable(ctx, endpoint.id, out.disable)
     else:
-        since = endpoint.failing_since or _iso(now)
-        endpoints.mark_failing(ctx, endpoint.id, since)
+        since = endpoint.failing_since
+        if not since:
+            since = endpoint.failing_since = _iso(now)
+            endpoints.mark_failing(ctx, endpoint.id, since)
         if now - _parse(since) >= DISABLE_AFTER:
             endpoints.disable(ctx, endpoint.id, "failing_5_days")
     return out.status
 
 
+@dataclass(frozen=True)
 class _Missing:
-    status = None
-    latency_ms = 0
-    excerpt = ""
-    retry_after = None
-    error = "the change is no longer in the feed (past its retention)"
+    status: int | None = None
+    latency_ms: int = 0
+    excerpt: str = ""
+    retry_after: float | None = None
+    error: str | None = "the change is no longer in the feed (past its retention)"
 
 
 def _parse(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return datetime.fromisoformat(iso)
 
 
-def drain_ordered(ctx: TenantContext, endpoint: Any, send: Send) -> int:
-    """An ordered endpoint's pending deliveries, oldest first, until one fails or is not
-    due yet: 1 Query per 100 deliveries read. Returns how many were delivered."""
+def drain_ordered(ctx: TenantContext, endpoint: Any, send: Send, ordered_from: str | None) -> int:
+    """An ordered endpoint's deliveries from ``ordered_from`` (the first one not yet done:
+    the cursor's mark), oldest first, until one fails or is not due yet; then the mark
+    moves to where it stopped (1 UpdateItem, after the outcomes are written). 1 Query +
+    1 BatchGetItem (payloads) per 20 deliveries read, 1 BatchWriteItem per 25 attempted.
+    Returns how many were delivered. Called under the endpoint's lease."""
+    from crm.storage import WebhookCursorItem
+
+    pk = _pk(ctx, endpoint.id)
+    tried: list[Any] = []
+    try:
+        sent, mark = _drain(ctx, endpoint, send, ordered_from, pk, tried)
+    finally:
+        _record(tried)  # before the mark moves past them
+    if mark != ordered_from and mark is not None:
+        WebhookCursorItem(pk, "CURSOR").update(actions=[WebhookCursorItem.ordered_from.set(mark)])
+    return sent
+
+
+def _drain(
+    ctx: TenantContext, endpoint: Any, send: Send, ordered_from: str | None, pk: str, tried: list[Any]
+) -> tuple[int, str | None]:
+    """The attempts of :func:`drain_ordered`: (delivered, the new mark)."""
     from crm.storage import WebhookDeliveryItem
 
     sent = 0
     secrets: list[str] | None = None
     now = clock.now_iso()
+    low = _sk(ordered_from or "")
+    mark = ordered_from
     start = None
-    while True:
+    stopped = False
+    while not stopped:
         rows = WebhookDeliveryItem.query(
-            _pk(ctx, endpoint.id),
-            WebhookDeliveryItem.sk.startswith("D#"),
-            filter_condition=WebhookDeliveryItem.status == "pending",
-            limit=PAGE,
+            pk,
+            WebhookDeliveryItem.sk.between(low, "D#~"),
+            limit=ORDERED_PAGE,
+            page_size=ORDERED_PAGE,
             last_evaluated_key=start,
         )
         page = list(rows)
-        if not page:
-            return sent
-        bodies = _bodies(ctx, [i.seq for i in page])
+        bodies = _bodies(ctx, [i.seq for i in page if i.status == "pending"])
         for item in page:
-            if item.due_at and item.due_at > now:
-                return sent  # the oldest pending one waits for its time: so do the rest
-            secrets = secrets if secrets is not None else _secrets(ctx, endpoint)
-            if attempt(ctx, endpoint, item, bodies.get(item.seq), secrets, send) != "delivered":
-                return sent
-            sent += 1
+            if item.status == "pending":
+                if item.due_at and item.due_at > now:
+                    stopped = True  # the oldest pending one waits for its time: so do the rest
+                    break
+                secrets = secrets if secrets is not None else _secrets(ctx, endpoint)
+                tried.append(item)
+                if attempt(ctx, endpoint, item, bodies.get(item.seq), secrets, send) != "delivered":
+                    stopped = True
+                    break
+                sent += 1
+            mark = changes_next(item.seq)
         start = rows.last_evaluated_key
         if start is None:
-            return sent
+            break
+    return sent, mark
+
+
+def changes_next(seq: str) -> str:
+    """The seq right after ``seq`` (the mark past a delivery that is done)."""
+    from crm import changes
+
+    return changes.seq_str(int(seq) + 1)
 
 
 # --- the retry schedule ------------------------------------------------------------------------
@@ -416,10 +467,11 @@ def retry(ctx: TenantContext, endpoint_id: str, seqs: list[str], send: Send) -> 
     if not endpoint.enabled:
         return 0  # kept pending: re-enabling (or a replay) sends them
     if endpoint.ordered:  # under the lease: one drain at a time keeps the order
-        if _lease(ctx, endpoint_id) is None:
+        leased = _lease(ctx, endpoint_id)
+        if leased is None:
             return 0  # the holder drains them
         try:
-            return drain_ordered(ctx, endpoint, send)
+            return drain_ordered(ctx, endpoint, send, getattr(leased, "ordered_from", None))
         finally:
             _release(ctx, endpoint_id)
     now = clock.now_iso()
@@ -494,7 +546,6 @@ def as_delivery(item: Any) -> dict[str, Any]:
     }
 
 
-MAX_REPLAY_IDS = 100
 MAX_REPLAY = 10_000
 
 
@@ -518,27 +569,46 @@ def replay(
     if bool(event_ids) == bool(since or until):
         raise Invalid("give either event_ids or since/until", field="event_ids")
     if event_ids:
-        if len(event_ids) > MAX_REPLAY_IDS:
-            raise Invalid(f"at most {MAX_REPLAY_IDS} event ids", field="event_ids")
         entries = changes.entries_by_id(ctx, event_ids)
     else:
         entries = changes.entries_between(ctx, since, until, MAX_REPLAY)
     entries = [e for e in entries if endpoints.matches(endpoint, e.type)]
     _requeue(ctx, endpoint_id, entries)
+    seqs = [e.sk for e in entries]
+    from crm import queues
+
+    queues.send(
+        "webhooks",
+        [
+            {"type": "due", "tenant_id": ctx.tenant_id, "endpoint_id": endpoint_id, "seqs": seqs[i : i + 500]}
+            for i in range(0, len(seqs), 500)
+        ],
+    )
     return len(entries)
 
 
 def _requeue(ctx: TenantContext, endpoint_id: str, entries: list[Any]) -> None:
     """Each entry's delivery pending and due now (made if it was never made): 1
-    UpdateItem each, keeping its attempts (the log shows the replay as more attempts)."""
-    from crm.storage import WebhookDeliveryItem
+    UpdateItem each, keeping its attempts (the log shows the replay as more attempts);
+    an ordered endpoint's mark goes back to the oldest (1 UpdateItem)."""
+    from crm.storage import WebhookCursorItem, WebhookDeliveryItem, condition_failed
 
     now = clock.now_iso()
+    if entries:
+        oldest = min(e.sk for e in entries)
+        try:
+            WebhookCursorItem(_pk(ctx, endpoint_id), "CURSOR").update(
+                actions=[WebhookCursorItem.ordered_from.set(oldest)],
+                condition=WebhookCursorItem.ordered_from > oldest,
+            )
+        except Exception as exc:
+            if not condition_failed(exc):
+                raise
     for e in entries:
         item = WebhookDeliveryItem(_pk(ctx, endpoint_id), _sk(e.sk))
         item.update(
             actions=[
-                WebhookDeliveryItem.kind.set("webhook_delivery"),
+                WebhookDeliveryItem.kind.set(WebhookDeliveryItem),
                 WebhookDeliveryItem.endpoint_id.set(endpoint_id),
                 WebhookDeliveryItem.change_id.set(e.change_id),
                 WebhookDeliveryItem.type.set(e.type),

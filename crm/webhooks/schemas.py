@@ -138,3 +138,59 @@ class WebhookTestResult(BaseModel):
 
 
 Endpoint = WebhookEndpoint  # the name the delivery engine imports (crm/webhooks/endpoints.py)
+
+
+# --- deliveries (crm/webhooks/deliveries.py) ---------------------------------------------
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+MAX_REPLAY_IDS = 100
+
+
+class DeliveryAttempt(BaseModel):
+    at: str
+    status: int | None = Field(description="the endpoint's HTTP status; null when no answer came")
+    latency_ms: int
+    excerpt: str = Field(description="the first 200 characters of the answer's body")
+    error: str | None = Field(description="why the attempt failed, in words")
+
+
+class WebhookDelivery(BaseModel):
+    id: str = Field(description="the change's id: the webhook-id of every attempt")
+    type: str
+    status: DeliveryStatus = Field(description="pending (an attempt is due), delivered, or failed (gave up)")
+    attempts: list[DeliveryAttempt]
+    next_attempt_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class WebhookDeliveryPage(BaseModel):
+    data: list[WebhookDelivery]
+    next_cursor: str | None
+
+
+class WebhookDeliveryQuery(_Strict):
+    status: DeliveryStatus | None = None
+    limit: int = Field(default=25, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+
+
+Time = Annotated[str, StringConstraints(min_length=10, max_length=40)]
+
+
+class WebhookReplay(_Strict):
+    """Either ``event_ids`` or a time range (``since``, ``until``: when the changes entered
+    the feed)."""
+
+    event_ids: (
+        Annotated[
+            list[Annotated[str, StringConstraints(min_length=1, max_length=300)]], Field(max_length=MAX_REPLAY_IDS)
+        ]
+        | None
+    ) = None
+    since: Time | None = None
+    until: Time | None = None
+
+
+class WebhookReplayResult(BaseModel):
+    replayed: int = Field(description="how many deliveries are due again (the worker sends them now)")
