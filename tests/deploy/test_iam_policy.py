@@ -315,6 +315,9 @@ def _drive_webhooks(call) -> None:
         call("getWebhookEndpoint", "GET", path, 200)
         assert call("testWebhookEndpoint", "POST", f"{path}/test", 200).json()["ok"]
         call("rotateWebhookSecret", "POST", f"{path}/rotate-secret", 200, json={"overlap_seconds": 60})
+        call("listWebhookDeliveries", "GET", f"{path}/deliveries", 200)
+        call("replayWebhookDeliveries", "POST", f"{path}/replay", 202, json={"since": "2026-01-01T00:00:00Z"})
+        call("listChanges", "GET", "/v1/changes", 200)
         call("updateWebhookEndpoint", "PATCH", path, 200, json={"enabled": False})
         call("deleteWebhookEndpoint", "DELETE", path, 204)
 

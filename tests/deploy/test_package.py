@@ -404,7 +404,7 @@ def test_iam_policy_is_least_privilege(template):
                     else [TABLE_ARN, INDEX_ARN] if action == "dynamodb:Query" else [TABLE_ARN])
         assert sorted(map(json.dumps, resources)) == sorted(map(json.dumps, expected)), action
     queues = [{"Fn::GetAtt": [q, "Arn"]} for q in ("LoyaltyQueue", "TimelineQueue", "SyncQueue", "SegmentsQueue",
-                                                   "EmailQueue", "DeliveryQueue", "JourneysQueue")]
+                                                   "EmailQueue", "DeliveryQueue", "JourneysQueue", "WebhooksQueue")]
     sqs = {a: sorted(map(json.dumps, r)) for a, r in granted.items() if a.startswith("sqs:")}
     # no event is routed to the timeline today; SES's events reach the delivery queue through
     # EventBridge (its queue policy), not through the functions

@@ -549,6 +549,8 @@ WEBHOOK_ROUTES = [
     ("DELETE", "/v1/webhooks/endpoints/{id}", None),
     ("POST", "/v1/webhooks/endpoints/{id}/rotate-secret", {"overlap_seconds": 0}),
     ("POST", "/v1/webhooks/endpoints/{id}/test", None),
+    ("GET", "/v1/webhooks/endpoints/{id}/deliveries", None),
+    ("POST", "/v1/webhooks/endpoints/{id}/replay", {"since": "2026-01-01T00:00:00Z"}),
 ]
 
 

@@ -192,6 +192,12 @@ def test_replay_resends_with_the_same_webhook_id_and_the_feed_and_log_show_it(te
         _run(tenant)
         assert sorted(r["headers"]["webhook-id"] for r in receiver.requests) == sorted(e["id"] for e in events)
         receiver.requests.clear()
+        log_before = tenant.http.get(f"{BASE}/{ep['id']}/deliveries").json()["data"]
+        for _ in range(2):  # the stream replayed twice: no new change, no new delivery, nothing sent
+            changes.append(events)
+            _run(tenant)
+        assert receiver.requests == []
+        assert tenant.http.get(f"{BASE}/{ep['id']}/deliveries").json()["data"] == log_before
 
         r = tenant.http.post(f"{BASE}/{ep['id']}/replay", json={"event_ids": [events[0]["id"], events[3]["id"]]})
         assert r.status_code == 202 and r.json()["replayed"] == 2, r.text
@@ -295,3 +301,17 @@ def test_through_the_running_stack_a_change_reaches_the_endpoint_signed(tenant, 
         assert request["headers"]["webhook-id"] == f"customer.created:{cid}"
         page = tenant.http.get("/v1/changes", params={"types": "customer.created"}).json()
         assert payload["id"] in {c["id"] for c in page["data"]}
+
+
+def test_one_tenants_endpoint_never_receives_anothers_change(tenant, other_tenant, fast_retries):
+    from crm import changes
+
+    with Receiver() as mine, Receiver() as theirs:
+        _endpoint(tenant, mine.url + "/mine")
+        _endpoint(other_tenant, theirs.url + "/theirs")
+        events = _events(tenant, 3, objects=3)
+        changes.append(events)
+        _run(tenant)
+        _run(other_tenant)
+        assert sorted(r["headers"]["webhook-id"] for r in mine.requests) == sorted(e["id"] for e in events)
+        assert theirs.requests == []
