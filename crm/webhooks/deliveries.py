@@ -50,7 +50,7 @@ ATTEMPTS = len(SCHEDULE) + 1
 DISABLE_AFTER = timedelta(days=5)
 LOG_DAYS = 30
 LEASE_SECONDS = 100  # the worker's timeout is 120 s
-PAGE = 100
+PAGE = 99  # feed entries per fan-out page: with the cursor, one TransactWriteItems (100 items)
 PER_TX = 99  # deliveries + the cursor: TransactWriteItems' limit is 100
 PARALLEL = 8  # attempts in flight per endpoint (not ordered)
 ORDERED_PAGE = 20  # an ordered drain often stops after a few: read its queue in small pages

@@ -279,8 +279,13 @@ def create(ctx: TenantContext, body: WebhookEndpointCreate) -> WebhookEndpointWi
 
 def _save(item: WebhookEndpointItem) -> None:
     """PutItem conditional on the version read (PynamoDB's version check)."""
+    _versioned(item.save)
+
+
+def _versioned(write: Any) -> None:
+    """A write conditional on the version read: a lost race is a 412 to read again."""
     try:
-        item.save()
+        write()
     except Exception as exc:
         if condition_failed(exc):
             raise PreconditionFailed(
@@ -329,14 +334,7 @@ def delete(ctx: TenantContext, endpoint_id: str, if_match: int | None) -> None:
     scheduled for it find no endpoint and are dropped by the delivery engine."""
     item = load(ctx, endpoint_id)
     _stale(if_match, item)
-    try:
-        item.delete()
-    except Exception as exc:
-        if condition_failed(exc):
-            raise PreconditionFailed(
-                "the webhook endpoint changed meanwhile; read it again", code="stale_version"
-            ) from None
-        raise
+    _versioned(item.delete)
 
 
 def rotate_secret(ctx: TenantContext, endpoint_id: str, overlap_seconds: int) -> WebhookEndpointWithSecret:
