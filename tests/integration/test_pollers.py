@@ -237,7 +237,7 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
     sqs = boto3.client("sqs")
     assert create_queues(sqs, prefix, visibility_timeout=1) == local
     assert set(local.queues) == set(local.dead_letter) == {"loyalty", "timeline", "sync", "segments", "email", "delivery",
-                                                             "journeys"}
+                                                             "journeys", "webhooks"}
     for subscriber, url in local.queues.items():
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert url.endswith(f"/{prefix}-{subscriber}")
@@ -255,7 +255,8 @@ def test_queues_are_created_from_resources_json_and_idempotently(table, queues):
                            "RAPPORT_QUEUE_SEGMENTS_URL": local.queues["segments"],
                            "RAPPORT_QUEUE_EMAIL_URL": local.queues["email"],
                            "RAPPORT_QUEUE_DELIVERY_URL": local.queues["delivery"],
-                           "RAPPORT_QUEUE_JOURNEYS_URL": local.queues["journeys"]}
+                           "RAPPORT_QUEUE_JOURNEYS_URL": local.queues["journeys"],
+                           "RAPPORT_QUEUE_WEBHOOKS_URL": local.queues["webhooks"]}
 
 
 def test_handled_messages_are_deleted_and_failed_ones_come_back(queues, started):
