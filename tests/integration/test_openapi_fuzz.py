@@ -50,6 +50,10 @@ BEYOND_THE_SCHEMA = {
     "attributes": "nesting at most 3 deep, strings up to 2,000 characters, lists up to 100 items and "
                   "16 KiB in all: bounds on a recursive JSON value",
     "payload": "as attributes",
+    "types": "GET /v1/changes: comma-separated event types, families (order.*) or * (crm/changes.py expand_types)",
+    "event_ids": "a webhook replay takes event_ids or since/until, not both and not neither",
+    "since": "a date-time with its timezone, inside the feed's retention (a webhook replay)",
+    "until": "after since (a webhook replay)",
     "customer": "the customer named must exist and not be erased",
     "points": "a redemption or debit cannot exceed the available balance",
     "amount": "a refund cannot exceed what is still refundable",
