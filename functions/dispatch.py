@@ -5,6 +5,11 @@ Which events each subscriber receives is declared in ``ROUTES``. Deriving is pur
 failure (Lambda retries from it, then sends it to the stream's on-failure queue).
 Sending is all-or-nothing per batch: a failed send fails the batch, and the resent
 events are de-duplicated by the subscribers.
+
+Before any send, the batch's events are appended to the tenants' change feed
+(crm/changes.py; a repeat adds nothing), and each tenant with new changes is told on
+the webhooks queue (functions/webhooks.py), so no subscriber or webhook hears of a
+change the feed lacks.
 """
 from __future__ import annotations
 
