@@ -39,6 +39,7 @@ SEQ_DIGITS = 16
 PER_TX = 49  # 2 items per event + the head: TransactWriteItems' limit is 100
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
+FILTERED_READ = 1000  # entries a page filtered by type looks at (still one Query)
 MIN_RETENTION_DAYS = 30
 CURSOR_KIND = "changes"
 GRACE_US = 3_600_000_000  # a cursor just past retention still reads on (oldest_cursor is one)
@@ -191,7 +192,7 @@ def _commit(ctx: TenantContext, chunk: list[dict[str, Any]], last: int) -> int:
     from crm.tx import Tx
 
     now = datetime.now(UTC)
-    committed = now.isoformat().replace("+00:00", "Z")
+    committed = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     expires = now + timedelta(days=retention_days())
     seqs = next_seqs(last, _now_us(), len(chunk))
     tx = Tx()
@@ -255,21 +256,27 @@ def page(
             oldest_cursor=encode(oldest - 1),
             retention_days=days,
         )
-    kwargs: dict[str, Any] = {"page_size": limit}
-    if types is not None:
-        from crm.events import TYPES
+    from crm.events import TYPES
 
-        if types != TYPES:
-            kwargs["filter_condition"] = ChangeItem.type.is_in(*sorted(types))
+    filtered = types is not None and types != TYPES
+    # a filtered page looks at up to FILTERED_READ entries in its one Query (DynamoDB
+    # stops at 1 MB), so a rare type does not come back as a run of empty pages
+    kwargs: dict[str, Any] = {"page_size": FILTERED_READ if filtered else limit}
+    if filtered:
+        kwargs["filter_condition"] = ChangeItem.type.is_in(*sorted(types or ()))
     rows = ChangeItem.query(ctx.key("CHANGES"), ChangeItem.sk > seq_str(after), **kwargs)
     raw = next(rows.page_iter)  # exactly one Query, even when the filter keeps none
     items = [ChangeItem.from_raw_data(r) for r in raw.get("Items", [])]
     last_key = raw.get("LastEvaluatedKey")
-    if last_key:
+    more = bool(last_key)
+    if len(items) > limit:  # read past the page: go on from its last change
+        items, more = items[:limit], True
+        after = int(items[-1].sk)
+    elif last_key:
         after = int(last_key["sk"]["S"])
     elif items:
         after = int(items[-1].sk)
-    return [as_change(i) for i in items], encode(after), bool(last_key)
+    return [as_change(i) for i in items], encode(after), more
 
 
 def entries_after(ctx: TenantContext, after: int, limit: int) -> tuple[list[Any], int | None]:

@@ -56,6 +56,10 @@ def test_types_filter_and_bad_input(tenant, event_pipeline):
     assert event_pipeline.wait_idle(timeout=60)
     orders, _ = _all(tenant, start, types="order.*")
     assert orders and {c["type"] for c in orders} == {"order.placed", "order.paid"}
+    one = tenant.http.get("/v1/changes", params={"cursor": start, "types": "order.*", "limit": 1}).json()
+    assert [c["type"] for c in one["data"]] == ["order.placed"] and one["has_more"] is True  # a full page, not an empty one
+    rest = tenant.http.get("/v1/changes", params={"cursor": one["next_cursor"], "types": "order.*"}).json()
+    assert [c["type"] for c in rest["data"]] == ["order.paid"]
     exact, _ = _all(tenant, start, types="customer.created,order.paid")
     assert sorted(c["type"] for c in exact) == ["customer.created", "order.paid"]
 
