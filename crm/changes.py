@@ -29,9 +29,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from crm import clock
 from crm.context import TenantContext
 from crm.errors import Gone, Invalid
 
@@ -191,8 +192,8 @@ def _commit(ctx: TenantContext, chunk: list[dict[str, Any]], last: int) -> int:
     from crm.storage import ChangeGuardItem, ChangeHeadItem, ChangeItem
     from crm.tx import Tx
 
-    now = datetime.now(UTC)
-    committed = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = clock.now()
+    committed = clock.iso(now)
     expires = now + timedelta(days=retention_days())
     seqs = next_seqs(last, _now_us(), len(chunk))
     tx = Tx()
@@ -325,7 +326,7 @@ def entries_between(ctx: TenantContext, since: str | None, until: str | None, mo
 
 def _us(iso: str) -> int:
     try:
-        moment = datetime.fromisoformat(iso)
+        moment = clock.parse(iso)
     except ValueError:
         raise Invalid(f"not a time: {iso!r}", field="since") from None
     if moment.tzinfo is None:

@@ -36,7 +36,7 @@ import random
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from crm import clock
@@ -114,15 +114,7 @@ def outcome(attempt: Attempt, tries: int, now: datetime, rng: random.Random | No
     delay = next_delay(tries, attempt.retry_after, rng)
     if delay is None:
         return Outcome("failed", None, None)
-    return Outcome("pending", _iso(now + timedelta(seconds=delay)), None)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    return Outcome("pending", clock.iso(now + timedelta(seconds=delay)), None)
 
 
 # --- storage ----------------------------------------------------------------------------------
@@ -141,7 +133,7 @@ def _due_sk(ctx: TenantContext, endpoint_id: str, due_at: str, seq: str) -> str:
 
 
 def _ttl() -> datetime:
-    return _now() + timedelta(days=LOG_DAYS)
+    return clock.now() + timedelta(days=LOG_DAYS)
 
 
 def _lease(ctx: TenantContext, endpoint_id: str) -> Any:
@@ -149,15 +141,15 @@ def _lease(ctx: TenantContext, endpoint_id: str) -> Any:
     when another worker holds it."""
     from crm.storage import WebhookCursorItem, condition_failed
 
-    now = _now()
+    now = clock.now()
     item = WebhookCursorItem(_pk(ctx, endpoint_id), "CURSOR")
     try:
         item.update(
             actions=[
-                WebhookCursorItem.lease_until.set(_iso(now + timedelta(seconds=LEASE_SECONDS))),
+                WebhookCursorItem.lease_until.set(clock.iso(now + timedelta(seconds=LEASE_SECONDS))),
                 WebhookCursorItem.kind.set(WebhookCursorItem),
             ],
-            condition=WebhookCursorItem.lease_until.does_not_exist() | (WebhookCursorItem.lease_until < _iso(now)),
+            condition=WebhookCursorItem.lease_until.does_not_exist() | (WebhookCursorItem.lease_until < clock.iso(now)),
         )
     except Exception as exc:
         if condition_failed(exc):
@@ -190,7 +182,7 @@ def fan_out(ctx: TenantContext, endpoint: Any, send: Send) -> int | None:
         if cursor:
             after = int(cursor)
         else:  # its first fan-out: the changes committed since it was made (seq ~ commit time)
-            after = int(_parse(endpoint.created_at).timestamp() * 1_000_000)
+            after = int(clock.parse(endpoint.created_at).timestamp() * 1_000_000)
             _start_at(ctx, endpoint.id, after)
         while True:
             entries, last = changes.entries_after(ctx, after, PAGE)
@@ -313,7 +305,7 @@ def attempt(ctx: TenantContext, endpoint: Any, item: Any, body: str | None, secr
     delivery's status."""
     from crm.webhooks import endpoints, signing
 
-    now = _now()
+    now = clock.now()
     if body is None:  # the change expired from the feed before it could be sent
         result: Attempt = _Missing()
     else:
@@ -322,7 +314,7 @@ def attempt(ctx: TenantContext, endpoint: Any, item: Any, body: str | None, secr
     tries = len(item.attempts or []) + 1
     out = outcome(result, tries, now)
     log = {
-        "at": _iso(now),
+        "at": clock.iso(now),
         "status": result.status,
         "latency_ms": result.latency_ms,
         "excerpt": result.excerpt,
@@ -331,7 +323,7 @@ def attempt(ctx: TenantContext, endpoint: Any, item: Any, body: str | None, secr
     # recorded in memory; the caller writes a page of them at once (``_record``)
     item.attempts = [*(item.attempts or []), log]
     item.status = out.status
-    item.updated_at = _iso(now)
+    item.updated_at = clock.iso(now)
     item.due_at = out.due_at
     item.gsi2pk = DUE_PK if out.due_at else None
     item.gsi2sk = _due_sk(ctx, endpoint.id, out.due_at, item.seq) if out.due_at else None
@@ -346,9 +338,9 @@ def attempt(ctx: TenantContext, endpoint: Any, item: Any, body: str | None, secr
     else:
         since = endpoint.failing_since
         if not since:
-            since = endpoint.failing_since = _iso(now)
+            since = endpoint.failing_since = clock.iso(now)
             endpoints.mark_failing(ctx, endpoint.id, since)
-        if now - _parse(since) >= DISABLE_AFTER:
+        if now - clock.parse(since) >= DISABLE_AFTER:
             endpoints.disable(ctx, endpoint.id, "failing_5_days")
     return out.status
 
@@ -360,10 +352,6 @@ class _Missing:
     excerpt: str = ""
     retry_after: float | None = None
     error: str | None = "the change is no longer in the feed (past its retention)"
-
-
-def _parse(iso: str) -> datetime:
-    return datetime.fromisoformat(iso)
 
 
 def drain_ordered(ctx: TenantContext, endpoint: Any, send: Send, ordered_from: str | None) -> int:
