@@ -273,3 +273,4 @@ def partition_items(raw_table, tenant: Tenant) -> list[dict]:
 
 
 from tests.stripe_helpers import stripe_double  # noqa: F401  (the Stripe double fixture)
+from tests.postgres import postgres_server, postgres_url  # noqa: F401,E402  (the agent's PostgreSQL)
