@@ -10,7 +10,7 @@ yet; list: 1 Query.
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +71,7 @@ def record(ctx: TenantContext, agent_id: str, found: list[Resolved]) -> int:
             local_hlc=c.local_hlc,
             cloud_hlc=c.cloud_hlc,
             resolved_at=now,
-            ttl=int(time.time()) + KEEP_DAYS * 86_400,
+            ttl=timedelta(days=KEEP_DAYS),
         )
         if c.customer_id:
             item.gsi1pk, item.gsi1sk = erasure_pk(ctx, c.customer_id), f"{now}#{cid}"

@@ -8,7 +8,7 @@ parked yet (a retried batch parks it once, counted once); list: 1 Query.
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 from typing import Any
 
 from crm import clock
@@ -46,7 +46,7 @@ def park(ctx: TenantContext, agent_id: str, refused: list[Refused]) -> int:
             reason=r.reason[:500],
             errors=r.errors[:50],
             parked_at=now,
-            ttl=int(time.time()) + KEEP_DAYS * 86_400,
+            ttl=timedelta(days=KEEP_DAYS),
         )
         try:
             item.save(condition=AgentParkedItem.pk.does_not_exist())
