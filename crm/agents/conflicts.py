@@ -10,8 +10,8 @@ yet; list: 1 Query.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from crm import clock
