@@ -13,6 +13,7 @@ from api.http import rate_limit_the_rest
 from api.problems import chalice_errors_as_problems
 from api.routes import (
     accounts,
+    agents,
     api_keys,
     billing,
     campaigns,
@@ -54,6 +55,7 @@ app.register_blueprint(invoices.bp)
 app.register_blueprint(shipments.bp)
 app.register_blueprint(changes.bp)
 app.register_blueprint(webhooks.bp)
+app.register_blueprint(agents.bp)
 app.register_middleware(chalice_errors_as_problems, "http")
 app.register_middleware(rate_limit_the_rest, "http")  # RateLimit-* on the routes no endpoint() serves
 

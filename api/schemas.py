@@ -19,6 +19,20 @@ from connectors.schemas import (  # noqa: F401 - re-exported for api.http.model(
     SyncRequest,
     UploadCreated,
 )
+from crm.agents.schemas import (  # noqa: F401 - re-exported for api.http.model()
+    Agent,
+    AgentConflictPage,
+    AgentCreate,
+    AgentFetch,
+    AgentFetchResult,
+    AgentHeartbeat,
+    AgentHeartbeatResult,
+    AgentList,
+    AgentParkedPage,
+    AgentUpload,
+    AgentUploadResponse,
+    IssuedAgent,
+)
 from crm.context import SCOPES
 from crm.customer360 import Customer360  # noqa: F401 - re-exported for api.http.model()
 from crm.customers.schemas import (  # noqa: F401 - re-exported for api.http.model()
@@ -112,7 +126,8 @@ Scope = Literal[
     "webhooks:write",
     "admin",
 ]
-assert set(SCOPES) == set(get_args(Scope))
+# every scope but ``agent``: an agent's key is made by POST /v1/agents only (a 422 here)
+assert set(SCOPES) - {"agent"} == set(get_args(Scope))
 
 
 class _Strict(BaseModel):
@@ -259,6 +274,7 @@ class ApiKey(BaseModel):
         default=None,
         description="the id of the key that created this one; null for a tenant's first key (made by the operator)",
     )
+    agent_id: str | None = Field(default=None, description="an on-premise agent's key: the agent (GET /v1/agents)")
 
 
 class IssuedApiKey(ApiKey):

@@ -137,10 +137,11 @@ def _order_dict(o: OrderRecord, customer_id: str) -> dict[str, Any]:
 
 
 def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
-          connection_id: str | None = None) -> Outcome:
+          connection_id: str | None = None, orders_done: dict[str, dict[str, Any]] | None = None) -> Outcome:
     """Write one page of a stream's records; never raises for a bad record. Shipping
     providers' records update their shipments (connectors/shipping.py); an order's
-    fulfilment parcels register theirs."""
+    fulfilment parcels register theirs. ``orders_done`` gets, per written order's external
+    id, ``{"status", "order_id", "customer_id"}`` (the on-premise agent answers per record)."""
     out = Outcome()
     out.counts["read"] = len(records)
     customers = [r for r in records if isinstance(r, CustomerRecord)]
@@ -202,6 +203,9 @@ def write(ctx: TenantContext, source: str, stream: str, records: list[Any], *,
                     out.reject(stream, o.external_id, reason, errors)
                 else:
                     out.add(r.status)
+                    if orders_done is not None:
+                        orders_done[o.external_id] = {"status": r.status, "order_id": r.order_id,
+                                                      "customer_id": ready[start + r.index]["customer_id"]}
                     if o.account:  # the account's brief of its contact's order
                         kept.append((account_ids[o.account], sink_accounts.account_order(
                             source, o, r.order_id, ready[start + r.index]["customer_id"])))

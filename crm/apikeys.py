@@ -39,6 +39,7 @@ class ApiKey:
     revoked_at: str | None
     rotated_to: str | None
     created_by: str | None = None
+    agent_id: str | None = None  # an on-premise agent's key (scopes ["agent"]; crm/agents)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def _pk(ctx: TenantContext) -> str:
     return ctx.key("APIKEYS")
 
 
+def pk_of(ctx: TenantContext) -> str:
+    """The partition of the tenant's keys (crm/agents writes its keys in its transactions)."""
+    return _pk(ctx)
+
+
 def _to_key(item: ApiKeyItem) -> ApiKey:
     return ApiKey(
         item.sk,
@@ -66,14 +72,35 @@ def _to_key(item: ApiKeyItem) -> ApiKey:
         item.revoked_at,
         item.rotated_to,
         item.created_by,
+        item.agent_id,
     )
 
 
+AGENT_SCOPE = "agent"  # only an agent's own key has it, made through crm/agents
+
+
 def _check_scopes(scopes: list[str]) -> list[str]:
-    bad = [s for s in scopes if s not in SCOPES]
+    allowed = [s for s in SCOPES if s != AGENT_SCOPE]
+    bad = [s for s in scopes if s not in allowed]
     if bad or not scopes:
-        raise Invalid(f"scopes must be a non-empty subset of {list(SCOPES)}", field="scopes")
+        if AGENT_SCOPE in bad:
+            raise Invalid("agent keys are made by POST /v1/agents, not as API keys", field="scopes")
+        raise Invalid(f"scopes must be a non-empty subset of {allowed}", field="scopes")
     return sorted(set(scopes))
+
+
+def new_agent_key(ctx: TenantContext, agent_id: str, name: str) -> tuple[ApiKeyItem, str]:
+    """An agent's key item (scopes ``["agent"]``, naming the agent) and its token, not yet
+    saved: crm/agents writes it in the transaction that creates or re-keys the agent."""
+    item, token = _new_item(ctx, name, [AGENT_SCOPE])
+    item.agent_id = agent_id
+    return item, token
+
+
+def check_live(tx: Tx, ctx: TenantContext) -> None:
+    """In a transaction: the calling key is still live (role ``caller``); nothing for the operator."""
+    if ctx.key_id is not None:
+        _check_live(tx, ctx)
 
 
 def _new_item(ctx: TenantContext, name: str, scopes: list[str]) -> tuple[ApiKeyItem, str]:
@@ -157,6 +184,11 @@ def rotate(ctx: TenantContext, key_id: str) -> IssuedKey:
     old = _get_item(ctx, key_id)
     if old.revoked_at is not None:
         raise Invalid(f"api key {key_id} is revoked and cannot be rotated", field="key_id")
+    if old.agent_id is not None:  # its agent names its key: re-key it there
+        raise Invalid(
+            f"api key {key_id} is agent {old.agent_id}'s: issue a new one with POST /v1/agents/{old.agent_id}/key",
+            field="key_id",
+        )
     new, token = _new_item(ctx, old.name, list(old.scopes))
     by_other = ctx.key_id is not None and ctx.key_id != key_id
     tx = Tx()
@@ -238,4 +270,4 @@ def _resolve(token: str, digest: str) -> TenantContext | Exception:
         if isinstance(billing, BillingItem)
         else PlanState()
     )
-    return TenantContext(tenant_id, kid, frozenset(key.scopes), plan)
+    return TenantContext(tenant_id, kid, frozenset(key.scopes), plan, key.agent_id)

@@ -18,6 +18,7 @@ SCOPES = (
     "changes:read",
     "webhooks:read",
     "webhooks:write",
+    "agent",
     "admin",
 )
 # A scope grants itself and what it implies: admin can do anything, write implies read.
@@ -36,6 +37,9 @@ _IMPLIED = {
     # as deliberately as customers:read (docs/webhooks.md)
     "webhooks:write": {"webhooks:write", "webhooks:read"},
     "webhooks:read": {"webhooks:read"},
+    # an on-premise agent's key (crm/agents): its own agent's routes, and the change feed it
+    # reads down; made only through /v1/agents, never /v1/api-keys
+    "agent": {"agent", "changes:read"},
 }
 
 
@@ -54,6 +58,7 @@ class TenantContext:
     key_id: str | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
     billing: PlanState = field(default_factory=PlanState)
+    agent_id: str | None = None  # the agent an agent key belongs to (crm/agents); None otherwise
 
     def __post_init__(self) -> None:
         if not TENANT_ID.match(self.tenant_id):

@@ -291,3 +291,13 @@ def _changes(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
 
 
 register("change", _changes)
+
+
+def _agent_conflicts(ctx: TenantContext, customer_id: str, terms: Terms) -> int:
+    """The on-premise agents' conflicts about the erased customer (crm/agents/conflicts.py)."""
+    from crm.agents import conflicts
+
+    return conflicts.erase(ctx, customer_id)
+
+
+register("agent_conflict", _agent_conflicts)

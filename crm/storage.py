@@ -147,6 +147,7 @@ class ApiKeyItem(Item, discriminator="api_key"):
     revoked_at = UnicodeAttribute(null=True)
     rotated_to = UnicodeAttribute(null=True)
     created_by = UnicodeAttribute(null=True)  # the key that created it; None: the operator
+    agent_id = UnicodeAttribute(null=True)  # an on-premise agent's key (crm/agents): the agent
 
 
 class CustomerItem(Item, discriminator="customer"):
@@ -1148,3 +1149,103 @@ class WebhookEndpointItem(Item, discriminator="webhook_endpoint"):
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     version = VersionAttribute()
+
+
+# --- on-premise agents (crm/agents; docs/api.md "Agents") --------------------------------
+
+
+class AgentItem(Item, discriminator="agent"):
+    """``T#<tenant>#AGENTS`` / ``<agent id>``: an on-premise agent (crm/agents/registry.py):
+    its name, the source of its external ids, its current key, its last heartbeat and how
+    far its uploads are acknowledged (``acked_seq``, which only moves forward, by a
+    condition). One partition per tenant, at most ``registry.MAX_AGENTS``: the list is one
+    Query."""
+
+    KIND = Kind(
+        "on-premise agent (name, source, key id, last heartbeat, acked upload seq, counts)",
+        "P AGENTS",
+        "<agent id>",
+        "tenant",
+    )
+
+    agent_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    source = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")  # active | revoked
+    key_id = UnicodeAttribute()
+    key_prefix = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    revoked_at = UnicodeAttribute(null=True)
+    # the last heartbeat: what the agent says of itself
+    last_seen_at = UnicodeAttribute(null=True)
+    agent_version = UnicodeAttribute(null=True)
+    queued = NumberAttribute(null=True)
+    parked = NumberAttribute(null=True)
+    lag_seconds = NumberAttribute(null=True)
+    last_sync_at = UnicodeAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    # what the server did with its uploads
+    acked_seq = NumberAttribute(default=0)
+    rejected = NumberAttribute(default=0)
+    conflicts = NumberAttribute(default=0)
+
+
+class AgentSourceItem(Item, discriminator="agent_source"):
+    """``T#<tenant>#AGENTS`` / ``SRC#<source>``: at most one agent per source (written in
+    the agent's creating transaction, kept while the agent exists)."""
+
+    KIND = Kind("agent source guard (one agent per source)", "P AGENTS", "SRC#<source>", "tenant")
+
+    agent_id = UnicodeAttribute()
+
+
+class AgentParkedItem(Item, discriminator="agent_parked"):
+    """``T#<tenant>#AGT#<agent id>`` / ``PARK#<seq>``: an uploaded record the server refused
+    (crm/agents/parked.py), with the reason, kept 30 days. It holds the record's seq, kind,
+    local key and the reasons, never the record's values."""
+
+    KIND = Kind(
+        "agent's parked (rejected) upload record: reason only, TTL 30 days",
+        "P AGT#<agent id>",
+        "PARK#<seq>",
+        "tenant",
+        gsi="— (expires by TTL)",
+    )
+
+    seq = NumberAttribute()
+    record_kind = UnicodeAttribute()
+    external_id = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute()
+    errors = JSONAttribute(default=list)
+    parked_at = UnicodeAttribute()
+
+
+class AgentConflictItem(Item, discriminator="agent_conflict"):
+    """``T#<tenant>#AGT#<agent id>`` / ``CFL#<seq>#<field>``: a field both sides changed and
+    how its rule resolved it (crm/agents/conflicts.py), kept 90 days. Both values are the
+    customer's data: listed on gsi1 ``P AGTCFL#<customer id>`` so an erasure finds and
+    deletes them with one Query."""
+
+    KIND = Kind(
+        "agent sync conflict (both values, winner, rule), TTL 90 days",
+        "P AGT#<agent id>",
+        "CFL#<seq>#<field>",
+        "tenant",
+        pii=("local_value", "cloud_value", "external_id"),
+        erasure="delete",
+        gsi="gsi1 `P AGTCFL#<customer id>` / `<resolved_at>#<id>` (erasure)",
+    )
+
+    conflict_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    seq = NumberAttribute()
+    customer_id = UnicodeAttribute(null=True)
+    external_id = UnicodeAttribute(null=True)
+    field = UnicodeAttribute()
+    local_value = JSONAttribute(null=True)
+    cloud_value = JSONAttribute(null=True)
+    winner = UnicodeAttribute()
+    rule = UnicodeAttribute()
+    local_hlc = UnicodeAttribute()
+    cloud_hlc = UnicodeAttribute()
+    resolved_at = UnicodeAttribute()

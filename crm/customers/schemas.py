@@ -34,7 +34,10 @@ Channel = Literal["email", "sms", "phone", "postal"]
 ConsentStatus = Literal["granted", "denied", "pending"]
 Gender = Literal["female", "male", "non_binary", "other", "undisclosed"]
 
-SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+SOURCE_PATTERN = r"^(?:[a-z][a-z0-9_-]{0,31}|agent:agt_[0-9a-hjkmnp-tv-z]{26})$"
+# an on-premise agent's default source is ``agent:<agent id>`` (crm/agents); a name given
+# to an agent, like every other source, follows the plain pattern
+PLAIN_SOURCE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_ATTRIBUTES = 50
 MAX_ATTRIBUTES_BYTES = 16 * 1024

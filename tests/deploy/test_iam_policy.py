@@ -298,8 +298,57 @@ def _drive_every_route(tenant, anon, stripe_double=None) -> set[str]:
     _drive_shipments(call)
     _drive_accounts(call, tenant)
     _drive_webhooks(call)
+    served.update(_drive_agents(call, http))  # the agent's own key made some of its requests
     served.add("openapi")
     return served
+
+
+def _drive_agents(call, http) -> set[str]:
+    """On-premise agents (issue 16): created with its key (a transaction with the key and the
+    source guard), its own key's heartbeat (UpdateItem), an upload of a customer, a conflict,
+    a bad record and an order (identity resolution, the sink's import, conditional Puts of the
+    parked record and the conflict, the acked_seq UpdateItem), fetch (BatchGetItem), the
+    parked and conflict pages (Query), a re-key and a revoke (transactions)."""
+    import httpx
+
+    agent = call("createAgent", "POST", "/v1/agents", 201, json={"name": "iam"}).json()
+    path = f"/v1/agents/{agent['id']}"
+    own = httpx.Client(base_url=str(http.base_url), timeout=30, headers={"Authorization": f"Bearer {agent['key']}"})
+    served_by_agent = []
+
+    def as_agent(op_id, method, sub, expect, **kw):
+        r = own.request(method, f"{path}{sub}" if sub != "/me" else "/v1/agents/me", **kw)
+        assert r.status_code == expect, f"{method} {sub}: {r.status_code} {r.text}"
+        served_by_agent.append(op_id)
+        return r
+
+    hlc = "1764763200123-00000"
+    as_agent("agentHeartbeat", "POST", "/heartbeat", 200,
+             json={"version": "1", "queued": 0, "parked": 0, "hlc": hlc})
+    as_agent("getOwnAgent", "GET", "/me", 200)
+    field = {"value": "iam-agent@example.com", "rule": "latest", "hlc": hlc}
+    up = as_agent("agentUpload", "POST", "/uploads", 200, json={"records": [
+        {"seq": 1, "kind": "customer", "external_id": "1", "hlc": hlc,
+         "fields": {"email": field, "locale": {"value": "en", "rule": "local", "hlc": hlc}}},
+        {"seq": 2, "kind": "customer", "external_id": "2", "hlc": hlc, "fields": {"email": {**field, "value": "x"}}},
+        {"seq": 3, "kind": "order", "external_id": "o1", "hlc": hlc, "order": {
+            "updated_at": "2026-01-01T00:00:00Z", "channel": "store", "currency": "EUR",
+            "placed_at": "2026-01-01T00:00:00Z", "total": 100, "customer": {"external_id": "1"},
+            "lines": [{"sku": "s", "name": "n", "quantity": 1, "unit_price": 100}]}}]}).json()
+    cid = up["results"][0]["customer_id"]
+    call(None, "PATCH", f"/v1/customers/{cid}", 200, json={"locale": "fr"})
+    as_agent("agentUpload", "POST", "/uploads", 200, json={"records": [
+        {"seq": 4, "kind": "customer", "external_id": "1", "hlc": hlc,
+         "fields": {"locale": {"value": "de", "base": "en", "rule": "cloud", "hlc": hlc}}}]})
+    as_agent("agentFetch", "POST", "/fetch", 200, json={"customer_ids": [cid]})
+    as_agent("listAgentParked", "GET", "/parked", 200)
+    as_agent("listAgentConflicts", "GET", "/conflicts", 200)
+    call("listAgents", "GET", "/v1/agents", 200)
+    call("getAgent", "GET", path, 200)
+    call("reissueAgentKey", "POST", f"{path}/key", 201)
+    call("revokeAgent", "DELETE", path, 200)
+    call("eraseCustomer", "DELETE", f"/v1/customers/{cid}", 200)  # its follow-up deletes the conflict (gsi1)
+    return set(served_by_agent)
 
 
 def _drive_webhooks(call) -> None:

@@ -70,6 +70,7 @@ BEYOND_THE_SCHEMA = {
     "segment_id": "a segment of the tenant (stored state)",
     "send_at": "a date-time between 1900-01-02 and 9998-12-31 in UTC",
     "started_at": "a date-time between 1900-01-02 and 9998-12-31 in UTC",
+    "last_sync_at": "an agent's heartbeat: a date-time between 1900-01-02 and 9998-12-31 in UTC",
     "success_url": "Stripe's own URL validation (the Stripe double's, as Stripe's API answers)",
     "cancel_url": "as success_url",
     "time_zone": "a zone of the IANA tz database (zoneinfo), not only its name's shape",

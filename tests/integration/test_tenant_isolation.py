@@ -579,3 +579,63 @@ def test_b_cannot_touch_a_webhook_endpoints(api_url, raw_table):
     assert not endpoints.mark_failing(b.ctx, a_ids[0], "2026-01-01T00:00:00.000Z")
     assert partition_items(raw_table, a) == a_items
     assert {e["id"] for e in a.http.get("/v1/webhooks/endpoints").json()["data"]} == set(a_ids)
+
+
+MISSING_AGENT = "agt_01arz3ndektsv4rrffq69g5fav"
+AGENT_ROUTES = [
+    ("GET", "/v1/agents/{id}", None),
+    ("DELETE", "/v1/agents/{id}", None),
+    ("POST", "/v1/agents/{id}/key", None),
+    ("POST", "/v1/agents/{id}/heartbeat", {"version": "1", "queued": 0, "parked": 0, "hlc": "1764763200123-00000"}),
+    ("POST", "/v1/agents/{id}/uploads", {"records": [{"seq": 99, "kind": "customer", "external_id": "x",
+                                                      "hlc": "1764763200123-00000",
+                                                      "fields": {"email": {"value": "b@b.example", "rule": "local",
+                                                                           "hlc": "1764763200123-00000"}}}]}),
+    ("POST", "/v1/agents/{id}/fetch", "customer_ids"),
+    ("GET", "/v1/agents/{id}/parked", None),
+    ("GET", "/v1/agents/{id}/conflicts", None),
+]
+
+
+def test_b_cannot_touch_a_agents(api_url, raw_table):
+    """Every agent route (issue 16): B's admin key and B's agent key on A's agent answer as
+    on an id nobody has (404, same problem); B's list never shows A's agent; B's agent
+    cannot fetch A's customers; A's agent, its key and its records are unchanged."""
+    import httpx
+
+    a, b = Tenant(api_url, "Agents A"), Tenant(api_url, "Agents B")
+    a_agent = a.http.post("/v1/agents", json={"name": "a only", "source": "pos"}).json()
+    a_client = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {a_agent['key']}"})
+    up = a_client.post(f"/v1/agents/{a_agent['id']}/uploads", json={"records": [
+        {"seq": 1, "kind": "customer", "external_id": "1", "hlc": "1764763200123-00000",
+         "fields": {"email": {"value": "agent@a.example", "rule": "local", "hlc": "1764763200123-00000"}}}]})
+    a_customer = up.json()["results"][0]["customer_id"]
+    a_items = partition_items(raw_table, a)
+    b_agent = b.http.post("/v1/agents", json={"name": "b's", "source": "pos"})  # the source is per tenant
+    assert b_agent.status_code == 201
+    b_client = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {b_agent.json()['key']}"})
+    for who in (b.http, b_client):
+        for method, template, body in AGENT_ROUTES:
+            if body == "customer_ids":
+                body = {"customer_ids": [a_customer]}
+            on_a = who.request(method, template.format(id=a_agent["id"]), json=body)
+            on_missing = who.request(method, template.format(id=MISSING_AGENT), json=body)
+            if who is b_client and (method == "DELETE" or template.endswith("/key")):  # admin routes: 403 first
+                assert on_a.status_code == 403 and _shape(on_a) == _shape(on_missing), (template, on_a.text)
+                continue
+            assert on_a.status_code == 404, (method, template, on_a.text)
+            assert _shape(on_a) == _shape(on_missing)
+    own = b_client.post(f"/v1/agents/{b_agent.json()['id']}/fetch", json={"customer_ids": [a_customer]})
+    assert own.status_code == 200 and own.json()["data"] == []
+    assert [x["id"] for x in b.http.get("/v1/agents").json()["data"]] == [b_agent.json()["id"]]
+    assert b_client.get("/v1/agents/me").json()["id"] == b_agent.json()["id"]
+    assert partition_items(raw_table, a) == a_items
+    assert a_client.get("/v1/agents/me").json()["status"] == "active"
+    # another agent of A: 403 on every route of A's first agent (its own tenant's id exists)
+    sibling = a.http.post("/v1/agents", json={"name": "sibling"}).json()
+    s_client = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {sibling['key']}"})
+    for method, template, body in AGENT_ROUTES:
+        if body == "customer_ids":
+            body = {"customer_ids": [a_customer]}
+        r = s_client.request(method, template.format(id=a_agent["id"]), json=body)
+        assert r.status_code == 403 and r.json()["code"] == "insufficient_scope", (template, r.text)
