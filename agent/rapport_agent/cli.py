@@ -42,8 +42,13 @@ def _store(config: Config, path: Path) -> Store:
 
 
 def _client(config: Config) -> Client:
-    return Client(config.api.url, config.api_key(), timeout=config.api.timeout_seconds,
-                  retries=config.api.retries, backoff=config.api.backoff_seconds)
+    return Client(
+        config.api.url,
+        config.api_key(),
+        timeout=config.api.timeout_seconds,
+        retries=config.api.retries,
+        backoff=config.api.backoff_seconds,
+    )
 
 
 @app.command()
@@ -58,8 +63,10 @@ def init(
             errors.print(f"{config} exists: edit it, or pass --force to overwrite it with the example")
             raise typer.Exit(EXIT_CONFIG)
         config.write_text(EXAMPLE, encoding="utf-8")
-        console.print(f"wrote {config}: set api.url, the key (or RAPPORT_AGENT_KEY) and the sources, then "
-                      f"`rapport-agent init --check --config {config}`")
+        console.print(
+            f"wrote {config}: set api.url, the key (or RAPPORT_AGENT_KEY) and the sources, then "
+            f"`rapport-agent init --check --config {config}`"
+        )
         return
     cfg = _load(config)
     from rapport_agent.scan import open_sources
@@ -83,8 +90,11 @@ def init(
         errors.print(f"[red]the API cannot be used[/red]: {exc}", highlight=False)
         raise typer.Exit(EXIT_CONFIG if isinstance(exc, AccessDenied) else EXIT_OFFLINE) from None
     if cfg.agent.source is not None and me.get("source") != cfg.agent.source:
-        errors.print(f"[red]config error[/red]: agent.source is {cfg.agent.source!r}, the agent's source is "
-                     f"{me.get('source')!r}", highlight=False)
+        errors.print(
+            f"[red]config error[/red]: agent.source is {cfg.agent.source!r}, the agent's source is "
+            f"{me.get('source')!r}",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_CONFIG)
     console.print(f"API: agent {me['id']} ({me.get('name')}), source {me.get('source')}, status {me.get('status')}")
 
@@ -96,8 +106,11 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Sync until stopped (or --once)."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines name every request
     cfg = _load(config)
     store = _store(cfg, config)
@@ -110,9 +123,11 @@ def run(
     except Unauthorized as exc:
         store.put("last_error", f"401: the API refused the key ({exc.status}); revoked or unknown")
         queued = store.counts()["queued"]
-        errors.print(f"[red]the API refused the key[/red] (401: revoked or unknown). The agent stops; its queue "
-                     f"({queued} records) is kept. Set a new key (POST /v1/agents/{{id}}/key) and run again.",
-                     highlight=False)
+        errors.print(
+            f"[red]the API refused the key[/red] (401: revoked or unknown). The agent stops; its queue "
+            f"({queued} records) is kept. Set a new key (POST /v1/agents/{{id}}/key) and run again.",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_UNAUTHORIZED) from None
     except (ConfigError, AccessDenied, LookupError) as exc:
         store.put("last_error", str(exc)[:500])

@@ -209,7 +209,7 @@ class Config(_Model):
         prefixes = [s.prefix for s in self.sources]
         if len(prefixes) != len(set(prefixes)):
             raise ValueError(
-                "each source needs its own prefix (e.g. prefix = \"pos-\"): the external ids of all "
+                'each source needs its own prefix (e.g. prefix = "pos-"): the external ids of all '
                 "sources share the agent's one source"
             )
         if sum(1 for s in self.sources if s.customers is not None and s.customers.insert) > 1:

@@ -202,8 +202,14 @@ def _int(value: Any, name: str) -> int:
 
 
 def order(
-    row: dict[str, Any], columns: dict[str, str], external_id: str, *, currency: str | None, channel: str,
-    customer_prefix: str, updated_at: Any,
+    row: dict[str, Any],
+    columns: dict[str, str],
+    external_id: str,
+    *,
+    currency: str | None,
+    channel: str,
+    customer_prefix: str,
+    updated_at: Any,
 ) -> dict[str, Any]:
     """The SDK's ``OrderRecord`` as JSON for a local order row. Raises ValueError naming the
     bad column (the record is then parked locally).
@@ -244,8 +250,14 @@ def order(
                 out["category"] = fields.text(line["category"], 64)
             lines.append(out)
     else:
-        lines = [{"sku": "ORDER", "name": f"Order {number or external_id}", "quantity": 1,
-                  "unit_price": total + discount - shipping - tax}]
+        lines = [
+            {
+                "sku": "ORDER",
+                "name": f"Order {number or external_id}",
+                "quantity": 1,
+                "unit_price": total + discount - shipping - tax,
+            }
+        ]
     record: dict[str, Any] = {
         "external_id": external_id,
         "updated_at": utc(updated_at) or placed_at,

@@ -239,16 +239,45 @@ class Store:
                 self.set_ref(source, tbl, row_key, field, Ref(old.synced, value, pending))
         return seq
 
-    def park_local(self, *, kind: str, source: str, tbl: str, row_key: str, external_id: str, reason: str,
-                   payload: dict[str, Any] | None = None) -> int:
+    def park_local(
+        self,
+        *,
+        kind: str,
+        source: str,
+        tbl: str,
+        row_key: str,
+        external_id: str,
+        reason: str,
+        payload: dict[str, Any] | None = None,
+    ) -> int:
         """A record that cannot even be built (a bad CSV row, an unreadable order): parked
         here with its reason, never sent."""
-        return self.enqueue(kind=kind, source=source, tbl=tbl, row_key=row_key, external_id=external_id,
-                            payload=payload or {}, values={}, state="parked", reason=reason[:500])
+        return self.enqueue(
+            kind=kind,
+            source=source,
+            tbl=tbl,
+            row_key=row_key,
+            external_id=external_id,
+            payload=payload or {},
+            values={},
+            state="parked",
+            reason=reason[:500],
+        )
 
     def _record(self, row: sqlite3.Row) -> Record:
-        return Record(row["seq"], row["kind"], row["source"], row["tbl"], row["row_key"], row["external_id"],
-                      json.loads(row["payload"]), row["state"], row["attempts"], row["reason"], row["created_at"])
+        return Record(
+            row["seq"],
+            row["kind"],
+            row["source"],
+            row["tbl"],
+            row["row_key"],
+            row["external_id"],
+            json.loads(row["payload"]),
+            row["state"],
+            row["attempts"],
+            row["reason"],
+            row["created_at"],
+        )
 
     def queued(self, limit: int = 100, after: int = 0) -> list[Record]:
         rows = self.db.execute(
@@ -266,8 +295,10 @@ class Store:
 
     def ack(self, seq: int, status: str) -> None:
         with self.tx() as db:
-            db.execute("UPDATE records SET state = 'acked', status = ?, updated_at = ? WHERE seq = ?",
-                       (status, clock.now_iso(), seq))
+            db.execute(
+                "UPDATE records SET state = 'acked', status = ?, updated_at = ? WHERE seq = ?",
+                (status, clock.now_iso(), seq),
+            )
 
     def park(self, seq: int, reason: str, errors: Any = None) -> None:
         """Park a queued record: it is not sent again; its fields keep the parked value as
@@ -307,29 +338,36 @@ class Store:
 
     def link(self, customer_id: str, source: str, row_key: str) -> None:
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO links (customer_id, source, row_key) VALUES (?, ?, ?)",
-                       (customer_id, source, row_key))
+            db.execute(
+                "INSERT OR REPLACE INTO links (customer_id, source, row_key) VALUES (?, ?, ?)",
+                (customer_id, source, row_key),
+            )
 
     def linked_row(self, customer_id: str) -> tuple[str, str] | None:
         row = self.db.execute("SELECT source, row_key FROM links WHERE customer_id = ?", (customer_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def linked_customer(self, source: str, row_key: str) -> str | None:
-        row = self.db.execute("SELECT customer_id FROM links WHERE source = ? AND row_key = ?",
-                              (source, row_key)).fetchone()
+        row = self.db.execute(
+            "SELECT customer_id FROM links WHERE source = ? AND row_key = ?", (source, row_key)
+        ).fetchone()
         return None if row is None else row[0]
 
     # --- write-backs ---------------------------------------------------------------------
 
     def add_writeback(self, source: str, row_key: str, field: str, expected: Any, value: Any) -> None:
         with self.tx() as db:
-            db.execute("INSERT INTO writebacks (source, row_key, field, expected, value) VALUES (?, ?, ?, ?, ?)",
-                       (source, row_key, field, json.dumps(expected), json.dumps(value)))
+            db.execute(
+                "INSERT INTO writebacks (source, row_key, field, expected, value) VALUES (?, ?, ?, ?, ?)",
+                (source, row_key, field, json.dumps(expected), json.dumps(value)),
+            )
 
     def writebacks(self) -> list[Writeback]:
         rows = self.db.execute("SELECT * FROM writebacks ORDER BY id")
-        return [Writeback(r["id"], r["source"], r["row_key"], r["field"], json.loads(r["expected"]),
-                          json.loads(r["value"])) for r in rows]
+        return [
+            Writeback(r["id"], r["source"], r["row_key"], r["field"], json.loads(r["expected"]), json.loads(r["value"]))
+            for r in rows
+        ]
 
     def drop_writebacks(self, ids: list[int]) -> None:
         with self.tx() as db:
@@ -342,5 +380,6 @@ class Store:
 
     def mark_file(self, digest: str, name: str) -> None:
         with self.tx() as db:
-            db.execute("INSERT OR IGNORE INTO files (digest, name, done_at) VALUES (?, ?, ?)",
-                       (digest, name, clock.now_iso()))
+            db.execute(
+                "INSERT OR IGNORE INTO files (digest, name, done_at) VALUES (?, ?, ?)", (digest, name, clock.now_iso())
+            )

@@ -4,6 +4,7 @@ customer does to a local row."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,7 @@ class DownPlan:
 
 
 def customer_down(
-    profile: dict[str, Any], local: dict[str, Any], refs: dict[str, Ref], rules: dict[str, str]
+    profile: dict[str, Any], local: dict[str, Any], refs: dict[str, Ref], rules: Mapping[str, str]
 ) -> DownPlan:
     """A cloud customer's fields against a linked local row (``local``: normalized values
     by path). Per field: the cloud value differs from the base and the local value is still

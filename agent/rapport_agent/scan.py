@@ -52,11 +52,13 @@ def open_sources(config: Config) -> list[Local]:
                 if mapping_ is not None:
                     assert mapping_.table and mapping_.updated_at
                     try:
-                        table = Table(engine, mapping_.table, mapping_.key, mapping_.updated_at,
-                                      list(mapping_.fields.values()))
+                        table = Table(
+                            engine, mapping_.table, mapping_.key, mapping_.updated_at, list(mapping_.fields.values())
+                        )
                     except sa_exc.NoSuchTableError:
-                        raise ConfigError(f"sources.{i}.{section}.table: no table {mapping_.table!r} in "
-                                          f"{local.name}") from None
+                        raise ConfigError(
+                            f"sources.{i}.{section}.table: no table {mapping_.table!r} in {local.name}"
+                        ) from None
                     except LookupError as exc:
                         raise ConfigError(f"sources.{i}.{section}: {exc}") from None
                     setattr(local, section, table)
@@ -87,8 +89,15 @@ def queue_customer(store: Store, local: Local, key: str, values: dict[str, Any])
         }
         if (customer_id := store.linked_customer(local.name, key)) is not None:
             payload["customer_id"] = customer_id
-        return store.enqueue(kind="customer", source=local.name, tbl=CUSTOMERS, row_key=key,
-                             external_id=local.external_id(key), payload=payload, values=changes)
+        return store.enqueue(
+            kind="customer",
+            source=local.name,
+            tbl=CUSTOMERS,
+            row_key=key,
+            external_id=local.external_id(key),
+            payload=payload,
+            values=changes,
+        )
 
 
 def queue_order(store: Store, local: Local, key: str, row: dict[str, Any], updated_at: Any) -> int | None:
@@ -96,24 +105,44 @@ def queue_order(store: Store, local: Local, key: str, row: dict[str, Any], updat
     assert mapping_ is not None
     external_id = local.external_id(key)
     try:
-        order = mapping.order(row, mapping_.fields, external_id, currency=mapping_.currency,
-                              channel=mapping_.channel, customer_prefix=local.config.prefix, updated_at=updated_at)
+        order = mapping.order(
+            row,
+            mapping_.fields,
+            external_id,
+            currency=mapping_.currency,
+            channel=mapping_.channel,
+            customer_prefix=local.config.prefix,
+            updated_at=updated_at,
+        )
     except ValueError as exc:
         digest = mapping.digest({"unreadable": {k: str(v) for k, v in row.items()}})
         if store.refs(local.name, ORDERS, key).get(ORDER_FIELD, mapping.Ref()).ref == digest:
             return None
         with store.tx():
             store.set_ref(local.name, ORDERS, key, ORDER_FIELD, mapping.Ref(mapping.MISSING, digest, None))
-            return store.park_local(kind="order", source=local.name, tbl=ORDERS, row_key=key,
-                                    external_id=external_id, reason=f"order {key}: {exc}")
+            return store.park_local(
+                kind="order",
+                source=local.name,
+                tbl=ORDERS,
+                row_key=key,
+                external_id=external_id,
+                reason=f"order {key}: {exc}",
+            )
     digest = mapping.digest({k: v for k, v in order.items() if k != "updated_at"})
     if store.refs(local.name, ORDERS, key).get(ORDER_FIELD, mapping.Ref()).ref == digest:
         return None
     with store.tx():
         stamp = store.tick()
         payload = {"kind": "order", "external_id": external_id, "hlc": stamp, "order": order}
-        return store.enqueue(kind="order", source=local.name, tbl=ORDERS, row_key=key, external_id=external_id,
-                             payload=payload, values={ORDER_FIELD: digest})
+        return store.enqueue(
+            kind="order",
+            source=local.name,
+            tbl=ORDERS,
+            row_key=key,
+            external_id=external_id,
+            payload=payload,
+            values={ORDER_FIELD: digest},
+        )
 
 
 def scan_sql(store: Store, local: Local) -> int:
@@ -164,9 +193,14 @@ def scan_csv(store: Store, local: Local) -> int:
         section_map: Customers | Orders | None = local.config.orders if is_orders else local.config.customers
         with store.tx():
             if section_map is None:
-                store.park_local(kind="order" if is_orders else "customer", source=local.name,
-                                 tbl=ORDERS if is_orders else CUSTOMERS, row_key=file.name, external_id="",
-                                 reason=f"{file.name}: no {'orders' if is_orders else 'customers'} mapping")
+                store.park_local(
+                    kind="order" if is_orders else "customer",
+                    source=local.name,
+                    tbl=ORDERS if is_orders else CUSTOMERS,
+                    row_key=file.name,
+                    external_id="",
+                    reason=f"{file.name}: no {'orders' if is_orders else 'customers'} mapping",
+                )
             else:
                 queued += _csv_rows(store, local, file.name, data, section_map, is_orders)
             store.mark_file(digest, file.name)
@@ -180,22 +214,37 @@ def _csv_rows(store: Store, local: Local, name: str, data: bytes, section: Custo
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        store.park_local(kind="order" if is_orders else "customer", source=local.name,
-                         tbl=ORDERS if is_orders else CUSTOMERS, row_key=name, external_id="",
-                         reason=f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})")
+        store.park_local(
+            kind="order" if is_orders else "customer",
+            source=local.name,
+            tbl=ORDERS if is_orders else CUSTOMERS,
+            row_key=name,
+            external_id="",
+            reason=f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})",
+        )
         return 0
     for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
         key = (row.get(section.key) or "").strip()
         kind = "order" if is_orders else "customer"
         if not key:
-            store.park_local(kind=kind, source=local.name, tbl=ORDERS if is_orders else CUSTOMERS,
-                             row_key=f"{name}:{line}", external_id="",
-                             reason=f"{name} line {line}: no value in the key column {section.key!r}")
+            store.park_local(
+                kind=kind,
+                source=local.name,
+                tbl=ORDERS if is_orders else CUSTOMERS,
+                row_key=f"{name}:{line}",
+                external_id="",
+                reason=f"{name} line {line}: no value in the key column {section.key!r}",
+            )
             continue
         if None in row:  # more cells than headers
-            store.park_local(kind=kind, source=local.name, tbl=ORDERS if is_orders else CUSTOMERS, row_key=key,
-                             external_id=local.external_id(key),
-                             reason=f"{name} line {line}: more cells than the header has columns")
+            store.park_local(
+                kind=kind,
+                source=local.name,
+                tbl=ORDERS if is_orders else CUSTOMERS,
+                row_key=key,
+                external_id=local.external_id(key),
+                reason=f"{name} line {line}: more cells than the header has columns",
+            )
             continue
         if is_orders:
             updated = row.get(section.updated_at) if section.updated_at else None

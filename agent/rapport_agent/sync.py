@@ -176,8 +176,9 @@ class Agent:
                     ref = self.store.refs(record.source, ORDERS, record.row_key).get(ORDER_FIELD, mapping.Ref())
                     digest = mapping.digest({k: v for k, v in record.payload["order"].items() if k != "updated_at"})
                     pending = None if ref.pending == record.seq else ref.pending
-                    self.store.set_ref(record.source, ORDERS, record.row_key, ORDER_FIELD,
-                                       mapping.Ref(digest, ref.ref, pending))
+                    self.store.set_ref(
+                        record.source, ORDERS, record.row_key, ORDER_FIELD, mapping.Ref(digest, ref.ref, pending)
+                    )
                 self.store.ack(record.seq, str(status))
             self.store.put("last_upload_at", clock.now_iso())
 
@@ -193,10 +194,12 @@ class Agent:
         """The local row a cloud customer is linked to, if any."""
         external = fetched.get("external_id")
         if external:
-            candidates = sorted((lo for lo in self.locals if lo.customers is not None and
-                                 external.startswith(lo.config.prefix)), key=lambda lo: -len(lo.config.prefix))
+            candidates = sorted(
+                (lo for lo in self.locals if lo.customers is not None and external.startswith(lo.config.prefix)),
+                key=lambda lo: -len(lo.config.prefix),
+            )
             if candidates:
-                return candidates[0], external[len(candidates[0].config.prefix):]
+                return candidates[0], external[len(candidates[0].config.prefix) :]
         linked = self.store.linked_row(fetched["customer_id"])
         if linked and linked[0] in self.by_name and self.by_name[linked[0]].customers is not None:
             return self.by_name[linked[0]], linked[1]
@@ -216,8 +219,10 @@ class Agent:
                 answer = self.client.changes(cursor, CHANGES_PAGE)
             except Gone as exc:
                 oldest = ((exc.body or {}).get("error") or {}).get("oldest_cursor")
-                log.error("the change-feed cursor expired (offline past the retention); reading on from the "
-                          "oldest kept change: changes before it were not written locally")
+                log.error(
+                    "the change-feed cursor expired (offline past the retention); reading on from the "
+                    "oldest kept change: changes before it were not written locally"
+                )
                 self.store.put("last_error", "change-feed cursor expired; resumed from the oldest kept change")
                 if not oldest:
                     raise
@@ -268,13 +273,18 @@ class Agent:
                 continue  # deleted locally
             section = local.config.customers
             rules = {path: section.rule(path) for path in section.fields}
-            decided = plan.customer_down(profile, customer_values(section, row.values),
-                                         self.store.refs(local.name, CUSTOMERS, key), rules)
+            decided = plan.customer_down(
+                profile, customer_values(section, row.values), self.store.refs(local.name, CUSTOMERS, key), rules
+            )
             if decided.writes:
-                local.customers.update(key, {
-                    section.fields[p]: mapping.local_value(p, v, row.values.get(section.fields[p]))
-                    for p, v in decided.writes.items()
-                }, row.updated_at)
+                local.customers.update(
+                    key,
+                    {
+                        section.fields[p]: mapping.local_value(p, v, row.values.get(section.fields[p]))
+                        for p, v in decided.writes.items()
+                    },
+                    row.updated_at,
+                )
                 report.applied += 1
             if decided.refs:
                 base_updates.append((local.name, key, decided.refs))
@@ -285,15 +295,57 @@ class Agent:
                 for path, ref in refs.items():
                     self.store.set_ref(source, CUSTOMERS, key, path, ref)
             for customer_id, source, key in links:
-                self.store.link(customer_id, source, key)
-                local = self.by_name[source]
-                stamp = self.store.tick()
-                # links the new local row to the cloud customer (its external id is attached)
-                self.store.enqueue(kind="customer", source=source, tbl=CUSTOMERS, row_key=key,
-                                   external_id=local.external_id(key), values={},
-                                   payload={"kind": "customer", "external_id": local.external_id(key), "hlc": stamp,
-                                            "customer_id": customer_id, "fields": {}})
+                self._link_inserted(customer_id, source, key)
             self.store.put(INSERTING, None)
+
+    def _link_inserted(self, customer_id: str, source: str, key: str) -> None:
+        """Record a local row inserted for a cloud customer and queue the record that
+        attaches its external id to that customer (no fields: nothing to change)."""
+        local = self.by_name[source]
+        with self.store.tx():
+            self.store.link(customer_id, source, key)
+            stamp = self.store.tick()
+            self.store.enqueue(
+                kind="customer",
+                source=source,
+                tbl=CUSTOMERS,
+                row_key=key,
+                external_id=local.external_id(key),
+                values={},
+                payload={
+                    "kind": "customer",
+                    "external_id": local.external_id(key),
+                    "hlc": stamp,
+                    "customer_id": customer_id,
+                    "fields": {},
+                },
+            )
+
+    def recover_inserts(self) -> None:
+        """After a crash between inserting local rows for cloud customers and recording
+        them: find each planned row, link it and set its bases before any scan (else the
+        scan would upload it as a new customer)."""
+        plans: dict[str, dict[str, Any]] = self.store.get(INSERTING) or {}
+        local = self._insert_source()
+        if not plans or local is None:
+            return
+        assert local.customers is not None and local.config.customers is not None
+        section = local.config.customers
+        left = {}
+        for customer_id, writes in plans.items():
+            if self.store.linked_row(customer_id) is not None:
+                continue
+            columns = {section.fields[p]: mapping.local_value(p, v, None) for p, v in writes.items()}
+            key = local.customers.find(columns)
+            if key is None:
+                left[customer_id] = writes  # not inserted: the download does it again
+                continue
+            with self.store.tx():
+                for path in section.fields:
+                    value = writes.get(path)
+                    self.store.set_ref(local.name, CUSTOMERS, key, path, mapping.Ref(value, value, None))
+                self._link_inserted(customer_id, local.name, key)
+        self.store.put(INSERTING, left or None)
 
     def _inserting_plans(self, fetched: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """The local rows to insert for cloud customers no row is linked to, stored before
@@ -318,8 +370,9 @@ class Agent:
             self.store.put(INSERTING, plans)
         return plans
 
-    def _insert(self, customer_id: str, profile: dict[str, Any],
-                plans: dict[str, dict[str, Any]]) -> tuple[Local, str | None, dict[str, mapping.Ref]]:
+    def _insert(
+        self, customer_id: str, profile: dict[str, Any], plans: dict[str, dict[str, Any]]
+    ) -> tuple[Local, str | None, dict[str, mapping.Ref]]:
         local = self._insert_source()
         assert local is not None and local.customers is not None and local.config.customers is not None
         section = local.config.customers
@@ -357,6 +410,7 @@ class Agent:
         local scan has still run), Unauthorized/AccessDenied/ConfigError to stop."""
         report = CycleReport()
         self.apply_writebacks()
+        self.recover_inserts()
         report.scanned = self.scan()
         if not self.identified:
             self.identify()
@@ -392,6 +446,7 @@ def run(agent: Agent, *, once: bool, sleep: Callable[[float], None] = time.sleep
                 sleep(min(left, poll))
                 try:
                     agent.apply_writebacks()
+                    agent.recover_inserts()
                     agent.scan()
                 except Exception as scan_error:  # noqa: BLE001 - the local side may be down too; keep waiting
                     log.warning("local scan failed: %s", scan_error)

@@ -49,6 +49,26 @@ def decode_mark(value: Any) -> Any:
     return value
 
 
+def earlier(mark: Any) -> Any:
+    """Where a scan after ``mark`` starts: ``OVERLAP`` before it for times (datetimes, time
+    text in ISO form, unix seconds or milliseconds), so a row whose transaction committed
+    after a later one's is still read; other values as they are."""
+    if mark is None or isinstance(mark, bool):
+        return mark
+    if isinstance(mark, datetime):
+        return mark - OVERLAP
+    if isinstance(mark, (int, float)):
+        return mark - OVERLAP.total_seconds() * (1000 if mark > 10**11 else 1)
+    if isinstance(mark, str):
+        try:
+            when = datetime.fromisoformat(mark.strip())
+        except ValueError:
+            return mark
+        sep = "T" if "T" in mark else " "
+        return (when - OVERLAP).strftime(f"%Y-%m-%d{sep}%H:%M:%S")  # shorter: sorts before any fraction
+    return mark
+
+
 @dataclass
 class Row:
     key: str
@@ -87,7 +107,7 @@ class Table:
 
     def scan(self, mark: Any, page: int = PAGE) -> Iterator[list[Row]]:
         """Pages of rows changed at or after ``mark`` (None: all), oldest first."""
-        start = mark - OVERLAP if isinstance(mark, datetime) else mark
+        start = earlier(mark)
         query = self._select().where(self.updated_at.is_not(None))
         if start is not None:
             query = query.where(self.updated_at >= start)
