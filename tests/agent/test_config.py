@@ -73,3 +73,15 @@ def test_a_missing_or_broken_file_says_so(tmp_path):
     (tmp_path / "bad.toml").write_text("[api\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         configs.load(tmp_path / "bad.toml")
+
+
+def test_the_docs_example_is_valid():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "agent.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    assert block is not None
+    cfg = configs.parse(tomllib.loads(block.group(1)))
+    assert [s.kind for s in cfg.sources] == ["sql", "csv"]
