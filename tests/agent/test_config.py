@@ -81,7 +81,7 @@ def test_the_docs_example_is_valid():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "agent.md").read_text()
-    block = re.search(r"```toml\n(.*?)```", text, re.S)
+    block = re.search(r"```toml\n(.*?)```", text, re.DOTALL)
     assert block is not None
     cfg = configs.parse(tomllib.loads(block.group(1)))
     assert [s.kind for s in cfg.sources] == ["sql", "csv"]
