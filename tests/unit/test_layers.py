@@ -21,9 +21,24 @@ FORBIDDEN = {
                        "pynamodb", "aws_lambda_powertools", "chalice"},
     "api": {"functions", "app", "rapport"},
     "functions": {"api", "app", "rapport", "chalice"},
+    # the on-premise agent (agent/, its own package) runs on a customer's machine: the SDK
+    # and common/ only, never the cloud's domain or AWS
+    "agent/rapport_agent": {"crm", "api", "functions", "app", "rapport", "boto3", "botocore", "pynamodb",
+                            "aws_lambda_powertools", "chalice"},
 }
 # the SDK may import itself (connectors.sdk.*), nothing else of connectors/
 ALLOWED_PREFIXES = {"connectors/sdk": ("connectors.sdk",)}
+
+
+def test_the_agent_imports_of_connectors_only_the_sdk():
+    """rapport_agent may import connectors.sdk (its wheel carries it), no other connector module."""
+    bad = [
+        f"{path}:{line} {name}"
+        for path in sorted((ROOT / "agent/rapport_agent").rglob("*.py"))
+        for line, name in _imports(path)
+        if name.split(".")[0] == "connectors" and not (name == "connectors.sdk" or name.startswith("connectors.sdk."))
+    ]
+    assert bad == []
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
