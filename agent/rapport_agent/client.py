@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from rapport_agent import __version__
+from rapport_agent import hlc as hlcs
 
 log = logging.getLogger("rapport_agent.client")
 
@@ -83,7 +84,7 @@ class Client:
         timeout: float = 30.0,
         retries: int = 5,
         backoff: float = 0.5,
-        on_hlc: Callable[[str], None] | None = None,
+        on_hlc: Callable[[str, int], None] | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -116,7 +117,11 @@ class Client:
             response: httpx.Response | None = None
             try:
                 self.requests += 1
+                sent = hlcs.wall_ms()
                 response = self._http.request(method, path, json=json, params=params)
+                # the local wall clock halfway through the exchange: what the server's
+                # ``hlc`` (its now) is compared with to learn this machine's clock offset
+                midway = (sent + hlcs.wall_ms()) // 2
             except httpx.TransportError as exc:
                 failure: ApiError = Offline(f"{method} {path}: {type(exc).__name__}: {exc}")
             else:
@@ -124,7 +129,7 @@ class Client:
                 if status < 400:
                     body = response.json() if response.content else None
                     if self.on_hlc and isinstance(body, dict) and isinstance(body.get("hlc"), str):
-                        self.on_hlc(body["hlc"])
+                        self.on_hlc(body["hlc"], midway)
                     return body
                 message, body = _message(response)
                 text = f"{method} {path}: HTTP {status} {message}"

@@ -174,14 +174,23 @@ class Store:
         value = self.get("hlc")
         return hlcs.HLC.parse(value) if value else hlcs.ZERO
 
-    def tick(self, now_ms: int | None = None) -> str:
-        """The HLC of a local event (persisted in the current transaction)."""
+    def tick(self, wall_ms: int | None = None) -> str:
+        """The HLC of a local event (persisted in the current transaction); ``wall_ms``: this
+        machine's clock (tests pass one), the real one by default. The wall clock
+        is corrected by the offset learnt from the server's answers (``observe``), so a
+        clock running an hour ahead cannot make an edit look newer than a later cloud
+        edit, nor one running behind make it look older; the HLC's max() keeps order
+        with every cloud time already seen."""
         with self.tx():
-            value = hlcs.tick(self.hlc(), hlcs.wall_ms() if now_ms is None else now_ms)
+            wall = (hlcs.wall_ms() if wall_ms is None else wall_ms) + int(self.get("clock_offset_ms") or 0)
+            value = hlcs.tick(self.hlc(), wall)
             self.put("hlc", str(value))
         return str(value)
 
-    def observe(self, remote: str | None) -> None:
+    def observe(self, remote: str | None, local_ms: int | None = None) -> None:
+        """A remote time seen. With ``local_ms`` (this machine's wall clock when the server
+        answered) it is the server's now, and their difference is the clock offset kept for
+        ``tick`` (the latest answer's: the offset is off by at most half a round trip)."""
         seen = hlcs.remote(remote)
         if seen is None:
             return
@@ -189,6 +198,8 @@ class Store:
             last = self.hlc()
             if seen > last:
                 self.put("hlc", str(hlcs.observe(last, seen)))
+            if local_ms is not None:
+                self.put("clock_offset_ms", seen.pt - local_ms)
 
     # --- bases ---------------------------------------------------------------------------
 

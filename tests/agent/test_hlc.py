@@ -4,7 +4,7 @@ local clock is far behind (the skew that makes edits "not stick" elsewhere)."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rapport_agent import hlc
@@ -50,7 +50,29 @@ def test_the_clock_is_persisted(tmp_path):
 
     store = Store(tmp_path / "s.sqlite")
     store.observe("9999999999999-00000")
-    first = store.tick(now_ms=1)
+    first = store.tick(wall_ms=1)
     store.close()
     again = Store(tmp_path / "s.sqlite")
-    assert again.tick(now_ms=1) > first > "9999999999999-00000"
+    assert again.tick(wall_ms=1) > first > "9999999999999-00000"
+
+
+@given(skew=st.integers(min_value=-86_400_000, max_value=86_400_000), later=st.integers(min_value=1, max_value=10_000))
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_store_corrects_local_events_by_the_offset_measured_against_the_server(skew, later, tmp_path_factory):
+    """A clock ``skew`` ms off (ahead or behind): after one answer from the server, an
+    edit made ``later`` ms after a cloud edit is stamped after it, and one made before is
+    stamped before it, so ``latest`` picks the edit that really came last."""
+    from rapport_agent.outbox import Store
+
+    store = Store(tmp_path_factory.mktemp("clock") / "state.sqlite")
+    try:
+        server_now = 1_764_763_200_000
+        store.observe(str(HLC(server_now)), local_ms=server_now + skew)  # the server answered
+        cloud_edit = server_now + 50_000
+        stamp = HLC.parse(store.tick(wall_ms=cloud_edit + later + skew))
+        assert stamp > HLC(cloud_edit)
+        store.put("hlc", str(HLC(server_now)))
+        before = HLC.parse(store.tick(wall_ms=cloud_edit - later + skew))
+        assert before < HLC(cloud_edit)
+    finally:
+        store.close()
