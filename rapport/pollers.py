@@ -593,16 +593,27 @@ class EventPipeline:
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until the stream is read to its end, the queues are empty (failed messages
-        included: they are retried or reach their DLQ) and a full round of polls delivered
-        nothing. For tests and tools; the schedule ticker does not count."""
-        pollers = [p for p in self.pollers if not isinstance(p, ScheduleTicker)]
+        included: they are retried or reach their DLQ) and nothing was delivered meanwhile.
+        For tests and tools; the schedule ticker does not count.
+
+        Only the stream pollers' cycles are waited for (0.2 s each): a queue's long poll
+        takes a second, and waiting for two of them made every wait at least 2 s. Empty
+        queues (in-flight messages count) say every queue handler has finished, its writes
+        made before it deleted its message; two stream cycles after that read those writes'
+        records, and the queues are checked again at the end."""
+        streams = [p for p in self.pollers if isinstance(p, StreamPoller)]
+        queues = [p for p in self.pollers if isinstance(p, QueuePoller)]
+        counted = streams + queues
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            marks = {p: p.cycles for p in pollers}
-            delivered = sum(p.stats.records for p in pollers)
+            if not all(q.drained() for q in queues):
+                time.sleep(0.05)
+                continue
+            marks = {p: p.cycles for p in streams}
+            delivered = sum(p.stats.records for p in counted)
             # two cycles: the second one began after the marks were taken
-            if not all(p.wait_cycles(marks[p] + 2, deadline) for p in pollers):
+            if not all(p.wait_cycles(marks[p] + 2, deadline) for p in streams):
                 return False
-            if sum(p.stats.records for p in pollers) == delivered and all(p.drained() for p in pollers):
+            if sum(p.stats.records for p in counted) == delivered and all(p.drained() for p in counted):
                 return True
         return False
