@@ -119,6 +119,10 @@ class Writeback:
     value: Any
 
 
+# how far past the server's now the clock may stand before it is taken for this machine's skew
+CLOCK_TOLERANCE_MS = 1_000
+
+
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -198,6 +202,11 @@ class Store:
             last = self.hlc()
             if seen > last:
                 self.put("hlc", str(hlcs.observe(last, seen)))
+            elif local_ms is not None and last.pt > seen.pt + CLOCK_TOLERANCE_MS:
+                # ahead of the server's now: only this machine's uncorrected clock puts it
+                # there (every remote time is at most the server's now), and keeping it would
+                # carry the skew into every later stamp through the HLC's max()
+                self.put("hlc", str(seen))
             if local_ms is not None:
                 self.put("clock_offset_ms", seen.pt - local_ms)
 
