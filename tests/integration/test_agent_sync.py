@@ -336,7 +336,8 @@ def test_a_long_partition_heals_to_the_same_data_on_both_sides_per_the_rules(sit
     assert status["conflicts"] >= 4
 
 
-# the crash tests drive the real CLI in a subprocess: each run reads its state from disk
+# the crashing runs are the real CLI in a subprocess (os._exit ends it); the recovery runs
+# an agent in this process on the same state file
 CRASH_POINTS = [
     "after_scan_enqueue", "after_upload_sent", "after_results_stored", "after_writeback",
     "after_changes_read", "after_fetch", "after_local_write", "after_cursor_stored",
@@ -350,7 +351,7 @@ def test_a_crash_at_any_step_of_an_upload_or_a_download_loses_and_repeats_nothin
     assert set(CRASH_POINTS) == set(crash.POINTS) - {"after_file_enqueued"}  # the drop folder's: tests/agent
     shop = site.shop
     base = [shop.add(email=f"c{i}@shop.example", first_name=f"F{i}", last_name=f"L{i}") for i in range(2)]
-    site.settle(event_pipeline, cli=True)
+    site.settle(event_pipeline)
     cloud = site.assert_same_on_both_sides()
     a_id, b_id = cloud[str(base[0])]["id"], cloud[str(base[1])]["id"]
     orders_seen = 0
@@ -366,9 +367,10 @@ def test_a_crash_at_any_step_of_an_upload_or_a_download_loses_and_repeats_nothin
         site.tenant.create_customer(email=f"web.crash{n}@shop.example", name={"given": f"Web{n}"})
         assert event_pipeline.wait_idle(timeout=60)
 
+        site.drop_agent()  # the crashing run is the CLI's own process; the next one reads its state from disk
         crashed = site.cli("run", "--once", crash_at=point)
         assert crashed.returncode == crash.EXIT_CODE, f"{point}: not reached ({crashed.returncode}) {crashed.stderr}"
-        site.settle(event_pipeline, cli=True, rounds=3)
+        site.settle(event_pipeline)
 
         cloud = site.assert_same_on_both_sides()
         rows = shop.rows()
