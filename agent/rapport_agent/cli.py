@@ -166,6 +166,7 @@ def status(config: ConfigPath = Path(DEFAULT_PATH)) -> None:
         ("last download", store.get("last_download_at") or "never"),
         ("cursor", store.get("cursor") or "(none: the first run starts at now)"),
         ("hlc", str(store.hlc())),
+        ("clock offset", _offset(store.get("clock_offset_ms"))),
         ("last error", store.get("last_error") or "-"),
     ):
         table.add_row(f"[bold]{name}[/bold]", value)
@@ -179,6 +180,13 @@ def status(config: ConfigPath = Path(DEFAULT_PATH)) -> None:
             rows.add_row(str(record.seq), record.kind, record.external_id, record.reason or "")
         console.print(rows)
     store.close()
+
+
+def _offset(ms: int | None) -> str:
+    """The local clock against the server's, as the last answer measured it."""
+    if ms is None:
+        return "unknown (no answer from the API yet)"
+    return f"{-ms / 1000:+.3f} s (this machine's clock against the server's)"
 
 
 @app.command()
