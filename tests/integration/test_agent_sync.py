@@ -98,8 +98,8 @@ def write_config(path: Path, url: str, key: str, dsn: str) -> Path:
     path.write_text(f"""[api]
 url = "{url}"
 key = "{key}"
-timeout_seconds = 5
-retries = 1
+timeout_seconds = 30
+retries = 2
 backoff_seconds = 0.05
 
 [agent]
@@ -453,3 +453,42 @@ def test_an_agent_key_reaches_only_its_own_tenant(site, other_tenant, event_pipe
     assert changes and all(c["customer_id"] != theirs["id"] for c in changes)
     assert other_tenant.http.get("/v1/customers/lookup", params={"email": "mine@shop.example"}).json()["data"] == []
     assert str(mine) in site.cloud()
+
+
+CSV_SOURCE = """
+[[sources]]
+kind = "csv"
+name = "legacy-export"
+prefix = "legacy-"
+folder = "{folder}"
+
+[sources.customers]
+key = "customer_no"
+fields = {{ "email" = "mail", "name.given" = "first" }}
+"""
+
+
+@pytest.mark.parametrize("site", ["sqlite"], indirect=True)
+def test_a_csv_drop_folder_goes_up_once_and_a_bad_row_is_parked(site, event_pipeline, tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    site.config.write_text(site.config.read_text() + CSV_SOURCE.format(folder=drop))
+    site.drop_agent()
+    (drop / "export-1.csv").write_text("customer_no,mail,first\n"
+                                      "A1,ann@legacy.example,Ann\n"
+                                      ",nokey@legacy.example,NoKey\n"
+                                      "A2,bob@legacy.example,Bob\n")
+    site.settle(event_pipeline)
+    assert not (drop / "export-1.csv").exists() and (drop / "done" / "export-1.csv").exists()
+    found = {}
+    for xid in ("legacy-A1", "legacy-A2"):
+        r = site.tenant.http.get("/v1/customers/lookup", params={"source": site.source, "external_id": xid})
+        assert r.status_code == 200 and len(r.json()["data"]) == 1, (xid, r.text)
+        found[xid] = r.json()["data"][0]
+    assert found["legacy-A1"]["email"] == "ann@legacy.example" and found["legacy-A2"]["name"]["given"] == "Bob"
+    assert site.agent().store.counts()["parked"] == 1  # the row without a key, with its line
+    # the same file dropped again uploads nothing new
+    (drop / "export-1.csv").write_text((drop / "done" / "export-1.csv").read_text())
+    report = site.cycle()
+    assert report is not None and (report.scanned, report.sent) == (0, 0)
+    assert (drop / "done").is_dir() and not (drop / "export-1.csv").exists()
