@@ -13,8 +13,10 @@ class SdkInclude(BuildHookInterface):
         if self.target_name != "wheel" or version != "standard":
             return  # the editable install of the dev environment imports the repository's own
         repo = Path(self.root).resolve().parent
-        build_data["force_include"].update({
-            str(repo / "connectors" / "__init__.py"): "connectors/__init__.py",
-            str(repo / "connectors" / "sdk"): "connectors/sdk",
-            str(repo / "common"): "common",
-        })
+        build_data["force_include"].update(
+            {
+                str(repo / "connectors" / "__init__.py"): "connectors/__init__.py",
+                str(repo / "connectors" / "sdk"): "connectors/sdk",
+                str(repo / "common"): "common",
+            }
+        )
